@@ -1,0 +1,100 @@
+//! The header shared by sealed and signed tokens, and the associated data built from it.
+//!
+//! ```text
+//! byte 0      version (1)
+//! byte 1      kind: 1 = sealed, 2 = signed
+//! byte 2      key id length k (1..=16)
+//! bytes 3..   key id (k ASCII bytes)
+//! ```
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::error::OpenError;
+use crate::keys::{MAX_KEY_ID_LEN, validate_key_id};
+
+/// The format version this build writes and reads.
+pub(crate) const VERSION: u8 = 1;
+/// Kind byte of a sealed (AEAD) token.
+pub(crate) const KIND_SEALED: u8 = 1;
+/// Kind byte of a signed (HMAC) token.
+pub(crate) const KIND_SIGNED: u8 = 2;
+
+/// A parsed header: the key id and where the body starts.
+pub(crate) struct Header<'a> {
+    pub(crate) key_id: &'a [u8],
+    pub(crate) len: usize,
+}
+
+/// Decodes the token's base64url text, refusing it first when too long.
+pub(crate) fn decode_text(token: &str, max_len: usize) -> Result<Vec<u8>, OpenError> {
+    if token.len() > max_len {
+        return Err(OpenError::TooLarge {
+            len: token.len(),
+            max: max_len,
+        });
+    }
+    if token.is_empty() {
+        return Err(OpenError::Malformed("empty token"));
+    }
+    URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| OpenError::Malformed("not base64url"))
+}
+
+impl<'a> Header<'a> {
+    /// Parses the header of `raw`, which must be of `kind`.
+    pub(crate) fn parse(raw: &'a [u8], kind: u8) -> Result<Header<'a>, OpenError> {
+        let [version, k, klen, rest @ ..] = raw else {
+            return Err(OpenError::Malformed("shorter than a header"));
+        };
+        if *version != VERSION {
+            return Err(OpenError::UnsupportedVersion {
+                found: *version,
+                supported: VERSION,
+            });
+        }
+        if *k != kind {
+            return Err(OpenError::Malformed("token of another kind"));
+        }
+        let klen = usize::from(*klen);
+        if klen == 0 || klen > MAX_KEY_ID_LEN {
+            return Err(OpenError::Malformed("bad key id length"));
+        }
+        let key_id = rest
+            .get(..klen)
+            .ok_or(OpenError::Malformed("key id truncated"))?;
+        let id_str =
+            std::str::from_utf8(key_id).map_err(|_| OpenError::Malformed("bad key id"))?;
+        validate_key_id(id_str).map_err(|_| OpenError::Malformed("bad key id"))?;
+        Ok(Header {
+            key_id,
+            len: 3 + klen,
+        })
+    }
+}
+
+/// Appends the header for `kind` and `key_id` to `out`.
+pub(crate) fn write_header(out: &mut Vec<u8>, kind: u8, key_id: &str) {
+    out.push(VERSION);
+    out.push(kind);
+    // Key ids are validated to 1..=16 bytes when the key is made.
+    out.push(u8::try_from(key_id.len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(key_id.as_bytes());
+}
+
+/// Associated data: the header, then the purpose's length (u16, big-endian) and bytes.
+/// Purposes longer than 65535 bytes are cut at the length's limit consistently on both sides.
+pub(crate) fn associated_data(header: &[u8], purpose: &[u8]) -> Vec<u8> {
+    let purpose = purpose.get(..usize::from(u16::MAX)).unwrap_or(purpose);
+    let mut ad = Vec::with_capacity(header.len() + 2 + purpose.len());
+    ad.extend_from_slice(header);
+    ad.extend_from_slice(&u16::try_from(purpose.len()).unwrap_or(u16::MAX).to_be_bytes());
+    ad.extend_from_slice(purpose);
+    ad
+}
+
+/// Base64url without padding: the text form of every token.
+pub(crate) fn encode_text(raw: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(raw)
+}

@@ -1,0 +1,89 @@
+//! Codecs turn a [`SessionState`] into a token string and back.
+//!
+//! [`Codec::open`] receives hostile input: it must refuse anything it did not make (for this
+//! purpose, with a key of the ring), say why through [`OpenError`], and never panic.
+//! Opening only authenticates and decodes; expiry is [`Policy::check`](crate::Policy::check)'s
+//! job, which [`Codec::open_checked`] runs after it.
+
+mod envelope;
+mod sealed;
+mod signed;
+
+pub use sealed::SealedCodec;
+pub use signed::SignedCodec;
+
+
+use crate::clock::Timestamp;
+use crate::error::{OpenError, SealError};
+use crate::policy::{Fresh, Policy};
+use crate::state::SessionState;
+
+/// Default longest token a codec opens or makes: 16 KiB of text (room for a chunked cookie).
+pub const DEFAULT_MAX_TOKEN_LEN: usize = 16 * 1024;
+
+/// A token that authenticated and decoded. Only a codec makes one.
+#[derive(Debug)]
+pub struct Opened {
+    state: SessionState,
+    key_id: String,
+    stale_key: bool,
+}
+
+impl Opened {
+    pub(crate) fn new(state: SessionState, key_id: &str, primary: bool) -> Opened {
+        Opened {
+            state,
+            key_id: key_id.to_owned(),
+            stale_key: !primary,
+        }
+    }
+
+    /// The session inside.
+    pub fn state(&self) -> &SessionState {
+        &self.state
+    }
+
+    /// The session inside, by value.
+    pub fn into_state(self) -> SessionState {
+        self.state
+    }
+
+    /// The id of the key that opened the token.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// True when the token was made with a key that is no longer primary: re-issue it under
+    /// the primary key.
+    pub fn needs_reissue(&self) -> bool {
+        self.stale_key
+    }
+}
+
+/// State to token and back. Implemented by [`SealedCodec`] and [`SignedCodec`].
+///
+/// `purpose` binds a token to its use (for a cookie, the cookie's name): a token made for one
+/// purpose fails authentication for any other.
+pub trait Codec: Send + Sync + 'static {
+    /// A short name for logs: `"sealed"`, `"signed"`, ...
+    fn name(&self) -> &'static str;
+
+    /// Makes a token of `state` with the primary key.
+    fn seal(&self, state: &SessionState, purpose: &[u8]) -> Result<String, SealError>;
+
+    /// Authenticates and decodes a token. Hostile input: never panics.
+    fn open(&self, token: &str, purpose: &[u8]) -> Result<Opened, OpenError>;
+
+    /// [`Codec::open`], then [`Policy::check`] at `now`.
+    fn open_checked(
+        &self,
+        token: &str,
+        purpose: &[u8],
+        policy: &Policy,
+        now: Timestamp,
+    ) -> Result<(Opened, Fresh), OpenError> {
+        let opened = self.open(token, purpose)?;
+        let fresh = policy.check(opened.state(), now)?;
+        Ok((opened, fresh))
+    }
+}

@@ -1,0 +1,194 @@
+//! Sealed tokens, format version 1: the session encrypted and authenticated with the AEAD of
+//! the primary key (AES-256-GCM, ChaCha20-Poly1305 or XChaCha20-Poly1305).
+//!
+//! ```text
+//! header (version 1, kind 1, key id) || nonce (12 or 24 bytes) || ciphertext || tag (16)
+//! ```
+//!
+//! The nonce is fresh from the operating system's RNG for every seal. The associated data is
+//! the header plus the purpose (the cookie name), so a token cannot be moved to another key
+//! id, version or cookie. Protects against reading and tampering; does not protect against
+//! replay of a stolen token until it expires (see the denylist for revocation).
+
+use aes_gcm::aead::rand_core::{OsRng, RngCore};
+use aes_gcm::aead::{AeadInPlace, generic_array::GenericArray};
+
+use super::envelope::{
+    KIND_SEALED, associated_data, decode_text, encode_text, write_header, Header,
+};
+use super::{Codec, DEFAULT_MAX_TOKEN_LEN, Opened};
+use crate::error::{OpenError, SealError};
+use crate::keys::{AeadCipher, Keyring};
+use crate::state::SessionState;
+
+const TAG_LEN: usize = 16;
+
+/// The sealed (encrypted) codec: the client can neither read nor change the session.
+///
+/// ```
+/// use sealed_session::{Codec, Keyring, SealedCodec, SessionId, SessionState, Timestamp};
+/// let codec = SealedCodec::new(Keyring::generate()?);
+/// let now = Timestamp::from_millis(1_700_000_000_000);
+/// let mut state = SessionState::new(SessionId::generate()?, now, now.saturating_add(std::time::Duration::from_secs(3600)));
+/// state.insert("user", "alice")?;
+/// let token = codec.seal(&state, b"sid")?;
+/// let mut opened = codec.open(&token, b"sid")?.into_state();
+/// assert_eq!(opened.get::<String>("user")?, Some("alice".to_owned()));
+/// assert!(codec.open(&token, b"other-cookie").is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct SealedCodec {
+    ring: Keyring,
+    max_len: usize,
+}
+
+impl SealedCodec {
+    /// A sealed codec over `ring`, with the default token limit ([`DEFAULT_MAX_TOKEN_LEN`]).
+    pub fn new(ring: Keyring) -> Self {
+        SealedCodec {
+            ring,
+            max_len: DEFAULT_MAX_TOKEN_LEN,
+        }
+    }
+
+    /// The longest token text opened or made. Default: 16 KiB.
+    #[must_use]
+    pub fn max_token_len(mut self, n: usize) -> Self {
+        self.max_len = n;
+        self
+    }
+
+    /// The key ring.
+    pub fn keyring(&self) -> &Keyring {
+        &self.ring
+    }
+}
+
+fn encrypt(
+    cipher: &AeadCipher,
+    nonce: &[u8],
+    ad: &[u8],
+    buf: &mut [u8],
+) -> Result<[u8; TAG_LEN], SealError> {
+    let tag = match cipher {
+        AeadCipher::Aes256Gcm(c) => {
+            c.encrypt_in_place_detached(GenericArray::from_slice(nonce), ad, buf)
+        }
+        AeadCipher::ChaCha20Poly1305(c) => {
+            c.encrypt_in_place_detached(GenericArray::from_slice(nonce), ad, buf)
+        }
+        AeadCipher::XChaCha20Poly1305(c) => {
+            c.encrypt_in_place_detached(GenericArray::from_slice(nonce), ad, buf)
+        }
+    }
+    .map_err(|_| SealError::Encrypt)?;
+    let mut out = [0u8; TAG_LEN];
+    out.copy_from_slice(&tag);
+    Ok(out)
+}
+
+fn decrypt(
+    cipher: &AeadCipher,
+    nonce: &[u8],
+    ad: &[u8],
+    buf: &mut [u8],
+    tag: &[u8],
+) -> Result<(), OpenError> {
+    let tag = GenericArray::from_slice(tag);
+    match cipher {
+        AeadCipher::Aes256Gcm(c) => {
+            c.decrypt_in_place_detached(GenericArray::from_slice(nonce), ad, buf, tag)
+        }
+        AeadCipher::ChaCha20Poly1305(c) => {
+            c.decrypt_in_place_detached(GenericArray::from_slice(nonce), ad, buf, tag)
+        }
+        AeadCipher::XChaCha20Poly1305(c) => {
+            c.decrypt_in_place_detached(GenericArray::from_slice(nonce), ad, buf, tag)
+        }
+    }
+    .map_err(|_| OpenError::BadSeal)
+}
+
+impl SealedCodec {
+    /// Seals with a caller-chosen nonce. Only for reproducing the test vectors of
+    /// `docs/FORMAT.md`: reusing a nonce with the same key breaks the AEAD's security.
+    #[doc(hidden)]
+    pub fn seal_with_nonce_for_test_vectors(
+        &self,
+        state: &SessionState,
+        purpose: &[u8],
+        nonce: &[u8],
+    ) -> Result<String, SealError> {
+        self.seal_inner(state, purpose, Some(nonce))
+    }
+
+    fn seal_inner(
+        &self,
+        state: &SessionState,
+        purpose: &[u8],
+        fixed_nonce: Option<&[u8]>,
+    ) -> Result<String, SealError> {
+        let key = self.ring.primary();
+        let nonce_len = key.alg.nonce_len();
+        let mut raw =
+            Vec::with_capacity(3 + key.id.len() + nonce_len + state.encoded_len_hint() + TAG_LEN);
+        write_header(&mut raw, KIND_SEALED, &key.id);
+        let header_len = raw.len();
+        match fixed_nonce {
+            Some(n) if n.len() == nonce_len => raw.extend_from_slice(n),
+            Some(_) => return Err(SealError::Encrypt),
+            None => {
+                raw.resize(header_len + nonce_len, 0);
+                OsRng
+                    .try_fill_bytes(&mut raw[header_len..])
+                    .map_err(|_| SealError::Rng)?;
+            }
+        }
+        let body_start = raw.len();
+        state.encode_into(&mut raw)?;
+        let text_len = (raw.len() + TAG_LEN).div_ceil(3) * 4;
+        if text_len > self.max_len {
+            return Err(SealError::TooLarge {
+                len: text_len,
+                max: self.max_len,
+            });
+        }
+        let ad = associated_data(&raw[..header_len], purpose);
+        let (head, body) = raw.split_at_mut(body_start);
+        let tag = encrypt(&key.aead, &head[header_len..], &ad, body)?;
+        raw.extend_from_slice(&tag);
+        Ok(encode_text(&raw))
+    }
+}
+
+impl Codec for SealedCodec {
+    fn name(&self) -> &'static str {
+        "sealed"
+    }
+
+    fn seal(&self, state: &SessionState, purpose: &[u8]) -> Result<String, SealError> {
+        self.seal_inner(state, purpose, None)
+    }
+
+    fn open(&self, token: &str, purpose: &[u8]) -> Result<Opened, OpenError> {
+        let mut raw = decode_text(token, self.max_len)?;
+        let header = Header::parse(&raw, KIND_SEALED)?;
+        let (key, primary) = self.ring.find(header.key_id).ok_or_else(|| {
+            OpenError::UnknownKeyId(String::from_utf8_lossy(header.key_id).into_owned())
+        })?;
+        let header_len = header.len;
+        let nonce_len = key.alg.nonce_len();
+        let body_start = header_len + nonce_len;
+        if raw.len() < body_start + TAG_LEN {
+            return Err(OpenError::Malformed("shorter than nonce and tag"));
+        }
+        let ad = associated_data(&raw[..header_len], purpose);
+        let tag_start = raw.len() - TAG_LEN;
+        let (head, rest) = raw.split_at_mut(body_start);
+        let (body, tag) = rest.split_at_mut(tag_start - body_start);
+        decrypt(&key.aead, &head[header_len..], &ad, body, tag)?;
+        let state = SessionState::decode(body)?;
+        Ok(Opened::new(state, &key.id, primary))
+    }
+}

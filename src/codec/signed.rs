@@ -1,0 +1,98 @@
+//! Signed tokens, format version 1: a readable payload and an HMAC-SHA256 tag.
+//!
+//! ```text
+//! header (version 1, kind 2, key id) || payload || tag (32 bytes)
+//! tag = HMAC-SHA256(mac key, header || u16be(len(purpose)) || purpose || payload)
+//! ```
+//!
+//! The tag is verified in constant time. Protects against tampering, not against reading:
+//! anyone holding the token can decode the session data (like Rails' signed cookies).
+
+use hmac::Mac;
+
+use super::envelope::{
+    KIND_SIGNED, associated_data, decode_text, encode_text, write_header, Header,
+};
+use super::{Codec, DEFAULT_MAX_TOKEN_LEN, Opened};
+use crate::error::{OpenError, SealError};
+use crate::keys::Keyring;
+use crate::state::SessionState;
+
+const TAG_LEN: usize = 32;
+
+/// The signed codec: the client can read the session but not change it.
+#[derive(Clone, Debug)]
+pub struct SignedCodec {
+    ring: Keyring,
+    max_len: usize,
+}
+
+impl SignedCodec {
+    /// A signed codec over `ring`, with the default token limit ([`DEFAULT_MAX_TOKEN_LEN`]).
+    pub fn new(ring: Keyring) -> Self {
+        SignedCodec {
+            ring,
+            max_len: DEFAULT_MAX_TOKEN_LEN,
+        }
+    }
+
+    /// The longest token text opened or made. Default: 16 KiB.
+    #[must_use]
+    pub fn max_token_len(mut self, n: usize) -> Self {
+        self.max_len = n;
+        self
+    }
+
+    /// The key ring.
+    pub fn keyring(&self) -> &Keyring {
+        &self.ring
+    }
+}
+
+impl Codec for SignedCodec {
+    fn name(&self) -> &'static str {
+        "signed"
+    }
+
+    fn seal(&self, state: &SessionState, purpose: &[u8]) -> Result<String, SealError> {
+        let key = self.ring.primary();
+        let mut raw = Vec::with_capacity(3 + key.id.len() + state.encoded_len_hint() + TAG_LEN);
+        write_header(&mut raw, KIND_SIGNED, &key.id);
+        let header_len = raw.len();
+        state.encode_into(&mut raw)?;
+        let text_len = (raw.len() + TAG_LEN).div_ceil(3) * 4;
+        if text_len > self.max_len {
+            return Err(SealError::TooLarge {
+                len: text_len,
+                max: self.max_len,
+            });
+        }
+        let mut mac = key.mac.clone();
+        mac.update(&associated_data(&raw[..header_len], purpose));
+        mac.update(&raw[header_len..]);
+        raw.extend_from_slice(&mac.finalize().into_bytes());
+        Ok(encode_text(&raw))
+    }
+
+    fn open(&self, token: &str, purpose: &[u8]) -> Result<Opened, OpenError> {
+        let raw = decode_text(token, self.max_len)?;
+        let header = Header::parse(&raw, KIND_SIGNED)?;
+        let (key, primary) = self.ring.find(header.key_id).ok_or_else(|| {
+            OpenError::UnknownKeyId(String::from_utf8_lossy(header.key_id).into_owned())
+        })?;
+        let header_len = header.len;
+        let tag_start = raw
+            .len()
+            .checked_sub(TAG_LEN)
+            .filter(|t| *t >= header_len)
+            .ok_or(OpenError::Malformed("shorter than the tag"))?;
+        let mut mac = key.mac.clone();
+        mac.update(&associated_data(&raw[..header_len], purpose));
+        mac.update(&raw[header_len..tag_start]);
+        // `verify_slice` compares in constant time.
+        mac.verify_slice(&raw[tag_start..])
+            .map_err(|_| OpenError::BadSeal)?;
+        let state = SessionState::decode(&raw[header_len..tag_start])?;
+        Ok(Opened::new(state, &key.id, primary))
+    }
+}

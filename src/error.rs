@@ -1,0 +1,203 @@
+//! Typed errors. Every refusal names its cause; none carries key material or a token.
+
+use crate::clock::Timestamp;
+
+/// Why a key, secret or key-ring string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// A raw key or secret is shorter than the 32 bytes the ring requires.
+    #[error("{what} is {got} bytes long; at least {need} bytes are required (generate one with `Key::generate` or `sealed-session keygen`)")]
+    TooShort {
+        /// "key" or "secret".
+        what: &'static str,
+        /// Bytes required.
+        need: usize,
+        /// Bytes given.
+        got: usize,
+    },
+    /// A raw key is longer than 32 bytes (derive it with `Key::derive` instead).
+    #[error("key is {got} bytes long; a raw key must be exactly {need} bytes (use `Key::derive` for a longer secret)")]
+    TooLong {
+        /// Bytes required.
+        need: usize,
+        /// Bytes given.
+        got: usize,
+    },
+    /// Every byte of the key or secret is the same (for example all zeros): not a key.
+    #[error("{what} has every byte equal; it is a placeholder, not a key")]
+    Degenerate {
+        /// "key" or "secret".
+        what: &'static str,
+    },
+    /// A key id is empty, too long or has a character outside `[A-Za-z0-9._-]`.
+    #[error("key id {id:?} is invalid: ids are 1 to {max} characters from A-Z a-z 0-9 . _ -")]
+    InvalidKeyId {
+        /// The offending id (ids are not secret).
+        id: String,
+        /// Longest id allowed.
+        max: usize,
+    },
+    /// Two keys in one ring share an id, so a token could not name its key unambiguously.
+    #[error("key id {0:?} appears twice in the key ring")]
+    DuplicateKeyId(String),
+    /// A ring needs at least one key.
+    #[error("the key ring is empty; give at least one key")]
+    Empty,
+    /// The algorithm name is not one this crate knows.
+    #[error("unknown algorithm {0:?}; expected one of aes256gcm, chacha20poly1305, xchacha20poly1305")]
+    UnknownAlgorithm(String),
+    /// The key material is not valid base64.
+    #[error("key {id:?} is not valid base64 (standard or URL-safe alphabet)")]
+    BadBase64 {
+        /// The key id whose material failed to decode.
+        id: String,
+    },
+    /// An entry of a key-ring string is not of the form `id:base64` or `id:alg:base64`.
+    #[error("key-ring entry {position} is not of the form `id:base64` or `id:algorithm:base64`")]
+    BadRingEntry {
+        /// 1-based position of the entry in the string.
+        position: usize,
+    },
+    /// The operating system's random number generator failed.
+    #[error("the operating system's random number generator failed")]
+    Rng,
+}
+
+/// Why a token was refused when opened.
+///
+/// The cases are distinct so that logs and metrics can count them ([`OpenError::reason`]);
+/// a client is only ever shown one outcome (a fresh session or a 401).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The token is not of this format: bad base64, too short, wrong kind, bad header or body.
+    #[error("token is malformed: {0}")]
+    Malformed(&'static str),
+    /// The token's format version is not one this build reads.
+    #[error("token format version {found} is not supported (this build reads version {supported})")]
+    UnsupportedVersion {
+        /// Version byte found in the token.
+        found: u8,
+        /// Version this build reads.
+        supported: u8,
+    },
+    /// The token names a key id that is not (or no longer) in the ring.
+    #[error("token names key id {0:?}, which is not in the key ring")]
+    UnknownKeyId(String),
+    /// Authentication failed: the token was forged, corrupted, or made for another purpose
+    /// (for a cookie, another cookie name).
+    #[error("token failed authentication (forged, corrupted, or made for another purpose)")]
+    BadSeal,
+    /// The session passed its absolute deadline.
+    #[error("session expired at {expired_at} (now {now})")]
+    Expired {
+        /// The deadline carried in the token.
+        expired_at: Timestamp,
+        /// The time of the check.
+        now: Timestamp,
+    },
+    /// The session was idle for longer than the policy allows.
+    #[error("session idle since {last_seen}, past the idle timeout (now {now})")]
+    IdleTimeout {
+        /// Last activity carried in the token.
+        last_seen: Timestamp,
+        /// The time of the check.
+        now: Timestamp,
+    },
+    /// The token claims a time in the future, beyond the clock leeway.
+    #[error("token claims time {claimed}, ahead of now {now} by more than the leeway")]
+    FromTheFuture {
+        /// The issued-at or last-seen time found in the token.
+        claimed: Timestamp,
+        /// The time of the check.
+        now: Timestamp,
+    },
+    /// The token is longer than the configured limit; it was refused before decoding.
+    #[error("token is {len} bytes, over the limit of {max}")]
+    TooLarge {
+        /// Length of the token as received.
+        len: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// The session was revoked (logged out) before its expiry.
+    #[error("session was revoked")]
+    Revoked,
+}
+
+impl OpenError {
+    /// A short, stable, lower-case label for logs and metrics (`"bad_seal"`, `"expired"`, ...).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            OpenError::Malformed(_) => "malformed",
+            OpenError::UnsupportedVersion { .. } => "unsupported_version",
+            OpenError::UnknownKeyId(_) => "unknown_key_id",
+            OpenError::BadSeal => "bad_seal",
+            OpenError::Expired { .. } => "expired",
+            OpenError::IdleTimeout { .. } => "idle_timeout",
+            OpenError::FromTheFuture { .. } => "from_the_future",
+            OpenError::TooLarge { .. } => "too_large",
+            OpenError::Revoked => "revoked",
+        }
+    }
+}
+
+/// Why a session could not be sealed or signed into a token.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SealError {
+    /// The subject (user id) is longer than the format allows.
+    #[error("subject is {len} bytes, over the limit of {max}")]
+    SubjectTooLong {
+        /// Length of the subject.
+        len: usize,
+        /// Longest subject allowed.
+        max: usize,
+    },
+    /// The token would be longer than the configured limit.
+    #[error("sealed token would be {len} bytes, over the limit of {max}")]
+    TooLarge {
+        /// Length the token would have.
+        len: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// The session data could not be serialized.
+    #[error("session data could not be serialized")]
+    Serialize(#[source] serde_json::Error),
+    /// The operating system's random number generator failed.
+    #[error("the operating system's random number generator failed")]
+    Rng,
+    /// The cipher refused to encrypt (only for inputs of many gigabytes).
+    #[error("encryption failed")]
+    Encrypt,
+}
+
+/// Why session data could not be read or written as the requested type.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DataError {
+    /// The value stored under `key` is not of the requested type.
+    #[error("session value {key:?} is not of the requested type")]
+    WrongType {
+        /// The session key.
+        key: String,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The value could not be converted to JSON.
+    #[error("value for session key {key:?} could not be serialized")]
+    Serialize {
+        /// The session key.
+        key: String,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The session's stored data is not a JSON object (only possible for a token written by
+    /// another implementation with a valid key).
+    #[error("session data is not a JSON object")]
+    Corrupt(#[source] serde_json::Error),
+}

@@ -1,0 +1,54 @@
+//! # sealed-session
+//!
+//! Sessions for [Poem](https://docs.rs/poem) with no server-side store: the whole session
+//! lives in an authenticated-encrypted cookie (or a signed one), keys rotate without logging
+//! anyone out, and expiry (absolute and idle) is enforced by the server, not only by the
+//! browser.
+//!
+//! ```
+//! use sealed_session::{Codec, Keyring, Policy, SealedCodec, SessionId, SessionState, Timestamp};
+//! use std::time::Duration;
+//!
+//! // Keys: newest first; in production from `SESSION_KEYS` or a long `SESSION_SECRET`.
+//! let ring = Keyring::from_secret("a long random secret of at least thirty-two bytes")?;
+//! let codec = SealedCodec::new(ring);
+//! let policy = Policy::new().max_age(Duration::from_secs(3600));
+//!
+//! let now = Timestamp::from_millis(1_764_000_000_000);
+//! let mut state = SessionState::new(SessionId::generate()?, now, policy.expires_at(now));
+//! state.insert("user", "alice")?;
+//! let token = codec.seal(&state, b"sid")?;             // the cookie value
+//!
+//! let (opened, _fresh) = codec.open_checked(&token, b"sid", &policy, now)?;
+//! assert_eq!(opened.into_state().get::<String>("user")?.as_deref(), Some("alice"));
+//!
+//! // An hour later the server refuses it, whatever the browser does.
+//! let later = now.saturating_add(Duration::from_secs(3600));
+//! assert!(codec.open_checked(&token, b"sid", &policy, later).is_err());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The pieces: [`Keyring`] (keys and rotation), [`Codec`] with [`SealedCodec`] and
+//! [`SignedCodec`] (token formats, documented byte for byte in `docs/FORMAT.md`), [`Policy`]
+//! (expiry), [`Clock`] (time, injectable for tests).
+//!
+//! ## Features
+//! - `redis`: the Redis denylist and store.
+//! - `cli`: the `sealed-session` command-line tool.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod clock;
+pub mod codec;
+mod error;
+mod keys;
+mod policy;
+mod state;
+
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use codec::{Codec, Opened, SealedCodec, SignedCodec};
+pub use error::{DataError, KeyError, OpenError, SealError};
+pub use keys::{Algorithm, KEY_LEN, Key, Keyring, MAX_KEY_ID_LEN};
+pub use policy::{Fresh, Policy};
+pub use state::{MAX_SUBJECT_LEN, SessionId, SessionState};

@@ -1,0 +1,156 @@
+//! Expiry rules, checked by the server on every open: an absolute lifetime, an idle timeout,
+//! and renewal that re-issues a token only once part of the idle window has passed.
+//!
+//! What counts as activity: any request that presents a valid session moves the idle clock
+//! (`last_seen`), but the new `last_seen` only reaches the client when the token is re-issued,
+//! that is when the data changed or [`Policy::renew_after`] has passed since the token's
+//! `last_seen`. The absolute deadline never moves, except by an explicit per-session max-age.
+
+use std::time::Duration;
+
+use crate::clock::Timestamp;
+use crate::error::OpenError;
+use crate::state::SessionState;
+
+/// Expiry policy. Every setter names its default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    max_age: Duration,
+    idle_timeout: Option<Duration>,
+    renew_after: Option<Duration>,
+    rolling: bool,
+    leeway: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            max_age: Duration::from_secs(24 * 3600),
+            idle_timeout: Some(Duration::from_secs(3600)),
+            renew_after: None,
+            rolling: false,
+            leeway: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What [`Policy::check`] found about a session that may be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fresh {
+    /// The token should be re-issued (with a new `last_seen`) even if the data did not change.
+    pub renew: bool,
+}
+
+impl Policy {
+    /// The default policy: 24 hours absolute, 1 hour idle, renewal after a quarter of the idle
+    /// window, 60 seconds of clock leeway for times in the future.
+    pub fn new() -> Self {
+        Policy::default()
+    }
+
+    /// Absolute lifetime from creation (express-session's `cookie.maxAge`, but enforced on the
+    /// server). Default: 24 hours.
+    #[must_use]
+    pub fn max_age(mut self, d: Duration) -> Self {
+        self.max_age = d;
+        self
+    }
+
+    /// Idle timeout: a session unused for this long is refused. `None` disables it.
+    /// Default: 1 hour.
+    #[must_use]
+    pub fn idle_timeout(mut self, d: Option<Duration>) -> Self {
+        self.idle_timeout = d;
+        self
+    }
+
+    /// Re-issue an unchanged session's token once this much time has passed since its
+    /// `last_seen`, so the idle clock moves without a new token on every response.
+    /// Default: a quarter of the idle timeout (never, when there is no idle timeout).
+    #[must_use]
+    pub fn renew_after(mut self, d: Duration) -> Self {
+        self.renew_after = Some(d);
+        self
+    }
+
+    /// express-session's `rolling`: re-issue the token on every response. Default: false
+    /// (renewal follows [`Policy::renew_after`]).
+    #[must_use]
+    pub fn rolling(mut self, on: bool) -> Self {
+        self.rolling = on;
+        self
+    }
+
+    /// How far in the future a token's issued-at or last-seen may be, for clocks that differ
+    /// between servers. Default: 60 seconds.
+    #[must_use]
+    pub fn leeway(mut self, d: Duration) -> Self {
+        self.leeway = d;
+        self
+    }
+
+    /// The absolute lifetime.
+    pub fn get_max_age(&self) -> Duration {
+        self.max_age
+    }
+    /// The idle timeout.
+    pub fn get_idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
+    }
+    /// Whether every response re-issues the token.
+    pub fn is_rolling(&self) -> bool {
+        self.rolling
+    }
+
+    /// The effective renewal interval.
+    pub fn renewal_interval(&self) -> Option<Duration> {
+        self.renew_after.or(self.idle_timeout.map(|d| d / 4))
+    }
+
+    /// When the session becomes unusable: the earlier of its absolute deadline and its idle
+    /// deadline.
+    pub fn deadline(&self, state: &SessionState) -> Timestamp {
+        let abs = state.expires_at();
+        match self.idle_timeout {
+            Some(idle) => abs.min(state.last_seen().saturating_add(idle)),
+            None => abs,
+        }
+    }
+
+    /// Checks an opened session at `now`.
+    ///
+    /// Boundaries: a session is expired from the millisecond of its deadline on
+    /// (`now >= expires_at`), and idle-expired from `last_seen + idle_timeout` on.
+    pub fn check(&self, state: &SessionState, now: Timestamp) -> Result<Fresh, OpenError> {
+        let horizon = now.saturating_add(self.leeway);
+        for claimed in [state.issued_at(), state.last_seen()] {
+            if claimed > horizon {
+                return Err(OpenError::FromTheFuture { claimed, now });
+            }
+        }
+        if now >= state.expires_at() {
+            return Err(OpenError::Expired {
+                expired_at: state.expires_at(),
+                now,
+            });
+        }
+        if let Some(idle) = self.idle_timeout {
+            if now >= state.last_seen().saturating_add(idle) {
+                return Err(OpenError::IdleTimeout {
+                    last_seen: state.last_seen(),
+                    now,
+                });
+            }
+        }
+        let renew = self.rolling
+            || self
+                .renewal_interval()
+                .is_some_and(|r| now >= state.last_seen().saturating_add(r));
+        Ok(Fresh { renew })
+    }
+
+    /// The absolute deadline for a session created at `now`.
+    pub fn expires_at(&self, now: Timestamp) -> Timestamp {
+        now.saturating_add(self.max_age)
+    }
+}
