@@ -43,12 +43,18 @@ mod clock;
 pub mod codec;
 mod error;
 mod keys;
+mod middleware;
 mod policy;
+mod session;
 mod state;
+pub mod transport;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use codec::{Codec, Opened, SealedCodec, SignedCodec};
 pub use error::{DataError, KeyError, OpenError, SealError};
 pub use keys::{Algorithm, KEY_LEN, Key, Keyring, MAX_KEY_ID_LEN};
+pub use middleware::{SealedSession, SealedSessionEndpoint};
 pub use policy::{Fresh, Policy};
+pub use session::{Session, SessionError};
 pub use state::{MAX_SUBJECT_LEN, SessionId, SessionState};
+pub use transport::cookie::{CookieConfig, SameSite, Secure};

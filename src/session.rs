@@ -1,0 +1,285 @@
+//! The per-request [`Session`] handle that handlers see.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use poem::error::ResponseError;
+use poem::http::StatusCode;
+use poem::{FromRequest, Request, RequestBody};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::clock::Timestamp;
+use crate::error::{DataError, SealError};
+use crate::state::{SessionId, SessionState};
+
+/// Errors a handler can get from a [`Session`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The handler asked for a `Session`, but the session middleware is not installed on its
+    /// route. Answered as a 500 with this message.
+    #[error(
+        "no session: the sealed-session middleware is not installed on this route (add `.with(SessionMiddleware::...)`)"
+    )]
+    MiddlewareMissing,
+    /// Reading or writing a value failed (wrong type, not serializable, corrupt data).
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// A fresh session id could not be drawn (the OS RNG failed).
+    #[error(transparent)]
+    Seal(#[from] SealError),
+}
+
+impl ResponseError for SessionError {
+    fn status(&self) -> StatusCode {
+        StatusCode::INTERNAL_SERVER_ERROR
+    }
+}
+
+/// What happened to the session during the request; read by the middleware afterwards.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Lifecycle {
+    /// Opened from a token, or new.
+    #[default]
+    Live,
+    /// `destroy()` was called and nothing was stored since.
+    Destroyed,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) state: SessionState,
+    /// No token came with the request (or it was refused): a new session.
+    pub(crate) is_new: bool,
+    /// Data or metadata changed: a new token must go out.
+    pub(crate) changed: bool,
+    /// Re-issue even if unchanged (touch, renewal, stale key).
+    pub(crate) reissue: bool,
+    pub(crate) lifecycle: Lifecycle,
+    /// Session ids this request ended (by `destroy` or `regenerate`), for revocation.
+    pub(crate) ended: Vec<(SessionId, Timestamp)>,
+    /// The token sent with the response, once made (for bearer transports).
+    pub(crate) token: Option<String>,
+    pub(crate) now: Timestamp,
+    pub(crate) max_age: Duration,
+}
+
+/// The session of the current request: a map of JSON values with typed access, plus its
+/// lifecycle (`regenerate`, `destroy`, `touch`, per-session max-age).
+///
+/// Cheap to clone (an `Arc`); clones share the session. Use it as a handler argument,
+/// `&Session` or `Session`:
+///
+/// ```
+/// use poem::handler;
+/// use sealed_session::Session;
+///
+/// #[handler]
+/// fn views(session: &Session) -> poem::Result<String> {
+///     let n = session.get::<u64>("views")?.unwrap_or(0) + 1;
+///     session.insert("views", n)?;
+///     Ok(format!("{n} views"))
+/// }
+/// ```
+///
+/// A handler on a route without the middleware gets a 500 naming the problem
+/// ([`SessionError::MiddlewareMissing`]), not a panic.
+#[derive(Clone, Debug)]
+pub struct Session {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl Session {
+    pub(crate) fn new(inner: Inner) -> Session {
+        Session {
+            inner: Arc::new(Mutex::new(inner)),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A handler that panicked while holding the lock leaves consistent data behind
+        // (every method finishes its update before returning), so poisoning is ignored.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn revive(inner: &mut Inner) {
+        if inner.lifecycle == Lifecycle::Destroyed {
+            inner.lifecycle = Lifecycle::Live;
+        }
+    }
+
+    /// The value under `key`, deserialized into `T`. `Ok(None)` when absent; an error when
+    /// present but not a `T`, so a wrong type is never a silent `None`.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        Ok(self.lock().state.get(key)?)
+    }
+
+    /// Stores `value` under `key`.
+    pub fn insert<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), SessionError> {
+        let mut inner = self.lock();
+        Session::revive(&mut inner);
+        if inner.state.insert(key, value)? {
+            inner.changed = true;
+        }
+        Ok(())
+    }
+
+    /// Removes `key`, returning its value as JSON.
+    pub fn remove(&self, key: &str) -> Result<Option<Value>, SessionError> {
+        let mut inner = self.lock();
+        let old = inner.state.remove(key)?;
+        if old.is_some() {
+            inner.changed = true;
+        }
+        Ok(old)
+    }
+
+    /// Whether `key` is present.
+    pub fn contains(&self, key: &str) -> Result<bool, SessionError> {
+        Ok(self.lock().state.data()?.contains_key(key))
+    }
+
+    /// Removes every value; the session (and its id) goes on.
+    pub fn clear(&self) {
+        let mut inner = self.lock();
+        if !inner.state.is_empty() {
+            inner.state.clear();
+            inner.changed = true;
+        }
+    }
+
+    /// Whether the session holds no values.
+    pub fn is_empty(&self) -> bool {
+        self.lock().state.is_empty()
+    }
+
+    /// The session id (128 random bits).
+    pub fn id(&self) -> SessionId {
+        self.lock().state.id()
+    }
+
+    /// True when the request carried no usable session (none, or one that was refused).
+    pub fn is_new(&self) -> bool {
+        self.lock().is_new
+    }
+
+    /// When the session was issued (created or regenerated).
+    pub fn issued_at(&self) -> Timestamp {
+        self.lock().state.issued_at()
+    }
+
+    /// The session's absolute deadline.
+    pub fn expires_at(&self) -> Timestamp {
+        self.lock().state.expires_at()
+    }
+
+    /// The subject (user id) the session is bound to, used for per-user revocation.
+    pub fn subject(&self) -> Option<String> {
+        self.lock().state.subject().map(str::to_owned)
+    }
+
+    /// Binds the session to a subject (user id), so that revoking every session of that
+    /// subject ("log out everywhere") reaches it. Set it at login, after `regenerate`.
+    pub fn set_subject(&self, subject: impl Into<String>) {
+        let mut inner = self.lock();
+        Session::revive(&mut inner);
+        inner.state.set_subject(Some(subject.into()));
+        inner.changed = true;
+    }
+
+    /// A new session id with empty data and fresh times, as express-session's
+    /// `req.session.regenerate()`: call it at login, against session fixation. The old id is
+    /// ended (and revoked, when a denylist is configured); its data is dropped. Use
+    /// [`Session::cycle_id`] to keep the data.
+    pub fn regenerate(&self) -> Result<(), SessionError> {
+        let id = SessionId::generate()?;
+        let mut inner = self.lock();
+        Session::end_current(&mut inner);
+        let now = inner.now;
+        let max_age = inner.max_age;
+        inner.state = SessionState::new(id, now, now.saturating_add(max_age));
+        inner.lifecycle = Lifecycle::Live;
+        inner.changed = true;
+        Ok(())
+    }
+
+    /// A new session id that keeps the data and subject (tower-sessions' `cycle_id`). The old
+    /// id is ended like with [`Session::regenerate`].
+    pub fn cycle_id(&self) -> Result<(), SessionError> {
+        let id = SessionId::generate()?;
+        let mut inner = self.lock();
+        Session::end_current(&mut inner);
+        let now = inner.now;
+        inner.state.set_id(id);
+        inner.state.set_issued_at(now);
+        inner.lifecycle = Lifecycle::Live;
+        inner.changed = true;
+        Ok(())
+    }
+
+    /// Ends the session: its data is dropped, the cookie is cleared (with the Path and Domain
+    /// it was set with) and its id is revoked when a denylist is configured. A value stored
+    /// afterwards in the same request starts a new session.
+    pub fn destroy(&self) -> Result<(), SessionError> {
+        let id = SessionId::generate()?;
+        let mut inner = self.lock();
+        Session::end_current(&mut inner);
+        let now = inner.now;
+        let max_age = inner.max_age;
+        inner.state = SessionState::new(id, now, now.saturating_add(max_age));
+        inner.lifecycle = Lifecycle::Destroyed;
+        inner.changed = false;
+        inner.reissue = false;
+        Ok(())
+    }
+
+    /// Marks the session active now and re-issues its token, resetting the idle clock
+    /// (express-session's `touch`).
+    pub fn touch(&self) {
+        let mut inner = self.lock();
+        inner.reissue = true;
+    }
+
+    /// Overrides this session's lifetime: it now ends `max_age` from now (express-session's
+    /// `req.session.cookie.maxAge = ...`). The cookie's Max-Age follows when cookies are
+    /// persistent.
+    pub fn set_max_age(&self, max_age: Duration) {
+        let mut inner = self.lock();
+        Session::revive(&mut inner);
+        let at = inner.now.saturating_add(max_age);
+        inner.state.set_expires_at(at);
+        inner.changed = true;
+    }
+
+    /// The token sent with this response, once the middleware has made it (bearer
+    /// transports). `None` during the handler and when no new token was needed.
+    pub fn token(&self) -> Option<String> {
+        self.lock().token.clone()
+    }
+
+    fn end_current(inner: &mut Inner) {
+        if !inner.is_new || inner.changed {
+            let entry = (inner.state.id(), inner.state.expires_at());
+            inner.ended.push(entry);
+        }
+    }
+}
+
+impl<'a> FromRequest<'a> for &'a Session {
+    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
+        req.extensions()
+            .get::<Session>()
+            .ok_or_else(|| SessionError::MiddlewareMissing.into())
+    }
+}
+
+impl<'a> FromRequest<'a> for Session {
+    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
+        req.extensions()
+            .get::<Session>()
+            .cloned()
+            .ok_or_else(|| SessionError::MiddlewareMissing.into())
+    }
+}

@@ -1,0 +1,391 @@
+//! The cookie transport: reads the session cookie (reassembling chunks), and writes it with
+//! every attribute, splitting a token that would pass the browser's 4096-byte limit across
+//! numbered chunk cookies.
+//!
+//! Chunk naming: a token that fits goes in one cookie, `NAME=token`. A longer one is split
+//! into `NAME.0`, `NAME.1`, ... (at most [`CookieConfig::max_chunks`]); reading concatenates
+//! them in order. Writing one form removes the cookies of the other that the request carried,
+//! and stale chunks beyond the new count.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use poem::http::header::COOKIE;
+use poem::http::{HeaderMap, HeaderValue};
+
+pub use ::cookie::SameSite;
+
+/// The browser's limit on one cookie: name, value and attributes, in bytes.
+pub const BROWSER_COOKIE_LIMIT: usize = 4096;
+
+/// Whether the session cookie carries the `Secure` attribute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Secure {
+    /// Always (the default): the browser sends the cookie over HTTPS only (and to
+    /// `http://localhost`).
+    Always,
+    /// Never: for plain-HTTP development only.
+    Never,
+    /// When the request came over HTTPS, judged from the connection or, with
+    /// `trust_proxy`, from the `X-Forwarded-Proto` header (express-session's `secure: 'auto'`).
+    Auto,
+}
+
+/// The session cookie's name and attributes. Every setter names its default.
+#[derive(Clone, Debug)]
+pub struct CookieConfig {
+    name: String,
+    path: String,
+    domain: Option<String>,
+    secure: Secure,
+    http_only: bool,
+    same_site: Option<SameSite>,
+    partitioned: bool,
+    host_prefix: bool,
+    persistent: bool,
+    max_chunks: usize,
+    trust_proxy: bool,
+}
+
+impl Default for CookieConfig {
+    fn default() -> Self {
+        CookieConfig {
+            name: "sid".to_owned(),
+            path: "/".to_owned(),
+            domain: None,
+            secure: Secure::Always,
+            http_only: true,
+            same_site: Some(SameSite::Lax),
+            partitioned: false,
+            host_prefix: true,
+            persistent: false,
+            max_chunks: 4,
+            trust_proxy: false,
+        }
+    }
+}
+
+/// The session cookies a request carried.
+#[derive(Debug, Default)]
+pub struct Incoming {
+    /// The token, reassembled from chunks when chunked. `None` when absent or when the chunks
+    /// do not form a sequence.
+    pub token: Option<String>,
+    /// A plain (unchunked) cookie was present.
+    pub plain: bool,
+    /// Number of chunk cookies present (the highest index + 1).
+    pub chunks: usize,
+}
+
+impl Incoming {
+    /// Whether any session cookie came with the request.
+    pub fn any(&self) -> bool {
+        self.plain || self.chunks > 0
+    }
+}
+
+/// A session too large to send: more chunks than allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "session cookie would be {len} bytes in {chunks} cookies, over the limit of {max_chunks} cookies of at most 4096 bytes each; store less in the session"
+)]
+pub struct TooLarge {
+    /// Token length.
+    pub len: usize,
+    /// Cookies it would need.
+    pub chunks: usize,
+    /// The configured limit.
+    pub max_chunks: usize,
+}
+
+impl CookieConfig {
+    /// Defaults: name `sid` (sent as `__Host-sid`), Path `/`, no Domain, Secure, HttpOnly,
+    /// SameSite=Lax, not Partitioned, a browser-session cookie, at most 4 chunks.
+    pub fn new() -> Self {
+        CookieConfig::default()
+    }
+
+    /// The cookie name (express-session's `name`). Default: `sid`.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+    /// The Path attribute. Default: `/`.
+    #[must_use]
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+    /// The Domain attribute. Default: none (host-only). Setting one turns off the
+    /// `__Host-` prefix, which forbids it.
+    #[must_use]
+    pub fn domain(mut self, domain: impl Into<String>) -> Self {
+        self.domain = Some(domain.into());
+        self
+    }
+    /// The Secure attribute. Default: [`Secure::Always`].
+    #[must_use]
+    pub fn secure(mut self, secure: Secure) -> Self {
+        self.secure = secure;
+        self
+    }
+    /// The HttpOnly attribute. Default: true.
+    #[must_use]
+    pub fn http_only(mut self, on: bool) -> Self {
+        self.http_only = on;
+        self
+    }
+    /// The SameSite attribute; `None` omits it. Default: `Lax`.
+    #[must_use]
+    pub fn same_site(mut self, same_site: Option<SameSite>) -> Self {
+        self.same_site = same_site;
+        self
+    }
+    /// The Partitioned attribute (CHIPS). Default: false.
+    #[must_use]
+    pub fn partitioned(mut self, on: bool) -> Self {
+        self.partitioned = on;
+        self
+    }
+    /// Prefix the name with `__Host-` when the cookie is Secure, has Path `/` and no Domain,
+    /// so that no other subdomain or path can set it. Default: true.
+    #[must_use]
+    pub fn host_prefix(mut self, on: bool) -> Self {
+        self.host_prefix = on;
+        self
+    }
+    /// Give the cookie a Max-Age (the time left until the session's deadline), so it
+    /// survives a browser restart. Default: false (a browser-session cookie, as
+    /// express-session's `maxAge: null`); the server enforces expiry either way.
+    #[must_use]
+    pub fn persistent(mut self, on: bool) -> Self {
+        self.persistent = on;
+        self
+    }
+    /// The most cookies one session may be split across. Default: 4 (about 16 KB).
+    #[must_use]
+    pub fn max_chunks(mut self, n: usize) -> Self {
+        self.max_chunks = n.max(1);
+        self
+    }
+    /// Trust `X-Forwarded-Proto` from a reverse proxy when deciding whether the request came
+    /// over HTTPS (express-session's `proxy`). Default: false.
+    #[must_use]
+    pub fn trust_proxy(mut self, on: bool) -> Self {
+        self.trust_proxy = on;
+        self
+    }
+
+    /// Whether the session cookie is Persistent (carries Max-Age).
+    pub fn is_persistent(&self) -> bool {
+        self.persistent
+    }
+
+    /// Whether trusting `X-Forwarded-Proto` is on.
+    pub fn trusts_proxy(&self) -> bool {
+        self.trust_proxy
+    }
+
+    /// The configured secure mode.
+    pub fn secure_mode(&self) -> Secure {
+        self.secure
+    }
+
+    /// Whether the cookie is Secure for a request that did (or did not) come over HTTPS.
+    pub fn is_secure(&self, https: bool) -> bool {
+        match self.secure {
+            Secure::Always => true,
+            Secure::Never => false,
+            Secure::Auto => https,
+        }
+    }
+
+    /// The cookie name as sent, with the `__Host-` prefix when it applies.
+    pub fn full_name(&self, secure: bool) -> String {
+        if self.prefix_applies(secure) {
+            format!("__Host-{}", self.name)
+        } else {
+            self.name.clone()
+        }
+    }
+
+    fn prefix_applies(&self, secure: bool) -> bool {
+        self.host_prefix && secure && self.path == "/" && self.domain.is_none()
+    }
+
+    /// Reads the session cookie named `name` from the request's Cookie headers.
+    pub fn read(&self, headers: &HeaderMap, name: &str) -> Incoming {
+        let mut incoming = Incoming::default();
+        let mut plain: Option<&str> = None;
+        // Chunks by index; at most `max_chunks` are kept, more are counted for removal.
+        let mut parts: Vec<Option<&str>> = Vec::new();
+        for header in headers.get_all(COOKIE) {
+            let Ok(header) = header.to_str() else {
+                continue;
+            };
+            for pair in header.split(';') {
+                let Some((k, v)) = pair.trim().split_once('=') else {
+                    continue;
+                };
+                let v = v.trim().trim_matches('"');
+                if k == name {
+                    plain.get_or_insert(v);
+                    incoming.plain = true;
+                } else if let Some(idx) = k
+                    .strip_prefix(name)
+                    .and_then(|rest| rest.strip_prefix('.'))
+                    .and_then(|i| i.parse::<usize>().ok())
+                {
+                    // Refuse absurd indexes without allocating for them.
+                    if idx >= self.max_chunks.saturating_mul(4).max(16) {
+                        continue;
+                    }
+                    incoming.chunks = incoming.chunks.max(idx + 1);
+                    if idx < self.max_chunks {
+                        if parts.len() <= idx {
+                            parts.resize(idx + 1, None);
+                        }
+                        if let Some(slot) = parts.get_mut(idx) {
+                            slot.get_or_insert(v);
+                        }
+                    }
+                }
+            }
+        }
+        incoming.token = if !parts.is_empty() && incoming.chunks <= self.max_chunks {
+            let mut token = String::new();
+            let complete = parts.iter().all(|p| match p {
+                Some(p) => {
+                    token.push_str(p);
+                    true
+                }
+                None => false,
+            });
+            complete.then_some(token)
+        } else {
+            plain.map(str::to_owned)
+        };
+        incoming
+    }
+
+    /// The attribute part of a Set-Cookie header (everything after the value).
+    fn attributes(&self, secure: bool, max_age: Option<Duration>, removal: bool) -> String {
+        let mut a = String::with_capacity(96);
+        let _ = write!(a, "; Path={}", self.path);
+        if let Some(d) = &self.domain {
+            let _ = write!(a, "; Domain={d}");
+        }
+        if removal {
+            a.push_str("; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT");
+        } else if let Some(age) = max_age {
+            let _ = write!(a, "; Max-Age={}", age.as_secs());
+        }
+        if secure {
+            a.push_str("; Secure");
+        }
+        if self.http_only {
+            a.push_str("; HttpOnly");
+        }
+        match self.same_site {
+            Some(SameSite::Strict) => a.push_str("; SameSite=Strict"),
+            Some(SameSite::Lax) => a.push_str("; SameSite=Lax"),
+            Some(SameSite::None) => a.push_str("; SameSite=None"),
+            None => {}
+        }
+        if self.partitioned {
+            a.push_str("; Partitioned");
+        }
+        a
+    }
+
+    /// The Set-Cookie values that send `token` under `name`, removing what the request
+    /// carried in the other form. Refuses, sending nothing, when the token needs more than
+    /// `max_chunks` cookies.
+    pub fn write(
+        &self,
+        name: &str,
+        token: &str,
+        secure: bool,
+        max_age: Option<Duration>,
+        incoming: &Incoming,
+    ) -> Result<Vec<HeaderValue>, TooLarge> {
+        let max_age = if self.persistent { max_age } else { None };
+        let attrs = self.attributes(secure, max_age, false);
+        let mut out = Vec::new();
+        if name.len() + 1 + token.len() + attrs.len() <= BROWSER_COOKIE_LIMIT {
+            push(&mut out, format!("{name}={token}{attrs}"));
+            for i in 0..incoming.chunks {
+                self.push_removal(&mut out, &format!("{name}.{i}"), secure);
+            }
+            return Ok(out);
+        }
+        // Chunk names grow with the index; size each chunk for the longest name.
+        let longest_name = name.len() + 1 + self.max_chunks.to_string().len();
+        let room = BROWSER_COOKIE_LIMIT.saturating_sub(longest_name + 1 + attrs.len());
+        let chunks = if room == 0 {
+            usize::MAX
+        } else {
+            token.len().div_ceil(room)
+        };
+        if chunks > self.max_chunks {
+            return Err(TooLarge {
+                len: token.len(),
+                chunks,
+                max_chunks: self.max_chunks,
+            });
+        }
+        // Tokens are base64url (ASCII), so any byte index is a char boundary; `get` keeps
+        // that an error rather than a panic should that ever change.
+        let mut rest = token;
+        let mut i = 0;
+        while !rest.is_empty() {
+            let cut = room.min(rest.len());
+            let (Some(head), Some(tail)) = (rest.get(..cut), rest.get(cut..)) else {
+                break;
+            };
+            push(&mut out, format!("{name}.{i}={head}{attrs}"));
+            rest = tail;
+            i += 1;
+        }
+        for stale in i..incoming.chunks {
+            self.push_removal(&mut out, &format!("{name}.{stale}"), secure);
+        }
+        if incoming.plain {
+            self.push_removal(&mut out, name, secure);
+        }
+        Ok(out)
+    }
+
+    /// The Set-Cookie values that clear every session cookie the request carried (with the
+    /// same Path and Domain they were set with).
+    pub fn clear(&self, name: &str, secure: bool, incoming: &Incoming) -> Vec<HeaderValue> {
+        let mut out = Vec::new();
+        if incoming.plain || incoming.chunks == 0 {
+            self.push_removal(&mut out, name, secure);
+        }
+        for i in 0..incoming.chunks {
+            self.push_removal(&mut out, &format!("{name}.{i}"), secure);
+        }
+        out
+    }
+
+    fn push_removal(&self, out: &mut Vec<HeaderValue>, name: &str, secure: bool) {
+        push(
+            out,
+            format!("{name}={}", self.attributes(secure, None, true)),
+        );
+    }
+}
+
+fn push(out: &mut Vec<HeaderValue>, s: String) {
+    // Names and attributes come from configuration and tokens are base64url, so this only
+    // fails for a misconfigured name or path with control characters; skip such a cookie.
+    match HeaderValue::try_from(s) {
+        Ok(v) => out.push(v),
+        Err(_) => {
+            tracing::error!("session cookie not sent: invalid characters in name or attributes")
+        }
+    }
+}

@@ -1,0 +1,562 @@
+//! The Poem middleware's behaviour, through Poem's test client.
+
+mod http;
+
+use std::time::Duration;
+
+use http::{Jar, SetCookie, capture, set_cookies};
+use poem::http::StatusCode;
+use poem::test::{TestClient, TestResponse};
+use poem::web::Path;
+use poem::{Endpoint, EndpointExt, Route, get, handler, post};
+use sealed_session::{
+    Algorithm, Key, Keyring, ManualClock, SealedSession, Secure, Session, SessionState, Timestamp,
+};
+
+const T0: Timestamp = Timestamp::from_millis(1_764_000_000_000);
+const NAME: &str = "__Host-sid";
+
+#[handler]
+fn get_key(session: &Session, Path(key): Path<String>) -> poem::Result<String> {
+    Ok(match session.get::<String>(&key)? {
+        Some(v) => v,
+        None => "<none>".to_owned(),
+    })
+}
+
+#[handler]
+fn set_key(session: &Session, Path((key, val)): Path<(String, String)>) -> poem::Result<()> {
+    session.insert(&key, &val)?;
+    Ok(())
+}
+
+#[handler]
+fn get_num(session: &Session) -> poem::Result<String> {
+    // A typed read of a string value as a number must be an error, not a silent None.
+    Ok(format!("{:?}", session.get::<u64>("n")?))
+}
+
+#[handler]
+fn noop() -> &'static str {
+    "ok"
+}
+
+#[handler]
+fn session_id(session: &Session) -> String {
+    session.id().to_string()
+}
+
+#[handler]
+fn destroy(session: &Session) -> poem::Result<()> {
+    session.destroy()?;
+    Ok(())
+}
+
+#[handler]
+fn regenerate(session: &Session) -> poem::Result<()> {
+    session.regenerate()?;
+    session.insert("user", "admin")?;
+    Ok(())
+}
+
+#[handler]
+fn touch(session: &Session) {
+    session.touch();
+}
+
+#[handler]
+fn fail_after_set(session: &Session) -> poem::Result<()> {
+    session.insert("attempt", "1")?;
+    Err(poem::Error::from_string("boom", StatusCode::BAD_REQUEST))
+}
+
+#[handler]
+fn big(session: &Session, Path(n): Path<usize>) -> poem::Result<()> {
+    // Incompressible-looking data of n characters.
+    let s: String = (0..n)
+        .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
+        .collect();
+    session.insert("big", &s)?;
+    Ok(())
+}
+
+#[handler]
+fn max_age(session: &Session, Path(secs): Path<u64>) {
+    session.set_max_age(Duration::from_secs(secs));
+}
+
+fn routes() -> Route {
+    Route::new()
+        .at("/get/:key", get(get_key))
+        .at("/set/:key/:val", post(set_key))
+        .at("/num", get(get_num))
+        .at("/noop", get(noop))
+        .at("/id", get(session_id))
+        .at("/destroy", post(destroy))
+        .at("/regenerate", post(regenerate))
+        .at("/touch", post(touch))
+        .at("/fail", post(fail_after_set))
+        .at("/big/:n", post(big))
+        .at("/max-age/:secs", post(max_age))
+}
+
+fn ring(id: &str, byte: u8) -> Key {
+    let mut k = [byte; 32];
+    k[0] = 1;
+    Key::new(id, Algorithm::Aes256Gcm, &k).unwrap()
+}
+
+fn keys() -> Keyring {
+    Keyring::new([ring("k1", 9)]).unwrap()
+}
+
+struct Client<E: Endpoint> {
+    tc: TestClient<E>,
+    jar: Jar,
+}
+
+impl<E: Endpoint> Client<E> {
+    fn new(ep: E) -> Self {
+        Client {
+            tc: TestClient::new(ep),
+            jar: Jar::default(),
+        }
+    }
+    async fn send(&mut self, method: &str, uri: &str) -> (TestResponse, Vec<SetCookie>) {
+        let mut req = match method {
+            "GET" => self.tc.get(uri),
+            _ => self.tc.post(uri),
+        };
+        if let Some(c) = self.jar.header() {
+            req = req.header("cookie", c);
+        }
+        let resp = req.send().await;
+        let set = self.jar.absorb(&resp);
+        (resp, set)
+    }
+    async fn text(&mut self, method: &str, uri: &str) -> String {
+        let (resp, _) = self.send(method, uri).await;
+        resp.0.into_body().into_string().await.unwrap()
+    }
+}
+
+fn app(mw: SealedSession) -> impl Endpoint {
+    routes().with(mw)
+}
+
+#[tokio::test]
+async fn no_cookie_until_changed_then_exactly_one() {
+    let mut c = Client::new(app(SealedSession::new(keys())));
+    let (_, set) = c.send("GET", "/noop").await;
+    assert!(set.is_empty(), "an untouched new session sends nothing");
+    let (_, set) = c.send("GET", "/get/user").await;
+    assert!(set.is_empty(), "reading a new session sends nothing");
+
+    let (resp, set) = c.send("POST", "/set/user/alice").await;
+    resp.assert_status_is_ok();
+    assert_eq!(set.len(), 1, "exactly one Set-Cookie: {set:?}");
+    let ck = &set[0];
+    assert_eq!(ck.name, NAME);
+    assert!(ck.has_flag("HttpOnly") && ck.has_flag("Secure"));
+    assert_eq!(ck.attr("SameSite"), Some("Lax"));
+    assert_eq!(ck.attr("Path"), Some("/"));
+    assert!(
+        ck.attr("Max-Age").is_none(),
+        "browser-session cookie by default"
+    );
+    assert_eq!(
+        resp.0.headers().get("cache-control").unwrap(),
+        "no-store",
+        "a response that sets a session must not be cached"
+    );
+
+    assert_eq!(c.text("GET", "/get/user").await, "alice");
+    let (_, set) = c.send("GET", "/get/user").await;
+    assert!(
+        set.is_empty(),
+        "an unchanged session is not re-sent: {set:?}"
+    );
+    let (_, set) = c.send("POST", "/set/user/alice").await;
+    assert!(set.is_empty(), "storing the same value is not a change");
+    let (_, set) = c.send("POST", "/set/user/bob").await;
+    assert_eq!(set.len(), 1);
+    assert_eq!(c.text("GET", "/get/user").await, "bob");
+}
+
+#[tokio::test]
+async fn save_uninitialized_sends_a_cookie_for_a_new_session() {
+    let mut c = Client::new(app(SealedSession::new(keys()).save_uninitialized(true)));
+    let (_, set) = c.send("GET", "/noop").await;
+    assert_eq!(set.len(), 1);
+    let (_, set) = c.send("GET", "/noop").await;
+    assert!(
+        set.is_empty(),
+        "once saved, an unchanged session is not re-sent"
+    );
+}
+
+#[tokio::test]
+async fn typed_get_of_the_wrong_type_is_an_error() {
+    let mut c = Client::new(app(SealedSession::new(keys())));
+    c.send("POST", "/set/n/seven").await;
+    let (resp, _) = c.send("GET", "/num").await;
+    resp.assert_status(StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+#[tokio::test]
+async fn older_key_token_is_reissued_under_the_primary() {
+    let old = Keyring::new([ring("k1", 9)]).unwrap();
+    let new = Keyring::new([ring("k2", 5), ring("k1", 9)]).unwrap();
+    let mut a = Client::new(app(SealedSession::new(old)));
+    a.send("POST", "/set/user/alice").await;
+    let old_token = a.jar.get(NAME).unwrap().to_owned();
+
+    let mut b = Client::new(app(SealedSession::new(new.clone())));
+    b.jar = a.jar.clone();
+    let (resp, set) = b.send("GET", "/get/user").await;
+    assert_eq!(resp.0.into_body().into_string().await.unwrap(), "alice");
+    assert_eq!(set.len(), 1, "re-issued under the primary key");
+    assert_ne!(set[0].value, old_token);
+    // The new token opens with a ring that holds only the new key.
+    let only_new = Keyring::new([ring("k2", 5)]).unwrap();
+    let mut c = Client::new(app(SealedSession::new(only_new)));
+    c.jar = b.jar.clone();
+    assert_eq!(c.text("GET", "/get/user").await, "alice");
+    // And an unchanged session under the primary is not re-issued again.
+    let (_, set) = b.send("GET", "/get/user").await;
+    assert!(set.is_empty());
+}
+
+/// Each bad cookie: the handler sees a fresh empty session, the cookie is cleared, and one
+/// tracing event names the reason without the token.
+async fn refused(
+    mw: SealedSession,
+    clock: Option<(&ManualClock, Duration)>,
+    cookie: Option<String>,
+    reason: &str,
+) {
+    let mut c = Client::new(app(mw));
+    c.send("POST", "/set/user/alice").await;
+    if let Some((clock, d)) = clock {
+        clock.advance(d);
+    }
+    if let Some(v) = &cookie {
+        c.jar.set(NAME, v);
+    }
+    let token = c.jar.get(NAME).unwrap().to_owned();
+    let (cap, _g) = capture();
+    let (resp, set) = c.send("GET", "/get/user").await;
+    assert_eq!(
+        resp.0.into_body().into_string().await.unwrap(),
+        "<none>",
+        "{reason}"
+    );
+    assert_eq!(set.len(), 1, "{reason}: {set:?}");
+    assert!(
+        set[0].is_removal() && set[0].name == NAME,
+        "{reason}: cleared"
+    );
+    assert_eq!(set[0].attr("Path"), Some("/"));
+    let reasons = cap.reasons();
+    assert_eq!(
+        reasons,
+        vec![reason.to_owned()],
+        "{reason}: one event naming the reason"
+    );
+    for e in cap.events() {
+        for v in e.fields.values() {
+            assert!(
+                !v.contains(&token[..token.len().min(40)]),
+                "the token is never logged"
+            );
+        }
+    }
+    assert!(c.jar.get(NAME).is_none());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn bad_cookies_give_a_fresh_session_and_are_cleared() {
+    let clock = ManualClock::new(T0);
+    let mw = || SealedSession::new(keys()).clock(clock.clone());
+    // Expired (absolute) and idle-expired.
+    refused(
+        mw().max_age(Duration::from_secs(100)).idle_timeout(None),
+        Some((&clock, Duration::from_secs(100))),
+        None,
+        "expired",
+    )
+    .await;
+    refused(
+        mw().idle_timeout(Some(Duration::from_secs(60))),
+        Some((&clock, Duration::from_secs(60))),
+        None,
+        "idle_timeout",
+    )
+    .await;
+    // Tampered: flip one character in the middle.
+    let mut c = Client::new(app(mw()));
+    c.send("POST", "/set/user/alice").await;
+    let good = c.jar.get(NAME).unwrap().to_owned();
+    let mut bytes = good.clone().into_bytes();
+    let mid = bytes.len() / 2;
+    bytes[mid] = if bytes[mid] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(bytes).unwrap();
+    refused(mw(), None, Some(tampered), "bad_seal").await;
+    // Wrong key: a token sealed under a key with the same id but other material.
+    let other = Keyring::new([ring("k1", 3)]).unwrap();
+    let mut o = Client::new(app(SealedSession::new(other).clock(clock.clone())));
+    o.send("POST", "/set/user/mallory").await;
+    let forged = o.jar.get(NAME).unwrap().to_owned();
+    refused(mw(), None, Some(forged), "bad_seal").await;
+    // Unknown key id.
+    let stranger = Keyring::new([ring("zz", 3)]).unwrap();
+    let mut s = Client::new(app(SealedSession::new(stranger).clock(clock.clone())));
+    s.send("POST", "/set/user/mallory").await;
+    refused(
+        mw(),
+        None,
+        Some(s.jar.get(NAME).unwrap().to_owned()),
+        "unknown_key_id",
+    )
+    .await;
+    // Garbage and oversized.
+    refused(mw(), None, Some("not a token!".to_owned()), "malformed").await;
+    refused(mw(), None, Some("A".repeat(20_000)), "too_large").await;
+}
+
+#[tokio::test]
+async fn a_token_for_another_cookie_name_is_refused() {
+    let mut a = Client::new(app(SealedSession::new(keys()).name("other")));
+    a.send("POST", "/set/user/alice").await;
+    let token = a.jar.get("__Host-other").unwrap().to_owned();
+    let mut b = Client::new(app(SealedSession::new(keys())));
+    b.jar.set(NAME, &token);
+    assert_eq!(b.text("GET", "/get/user").await, "<none>");
+}
+
+#[tokio::test]
+async fn destroy_clears_with_the_same_path_and_domain() {
+    let mw = SealedSession::new(keys())
+        .path("/app")
+        .domain("example.com")
+        .name("s");
+    let mut c = Client::new(app(mw));
+    let (_, set) = c.send("POST", "/set/user/alice").await;
+    assert_eq!(
+        set[0].name, "s",
+        "no __Host- prefix with a Domain or a Path other than /"
+    );
+    assert_eq!(set[0].attr("Path"), Some("/app"));
+    assert_eq!(set[0].attr("Domain"), Some("example.com"));
+    let (_, set) = c.send("POST", "/destroy").await;
+    assert_eq!(set.len(), 1, "{set:?}");
+    assert!(set[0].is_removal());
+    assert_eq!(set[0].attr("Path"), Some("/app"));
+    assert_eq!(set[0].attr("Domain"), Some("example.com"));
+    assert!(c.jar.header().is_none());
+    assert_eq!(c.text("GET", "/get/user").await, "<none>");
+}
+
+#[tokio::test]
+async fn destroy_without_a_session_sends_nothing() {
+    let mut c = Client::new(app(SealedSession::new(keys())));
+    let (_, set) = c.send("POST", "/destroy").await;
+    assert!(set.is_empty(), "{set:?}");
+}
+
+#[tokio::test]
+async fn changes_are_written_when_the_handler_fails() {
+    let mut c = Client::new(app(SealedSession::new(keys())));
+    let (resp, set) = c.send("POST", "/fail").await;
+    resp.assert_status(StatusCode::BAD_REQUEST);
+    assert_eq!(set.len(), 1);
+    assert_eq!(c.text("GET", "/get/attempt").await, "1");
+}
+
+#[tokio::test]
+async fn regenerate_gives_a_new_id_and_drops_old_data() {
+    let mut c = Client::new(app(SealedSession::new(keys())));
+    c.send("POST", "/set/cart/3").await;
+    let before = c.text("GET", "/id").await;
+    let (_, set) = c.send("POST", "/regenerate").await;
+    assert_eq!(set.len(), 1);
+    let after = c.text("GET", "/id").await;
+    assert_ne!(before, after);
+    assert_eq!(c.text("GET", "/get/user").await, "admin");
+    assert_eq!(c.text("GET", "/get/cart").await, "<none>");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn renewal_only_after_the_renewal_interval_and_rolling_every_time() {
+    let clock = ManualClock::new(T0);
+    let mw = SealedSession::new(keys())
+        .clock(clock.clone())
+        .idle_timeout(Some(Duration::from_secs(400)))
+        .renew_after(Duration::from_secs(100));
+    let mut c = Client::new(app(mw));
+    c.send("POST", "/set/user/alice").await;
+    clock.advance(Duration::from_secs(99));
+    let (_, set) = c.send("GET", "/get/user").await;
+    assert!(set.is_empty(), "not yet due");
+    clock.advance(Duration::from_secs(1));
+    let (_, set) = c.send("GET", "/get/user").await;
+    assert_eq!(set.len(), 1, "due at the renewal interval");
+    // The idle clock moved: 399 s later the session is still alive.
+    clock.advance(Duration::from_secs(399));
+    assert_eq!(c.text("GET", "/get/user").await, "alice");
+
+    let rolling = SealedSession::new(keys())
+        .clock(clock.clone())
+        .rolling(true);
+    let mut r = Client::new(app(rolling));
+    r.send("POST", "/set/user/alice").await;
+    for _ in 0..3 {
+        let (_, set) = r.send("GET", "/get/user").await;
+        assert_eq!(set.len(), 1, "rolling re-issues on every response");
+    }
+    let (_, set) = r.send("POST", "/touch").await;
+    assert_eq!(set.len(), 1);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn touch_reissues_and_max_age_override_moves_the_deadline() {
+    let clock = ManualClock::new(T0);
+    let mw = SealedSession::new(keys())
+        .clock(clock.clone())
+        .idle_timeout(None)
+        .max_age(Duration::from_secs(1000))
+        .persistent(true);
+    let mut c = Client::new(app(mw));
+    let (_, set) = c.send("POST", "/set/user/alice").await;
+    assert_eq!(set[0].attr("Max-Age"), Some("1000"));
+    let (_, set) = c.send("POST", "/touch").await;
+    assert_eq!(set.len(), 1, "touch re-issues");
+    let (_, set) = c.send("POST", "/max-age/10").await;
+    assert_eq!(set[0].attr("Max-Age"), Some("10"));
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(
+        c.text("GET", "/get/user").await,
+        "<none>",
+        "the shorter lifetime holds"
+    );
+}
+
+#[tokio::test]
+async fn large_sessions_are_chunked_reassembled_and_shrunk() {
+    let mut c = Client::new(app(SealedSession::new(keys())));
+    let (_, set) = c.send("POST", "/big/9000").await;
+    assert_eq!(
+        set.len(),
+        3,
+        "9000 bytes need 3 chunks: {:?}",
+        set.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    for (i, s) in set.iter().enumerate() {
+        assert_eq!(s.name, format!("{NAME}.{i}"));
+        assert!(s.raw.len() <= 4096, "chunk {i} is {} bytes", s.raw.len());
+    }
+    assert_eq!(c.text("GET", "/get/big").await.len(), 9000);
+
+    // Shrink to 5000 bytes: 2 chunks, the third removed.
+    let (_, set) = c.send("POST", "/big/5000").await;
+    let names: Vec<(&str, bool)> = set
+        .iter()
+        .map(|s| (s.name.as_str(), s.is_removal()))
+        .collect();
+    assert!(names.contains(&("__Host-sid.2", true)), "{names:?}");
+    assert_eq!(c.jar.cookies.len(), 2);
+    assert_eq!(c.text("GET", "/get/big").await.len(), 5000);
+
+    // Shrink to one cookie: all chunks removed, a plain cookie set.
+    let (_, set) = c.send("POST", "/big/10").await;
+    assert_eq!(set.iter().filter(|s| s.is_removal()).count(), 2);
+    assert_eq!(c.jar.cookies.keys().collect::<Vec<_>>(), vec![NAME]);
+    assert_eq!(c.text("GET", "/get/big").await.len(), 10);
+}
+
+#[tokio::test]
+async fn a_session_too_large_is_a_clear_error_and_the_old_cookie_stays() {
+    let mut c = Client::new(app(SealedSession::new(keys()).max_chunks(2)));
+    c.send("POST", "/set/user/alice").await;
+    let before = c.jar.clone();
+    let (resp, set) = c.send("POST", "/big/9000").await;
+    assert!(
+        set.is_empty(),
+        "nothing a browser would drop is sent: {set:?}"
+    );
+    resp.assert_status(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = resp.0.into_body().into_string().await.unwrap();
+    assert!(
+        body.contains("bytes") && body.contains("limit of 2"),
+        "{body}"
+    );
+    assert_eq!(c.jar.cookies, before.cookies);
+    assert_eq!(c.text("GET", "/get/user").await, "alice");
+}
+
+#[tokio::test]
+async fn incomplete_chunks_are_refused_and_cleared() {
+    let mut c = Client::new(app(SealedSession::new(keys())));
+    c.send("POST", "/big/9000").await;
+    c.jar.cookies.remove("__Host-sid.1");
+    let (resp, set) = c.send("GET", "/get/big").await;
+    assert_eq!(resp.0.into_body().into_string().await.unwrap(), "<none>");
+    assert!(
+        set.iter().all(SetCookie::is_removal) && !set.is_empty(),
+        "{set:?}"
+    );
+}
+
+#[tokio::test]
+async fn secure_auto_follows_the_scheme_and_trusts_proxies_only_when_told() {
+    let mw = SealedSession::new(keys()).secure(Secure::Auto);
+    let tc = TestClient::new(app(mw.clone()));
+    let resp = tc.post("/set/user/alice").send().await;
+    let set = set_cookies(&resp);
+    assert_eq!(
+        set[0].name, "sid",
+        "plain HTTP: no Secure, no __Host- prefix"
+    );
+    assert!(!set[0].has_flag("Secure"));
+    let resp = tc
+        .post("/set/user/alice")
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await;
+    assert!(
+        !set_cookies(&resp)[0].has_flag("Secure"),
+        "proxy header ignored by default"
+    );
+
+    let tc = TestClient::new(app(mw.trust_proxy(true)));
+    let resp = tc
+        .post("/set/user/alice")
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await;
+    let set = set_cookies(&resp);
+    assert!(set[0].has_flag("Secure"));
+    assert_eq!(set[0].name, NAME);
+}
+
+#[tokio::test]
+async fn signed_sessions_work_behind_the_same_api() {
+    let mut c = Client::new(app(SealedSession::signed(keys())));
+    c.send("POST", "/set/user/alice").await;
+    assert_eq!(c.text("GET", "/get/user").await, "alice");
+}
+
+#[tokio::test]
+async fn a_session_extractor_without_the_middleware_is_a_500_with_a_message() {
+    let tc = TestClient::new(routes());
+    let resp = tc.get("/get/user").send().await;
+    resp.assert_status(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = resp.0.into_body().into_string().await.unwrap();
+    assert!(body.contains("middleware is not installed"), "{body}");
+}
+
+#[test]
+fn session_state_is_what_the_codec_carries() {
+    // Compile-time check that the public state type is usable by applications' own tools.
+    fn _f(_: &SessionState) {}
+}
