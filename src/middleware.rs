@@ -5,16 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use poem::http::header::SET_COOKIE;
-use poem::http::{HeaderMap, StatusCode, header};
+use poem::http::{HeaderMap, HeaderValue, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::codec::{Codec, SealedCodec, SignedCodec};
-use crate::error::{OpenError, SealError};
+use crate::error::OpenError;
 use crate::keys::Keyring;
 use crate::policy::Policy;
 use crate::session::{Inner, Lifecycle, Session};
 use crate::state::{SessionId, SessionState};
+use crate::transport::bearer::{self, BearerConfig, BearerIn};
 use crate::transport::cookie::{CookieConfig, Incoming, SameSite, Secure};
 
 /// Session middleware for Poem, configured through one builder.
@@ -54,6 +55,8 @@ struct Config {
     codec: Arc<dyn Codec>,
     policy: Policy,
     cookie: CookieConfig,
+    /// `Some` when tokens travel in the `Authorization` header instead of cookies.
+    bearer: Option<BearerConfig>,
     save_uninitialized: bool,
     clock: Arc<dyn Clock>,
 }
@@ -76,6 +79,7 @@ impl SealedSession {
                 codec: Arc::new(codec),
                 policy: Policy::default(),
                 cookie: CookieConfig::default(),
+                bearer: None,
                 save_uninitialized: false,
                 clock: Arc::new(SystemClock),
             },
@@ -190,6 +194,14 @@ impl SealedSession {
         self.cfg.save_uninitialized = on;
         self
     }
+    /// Carry tokens in `Authorization: Bearer` instead of cookies, with new tokens in the
+    /// response header of `config` (see [`crate::transport::bearer`]). Default: cookies.
+    #[must_use]
+    pub fn bearer(mut self, config: BearerConfig) -> Self {
+        self.cfg.bearer = Some(config);
+        self
+    }
+
     /// The clock used for every expiry decision. Default: [`SystemClock`].
     #[must_use]
     pub fn clock(mut self, clock: impl Clock) -> Self {
@@ -202,14 +214,13 @@ impl<E: Endpoint> Middleware<E> for SealedSession {
     type Output = SealedSessionEndpoint<E>;
 
     fn transform(&self, ep: E) -> Self::Output {
-        let names = [
-            self.cfg.cookie.full_name(false),
-            self.cfg.cookie.full_name(true),
-        ];
         SealedSessionEndpoint {
             inner: ep,
+            names: [
+                Arc::from(self.cfg.cookie.full_name(false)),
+                Arc::from(self.cfg.cookie.full_name(true)),
+            ],
             cfg: Arc::new(self.cfg.clone()),
-            names: Arc::new(names),
         }
     }
 }
@@ -218,7 +229,8 @@ impl<E: Endpoint> Middleware<E> for SealedSession {
 pub struct SealedSessionEndpoint<E> {
     inner: E,
     cfg: Arc<Config>,
-    names: Arc<[String; 2]>,
+    /// The cookie name (and token purpose) without and with the Secure-only prefix.
+    names: [Arc<str>; 2],
 }
 
 fn is_https(req: &Request, trust_proxy: bool) -> bool {
@@ -249,53 +261,68 @@ fn log_refusal(e: &OpenError) {
     }
 }
 
+/// How the request carried its session.
+enum Carrier {
+    Cookie { secure: bool, incoming: Incoming },
+    Bearer,
+}
+
+/// The session as opened from the request.
+struct Arrival {
+    state: SessionState,
+    is_new: bool,
+    reissue: bool,
+    /// A token came but was refused.
+    refused: Option<OpenError>,
+}
+
 enum Outcome {
     Nothing,
     Write,
     Clear,
 }
 
-impl<E: Endpoint> SealedSessionEndpoint<E> {
-    fn fresh_state(&self, now: Timestamp) -> Result<SessionState, SealError> {
-        Ok(SessionState::new(
-            SessionId::generate()?,
-            now,
-            self.cfg.policy.expires_at(now),
-        ))
-    }
+fn internal(e: impl std::error::Error + Send + Sync + 'static) -> poem::Error {
+    poem::Error::new(e, StatusCode::INTERNAL_SERVER_ERROR)
+}
 
-    fn open(
-        &self,
-        incoming: &Incoming,
-        name: &str,
-        now: Timestamp,
-    ) -> Result<(SessionState, bool, bool, bool), SealError> {
-        // (state, is_new, reissue, refused)
-        let Some(token) = &incoming.token else {
-            // Chunks that do not form a sequence are refused like a bad token.
-            if incoming.any() {
-                log_refusal(&OpenError::Malformed("incomplete cookie chunks"));
-            }
-            return Ok((self.fresh_state(now)?, true, false, incoming.any()));
+impl<E: Endpoint> SealedSessionEndpoint<E> {
+    fn arrive(&self, token: Option<&str>, purpose: &str, now: Timestamp) -> Result<Arrival> {
+        let fresh = |refused: Option<OpenError>| -> Result<Arrival> {
+            Ok(Arrival {
+                state: SessionState::new(
+                    SessionId::generate().map_err(internal)?,
+                    now,
+                    self.cfg.policy.expires_at(now),
+                ),
+                is_new: true,
+                reissue: false,
+                refused,
+            })
+        };
+        let Some(token) = token else {
+            return fresh(None);
         };
         match self
             .cfg
             .codec
-            .open_checked(token, name.as_bytes(), &self.cfg.policy, now)
+            .open_checked(token, purpose.as_bytes(), &self.cfg.policy, now)
         {
-            Ok((opened, fresh)) => {
-                let reissue = fresh.renew || opened.needs_reissue();
-                Ok((opened.into_state(), false, reissue, false))
-            }
+            Ok((opened, f)) => Ok(Arrival {
+                reissue: f.renew || opened.needs_reissue(),
+                state: opened.into_state(),
+                is_new: false,
+                refused: None,
+            }),
             Err(e) => {
                 log_refusal(&e);
-                Ok((self.fresh_state(now)?, true, false, true))
+                fresh(Some(e))
             }
         }
     }
 }
 
-fn append_all(headers: &mut HeaderMap, values: Vec<poem::http::HeaderValue>) {
+fn append_all(headers: &mut HeaderMap, values: Vec<HeaderValue>) {
     for v in values {
         headers.append(SET_COOKIE, v);
     }
@@ -307,14 +334,52 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
     async fn call(&self, mut req: Request) -> Result<Response> {
         let cfg = &*self.cfg;
         let now = cfg.clock.now();
-        let secure = cfg
-            .cookie
-            .is_secure(is_https(&req, cfg.cookie.trusts_proxy()));
-        let name = &self.names[usize::from(secure)];
-        let incoming = cfg.cookie.read(req.headers(), name);
-        let (state, is_new, reissue, refused) = self
-            .open(&incoming, name, now)
-            .map_err(|e| poem::Error::new(e, StatusCode::INTERNAL_SERVER_ERROR))?;
+
+        let (carrier, purpose, arrival) = match &cfg.bearer {
+            Some(b) => {
+                let purpose = &self.names[0];
+                let token = match b.read(req.headers()) {
+                    BearerIn::Absent => None,
+                    BearerIn::Token(t) => Some(t),
+                    BearerIn::Refused(e) => {
+                        log_refusal(&e);
+                        return Ok(bearer::unauthorized(&e));
+                    }
+                };
+                let arrival = self.arrive(token, purpose, now)?;
+                if let Some(e) = &arrival.refused {
+                    return Ok(bearer::unauthorized(e));
+                }
+                (Carrier::Bearer, purpose, arrival)
+            }
+            None => {
+                let secure = cfg
+                    .cookie
+                    .is_secure(is_https(&req, cfg.cookie.trusts_proxy()));
+                let purpose = &self.names[usize::from(secure)];
+                let incoming = cfg.cookie.read(req.headers(), purpose);
+                let arrival = match &incoming.token {
+                    Some(t) => self.arrive(Some(t), purpose, now)?,
+                    None if incoming.any() => {
+                        // Chunks that do not form a sequence are refused like a bad token.
+                        let e = OpenError::Malformed("incomplete cookie chunks");
+                        log_refusal(&e);
+                        let mut a = self.arrive(None, purpose, now)?;
+                        a.refused = Some(e);
+                        a
+                    }
+                    None => self.arrive(None, purpose, now)?,
+                };
+                (Carrier::Cookie { secure, incoming }, purpose, arrival)
+            }
+        };
+        let Arrival {
+            state,
+            is_new,
+            reissue,
+            refused,
+        } = arrival;
+        let refused = refused.is_some();
 
         let session = Session::new(Inner {
             state,
@@ -326,6 +391,8 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             token: None,
             now,
             max_age: cfg.policy.get_max_age(),
+            codec: cfg.codec.clone(),
+            purpose: purpose.clone(),
         });
         req.extensions_mut().insert(session.clone());
 
@@ -336,50 +403,56 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
         };
 
         let mut inner = session.lock();
+        let had_cookie = matches!(&carrier, Carrier::Cookie { incoming, .. } if incoming.any());
         let outcome = match inner.lifecycle {
-            Lifecycle::Destroyed if !is_new || refused || incoming.any() => Outcome::Clear,
+            Lifecycle::Destroyed if !is_new || refused || had_cookie => Outcome::Clear,
             Lifecycle::Destroyed => Outcome::Nothing,
-            Lifecycle::Live if inner.changed => Outcome::Write,
+            Lifecycle::Live if inner.changed || inner.token.is_some() => Outcome::Write,
             Lifecycle::Live if is_new && cfg.save_uninitialized => Outcome::Write,
             Lifecycle::Live if !is_new && inner.reissue => Outcome::Write,
             Lifecycle::Live if refused => Outcome::Clear,
             Lifecycle::Live => Outcome::Nothing,
         };
-        match outcome {
-            Outcome::Nothing => {}
-            Outcome::Clear => {
+        match (&outcome, &carrier) {
+            (Outcome::Nothing, _) | (Outcome::Clear, Carrier::Bearer) => {}
+            (Outcome::Clear, Carrier::Cookie { secure, incoming }) => {
                 append_all(
                     resp.headers_mut(),
-                    cfg.cookie.clear(name, secure, &incoming),
+                    cfg.cookie.clear(purpose, *secure, incoming),
                 );
             }
-            Outcome::Write => {
-                inner.state.set_last_seen(now);
-                let sealed = cfg.codec.seal(&inner.state, name.as_bytes());
-                let max_age = cfg.policy.deadline(&inner.state).saturating_since(now);
-                let cookies = match sealed {
-                    Ok(token) => {
-                        let cookies = cfg
-                            .cookie
-                            .write(name, &token, secure, Some(max_age), &incoming)
-                            .map_err(|e| e.to_string());
-                        inner.token = Some(token);
-                        cookies
-                    }
-                    Err(e) => Err(e.to_string()),
+            (Outcome::Write, _) => {
+                let token = match &inner.token {
+                    Some(t) if !inner.changed && !inner.reissue => Ok(t.clone()),
+                    _ => inner.seal_now().map_err(|e| e.to_string()),
                 };
-                match cookies {
-                    Ok(values) => append_all(resp.headers_mut(), values),
-                    Err(msg) => {
-                        // Nothing is sent that a browser would drop; the previous cookie stays.
-                        tracing::error!(target: "sealed_session", error = %msg, "session not saved");
-                        inner.token = None;
-                        return Ok(poem::Error::from_string(
-                            format!("session not saved: {msg}"),
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                        )
-                        .into_response());
+                let sent = token.and_then(|token| match &carrier {
+                    Carrier::Cookie { secure, incoming } => {
+                        let max_age = cfg.policy.deadline(&inner.state).saturating_since(now);
+                        cfg.cookie
+                            .write(purpose, &token, *secure, Some(max_age), incoming)
+                            .map(|values| append_all(resp.headers_mut(), values))
+                            .map_err(|e| e.to_string())
                     }
+                    Carrier::Bearer => {
+                        let header = cfg.bearer.as_ref().map(BearerConfig::header);
+                        match (header, HeaderValue::try_from(token)) {
+                            (Some(h), Ok(v)) => {
+                                resp.headers_mut().insert(h.clone(), v);
+                                Ok(())
+                            }
+                            _ => Err("token is not a valid header value".to_owned()),
+                        }
+                    }
+                });
+                if let Err(msg) = sent {
+                    // Nothing is sent that a browser would drop; the previous cookie stays.
+                    tracing::error!(target: "sealed_session", error = %msg, "session not saved");
+                    return Ok(poem::Error::from_string(
+                        format!("session not saved: {msg}"),
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                    )
+                    .into_response());
                 }
             }
         }
@@ -388,7 +461,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             // A response that sets or clears a session must not be cached by shared caches.
             resp.headers_mut()
                 .entry(header::CACHE_CONTROL)
-                .or_insert(poem::http::HeaderValue::from_static("no-store"));
+                .or_insert(HeaderValue::from_static("no-store"));
         }
         Ok(resp)
     }

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::clock::Timestamp;
+use crate::codec::Codec;
 use crate::error::{DataError, SealError};
 use crate::state::{SessionId, SessionState};
 
@@ -48,7 +49,6 @@ pub(crate) enum Lifecycle {
     Destroyed,
 }
 
-#[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) state: SessionState,
     /// No token came with the request (or it was refused): a new session.
@@ -60,10 +60,35 @@ pub(crate) struct Inner {
     pub(crate) lifecycle: Lifecycle,
     /// Session ids this request ended (by `destroy` or `regenerate`), for revocation.
     pub(crate) ended: Vec<(SessionId, Timestamp)>,
-    /// The token sent with the response, once made (for bearer transports).
+    /// A token made during the handler by [`Session::token`], to be sent unless the session
+    /// changes again.
     pub(crate) token: Option<String>,
     pub(crate) now: Timestamp,
     pub(crate) max_age: Duration,
+    pub(crate) codec: Arc<dyn Codec>,
+    pub(crate) purpose: Arc<str>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.state.id())
+            .field("is_new", &self.is_new)
+            .field("changed", &self.changed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    /// Seals the state as of now (moving `last_seen`), clearing the change flags.
+    pub(crate) fn seal_now(&mut self) -> Result<String, SealError> {
+        self.state.set_last_seen(self.now);
+        let token = self.codec.seal(&self.state, self.purpose.as_bytes())?;
+        self.changed = false;
+        self.reissue = false;
+        self.token = Some(token.clone());
+        Ok(token)
+    }
 }
 
 /// The session of the current request: a map of JSON values with typed access, plus its
@@ -232,6 +257,7 @@ impl Session {
         inner.lifecycle = Lifecycle::Destroyed;
         inner.changed = false;
         inner.reissue = false;
+        inner.token = None;
         Ok(())
     }
 
@@ -253,10 +279,33 @@ impl Session {
         inner.changed = true;
     }
 
-    /// The token sent with this response, once the middleware has made it (bearer
-    /// transports). `None` during the handler and when no new token was needed.
-    pub fn token(&self) -> Option<String> {
-        self.lock().token.clone()
+    /// The token that carries this session as it stands now, sealed on demand; the same
+    /// token goes out with the response unless the session changes again afterwards.
+    /// For bearer transports, return it from a login handler:
+    ///
+    /// ```
+    /// # use poem::{handler, web::Json};
+    /// # use sealed_session::Session;
+    /// #[handler]
+    /// fn login(session: &Session) -> poem::Result<Json<serde_json::Value>> {
+    ///     session.regenerate()?;
+    ///     session.insert("user", "admin")?;
+    ///     Ok(Json(serde_json::json!({ "token": session.token()? })))
+    /// }
+    /// ```
+    ///
+    /// `None` after [`Session::destroy`].
+    pub fn token(&self) -> Result<Option<String>, SessionError> {
+        let mut inner = self.lock();
+        if inner.lifecycle == Lifecycle::Destroyed {
+            return Ok(None);
+        }
+        if let Some(t) = &inner.token {
+            if !inner.changed && !inner.reissue {
+                return Ok(Some(t.clone()));
+            }
+        }
+        Ok(Some(inner.seal_now()?))
     }
 
     fn end_current(inner: &mut Inner) {

@@ -1,4 +1,5 @@
 //! Where a token travels: in cookies ([`cookie`]) or, for single-page apps, in the
-//! `Authorization` header.
+//! `Authorization` header ([`bearer`]).
 
+pub mod bearer;
 pub mod cookie;

@@ -1,0 +1,149 @@
+//! What one request pays for session middleware, with a 200-byte session, read-only and
+//! modified: no sessions, sealed-session (sealed AES-256-GCM), and Poem's own CookieSession
+//! (private), in one run. `cargo bench --bench middleware`; ratios by
+//! `python3 benches/ratios.py middleware`.
+//!
+//! Requests are made in memory and handed straight to the endpoint (no sockets), so the
+//! difference between a row and `none` is what the middleware adds to a request.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use poem::http::header::{COOKIE, SET_COOKIE};
+use poem::session::{CookieConfig as PoemCookieConfig, CookieSession, Session as PoemSession};
+use poem::web::cookie::CookieKey;
+use poem::{Endpoint, EndpointExt, Request, Route, get, handler};
+use sealed_session::{Keyring, SealedSession, Session};
+
+/// About 200 bytes of session data as JSON.
+fn data() -> serde_json::Value {
+    serde_json::json!({
+        "user": "alice@example.com",
+        "roles": ["admin", "editor"],
+        "csrf": "Qm9vdHN0cmFwIGEgY3NyZiB0b2tlbiBoZXJl",
+        "cart": [101, 202, 303],
+        "theme": "dark",
+        "views": 1
+    })
+}
+
+#[handler]
+fn ours_read(session: &Session) -> String {
+    format!("{:?}", session.get::<String>("user").ok().flatten())
+}
+#[handler]
+fn ours_write(session: &Session) -> poem::Result<String> {
+    let n = session.get::<u64>("views")?.unwrap_or(0) + 1;
+    session.insert("views", &n)?;
+    Ok(n.to_string())
+}
+#[handler]
+fn ours_seed(session: &Session) -> poem::Result<()> {
+    if let serde_json::Value::Object(m) = data() {
+        for (k, v) in m {
+            session.insert(&k, &v)?;
+        }
+    }
+    Ok(())
+}
+#[handler]
+fn poem_read(session: &PoemSession) -> String {
+    format!("{:?}", session.get::<String>("user"))
+}
+#[handler]
+fn poem_write(session: &PoemSession) -> String {
+    let n = session.get::<u64>("views").unwrap_or(0) + 1;
+    session.set("views", n);
+    n.to_string()
+}
+#[handler]
+fn poem_seed(session: &PoemSession) {
+    if let serde_json::Value::Object(m) = data() {
+        for (k, v) in m {
+            session.set(&k, v);
+        }
+    }
+}
+#[handler]
+fn none_read() -> String {
+    format!("{:?}", Some("alice@example.com"))
+}
+
+fn routes_ours() -> Route {
+    Route::new()
+        .at("/read", get(ours_read))
+        .at("/write", get(ours_write))
+        .at("/seed", get(ours_seed))
+}
+fn routes_poem() -> Route {
+    Route::new()
+        .at("/read", get(poem_read))
+        .at("/write", get(poem_write))
+        .at("/seed", get(poem_seed))
+}
+
+async fn cookie_of(ep: &impl Endpoint) -> String {
+    let resp = ep
+        .get_response(Request::builder().uri_str("/seed").finish())
+        .await;
+    let v = resp.headers().get(SET_COOKIE).expect("seed sets a cookie");
+    let v = v.to_str().expect("ascii");
+    v.split(';').next().expect("name=value").to_owned()
+}
+
+async fn call(ep: &impl Endpoint, path: &str, cookie: &str) {
+    let req = Request::builder()
+        .uri_str(path)
+        .header(COOKIE, cookie)
+        .finish();
+    let resp = ep.get_response(req).await;
+    black_box(resp);
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let ours = routes_ours().with(SealedSession::new(
+        Keyring::from_secret("bench secret bench secret bench secret!!").expect("key"),
+    ));
+    let poem = routes_poem().with(CookieSession::new(PoemCookieConfig::private(
+        CookieKey::generate(),
+    )));
+    let none = Route::new()
+        .at("/read", get(none_read))
+        .at("/write", get(none_read));
+    let ours_cookie = rt.block_on(cookie_of(&ours));
+    let poem_cookie = rt.block_on(cookie_of(&poem));
+    // Make the baseline carry a cookie header of the same size.
+    let none_cookie = ours_cookie.clone();
+    eprintln!(
+        "cookie sizes: sealed-session {} bytes, poem CookieSession {} bytes",
+        ours_cookie.len(),
+        poem_cookie.len()
+    );
+
+    let mut g = c.benchmark_group("middleware");
+    for path in ["/read", "/write"] {
+        let label = path.trim_start_matches('/');
+        g.bench_function(format!("none/{label}"), |b| {
+            b.to_async(&rt).iter(|| call(&none, path, &none_cookie))
+        });
+        g.bench_function(format!("sealed_session/{label}"), |b| {
+            b.to_async(&rt).iter(|| call(&ours, path, &ours_cookie))
+        });
+        g.bench_function(format!("poem_cookie_session/{label}"), |b| {
+            b.to_async(&rt).iter(|| call(&poem, path, &poem_cookie))
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(std::time::Duration::from_millis(500))
+        .measurement_time(std::time::Duration::from_secs(3));
+    targets = bench
+}
+criterion_main!(benches);

@@ -1,0 +1,28 @@
+#!/usr/bin/env python3
+"""Prints the figures of one criterion run (median, ns) and the ratios the targets name.
+
+usage: python3 benches/ratios.py GROUP [TARGET_DIR]
+Reads TARGET_DIR/criterion/GROUP/*/*/new/estimates.json (default target dir: ./target).
+"""
+import json, os, sys
+
+group = sys.argv[1] if len(sys.argv) > 1 else "middleware"
+root = os.path.join(sys.argv[2] if len(sys.argv) > 2 else "target", "criterion", group)
+med = {}
+for dirpath, _, files in os.walk(root):
+    if "estimates.json" in files and dirpath.endswith(os.sep + "new"):
+        name = os.path.relpath(os.path.dirname(dirpath), root)
+        with open(os.path.join(dirpath, "estimates.json")) as f:
+            med[name] = json.load(f)["median"]["point_estimate"]
+for k in sorted(med):
+    print(f"{k:40s} {med[k]:12.1f} ns")
+if group == "middleware":
+    for op in ("read", "write"):
+        base = med.get(f"none/{op}")
+        ours = med.get(f"sealed_session/{op}")
+        poem = med.get(f"poem_cookie_session/{op}")
+        if None in (base, ours, poem):
+            continue
+        added_ours, added_poem = ours - base, poem - base
+        print(f"{op}: sealed-session adds {added_ours:.0f} ns, Poem CookieSession adds "
+              f"{added_poem:.0f} ns; ratio {added_ours / added_poem:.2f} (target <= 0.50)")

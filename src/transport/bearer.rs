@@ -1,0 +1,127 @@
+//! The bearer transport, for single-page and mobile apps: the token arrives as
+//! `Authorization: Bearer <token>` and a new one leaves in a response header
+//! (`X-Session-Token` by default) when the session changed or is due for renewal.
+//!
+//! A request without an `Authorization` header (or with another scheme) has an empty session.
+//! A bearer token that is invalid, expired or revoked is answered with a 401 carrying
+//! `WWW-Authenticate: Bearer error="invalid_token", error_description="..."` (RFC 6750)
+//! before the handler runs. A token over the size limit is refused before it is parsed.
+
+use poem::Response;
+use poem::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use poem::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+use crate::error::OpenError;
+
+/// Default response header that carries a new token.
+pub const DEFAULT_TOKEN_HEADER: &str = "x-session-token";
+/// Default longest bearer token accepted: 8 KiB.
+pub const DEFAULT_MAX_BEARER_LEN: usize = 8 * 1024;
+
+/// Settings of the bearer transport. Every setter names its default.
+#[derive(Clone, Debug)]
+pub struct BearerConfig {
+    header: HeaderName,
+    max_len: usize,
+}
+
+impl Default for BearerConfig {
+    fn default() -> Self {
+        BearerConfig {
+            header: HeaderName::from_static(DEFAULT_TOKEN_HEADER),
+            max_len: DEFAULT_MAX_BEARER_LEN,
+        }
+    }
+}
+
+/// What the request's `Authorization` header held.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BearerIn<'a> {
+    /// No `Authorization` header, or one of another scheme.
+    Absent,
+    /// A bearer token within the size limit.
+    Token(&'a str),
+    /// A bearer token that was refused before parsing.
+    Refused(OpenError),
+}
+
+impl BearerConfig {
+    /// Defaults: new tokens in `X-Session-Token`, tokens up to 8 KiB.
+    pub fn new() -> Self {
+        BearerConfig::default()
+    }
+
+    /// The response header that carries a new token. Default: `x-session-token`.
+    #[must_use]
+    pub fn response_header(mut self, header: HeaderName) -> Self {
+        self.header = header;
+        self
+    }
+
+    /// The longest token accepted, checked before parsing. Default: 8 KiB.
+    #[must_use]
+    pub fn max_len(mut self, n: usize) -> Self {
+        self.max_len = n;
+        self
+    }
+
+    /// The response header name.
+    pub fn header(&self) -> &HeaderName {
+        &self.header
+    }
+
+    /// Reads the bearer token of a request.
+    pub fn read<'a>(&self, headers: &'a HeaderMap) -> BearerIn<'a> {
+        let Some(value) = headers.get(AUTHORIZATION) else {
+            return BearerIn::Absent;
+        };
+        if value.len() > self.max_len + 7 {
+            return BearerIn::Refused(OpenError::TooLarge {
+                len: value.len(),
+                max: self.max_len,
+            });
+        }
+        let Ok(value) = value.to_str() else {
+            return BearerIn::Refused(OpenError::Malformed("authorization header is not ASCII"));
+        };
+        let Some((scheme, token)) = value.trim().split_once(' ') else {
+            return BearerIn::Absent;
+        };
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return BearerIn::Absent;
+        }
+        let token = token.trim();
+        if token.len() > self.max_len {
+            return BearerIn::Refused(OpenError::TooLarge {
+                len: token.len(),
+                max: self.max_len,
+            });
+        }
+        BearerIn::Token(token)
+    }
+}
+
+/// A description safe for a quoted-string: fixed text per reason, never the token.
+fn description(e: &OpenError) -> &'static str {
+    match e {
+        OpenError::Expired { .. } => "the session has expired",
+        OpenError::IdleTimeout { .. } => "the session was idle too long",
+        OpenError::Revoked => "the session was revoked",
+        OpenError::TooLarge { .. } => "the token is too large",
+        OpenError::UnknownKeyId(_) => "the token's key is unknown",
+        OpenError::FromTheFuture { .. } => "the token is not yet valid",
+        OpenError::UnsupportedVersion { .. } => "the token's format version is not supported",
+        _ => "the token is malformed or its signature is invalid",
+    }
+}
+
+/// The 401 answer for a refused bearer token (RFC 6750, section 3.1).
+pub fn unauthorized(e: &OpenError) -> Response {
+    let desc = description(e);
+    let challenge = format!("Bearer error=\"invalid_token\", error_description=\"{desc}\"");
+    let mut resp = poem::Error::from_string(desc, StatusCode::UNAUTHORIZED).into_response();
+    if let Ok(v) = HeaderValue::try_from(challenge) {
+        resp.headers_mut().insert(WWW_AUTHENTICATE, v);
+    }
+    resp
+}

@@ -1,0 +1,193 @@
+//! The bearer transport: tokens in `Authorization: Bearer`, new tokens in a response header,
+//! 401s with RFC 6750 challenges.
+
+mod http;
+
+use std::time::Duration;
+
+use http::capture;
+use poem::http::StatusCode;
+use poem::test::TestClient;
+use poem::web::Json;
+use poem::{Endpoint, EndpointExt, Route, get, handler, post};
+use sealed_session::{BearerConfig, Keyring, ManualClock, SealedSession, Session, Timestamp};
+
+const T0: Timestamp = Timestamp::from_millis(1_764_000_000_000);
+
+#[handler]
+fn login(session: &Session) -> poem::Result<Json<serde_json::Value>> {
+    session.regenerate()?;
+    session.insert("user", "admin")?;
+    Ok(Json(serde_json::json!({ "token": session.token()? })))
+}
+
+#[handler]
+fn me(session: &Session) -> poem::Result<Json<serde_json::Value>> {
+    Ok(Json(
+        serde_json::json!({ "user": session.get::<String>("user")? }),
+    ))
+}
+
+#[handler]
+fn count(session: &Session) -> poem::Result<String> {
+    let n = session.get::<u64>("n")?.unwrap_or(0) + 1;
+    session.insert("n", &n)?;
+    Ok(n.to_string())
+}
+
+fn keys() -> Keyring {
+    Keyring::from_secret("bearer test secret, long enough to pass!").unwrap()
+}
+
+fn app(clock: &ManualClock) -> impl Endpoint {
+    Route::new()
+        .at("/login", post(login))
+        .at("/me", get(me))
+        .at("/count", post(count))
+        .with(
+            SealedSession::new(keys())
+                .bearer(BearerConfig::new().max_len(2048))
+                .idle_timeout(Some(Duration::from_secs(60)))
+                .clock(clock.clone()),
+        )
+}
+
+async fn token_from_login(tc: &TestClient<impl Endpoint>) -> String {
+    let resp = tc.post("/login").send().await;
+    resp.assert_status_is_ok();
+    let header = resp.0.headers().get("x-session-token").cloned();
+    let body: serde_json::Value =
+        serde_json::from_str(&resp.0.into_body().into_string().await.unwrap()).unwrap();
+    let token = body["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        header.unwrap().to_str().unwrap(),
+        token,
+        "the body's token is the one the header carries"
+    );
+    token
+}
+
+#[tokio::test]
+async fn login_token_round_trip_and_refresh_header() {
+    let clock = ManualClock::new(T0);
+    let tc = TestClient::new(app(&clock));
+    // No header: an empty session, no token sent.
+    let resp = tc.get("/me").send().await;
+    resp.assert_status_is_ok();
+    resp.assert_header_is_not_exist("x-session-token");
+    resp.assert_json(serde_json::json!({ "user": null })).await;
+
+    let token = token_from_login(&tc).await;
+    let resp = tc
+        .get("/me")
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await;
+    resp.assert_header_is_not_exist("x-session-token");
+    resp.assert_json(serde_json::json!({ "user": "admin" }))
+        .await;
+
+    let resp = tc
+        .post("/count")
+        .header("authorization", format!("bearer {token}"))
+        .send()
+        .await;
+    let new = resp
+        .0
+        .headers()
+        .get("x-session-token")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(new, token, "a changed session sends a new token");
+    let resp = tc
+        .post("/count")
+        .header("authorization", format!("Bearer {new}"))
+        .send()
+        .await;
+    resp.assert_text("2").await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn bad_tokens_get_a_401_with_an_rfc6750_challenge() {
+    let clock = ManualClock::new(T0);
+    let tc = TestClient::new(app(&clock));
+    let token = token_from_login(&tc).await;
+    let mut tampered = token.clone().into_bytes();
+    let i = tampered.len() / 2;
+    tampered[i] = if tampered[i] == b'x' { b'y' } else { b'x' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    for (t, reason) in [
+        (tampered.as_str(), "bad_seal"),
+        ("garbage!", "malformed"),
+        (&"A".repeat(3000), "too_large"),
+    ] {
+        let (cap, _g) = capture();
+        let resp = tc
+            .get("/me")
+            .header("authorization", format!("Bearer {t}"))
+            .send()
+            .await;
+        resp.assert_status(StatusCode::UNAUTHORIZED);
+        let challenge = resp
+            .0
+            .headers()
+            .get("www-authenticate")
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert!(
+            challenge.starts_with("Bearer error=\"invalid_token\", error_description=\""),
+            "{challenge}"
+        );
+        assert_eq!(cap.reasons(), vec![reason.to_owned()]);
+    }
+    // Expired by idleness.
+    clock.advance(Duration::from_secs(60));
+    let resp = tc
+        .get("/me")
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await;
+    resp.assert_status(StatusCode::UNAUTHORIZED);
+    let challenge = resp
+        .0
+        .headers()
+        .get("www-authenticate")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(challenge.contains("idle"), "{challenge}");
+}
+
+#[tokio::test]
+async fn another_scheme_is_no_session() {
+    let clock = ManualClock::new(T0);
+    let tc = TestClient::new(app(&clock));
+    let resp = tc
+        .get("/me")
+        .header("authorization", "Basic YWRtaW46bGV0bWVpbg==")
+        .send()
+        .await;
+    resp.assert_status_is_ok();
+    resp.assert_json(serde_json::json!({ "user": null })).await;
+}
+
+#[tokio::test]
+async fn a_bearer_token_is_not_a_cookie_token() {
+    // The purpose binding differs between the bearer transport ("sid") and the cookie
+    // ("__Host-sid"), so a token cannot be moved from one to the other.
+    let clock = ManualClock::new(T0);
+    let tc = TestClient::new(app(&clock));
+    let token = token_from_login(&tc).await;
+    let cookie_app = Route::new()
+        .at("/me", get(me))
+        .with(SealedSession::new(keys()).clock(clock.clone()));
+    let resp = TestClient::new(cookie_app)
+        .get("/me")
+        .header("cookie", format!("__Host-sid={token}"))
+        .send()
+        .await;
+    resp.assert_json(serde_json::json!({ "user": null })).await;
+}
