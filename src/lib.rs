@@ -57,4 +57,10 @@ pub use middleware::{SealedSession, SealedSessionEndpoint};
 pub use policy::{Fresh, Policy};
 pub use session::{Session, SessionError};
 pub use state::{MAX_SUBJECT_LEN, SessionId, SessionState};
+pub use transport::bearer::BearerConfig;
 pub use transport::cookie::{CookieConfig, SameSite, Secure};
+
+/// The README's examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
