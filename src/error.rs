@@ -7,7 +7,9 @@ use crate::clock::Timestamp;
 #[non_exhaustive]
 pub enum KeyError {
     /// A raw key or secret is shorter than the 32 bytes the ring requires.
-    #[error("{what} is {got} bytes long; at least {need} bytes are required (generate one with `Key::generate` or `sealed-session keygen`)")]
+    #[error(
+        "{what} is {got} bytes long; at least {need} bytes are required (generate one with `Key::generate` or `sealed-session keygen`)"
+    )]
     TooShort {
         /// "key" or "secret".
         what: &'static str,
@@ -17,7 +19,9 @@ pub enum KeyError {
         got: usize,
     },
     /// A raw key is longer than 32 bytes (derive it with `Key::derive` instead).
-    #[error("key is {got} bytes long; a raw key must be exactly {need} bytes (use `Key::derive` for a longer secret)")]
+    #[error(
+        "key is {got} bytes long; a raw key must be exactly {need} bytes (use `Key::derive` for a longer secret)"
+    )]
     TooLong {
         /// Bytes required.
         need: usize,
@@ -45,7 +49,9 @@ pub enum KeyError {
     #[error("the key ring is empty; give at least one key")]
     Empty,
     /// The algorithm name is not one this crate knows.
-    #[error("unknown algorithm {0:?}; expected one of aes256gcm, chacha20poly1305, xchacha20poly1305")]
+    #[error(
+        "unknown algorithm {0:?}; expected one of aes256gcm, chacha20poly1305, xchacha20poly1305"
+    )]
     UnknownAlgorithm(String),
     /// The key material is not valid base64.
     #[error("key {id:?} is not valid base64 (standard or URL-safe alphabet)")]
@@ -124,6 +130,10 @@ pub enum OpenError {
     /// The session was revoked (logged out) before its expiry.
     #[error("session was revoked")]
     Revoked,
+    /// Store-backed sessions: the signed id is valid but the store holds no such session
+    /// (it expired, was destroyed, or the store was emptied). The id is never adopted.
+    #[error("no session with this id in the store")]
+    NotFound,
 }
 
 impl OpenError {
@@ -139,6 +149,7 @@ impl OpenError {
             OpenError::FromTheFuture { .. } => "from_the_future",
             OpenError::TooLarge { .. } => "too_large",
             OpenError::Revoked => "revoked",
+            OpenError::NotFound => "not_found",
         }
     }
 }

@@ -47,6 +47,7 @@ mod middleware;
 mod policy;
 mod session;
 mod state;
+pub mod store;
 pub mod transport;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};

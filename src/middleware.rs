@@ -9,12 +9,13 @@ use poem::http::{HeaderMap, HeaderValue, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 
 use crate::clock::{Clock, SystemClock, Timestamp};
-use crate::codec::{Codec, SealedCodec, SignedCodec};
+use crate::codec::{Codec, SealedCodec, SessionIdCodec, SignedCodec};
 use crate::error::OpenError;
 use crate::keys::Keyring;
 use crate::policy::Policy;
-use crate::session::{Inner, Lifecycle, Session};
+use crate::session::{Backend, Inner, Lifecycle, Session};
 use crate::state::{SessionId, SessionState};
+use crate::store::Store;
 use crate::transport::bearer::{self, BearerConfig, BearerIn};
 use crate::transport::cookie::{CookieConfig, Incoming, SameSite, Secure};
 
@@ -52,7 +53,7 @@ pub struct SealedSession {
 
 #[derive(Clone)]
 struct Config {
-    codec: Arc<dyn Codec>,
+    backend: Backend,
     policy: Policy,
     cookie: CookieConfig,
     /// `Some` when tokens travel in the `Authorization` header instead of cookies.
@@ -72,11 +73,24 @@ impl SealedSession {
         SealedSession::with_codec(SignedCodec::new(ring))
     }
 
+    /// Store-backed sessions, the express-session design: the cookie holds the session id
+    /// signed with the keys of `ring`, and the session lives in `store`.
+    pub fn stored(store: impl Store, ring: Keyring) -> Self {
+        SealedSession::with_backend(Backend::Store {
+            ids: SessionIdCodec::new(ring),
+            store: Arc::new(store),
+        })
+    }
+
     /// Sessions carried by any [`Codec`].
     pub fn with_codec(codec: impl Codec) -> Self {
+        SealedSession::with_backend(Backend::Token(Arc::new(codec)))
+    }
+
+    fn with_backend(backend: Backend) -> Self {
         SealedSession {
             cfg: Config {
-                codec: Arc::new(codec),
+                backend,
                 policy: Policy::default(),
                 cookie: CookieConfig::default(),
                 bearer: None,
@@ -272,6 +286,7 @@ struct Arrival {
     state: SessionState,
     is_new: bool,
     reissue: bool,
+    stale_key: bool,
     /// A token came but was refused.
     refused: Option<OpenError>,
 }
@@ -287,39 +302,155 @@ fn internal(e: impl std::error::Error + Send + Sync + 'static) -> poem::Error {
 }
 
 impl<E: Endpoint> SealedSessionEndpoint<E> {
-    fn arrive(&self, token: Option<&str>, purpose: &str, now: Timestamp) -> Result<Arrival> {
-        let fresh = |refused: Option<OpenError>| -> Result<Arrival> {
-            Ok(Arrival {
-                state: SessionState::new(
-                    SessionId::generate().map_err(internal)?,
-                    now,
-                    self.cfg.policy.expires_at(now),
-                ),
-                is_new: true,
-                reissue: false,
-                refused,
-            })
-        };
+    fn fresh(&self, now: Timestamp, refused: Option<OpenError>) -> Result<Arrival> {
+        if let Some(e) = &refused {
+            log_refusal(e);
+        }
+        Ok(Arrival {
+            state: SessionState::new(
+                SessionId::generate().map_err(internal)?,
+                now,
+                self.cfg.policy.expires_at(now),
+            ),
+            is_new: true,
+            reissue: false,
+            stale_key: false,
+            refused,
+        })
+    }
+
+    async fn arrive(&self, token: Option<&str>, purpose: &str, now: Timestamp) -> Result<Arrival> {
         let Some(token) = token else {
-            return fresh(None);
+            return self.fresh(now, None);
         };
-        match self
-            .cfg
-            .codec
-            .open_checked(token, purpose.as_bytes(), &self.cfg.policy, now)
-        {
-            Ok((opened, f)) => Ok(Arrival {
-                reissue: f.renew || opened.needs_reissue(),
-                state: opened.into_state(),
+        let policy = &self.cfg.policy;
+        let opened = match &self.cfg.backend {
+            Backend::Token(codec) => codec
+                .open_checked(token, purpose.as_bytes(), policy, now)
+                .map(|(opened, f)| (f.renew, opened.needs_reissue(), opened.into_state())),
+            Backend::Store { ids, store } => match ids.verify(token, purpose.as_bytes()) {
+                Err(e) => Err(e),
+                Ok((id, stale)) => {
+                    // A store that cannot answer is not a reason to start a new session.
+                    let record = store.load(&id).await.map_err(|e| {
+                        tracing::error!(target: "sealed_session", error = %e, "session store unavailable");
+                        poem::Error::new(e, StatusCode::SERVICE_UNAVAILABLE)
+                    })?;
+                    record
+                        .ok_or(OpenError::NotFound)
+                        .and_then(|r| SessionState::decode(&r))
+                        .and_then(|state| {
+                            if state.id() != id {
+                                return Err(OpenError::Malformed(
+                                    "store record of another session",
+                                ));
+                            }
+                            let f = policy.check(&state, now)?;
+                            Ok((f.renew, stale, state))
+                        })
+                }
+            },
+        };
+        match opened {
+            Ok((renew, stale_key, state)) => Ok(Arrival {
+                reissue: renew || stale_key,
+                stale_key,
+                state,
                 is_new: false,
                 refused: None,
             }),
-            Err(e) => {
-                log_refusal(&e);
-                fresh(Some(e))
-            }
+            Err(e) => self.fresh(now, Some(e)),
         }
     }
+}
+
+/// What to do after the handler, decided under the session lock.
+struct Plan {
+    outcome: Outcome,
+    /// The token to send (a sealed token, or a signed id), when one must be sent.
+    token: Option<String>,
+    /// Store-backed: the record to write, with its key and expiry.
+    record: Option<(SessionId, Vec<u8>, Timestamp)>,
+    /// Session ids this request ended (destroy, regenerate).
+    ended: Vec<(SessionId, Timestamp)>,
+    /// Cookie Max-Age, for persistent cookies.
+    max_age: Duration,
+}
+
+impl<E: Endpoint> SealedSessionEndpoint<E> {
+    fn plan(
+        &self,
+        session: &Session,
+        carrier: &Carrier,
+        is_new: bool,
+        refused: bool,
+    ) -> std::result::Result<Plan, String> {
+        let cfg = &*self.cfg;
+        let mut inner = session.lock();
+        let now = inner.now;
+        let had_cookie = matches!(carrier, Carrier::Cookie { incoming, .. } if incoming.any());
+        let outcome = match inner.lifecycle {
+            Lifecycle::Destroyed if !is_new || refused || had_cookie => Outcome::Clear,
+            Lifecycle::Destroyed => Outcome::Nothing,
+            Lifecycle::Live if inner.changed || inner.token.is_some() => Outcome::Write,
+            Lifecycle::Live if is_new && cfg.save_uninitialized => Outcome::Write,
+            Lifecycle::Live if !is_new && inner.reissue => Outcome::Write,
+            Lifecycle::Live if refused => Outcome::Clear,
+            Lifecycle::Live => Outcome::Nothing,
+        };
+        let ended = std::mem::take(&mut inner.ended);
+        let mut plan = Plan {
+            outcome,
+            token: None,
+            record: None,
+            ended,
+            max_age: Duration::ZERO,
+        };
+        if !matches!(plan.outcome, Outcome::Write) {
+            return Ok(plan);
+        }
+        match &inner.backend {
+            Backend::Token(_) => {
+                plan.token = Some(match &inner.token {
+                    Some(t) if !inner.changed && !inner.reissue => t.clone(),
+                    _ => inner.seal_now().map_err(|e| e.to_string())?,
+                });
+            }
+            Backend::Store { .. } => {
+                let record = inner.record().map_err(|e| e.to_string())?;
+                plan.record = Some((inner.state.id(), record, inner.deadline()));
+                // The cookie only changes with the id or the signing key; re-send it then,
+                // and when its Max-Age or `rolling` asks for it.
+                let cookie_due = is_new
+                    || !plan.ended.is_empty()
+                    || inner.stale_key
+                    || cfg.policy.is_rolling()
+                    || cfg.cookie.is_persistent()
+                    || inner.token.is_some()
+                    || matches!(carrier, Carrier::Bearer) && inner.changed;
+                if cookie_due {
+                    plan.token = Some(inner.seal_now().map_err(|e| e.to_string())?);
+                }
+            }
+        }
+        plan.max_age = inner.deadline().saturating_since(now);
+        Ok(plan)
+    }
+}
+
+/// The answer when a session cannot be sent: nothing a browser would drop goes out, and the
+/// previous cookie stays.
+fn not_saved(msg: &str) -> Response {
+    tracing::error!(target: "sealed_session", error = %msg, "session not saved");
+    poem::Error::from_string(
+        format!("session not saved: {msg}"),
+        StatusCode::INTERNAL_SERVER_ERROR,
+    )
+    .into_response()
+}
+
+fn unavailable(msg: &str) -> Response {
+    poem::Error::from_string(msg, StatusCode::SERVICE_UNAVAILABLE).into_response()
 }
 
 fn append_all(headers: &mut HeaderMap, values: Vec<HeaderValue>) {
@@ -346,7 +477,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
                         return Ok(bearer::unauthorized(&e));
                     }
                 };
-                let arrival = self.arrive(token, purpose, now)?;
+                let arrival = self.arrive(token, purpose, now).await?;
                 if let Some(e) = &arrival.refused {
                     return Ok(bearer::unauthorized(e));
                 }
@@ -359,16 +490,12 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
                 let purpose = &self.names[usize::from(secure)];
                 let incoming = cfg.cookie.read(req.headers(), purpose);
                 let arrival = match &incoming.token {
-                    Some(t) => self.arrive(Some(t), purpose, now)?,
+                    Some(t) => self.arrive(Some(t), purpose, now).await?,
+                    // Chunks that do not form a sequence are refused like a bad token.
                     None if incoming.any() => {
-                        // Chunks that do not form a sequence are refused like a bad token.
-                        let e = OpenError::Malformed("incomplete cookie chunks");
-                        log_refusal(&e);
-                        let mut a = self.arrive(None, purpose, now)?;
-                        a.refused = Some(e);
-                        a
+                        self.fresh(now, Some(OpenError::Malformed("incomplete cookie chunks")))?
                     }
-                    None => self.arrive(None, purpose, now)?,
+                    None => self.fresh(now, None)?,
                 };
                 (Carrier::Cookie { secure, incoming }, purpose, arrival)
             }
@@ -377,6 +504,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             state,
             is_new,
             reissue,
+            stale_key,
             refused,
         } = arrival;
         let refused = refused.is_some();
@@ -391,8 +519,10 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             token: None,
             now,
             max_age: cfg.policy.get_max_age(),
-            codec: cfg.codec.clone(),
+            idle_timeout: cfg.policy.get_idle_timeout(),
+            backend: cfg.backend.clone(),
             purpose: purpose.clone(),
+            stale_key,
         });
         req.extensions_mut().insert(session.clone());
 
@@ -402,62 +532,58 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             Err(e) => e.into_response(),
         };
 
-        let mut inner = session.lock();
-        let had_cookie = matches!(&carrier, Carrier::Cookie { incoming, .. } if incoming.any());
-        let outcome = match inner.lifecycle {
-            Lifecycle::Destroyed if !is_new || refused || had_cookie => Outcome::Clear,
-            Lifecycle::Destroyed => Outcome::Nothing,
-            Lifecycle::Live if inner.changed || inner.token.is_some() => Outcome::Write,
-            Lifecycle::Live if is_new && cfg.save_uninitialized => Outcome::Write,
-            Lifecycle::Live if !is_new && inner.reissue => Outcome::Write,
-            Lifecycle::Live if refused => Outcome::Clear,
-            Lifecycle::Live => Outcome::Nothing,
+        let plan = self.plan(&session, &carrier, is_new, refused);
+        let plan = match plan {
+            Ok(plan) => plan,
+            Err(msg) => return Ok(not_saved(&msg)),
         };
-        match (&outcome, &carrier) {
-            (Outcome::Nothing, _) | (Outcome::Clear, Carrier::Bearer) => {}
-            (Outcome::Clear, Carrier::Cookie { secure, incoming }) => {
+        // Store I/O happens here, with no lock held.
+        if let Backend::Store { store, .. } = &cfg.backend {
+            for (id, _) in &plan.ended {
+                if let Err(e) = store.delete(id).await {
+                    tracing::error!(target: "sealed_session", error = %e, "ended session not deleted from the store");
+                    return Ok(unavailable(
+                        "the session could not be ended: the session store is unavailable",
+                    ));
+                }
+            }
+            if let Some((id, record, until)) = &plan.record {
+                if let Err(e) = store.save(id, record, *until).await {
+                    tracing::error!(target: "sealed_session", error = %e, "session not saved to the store");
+                    return Ok(unavailable(
+                        "the session could not be saved: the session store is unavailable",
+                    ));
+                }
+            }
+        }
+        match (&plan.outcome, &carrier, plan.token) {
+            (Outcome::Clear, Carrier::Cookie { secure, incoming }, _) => {
                 append_all(
                     resp.headers_mut(),
                     cfg.cookie.clear(purpose, *secure, incoming),
                 );
             }
-            (Outcome::Write, _) => {
-                let token = match &inner.token {
-                    Some(t) if !inner.changed && !inner.reissue => Ok(t.clone()),
-                    _ => inner.seal_now().map_err(|e| e.to_string()),
-                };
-                let sent = token.and_then(|token| match &carrier {
-                    Carrier::Cookie { secure, incoming } => {
-                        let max_age = cfg.policy.deadline(&inner.state).saturating_since(now);
-                        cfg.cookie
-                            .write(purpose, &token, *secure, Some(max_age), incoming)
-                            .map(|values| append_all(resp.headers_mut(), values))
-                            .map_err(|e| e.to_string())
-                    }
-                    Carrier::Bearer => {
-                        let header = cfg.bearer.as_ref().map(BearerConfig::header);
-                        match (header, HeaderValue::try_from(token)) {
-                            (Some(h), Ok(v)) => {
-                                resp.headers_mut().insert(h.clone(), v);
-                                Ok(())
-                            }
-                            _ => Err("token is not a valid header value".to_owned()),
-                        }
-                    }
-                });
-                if let Err(msg) = sent {
-                    // Nothing is sent that a browser would drop; the previous cookie stays.
-                    tracing::error!(target: "sealed_session", error = %msg, "session not saved");
-                    return Ok(poem::Error::from_string(
-                        format!("session not saved: {msg}"),
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                    )
-                    .into_response());
+            (Outcome::Write, Carrier::Cookie { secure, incoming }, Some(token)) => {
+                match cfg
+                    .cookie
+                    .write(purpose, &token, *secure, Some(plan.max_age), incoming)
+                {
+                    Ok(values) => append_all(resp.headers_mut(), values),
+                    Err(e) => return Ok(not_saved(&e.to_string())),
                 }
             }
+            (Outcome::Write, Carrier::Bearer, Some(token)) => {
+                let header = cfg.bearer.as_ref().map(BearerConfig::header);
+                match (header, HeaderValue::try_from(token)) {
+                    (Some(h), Ok(v)) => {
+                        resp.headers_mut().insert(h.clone(), v);
+                    }
+                    _ => return Ok(not_saved("the token is not a valid header value")),
+                }
+            }
+            _ => {}
         }
-        drop(inner);
-        if matches!(outcome, Outcome::Write | Outcome::Clear) {
+        if matches!(plan.outcome, Outcome::Write | Outcome::Clear) {
             // A response that sets or clears a session must not be cached by shared caches.
             resp.headers_mut()
                 .entry(header::CACHE_CONTROL)

@@ -11,9 +11,10 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::clock::Timestamp;
-use crate::codec::Codec;
-use crate::error::{DataError, SealError};
+use crate::codec::{Codec, SessionIdCodec};
+use crate::error::{DataError, OpenError, SealError};
 use crate::state::{SessionId, SessionState};
+use crate::store::{Store, StoreError};
 
 /// Errors a handler can get from a [`Session`].
 #[derive(Debug, thiserror::Error)]
@@ -28,15 +29,41 @@ pub enum SessionError {
     /// Reading or writing a value failed (wrong type, not serializable, corrupt data).
     #[error(transparent)]
     Data(#[from] DataError),
-    /// A fresh session id could not be drawn (the OS RNG failed).
+    /// A fresh session id could not be drawn (the OS RNG failed), or the session could not
+    /// be sealed.
     #[error(transparent)]
     Seal(#[from] SealError),
+    /// Store-backed sessions: the store failed. Answered as a 503.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Store-backed sessions: `reload` found no such session in the store (it expired or
+    /// was destroyed elsewhere).
+    #[error("the session is no longer in the store")]
+    Gone,
+    /// Store-backed sessions: `reload` found a record that does not decode.
+    #[error("the stored session record is corrupt: {0}")]
+    Corrupt(OpenError),
 }
 
 impl ResponseError for SessionError {
     fn status(&self) -> StatusCode {
-        StatusCode::INTERNAL_SERVER_ERROR
+        match self {
+            SessionError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
     }
+}
+
+/// Where the session lives: in the token (stateless) or in a store (the token is an id).
+#[derive(Clone)]
+pub(crate) enum Backend {
+    /// The whole session travels in the token.
+    Token(Arc<dyn Codec>),
+    /// The token is a signed id; the session lives in the store.
+    Store {
+        ids: SessionIdCodec,
+        store: Arc<dyn Store>,
+    },
 }
 
 /// What happened to the session during the request; read by the middleware afterwards.
@@ -65,8 +92,11 @@ pub(crate) struct Inner {
     pub(crate) token: Option<String>,
     pub(crate) now: Timestamp,
     pub(crate) max_age: Duration,
-    pub(crate) codec: Arc<dyn Codec>,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) backend: Backend,
     pub(crate) purpose: Arc<str>,
+    /// The token was made with a key that is no longer primary.
+    pub(crate) stale_key: bool,
 }
 
 impl std::fmt::Debug for Inner {
@@ -80,14 +110,38 @@ impl std::fmt::Debug for Inner {
 }
 
 impl Inner {
-    /// Seals the state as of now (moving `last_seen`), clearing the change flags.
+    /// Makes the token for the state as of now (moving `last_seen`). Stateless: seals the
+    /// state and clears the change flags. Store-backed: signs the id (the store write
+    /// happens at the end of the request, or on `save`).
     pub(crate) fn seal_now(&mut self) -> Result<String, SealError> {
         self.state.set_last_seen(self.now);
-        let token = self.codec.seal(&self.state, self.purpose.as_bytes())?;
-        self.changed = false;
-        self.reissue = false;
-        self.token = Some(token.clone());
-        Ok(token)
+        match &self.backend {
+            Backend::Token(codec) => {
+                let token = codec.seal(&self.state, self.purpose.as_bytes())?;
+                self.changed = false;
+                self.reissue = false;
+                self.token = Some(token.clone());
+                Ok(token)
+            }
+            Backend::Store { ids, .. } => Ok(ids.sign(&self.state.id(), self.purpose.as_bytes())),
+        }
+    }
+
+    /// When the session becomes unusable: the earlier of its deadline and its idle deadline.
+    pub(crate) fn deadline(&self) -> Timestamp {
+        let abs = self.state.expires_at();
+        match self.idle_timeout {
+            Some(idle) => abs.min(self.state.last_seen().saturating_add(idle)),
+            None => abs,
+        }
+    }
+
+    /// The store record of the state as of now.
+    pub(crate) fn record(&mut self) -> Result<Vec<u8>, SealError> {
+        self.state.set_last_seen(self.now);
+        let mut out = Vec::with_capacity(self.state.encoded_len_hint());
+        self.state.encode_into(&mut out)?;
+        Ok(out)
     }
 }
 
@@ -306,6 +360,43 @@ impl Session {
             }
         }
         Ok(Some(inner.seal_now()?))
+    }
+
+    /// Store-backed sessions: reads the session again from the store, dropping unsaved
+    /// changes (express-session's `reload`). Stateless sessions: nothing to reload; `Ok`.
+    pub async fn reload(&self) -> Result<(), SessionError> {
+        let (backend, id) = {
+            let inner = self.lock();
+            (inner.backend.clone(), inner.state.id())
+        };
+        let Backend::Store { store, .. } = backend else {
+            return Ok(());
+        };
+        let record = store.load(&id).await?.ok_or(SessionError::Gone)?;
+        let state = SessionState::decode(&record).map_err(SessionError::Corrupt)?;
+        let mut inner = self.lock();
+        if inner.state.id() == id {
+            inner.state = state;
+            inner.changed = false;
+        }
+        Ok(())
+    }
+
+    /// Store-backed sessions: writes the session to the store now (express-session's
+    /// `save`, for example before a redirect); the middleware still writes at the end of the
+    /// request if it changes again. Stateless sessions: the token goes out with the response,
+    /// so there is nothing to do; `Ok`.
+    pub async fn save(&self) -> Result<(), SessionError> {
+        let (store, id, record, deadline) = {
+            let mut inner = self.lock();
+            let Backend::Store { store, .. } = inner.backend.clone() else {
+                return Ok(());
+            };
+            let record = inner.record()?;
+            (store, inner.state.id(), record, inner.deadline())
+        };
+        store.save(&id, &record, deadline).await?;
+        Ok(())
     }
 
     fn end_current(inner: &mut Inner) {

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! byte 0      version (1)
-//! byte 1      kind: 1 = sealed, 2 = signed
+//! byte 1      kind: 1 = sealed, 2 = signed, 3 = signed session id
 //! byte 2      key id length k (1..=16)
 //! bytes 3..   key id (k ASCII bytes)
 //! ```
@@ -19,6 +19,8 @@ pub(crate) const VERSION: u8 = 1;
 pub(crate) const KIND_SEALED: u8 = 1;
 /// Kind byte of a signed (HMAC) token.
 pub(crate) const KIND_SIGNED: u8 = 2;
+/// Kind byte of a signed session id (store-backed sessions).
+pub(crate) const KIND_SESSION_ID: u8 = 3;
 
 /// A parsed header: the key id and where the body starts.
 pub(crate) struct Header<'a> {
@@ -64,8 +66,7 @@ impl<'a> Header<'a> {
         let key_id = rest
             .get(..klen)
             .ok_or(OpenError::Malformed("key id truncated"))?;
-        let id_str =
-            std::str::from_utf8(key_id).map_err(|_| OpenError::Malformed("bad key id"))?;
+        let id_str = std::str::from_utf8(key_id).map_err(|_| OpenError::Malformed("bad key id"))?;
         validate_key_id(id_str).map_err(|_| OpenError::Malformed("bad key id"))?;
         Ok(Header {
             key_id,
@@ -89,7 +90,11 @@ pub(crate) fn associated_data(header: &[u8], purpose: &[u8]) -> Vec<u8> {
     let purpose = purpose.get(..usize::from(u16::MAX)).unwrap_or(purpose);
     let mut ad = Vec::with_capacity(header.len() + 2 + purpose.len());
     ad.extend_from_slice(header);
-    ad.extend_from_slice(&u16::try_from(purpose.len()).unwrap_or(u16::MAX).to_be_bytes());
+    ad.extend_from_slice(
+        &u16::try_from(purpose.len())
+            .unwrap_or(u16::MAX)
+            .to_be_bytes(),
+    );
     ad.extend_from_slice(purpose);
     ad
 }

@@ -8,10 +8,11 @@
 mod envelope;
 mod sealed;
 mod signed;
+mod store;
 
 pub use sealed::SealedCodec;
 pub use signed::SignedCodec;
-
+pub use store::SessionIdCodec;
 
 use crate::clock::Timestamp;
 use crate::error::{OpenError, SealError};

@@ -1,0 +1,73 @@
+//! Server-side session stores: the classic express-session design, behind the same
+//! [`Session`](crate::Session) API, so the two designs can be compared on the same code.
+//!
+//! In store-backed mode the cookie holds only a signed session id
+//! ([`SessionIdCodec`](crate::codec::SessionIdCodec)); the session (metadata and data, in
+//! the same binary layout a sealed token carries, see `docs/FORMAT.md`) lives in a
+//! [`Store`]. A `Store` is three async calls, small enough to put Postgres or MongoDB
+//! behind:
+//!
+//! ```
+//! use sealed_session::store::{BoxFuture, Store, StoreError};
+//! use sealed_session::{SessionId, Timestamp};
+//!
+//! struct Postgres; // a connection pool in real code
+//!
+//! impl Store for Postgres {
+//!     fn load<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
+//!         Box::pin(async move { /* SELECT record FROM sessions WHERE id = $1 AND expires_at > now() */ Ok(None) })
+//!     }
+//!     fn save<'a>(&'a self, id: &'a SessionId, record: &'a [u8], expires_at: Timestamp) -> BoxFuture<'a, Result<(), StoreError>> {
+//!         Box::pin(async move { /* INSERT ... ON CONFLICT (id) DO UPDATE */ Ok(()) })
+//!     }
+//!     fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), StoreError>> {
+//!         Box::pin(async move { /* DELETE FROM sessions WHERE id = $1 */ Ok(()) })
+//!     }
+//! }
+//! ```
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::clock::Timestamp;
+use crate::state::SessionId;
+
+/// A boxed, sendable future, as the object-safe store methods return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store's backend failed or could not be reached.
+    #[error("session store {store} failed")]
+    Backend {
+        /// Which store (for example `"redis"`).
+        store: &'static str,
+        /// The backend's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Where store-backed sessions live. Records are opaque bytes; the store only keeps them
+/// until `expires_at` (a store with TTLs should use it; others may filter on load).
+pub trait Store: Send + Sync + 'static {
+    /// The record of session `id`, or `None` when there is none (or it expired).
+    fn load<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>>;
+
+    /// Creates or replaces the record of session `id`, to be kept until `expires_at`.
+    fn save<'a>(
+        &'a self,
+        id: &'a SessionId,
+        record: &'a [u8],
+        expires_at: Timestamp,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Deletes session `id` (no error when absent).
+    fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), StoreError>>;
+}

@@ -1,0 +1,388 @@
+//! Store-backed sessions (the express-session design): the `Store` conformance suite, run
+//! for every store, and the middleware's behaviour in store mode.
+
+mod http;
+
+use std::time::Duration;
+
+use http::{Jar, SetCookie};
+use poem::http::StatusCode;
+use poem::test::{TestClient, TestResponse};
+use poem::{Endpoint, EndpointExt, Route, get, handler, post};
+use sealed_session::codec::SessionIdCodec;
+use sealed_session::store::{MemoryStore, Store};
+use sealed_session::{
+    Clock, Key, Keyring, ManualClock, OpenError, SealedSession, Session, SessionId, Timestamp,
+};
+
+const T0: Timestamp = Timestamp::from_millis(1_764_000_000_000);
+const NAME: &str = "__Host-sid";
+
+/// The behaviour every `Store` must have.
+pub async fn conformance(store: &dyn Store, clock: Option<&ManualClock>) {
+    let a = SessionId::generate().unwrap();
+    let b = SessionId::generate().unwrap();
+    let far = Timestamp::from_millis(u64::MAX / 2);
+    assert_eq!(store.load(&a).await.unwrap(), None, "absent");
+    store.save(&a, b"record-a", far).await.unwrap();
+    store.save(&b, b"record-b", far).await.unwrap();
+    assert_eq!(
+        store.load(&a).await.unwrap().as_deref(),
+        Some(&b"record-a"[..])
+    );
+    store.save(&a, b"record-a2", far).await.unwrap();
+    assert_eq!(
+        store.load(&a).await.unwrap().as_deref(),
+        Some(&b"record-a2"[..]),
+        "replaced"
+    );
+    store.delete(&a).await.unwrap();
+    assert_eq!(store.load(&a).await.unwrap(), None, "deleted");
+    store.delete(&a).await.unwrap();
+    assert_eq!(
+        store.load(&b).await.unwrap().as_deref(),
+        Some(&b"record-b"[..]),
+        "others intact"
+    );
+    if let Some(clock) = clock {
+        let c = SessionId::generate().unwrap();
+        store
+            .save(
+                &c,
+                b"short",
+                clock.now().saturating_add(Duration::from_secs(10)),
+            )
+            .await
+            .unwrap();
+        clock.advance(Duration::from_secs(9));
+        assert!(store.load(&c).await.unwrap().is_some());
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(
+            store.load(&c).await.unwrap(),
+            None,
+            "expired at its deadline"
+        );
+    }
+}
+
+#[tokio::test]
+async fn memory_store_conformance() {
+    let clock = ManualClock::new(T0);
+    let store = MemoryStore::with_clock(clock.clone());
+    conformance(&store, Some(&clock)).await;
+}
+
+#[tokio::test]
+async fn memory_store_sweeps_expired_records() {
+    let clock = ManualClock::new(T0);
+    let store = MemoryStore::with_clock(clock.clone());
+    for _ in 0..100 {
+        let id = SessionId::generate().unwrap();
+        store
+            .save(&id, b"x", T0.saturating_add(Duration::from_secs(1)))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.len(), 100);
+    clock.advance(Duration::from_secs(1));
+    store.sweep();
+    assert!(store.is_empty(), "memory is bounded by live sessions");
+}
+
+fn ring(id: &str, byte: u8) -> Keyring {
+    let mut k = [byte; 32];
+    k[0] = 0;
+    Keyring::new([Key::new(id, Default::default(), &k).unwrap()]).unwrap()
+}
+
+#[test]
+fn signed_ids_verify_rotate_and_refuse_forgeries() {
+    let old = SessionIdCodec::new(ring("k1", 1));
+    let id = SessionId::generate().unwrap();
+    let token = old.sign(&id, NAME.as_bytes());
+    assert_eq!(old.verify(&token, NAME.as_bytes()), Ok((id, false)));
+    assert_eq!(old.verify(&token, b"other"), Err(OpenError::BadSeal));
+    // Rotation: a ring whose primary is new still verifies the old key's ids, asking to re-sign.
+    let k1 = ring("k1", 1).keys().next().unwrap().clone();
+    let k2 = ring("k2", 2).keys().next().unwrap().clone();
+    let rotated = SessionIdCodec::new(Keyring::new([k2.clone(), k1]).unwrap());
+    assert_eq!(rotated.verify(&token, NAME.as_bytes()), Ok((id, true)));
+    let only_new = SessionIdCodec::new(Keyring::new([k2]).unwrap());
+    assert!(matches!(
+        only_new.verify(&token, NAME.as_bytes()),
+        Err(OpenError::UnknownKeyId(_))
+    ));
+    // Any single-character change is refused.
+    for i in 0..token.len() {
+        let mut t = token.clone().into_bytes();
+        t[i] = if t[i] == b'A' { b'B' } else { b'A' };
+        let t = String::from_utf8(t).unwrap();
+        if t != token {
+            assert!(old.verify(&t, NAME.as_bytes()).is_err(), "position {i}");
+        }
+    }
+    assert!(old.verify("", NAME.as_bytes()).is_err());
+    assert!(old.verify(&"A".repeat(5000), NAME.as_bytes()).is_err());
+}
+
+#[handler]
+fn login(session: &Session) -> poem::Result<()> {
+    session.regenerate()?;
+    session.insert("user", "admin")?;
+    Ok(())
+}
+#[handler]
+fn user(session: &Session) -> poem::Result<String> {
+    Ok(session
+        .get::<String>("user")?
+        .unwrap_or_else(|| "<none>".to_owned()))
+}
+#[handler]
+fn count(session: &Session) -> poem::Result<String> {
+    let n = session.get::<u64>("n")?.unwrap_or(0) + 1;
+    session.insert("n", &n)?;
+    Ok(n.to_string())
+}
+#[handler]
+fn logout(session: &Session) -> poem::Result<()> {
+    session.destroy()?;
+    Ok(())
+}
+#[handler]
+async fn save_then_reload(session: &Session) -> poem::Result<String> {
+    session.insert("saved", "yes")?;
+    session.save().await?;
+    session.insert("unsaved", "yes")?;
+    session.reload().await?;
+    Ok(format!(
+        "{:?} {:?}",
+        session.get::<String>("saved")?,
+        session.get::<String>("unsaved")?
+    ))
+}
+#[handler]
+fn session_id(session: &Session) -> String {
+    session.id().to_string()
+}
+
+fn app(store: MemoryStore, keys: Keyring, clock: &ManualClock) -> impl Endpoint {
+    Route::new()
+        .at("/login", post(login))
+        .at("/user", get(user))
+        .at("/count", post(count))
+        .at("/logout", post(logout))
+        .at("/save-reload", post(save_then_reload))
+        .at("/id", get(session_id))
+        .with(
+            SealedSession::stored(store, keys)
+                .clock(clock.clone())
+                .idle_timeout(Some(Duration::from_secs(600))),
+        )
+}
+
+struct Client<E: Endpoint> {
+    tc: TestClient<E>,
+    jar: Jar,
+}
+impl<E: Endpoint> Client<E> {
+    fn new(ep: E) -> Self {
+        Client {
+            tc: TestClient::new(ep),
+            jar: Jar::default(),
+        }
+    }
+    async fn send(&mut self, post_: bool, uri: &str) -> (TestResponse, Vec<SetCookie>) {
+        let mut req = if post_ {
+            self.tc.post(uri)
+        } else {
+            self.tc.get(uri)
+        };
+        if let Some(c) = self.jar.header() {
+            req = req.header("cookie", c);
+        }
+        let resp = req.send().await;
+        let set = self.jar.absorb(&resp);
+        (resp, set)
+    }
+    async fn text(&mut self, post_: bool, uri: &str) -> String {
+        self.send(post_, uri)
+            .await
+            .0
+            .0
+            .into_body()
+            .into_string()
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn store_mode_login_counts_and_logout_deletes_the_record() {
+    let clock = ManualClock::new(T0);
+    let store = MemoryStore::with_clock(clock.clone());
+    let mut c = Client::new(app(store.clone(), ring("k1", 1), &clock));
+    let (_, set) = c.send(false, "/user").await;
+    assert!(
+        set.is_empty() && store.is_empty(),
+        "saveUninitialized=false: nothing stored"
+    );
+    let (_, set) = c.send(true, "/login").await;
+    assert_eq!(set.len(), 1);
+    assert!(
+        set[0].value.len() < 80,
+        "the cookie holds only a signed id: {}",
+        set[0].value
+    );
+    assert_eq!(store.len(), 1);
+    assert_eq!(c.text(false, "/user").await, "admin");
+    // Changing the data writes the store but does not re-send the unchanged cookie.
+    let (resp, set) = c.send(true, "/count").await;
+    resp.assert_status_is_ok();
+    assert!(set.is_empty(), "{set:?}");
+    assert_eq!(c.text(true, "/count").await, "2");
+    let (_, set) = c.send(true, "/logout").await;
+    assert!(set[0].is_removal());
+    assert!(store.is_empty(), "destroy deletes the record");
+}
+
+#[tokio::test]
+async fn regenerate_deletes_the_old_record_and_unknown_ids_are_never_adopted() {
+    let clock = ManualClock::new(T0);
+    let store = MemoryStore::with_clock(clock.clone());
+    let keys = ring("k1", 1);
+    let mut c = Client::new(app(store.clone(), keys.clone(), &clock));
+    c.send(true, "/count").await;
+    let first = c.text(false, "/id").await;
+    c.send(true, "/login").await;
+    assert_eq!(store.len(), 1, "the pre-login record is gone");
+    assert_ne!(c.text(false, "/id").await, first);
+
+    // An attacker plants a validly signed id that the store does not hold (for example one
+    // from before a logout): the server starts a session with a fresh id, never that one.
+    let planted = SessionId::generate().unwrap();
+    let mut v = Client::new(app(store.clone(), keys.clone(), &clock));
+    v.jar.set(
+        NAME,
+        &SessionIdCodec::new(keys).sign(&planted, NAME.as_bytes()),
+    );
+    let (_, set) = v.send(true, "/count").await;
+    assert_eq!(set.len(), 1, "{set:?}");
+    let now_id = v.text(false, "/id").await;
+    assert_ne!(now_id, planted.to_string(), "no fixation");
+}
+
+#[tokio::test]
+async fn store_mode_save_reload_and_expiry() {
+    let clock = ManualClock::new(T0);
+    let store = MemoryStore::with_clock(clock.clone());
+    let mut c = Client::new(app(store.clone(), ring("k1", 1), &clock));
+    c.send(true, "/login").await;
+    assert_eq!(
+        c.text(true, "/save-reload").await,
+        "Some(\"yes\") None",
+        "reload drops what was not saved"
+    );
+    clock.advance(Duration::from_secs(600));
+    assert_eq!(
+        c.text(false, "/user").await,
+        "<none>",
+        "idle timeout enforced"
+    );
+}
+
+#[tokio::test]
+async fn two_instances_share_sessions_through_one_store() {
+    let clock = ManualClock::new(T0);
+    let store = MemoryStore::with_clock(clock.clone());
+    let mut a = Client::new(app(store.clone(), ring("k1", 1), &clock));
+    a.send(true, "/login").await;
+    let mut b = Client::new(app(store.clone(), ring("k1", 1), &clock));
+    b.jar = a.jar.clone();
+    assert_eq!(b.text(false, "/user").await, "admin");
+    // With a separate store, the second instance knows nothing of it.
+    let mut lone = Client::new(app(
+        MemoryStore::with_clock(clock.clone()),
+        ring("k1", 1),
+        &clock,
+    ));
+    lone.jar = a.jar.clone();
+    let (resp, set) = lone.send(false, "/user").await;
+    assert_eq!(resp.0.into_body().into_string().await.unwrap(), "<none>");
+    assert!(set[0].is_removal(), "the unknown id's cookie is cleared");
+}
+
+#[tokio::test]
+async fn a_stale_signing_key_re_signs_the_cookie() {
+    let clock = ManualClock::new(T0);
+    let store = MemoryStore::with_clock(clock.clone());
+    let mut a = Client::new(app(store.clone(), ring("k1", 1), &clock));
+    a.send(true, "/login").await;
+    let k1 = ring("k1", 1).keys().next().unwrap().clone();
+    let k2 = ring("k2", 2).keys().next().unwrap().clone();
+    let mut b = Client::new(app(store.clone(), Keyring::new([k2, k1]).unwrap(), &clock));
+    b.jar = a.jar.clone();
+    let (resp, set) = b.send(false, "/user").await;
+    resp.assert_status_is_ok();
+    assert_eq!(set.len(), 1, "re-signed under the primary key");
+    assert_ne!(set[0].value, a.jar.get(NAME).unwrap());
+}
+
+#[tokio::test]
+async fn a_failing_store_is_a_503_not_a_new_session() {
+    struct Down;
+    impl Store for Down {
+        fn load<'a>(
+            &'a self,
+            _: &'a SessionId,
+        ) -> sealed_session::store::BoxFuture<
+            'a,
+            Result<Option<Vec<u8>>, sealed_session::store::StoreError>,
+        > {
+            Box::pin(async {
+                Err(sealed_session::store::StoreError::Backend {
+                    store: "down",
+                    source: "connection refused".into(),
+                })
+            })
+        }
+        fn save<'a>(
+            &'a self,
+            _: &'a SessionId,
+            _: &'a [u8],
+            _: Timestamp,
+        ) -> sealed_session::store::BoxFuture<'a, Result<(), sealed_session::store::StoreError>>
+        {
+            Box::pin(async {
+                Err(sealed_session::store::StoreError::Backend {
+                    store: "down",
+                    source: "connection refused".into(),
+                })
+            })
+        }
+        fn delete<'a>(
+            &'a self,
+            _: &'a SessionId,
+        ) -> sealed_session::store::BoxFuture<'a, Result<(), sealed_session::store::StoreError>>
+        {
+            Box::pin(async { Ok(()) })
+        }
+    }
+    let keys = ring("k1", 1);
+    let ep = Route::new()
+        .at("/count", post(count))
+        .with(SealedSession::stored(Down, keys.clone()));
+    let tc = TestClient::new(ep);
+    let resp = tc.post("/count").send().await;
+    resp.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        resp.0.headers().get("set-cookie").is_none(),
+        "no cookie for an unsaved session"
+    );
+    let signed = SessionIdCodec::new(keys).sign(&SessionId::generate().unwrap(), NAME.as_bytes());
+    let resp = tc
+        .post("/count")
+        .header("cookie", format!("{NAME}={signed}"))
+        .send()
+        .await;
+    resp.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+}
