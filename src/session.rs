@@ -217,7 +217,7 @@ impl Session {
 
     /// Whether `key` is present.
     pub fn contains(&self, key: &str) -> Result<bool, SessionError> {
-        Ok(self.lock().state.data()?.contains_key(key))
+        Ok(self.lock().state.contains(key)?)
     }
 
     /// Removes every value; the session (and its id) goes on.
