@@ -158,7 +158,7 @@ impl Inner {
 /// #[handler]
 /// fn views(session: &Session) -> poem::Result<String> {
 ///     let n = session.get::<u64>("views")?.unwrap_or(0) + 1;
-///     session.insert("views", n)?;
+///     session.insert("views", &n)?;
 ///     Ok(format!("{n} views"))
 /// }
 /// ```
