@@ -1,0 +1,254 @@
+//! Revocation for stateless sessions: a denylist of revoked session ids and per-subject
+//! "not valid before" times, checked on every request without a network round trip.
+//!
+//! A sealed or signed token cannot be deleted from the client, so logging it out means
+//! remembering that it is no longer valid until it would have expired anyway. A [`Denylist`]
+//! holds exactly that:
+//!
+//! - **revoked ids**: [`Denylist::revoke`] adds a session id, kept until `until` (the time the
+//!   session expires on its own; after that the expiry policy refuses it and the entry is
+//!   dropped), so memory is bounded by the number of revoked-and-unexpired sessions;
+//! - **revoked subjects**: [`Denylist::revoke_subject`] refuses every session of a subject
+//!   (user id) issued *strictly before* a time ("log out everywhere", "password changed"); the
+//!   entry is kept for the subject TTL, which must be at least the longest session lifetime.
+//!
+//! [`Denylist::check`], called on every request, is local, synchronous and allocation-free:
+//! a look-up in memory. Two implementations:
+//!
+//! - [`MemoryDenylist`]: one process.
+//! - `RedisDenylist` (feature `redis`): many processes share revocations through Redis; each
+//!   keeps a local replica current over pub/sub, so a check never waits for the network.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use sealed_session::denylist::{Check, Denylist, MemoryDenylist, RevokedBy};
+//! use sealed_session::{Clock, ManualClock, SessionId, Timestamp};
+//!
+//! let clock = ManualClock::new(Timestamp::from_millis(1_764_000_000_000));
+//! let memory = MemoryDenylist::builder().clock(Arc::new(clock.clone())).build();
+//! let denylist: Arc<dyn Denylist> = Arc::new(memory.clone());
+//!
+//! let id = SessionId::from_bytes([7; 16]);
+//! let issued_at = clock.now();
+//! let expires_at = issued_at.saturating_add(Duration::from_secs(3600));
+//! assert_eq!(denylist.check(&id, Some("alice"), issued_at), Check::Allowed);
+//!
+//! // `revoke` is async (the Redis denylist awaits Redis); the memory one also has a sync twin.
+//! memory.insert(id, expires_at);
+//! assert_eq!(denylist.check(&id, Some("alice"), issued_at), Check::Revoked(RevokedBy::Session));
+//!
+//! // "Log out everywhere": alice's sessions issued before now are refused, later ones not.
+//! clock.advance(Duration::from_secs(10));
+//! memory.insert_subject("alice", clock.now())?;
+//! let other = SessionId::from_bytes([8; 16]);
+//! assert!(denylist.check(&other, Some("alice"), issued_at).is_revoked());
+//! assert!(denylist.check(&other, Some("alice"), clock.now()).is_allowed());
+//! # Ok::<(), sealed_session::denylist::DenylistError>(())
+//! ```
+
+mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisDenylist, RedisDenylistBuilder, StartMode};
+pub use memory::{MemoryDenylist, MemoryDenylistBuilder};
+
+pub use crate::store::BoxFuture;
+
+use std::time::Duration;
+
+use crate::clock::Timestamp;
+use crate::state::SessionId;
+
+/// How long a per-subject revocation is kept by default: 30 days. It must be at least the
+/// longest lifetime a session can have (the policy's `max_age`, or a longer per-session one).
+pub const DEFAULT_SUBJECT_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The answer of [`Denylist::check`] for one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Check {
+    /// Not revoked (as far as a replica within its staleness bound knows).
+    Allowed,
+    /// Revoked: treat the session like an expired one.
+    Revoked(RevokedBy),
+    /// The denylist cannot vouch for the session: its replica is staler than the configured
+    /// bound (the backend has been unreachable too long), so a revocation may have been
+    /// missed. The middleware answers 503 rather than accept a possibly revoked session.
+    Unavailable,
+}
+
+impl Check {
+    /// Whether the session may proceed.
+    pub fn is_allowed(self) -> bool {
+        matches!(self, Check::Allowed)
+    }
+
+    /// Whether the session was revoked.
+    pub fn is_revoked(self) -> bool {
+        matches!(self, Check::Revoked(_))
+    }
+
+    /// A short, stable label for logs and metrics: `"allowed"`, `"revoked_session"`,
+    /// `"revoked_subject"` or `"unavailable"`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Check::Allowed => "allowed",
+            Check::Revoked(RevokedBy::Session) => "revoked_session",
+            Check::Revoked(RevokedBy::Subject) => "revoked_subject",
+            Check::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// Which entry revoked a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RevokedBy {
+    /// Its session id was revoked ([`Denylist::revoke`]).
+    Session,
+    /// Its subject was revoked after the session was issued ([`Denylist::revoke_subject`]).
+    Subject,
+}
+
+/// How far the denylist can be trusted right now, for logs, metrics and health endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// In sync: the in-memory denylist always; the Redis one while connected and subscribed.
+    Healthy,
+    /// The backend is unreachable; checks are answered from the local replica, last known
+    /// to be in sync `stale_for` ago, which is still within the bound.
+    Degraded {
+        /// Time since the replica was last known to be in sync.
+        stale_for: Duration,
+        /// The configured bound past which checks answer [`Check::Unavailable`].
+        bound: Duration,
+    },
+    /// Past the staleness bound, or never synchronised: checks of sessions that are not
+    /// known to be revoked answer [`Check::Unavailable`].
+    Unavailable {
+        /// Time since the replica was last in sync; `None` when it never was.
+        stale_for: Option<Duration>,
+    },
+}
+
+impl Health {
+    /// A short, stable label for logs and metrics: `"healthy"`, `"degraded"` or
+    /// `"unavailable"`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Health::Healthy => "healthy",
+            Health::Degraded { .. } => "degraded",
+            Health::Unavailable { .. } => "unavailable",
+        }
+    }
+}
+
+/// A snapshot of a denylist's state, from [`Denylist::status`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Status {
+    /// Whether checks can be trusted.
+    pub health: Health,
+    /// Revoked session ids held in memory (expired ones not yet swept included).
+    pub revoked_sessions: usize,
+    /// Per-subject revocations held in memory (expired ones not yet swept included).
+    pub revoked_subjects: usize,
+}
+
+impl Status {
+    /// A status, for implementations of [`Denylist`] outside this crate.
+    pub fn new(health: Health, revoked_sessions: usize, revoked_subjects: usize) -> Status {
+        Status {
+            health,
+            revoked_sessions,
+            revoked_subjects,
+        }
+    }
+}
+
+/// Why a revocation (or building a denylist) failed.
+///
+/// A failed revocation was **not** recorded where other processes can see it: tell the user
+/// the logout failed rather than pretend it happened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DenylistError {
+    /// The backend refused or failed the operation (connection lost, error reply).
+    #[error("denylist backend {backend} failed to {op}")]
+    Backend {
+        /// Which backend (for example `"redis"`).
+        backend: &'static str,
+        /// What was being done (for example `"record a revocation"`).
+        op: &'static str,
+        /// The backend's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The backend did not answer in time.
+    #[error("denylist backend {backend} did not {op} within {timeout:?}")]
+    Timeout {
+        /// Which backend.
+        backend: &'static str,
+        /// What was being done.
+        op: &'static str,
+        /// The configured time limit.
+        timeout: Duration,
+    },
+    /// The subject is longer than a token can carry, so no session can have it.
+    #[error("subject is {len} bytes, over the limit of {max}")]
+    SubjectTooLong {
+        /// Length of the subject.
+        len: usize,
+        /// Longest subject allowed.
+        max: usize,
+    },
+    /// The staleness bound is not longer than twice the heartbeat interval plus the command
+    /// timeout, so a healthy replica could be taken for a stale one between heartbeats.
+    #[error(
+        "staleness bound {stale_after:?} must be more than twice the heartbeat interval {heartbeat:?} plus the timeout {timeout:?}"
+    )]
+    StaleBoundTooShort {
+        /// The configured staleness bound.
+        stale_after: Duration,
+        /// The configured heartbeat interval.
+        heartbeat: Duration,
+        /// The configured command timeout.
+        timeout: Duration,
+    },
+}
+
+/// Revoked sessions, checked on every request.
+///
+/// Object-safe: the middleware holds an `Arc<dyn Denylist>`. `check` is synchronous and
+/// cheap (a hash look-up in memory, no allocation, no I/O); `revoke` and `revoke_subject`
+/// may talk to a backend and return an error when it could not record the revocation.
+///
+/// Times are the clock's [`Timestamp`]s (milliseconds since the epoch); an implementation
+/// reads "now" from its own [`Clock`](crate::Clock).
+pub trait Denylist: Send + Sync + 'static {
+    /// Whether the session `id` of `subject`, issued at `issued_at`, may proceed.
+    ///
+    /// Revoked when the id was revoked (and its `until` has not passed), or when the subject
+    /// was revoked with a `before` strictly later than `issued_at`. A session issued in the
+    /// very millisecond of a subject revocation stays valid, so a user can log in again at
+    /// once after "log out everywhere".
+    fn check(&self, id: &SessionId, subject: Option<&str>, issued_at: Timestamp) -> Check;
+
+    /// Revokes session `id`, remembered until `until` (pass the session's expiry: after it the
+    /// session is refused anyway). An `until` already past is a no-op.
+    fn revoke(&self, id: SessionId, until: Timestamp) -> BoxFuture<'_, Result<(), DenylistError>>;
+
+    /// Revokes every session of `subject` issued strictly before `before` (usually now).
+    /// Kept for the subject TTL (see the implementation's builder). A later call with an
+    /// earlier `before` does not shorten an existing revocation.
+    fn revoke_subject(
+        &self,
+        subject: &str,
+        before: Timestamp,
+    ) -> BoxFuture<'_, Result<(), DenylistError>>;
+
+    /// The current health and size, for logs, metrics and health endpoints.
+    fn status(&self) -> Status;
+}

@@ -1,0 +1,397 @@
+//! The Redis denylist against a real `redis-server` started on a free loopback port: two
+//! instances sharing revocations, propagation time, outages, staleness and resynchronisation.
+//!
+//! Without `redis-server` on PATH each test prints `SKIPPED: ...` and passes, except under
+//! `CI=true`, where it fails.
+
+#![cfg(feature = "redis")]
+
+mod common {
+    pub mod redis;
+}
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::redis::{Proxy, RedisServer};
+use sealed_session::denylist::{
+    Check, Denylist, DenylistError, Health, RedisDenylist, RedisDenylistBuilder, RevokedBy,
+    StartMode,
+};
+use sealed_session::{Clock, ManualClock, SessionId, SystemClock, Timestamp};
+
+const T0: u64 = 1_764_000_000_000;
+
+fn id(n: u32) -> SessionId {
+    let mut b = [0x3c; 16];
+    b[..4].copy_from_slice(&n.to_le_bytes());
+    SessionId::from_bytes(b)
+}
+
+/// Short intervals so outage tests run in well under a second of waiting.
+fn fast(url: &str, clock: Arc<dyn Clock>) -> RedisDenylistBuilder {
+    RedisDenylist::builder(url)
+        .key_prefix("test:deny:")
+        .clock(clock)
+        .heartbeat(Duration::from_millis(50))
+        .stale_after(Duration::from_secs(10))
+        .backoff(Duration::from_millis(20), Duration::from_millis(200))
+        .timeout(Duration::from_millis(500))
+        .resync_every(Duration::from_secs(3600))
+}
+
+/// Polls `f` every millisecond until it holds; panics naming `what` after `limit`.
+async fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if f() {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// Shows the denylist's state-change log lines with `--nocapture`.
+fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("sealed_session=info")
+        .try_init();
+}
+
+fn healthy(d: &dyn Denylist) -> bool {
+    d.status().health == Health::Healthy
+}
+
+fn degraded(d: &dyn Denylist) -> bool {
+    matches!(d.status().health, Health::Degraded { .. })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_propagate_to_a_second_instance() {
+    let Some(server) = RedisServer::start("revocations_propagate_to_a_second_instance") else {
+        return;
+    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let a = fast(&server.url(), clock.clone()).build().await.unwrap();
+    let b = fast(&server.url(), clock.clone()).build().await.unwrap();
+    assert!(healthy(&a) && healthy(&b));
+
+    // A session id revoked on A: the time until B's local check refuses it, measured from
+    // the start of A's `revoke` call, polling B every millisecond.
+    let mut samples = Vec::new();
+    for n in 0..30u32 {
+        let issued = clock.now();
+        let until = issued.saturating_add(Duration::from_secs(3600));
+        assert_eq!(b.check(&id(n), None, issued), Check::Allowed);
+        let start = Instant::now();
+        a.revoke(id(n), until).await.unwrap();
+        assert!(
+            a.check(&id(n), None, issued).is_revoked(),
+            "A refuses at once"
+        );
+        wait_until("B to refuse the revoked id", Duration::from_secs(5), || {
+            b.check(&id(n), None, issued).is_revoked()
+        })
+        .await;
+        samples.push(start.elapsed());
+    }
+    samples.sort();
+    let median = samples[samples.len() / 2];
+    let max = samples[samples.len() - 1];
+    eprintln!(
+        "PROPAGATION (revoke on A -> refused by B, {} samples, 1 ms polling): median {median:?}, max {max:?}",
+        samples.len()
+    );
+    assert!(
+        median < Duration::from_millis(100),
+        "median {median:?} over the 100 ms target"
+    );
+
+    // Per-subject revocation: sessions of "alice" issued before now are refused on B.
+    let issued = clock.now();
+    let before = issued.saturating_add(Duration::from_millis(1));
+    a.revoke_subject("alice", before).await.unwrap();
+    let took = wait_until(
+        "B to refuse alice's older session",
+        Duration::from_secs(5),
+        || b.check(&id(100), Some("alice"), issued) == Check::Revoked(RevokedBy::Subject),
+    )
+    .await;
+    eprintln!("PROPAGATION (subject revocation A -> B): {took:?}");
+    assert_eq!(b.check(&id(100), Some("alice"), before), Check::Allowed);
+    assert_eq!(b.check(&id(100), Some("bob"), issued), Check::Allowed);
+    assert_eq!(b.status().revoked_subjects, 1);
+    assert_eq!(b.status().revoked_sessions, 30);
+
+    // A third instance started now loads everything from Redis.
+    let c = fast(&server.url(), clock.clone()).build().await.unwrap();
+    assert!(c.check(&id(7), None, issued).is_revoked());
+    assert!(c.check(&id(100), Some("alice"), issued).is_revoked());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_replica_keeps_answering_revocations_fail_then_unavailable_then_resync() {
+    logs();
+    let Some(mut server) = RedisServer::start("outage test") else {
+        return;
+    };
+    let clock = ManualClock::new(Timestamp::from_millis(T0));
+    let dyn_clock: Arc<dyn Clock> = Arc::new(clock.clone());
+    let a = fast(&server.url(), dyn_clock.clone())
+        .resync_every(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    let b = fast(&server.url(), dyn_clock.clone())
+        .resync_every(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    let issued = clock.now();
+    let until = issued.saturating_add(Duration::from_secs(3600));
+    a.revoke(id(1), until).await.unwrap();
+    wait_until("B to see id 1", Duration::from_secs(5), || {
+        b.check(&id(1), None, issued).is_revoked()
+    })
+    .await;
+
+    // Redis goes away.
+    server.stop();
+    wait_until("both to report the outage", Duration::from_secs(5), || {
+        degraded(&a) && degraded(&b)
+    })
+    .await;
+    // Checks keep working from the replica.
+    assert!(b.check(&id(1), None, issued).is_revoked());
+    assert_eq!(b.check(&id(2), None, issued), Check::Allowed);
+    // A revocation cannot be recorded: it fails, and says so.
+    let started = Instant::now();
+    let err = a.revoke(id(3), until).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DenylistError::Backend {
+                backend: "redis",
+                ..
+            } | DenylistError::Timeout { .. }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "failed fast: {:?}",
+        started.elapsed()
+    );
+    eprintln!(
+        "revoke during outage: {err} (after {:?})",
+        started.elapsed()
+    );
+    let err = a.revoke_subject("carol", issued).await.unwrap_err();
+    assert!(err.to_string().contains("redis"), "{err}");
+    // ... but this process refuses the session anyway.
+    assert!(a.check(&id(3), None, issued).is_revoked());
+
+    // Past the staleness bound the replica can no longer vouch for a session.
+    clock.advance(Duration::from_secs(10) + Duration::from_millis(1));
+    assert_eq!(b.check(&id(2), None, issued), Check::Unavailable);
+    assert!(
+        b.check(&id(1), None, issued).is_revoked(),
+        "known revocations still refuse"
+    );
+    assert!(matches!(
+        b.status().health,
+        Health::Unavailable { stale_for: Some(s) } if s > Duration::from_secs(10)
+    ));
+
+    // Redis comes back (empty: the test server has no persistence). A revocation written
+    // straight into Redis, with no announcement, reaches the replicas by resynchronisation.
+    server.restart();
+    let mut conn = raw(&server.url()).await;
+    let _: () = redis::cmd("ZADD")
+        .arg("test:deny:ids")
+        .arg(until.as_millis())
+        .arg(id(4).to_string())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("ZADD")
+        .arg("test:deny:subjects")
+        .arg(clock.now().as_millis())
+        .arg("dave")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    wait_until("both healthy again", Duration::from_secs(5), || {
+        healthy(&a) && healthy(&b)
+    })
+    .await;
+    wait_until("B to load the direct write", Duration::from_secs(5), || {
+        b.check(&id(4), None, issued).is_revoked()
+            && b.check(&id(5), Some("dave"), issued).is_revoked()
+    })
+    .await;
+    assert_eq!(b.check(&id(2), None, issued), Check::Allowed);
+    assert!(
+        b.check(&id(1), None, issued).is_revoked(),
+        "replica kept id 1"
+    );
+    // Revocations work again and propagate.
+    a.revoke(id(6), until).await.unwrap();
+    wait_until("B to see id 6", Duration::from_secs(5), || {
+        b.check(&id(6), None, issued).is_revoked()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_missed_while_cut_off_heal_on_reconnect() {
+    let Some(server) = RedisServer::start("cut-off test") else {
+        return;
+    };
+    let clock = ManualClock::new(Timestamp::from_millis(T0));
+    let dyn_clock: Arc<dyn Clock> = Arc::new(clock.clone());
+    let proxy = Proxy::start(server.port()).await;
+    let a = fast(&server.url(), dyn_clock.clone())
+        .build()
+        .await
+        .unwrap();
+    // B reaches Redis through a proxy; its periodic reload is an hour away, so only the
+    // reload after reconnecting can bring it what it missed.
+    let b = fast(&proxy.url(), dyn_clock.clone()).build().await.unwrap();
+    let issued = clock.now();
+    let until = issued.saturating_add(Duration::from_secs(3600));
+
+    proxy.cut();
+    wait_until("B to report the outage", Duration::from_secs(5), || {
+        degraded(&b)
+    })
+    .await;
+    assert!(healthy(&a), "A is unaffected");
+
+    a.revoke(id(1), until).await.unwrap();
+    a.revoke_subject("erin", issued.saturating_add(Duration::from_millis(1)))
+        .await
+        .unwrap();
+    // Give a stray delivery every chance: B must not have it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        b.check(&id(1), None, issued),
+        Check::Allowed,
+        "B was cut off"
+    );
+    assert_eq!(b.check(&id(2), Some("erin"), issued), Check::Allowed);
+
+    proxy.restore().await;
+    let took = wait_until("B to resynchronise", Duration::from_secs(5), || {
+        b.check(&id(1), None, issued).is_revoked()
+            && b.check(&id(2), Some("erin"), issued).is_revoked()
+    })
+    .await;
+    eprintln!("resynchronised {took:?} after the proxy was restored");
+    assert!(healthy(&b));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_modes() {
+    let Some(mut server) = RedisServer::start("start modes") else {
+        return;
+    };
+    let url = server.url();
+    server.stop();
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp::from_millis(T0)));
+
+    // Default: refuse to start.
+    let err = fast(&url, clock.clone()).build().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DenylistError::Backend { .. } | DenylistError::Timeout { .. }
+        ),
+        "{err:?}"
+    );
+    eprintln!("start without Redis: {err}");
+
+    // Or start, answer Unavailable until loaded, and keep retrying.
+    let d = fast(&url, clock.clone())
+        .start_mode(StartMode::RetryInBackground)
+        .build()
+        .await
+        .unwrap();
+    let issued = clock.now();
+    assert_eq!(d.status().health, Health::Unavailable { stale_for: None });
+    assert_eq!(d.check(&id(1), None, issued), Check::Unavailable);
+    assert!(
+        d.revoke(id(1), issued.saturating_add(Duration::from_secs(60)))
+            .await
+            .is_err()
+    );
+    assert!(
+        d.check(&id(1), None, issued).is_revoked(),
+        "refused locally even so"
+    );
+
+    server.restart();
+    wait_until("the late start to connect", Duration::from_secs(5), || {
+        healthy(&d)
+    })
+    .await;
+    assert_eq!(d.check(&id(2), None, issued), Check::Allowed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_denylist_closes_its_connection() {
+    let Some(server) = RedisServer::start("drop test") else {
+        return;
+    };
+    let mut conn = raw(&server.url()).await;
+    let mut clients = async || -> usize {
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        list.lines().count()
+    };
+    let base = clients().await;
+    let d = fast(&server.url(), Arc::new(SystemClock))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(clients().await, base + 1);
+    drop(d);
+    let start = Instant::now();
+    while clients().await != base {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "connection still open after drop"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_staleness_bound_within_two_heartbeats_is_refused() {
+    let err = RedisDenylist::builder("redis://127.0.0.1:1/")
+        .heartbeat(Duration::from_secs(1))
+        .stale_after(Duration::from_secs(2))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DenylistError::StaleBoundTooShort { .. }),
+        "{err:?}"
+    );
+}
