@@ -18,9 +18,9 @@ for k in sorted(med):
     print(f"{k:40s} {med[k]:12.1f} ns")
 if group == "middleware":
     for op in ("read", "write"):
-        base = med.get(f"none/{op}")
-        ours = med.get(f"sealed_session/{op}")
-        poem = med.get(f"poem_cookie_session/{op}")
+        base = med.get(f"none_{op}", med.get(f"none/{op}"))
+        ours = med.get(f"sealed_session_{op}", med.get(f"sealed_session/{op}"))
+        poem = med.get(f"poem_cookie_session_{op}", med.get(f"poem_cookie_session/{op}"))
         if None in (base, ours, poem):
             continue
         added_ours, added_poem = ours - base, poem - base

@@ -36,7 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         opened.needs_reissue(),
         fresh.renew
     );
-    let mut state = opened.into_state();
+    let state = opened.into_state();
     println!("user = {:?}", state.get::<String>("user")?);
     let reissued = rotated.seal(&state, b"sid")?;
     println!("re-issued under k2 ({} bytes)", reissued.len());

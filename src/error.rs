@@ -130,6 +130,13 @@ pub enum OpenError {
     /// The session was revoked (logged out) before its expiry.
     #[error("session was revoked")]
     Revoked,
+    /// A JWT's `iss` or `aud` claim is missing or names another issuer or audience than
+    /// the one configured.
+    #[error("token's {claim:?} claim is missing or does not match the configured value")]
+    ClaimMismatch {
+        /// The registered claim that failed: `"iss"` or `"aud"`.
+        claim: &'static str,
+    },
     /// Store-backed sessions: the signed id is valid but the store holds no such session
     /// (it expired, was destroyed, or the store was emptied). The id is never adopted.
     #[error("no session with this id in the store")]
@@ -149,6 +156,7 @@ impl OpenError {
             OpenError::FromTheFuture { .. } => "from_the_future",
             OpenError::TooLarge { .. } => "too_large",
             OpenError::Revoked => "revoked",
+            OpenError::ClaimMismatch { .. } => "claim_mismatch",
             OpenError::NotFound => "not_found",
         }
     }
@@ -183,6 +191,9 @@ pub enum SealError {
     /// The cipher refused to encrypt (only for inputs of many gigabytes).
     #[error("encryption failed")]
     Encrypt,
+    /// The signer refused to sign (a JWT key the crypto backend could not use).
+    #[error("signing the token failed")]
+    Sign,
 }
 
 /// Why session data could not be read or written as the requested type.

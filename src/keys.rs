@@ -12,12 +12,12 @@ use std::sync::Arc;
 
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::KeyInit;
+use aes_gcm::aead::generic_array::GenericArray;
 use aes_gcm::aead::rand_core::{OsRng, RngCore};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use chacha20poly1305::{ChaCha20Poly1305, XChaCha20Poly1305};
 use hkdf::Hkdf;
-use aes_gcm::aead::generic_array::GenericArray;
 use hmac::Hmac;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -175,9 +175,10 @@ impl Key {
     /// A key from base64 (standard or URL-safe alphabet, padded or not) of 32 bytes.
     pub fn from_base64(id: &str, alg: Algorithm, b64: &str) -> Result<Key, KeyError> {
         validate_key_id(id)?;
-        let bytes = Zeroizing::new(decode_any_base64(b64.trim()).ok_or_else(|| {
-            KeyError::BadBase64 { id: id.to_owned() }
-        })?);
+        let bytes = Zeroizing::new(
+            decode_any_base64(b64.trim())
+                .ok_or_else(|| KeyError::BadBase64 { id: id.to_owned() })?,
+        );
         Key::new(id, alg, &bytes)
     }
 
@@ -195,12 +196,7 @@ impl Key {
         }
         check_not_degenerate("secret", secret)?;
         let mut material = Zeroizing::new([0u8; KEY_LEN]);
-        hkdf_expand(
-            SECRET_SALT,
-            secret,
-            &[SECRET_INFO],
-            &mut material[..],
-        );
+        hkdf_expand(SECRET_SALT, secret, &[SECRET_INFO], &mut material[..]);
         let id = match id {
             Some(id) => {
                 validate_key_id(id)?;
@@ -278,9 +274,24 @@ fn decode_any_base64(s: &str) -> Option<Vec<u8>> {
 
 /// The cipher instance of one key, built once.
 pub(crate) enum AeadCipher {
+    /// AES-256-GCM or ChaCha20-Poly1305 through aws-lc-rs. AWS-LC wipes the key schedule
+    /// when it frees the context.
+    #[cfg(feature = "aws-lc")]
+    AwsLc(Box<aws_lc_rs::aead::LessSafeKey>),
     Aes256Gcm(Box<Aes256Gcm>),
     ChaCha20Poly1305(Box<ChaCha20Poly1305>),
     XChaCha20Poly1305(Box<XChaCha20Poly1305>),
+}
+
+#[cfg(feature = "aws-lc")]
+fn aws_lc_key(alg: Algorithm, key: &[u8]) -> Option<aws_lc_rs::aead::LessSafeKey> {
+    use aws_lc_rs::aead::{AES_256_GCM, CHACHA20_POLY1305, LessSafeKey, UnboundKey};
+    let a = match alg {
+        Algorithm::Aes256Gcm => &AES_256_GCM,
+        Algorithm::ChaCha20Poly1305 => &CHACHA20_POLY1305,
+        Algorithm::XChaCha20Poly1305 => return None,
+    };
+    UnboundKey::new(a, key).ok().map(LessSafeKey::new)
 }
 
 /// One key of a built ring, with its key schedules.
@@ -301,7 +312,11 @@ impl RingKey {
             &[AEAD_INFO, key.alg.name().as_bytes()],
             &mut aead_key[..],
         );
-        let aead = match key.alg {
+        #[cfg(feature = "aws-lc")]
+        let fast = aws_lc_key(key.alg, &aead_key[..]).map(|k| AeadCipher::AwsLc(Box::new(k)));
+        #[cfg(not(feature = "aws-lc"))]
+        let fast = None;
+        let aead = fast.unwrap_or_else(|| match key.alg {
             Algorithm::Aes256Gcm => AeadCipher::Aes256Gcm(Box::new(Aes256Gcm::new(
                 aes_gcm::Key::<Aes256Gcm>::from_slice(&aead_key[..]),
             ))),
@@ -311,7 +326,7 @@ impl RingKey {
             Algorithm::XChaCha20Poly1305 => AeadCipher::XChaCha20Poly1305(Box::new(
                 XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(&aead_key[..])),
             )),
-        };
+        });
         // HMAC pads a key shorter than the hash's 64-byte block with zeros; doing it here
         // lets us use the infallible fixed-size constructor.
         let mut mac_key = Zeroizing::new([0u8; 64]);
@@ -420,11 +435,7 @@ impl Keyring {
     /// A new ring with `key` as the new primary, keeping at most `keep` keys in all.
     pub fn rotate(&self, key: Key, keep: usize) -> Result<Keyring, KeyError> {
         let keep = keep.max(1);
-        Keyring::new(
-            std::iter::once(key)
-                .chain(self.keys().cloned())
-                .take(keep),
-        )
+        Keyring::new(std::iter::once(key).chain(self.keys().cloned()).take(keep))
     }
 
     /// The ring in key-ring string form. This exposes key material.

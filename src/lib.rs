@@ -41,7 +41,10 @@
 
 mod clock;
 pub mod codec;
+pub mod denylist;
 mod error;
+#[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+mod jwt_keys;
 mod keys;
 mod middleware;
 mod policy;
@@ -52,6 +55,7 @@ pub mod transport;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use codec::{Codec, Opened, SealedCodec, SignedCodec};
+pub use denylist::{Check, Denylist, MemoryDenylist};
 pub use error::{DataError, KeyError, OpenError, SealError};
 pub use keys::{Algorithm, KEY_LEN, Key, Keyring, MAX_KEY_ID_LEN};
 pub use middleware::{SealedSession, SealedSessionEndpoint};
@@ -60,6 +64,11 @@ pub use session::{Session, SessionError};
 pub use state::{MAX_SUBJECT_LEN, SessionId, SessionState};
 pub use transport::bearer::BearerConfig;
 pub use transport::cookie::{CookieConfig, SameSite, Secure};
+#[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+pub use {
+    codec::JwtCodec,
+    jwt_keys::{JwtAlgorithm, JwtKey, JwtKeyError, JwtKeyring},
+};
 
 /// The README's examples, compiled as doctests so they stay true.
 #[cfg(doctest)]

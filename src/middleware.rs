@@ -248,17 +248,16 @@ pub struct SealedSessionEndpoint<E> {
 }
 
 fn is_https(req: &Request, trust_proxy: bool) -> bool {
-    if trust_proxy {
-        if let Some(proto) = req
+    if trust_proxy
+        && let Some(proto) = req
             .headers()
             .get("x-forwarded-proto")
             .and_then(|v| v.to_str().ok())
-        {
-            return proto
-                .split(',')
-                .next()
-                .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
-        }
+    {
+        return proto
+            .split(',')
+            .next()
+            .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
     }
     req.scheme().as_str() == "https" || req.uri().scheme_str() == Some("https")
 }
@@ -547,13 +546,13 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
                     ));
                 }
             }
-            if let Some((id, record, until)) = &plan.record {
-                if let Err(e) = store.save(id, record, *until).await {
-                    tracing::error!(target: "sealed_session", error = %e, "session not saved to the store");
-                    return Ok(unavailable(
-                        "the session could not be saved: the session store is unavailable",
-                    ));
-                }
+            if let Some((id, record, until)) = &plan.record
+                && let Err(e) = store.save(id, record, *until).await
+            {
+                tracing::error!(target: "sealed_session", error = %e, "session not saved to the store");
+                return Ok(unavailable(
+                    "the session could not be saved: the session store is unavailable",
+                ));
             }
         }
         match (&plan.outcome, &carrier, plan.token) {

@@ -134,13 +134,13 @@ impl Policy {
                 now,
             });
         }
-        if let Some(idle) = self.idle_timeout {
-            if now >= state.last_seen().saturating_add(idle) {
-                return Err(OpenError::IdleTimeout {
-                    last_seen: state.last_seen(),
-                    now,
-                });
-            }
+        if let Some(idle) = self.idle_timeout
+            && now >= state.last_seen().saturating_add(idle)
+        {
+            return Err(OpenError::IdleTimeout {
+                last_seen: state.last_seen(),
+                now,
+            });
         }
         let renew = self.rolling
             || self

@@ -354,10 +354,11 @@ impl Session {
         if inner.lifecycle == Lifecycle::Destroyed {
             return Ok(None);
         }
-        if let Some(t) = &inner.token {
-            if !inner.changed && !inner.reissue {
-                return Ok(Some(t.clone()));
-            }
+        if let Some(t) = &inner.token
+            && !inner.changed
+            && !inner.reissue
+        {
+            return Ok(Some(t.clone()));
         }
         Ok(Some(inner.seal_now()?))
     }

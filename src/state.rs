@@ -93,7 +93,6 @@ pub(crate) enum Data {
 mod scan {
     use std::borrow::Cow;
     use std::fmt;
-    use std::marker::PhantomData;
 
     use serde::de::{self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
     use serde_json::value::RawValue;
@@ -118,36 +117,47 @@ mod scan {
         }
     }
 
-    struct Find<'k, T>(&'k str, PhantomData<T>);
+    /// Looks for one key; on a hit it stores the value in `slot` and stops the parse with
+    /// a marker error, so the rest of the object is not even scanned. Keys are unique in
+    /// every object this crate writes; in a foreign object with duplicates the first wins.
+    struct Find<'k, 's, T>(&'k str, &'s mut Option<T>);
 
-    impl<'de, T: DeserializeOwned> Visitor<'de> for Find<'_, T> {
-        type Value = Option<T>;
+    const FOUND: &str = "sealed-session: key found";
+
+    impl<'de, T: DeserializeOwned> Visitor<'de> for Find<'_, '_, T> {
+        type Value = ();
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a JSON object")
         }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<T>, A::Error> {
-            let mut found = None;
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
             while let Some(hit) = map.next_key_seed(KeyIs(self.0))? {
                 if hit {
-                    found = Some(map.next_value::<T>()?);
-                } else {
-                    map.next_value::<IgnoredAny>()?;
+                    *self.1 = Some(map.next_value::<T>()?);
+                    return Err(de::Error::custom(FOUND));
                 }
+                map.next_value::<IgnoredAny>()?;
             }
-            Ok(found)
+            Ok(())
         }
     }
 
-    /// The value of `key` in the JSON object `raw`, deserialized; nothing else is built.
+    /// The value of `key` in the JSON object `raw`, deserialized; nothing else is built,
+    /// and nothing after the key is read.
     pub(super) fn find<T: DeserializeOwned>(
         raw: &[u8],
         key: &str,
     ) -> Result<Option<T>, serde_json::Error> {
         use serde::Deserializer as _;
+        let mut slot = None;
         let mut de = serde_json::Deserializer::from_slice(raw);
-        let v = (&mut de).deserialize_map(Find(key, PhantomData))?;
-        de.end()?;
-        Ok(v)
+        match (&mut de).deserialize_map(Find(key, &mut slot)) {
+            Ok(()) => {
+                de.end()?;
+                Ok(None)
+            }
+            Err(_) if slot.is_some() => Ok(slot),
+            Err(e) => Err(e),
+        }
     }
 
     /// A key, borrowed from the input unless it had escapes.
@@ -298,7 +308,7 @@ impl SessionState {
                     return false;
                 }
                 // Every remaining raw key must have been removed.
-                scan::entries(raw).map_or(false, |e| {
+                scan::entries(raw).is_ok_and(|e| {
                     e.iter()
                         .all(|(k, _)| changes.iter().any(|(c, _)| c == k.as_ref()))
                 })

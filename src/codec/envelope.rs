@@ -99,6 +99,47 @@ pub(crate) fn associated_data(header: &[u8], purpose: &[u8]) -> Vec<u8> {
     ad
 }
 
+/// Longest associated data kept on the stack: a 19-byte header, the length and a purpose of
+/// up to 75 bytes (every cookie name in practice).
+const AD_INLINE: usize = 96;
+
+/// The associated data of one seal or open, built without a heap allocation when it fits in
+/// [`AD_INLINE`] bytes. Same bytes as [`associated_data`].
+pub(crate) enum AssociatedData {
+    Inline { buf: [u8; AD_INLINE], len: usize },
+    Heap(Vec<u8>),
+}
+
+impl AssociatedData {
+    /// The header, then the purpose's length (u16, big-endian) and bytes.
+    pub(crate) fn new(header: &[u8], purpose: &[u8]) -> AssociatedData {
+        let purpose = purpose.get(..usize::from(u16::MAX)).unwrap_or(purpose);
+        let plen = u16::try_from(purpose.len())
+            .unwrap_or(u16::MAX)
+            .to_be_bytes();
+        let len = header.len() + plen.len() + purpose.len();
+        let mut buf = [0u8; AD_INLINE];
+        match buf.get_mut(..len) {
+            Some(dst) => {
+                let src = header.iter().chain(&plen).chain(purpose);
+                for (d, s) in dst.iter_mut().zip(src) {
+                    *d = *s;
+                }
+                AssociatedData::Inline { buf, len }
+            }
+            None => AssociatedData::Heap(associated_data(header, purpose)),
+        }
+    }
+
+    /// The bytes.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match self {
+            AssociatedData::Inline { buf, len } => buf.get(..*len).unwrap_or(&[]),
+            AssociatedData::Heap(v) => v,
+        }
+    }
+}
+
 /// Base64url without padding: the text form of every token.
 pub(crate) fn encode_text(raw: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(raw)

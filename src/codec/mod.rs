@@ -6,10 +6,14 @@
 //! job, which [`Codec::open_checked`] runs after it.
 
 mod envelope;
+#[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+mod jwt;
 mod sealed;
 mod signed;
 mod store;
 
+#[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+pub use jwt::{DEFAULT_MAX_JWT_LEN, JWT_SESS_VERSION, JwtCodec};
 pub use sealed::SealedCodec;
 pub use signed::SignedCodec;
 pub use store::SessionIdCodec;

@@ -14,7 +14,7 @@ use aes_gcm::aead::rand_core::{OsRng, RngCore};
 use aes_gcm::aead::{AeadInPlace, generic_array::GenericArray};
 
 use super::envelope::{
-    KIND_SEALED, associated_data, decode_text, encode_text, write_header, Header,
+    AssociatedData, Header, KIND_SEALED, decode_text, encode_text, write_header,
 };
 use super::{Codec, DEFAULT_MAX_TOKEN_LEN, Opened};
 use crate::error::{OpenError, SealError};
@@ -72,6 +72,17 @@ fn encrypt(
     buf: &mut [u8],
 ) -> Result<[u8; TAG_LEN], SealError> {
     let tag = match cipher {
+        #[cfg(feature = "aws-lc")]
+        AeadCipher::AwsLc(k) => {
+            let nonce = aws_lc_rs::aead::Nonce::try_assume_unique_for_key(nonce)
+                .map_err(|_| SealError::Encrypt)?;
+            let tag = k
+                .seal_in_place_separate_tag(nonce, aws_lc_rs::aead::Aad::from(ad), buf)
+                .map_err(|_| SealError::Encrypt)?;
+            let mut out = [0u8; TAG_LEN];
+            out.copy_from_slice(tag.as_ref());
+            return Ok(out);
+        }
         AeadCipher::Aes256Gcm(c) => {
             c.encrypt_in_place_detached(GenericArray::from_slice(nonce), ad, buf)
         }
@@ -95,8 +106,19 @@ fn decrypt(
     buf: &mut [u8],
     tag: &[u8],
 ) -> Result<(), OpenError> {
+    #[cfg(feature = "aws-lc")]
+    if let AeadCipher::AwsLc(k) = cipher {
+        let nonce = aws_lc_rs::aead::Nonce::try_assume_unique_for_key(nonce)
+            .map_err(|_| OpenError::BadSeal)?;
+        return k
+            .open_in_place_separate_tag(nonce, aws_lc_rs::aead::Aad::from(ad), tag, buf)
+            .map(|_| ())
+            .map_err(|_| OpenError::BadSeal);
+    }
     let tag = GenericArray::from_slice(tag);
     match cipher {
+        #[cfg(feature = "aws-lc")]
+        AeadCipher::AwsLc(_) => Err(aes_gcm::Error),
         AeadCipher::Aes256Gcm(c) => {
             c.decrypt_in_place_detached(GenericArray::from_slice(nonce), ad, buf, tag)
         }
@@ -147,16 +169,17 @@ impl SealedCodec {
         }
         let body_start = raw.len();
         state.encode_into(&mut raw)?;
-        let text_len = (raw.len() + TAG_LEN).div_ceil(3) * 4;
+        // Unpadded base64: 4 characters per 3 bytes, rounded up.
+        let text_len = ((raw.len() + TAG_LEN) * 4).div_ceil(3);
         if text_len > self.max_len {
             return Err(SealError::TooLarge {
                 len: text_len,
                 max: self.max_len,
             });
         }
-        let ad = associated_data(&raw[..header_len], purpose);
+        let ad = AssociatedData::new(&raw[..header_len], purpose);
         let (head, body) = raw.split_at_mut(body_start);
-        let tag = encrypt(&key.aead, &head[header_len..], &ad, body)?;
+        let tag = encrypt(&key.aead, &head[header_len..], ad.as_bytes(), body)?;
         raw.extend_from_slice(&tag);
         Ok(encode_text(&raw))
     }
@@ -183,11 +206,11 @@ impl Codec for SealedCodec {
         if raw.len() < body_start + TAG_LEN {
             return Err(OpenError::Malformed("shorter than nonce and tag"));
         }
-        let ad = associated_data(&raw[..header_len], purpose);
+        let ad = AssociatedData::new(&raw[..header_len], purpose);
         let tag_start = raw.len() - TAG_LEN;
         let (head, rest) = raw.split_at_mut(body_start);
         let (body, tag) = rest.split_at_mut(tag_start - body_start);
-        decrypt(&key.aead, &head[header_len..], &ad, body, tag)?;
+        decrypt(&key.aead, &head[header_len..], ad.as_bytes(), body, tag)?;
         let state = SessionState::decode(body)?;
         Ok(Opened::new(state, &key.id, primary))
     }

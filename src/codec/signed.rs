@@ -11,7 +11,7 @@
 use hmac::Mac;
 
 use super::envelope::{
-    KIND_SIGNED, associated_data, decode_text, encode_text, write_header, Header,
+    AssociatedData, Header, KIND_SIGNED, decode_text, encode_text, write_header,
 };
 use super::{Codec, DEFAULT_MAX_TOKEN_LEN, Opened};
 use crate::error::{OpenError, SealError};
@@ -60,7 +60,8 @@ impl Codec for SignedCodec {
         write_header(&mut raw, KIND_SIGNED, &key.id);
         let header_len = raw.len();
         state.encode_into(&mut raw)?;
-        let text_len = (raw.len() + TAG_LEN).div_ceil(3) * 4;
+        // Unpadded base64: 4 characters per 3 bytes, rounded up.
+        let text_len = ((raw.len() + TAG_LEN) * 4).div_ceil(3);
         if text_len > self.max_len {
             return Err(SealError::TooLarge {
                 len: text_len,
@@ -68,7 +69,7 @@ impl Codec for SignedCodec {
             });
         }
         let mut mac = key.mac.clone();
-        mac.update(&associated_data(&raw[..header_len], purpose));
+        mac.update(AssociatedData::new(&raw[..header_len], purpose).as_bytes());
         mac.update(&raw[header_len..]);
         raw.extend_from_slice(&mac.finalize().into_bytes());
         Ok(encode_text(&raw))
@@ -87,7 +88,7 @@ impl Codec for SignedCodec {
             .filter(|t| *t >= header_len)
             .ok_or(OpenError::Malformed("shorter than the tag"))?;
         let mut mac = key.mac.clone();
-        mac.update(&associated_data(&raw[..header_len], purpose));
+        mac.update(AssociatedData::new(&raw[..header_len], purpose).as_bytes());
         mac.update(&raw[header_len..tag_start]);
         // `verify_slice` compares in constant time.
         mac.verify_slice(&raw[tag_start..])
