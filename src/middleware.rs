@@ -10,6 +10,7 @@ use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::codec::{Codec, SealedCodec, SessionIdCodec, SignedCodec};
+use crate::denylist::{Check, Denylist};
 use crate::error::OpenError;
 use crate::keys::Keyring;
 use crate::policy::Policy;
@@ -60,6 +61,7 @@ struct Config {
     bearer: Option<BearerConfig>,
     save_uninitialized: bool,
     clock: Arc<dyn Clock>,
+    denylist: Option<Arc<dyn Denylist>>,
 }
 
 impl SealedSession {
@@ -95,6 +97,7 @@ impl SealedSession {
                 cookie: CookieConfig::default(),
                 bearer: None,
                 save_uninitialized: false,
+                denylist: None,
                 clock: Arc::new(SystemClock),
             },
         }
@@ -213,6 +216,21 @@ impl SealedSession {
     #[must_use]
     pub fn bearer(mut self, config: BearerConfig) -> Self {
         self.cfg.bearer = Some(config);
+        self
+    }
+
+    /// Check every session against `denylist` (a local, in-memory look-up) and revoke the id
+    /// that `destroy` or `regenerate` ends, so a token replayed after logout is refused.
+    /// Keep a clone of the `Arc` to revoke every session of a user
+    /// ([`Denylist::revoke_subject`]). A revoked session is treated like an expired one (a
+    /// fresh session for cookies, a 401 for bearer tokens); a denylist that is
+    /// [`Check::Unavailable`] (a Redis replica past its staleness bound) is answered with a
+    /// 503. A revocation that cannot be recorded turns the response into a 503 rather than
+    /// report a logout that did not happen. Default: none (stateless sessions then end only
+    /// by expiry).
+    #[must_use]
+    pub fn denylist(mut self, denylist: Arc<dyn Denylist>) -> Self {
+        self.cfg.denylist = Some(denylist);
         self
     }
 
@@ -349,6 +367,22 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
                         })
                 }
             },
+        };
+        let opened = match (opened, &self.cfg.denylist) {
+            (Ok((renew, stale_key, state)), Some(denylist)) => {
+                match denylist.check(&state.id(), state.subject(), state.issued_at()) {
+                    Check::Allowed => Ok((renew, stale_key, state)),
+                    Check::Revoked(_) => Err(OpenError::Revoked),
+                    Check::Unavailable => {
+                        tracing::error!(target: "sealed_session", "revocation list unavailable; refusing sessions");
+                        return Err(poem::Error::from_string(
+                            "sessions cannot be checked for revocation right now",
+                            StatusCode::SERVICE_UNAVAILABLE,
+                        ));
+                    }
+                }
+            }
+            (opened, _) => opened,
         };
         match opened {
             Ok((renew, stale_key, state)) => Ok(Arrival {
@@ -520,6 +554,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             max_age: cfg.policy.get_max_age(),
             idle_timeout: cfg.policy.get_idle_timeout(),
             backend: cfg.backend.clone(),
+            denylist: cfg.denylist.clone(),
             purpose: purpose.clone(),
             stale_key,
         });
@@ -536,7 +571,18 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             Ok(plan) => plan,
             Err(msg) => return Ok(not_saved(&msg)),
         };
-        // Store I/O happens here, with no lock held.
+        // Revocation and store I/O happen here, with no lock held.
+        if let (Backend::Token(_), Some(denylist)) = (&cfg.backend, &cfg.denylist) {
+            for (id, until) in &plan.ended {
+                if let Err(e) = denylist.revoke(*id, *until).await {
+                    tracing::error!(target: "sealed_session", error = %e, "session not revoked");
+                    return Ok(unavailable(
+                        "the session could not be ended: the revocation was not recorded",
+                    ));
+                }
+                tracing::info!(target: "sealed_session", "session revoked");
+            }
+        }
         if let Backend::Store { store, .. } = &cfg.backend {
             for (id, _) in &plan.ended {
                 if let Err(e) = store.delete(id).await {

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::clock::Timestamp;
 use crate::codec::{Codec, SessionIdCodec};
+use crate::denylist::{Denylist, DenylistError};
 use crate::error::{DataError, OpenError, SealError};
 use crate::state::{SessionId, SessionState};
 use crate::store::{Store, StoreError};
@@ -40,6 +41,15 @@ pub enum SessionError {
     /// was destroyed elsewhere).
     #[error("the session is no longer in the store")]
     Gone,
+    /// `logout_everywhere` needs a denylist on the middleware.
+    #[error("no denylist is configured, so sessions cannot be revoked (add `.denylist(...)`)")]
+    NoDenylist,
+    /// `logout_everywhere` needs to know the user: call `set_subject` at login.
+    #[error("the session has no subject (call `set_subject` at login)")]
+    NoSubject,
+    /// The denylist could not record a revocation. Answered as a 503.
+    #[error(transparent)]
+    Denylist(#[from] DenylistError),
     /// Store-backed sessions: `reload` found a record that does not decode.
     #[error("the stored session record is corrupt: {0}")]
     Corrupt(OpenError),
@@ -48,7 +58,7 @@ pub enum SessionError {
 impl ResponseError for SessionError {
     fn status(&self) -> StatusCode {
         match self {
-            SessionError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            SessionError::Store(_) | SessionError::Denylist(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -94,6 +104,7 @@ pub(crate) struct Inner {
     pub(crate) max_age: Duration,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) backend: Backend,
+    pub(crate) denylist: Option<Arc<dyn Denylist>>,
     pub(crate) purpose: Arc<str>,
     /// The token was made with a key that is no longer primary.
     pub(crate) stale_key: bool,
@@ -313,6 +324,30 @@ impl Session {
         inner.reissue = false;
         inner.token = None;
         Ok(())
+    }
+
+    /// "Log out everywhere": revokes every session of this session's subject issued before
+    /// now (on every instance sharing the denylist), then destroys this one. Use it when a
+    /// password changes. Needs a denylist on the middleware and a subject on the session.
+    /// To do the same for another user (an administrator's action), call
+    /// [`Denylist::revoke_subject`] on the denylist you gave the middleware.
+    pub async fn logout_everywhere(&self) -> Result<(), SessionError> {
+        let (denylist, subject, now) = {
+            let inner = self.lock();
+            (
+                inner.denylist.clone().ok_or(SessionError::NoDenylist)?,
+                inner
+                    .state
+                    .subject()
+                    .map(str::to_owned)
+                    .ok_or(SessionError::NoSubject)?,
+                inner.now,
+            )
+        };
+        // Sessions issued strictly before `now` are refused (this one is destroyed below), so
+        // a login in the very next request is not caught by its own logout.
+        denylist.revoke_subject(&subject, now).await?;
+        self.destroy()
     }
 
     /// Marks the session active now and re-issues its token, resetting the idle clock

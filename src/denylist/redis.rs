@@ -169,6 +169,7 @@ impl RedisDenylistBuilder {
             connected: AtomicBool::new(false),
             disconnects: AtomicU64::new(0),
             wake: Notify::new(),
+            pending: std::sync::Mutex::new(Vec::new()),
         });
         let sink = shared.clone();
         let config = ConnectionManagerConfig::new()
@@ -386,25 +387,12 @@ impl Denylist for RedisDenylist {
                 return Ok(());
             }
             self.shared.replica.insert(&id, until, now);
-            let member = id.to_string();
-            let mut pipe = redis::pipe();
-            pipe.atomic()
-                .cmd("ZADD")
-                .arg(&self.keys.ids)
-                .arg("GT")
-                .arg(until.as_millis())
-                .arg(&member)
-                .ignore()
-                .cmd("ZREMRANGEBYSCORE")
-                .arg(&self.keys.ids)
-                .arg("-inf")
-                .arg(now.as_millis())
-                .ignore()
-                .cmd("PUBLISH")
-                .arg(&self.keys.events)
-                .arg(format!("r {member} {}", until.as_millis()))
-                .ignore();
-            self.write("record a session revocation", pipe).await
+            let pipe = session_pipe(&self.keys, &id, until, now);
+            let res = self.write("record a session revocation", pipe).await;
+            if res.is_err() {
+                self.shared.remember(Pending::Session(id, until));
+            }
+            res
         })
     }
 
@@ -423,24 +411,12 @@ impl Denylist for RedisDenylist {
             let horizon = now
                 .as_millis()
                 .saturating_sub(duration_ms(self.shared.replica.subject_ttl()));
-            let mut pipe = redis::pipe();
-            pipe.atomic()
-                .cmd("ZADD")
-                .arg(&self.keys.subjects)
-                .arg("GT")
-                .arg(before.as_millis())
-                .arg(&subject)
-                .ignore()
-                .cmd("ZREMRANGEBYSCORE")
-                .arg(&self.keys.subjects)
-                .arg("-inf")
-                .arg(horizon)
-                .ignore()
-                .cmd("PUBLISH")
-                .arg(&self.keys.events)
-                .arg(format!("s {} {subject}", before.as_millis()))
-                .ignore();
-            self.write("record a subject revocation", pipe).await
+            let pipe = subject_pipe(&self.keys, &subject, before, horizon);
+            let res = self.write("record a subject revocation", pipe).await;
+            if res.is_err() {
+                self.shared.remember(Pending::Subject(subject, before));
+            }
+            res
         })
     }
 
@@ -470,6 +446,91 @@ struct Shared {
     disconnects: AtomicU64,
     /// Wakes the background task on a connection loss.
     wake: Notify,
+    /// Revocations that Redis could not record (the caller got an error). They are written
+    /// at the next reconnection, before the replica counts as current again, so a logout
+    /// that failed during an outage still reaches every instance afterwards, and a retry on
+    /// this instance (which already refuses the session) is not a silent no-op elsewhere.
+    pending: std::sync::Mutex<Vec<Pending>>,
+}
+
+/// At most this many unrecorded revocations are kept for the next reconnection; past it the
+/// oldest are dropped (and logged). This process's replica still refuses them.
+const MAX_PENDING: usize = 100_000;
+
+/// A revocation waiting for Redis.
+#[derive(Clone, Debug)]
+enum Pending {
+    Session(SessionId, Timestamp),
+    Subject(String, Timestamp),
+}
+
+impl Shared {
+    fn remember(&self, p: Pending) {
+        let mut q = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if q.len() >= MAX_PENDING {
+            q.remove(0);
+            tracing::error!(
+                limit = MAX_PENDING,
+                "denylist: too many revocations waiting for Redis; dropped the oldest"
+            );
+        }
+        q.push(p);
+    }
+
+    fn take_pending(&self) -> Vec<Pending> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn restore_pending(&self, mut rest: Vec<Pending>) {
+        let mut q = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        rest.append(&mut q);
+        *q = rest;
+    }
+}
+
+/// The atomic write of one session revocation: record it, trim expired entries, announce.
+fn session_pipe(keys: &Keys, id: &SessionId, until: Timestamp, now: Timestamp) -> redis::Pipeline {
+    let member = id.to_string();
+    let mut pipe = redis::pipe();
+    pipe.atomic()
+        .cmd("ZADD")
+        .arg(&keys.ids)
+        .arg("GT")
+        .arg(until.as_millis())
+        .arg(&member)
+        .ignore()
+        .cmd("ZREMRANGEBYSCORE")
+        .arg(&keys.ids)
+        .arg("-inf")
+        .arg(now.as_millis())
+        .ignore()
+        .cmd("PUBLISH")
+        .arg(&keys.events)
+        .arg(format!("r {member} {}", until.as_millis()))
+        .ignore();
+    pipe
+}
+
+/// The atomic write of one subject revocation: record it, trim old entries, announce.
+fn subject_pipe(keys: &Keys, subject: &str, before: Timestamp, horizon: u64) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.atomic()
+        .cmd("ZADD")
+        .arg(&keys.subjects)
+        .arg("GT")
+        .arg(before.as_millis())
+        .arg(subject)
+        .ignore()
+        .cmd("ZREMRANGEBYSCORE")
+        .arg(&keys.subjects)
+        .arg("-inf")
+        .arg(horizon)
+        .ignore()
+        .cmd("PUBLISH")
+        .arg(&keys.events)
+        .arg(format!("s {} {subject}", before.as_millis()))
+        .ignore();
+    pipe
 }
 
 impl Shared {
@@ -592,6 +653,7 @@ impl Syncer {
             conn.subscribe(events),
         )
         .await?;
+        self.flush_pending().await?;
         let started = self.shared.clock.now();
         let ids = self.keys.ids.clone();
         let subjects = self.keys.subjects.clone();
@@ -619,6 +681,44 @@ impl Syncer {
         self.shared.mark_fresh(started);
         self.shared.connected.store(true, Ordering::Release);
         Ok(self.shared.replica.sizes())
+    }
+
+    /// Writes the revocations that failed while Redis was away. On error the rest stay
+    /// pending and the sync fails, so the replica is not called current before they land.
+    async fn flush_pending(&mut self) -> Result<(), DenylistError> {
+        let pending = self.shared.take_pending();
+        let now = self.shared.clock.now();
+        let horizon = now
+            .as_millis()
+            .saturating_sub(duration_ms(self.shared.replica.subject_ttl()));
+        for (i, p) in pending.iter().enumerate() {
+            let pipe = match p {
+                Pending::Session(id, until) if *until > now => {
+                    session_pipe(&self.keys, id, *until, now)
+                }
+                Pending::Session(..) => continue,
+                Pending::Subject(s, before) => subject_pipe(&self.keys, s, *before, horizon),
+            };
+            let mut conn = self.conn.clone();
+            if let Err(e) = limit(
+                self.timeout,
+                "record a revocation made during an outage",
+                pipe.query_async::<()>(&mut conn),
+            )
+            .await
+            {
+                self.shared
+                    .restore_pending(pending.get(i..).map(<[_]>::to_vec).unwrap_or_default());
+                return Err(e);
+            }
+        }
+        if !pending.is_empty() {
+            tracing::info!(
+                count = pending.len(),
+                "denylist: recorded revocations made while Redis was unreachable"
+            );
+        }
+        Ok(())
     }
 
     /// Walks one sorted set with `ZSCAN`, page by page.
