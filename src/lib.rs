@@ -65,6 +65,8 @@ pub use state::{MAX_SUBJECT_LEN, SessionId, SessionState};
 pub use transport::bearer::BearerConfig;
 pub use transport::cookie::{CookieConfig, SameSite, Secure};
 #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+pub use transport::jwks::Jwks;
+#[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
 pub use {
     codec::JwtCodec,
     jwt_keys::{JwtAlgorithm, JwtKey, JwtKeyError, JwtKeyring},

@@ -111,6 +111,7 @@ fn description(e: &OpenError) -> &'static str {
         OpenError::UnknownKeyId(_) => "the token's key is unknown",
         OpenError::FromTheFuture { .. } => "the token is not yet valid",
         OpenError::UnsupportedVersion { .. } => "the token's format version is not supported",
+        OpenError::ClaimMismatch { .. } => "the token was issued for another issuer or audience",
         _ => "the token is malformed or its signature is invalid",
     }
 }

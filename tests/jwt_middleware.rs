@@ -1,0 +1,228 @@
+//! JWT sessions through the middleware: bearer and cookie transports, kid rotation, and the
+//! JWK Set endpoint.
+#![cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+
+use poem::http::StatusCode;
+use poem::test::TestClient;
+use poem::web::Json;
+use poem::{Endpoint, EndpointExt, Route, get, handler, post};
+use sealed_session::{
+    BearerConfig, Jwks, JwtAlgorithm, JwtCodec, JwtKey, JwtKeyring, SealedSession, Session,
+};
+
+#[handler]
+fn login(session: &Session) -> poem::Result<Json<serde_json::Value>> {
+    session.regenerate()?;
+    session.insert("user", "admin")?;
+    session.set_subject("admin");
+    Ok(Json(serde_json::json!({ "token": session.token()? })))
+}
+
+#[handler]
+fn me(session: &Session) -> poem::Result<Json<serde_json::Value>> {
+    let views = session.get::<u64>("views")?.unwrap_or(0) + 1;
+    session.insert("views", &views)?;
+    Ok(Json(
+        serde_json::json!({ "user": session.get::<String>("user")?, "views": views }),
+    ))
+}
+
+fn ring(kid: &str) -> (JwtKey, JwtKeyring) {
+    let (key, _) = JwtKey::generate(kid, JwtAlgorithm::EdDSA).unwrap();
+    (key.clone(), JwtKeyring::new([key]).unwrap())
+}
+
+fn api(ring: &JwtKeyring) -> impl Endpoint {
+    Route::new()
+        .at("/api/login", post(login))
+        .at("/api/me", get(me))
+        .with(
+            SealedSession::with_codec(JwtCodec::new(ring.clone()).issuer("demo"))
+                .bearer(BearerConfig::new()),
+        )
+}
+
+async fn token_of(tc: &TestClient<impl Endpoint>) -> String {
+    let v: serde_json::Value = tc
+        .post("/api/login")
+        .send()
+        .await
+        .0
+        .into_body()
+        .into_json()
+        .await
+        .unwrap();
+    v["token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn jwt_bearer_sessions_count_and_refresh() {
+    let (_, ring) = ring("k1");
+    let tc = TestClient::new(api(&ring));
+    let token = token_of(&tc).await;
+    assert_eq!(token.split('.').count(), 3, "a compact JWS");
+    let resp = tc
+        .get("/api/me")
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await;
+    resp.assert_status_is_ok();
+    let next = resp
+        .0
+        .headers()
+        .get("x-session-token")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let v: serde_json::Value = resp.0.into_body().into_json().await.unwrap();
+    assert_eq!(v, serde_json::json!({"user": "admin", "views": 1}));
+    let resp = tc
+        .get("/api/me")
+        .header("authorization", format!("Bearer {next}"))
+        .send()
+        .await;
+    let v: serde_json::Value = resp.0.into_body().into_json().await.unwrap();
+    assert_eq!(v["views"], 2);
+    // Tampered: 401 with an RFC 6750 challenge.
+    let mut bad = token.clone();
+    bad.push('x');
+    let resp = tc
+        .get("/api/me")
+        .header("authorization", format!("Bearer {bad}"))
+        .send()
+        .await;
+    resp.assert_status(StatusCode::UNAUTHORIZED);
+    assert!(
+        resp.0
+            .headers()
+            .get("www-authenticate")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+}
+
+#[tokio::test]
+async fn a_token_of_another_issuer_is_refused() {
+    let (key, ring) = ring("k1");
+    let other = TestClient::new(
+        Route::new().at("/api/login", post(login)).with(
+            SealedSession::with_codec(
+                JwtCodec::new(JwtKeyring::new([key]).unwrap()).issuer("other"),
+            )
+            .bearer(BearerConfig::new()),
+        ),
+    );
+    let token = token_of(&other).await;
+    let resp = TestClient::new(api(&ring))
+        .get("/api/me")
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await;
+    resp.assert_status(StatusCode::UNAUTHORIZED);
+    let challenge = resp
+        .0
+        .headers()
+        .get("www-authenticate")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(challenge.contains("issuer or audience"), "{challenge}");
+}
+
+#[tokio::test]
+async fn an_old_kid_is_reissued_under_the_new_one_and_a_removed_kid_is_refused() {
+    let (old_key, old_ring) = ring("k1");
+    let token = token_of(&TestClient::new(api(&old_ring))).await;
+    let (new_key, _) = JwtKey::generate("k2", JwtAlgorithm::EdDSA).unwrap();
+    let rotated = JwtKeyring::new([new_key.clone(), old_key]).unwrap();
+    let resp = TestClient::new(api(&rotated))
+        .get("/api/me")
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await;
+    resp.assert_status_is_ok();
+    let reissued = resp
+        .0
+        .headers()
+        .get("x-session-token")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let header = reissued.split('.').next().unwrap();
+    let header: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["kid"], "k2");
+    let only_new = JwtKeyring::new([new_key]).unwrap();
+    let resp = TestClient::new(api(&only_new))
+        .get("/api/me")
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await;
+    resp.assert_status(StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_jwt_can_travel_in_a_cookie_too() {
+    let (_, ring) = ring("k1");
+    let tc = TestClient::new(
+        Route::new()
+            .at("/api/login", post(login))
+            .at("/api/me", get(me))
+            .with(SealedSession::with_codec(JwtCodec::new(ring))),
+    );
+    let resp = tc.post("/api/login").send().await;
+    let cookie = resp
+        .0
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let pair = cookie.split(';').next().unwrap().to_owned();
+    assert!(pair.starts_with("__Host-sid=ey"), "{pair}");
+    let resp = tc.get("/api/me").header("cookie", pair).send().await;
+    let v: serde_json::Value = resp.0.into_body().into_json().await.unwrap();
+    assert_eq!(v["user"], "admin");
+}
+
+#[tokio::test]
+async fn the_jwk_set_endpoint_publishes_public_keys_only() {
+    let (_, ring) = ring("k1");
+    let tc = TestClient::new(Route::new().at("/.well-known/jwks.json", get(Jwks::new(&ring))));
+    let resp = tc.get("/.well-known/jwks.json").send().await;
+    resp.assert_status_is_ok();
+    resp.assert_content_type("application/jwk-set+json");
+    let v: serde_json::Value = resp.0.into_body().into_json().await.unwrap();
+    let keys = v["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["kid"], "k1");
+    assert_eq!(keys[0]["alg"], "EdDSA");
+    assert_eq!(keys[0]["use"], "sig");
+    assert!(keys[0].get("d").is_none(), "no private part");
+
+    let (hmac, _) = JwtKey::generate("h1", JwtAlgorithm::HS256).unwrap();
+    let secret_only = JwtKeyring::new([hmac]).unwrap();
+    let tc = TestClient::new(Route::new().at("/jwks", get(Jwks::new(&secret_only))));
+    let v: serde_json::Value = tc
+        .get("/jwks")
+        .send()
+        .await
+        .0
+        .into_body()
+        .into_json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"keys": []}),
+        "HMAC secrets are never published"
+    );
+}
