@@ -91,13 +91,44 @@ async fn cookie_of(ep: &impl Endpoint) -> String {
     v.split(';').next().expect("name=value").to_owned()
 }
 
-async fn call(ep: &impl Endpoint, path: &str, cookie: &str) {
+async fn call<E: Endpoint + ?Sized>(ep: &E, path: &str, cookie: &str) {
     let req = Request::builder()
         .uri_str(path)
         .header(COOKIE, cookie)
         .finish();
     let resp = ep.get_response(req).await;
     black_box(resp);
+}
+
+/// With `SS_COUNT=<variant>/<read|write>` set (for example `sealed_session/write`), runs
+/// that one case a fixed number of times and exits, for `benches/instructions.sh`, which
+/// counts instructions per request under valgrind: a measure the machine's load cannot move.
+fn count_mode(rt: &tokio::runtime::Runtime, apps: &Apps, case: &str) {
+    let iters: usize = std::env::var("SS_COUNT_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let (variant, op) = case.split_once('/').expect("variant/op");
+    let path = format!("/{op}");
+    rt.block_on(async {
+        for _ in 0..iters {
+            match variant {
+                "none" => call(&apps.none, &path, &apps.none_cookie).await,
+                "sealed_session" => call(&apps.ours, &path, &apps.ours_cookie).await,
+                "poem_cookie_session" => call(&apps.poem, &path, &apps.poem_cookie).await,
+                other => panic!("unknown variant {other}"),
+            }
+        }
+    });
+}
+
+struct Apps {
+    ours: Box<dyn poem::endpoint::DynEndpoint<Output = poem::Response>>,
+    poem: Box<dyn poem::endpoint::DynEndpoint<Output = poem::Response>>,
+    none: Box<dyn poem::endpoint::DynEndpoint<Output = poem::Response>>,
+    ours_cookie: String,
+    poem_cookie: String,
+    none_cookie: String,
 }
 
 fn bench(c: &mut Criterion) {
@@ -123,6 +154,18 @@ fn bench(c: &mut Criterion) {
         poem_cookie.len()
     );
 
+    if let Ok(case) = std::env::var("SS_COUNT") {
+        let apps = Apps {
+            ours: Box::new(poem::endpoint::ToDynEndpoint(ours.map_to_response())),
+            poem: Box::new(poem::endpoint::ToDynEndpoint(poem.map_to_response())),
+            none: Box::new(poem::endpoint::ToDynEndpoint(none.map_to_response())),
+            ours_cookie,
+            poem_cookie,
+            none_cookie,
+        };
+        count_mode(&rt, &apps, &case);
+        std::process::exit(0);
+    }
     let mut g = c.benchmark_group("middleware");
     for path in ["/read", "/write"] {
         let label = path.trim_start_matches('/');

@@ -48,6 +48,7 @@ mod jwt_keys;
 mod keys;
 mod middleware;
 mod policy;
+mod random;
 mod session;
 mod state;
 pub mod store;

@@ -3,7 +3,6 @@
 
 use std::fmt;
 
-use aes_gcm::aead::rand_core::{OsRng, RngCore};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
@@ -28,7 +27,7 @@ impl SessionId {
     /// A fresh id from the operating system's RNG.
     pub fn generate() -> Result<SessionId, SealError> {
         let mut b = [0u8; 16];
-        OsRng.try_fill_bytes(&mut b).map_err(|_| SealError::Rng)?;
+        crate::random::fill(&mut b).map_err(|_| SealError::Rng)?;
         Ok(SessionId(b))
     }
 
@@ -75,10 +74,10 @@ impl fmt::Debug for SessionId {
 #[derive(Clone, Debug, Default)]
 pub(crate) enum Data {
     /// Bytes of a JSON object (empty means `{}`), not yet parsed.
-    Raw(Box<[u8]>),
+    Raw(RawJson),
     /// Bytes of a JSON object and changes to it: `Some` sets a key, `None` removes it.
     Patched {
-        raw: Box<[u8]>,
+        raw: RawJson,
         changes: Vec<(String, Option<Value>)>,
     },
     /// Parsed (and possibly changed).
@@ -88,123 +87,190 @@ pub(crate) enum Data {
     Empty,
 }
 
-/// serde plumbing for reading one key out of a JSON object's bytes, or walking its entries
-/// with their values left as raw bytes.
-mod scan {
-    use std::borrow::Cow;
-    use std::fmt;
+/// The bytes of a JSON object as they arrived, with an index of its entries (key, and the
+/// byte range of the still-unparsed value) built on first need and then reused, so a
+/// request that reads, changes and re-seals the data scans the bytes once.
+#[derive(Clone, Default)]
+pub(crate) struct RawJson {
+    bytes: Box<[u8]>,
+    index: std::sync::OnceLock<Option<Vec<Entry>>>,
+}
 
-    use serde::de::{self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
-    use serde_json::value::RawValue;
+#[derive(Clone, Debug)]
+struct Entry {
+    key: KeyText,
+    value: std::ops::Range<usize>,
+}
 
-    /// A key compared with a wanted key without allocating.
-    struct KeyIs<'k>(&'k str);
+/// A key: a range of the bytes when it had no escapes (the common case), else decoded.
+#[derive(Clone, Debug)]
+enum KeyText {
+    At(std::ops::Range<usize>),
+    Owned(Box<str>),
+}
 
-    impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
-        type Value = bool;
-        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-            d.deserialize_str(self)
+impl RawJson {
+    /// The entries, or `None` when the bytes are not a JSON object.
+    fn index(&self) -> Option<&[Entry]> {
+        self.index
+            .get_or_init(|| {
+                split::object(&self.bytes)?
+                    .into_iter()
+                    .map(|(key, escaped, value)| {
+                        let key = if escaped {
+                            // Rare: decode the escapes with serde_json.
+                            let text = self.bytes.get(key)?;
+                            KeyText::Owned(serde_json::from_slice::<String>(text).ok()?.into())
+                        } else {
+                            KeyText::At(key.start + 1..key.end - 1)
+                        };
+                        Some(Entry { key, value })
+                    })
+                    .collect()
+            })
+            .as_deref()
+    }
+
+    fn key<'a>(&'a self, e: &'a Entry) -> &'a str {
+        match &e.key {
+            KeyText::At(r) => self
+                .bytes
+                .get(r.clone())
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .unwrap_or(""),
+            KeyText::Owned(k) => k,
         }
     }
 
-    impl Visitor<'_> for KeyIs<'_> {
-        type Value = bool;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a string key")
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
-            Ok(v == self.0)
+    fn value(&self, e: &Entry) -> &[u8] {
+        self.bytes.get(e.value.clone()).unwrap_or(b"null")
+    }
+}
+
+impl std::ops::Deref for RawJson {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl From<Box<[u8]>> for RawJson {
+    fn from(bytes: Box<[u8]>) -> Self {
+        RawJson {
+            bytes,
+            index: std::sync::OnceLock::new(),
         }
     }
+}
 
-    /// Looks for one key; on a hit it stores the value in `slot` and stops the parse with
-    /// a marker error, so the rest of the object is not even scanned. Keys are unique in
-    /// every object this crate writes; in a foreign object with duplicates the first wins.
-    struct Find<'k, 's, T>(&'k str, &'s mut Option<T>);
+impl fmt::Debug for RawJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RawJson({} bytes)", self.bytes.len())
+    }
+}
 
-    const FOUND: &str = "sealed-session: key found";
+/// Finds the entries of a JSON object's text in one pass: where each key and each value
+/// starts and ends, nothing more. It runs only on authenticated bytes (written by this
+/// crate, or by whoever holds a key), so it checks structure, not every value: a value is
+/// validated by serde_json when it is deserialized or when the whole map is parsed. Any
+/// surprise gives `None` (corrupt data); no input can make it panic.
+mod split {
+    use std::ops::Range;
 
-    impl<'de, T: DeserializeOwned> Visitor<'de> for Find<'_, '_, T> {
-        type Value = ();
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a JSON object")
+    fn ws(b: &[u8], mut i: usize) -> usize {
+        while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            i += 1;
         }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            while let Some(hit) = map.next_key_seed(KeyIs(self.0))? {
-                if hit {
-                    *self.1 = Some(map.next_value::<T>()?);
-                    return Err(de::Error::custom(FOUND));
+        i
+    }
+
+    /// `b[start]` is `"`: the index after the closing quote, and whether escapes occur.
+    fn string(b: &[u8], start: usize) -> Option<(usize, bool)> {
+        let mut j = start + 1;
+        let mut escaped = false;
+        loop {
+            match b.get(j)? {
+                b'"' => return Some((j + 1, escaped)),
+                b'\\' => {
+                    escaped = true;
+                    j += 2;
                 }
-                map.next_value::<IgnoredAny>()?;
+                _ => j += 1,
             }
-            Ok(())
         }
     }
 
-    /// The value of `key` in the JSON object `raw`, deserialized; nothing else is built,
-    /// and nothing after the key is read.
-    pub(super) fn find<T: DeserializeOwned>(
-        raw: &[u8],
-        key: &str,
-    ) -> Result<Option<T>, serde_json::Error> {
-        use serde::Deserializer as _;
-        let mut slot = None;
-        let mut de = serde_json::Deserializer::from_slice(raw);
-        match (&mut de).deserialize_map(Find(key, &mut slot)) {
-            Ok(()) => {
-                de.end()?;
-                Ok(None)
-            }
-            Err(_) if slot.is_some() => Ok(slot),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// A key, borrowed from the input unless it had escapes.
-    struct Key<'de>(Cow<'de, str>);
-
-    impl<'de> de::Deserialize<'de> for Key<'de> {
-        fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = Key<'de>;
-                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                    f.write_str("a string key")
-                }
-                fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-                    Ok(Key(Cow::Borrowed(v)))
-                }
-                fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                    Ok(Key(Cow::Owned(v.to_owned())))
+    fn value(b: &[u8], start: usize) -> Option<usize> {
+        match b.get(start)? {
+            b'"' => string(b, start).map(|(end, _)| end),
+            b'{' | b'[' => {
+                let mut depth = 0usize;
+                let mut j = start;
+                loop {
+                    match b.get(j)? {
+                        b'"' => {
+                            j = string(b, j)?.0;
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth = depth.checked_sub(1)?;
+                            if depth == 0 {
+                                return Some(j + 1);
+                            }
+                        }
+                        _ => {}
+                    }
+                    j += 1;
                 }
             }
-            d.deserialize_str(V)
-        }
-    }
-
-    struct Entries;
-
-    impl<'de> Visitor<'de> for Entries {
-        type Value = Vec<(Cow<'de, str>, &'de RawValue)>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a JSON object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
-            while let Some((k, v)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
-                out.push((k.0, v));
+            _ => {
+                let mut j = start;
+                while let Some(c) = b.get(j) {
+                    if matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+                        break;
+                    }
+                    j += 1;
+                }
+                (j > start).then_some(j)
             }
-            Ok(out)
         }
     }
 
-    /// The entries of the JSON object `raw`, values as their raw JSON text.
-    pub(super) fn entries(raw: &[u8]) -> Result<Vec<(Cow<'_, str>, &RawValue)>, serde_json::Error> {
-        use serde::Deserializer as _;
-        let mut de = serde_json::Deserializer::from_slice(raw);
-        let v = (&mut de).deserialize_map(Entries)?;
-        de.end()?;
-        Ok(v)
+    /// `(key with its quotes, key has escapes, value)` for each entry.
+    pub(super) type Entries = Vec<(Range<usize>, bool, Range<usize>)>;
+
+    pub(super) fn object(b: &[u8]) -> Option<Entries> {
+        let mut i = ws(b, 0);
+        if b.get(i) != Some(&b'{') {
+            return None;
+        }
+        i = ws(b, i + 1);
+        let mut out = Vec::with_capacity(8);
+        if b.get(i) == Some(&b'}') {
+            return (ws(b, i + 1) == b.len()).then_some(out);
+        }
+        loop {
+            if b.get(i) != Some(&b'"') {
+                return None;
+            }
+            let (key_end, escaped) = string(b, i)?;
+            let key = i..key_end;
+            i = ws(b, key_end);
+            if b.get(i) != Some(&b':') {
+                return None;
+            }
+            i = ws(b, i + 1);
+            let start = i;
+            let end = value(b, start)?;
+            out.push((key, escaped, start..end));
+            i = ws(b, end);
+            match b.get(i) {
+                Some(b',') => i = ws(b, i + 1),
+                Some(b'}') => return (ws(b, i + 1) == b.len()).then_some(out),
+                _ => return None,
+            }
+        }
     }
 }
 
@@ -215,20 +281,29 @@ fn parse_map(raw: &[u8]) -> Result<Map<String, Value>, DataError> {
     serde_json::from_slice(raw).map_err(DataError::Corrupt)
 }
 
-fn find_in<T: DeserializeOwned>(raw: &[u8], key: &str) -> Result<Option<T>, DataError> {
+fn find_in<T: DeserializeOwned>(raw: &RawJson, key: &str) -> Result<Option<T>, DataError> {
     if raw.is_empty() {
         return Ok(None);
     }
-    scan::find::<T>(raw, key).map_err(|source| {
-        // Tell a value of the wrong type from bytes that are not a JSON object at all.
-        match scan::entries(raw) {
-            Ok(_) => DataError::WrongType {
+    let entries = raw.index().ok_or_else(|| corrupt(raw))?;
+    match entries.iter().find(|e| raw.key(e) == key) {
+        None => Ok(None),
+        Some(e) => serde_json::from_slice(raw.value(e))
+            .map(Some)
+            .map_err(|source| DataError::WrongType {
                 key: key.to_owned(),
                 source,
-            },
-            Err(e) => DataError::Corrupt(e),
-        }
-    })
+            }),
+    }
+}
+
+fn corrupt(raw: &[u8]) -> DataError {
+    match serde_json::from_slice::<Map<String, Value>>(raw) {
+        Err(e) => DataError::Corrupt(e),
+        Ok(_) => DataError::Corrupt(serde::de::Error::custom(
+            "session data is not a plain JSON object",
+        )),
+    }
 }
 
 /// The state of one session: metadata plus data. This is what codecs seal and open.
@@ -308,9 +383,9 @@ impl SessionState {
                     return false;
                 }
                 // Every remaining raw key must have been removed.
-                scan::entries(raw).is_ok_and(|e| {
+                raw.index().is_some_and(|e| {
                     e.iter()
-                        .all(|(k, _)| changes.iter().any(|(c, _)| c == k.as_ref()))
+                        .all(|en| changes.iter().any(|(c, _)| c == raw.key(en)))
                 })
             }
         }
@@ -458,7 +533,7 @@ impl SessionState {
         allow(dead_code)
     )]
     pub(crate) fn set_raw_data(&mut self, raw: Box<[u8]>) {
-        self.data = Data::Raw(raw);
+        self.data = Data::Raw(raw.into());
     }
 
     /// Appends the data's JSON text to `out`, nothing when empty.
@@ -477,14 +552,33 @@ impl SessionState {
                         out.push(b',');
                     }
                 };
-                for (k, v) in scan::entries(raw).map_err(SealError::Serialize)? {
-                    if changes.iter().any(|(c, _)| c == k.as_ref()) {
+                let entries: &[Entry] = if raw.is_empty() {
+                    &[]
+                } else {
+                    raw.index().ok_or_else(|| match corrupt(raw) {
+                        DataError::Corrupt(e) => SealError::Serialize(e),
+                        _ => SealError::Encrypt,
+                    })?
+                };
+                for e in entries {
+                    let k = raw.key(e);
+                    if changes.iter().any(|(c, _)| c == k) {
                         continue;
                     }
                     sep(out);
-                    serde_json::to_writer(&mut *out, k.as_ref()).map_err(SealError::Serialize)?;
+                    match &e.key {
+                        // A key with no escapes is written back as it came.
+                        KeyText::At(_) => {
+                            out.push(b'"');
+                            out.extend_from_slice(k.as_bytes());
+                            out.push(b'"');
+                        }
+                        KeyText::Owned(_) => {
+                            serde_json::to_writer(&mut *out, k).map_err(SealError::Serialize)?
+                        }
+                    }
                     out.push(b':');
-                    out.extend_from_slice(v.get().as_bytes());
+                    out.extend_from_slice(raw.value(e));
                 }
                 for (k, v) in changes {
                     if let Some(v) = v {
@@ -583,7 +677,7 @@ impl SessionState {
             if rest.first() != Some(&b'{') {
                 return Err(OpenError::Malformed("session data is not a JSON object"));
             }
-            Data::Raw(rest.into())
+            Data::Raw(Box::<[u8]>::from(rest).into())
         };
         Ok(SessionState {
             id: SessionId(id),
@@ -593,5 +687,107 @@ impl SessionState {
             subject,
             data,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The entries as (decoded key, value) text, through the splitter.
+    fn split_text(b: &[u8]) -> Option<Vec<(String, String)>> {
+        let raw = RawJson::from(Box::<[u8]>::from(b));
+        let entries = raw.index()?;
+        Some(
+            entries
+                .iter()
+                .map(|e| {
+                    (
+                        raw.key(e).to_owned(),
+                        String::from_utf8_lossy(raw.value(e)).into_owned(),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn splits_tricky_objects() {
+        let text = br#" { "a" : "x}\"]{" , "b\"q":[1,{"c":"]"}], "n":-1.5e3,"t":true , "z":null,"o":{} } "#;
+        assert_eq!(
+            split_text(text).unwrap(),
+            vec![
+                ("a".into(), r#""x}\"]{""#.into()),
+                ("b\"q".into(), r#"[1,{"c":"]"}]"#.into()),
+                ("n".into(), "-1.5e3".into()),
+                ("t".into(), "true".into()),
+                ("z".into(), "null".into()),
+                ("o".into(), "{}".into()),
+            ]
+        );
+        assert_eq!(split_text(b"{}").unwrap(), vec![]);
+        for bad in [
+            &b""[..],
+            b"[]",
+            b"{",
+            b"{\"a\"}",
+            b"{\"a\":}",
+            b"{\"a\":1,}",
+            b"{\"a\":1} x",
+            b"{\"a\":\"unterminated}",
+            b"{\"a\":[1,2}",
+            b"{\"a\":]]}",
+            b"{\"a\\",
+        ] {
+            assert!(
+                split_text(bad).is_none(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            // Exactly representable, so the comparison is not about float parsing.
+            (-4000i32..4000).prop_map(|i| Value::from(f64::from(i) / 8.0)),
+            ".{0,8}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map(".{0,6}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// On any object serde_json writes, the splitter finds exactly serde_json's entries.
+        #[test]
+        fn agrees_with_serde_json(map in prop::collection::btree_map(".{0,6}", json_value(), 0..6)) {
+            let map: Map<String, Value> = map.into_iter().collect();
+            for text in [serde_json::to_vec(&map).unwrap(), serde_json::to_vec_pretty(&map).unwrap()] {
+                let got = split_text(&text).unwrap();
+                prop_assert_eq!(got.len(), map.len());
+                for (k, v) in got {
+                    let parsed: Value = serde_json::from_str(&v).unwrap();
+                    prop_assert_eq!(Some(&parsed), map.get(&k));
+                }
+            }
+        }
+
+        /// Any bytes at all: an answer, never a panic.
+        #[test]
+        fn never_panics(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+            let _ = split_text(&bytes);
+            let mut with_brace = b"{\"k\":".to_vec();
+            with_brace.extend_from_slice(&bytes);
+            let _ = split_text(&with_brace);
+        }
     }
 }

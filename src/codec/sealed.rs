@@ -10,7 +10,6 @@
 //! id, version or cookie. Protects against reading and tampering; does not protect against
 //! replay of a stolen token until it expires (see the denylist for revocation).
 
-use aes_gcm::aead::rand_core::{OsRng, RngCore};
 use aes_gcm::aead::{AeadInPlace, generic_array::GenericArray};
 
 use super::envelope::{
@@ -162,9 +161,7 @@ impl SealedCodec {
             Some(_) => return Err(SealError::Encrypt),
             None => {
                 raw.resize(header_len + nonce_len, 0);
-                OsRng
-                    .try_fill_bytes(&mut raw[header_len..])
-                    .map_err(|_| SealError::Rng)?;
+                crate::random::fill(&mut raw[header_len..]).map_err(|_| SealError::Rng)?;
             }
         }
         let body_start = raw.len();

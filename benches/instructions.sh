@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Instructions per request for each middleware case, counted by valgrind (callgrind), and the
+# ratios the middleware target names. Unlike wall-clock figures these do not move with the
+# machine's load. Usage: bash benches/instructions.sh  (needs valgrind; builds the bench).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v valgrind >/dev/null || { echo "valgrind not found (apt-get install valgrind)"; exit 2; }
+cargo bench --bench middleware --no-run >/dev/null 2>&1
+bin=$(ls -t target/release/deps/middleware-* | grep -v '\.d$' | head -1)
+count() { # $1 case, $2 iterations -> total instructions
+  SS_COUNT="$1" SS_COUNT_ITERS="$2" valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" --bench 2>&1 \
+    | sed -n 's/.*Collected : \([0-9]*\).*/\1/p' | awk "{s+=\$1} END {print s}"
+}
+declare -A per
+for case in none/read none/write sealed_session/read sealed_session/write poem_cookie_session/read poem_cookie_session/write; do
+  small=$(count "$case" 200); large=$(count "$case" 1200)
+  per[$case]=$(( (large - small) / 1000 ))   # the difference cancels start-up cost
+  printf '%-28s %8d instructions/request\n' "$case" "${per[$case]}"
+done
+for op in read write; do
+  ours=$(( per[sealed_session/$op] - per[none/$op] )); theirs=$(( per[poem_cookie_session/$op] - per[none/$op] ))
+  python3 -c "print(f'$op: sealed-session adds $ours, Poem CookieSession adds $theirs instructions; ratio {$ours/$theirs:.2f} (target <= 0.50)')"
+done
