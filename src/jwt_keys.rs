@@ -19,7 +19,7 @@
 //!
 //! aws-lc-rs is the default because it is about 10 times faster for ES256 and 3 to 4 times
 //! for RSA signing than the RustCrypto backend on the same machine (see
-//! `docs/FORMAT-jwt.part.md`), at the price of a C compiler at build time.
+//! `docs/FORMAT.md, appendix`), at the price of a C compiler at build time.
 
 use std::fmt;
 use std::str::FromStr;
