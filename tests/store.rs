@@ -1,10 +1,14 @@
 //! Store-backed sessions (the express-session design): the `Store` conformance suite, run
 //! for every store, and the middleware's behaviour in store mode.
 
+mod common {
+    pub mod store_conformance;
+}
 mod http;
 
 use std::time::Duration;
 
+use common::store_conformance::{Expiry, conformance};
 use http::{Jar, SetCookie};
 use poem::http::StatusCode;
 use poem::test::{TestClient, TestResponse};
@@ -12,64 +16,17 @@ use poem::{Endpoint, EndpointExt, Route, get, handler, post};
 use sealed_session::codec::SessionIdCodec;
 use sealed_session::store::{MemoryStore, Store};
 use sealed_session::{
-    Clock, Key, Keyring, ManualClock, OpenError, SealedSession, Session, SessionId, Timestamp,
+    Key, Keyring, ManualClock, OpenError, SealedSession, Session, SessionId, Timestamp,
 };
 
 const T0: Timestamp = Timestamp::from_millis(1_764_000_000_000);
 const NAME: &str = "__Host-sid";
 
-/// The behaviour every `Store` must have.
-pub async fn conformance(store: &dyn Store, clock: Option<&ManualClock>) {
-    let a = SessionId::generate().unwrap();
-    let b = SessionId::generate().unwrap();
-    let far = Timestamp::from_millis(u64::MAX / 2);
-    assert_eq!(store.load(&a).await.unwrap(), None, "absent");
-    store.save(&a, b"record-a", far).await.unwrap();
-    store.save(&b, b"record-b", far).await.unwrap();
-    assert_eq!(
-        store.load(&a).await.unwrap().as_deref(),
-        Some(&b"record-a"[..])
-    );
-    store.save(&a, b"record-a2", far).await.unwrap();
-    assert_eq!(
-        store.load(&a).await.unwrap().as_deref(),
-        Some(&b"record-a2"[..]),
-        "replaced"
-    );
-    store.delete(&a).await.unwrap();
-    assert_eq!(store.load(&a).await.unwrap(), None, "deleted");
-    store.delete(&a).await.unwrap();
-    assert_eq!(
-        store.load(&b).await.unwrap().as_deref(),
-        Some(&b"record-b"[..]),
-        "others intact"
-    );
-    if let Some(clock) = clock {
-        let c = SessionId::generate().unwrap();
-        store
-            .save(
-                &c,
-                b"short",
-                clock.now().saturating_add(Duration::from_secs(10)),
-            )
-            .await
-            .unwrap();
-        clock.advance(Duration::from_secs(9));
-        assert!(store.load(&c).await.unwrap().is_some());
-        clock.advance(Duration::from_secs(1));
-        assert_eq!(
-            store.load(&c).await.unwrap(),
-            None,
-            "expired at its deadline"
-        );
-    }
-}
-
 #[tokio::test]
 async fn memory_store_conformance() {
     let clock = ManualClock::new(T0);
     let store = MemoryStore::with_clock(clock.clone());
-    conformance(&store, Some(&clock)).await;
+    conformance(&store, Expiry::Manual(&clock)).await;
 }
 
 #[tokio::test]

@@ -4,8 +4,12 @@
 //! In store-backed mode the cookie holds only a signed session id
 //! ([`SessionIdCodec`](crate::codec::SessionIdCodec)); the session (metadata and data, in
 //! the same binary layout a sealed token carries, see `docs/FORMAT.md`) lives in a
-//! [`Store`]. A `Store` is three async calls, small enough to put Postgres or MongoDB
-//! behind:
+//! [`Store`]. Two come with the crate:
+//! - [`MemoryStore`]: one process, with expiry, like express-session's `MemoryStore`;
+//! - `RedisStore` (feature `redis`): sessions shared by every instance through Redis, one key
+//!   per session (prefix `sess:` by default, as in connect-redis) that Redis expires itself.
+//!
+//! A `Store` is three async calls, small enough to put Postgres or MongoDB behind:
 //!
 //! ```
 //! use sealed_session::store::{BoxFuture, Store, StoreError};
@@ -27,7 +31,11 @@
 //! ```
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisStore, RedisStoreBuilder};
 pub use memory::MemoryStore;
 
 use std::future::Future;

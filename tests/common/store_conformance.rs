@@ -1,0 +1,99 @@
+//! The behaviour every `Store` must have, run against each store by its own test file.
+//!
+//! Use from a test file with `mod common { pub mod store_conformance; }`.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use sealed_session::store::Store;
+use sealed_session::{Clock, ManualClock, SessionId, SystemClock, Timestamp};
+
+/// How the suite checks expiry.
+pub enum Expiry<'a> {
+    /// Not at all.
+    Skip,
+    /// On this clock, which the store also reads: moved by hand, no waiting.
+    Manual(&'a ManualClock),
+    /// In real time (for stores whose backend expires records on its own clock, as Redis
+    /// does): a record saved to expire in 200 ms is there, then gone after the deadline.
+    Real,
+}
+
+/// The behaviour every `Store` must have.
+pub async fn conformance(store: &dyn Store, expiry: Expiry<'_>) {
+    let a = SessionId::generate().unwrap();
+    let b = SessionId::generate().unwrap();
+    let far = Timestamp::from_millis(u64::MAX / 2);
+    assert_eq!(store.load(&a).await.unwrap(), None, "absent");
+    store.save(&a, b"record-a", far).await.unwrap();
+    store.save(&b, b"record-b", far).await.unwrap();
+    assert_eq!(
+        store.load(&a).await.unwrap().as_deref(),
+        Some(&b"record-a"[..])
+    );
+    store.save(&a, b"record-a2", far).await.unwrap();
+    assert_eq!(
+        store.load(&a).await.unwrap().as_deref(),
+        Some(&b"record-a2"[..]),
+        "replaced"
+    );
+    store.delete(&a).await.unwrap();
+    assert_eq!(store.load(&a).await.unwrap(), None, "deleted");
+    store.delete(&a).await.unwrap();
+    assert_eq!(
+        store.load(&b).await.unwrap().as_deref(),
+        Some(&b"record-b"[..]),
+        "others intact"
+    );
+    // Records are bytes, not text.
+    let binary: Vec<u8> = (0..=255).collect();
+    store.save(&a, &binary, far).await.unwrap();
+    assert_eq!(
+        store.load(&a).await.unwrap().as_deref(),
+        Some(&binary[..]),
+        "binary"
+    );
+    // Saving with a deadline already past leaves nothing, not even the record it replaces.
+    let past = Timestamp::from_millis(1);
+    store.save(&a, b"expired", past).await.unwrap();
+    assert_eq!(store.load(&a).await.unwrap(), None, "saved already expired");
+    match expiry {
+        Expiry::Skip => {}
+        Expiry::Manual(clock) => {
+            let c = SessionId::generate().unwrap();
+            store
+                .save(
+                    &c,
+                    b"short",
+                    clock.now().saturating_add(Duration::from_secs(10)),
+                )
+                .await
+                .unwrap();
+            clock.advance(Duration::from_secs(9));
+            assert!(store.load(&c).await.unwrap().is_some());
+            clock.advance(Duration::from_secs(1));
+            assert_eq!(
+                store.load(&c).await.unwrap(),
+                None,
+                "expired at its deadline"
+            );
+        }
+        Expiry::Real => {
+            let c = SessionId::generate().unwrap();
+            let deadline = SystemClock.now().saturating_add(Duration::from_millis(200));
+            store.save(&c, b"short", deadline).await.unwrap();
+            assert!(
+                store.load(&c).await.unwrap().is_some(),
+                "present before its deadline"
+            );
+            let left = deadline.saturating_since(SystemClock.now());
+            tokio::time::sleep(left + Duration::from_millis(20)).await;
+            assert_eq!(
+                store.load(&c).await.unwrap(),
+                None,
+                "expired at its deadline"
+            );
+        }
+    }
+}
