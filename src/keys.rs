@@ -283,6 +283,18 @@ pub(crate) enum AeadCipher {
     XChaCha20Poly1305(Box<XChaCha20Poly1305>),
 }
 
+/// The aws-lc-rs cipher for `alg`, when that backend is built in and has the algorithm.
+#[cfg(feature = "aws-lc")]
+fn fast_cipher(alg: Algorithm, key: &[u8]) -> Option<AeadCipher> {
+    aws_lc_key(alg, key).map(|k| AeadCipher::AwsLc(Box::new(k)))
+}
+
+/// Without the `aws-lc` feature every algorithm uses RustCrypto.
+#[cfg(not(feature = "aws-lc"))]
+fn fast_cipher(_alg: Algorithm, _key: &[u8]) -> Option<AeadCipher> {
+    None
+}
+
 #[cfg(feature = "aws-lc")]
 fn aws_lc_key(alg: Algorithm, key: &[u8]) -> Option<aws_lc_rs::aead::LessSafeKey> {
     use aws_lc_rs::aead::{AES_256_GCM, CHACHA20_POLY1305, LessSafeKey, UnboundKey};
@@ -312,11 +324,7 @@ impl RingKey {
             &[AEAD_INFO, key.alg.name().as_bytes()],
             &mut aead_key[..],
         );
-        #[cfg(feature = "aws-lc")]
-        let fast = aws_lc_key(key.alg, &aead_key[..]).map(|k| AeadCipher::AwsLc(Box::new(k)));
-        #[cfg(not(feature = "aws-lc"))]
-        let fast = None;
-        let aead = fast.unwrap_or_else(|| match key.alg {
+        let aead = fast_cipher(key.alg, &aead_key[..]).unwrap_or_else(|| match key.alg {
             Algorithm::Aes256Gcm => AeadCipher::Aes256Gcm(Box::new(Aes256Gcm::new(
                 aes_gcm::Key::<Aes256Gcm>::from_slice(&aead_key[..]),
             ))),

@@ -6,262 +6,32 @@
 //!   `SKIPPED: ...` and passes, except under `CI=true`, where it fails.
 //!
 //! The demo binary is found next to this test's own binary (`target/<profile>/examples/demo`,
-//! for any target dir). `cargo test` builds examples, and the tests run
-//! `cargo build --example demo` first anyway (a no-op when it is up to date), so
-//! `cargo test --test browser` works on its own too.
+//! for any target dir) and built first with this test's features (a no-op when it is up to
+//! date), so `cargo test --test browser` works on its own too: see `tests/common/demo.rs`,
+//! shared with `tests/demo_modes.rs` (the jwt mode and revocation).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::cookies::Cookie;
 use fantoccini::{Client, ClientBuilder, Locator};
 use sealed_session::SameSite;
 
-type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
+mod common {
+    pub mod demo;
+}
+
+use common::demo::{
+    COOKIE, Demo, KillOnDrop, TestResult, demo_binary, find_program, free_port, http,
+};
 
 const SECRET: &str = "browser test secret: not for production, 0123456789abcdef";
-const COOKIE: &str = "__Host-sid";
 
-// ---------------------------------------------------------------------------------------
-// Processes
-// ---------------------------------------------------------------------------------------
-
-/// Kills (and reaps) the child when dropped, also when a test panics.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `target/<profile>/examples/demo`, from this test's path `target/<profile>/deps/browser-HASH`.
-fn demo_path() -> TestResult<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("cannot locate the target directory from the test binary's path")?;
-    Ok(profile_dir
-        .join("examples")
-        .join(format!("demo{}", std::env::consts::EXE_SUFFIX)))
-}
-
-/// Builds the demo (a no-op when up to date) into this test's target dir and profile.
-fn demo_binary() -> TestResult<PathBuf> {
-    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| build_demo().map_err(|e| e.to_string()))
-        .clone()
-        .map_err(Into::into)
-}
-
-fn build_demo() -> TestResult<PathBuf> {
-    let path = demo_path()?;
-    let profile_dir = path
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("bad demo path")?;
-    let target_dir = profile_dir.parent().ok_or("bad demo path")?;
-    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") => "dev".to_owned(),
-        Some(p) => p.to_owned(),
-        None => return Err("bad demo path".into()),
-    };
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "--example",
-            "demo",
-            "--profile",
-            &profile,
-        ])
-        .arg("--manifest-path")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", target_dir)
-        .status();
-    match status {
-        Ok(s) if s.success() => {}
-        // Building failed or cargo is missing: use the binary `cargo test` built, if any.
-        Ok(_) | Err(_) if path.is_file() => {
-            eprintln!(
-                "warning: `cargo build --example demo` failed; testing the existing, possibly \
-                 stale, {}",
-                path.display()
-            );
-        }
-        Ok(s) => return Err(format!("`cargo build --example demo` failed: {s}").into()),
-        Err(e) => return Err(format!("cannot run cargo to build the demo: {e}").into()),
-    }
-    if !path.is_file() {
-        return Err(format!("demo binary not found at {}", path.display()).into());
-    }
-    Ok(path)
-}
-
-/// The demo, listening on a free port.
-struct Demo {
-    _child: KillOnDrop,
-    addr: SocketAddr,
-}
-
-impl Demo {
-    fn start() -> TestResult<Demo> {
-        let mut child = Command::new(demo_binary()?)
-            .args(["--addr", "127.0.0.1:0", "--mode", "sealed"])
-            .env("SESSION_SECRET", SECRET)
-            .env_remove("SESSION_KEYS")
-            .env("RUST_LOG", "warn,sealed_session=debug")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let child = KillOnDrop(child);
-        // The demo prints the address it really listens on (port 0 picks one).
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("listening on http://") {
-                    let _ = tx.send(addr.trim().to_owned());
-                }
-                // Keep draining so the demo never blocks on a full pipe.
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .map_err(|_| "the demo did not print `listening on http://...` within 30 s")?;
-        Ok(Demo {
-            _child: child,
-            addr: addr.parse()?,
-        })
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-}
-
-fn free_port() -> TestResult<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
-// ---------------------------------------------------------------------------------------
-// Plain HTTP
-// ---------------------------------------------------------------------------------------
-
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn set_cookies(&self) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
-    /// The `name=value` of the session cookie this reply sets, if any.
-    fn session_cookie(&self) -> Option<String> {
-        self.set_cookies()
-            .into_iter()
-            .find(|c| c.starts_with(&format!("{COOKIE}=")))
-            .and_then(|c| c.split(';').next())
-            .map(str::to_owned)
-    }
-}
-
-/// One HTTP/1.1 request on a fresh connection (`Connection: close`, read to the end).
-fn http(
-    demo: &Demo,
-    method: &str,
-    path: &str,
-    cookie: Option<&str>,
-    form: &str,
-) -> TestResult<Reply> {
-    let mut stream = TcpStream::connect(demo.addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-        demo.addr
-    );
-    if let Some(c) = cookie {
-        req.push_str(&format!("Cookie: {c}\r\n"));
-    }
-    if method == "POST" {
-        req.push_str(&format!(
-            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-            form.len()
-        ));
-    }
-    req.push_str("\r\n");
-    req.push_str(form);
-    stream.write_all(req.as_bytes())?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let raw = String::from_utf8(raw)?;
-    let (head, body) = raw.split_once("\r\n\r\n").ok_or("no end of headers")?;
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .ok_or("no status line")?
-        .parse()?;
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect::<Vec<_>>();
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    let body = if chunked {
-        dechunk(body)?
-    } else {
-        body.to_owned()
-    };
-    Ok(Reply {
-        status,
-        headers,
-        body,
-    })
-}
-
-fn dechunk(mut s: &str) -> TestResult<String> {
-    let mut out = String::new();
-    loop {
-        let (size, rest) = s.split_once("\r\n").ok_or("bad chunk")?;
-        let size = usize::from_str_radix(size.trim(), 16)?;
-        if size == 0 {
-            return Ok(out);
-        }
-        out.push_str(rest.get(..size).ok_or("short chunk")?);
-        s = rest.get(size + 2..).ok_or("short chunk")?;
-    }
+/// The demo in sealed mode (the default), on a free port.
+fn start_demo() -> TestResult<Demo> {
+    Demo::start(&["--mode", "sealed"], &[("SESSION_SECRET", SECRET)])
 }
 
 /// Flips one character in the middle of a cookie value, staying in the base64url alphabet.
@@ -274,7 +44,7 @@ fn tamper(value: &str) -> String {
 
 #[test]
 fn routes_over_http() -> TestResult {
-    let demo = Demo::start()?;
+    let demo = start_demo()?;
 
     // Anonymous: the login form, and no cookie (nothing stored yet).
     let r = http(&demo, "GET", "/", None, "")?;
@@ -409,7 +179,7 @@ fn weak_secret_is_refused_with_exit_code_2() -> TestResult {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
     let out = Command::new(demo_binary()?)
-        .args(["--mode", "jwt"])
+        .args(["--mode", "nosuch"])
         .output()?;
     assert_eq!(out.status.code(), Some(2));
     Ok(())
@@ -688,7 +458,7 @@ async fn login_flow_in_headless_chromium() -> TestResult {
         println!("SKIPPED: {msg}");
         return Ok(());
     };
-    let demo = Demo::start()?;
+    let demo = start_demo()?;
     let driver = Driver::start(&chromedriver)?;
     let profile = TempDir::new()?;
     let client = connect(&driver, &chromium, &profile.0).await?;
