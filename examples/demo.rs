@@ -558,7 +558,7 @@ mod jwt {
     pub const TOKEN_HEADER: &str = sealed_session::transport::bearer::DEFAULT_TOKEN_HEADER;
 
     /// The default algorithm: EdDSA (Ed25519). Measured on the development machine with the
-    /// aws-lc backend (docs/FORMAT-jwt.part.md), signing and verifying one token costs about
+    /// aws-lc backend (docs/FORMAT.md, appendix), signing and verifying one token costs about
     /// 60 us with EdDSA against about 84 us with ES256 (and 700 us or more with RSA, whose
     /// keys and signatures are also much larger); Ed25519 keys are 32 bytes, signatures 64. HS256 is the fastest
     /// of all, but its key is a shared secret, which cannot be published in a JWK Set: other

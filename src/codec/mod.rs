@@ -8,12 +8,14 @@
 mod envelope;
 #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
 mod jwt;
+mod peek;
 mod sealed;
 mod signed;
 mod store;
 
 #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
 pub use jwt::{DEFAULT_MAX_JWT_LEN, JWT_SESS_VERSION, JwtCodec};
+pub use peek::{Peeked, TokenHeader, TokenKind, Unverified, peek};
 pub use sealed::SealedCodec;
 pub use signed::SignedCodec;
 pub use store::SessionIdCodec;
