@@ -5,6 +5,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "valgrind not found (apt-get install valgrind)"; exit 2; }
+if [ "${1:-}" = jwt ]; then
+  # JWT through the middleware against raw jsonwebtoken decode + encode (target <= 1.3).
+  cargo bench --bench jwt --no-run >/dev/null 2>&1
+  bin=$(ls -t target/release/deps/jwt-* | grep -v '\.d$' | head -1)
+  jcount() { SS_COUNT="$1" SS_COUNT_ITERS="$2" valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" --bench 2>&1 \
+      | sed -n 's/.*Collected : \([0-9]*\).*/\1/p' | awk '{s+=$1} END {print s}'; }
+  for alg in ${JWT_ALGS:-HS256 EdDSA ES256}; do
+    declare -A j
+    for case in middleware_request no_session_request raw_roundtrip; do
+      small=$(jcount "$alg/$case" 20); large=$(jcount "$alg/$case" 120)
+      j[$case]=$(( (large - small) / 100 ))
+    done
+    python3 -c "m,b,r=${j[middleware_request]},${j[no_session_request]},${j[raw_roundtrip]}; print(f'$alg: middleware adds {m-b} instructions, raw decode + encode {r}; ratio {(m-b)/r:.2f} (target <= 1.30)')"
+  done
+  exit 0
+fi
 cargo bench --bench middleware --no-run >/dev/null 2>&1
 bin=$(ls -t target/release/deps/middleware-* | grep -v '\.d$' | head -1)
 count() { # $1 case, $2 iterations -> total instructions

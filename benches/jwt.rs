@@ -6,15 +6,21 @@
 //! cargo bench --bench jwt -- --warm-up-time 0.5 --measurement-time 1
 //! ```
 //!
-//! Ids: `jwt/<ALG>/{ours,raw}_{encode,decode}`.
+//! Ids: `jwt/<ALG>/{ours,raw}_{encode,decode}`, and the per-request cost in the middleware:
+//! `jwt/<ALG>/middleware_request` (a bearer request whose handler changes the session, so
+//! the middleware decodes and re-encodes) beside `jwt/<ALG>/no_session_request` (the same
+//! request to the same handler without sessions). `python3 benches/ratios.py jwt` prints
+//! (middleware_request - no_session_request) / (raw_encode + raw_decode); target <= 1.3.
 
 use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
+use poem::{Endpoint, EndpointExt, Request, Route, get, handler};
 use sealed_session::{
-    Codec, JwtAlgorithm, JwtCodec, JwtKey, JwtKeyring, Policy, SessionId, SessionState, Timestamp,
+    BearerConfig, Codec, JwtAlgorithm, JwtCodec, JwtKey, JwtKeyring, Policy, SealedSession,
+    Session, SessionId, SessionState, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -127,6 +133,61 @@ fn bench(c: &mut Criterion) {
         validation.set_audience(&["api"]);
         let raw = jsonwebtoken::encode(&header, &claims, &enc).expect("encode");
 
+        // The middleware path: one bearer request that reads and changes the session.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let app = Route::new().at("/count", get(count)).with(
+            SealedSession::with_codec(
+                JwtCodec::new(codec.keyring().clone())
+                    .issuer("https://issuer.test")
+                    .audience("api")
+                    .policy(&policy),
+            )
+            .bearer(BearerConfig::new()),
+        );
+        let bare = Route::new().at("/count", get(count_without_session));
+        let token_for_count = rt.block_on(async {
+            let resp = app
+                .get_response(Request::builder().uri_str("/count").finish())
+                .await;
+            resp.headers()
+                .get("x-session-token")
+                .and_then(|v| v.to_str().ok())
+                .map(|t| format!("Bearer {t}"))
+                .expect("a new session sends a token")
+        });
+        // `SS_COUNT=<ALG>/<case>`: run one case a fixed number of times and exit, for
+        // `benches/instructions.sh jwt` (instruction counts under valgrind).
+        if let Ok(case) = std::env::var("SS_COUNT") {
+            let iters: usize = std::env::var("SS_COUNT_ITERS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(200);
+            match case.strip_prefix(&format!("{}/", alg.name())) {
+                Some("middleware_request") => rt.block_on(async {
+                    for _ in 0..iters {
+                        request(&app, &token_for_count).await;
+                    }
+                }),
+                Some("no_session_request") => rt.block_on(async {
+                    for _ in 0..iters {
+                        request(&bare, &token_for_count).await;
+                    }
+                }),
+                Some("raw_roundtrip") => {
+                    for _ in 0..iters {
+                        black_box(
+                            jsonwebtoken::decode::<Claims>(&raw, &dec, &validation)
+                                .expect("decode"),
+                        );
+                        black_box(jsonwebtoken::encode(&header, &claims, &enc).expect("encode"));
+                    }
+                }
+                _ => continue,
+            }
+            std::process::exit(0);
+        }
         let mut g = c.benchmark_group(format!("jwt/{}", alg.name()));
         g.bench_function("ours_encode", |b| {
             b.iter(|| codec.seal(black_box(&state), b"").expect("seal"))
@@ -146,8 +207,44 @@ fn bench(c: &mut Criterion) {
                 jsonwebtoken::decode::<Claims>(black_box(&raw), &dec, &validation).expect("decode")
             })
         });
+        let token = rt.block_on(async {
+            let resp = app
+                .get_response(Request::builder().uri_str("/count").finish())
+                .await;
+            resp.headers()
+                .get("x-session-token")
+                .and_then(|v| v.to_str().ok())
+                .map(|t| format!("Bearer {t}"))
+                .expect("a new session sends a token")
+        });
+        g.bench_function("middleware_request", |b| {
+            b.to_async(&rt).iter(|| request(&app, &token))
+        });
+        g.bench_function("no_session_request", |b| {
+            b.to_async(&rt).iter(|| request(&bare, &token))
+        });
         g.finish();
     }
+}
+
+#[handler]
+fn count(session: &Session) -> String {
+    let n = session.get::<u64>("views").ok().flatten().unwrap_or(0) + 1;
+    let _ = session.insert("views", &n);
+    n.to_string()
+}
+
+#[handler]
+fn count_without_session() -> String {
+    1u64.to_string()
+}
+
+async fn request(ep: &impl Endpoint, auth: &str) {
+    let req = Request::builder()
+        .uri_str("/count")
+        .header("authorization", auth)
+        .finish();
+    black_box(ep.get_response(req).await);
 }
 
 criterion_group! {

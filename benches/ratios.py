@@ -7,11 +7,15 @@ Reads TARGET_DIR/criterion/GROUP/*/*/new/estimates.json (default target dir: ./t
 import json, os, sys
 
 group = sys.argv[1] if len(sys.argv) > 1 else "middleware"
-root = os.path.join(sys.argv[2] if len(sys.argv) > 2 else "target", "criterion", group)
+base = os.path.join(sys.argv[2] if len(sys.argv) > 2 else "target", "criterion")
 med = {}
-for dirpath, _, files in os.walk(root):
+for dirpath, _, files in os.walk(base):
     if "estimates.json" in files and dirpath.endswith(os.sep + "new"):
-        name = os.path.relpath(os.path.dirname(dirpath), root)
+        name = os.path.relpath(os.path.dirname(dirpath), base)
+        top = name.split(os.sep)[0]
+        if top != group and not top.startswith(group + "_"):
+            continue
+        name = name[len(group) + 1:] if top == group else name
         with open(os.path.join(dirpath, "estimates.json")) as f:
             med[name] = json.load(f)["median"]["point_estimate"]
 for k in sorted(med):
@@ -26,3 +30,13 @@ if group == "middleware":
         added_ours, added_poem = ours - base, poem - base
         print(f"{op}: sealed-session adds {added_ours:.0f} ns, Poem CookieSession adds "
               f"{added_poem:.0f} ns; ratio {added_ours / added_poem:.2f} (target <= 0.50)")
+if group == "jwt":
+    algs = sorted({k.split(os.sep)[0] for k in med})
+    for a in algs:
+        get = lambda f: med.get(os.path.join(a, f))
+        mw, bare, enc, dec = (get("middleware_request"), get("no_session_request"),
+                              get("raw_encode"), get("raw_decode"))
+        if None in (mw, bare, enc, dec):
+            continue
+        print(f"{a}: middleware adds {mw - bare:.0f} ns, raw decode + encode {enc + dec:.0f} ns; "
+              f"ratio {(mw - bare) / (enc + dec):.2f} (target <= 1.30)")
