@@ -6,7 +6,7 @@ mod http;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Jar, capture};
+use http::{Jar, capture, send};
 use poem::http::StatusCode;
 use poem::test::TestClient;
 use poem::{Endpoint, EndpointExt, Route, get, handler, post};
@@ -63,22 +63,6 @@ fn keys() -> Keyring {
 
 fn app(d: Arc<dyn Denylist>) -> impl Endpoint {
     routes().with(SealedSession::new(keys()).denylist(d))
-}
-
-async fn send(
-    tc: &TestClient<impl Endpoint>,
-    jar: &mut Jar,
-    post_: bool,
-    uri: &str,
-) -> (StatusCode, String) {
-    let mut req = if post_ { tc.post(uri) } else { tc.get(uri) };
-    if let Some(c) = jar.header() {
-        req = req.header("cookie", c);
-    }
-    let resp = req.send().await;
-    jar.absorb(&resp);
-    let status = resp.0.status();
-    (status, resp.0.into_body().into_string().await.unwrap())
 }
 
 #[tokio::test(flavor = "current_thread")]

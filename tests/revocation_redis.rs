@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::redis::RedisServer;
-use http::Jar;
+use http::{Jar, send};
 use poem::http::StatusCode;
 use poem::test::TestClient;
 use poem::{Endpoint, EndpointExt, Route, get, handler, post};
@@ -66,22 +66,6 @@ fn app(d: Arc<dyn Denylist>) -> impl Endpoint {
         .at("/me", get(me))
         .at("/logout", post(logout))
         .with(SealedSession::new(keys()).denylist(d))
-}
-
-async fn send(
-    tc: &TestClient<impl Endpoint>,
-    jar: &mut Jar,
-    post_: bool,
-    uri: &str,
-) -> (StatusCode, String) {
-    let mut req = if post_ { tc.post(uri) } else { tc.get(uri) };
-    if let Some(c) = jar.header() {
-        req = req.header("cookie", c);
-    }
-    let resp = req.send().await;
-    jar.absorb(&resp);
-    let status = resp.0.status();
-    (status, resp.0.into_body().into_string().await.unwrap())
 }
 
 /// Polls instance B with the same cookie until it is refused; returns how long that took.

@@ -153,3 +153,24 @@ pub fn capture() -> (Capture, tracing::subscriber::DefaultGuard) {
     let guard = tracing::subscriber::set_default(sub);
     (cap, guard)
 }
+
+/// One request with the jar's cookies; the jar takes the response's Set-Cookie headers.
+/// Returns the status and the body.
+pub async fn send<E: poem::Endpoint>(
+    tc: &poem::test::TestClient<E>,
+    jar: &mut Jar,
+    post: bool,
+    uri: &str,
+) -> (poem::http::StatusCode, String) {
+    let mut req = if post { tc.post(uri) } else { tc.get(uri) };
+    if let Some(c) = jar.header() {
+        req = req.header("cookie", c);
+    }
+    let resp = req.send().await;
+    jar.absorb(&resp);
+    let status = resp.0.status();
+    (
+        status,
+        resp.0.into_body().into_string().await.unwrap_or_default(),
+    )
+}
