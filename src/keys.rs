@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::KeyInit;
+#[cfg(not(feature = "aws-lc"))]
 use aes_gcm::aead::generic_array::GenericArray;
 use aes_gcm::aead::rand_core::{OsRng, RngCore};
 use base64::Engine as _;
@@ -306,12 +307,72 @@ fn aws_lc_key(alg: Algorithm, key: &[u8]) -> Option<aws_lc_rs::aead::LessSafeKey
     UnboundKey::new(a, key).ok().map(LessSafeKey::new)
 }
 
+/// The HMAC-SHA256 key of one ring key, its inner and outer states computed once. With the
+/// `aws-lc` feature it lives in an AWS-LC context, which is wiped when freed; the pure-Rust
+/// fallback (RustCrypto `Hmac`) does not wipe its precomputed states on drop.
+pub(crate) enum MacKey {
+    #[cfg(feature = "aws-lc")]
+    AwsLc(aws_lc_rs::hmac::Key),
+    #[cfg_attr(feature = "aws-lc", allow(dead_code))]
+    RustCrypto(Box<Hmac<Sha256>>),
+}
+
+impl MacKey {
+    /// `padded` is the 32-byte sub-key followed by zeros to the 64-byte block, as HMAC pads
+    /// it; both backends give the same tags.
+    fn new(padded: &[u8; 64]) -> MacKey {
+        #[cfg(feature = "aws-lc")]
+        {
+            MacKey::AwsLc(aws_lc_rs::hmac::Key::new(
+                aws_lc_rs::hmac::HMAC_SHA256,
+                &padded[..KEY_LEN],
+            ))
+        }
+        #[cfg(not(feature = "aws-lc"))]
+        {
+            MacKey::RustCrypto(Box::new(<Hmac<Sha256> as KeyInit>::new(
+                GenericArray::from_slice(&padded[..]),
+            )))
+        }
+    }
+
+    /// HMAC-SHA256 over the concatenation of `parts`.
+    pub(crate) fn tag(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        match self {
+            #[cfg(feature = "aws-lc")]
+            MacKey::AwsLc(k) => {
+                let mut ctx = aws_lc_rs::hmac::Context::with_key(k);
+                for p in parts {
+                    ctx.update(p);
+                }
+                out.copy_from_slice(ctx.sign().as_ref());
+            }
+            MacKey::RustCrypto(h) => {
+                use hmac::Mac;
+                let mut m = (**h).clone();
+                for p in parts {
+                    m.update(p);
+                }
+                out.copy_from_slice(&m.finalize().into_bytes());
+            }
+        }
+        out
+    }
+
+    /// Whether `tag` is the HMAC of `parts`, compared in constant time.
+    pub(crate) fn verify(&self, parts: &[&[u8]], tag: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        tag.len() == 32 && bool::from(self.tag(parts)[..].ct_eq(tag))
+    }
+}
+
 /// One key of a built ring, with its key schedules.
 pub(crate) struct RingKey {
     pub(crate) id: String,
     pub(crate) alg: Algorithm,
     pub(crate) aead: AeadCipher,
-    pub(crate) mac: Hmac<Sha256>,
+    pub(crate) mac: MacKey,
     key: Key,
 }
 
@@ -339,7 +400,7 @@ impl RingKey {
         // lets us use the infallible fixed-size constructor.
         let mut mac_key = Zeroizing::new([0u8; 64]);
         hkdf_expand(b"", key.material(), &[MAC_INFO], &mut mac_key[..KEY_LEN]);
-        let mac = <Hmac<Sha256> as KeyInit>::new(GenericArray::from_slice(&mac_key[..]));
+        let mac = MacKey::new(&mac_key);
         RingKey {
             id: key.id.clone(),
             alg: key.alg,

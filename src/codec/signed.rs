@@ -8,8 +8,6 @@
 //! The tag is verified in constant time. Protects against tampering, not against reading:
 //! anyone holding the token can decode the session data (like Rails' signed cookies).
 
-use hmac::Mac;
-
 use super::envelope::{
     AssociatedData, Header, KIND_SIGNED, decode_text, encode_text, write_header,
 };
@@ -68,10 +66,11 @@ impl Codec for SignedCodec {
                 max: self.max_len,
             });
         }
-        let mut mac = key.mac.clone();
-        mac.update(AssociatedData::new(&raw[..header_len], purpose).as_bytes());
-        mac.update(&raw[header_len..]);
-        raw.extend_from_slice(&mac.finalize().into_bytes());
+        let tag = key.mac.tag(&[
+            AssociatedData::new(&raw[..header_len], purpose).as_bytes(),
+            &raw[header_len..],
+        ]);
+        raw.extend_from_slice(&tag);
         Ok(encode_text(&raw))
     }
 
@@ -87,12 +86,16 @@ impl Codec for SignedCodec {
             .checked_sub(TAG_LEN)
             .filter(|t| *t >= header_len)
             .ok_or(OpenError::Malformed("shorter than the tag"))?;
-        let mut mac = key.mac.clone();
-        mac.update(AssociatedData::new(&raw[..header_len], purpose).as_bytes());
-        mac.update(&raw[header_len..tag_start]);
-        // `verify_slice` compares in constant time.
-        mac.verify_slice(&raw[tag_start..])
-            .map_err(|_| OpenError::BadSeal)?;
+        // Compared in constant time.
+        if !key.mac.verify(
+            &[
+                AssociatedData::new(&raw[..header_len], purpose).as_bytes(),
+                &raw[header_len..tag_start],
+            ],
+            &raw[tag_start..],
+        ) {
+            return Err(OpenError::BadSeal);
+        }
         let state = SessionState::decode(&raw[header_len..tag_start])?;
         Ok(Opened::new(state, &key.id, primary))
     }

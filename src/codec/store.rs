@@ -11,8 +11,6 @@
 //! signs, every key of the ring verifies (picked by key id, not by trying each), and the
 //! tag is checked in constant time.
 
-use hmac::Mac;
-
 use super::envelope::{
     Header, KIND_SESSION_ID, associated_data, decode_text, encode_text, write_header,
 };
@@ -43,10 +41,10 @@ impl SessionIdCodec {
         write_header(&mut raw, KIND_SESSION_ID, &key.id);
         let header_len = raw.len();
         raw.extend_from_slice(id.as_bytes());
-        let mut mac = key.mac.clone();
-        mac.update(&associated_data(&raw[..header_len], purpose));
-        mac.update(id.as_bytes());
-        raw.extend_from_slice(&mac.finalize().into_bytes());
+        let tag = key
+            .mac
+            .tag(&[&associated_data(&raw[..header_len], purpose), id.as_bytes()]);
+        raw.extend_from_slice(&tag);
         encode_text(&raw)
     }
 
@@ -65,10 +63,13 @@ impl SessionIdCodec {
             return Err(OpenError::Malformed("signed id of the wrong length"));
         }
         let (id, tag) = body.split_at(16);
-        let mut mac = key.mac.clone();
-        mac.update(&associated_data(&raw[..header.len], purpose));
-        mac.update(id);
-        mac.verify_slice(tag).map_err(|_| OpenError::BadSeal)?;
+        // Compared in constant time.
+        if !key
+            .mac
+            .verify(&[&associated_data(&raw[..header.len], purpose), id], tag)
+        {
+            return Err(OpenError::BadSeal);
+        }
         let id: [u8; 16] = id
             .try_into()
             .map_err(|_| OpenError::Malformed("signed id of the wrong length"))?;
