@@ -312,7 +312,7 @@ fn aws_lc_key(alg: Algorithm, key: &[u8]) -> Option<aws_lc_rs::aead::LessSafeKey
 /// fallback (RustCrypto `Hmac`) does not wipe its precomputed states on drop.
 pub(crate) enum MacKey {
     #[cfg(feature = "aws-lc")]
-    AwsLc(aws_lc_rs::hmac::Key),
+    AwsLc(Box<aws_lc_rs::hmac::Key>),
     #[cfg_attr(feature = "aws-lc", allow(dead_code))]
     RustCrypto(Box<Hmac<Sha256>>),
 }
@@ -323,10 +323,10 @@ impl MacKey {
     fn new(padded: &[u8; 64]) -> MacKey {
         #[cfg(feature = "aws-lc")]
         {
-            MacKey::AwsLc(aws_lc_rs::hmac::Key::new(
+            MacKey::AwsLc(Box::new(aws_lc_rs::hmac::Key::new(
                 aws_lc_rs::hmac::HMAC_SHA256,
                 &padded[..KEY_LEN],
-            ))
+            )))
         }
         #[cfg(not(feature = "aws-lc"))]
         {
