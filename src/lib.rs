@@ -32,7 +32,15 @@
 //! [`SignedCodec`] (token formats, documented byte for byte in `docs/FORMAT.md`), [`Policy`]
 //! (expiry), [`Clock`] (time, injectable for tests).
 //!
+//! Beyond those: [`SealedSession`] (the Poem middleware) and [`Session`] (the handler's
+//! handle), the bearer transport ([`BearerConfig`]), JWT sessions ([`JwtCodec`], [`Jwks`]),
+//! revocation ([`denylist`]) and the express-session design ([`store`]).
+//!
 //! ## Features
+//! - `aws-lc` (default): AES-256-GCM, ChaCha20-Poly1305 and HMAC-SHA256 through aws-lc-rs;
+//!   without it the pure-Rust RustCrypto crates (same bytes on the wire).
+//! - `jwt` (default): the JWT codec on jsonwebtoken with aws-lc-rs; `jwt-rust-crypto` for its
+//!   pure-Rust backend.
 //! - `redis`: the Redis denylist and store.
 //! - `cli`: the `sealed-session` command-line tool.
 

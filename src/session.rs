@@ -284,14 +284,8 @@ impl Session {
     /// ended (and revoked, when a denylist is configured); its data is dropped. Use
     /// [`Session::cycle_id`] to keep the data.
     pub fn regenerate(&self) -> Result<(), SessionError> {
-        let id = SessionId::generate()?;
         let mut inner = self.lock();
-        Session::end_current(&mut inner);
-        let now = inner.now;
-        let max_age = inner.max_age;
-        inner.state = SessionState::new(id, now, now.saturating_add(max_age));
-        inner.lifecycle = Lifecycle::Live;
-        inner.changed = true;
+        Session::restart(&mut inner, SessionId::generate()?, Lifecycle::Live);
         Ok(())
     }
 
@@ -313,16 +307,8 @@ impl Session {
     /// it was set with) and its id is revoked when a denylist is configured. A value stored
     /// afterwards in the same request starts a new session.
     pub fn destroy(&self) -> Result<(), SessionError> {
-        let id = SessionId::generate()?;
         let mut inner = self.lock();
-        Session::end_current(&mut inner);
-        let now = inner.now;
-        let max_age = inner.max_age;
-        inner.state = SessionState::new(id, now, now.saturating_add(max_age));
-        inner.lifecycle = Lifecycle::Destroyed;
-        inner.changed = false;
-        inner.reissue = false;
-        inner.token = None;
+        Session::restart(&mut inner, SessionId::generate()?, Lifecycle::Destroyed);
         Ok(())
     }
 
@@ -433,6 +419,18 @@ impl Session {
         };
         store.save(&id, &record, deadline).await?;
         Ok(())
+    }
+
+    /// Ends the current session and starts an empty one under `id`. A regenerated session is
+    /// a change to send; a destroyed one sends nothing unless something is stored again.
+    fn restart(inner: &mut Inner, id: SessionId, lifecycle: Lifecycle) {
+        Session::end_current(inner);
+        let now = inner.now;
+        inner.state = SessionState::new(id, now, now.saturating_add(inner.max_age));
+        inner.lifecycle = lifecycle;
+        inner.changed = lifecycle == Lifecycle::Live;
+        inner.reissue = false;
+        inner.token = None;
     }
 
     fn end_current(inner: &mut Inner) {

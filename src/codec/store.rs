@@ -12,7 +12,7 @@
 //! tag is checked in constant time.
 
 use super::envelope::{
-    Header, KIND_SESSION_ID, associated_data, decode_text, encode_text, write_header,
+    AssociatedData, Header, KIND_SESSION_ID, decode_text, encode_text, write_header,
 };
 use crate::error::OpenError;
 use crate::keys::Keyring;
@@ -41,9 +41,10 @@ impl SessionIdCodec {
         write_header(&mut raw, KIND_SESSION_ID, &key.id);
         let header_len = raw.len();
         raw.extend_from_slice(id.as_bytes());
-        let tag = key
-            .mac
-            .tag(&[&associated_data(&raw[..header_len], purpose), id.as_bytes()]);
+        let tag = key.mac.tag(&[
+            AssociatedData::new(&raw[..header_len], purpose).as_bytes(),
+            id.as_bytes(),
+        ]);
         raw.extend_from_slice(&tag);
         encode_text(&raw)
     }
@@ -64,10 +65,13 @@ impl SessionIdCodec {
         }
         let (id, tag) = body.split_at(16);
         // Compared in constant time.
-        if !key
-            .mac
-            .verify(&[&associated_data(&raw[..header.len], purpose), id], tag)
-        {
+        if !key.mac.verify(
+            &[
+                AssociatedData::new(&raw[..header.len], purpose).as_bytes(),
+                id,
+            ],
+            tag,
+        ) {
             return Err(OpenError::BadSeal);
         }
         let id: [u8; 16] = id
