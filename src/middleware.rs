@@ -370,7 +370,7 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
         };
         let opened = match (opened, &self.cfg.denylist) {
             (Ok((renew, stale_key, state)), Some(denylist)) => {
-                match denylist.check(&state.id(), state.subject(), state.issued_at()) {
+                match denylist.check_at(&state.id(), state.subject(), state.issued_at(), now) {
                     Check::Allowed => Ok((renew, stale_key, state)),
                     Check::Revoked(_) => Err(OpenError::Revoked),
                     Check::Unavailable => {

@@ -230,3 +230,57 @@ fn debug_output_shows_sizes_only() {
     let s = format!("{memory:?}");
     assert!(s.contains("revoked_sessions: 1"), "{s}");
 }
+
+#[test]
+fn check_at_answers_as_of_the_given_time_not_the_denylists_clock() {
+    let (clock, _memory, list) = setup();
+    let now = clock.now();
+    let until = now.saturating_add(Duration::from_secs(60));
+    block_on(list.revoke(id(1), until)).unwrap();
+    block_on(list.revoke_subject("alice", now)).unwrap();
+    let earlier = Timestamp::from_millis(T0 - 1000);
+
+    // Before the entry's expiry: revoked, whatever the denylist's own clock says.
+    let just_before = Timestamp::from_millis(until.as_millis() - 1);
+    assert!(list.check_at(&id(1), None, now, just_before).is_revoked());
+    // At and after it: allowed, even though the denylist's clock has not moved.
+    assert_eq!(list.check_at(&id(1), None, now, until), Check::Allowed);
+    assert!(list.check(&id(1), None, now).is_revoked());
+
+    // The subject revocation lapses after its TTL (an hour here), as of `now` too.
+    assert_eq!(
+        list.check_at(&id(2), Some("alice"), earlier, now),
+        Check::Revoked(RevokedBy::Subject)
+    );
+    let after_ttl = now.saturating_add(Duration::from_secs(3600));
+    assert_eq!(
+        list.check_at(&id(2), Some("alice"), earlier, after_ttl),
+        Check::Allowed
+    );
+}
+
+#[test]
+fn a_million_revocations_are_all_found_and_purged() {
+    let (clock, memory, list) = setup();
+    let now = clock.now();
+    let id = |n: u64| {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&n.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+        b[8..].copy_from_slice(&n.to_le_bytes());
+        SessionId::from_bytes(b)
+    };
+    // Half expire in a minute, half in an hour.
+    let soon = now.saturating_add(Duration::from_secs(60));
+    let later = now.saturating_add(Duration::from_secs(3600));
+    for n in 0..1_000_000u64 {
+        memory.insert(id(n), if n % 2 == 0 { soon } else { later });
+    }
+    assert_eq!(memory.len(), 1_000_000);
+    assert!((0..1_000_000u64).all(|n| list.check_at(&id(n), None, now, now).is_revoked()));
+    assert!((1_000_000..1_010_000u64).all(|n| list.check_at(&id(n), None, now, now).is_allowed()));
+
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(memory.purge_expired(), 500_000);
+    let now = clock.now();
+    assert!((0..1_000_000u64).all(|n| list.check(&id(n), None, now).is_revoked() == (n % 2 == 1)));
+}

@@ -1,257 +1,24 @@
 //! The in-memory denylist, and the replica structure the Redis denylist keeps locally.
 //!
-//! Read-mostly and concurrent: entries live in 64 shards, each a `RwLock<HashMap>`, so a check
-//! takes one uncontended read lock on one shard and concurrent checks of different sessions
-//! rarely touch the same cache line. Keys are the 16 id bytes as a `u128`, hashed by one keyed
-//! multiply (the ids are random and server-made, so SipHash would buy nothing here).
-//!
-//! A snapshot behind `arc-swap` would make reads lock-free, but every revocation would copy
-//! the whole map (a million entries at worst); `dashmap` is the same sharded design as this
-//! file with a dependency more. Neither paid for itself.
-//!
-//! Expired entries are ignored by `check` (so answers never depend on when a sweep ran) and
-//! removed by an amortised sweep: a shard is swept when an insertion finds it twice as large
-//! as after its last sweep, so memory stays within about twice the number of live entries
-//! (plus a small floor per shard). [`MemoryDenylist::purge_expired`] sweeps everything.
+//! The tables themselves, sharded and concurrent, are in `table.rs`.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use aes_gcm::aead::rand_core::{OsRng, RngCore};
-
+use super::table::{self, Ids, Keyed, Sharded, SubjectTable};
 use super::{
     BoxFuture, Check, DEFAULT_SUBJECT_TTL, Denylist, DenylistError, Health, RevokedBy, Status,
 };
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::state::{MAX_SUBJECT_LEN, SessionId};
 
-const SHARDS: usize = 64;
-/// A shard is not swept before it holds this many entries.
-const SWEEP_FLOOR: usize = 64;
-
-/// A keyed hasher for ids and for subject strings: one folded multiply per 16 bytes.
-#[derive(Clone, Copy)]
-pub(crate) struct Keyed {
-    k0: u64,
-    k1: u64,
-}
-
-impl Keyed {
-    fn random() -> Keyed {
-        let mut b = [0u8; 16];
-        // A failed RNG leaves fixed keys: still a good spread for random ids.
-        let _ = OsRng.try_fill_bytes(&mut b);
-        let (lo, hi) = b.split_at(8);
-        Keyed {
-            k0: u64::from_le_bytes(lo.try_into().unwrap_or([0x5a; 8])) | 1,
-            k1: u64::from_le_bytes(hi.try_into().unwrap_or([0xa5; 8])) | 1,
-        }
-    }
-}
-
-#[inline]
-fn fold_mul(a: u64, b: u64) -> u64 {
-    let full = u128::from(a).wrapping_mul(u128::from(b));
-    (full as u64) ^ ((full >> 64) as u64)
-}
-
-/// A session id as a hash key: 16 bytes at 8-byte alignment (a `u128` would pad each entry
-/// to 32 bytes), hashed with one `write_u128`.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct IdKey(u64, u64);
-
-impl IdKey {
-    #[inline]
-    fn of(id: &SessionId) -> IdKey {
-        let v = u128::from_le_bytes(*id.as_bytes());
-        IdKey(v as u64, (v >> 64) as u64)
-    }
-}
-
-impl std::hash::Hash for IdKey {
-    #[inline]
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u128(u128::from(self.0) | (u128::from(self.1) << 64));
-    }
-}
-
-pub(crate) struct KeyedHasher {
-    keys: Keyed,
-    state: u64,
-}
-
-impl Hasher for KeyedHasher {
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.state
-    }
-
-    #[inline]
-    fn write_u128(&mut self, v: u128) {
-        let lo = v as u64;
-        let hi = (v >> 64) as u64;
-        self.state = fold_mul(lo ^ self.keys.k0 ^ self.state, hi ^ self.keys.k1);
-    }
-
-    #[inline]
-    fn write_usize(&mut self, v: usize) {
-        self.write_u128(v as u128);
-    }
-
-    #[inline]
-    fn write_u8(&mut self, v: u8) {
-        self.write_u128(u128::from(v));
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(16);
-        for c in &mut chunks {
-            let mut b = [0u8; 16];
-            b.copy_from_slice(c);
-            self.write_u128(u128::from_le_bytes(b));
-        }
-        let rest = chunks.remainder();
-        let mut b = [0u8; 16];
-        if let Some(dst) = b.get_mut(..rest.len()) {
-            dst.copy_from_slice(rest);
-        }
-        // Mix the length in so that trailing zero bytes change the hash.
-        self.write_u128(u128::from_le_bytes(b) ^ ((bytes.len() as u128) << 120));
-    }
-}
-
-impl BuildHasher for Keyed {
-    type Hasher = KeyedHasher;
-    #[inline]
-    fn build_hasher(&self) -> KeyedHasher {
-        KeyedHasher {
-            keys: *self,
-            state: 0,
-        }
-    }
-}
-
-struct Map<K> {
-    entries: HashMap<K, Timestamp, Keyed>,
-    /// Sweep when an insertion finds `entries.len()` at this size.
-    sweep_at: usize,
-}
-
-/// One shard, padded to its own cache lines so that readers of neighbouring shards do not
-/// share the lock word.
-#[repr(align(128))]
-struct Shard<K>(RwLock<Map<K>>);
-
-struct Sharded<K> {
-    shards: Box<[Shard<K>]>,
-    keys: Keyed,
-    /// Entries in all shards, kept so that an empty table costs no lock at all.
-    len: AtomicUsize,
-}
-
-impl<K: std::hash::Hash + Eq> Sharded<K> {
-    fn new(keys: Keyed) -> Self {
-        let shards = (0..SHARDS)
-            .map(|_| {
-                Shard(RwLock::new(Map {
-                    entries: HashMap::with_hasher(keys),
-                    sweep_at: SWEEP_FLOOR,
-                }))
-            })
-            .collect();
-        Sharded {
-            shards,
-            keys,
-            len: AtomicUsize::new(0),
-        }
-    }
-
-    #[inline]
-    fn shard<Q: std::hash::Hash + ?Sized>(&self, key: &Q) -> Option<&Shard<K>> {
-        // Bits 32..38 pick the shard: the map itself uses the low bits (bucket index, fewer
-        // than 32 of them) and the top 7 (tags), which so stay well mixed within a shard.
-        let h = self.keys.hash_one(key);
-        self.shards.get((h >> 32) as usize % SHARDS)
-    }
-
-    /// The value under `key`, if any.
-    #[inline]
-    fn get<Q>(&self, key: &Q) -> Option<Timestamp>
-    where
-        K: std::borrow::Borrow<Q>,
-        Q: std::hash::Hash + Eq + ?Sized,
-    {
-        if self.len.load(Ordering::Relaxed) == 0 {
-            return None;
-        }
-        let shard = self.shard(key)?;
-        // A poisoned lock only means a writer panicked mid-insert; the map is still usable.
-        let map = shard.0.read().unwrap_or_else(|e| e.into_inner());
-        map.entries.get(key).copied()
-    }
-
-    /// Sets `key` to the later of its value and `value`; sweeps the shard when due.
-    fn upsert_max(&self, key: K, value: Timestamp, expired: impl Fn(Timestamp) -> bool) {
-        let Some(shard) = self.shard(&key) else {
-            return;
-        };
-        let mut map = shard.0.write().unwrap_or_else(|e| e.into_inner());
-        let before = map.entries.len();
-        if map.entries.len() >= map.sweep_at {
-            map.entries.retain(|_, t| !expired(*t));
-            map.sweep_at = (map.entries.len() * 2).max(SWEEP_FLOOR);
-        }
-        map.entries
-            .entry(key)
-            .and_modify(|t| *t = (*t).max(value))
-            .or_insert(value);
-        let after = map.entries.len();
-        drop(map);
-        self.adjust_len(before, after);
-    }
-
-    /// Removes expired entries from every shard; returns how many.
-    fn purge(&self, expired: impl Fn(Timestamp) -> bool) -> usize {
-        let mut removed = 0;
-        for shard in self.shards.iter() {
-            let mut map = shard.0.write().unwrap_or_else(|e| e.into_inner());
-            let before = map.entries.len();
-            map.entries.retain(|_, t| !expired(*t));
-            let after = map.entries.len();
-            map.sweep_at = (after * 2).max(SWEEP_FLOOR);
-            if after < before / 4 {
-                map.entries.shrink_to_fit();
-            }
-            drop(map);
-            self.adjust_len(before, after);
-            removed += before - after;
-        }
-        removed
-    }
-
-    fn adjust_len(&self, before: usize, after: usize) {
-        if after > before {
-            self.len.fetch_add(after - before, Ordering::Relaxed);
-        } else if before > after {
-            self.len.fetch_sub(before - after, Ordering::Relaxed);
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.len.load(Ordering::Relaxed)
-    }
-}
-
 /// The revocation tables, without a clock: the in-memory denylist and the local replica of
 /// the Redis one.
 pub(crate) struct Replica {
     /// Revoked ids and the time until which they are kept.
-    ids: Sharded<IdKey>,
+    ids: Sharded<Ids>,
     /// Revoked subjects and their "not valid before" time.
-    subjects: Sharded<Box<str>>,
+    subjects: Sharded<SubjectTable>,
     subject_ttl: Duration,
 }
 
@@ -259,13 +26,13 @@ impl Replica {
     pub(crate) fn new(subject_ttl: Duration) -> Replica {
         let keys = Keyed::random();
         Replica {
-            ids: Sharded::new(keys),
-            subjects: Sharded::new(keys),
+            ids: Sharded::new(keys, table::ids),
+            subjects: Sharded::new(keys, table::subjects),
             subject_ttl,
         }
     }
 
-    /// The check: `Allowed` or `Revoked`. The clock is read only when an entry is found, so
+    /// The check: `Allowed` or `Revoked`. `now` is called only when an entry is found, so
     /// the common case (not revoked) costs a look-up and nothing else.
     #[inline]
     pub(crate) fn check(
@@ -273,17 +40,17 @@ impl Replica {
         id: &SessionId,
         subject: Option<&str>,
         issued_at: Timestamp,
-        clock: &dyn Clock,
+        now: impl Fn() -> Timestamp,
     ) -> Check {
-        if let Some(until) = self.ids.get(&IdKey::of(id))
-            && until > clock.now()
+        if let Some(until) = self.ids.get(id)
+            && until > now()
         {
             return Check::Revoked(RevokedBy::Session);
         }
         if let Some(subject) = subject
             && let Some(before) = self.subjects.get(subject)
             && issued_at < before
-            && !self.subject_expired(before, clock.now())
+            && !self.subject_expired(before, now())
         {
             return Check::Revoked(RevokedBy::Subject);
         }
@@ -299,7 +66,7 @@ impl Replica {
         if until <= now {
             return;
         }
-        self.ids.upsert_max(IdKey::of(id), until, |t| t <= now);
+        self.ids.upsert_max(id, until, |t| t <= now);
     }
 
     /// Records a subject revocation, unless its TTL has passed.
@@ -308,7 +75,7 @@ impl Replica {
             return;
         }
         self.subjects
-            .upsert_max(subject.into(), before, |b| self.subject_expired(b, now));
+            .upsert_max(subject, before, |b| self.subject_expired(b, now));
     }
 
     /// Sweeps expired entries; returns how many were removed.
@@ -472,7 +239,19 @@ impl MemoryDenylist {
 impl Denylist for MemoryDenylist {
     #[inline]
     fn check(&self, id: &SessionId, subject: Option<&str>, issued_at: Timestamp) -> Check {
-        self.replica.check(id, subject, issued_at, &*self.clock)
+        self.replica
+            .check(id, subject, issued_at, || self.clock.now())
+    }
+
+    #[inline]
+    fn check_at(
+        &self,
+        id: &SessionId,
+        subject: Option<&str>,
+        issued_at: Timestamp,
+        now: Timestamp,
+    ) -> Check {
+        self.replica.check(id, subject, issued_at, || now)
     }
 
     fn revoke(&self, id: SessionId, until: Timestamp) -> BoxFuture<'_, Result<(), DenylistError>> {

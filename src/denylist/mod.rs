@@ -50,6 +50,7 @@
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+mod table;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisDenylist, RedisDenylistBuilder, StartMode};
@@ -235,6 +236,24 @@ pub trait Denylist: Send + Sync + 'static {
     /// very millisecond of a subject revocation stays valid, so a user can log in again at
     /// once after "log out everywhere".
     fn check(&self, id: &SessionId, subject: Option<&str>, issued_at: Timestamp) -> Check;
+
+    /// [`check`](Denylist::check) as of `now`, a time the caller has already read: the
+    /// middleware passes the request's time, so the check itself reads no clock. (A clock
+    /// read is cheap, but it orders the CPU's loads: read right after a look-up that missed
+    /// the cache, it waits for that miss to complete.)
+    ///
+    /// The default ignores `now` and calls `check`; both built-in denylists answer as of
+    /// `now`.
+    fn check_at(
+        &self,
+        id: &SessionId,
+        subject: Option<&str>,
+        issued_at: Timestamp,
+        now: Timestamp,
+    ) -> Check {
+        let _ = now;
+        self.check(id, subject, issued_at)
+    }
 
     /// Revokes session `id`, remembered until `until` (pass the session's expiry: after it the
     /// session is refused anyway). An `until` already past is a no-op.

@@ -343,6 +343,32 @@ impl RedisDenylist {
         self.shared.connected.store(false, Ordering::Release);
     }
 
+    /// The check, with "now" from `now` (called only when an entry is found).
+    #[inline]
+    fn check_with(
+        &self,
+        id: &SessionId,
+        subject: Option<&str>,
+        issued_at: Timestamp,
+        now: impl Fn() -> Timestamp,
+    ) -> Check {
+        let shared = &*self.shared;
+        let answer = shared.replica.check(id, subject, issued_at, now);
+        // While connected the replica is current (the background task clears `connected`
+        // within a heartbeat plus a timeout of any trouble, well inside the bound), so the
+        // clock is read only when degraded. Staleness is measured on this denylist's own
+        // clock, the one its synchronisation times are taken from.
+        if answer == Check::Allowed && !shared.connected.load(Ordering::Acquire) {
+            let stale = shared
+                .stale_for(shared.clock.now())
+                .is_none_or(|s| s > shared.stale_after);
+            if stale {
+                return Check::Unavailable;
+            }
+        }
+        answer
+    }
+
     async fn write(&self, op: &'static str, pipe: redis::Pipeline) -> Result<(), DenylistError> {
         let mut conn = self.conn.clone();
         match tokio::time::timeout(self.timeout, pipe.query_async::<()>(&mut conn)).await {
@@ -360,20 +386,19 @@ impl RedisDenylist {
 impl Denylist for RedisDenylist {
     #[inline]
     fn check(&self, id: &SessionId, subject: Option<&str>, issued_at: Timestamp) -> Check {
-        let shared = &*self.shared;
-        let answer = shared.replica.check(id, subject, issued_at, &*shared.clock);
-        // While connected the replica is current (the background task clears `connected`
-        // within a heartbeat plus a timeout of any trouble, well inside the bound), so the
-        // clock is read only when degraded.
-        if answer == Check::Allowed && !shared.connected.load(Ordering::Acquire) {
-            let stale = shared
-                .stale_for(shared.clock.now())
-                .is_none_or(|s| s > shared.stale_after);
-            if stale {
-                return Check::Unavailable;
-            }
-        }
-        answer
+        let clock = &*self.shared.clock;
+        self.check_with(id, subject, issued_at, || clock.now())
+    }
+
+    #[inline]
+    fn check_at(
+        &self,
+        id: &SessionId,
+        subject: Option<&str>,
+        issued_at: Timestamp,
+        now: Timestamp,
+    ) -> Check {
+        self.check_with(id, subject, issued_at, || now)
     }
 
     /// Records the revocation in Redis (and announces it), then in the local replica.
