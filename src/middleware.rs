@@ -431,15 +431,17 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
             Lifecycle::Live if refused => Outcome::Clear,
             Lifecycle::Live => Outcome::Nothing,
         };
-        let ended = std::mem::take(&mut inner.ended);
+        // The ended ids stay in the session until the plan is made, so that they are still
+        // revoked when sealing fails (see `call`).
         let mut plan = Plan {
             outcome,
             token: None,
             record: None,
-            ended,
+            ended: Vec::new(),
             max_age: Duration::ZERO,
         };
         if !matches!(plan.outcome, Outcome::Write) {
+            plan.ended = std::mem::take(&mut inner.ended);
             return Ok(plan);
         }
         match &inner.backend {
@@ -455,7 +457,7 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
                 // The cookie only changes with the id or the signing key; re-send it then,
                 // and when its Max-Age or `rolling` asks for it.
                 let cookie_due = is_new
-                    || !plan.ended.is_empty()
+                    || !inner.ended.is_empty()
                     || inner.stale_key
                     || cfg.policy.is_rolling()
                     || cfg.cookie.is_persistent()
@@ -467,6 +469,7 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
             }
         }
         plan.max_age = inner.deadline().saturating_since(now);
+        plan.ended = std::mem::take(&mut inner.ended);
         Ok(plan)
     }
 }
@@ -480,6 +483,36 @@ fn not_saved(msg: &str) -> Response {
         StatusCode::INTERNAL_SERVER_ERROR,
     )
     .into_response()
+}
+
+/// Revokes (token modes, with a denylist) or deletes (store mode) the sessions a request
+/// ended; on failure, the response to send instead.
+async fn end_sessions(cfg: &Config, ended: &[(SessionId, Timestamp)]) -> Result<(), Response> {
+    match (&cfg.backend, &cfg.denylist) {
+        (Backend::Token(_), Some(denylist)) => {
+            for (id, until) in ended {
+                if let Err(e) = denylist.revoke(*id, *until).await {
+                    tracing::error!(target: "sealed_session", error = %e, "session not revoked");
+                    return Err(unavailable(
+                        "the session could not be ended: the revocation was not recorded",
+                    ));
+                }
+                tracing::info!(target: "sealed_session", "session revoked");
+            }
+        }
+        (Backend::Store { store, .. }, _) => {
+            for (id, _) in ended {
+                if let Err(e) = store.delete(id).await {
+                    tracing::error!(target: "sealed_session", error = %e, "ended session not deleted from the store");
+                    return Err(unavailable(
+                        "the session could not be ended: the session store is unavailable",
+                    ));
+                }
+            }
+        }
+        (Backend::Token(_), None) => {}
+    }
+    Ok(())
 }
 
 fn unavailable(msg: &str) -> Response {
@@ -542,6 +575,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
         } = arrival;
         let refused = refused.is_some();
 
+        let issued_until = state.expires_at();
         let session = Session::new(Inner {
             state,
             is_new,
@@ -549,6 +583,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             reissue,
             lifecycle: Lifecycle::Live,
             ended: Vec::new(),
+            issued_until,
             token: None,
             now,
             max_age: cfg.policy.get_max_age(),
@@ -566,40 +601,29 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             Err(e) => e.into_response(),
         };
 
-        let plan = self.plan(&session, &carrier, is_new, refused);
-        let plan = match plan {
+        let plan = match self.plan(&session, &carrier, is_new, refused) {
             Ok(plan) => plan,
-            Err(msg) => return Ok(not_saved(&msg)),
+            Err(msg) => {
+                // Sessions the handler ended are ended even if the new one cannot be sent.
+                let ended = std::mem::take(&mut session.lock().ended);
+                if let Err(resp) = end_sessions(cfg, &ended).await {
+                    return Ok(resp);
+                }
+                return Ok(not_saved(&msg));
+            }
         };
         // Revocation and store I/O happen here, with no lock held.
-        if let (Backend::Token(_), Some(denylist)) = (&cfg.backend, &cfg.denylist) {
-            for (id, until) in &plan.ended {
-                if let Err(e) = denylist.revoke(*id, *until).await {
-                    tracing::error!(target: "sealed_session", error = %e, "session not revoked");
-                    return Ok(unavailable(
-                        "the session could not be ended: the revocation was not recorded",
-                    ));
-                }
-                tracing::info!(target: "sealed_session", "session revoked");
-            }
+        if let Err(resp) = end_sessions(cfg, &plan.ended).await {
+            return Ok(resp);
         }
-        if let Backend::Store { store, .. } = &cfg.backend {
-            for (id, _) in &plan.ended {
-                if let Err(e) = store.delete(id).await {
-                    tracing::error!(target: "sealed_session", error = %e, "ended session not deleted from the store");
-                    return Ok(unavailable(
-                        "the session could not be ended: the session store is unavailable",
-                    ));
-                }
-            }
-            if let Some((id, record, until)) = &plan.record
-                && let Err(e) = store.save(id, record, *until).await
-            {
-                tracing::error!(target: "sealed_session", error = %e, "session not saved to the store");
-                return Ok(unavailable(
-                    "the session could not be saved: the session store is unavailable",
-                ));
-            }
+        if let Backend::Store { store, .. } = &cfg.backend
+            && let Some((id, record, until)) = &plan.record
+            && let Err(e) = store.save(id, record, *until).await
+        {
+            tracing::error!(target: "sealed_session", error = %e, "session not saved to the store");
+            return Ok(unavailable(
+                "the session could not be saved: the session store is unavailable",
+            ));
         }
         match (&plan.outcome, &carrier, plan.token) {
             (Outcome::Clear, Carrier::Cookie { secure, incoming }, _) => {

@@ -97,6 +97,10 @@ pub(crate) struct Inner {
     pub(crate) lifecycle: Lifecycle,
     /// Session ids this request ended (by `destroy` or `regenerate`), for revocation.
     pub(crate) ended: Vec<(SessionId, Timestamp)>,
+    /// The latest deadline any token of the current id carries: the one that arrived, or one
+    /// sealed during this request. Revoking the id lasts until then, even if the handler
+    /// shortened the session (`set_max_age`) before ending it.
+    pub(crate) issued_until: Timestamp,
     /// A token made during the handler by [`Session::token`], to be sent unless the session
     /// changes again.
     pub(crate) token: Option<String>,
@@ -129,6 +133,7 @@ impl Inner {
         match &self.backend {
             Backend::Token(codec) => {
                 let token = codec.seal(&self.state, self.purpose.as_bytes())?;
+                self.issued_until = self.issued_until.max(self.state.expires_at());
                 self.changed = false;
                 self.reissue = false;
                 self.token = Some(token.clone());
@@ -298,6 +303,7 @@ impl Session {
         let now = inner.now;
         inner.state.set_id(id);
         inner.state.set_issued_at(now);
+        inner.issued_until = inner.state.expires_at();
         inner.lifecycle = Lifecycle::Live;
         inner.changed = true;
         Ok(())
@@ -427,6 +433,7 @@ impl Session {
         Session::end_current(inner);
         let now = inner.now;
         inner.state = SessionState::new(id, now, now.saturating_add(inner.max_age));
+        inner.issued_until = inner.state.expires_at();
         inner.lifecycle = lifecycle;
         inner.changed = lifecycle == Lifecycle::Live;
         inner.reissue = false;
@@ -434,8 +441,11 @@ impl Session {
     }
 
     fn end_current(inner: &mut Inner) {
-        if !inner.is_new || inner.changed {
-            let entry = (inner.state.id(), inner.state.expires_at());
+        // Ended when a token of it may exist: it arrived with one, is about to get one, or
+        // `token()` made one during this request.
+        if !inner.is_new || inner.changed || inner.token.is_some() {
+            let until = inner.state.expires_at().max(inner.issued_until);
+            let entry = (inner.state.id(), until);
             inner.ended.push(entry);
         }
     }

@@ -250,3 +250,102 @@ async fn an_unavailable_denylist_is_a_503_and_a_failed_revocation_is_never_repor
     let (status, _) = send(&cannot, &mut j, true, "/everywhere").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 }
+
+#[handler]
+fn shorten_then_logout(session: &Session) -> poem::Result<()> {
+    // Shortening the session in the same request must not shorten its revocation: the
+    // cookie the client already holds still carries the original deadline.
+    session.set_max_age(Duration::from_secs(1));
+    session.destroy()?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_revocation_lasts_as_long_as_the_token_that_is_out_there() {
+    let clock = ManualClock::new(Timestamp::from_millis(1_764_000_000_000));
+    let d: Arc<dyn Denylist> = Arc::new(MemoryDenylist::with_clock(clock.clone()));
+    let tc = TestClient::new(
+        routes()
+            .at("/shorten-logout", post(shorten_then_logout))
+            .with(
+                SealedSession::new(keys())
+                    .max_age(Duration::from_secs(3600))
+                    .idle_timeout(None)
+                    .denylist(d)
+                    .clock(clock.clone()),
+            ),
+    );
+    let mut jar = Jar::default();
+    send(&tc, &mut jar, true, "/login").await;
+    let stolen = jar.clone();
+    send(&tc, &mut jar, true, "/shorten-logout").await;
+    // Well past the shortened lifetime, well within the original one.
+    clock.advance(Duration::from_secs(600));
+    let mut replay = stolen.clone();
+    assert_eq!(send(&tc, &mut replay, false, "/me").await.1, "<none>");
+}
+
+#[handler]
+fn relogin_too_big(session: &Session) -> poem::Result<()> {
+    session.regenerate()?;
+    session.insert("blob", &"x".repeat(4000))?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_ended_session_is_revoked_even_when_the_new_one_cannot_be_sealed() {
+    let d: Arc<dyn Denylist> = Arc::new(MemoryDenylist::new());
+    let codec = sealed_session::SealedCodec::new(keys()).max_token_len(1024);
+    let tc = TestClient::new(
+        routes()
+            .at("/relogin-too-big", post(relogin_too_big))
+            .with(SealedSession::with_codec(codec).denylist(d.clone())),
+    );
+    let mut jar = Jar::default();
+    send(&tc, &mut jar, true, "/login").await;
+    let before = jar.clone();
+    let (status, body) = send(&tc, &mut jar, true, "/relogin-too-big").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(d.status().revoked_sessions, 1);
+    let mut replay = before.clone();
+    assert_eq!(send(&tc, &mut replay, false, "/me").await.1, "<none>");
+}
+
+#[handler]
+fn issue_then_destroy(session: &Session) -> poem::Result<String> {
+    session.insert("user", "admin")?;
+    let token = session.token()?.unwrap_or_default();
+    session.destroy()?;
+    Ok(token)
+}
+
+#[tokio::test]
+async fn a_token_handed_out_then_destroyed_in_the_same_request_is_revoked() {
+    let d: Arc<dyn Denylist> = Arc::new(MemoryDenylist::new());
+    let tc = TestClient::new(
+        routes()
+            .at("/issue-destroy", post(issue_then_destroy))
+            .with(
+                SealedSession::new(keys())
+                    .bearer(BearerConfig::default())
+                    .denylist(d.clone()),
+            ),
+    );
+    let token = tc
+        .post("/issue-destroy")
+        .send()
+        .await
+        .0
+        .into_body()
+        .into_string()
+        .await
+        .unwrap();
+    assert!(!token.is_empty());
+    assert_eq!(d.status().revoked_sessions, 1);
+    let resp = tc
+        .get("/me")
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await;
+    assert_eq!(resp.0.status(), StatusCode::UNAUTHORIZED);
+}
