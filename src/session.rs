@@ -24,7 +24,7 @@ pub enum SessionError {
     /// The handler asked for a `Session`, but the session middleware is not installed on its
     /// route. Answered as a 500 with this message.
     #[error(
-        "no session: the sealed-session middleware is not installed on this route (add `.with(SessionMiddleware::...)`)"
+        "no session: the sealed-session middleware is not installed on this route (add `.with(SealedSession::...)`)"
     )]
     MiddlewareMissing,
     /// Reading or writing a value failed (wrong type, not serializable, corrupt data).

@@ -23,8 +23,9 @@
 //! - `exp` passed (beyond the leeway): `Expired`, or `IdleTimeout` when the idle deadline set
 //!   `exp`; `nbf` or `iat` in the future (beyond the leeway): `FromTheFuture`.
 //!
-//! A JWT is bound to its issuer and audience, not to a cookie name: the `purpose` argument of
-//! [`Codec`] is ignored.
+//! A JWT is bound to its issuer and audience when [`JwtCodec`] is given them (by default it
+//! checks neither: any token signed by a key of the ring with the session claims opens),
+//! not to a cookie name: the `purpose` argument of [`Codec`] is ignored.
 
 use std::borrow::Cow;
 use std::collections::HashSet;

@@ -19,7 +19,9 @@ use crate::jwt_keys::JwtKeyring;
 /// ```
 ///
 /// The body is built once; the response is `application/jwk-set+json` and may be cached
-/// for five minutes (keep a retired key in the ring at least that long after rotation).
+/// for five minutes. Keep a retired key in the ring until every token signed with it has
+/// expired (the session lifetime), and publish a new key at least five minutes before
+/// signing with it, so verifiers holding a cached set know it.
 #[derive(Clone, Debug)]
 pub struct Jwks {
     body: Arc<str>,
