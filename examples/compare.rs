@@ -5,8 +5,18 @@
 //! ```sh
 //! cargo run --release --example compare --all-features   # every mode; rewrites docs/
 //! cargo run --release --example compare -- --quick       # a short smoke run, docs untouched
+//! cargo run --example compare --all-features -- --quick --out /tmp/cmp   # the full report, elsewhere
 //! cargo run --release --example compare -- --modes none,sealed --duration 1
 //! ```
+//!
+//! `--quick` runs every mode very briefly (one round of 0.2 s windows after 0.05 s of
+//! warm-up per route, 1,000 sessions for the memory column, 5 revocations, 0.2 s of polling
+//! for the second instance): about 15 s for all ten modes even in a debug build, figures
+//! that only show that every mode works, not what it costs. `--out DIR` writes the whole
+//! report (`DIR/COMPARISON.md` with the same section, `DIR/comparison.svg`, and
+//! `DIR/results.json`: per mode its status, `measured`, `skipped` or `failed`, the reason,
+//! and its throughput) instead of rewriting `docs/`; `tests/compare_smoke.rs` runs
+//! `--quick --out` on a temporary directory.
 //!
 //! Modes: `none` (no sessions), `sealed` (AES-256-GCM cookie), `signed` (HMAC cookie),
 //! `jwt` (HS256 JWT in `Authorization: Bearer`), `store-memory` and `store-redis` (the
@@ -1004,7 +1014,7 @@ async fn memory(
         conn.login(t).await?;
         conns.push(conn);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(args.settle).await;
     let rss0 = proc_rss(server.pid())?;
     let redis0 = redis.map(|r| proc_rss(r.pid())).transpose()?;
     let started = Instant::now();
@@ -1026,7 +1036,7 @@ async fn memory(
     for task in tasks {
         conns.push(task.await??);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(args.settle).await;
     let rss1 = proc_rss(server.pid())?;
     let redis1 = redis.map(|r| proc_rss(r.pid())).transpose()?;
     drop(conns);
@@ -1078,7 +1088,7 @@ async fn revocation(mode: Mode, a: &ServerProc, b: &ServerProc, args: &Args) -> 
             // Poll the second instance: long only for the first few, so that a design that
             // never propagates costs a few seconds, not minutes.
             let wait = if i < 3 {
-                Duration::from_secs(1)
+                args.poll_wait
             } else {
                 Duration::ZERO
             };
@@ -1214,12 +1224,18 @@ struct Args {
     sessions: usize,
     revocations: usize,
     fill_limit: Duration,
+    /// How long the revocation column polls the second instance (for the first few tokens).
+    poll_wait: Duration,
+    /// Pause before each memory reading, for the server to settle.
+    settle: Duration,
     server_threads: usize,
     client_threads: usize,
     quick: bool,
     write_doc: Option<bool>,
     doc: PathBuf,
     chart: PathBuf,
+    /// `--out DIR`: where the report goes instead of `docs/`, with `results.json`.
+    out: Option<PathBuf>,
 }
 
 const USAGE: &str = "\
@@ -1234,9 +1250,13 @@ usage: compare [options]
   --revocations N       log-in/log-out/replay rounds for the revocation column (default 200)
   --server-threads N    worker threads of each server (default: number of CPUs)
   --client-threads N    worker threads of the load generator (default: number of CPUs)
-  --quick               1 round, 0.5 s windows, 0.2 s warm-up, 5000 sessions, 20 revocations
+  --quick               every mode very briefly: 1 round, 0.2 s windows, 0.05 s warm-up,
+                        1000 sessions, 5 revocations, 0.2 s polling of the second instance
+                        (a smoke run: the figures only show that each mode works)
+  --out DIR             write the report to DIR/COMPARISON.md, DIR/comparison.svg and
+                        DIR/results.json (per mode: status, reason, req/s) instead of docs/
   --write-doc / --no-doc  rewrite docs/COMPARISON.md's section and docs/comparison.svg
-                        (default: only after a full run of every mode without --quick)
+                        (default: after a full run of every mode without --quick, or with --out)
   --doc PATH, --chart PATH  where to write them (default docs/COMPARISON.md, docs/comparison.svg)";
 
 fn parse_args() -> Result<Args> {
@@ -1251,12 +1271,15 @@ fn parse_args() -> Result<Args> {
         sessions: 100_000,
         revocations: 200,
         fill_limit: Duration::from_secs(90),
+        poll_wait: Duration::from_secs(1),
+        settle: Duration::from_millis(200),
         server_threads: cpus,
         client_threads: cpus,
         quick: false,
         write_doc: None,
         doc: PathBuf::from("docs/COMPARISON.md"),
         chart: PathBuf::from("docs/comparison.svg"),
+        out: None,
     };
     let mut explicit = Vec::new();
     let mut it = std::env::args().skip(1);
@@ -1291,13 +1314,16 @@ fn parse_args() -> Result<Args> {
             "--client-threads" => a.client_threads = num(it.next())?.clamp(1, 64),
             "--quick" => {
                 a.quick = true;
-                a.duration = Duration::from_millis(500);
-                a.warmup = Duration::from_millis(200);
+                a.duration = Duration::from_millis(200);
+                a.warmup = Duration::from_millis(50);
                 a.rounds = 1;
-                a.sessions = 5_000;
-                a.revocations = 20;
-                a.fill_limit = Duration::from_secs(20);
+                a.sessions = 1_000;
+                a.revocations = 5;
+                a.fill_limit = Duration::from_secs(5);
+                a.poll_wait = Duration::from_millis(200);
+                a.settle = Duration::from_millis(50);
             }
+            "--out" => a.out = Some(it.next().ok_or("--out needs a directory")?.into()),
             "--write-doc" => a.write_doc = Some(true),
             "--no-doc" => a.write_doc = Some(false),
             "--doc" => a.doc = it.next().ok_or("--doc needs a path")?.into(),
@@ -1314,6 +1340,10 @@ fn parse_args() -> Result<Args> {
             "duration" => a.duration = d,
             _ => a.warmup = d,
         }
+    }
+    if let Some(dir) = &a.out {
+        a.doc = dir.join("COMPARISON.md");
+        a.chart = dir.join("comparison.svg");
     }
     Ok(a)
 }
@@ -1649,6 +1679,34 @@ fn utc_date() -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// `results.json` (with `--out`): one object per mode, for scripts and the smoke test.
+fn results_json(results: &[ModeResult]) -> Value {
+    let modes = results
+        .iter()
+        .map(|r| match &r.outcome {
+            Ok(m) => serde_json::json!({
+                "mode": r.mode.key(),
+                "label": r.mode.label(),
+                "status": "measured",
+                "reason": null,
+                "read_rps": m.read.rps,
+                "write_rps": m.write.rps,
+                "errors": m.read.errors + m.write.errors,
+                "sessions_made": m.memory.sessions,
+            }),
+            Err(why) => serde_json::json!({
+                "mode": r.mode.key(),
+                "label": r.mode.label(),
+                "status": if why.starts_with("skipped") { "skipped" } else { "failed" },
+                "reason": why,
+                "read_rps": null,
+                "write_rps": null,
+            }),
+        })
+        .collect::<Vec<_>>();
+    serde_json::json!({ "modes": modes })
+}
+
 /// The command that reproduces this run.
 fn command(args: &Args) -> String {
     let features = if cfg!(feature = "redis") && cfg!(feature = "cli") && cfg!(feature = "jwt") {
@@ -1659,7 +1717,12 @@ fn command(args: &Args) -> String {
         String::new()
     };
     let rest: Vec<String> = std::env::args().skip(1).collect();
-    let mut cmd = format!("cargo run --release --example compare{features}");
+    let profile = if cfg!(debug_assertions) {
+        ""
+    } else {
+        " --release"
+    };
+    let mut cmd = format!("cargo run{profile} --example compare{features}");
     if !rest.is_empty() {
         let _ = write!(cmd, " -- {}", rest.join(" "));
     }
@@ -1675,8 +1738,8 @@ fn section(results: &[ModeResult], targets: &[Target], args: &Args, chart_name: 
         s,
         "Measured on {} by `{}` (examples/compare.rs). Machine: {} CPUs ({}), Linux {}; \
          each server had {} worker threads, the load generator {} threads and {} keep-alive \
-         connections. Each route of each mode was measured in {} rounds of a {:.1} s window \
-         after {:.1} s of warm-up; the rounds visit every mode in turn, and the table gives \
+         connections. Each route of each mode was measured in {} rounds of a {} s window \
+         after {} s of warm-up; the rounds visit every mode in turn, and the table gives \
          the median round. The load generator shares the machine with the servers, and the \
          figures vary from run to run (and with whatever else the machine runs): **compare \
          the ratios within one run, not the absolute figures across runs or machines.**\n",
@@ -1692,6 +1755,14 @@ fn section(results: &[ModeResult], targets: &[Target], args: &Args, chart_name: 
         args.duration.as_secs_f64(),
         args.warmup.as_secs_f64(),
     );
+    if args.quick {
+        let _ = writeln!(
+            s,
+            "**This is a `--quick` smoke run**: windows this short, built like this, show that \
+             every mode works, not what it costs. Run without `--quick`, with `--release`, for \
+             figures.\n"
+        );
+    }
     let cores: Vec<f64> = results
         .iter()
         .filter_map(ModeResult::measured)
@@ -2142,7 +2213,16 @@ fn drive(args: &Args) -> Result<()> {
     println!("{}", state_table(&results, args));
     println!("{}", targets_table(&targets));
     let full = !args.quick && args.modes == ALL_MODES;
-    if args.write_doc.unwrap_or(full) {
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join("results.json");
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&results_json(&results))?,
+        )?;
+        println!("wrote {}", path.display());
+    }
+    if args.write_doc.unwrap_or(full || args.out.is_some()) {
         let chart_name = args.chart.file_name().map_or("comparison.svg".into(), |n| {
             n.to_string_lossy().into_owned()
         });

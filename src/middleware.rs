@@ -427,6 +427,8 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
             Lifecycle::Destroyed => Outcome::Nothing,
             Lifecycle::Live if inner.changed || inner.token.is_some() => Outcome::Write,
             Lifecycle::Live if is_new && cfg.save_uninitialized => Outcome::Write,
+            // `save` stored a new session during the request: the browser needs its cookie.
+            Lifecycle::Live if is_new && inner.saved.is_some() => Outcome::Write,
             Lifecycle::Live if !is_new && inner.reissue => Outcome::Write,
             Lifecycle::Live if refused => Outcome::Clear,
             Lifecycle::Live => Outcome::Nothing,
@@ -453,7 +455,10 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
             }
             Backend::Store { .. } => {
                 let record = inner.record().map_err(|e| e.to_string())?;
-                plan.record = Some((inner.state.id(), record, inner.deadline()));
+                // What `save` already wrote is not written again.
+                if inner.saved.as_deref() != Some(record.as_slice()) {
+                    plan.record = Some((inner.state.id(), record, inner.deadline()));
+                }
                 // The cookie only changes with the id or the signing key; re-send it then,
                 // and when its Max-Age or `rolling` asks for it.
                 let cookie_due = is_new
@@ -592,6 +597,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             denylist: cfg.denylist.clone(),
             purpose: purpose.clone(),
             stale_key,
+            saved: None,
         });
         req.extensions_mut().insert(session.clone());
 

@@ -112,6 +112,9 @@ pub(crate) struct Inner {
     pub(crate) purpose: Arc<str>,
     /// The token was made with a key that is no longer primary.
     pub(crate) stale_key: bool,
+    /// Store-backed: the record [`Session::save`] wrote during this request, so that the
+    /// middleware does not write the same bytes again (express-session's `savedHash`).
+    pub(crate) saved: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -414,16 +417,23 @@ impl Session {
     /// `save`, for example before a redirect); the middleware still writes at the end of the
     /// request if it changes again. Stateless sessions: the token goes out with the response,
     /// so there is nothing to do; `Ok`.
+    ///
+    /// After [`Session::destroy`] (and until something is stored again) there is no session
+    /// to save: nothing is written.
     pub async fn save(&self) -> Result<(), SessionError> {
         let (store, id, record, deadline) = {
             let mut inner = self.lock();
             let Backend::Store { store, .. } = inner.backend.clone() else {
                 return Ok(());
             };
+            if inner.lifecycle == Lifecycle::Destroyed {
+                return Ok(());
+            }
             let record = inner.record()?;
             (store, inner.state.id(), record, inner.deadline())
         };
         store.save(&id, &record, deadline).await?;
+        self.lock().saved = Some(record);
         Ok(())
     }
 
@@ -438,6 +448,7 @@ impl Session {
         inner.changed = lifecycle == Lifecycle::Live;
         inner.reissue = false;
         inner.token = None;
+        inner.saved = None;
     }
 
     fn end_current(inner: &mut Inner) {

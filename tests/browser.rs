@@ -21,11 +21,11 @@ use sealed_session::SameSite;
 
 mod common {
     pub mod demo;
+    pub mod example;
 }
 
-use common::demo::{
-    COOKIE, Demo, KillOnDrop, TestResult, demo_binary, find_program, free_port, http,
-};
+use common::demo::{COOKIE, Demo, KillOnDrop, TestResult, demo_binary, free_port, http};
+use common::example::find_program;
 
 const SECRET: &str = "browser test secret: not for production, 0123456789abcdef";
 

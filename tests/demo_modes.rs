@@ -9,6 +9,7 @@
 
 mod common {
     pub mod demo;
+    pub mod example;
     #[cfg(feature = "redis")]
     pub mod redis;
 }

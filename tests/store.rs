@@ -6,6 +6,8 @@ mod common {
 }
 mod http;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::store_conformance::{Expiry, conformance};
@@ -14,7 +16,7 @@ use poem::http::StatusCode;
 use poem::test::{TestClient, TestResponse};
 use poem::{Endpoint, EndpointExt, Route, get, handler, post};
 use sealed_session::codec::SessionIdCodec;
-use sealed_session::store::{MemoryStore, Store};
+use sealed_session::store::{BoxFuture, MemoryStore, Store, StoreError};
 use sealed_session::{
     Key, Keyring, ManualClock, OpenError, SealedSession, Session, SessionId, Timestamp,
 };
@@ -121,14 +123,29 @@ async fn save_then_reload(session: &Session) -> poem::Result<String> {
 fn session_id(session: &Session) -> String {
     session.id().to_string()
 }
+#[handler]
+async fn count_and_save(session: &Session) -> poem::Result<()> {
+    let n = session.get::<u64>("n")?.unwrap_or(0) + 1;
+    session.insert("n", &n)?;
+    session.save().await?;
+    Ok(())
+}
+#[handler]
+async fn destroy_then_save(session: &Session) -> poem::Result<()> {
+    session.destroy()?;
+    session.save().await?;
+    Ok(())
+}
 
-fn app(store: MemoryStore, keys: Keyring, clock: &ManualClock) -> impl Endpoint {
+fn app(store: impl Store, keys: Keyring, clock: &ManualClock) -> impl Endpoint {
     Route::new()
         .at("/login", post(login))
         .at("/user", get(user))
         .at("/count", post(count))
         .at("/logout", post(logout))
         .at("/save-reload", post(save_then_reload))
+        .at("/count-and-save", post(count_and_save))
+        .at("/destroy-save", post(destroy_then_save))
         .at("/id", get(session_id))
         .with(
             SealedSession::stored(store, keys)
@@ -342,4 +359,87 @@ async fn a_failing_store_is_a_503_not_a_new_session() {
         .send()
         .await;
     resp.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// A `MemoryStore` that counts the writes it is asked for.
+#[derive(Clone)]
+struct Counting {
+    inner: MemoryStore,
+    saves: Arc<AtomicUsize>,
+}
+impl Counting {
+    fn new(clock: &ManualClock) -> Self {
+        Counting {
+            inner: MemoryStore::with_clock(clock.clone()),
+            saves: Arc::default(),
+        }
+    }
+    fn saves(&self) -> usize {
+        self.saves.load(Ordering::SeqCst)
+    }
+}
+impl Store for Counting {
+    fn load<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
+        self.inner.load(id)
+    }
+    fn save<'a>(
+        &'a self,
+        id: &'a SessionId,
+        record: &'a [u8],
+        expires_at: Timestamp,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.saves.fetch_add(1, Ordering::SeqCst);
+        self.inner.save(id, record, expires_at)
+    }
+    fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.delete(id)
+    }
+}
+
+#[tokio::test]
+async fn a_session_saved_mid_request_is_not_written_again_unless_it_changes() {
+    let clock = ManualClock::new(T0);
+    let store = Counting::new(&clock);
+    let mut c = Client::new(app(store.clone(), ring("k1", 1), &clock));
+    c.send(true, "/login").await;
+    let before = store.saves();
+    let (resp, set) = c.send(true, "/count-and-save").await;
+    resp.assert_status_is_ok();
+    assert!(set.is_empty(), "{set:?}");
+    assert_eq!(
+        store.saves() - before,
+        1,
+        "save() wrote it; the end of the request has nothing new to write"
+    );
+    // Changed again after the save: written again at the end.
+    let before = store.saves();
+    assert_eq!(c.text(true, "/save-reload").await, "Some(\"yes\") None");
+    assert_eq!(store.saves() - before, 1, "reload left it as saved");
+    assert_eq!(c.text(true, "/count").await, "2");
+}
+
+#[tokio::test]
+async fn a_new_session_saved_then_reloaded_keeps_its_cookie() {
+    let clock = ManualClock::new(T0);
+    let store = MemoryStore::with_clock(clock.clone());
+    let mut c = Client::new(app(store.clone(), ring("k1", 1), &clock));
+    let (resp, set) = c.send(true, "/save-reload").await;
+    resp.assert_status_is_ok();
+    assert_eq!(store.len(), 1, "save() stored it");
+    assert_eq!(set.len(), 1, "so the browser must get its cookie: {set:?}");
+    assert_eq!(c.text(true, "/save-reload").await, "Some(\"yes\") None");
+    assert_eq!(store.len(), 1, "the same session, not a new one");
+}
+
+#[tokio::test]
+async fn save_after_destroy_stores_nothing() {
+    let clock = ManualClock::new(T0);
+    let store = MemoryStore::with_clock(clock.clone());
+    let mut c = Client::new(app(store.clone(), ring("k1", 1), &clock));
+    c.send(true, "/login").await;
+    assert_eq!(store.len(), 1);
+    let (resp, set) = c.send(true, "/destroy-save").await;
+    resp.assert_status_is_ok();
+    assert!(set[0].is_removal(), "{set:?}");
+    assert!(store.is_empty(), "no record for the destroyed session");
 }

@@ -1,25 +1,23 @@
 //! The login demo (`examples/demo.rs`) as a subprocess, and a tiny HTTP/1.1 client to drive
 //! it, shared by `tests/browser.rs` and `tests/demo_modes.rs`.
 //!
-//! The demo binary is found next to the test's own binary (`target/<profile>/examples/demo`,
-//! for any target dir). `cargo test` builds examples, and [`demo_binary`] runs
-//! `cargo build --example demo` first anyway (a no-op when it is up to date) with the **same
-//! features as the test crate** (`--no-default-features --features <those enabled here>`), so
-//! `cargo test --all-features` tests an all-features demo (with `--redis`) and does not
-//! rebuild it with other features, and `cargo test --test NAME` works on its own too.
+//! The demo binary is built and found by `tests/common/example.rs`, with the **same
+//! features as the test crate**, so `cargo test --all-features` tests an all-features demo
+//! (with `--redis`).
 //!
-//! Use from a test file with `mod common { pub mod demo; }`.
+//! Use from a test file with `mod common { pub mod demo; pub mod example; }`.
 
 #![allow(dead_code)]
 
+pub use super::example::TestResult;
+use super::example::{example_binary, example_path};
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
-
-pub type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
 /// The session cookie's name as the demo sends it (Secure, so with the `__Host-` prefix).
 pub const COOKIE: &str = "__Host-sid";
@@ -38,89 +36,15 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// `target/<profile>/examples/demo`, from this test's path `target/<profile>/deps/NAME-HASH`.
+/// `target/<profile>/examples/demo`.
 pub fn demo_path() -> TestResult<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("cannot locate the target directory from the test binary's path")?;
-    Ok(profile_dir
-        .join("examples")
-        .join(format!("demo{}", std::env::consts::EXE_SUFFIX)))
+    example_path("demo")
 }
 
-/// The package features this test crate was compiled with, to build the demo with the same.
-pub fn enabled_features() -> Vec<&'static str> {
-    [
-        ("aws-lc", cfg!(feature = "aws-lc")),
-        ("jwt", cfg!(feature = "jwt")),
-        ("jwt-rust-crypto", cfg!(feature = "jwt-rust-crypto")),
-        ("redis", cfg!(feature = "redis")),
-        ("cli", cfg!(feature = "cli")),
-    ]
-    .into_iter()
-    .filter_map(|(name, on)| on.then_some(name))
-    .collect()
-}
-
-/// Builds the demo (a no-op when up to date) into this test's target dir and profile, with
-/// this test crate's features. Once per test process.
+/// Builds the demo (a no-op when up to date) with this test crate's features, once per test
+/// process (see `tests/common/example.rs`).
 pub fn demo_binary() -> TestResult<PathBuf> {
-    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| build_demo().map_err(|e| e.to_string()))
-        .clone()
-        .map_err(Into::into)
-}
-
-fn build_demo() -> TestResult<PathBuf> {
-    let path = demo_path()?;
-    let profile_dir = path
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("bad demo path")?;
-    let target_dir = profile_dir.parent().ok_or("bad demo path")?;
-    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") => "dev".to_owned(),
-        Some(p) => p.to_owned(),
-        None => return Err("bad demo path".into()),
-    };
-    let features = enabled_features().join(",");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "--example",
-            "demo",
-            "--profile",
-            &profile,
-            "--no-default-features",
-            "--features",
-            &features,
-        ])
-        .arg("--manifest-path")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", target_dir)
-        .status();
-    match status {
-        Ok(s) if s.success() => {}
-        // Building failed or cargo is missing: use the binary `cargo test` built, if any.
-        Ok(_) | Err(_) if path.is_file() => {
-            eprintln!(
-                "warning: `cargo build --example demo --features {features}` failed; testing \
-                 the existing, possibly stale, {}",
-                path.display()
-            );
-        }
-        Ok(s) => return Err(format!("`cargo build --example demo` failed: {s}").into()),
-        Err(e) => return Err(format!("cannot run cargo to build the demo: {e}").into()),
-    }
-    if !path.is_file() {
-        return Err(format!("demo binary not found at {}", path.display()).into());
-    }
-    Ok(path)
+    example_binary("demo")
 }
 
 /// The demo, listening on a free port; killed when dropped.
@@ -210,13 +134,6 @@ impl Demo {
 
 pub fn free_port() -> TestResult<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-pub fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,0 +1,201 @@
+//! The comparison harness (`examples/compare.rs`) as a smoke test: `compare --quick --out DIR`
+//! runs every mode briefly and must produce the whole report (markdown, chart, results) in
+//! `DIR`, with a measured row for every mode, and leave `docs/` alone.
+//!
+//! The Redis modes need `redis-server`: where it is on `PATH` (or `COMPARE_REDIS_SERVER`
+//! names it) they must be measured, and under `CI=true` it must be there; elsewhere they may
+//! be listed as skipped, with the reason.
+
+mod common {
+    pub mod example;
+}
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::example::{TestResult, example_binary, find_program};
+use serde_json::Value;
+
+/// Every mode of the harness, by key: a mode dropped from the run is a failure.
+const MODES: [&str; 10] = [
+    "none",
+    "sealed",
+    "signed",
+    "jwt",
+    "sealed+deny-memory",
+    "sealed+deny-redis",
+    "store-memory",
+    "store-redis",
+    "poem-cookie",
+    "poem-redis",
+];
+const REDIS_MODES: [&str; 3] = ["sealed+deny-redis", "store-redis", "poem-redis"];
+/// Modes that also need the crate's `redis` feature.
+const REDIS_FEATURE_MODES: [&str; 2] = ["sealed+deny-redis", "store-redis"];
+/// The run is killed past this; a quick run takes about 15 s in a debug build on 2 cores.
+const LIMIT: Duration = Duration::from_secs(240);
+
+/// A fresh directory under the system's temporary directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TestResult<TempDir> {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "sealed-session-compare-smoke-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        Ok(TempDir(dir))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn read_all(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = r.read_to_string(&mut s);
+        s
+    })
+}
+
+/// The committed report, to check that a run with `--out` does not touch it.
+fn committed_docs() -> TestResult<(Vec<u8>, Vec<u8>)> {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    Ok((
+        std::fs::read(docs.join("COMPARISON.md"))?,
+        std::fs::read(docs.join("comparison.svg"))?,
+    ))
+}
+
+#[test]
+fn quick_run_measures_every_mode_and_writes_the_whole_report() -> TestResult {
+    let bin = example_binary("compare")?;
+    let out = TempDir::new()?;
+    let docs_before = committed_docs()?;
+    // As the harness looks for it: `COMPARE_REDIS_SERVER`, else `PATH`.
+    let redis_available = match std::env::var_os("COMPARE_REDIS_SERVER") {
+        Some(p) => Path::new(&p).is_file(),
+        None => find_program("redis-server").is_some(),
+    };
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    assert!(
+        redis_available || !ci,
+        "CI=true but no redis-server on PATH: the Redis modes must be measured in CI"
+    );
+
+    let started = Instant::now();
+    let mut child = Command::new(&bin)
+        .args(["--quick", "--out"])
+        .arg(&out.0)
+        // Anything written relative to the working directory would land here, not in docs/.
+        .current_dir(&out.0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stdout = read_all(child.stdout.take().ok_or("no stdout")?);
+    let stderr = read_all(child.stderr.take().ok_or("no stderr")?);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if started.elapsed() > LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("compare --quick still running after {LIMIT:?}; killed").into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let took = started.elapsed();
+    let stdout = stdout.join().map_err(|_| "stdout reader panicked")?;
+    let stderr = stderr.join().map_err(|_| "stderr reader panicked")?;
+    eprintln!("compare --quick took {took:.1?}\n--- its progress:\n{stderr}");
+    assert!(
+        status.success(),
+        "compare failed ({status}):\n{stdout}\n{stderr}"
+    );
+
+    // results.json: every mode, measured with traffic, or (Redis modes only) skipped.
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.0.join("results.json"))?)?;
+    let modes = results["modes"].as_array().ok_or("no `modes` array")?;
+    let keys: Vec<&str> = modes.iter().filter_map(|m| m["mode"].as_str()).collect();
+    assert_eq!(keys, MODES, "every mode, in order");
+    let report = std::fs::read_to_string(out.0.join("COMPARISON.md"))?;
+    let svg = std::fs::read_to_string(out.0.join("comparison.svg"))?;
+    for m in modes {
+        let key = m["mode"].as_str().unwrap_or_default();
+        let label = m["label"].as_str().ok_or("no label")?;
+        let status = m["status"].as_str().ok_or("no status")?;
+        let reason = m["reason"].as_str().unwrap_or_default();
+        let needs_redis = REDIS_MODES.contains(&key);
+        let feature_missing = REDIS_FEATURE_MODES.contains(&key) && !cfg!(feature = "redis");
+        match status {
+            "measured" => {
+                for route in ["read_rps", "write_rps"] {
+                    let rps = m[route].as_f64().ok_or("no req/s")?;
+                    assert!(rps > 0.0, "{key}: {route} = {rps}");
+                }
+                assert_eq!(m["errors"].as_u64(), Some(0), "{key}: {m}");
+                assert!(
+                    m["sessions_made"].as_u64().is_some_and(|n| n > 0),
+                    "{key}: no sessions made for the memory column: {m}"
+                );
+                assert!(svg.contains(key), "{key}: not in the chart");
+            }
+            "skipped" => {
+                assert!(
+                    needs_redis && (!redis_available || feature_missing),
+                    "{key} skipped ({reason}) though it can run here"
+                );
+                assert!(
+                    reason.contains("redis"),
+                    "{key}: the reason must say what is missing: {reason:?}"
+                );
+                assert!(
+                    report.contains(reason),
+                    "{key}: the report must give the reason"
+                );
+            }
+            other => panic!("{key}: {other}: {reason}"),
+        }
+        // A row in both tables of the report.
+        let row = format!("| {label} |");
+        assert!(
+            report.matches(&row).count() >= 2,
+            "{key}: no row {row:?} in both tables of the report"
+        );
+    }
+
+    // The report is the full section, between its markers, and the chart is an SVG.
+    let begin = report
+        .find("<!-- compare:begin -->")
+        .ok_or("no begin marker")?;
+    let end = report.find("<!-- compare:end -->").ok_or("no end marker")?;
+    assert!(begin < end);
+    for part in [
+        "### Throughput and cost per request",
+        "### State, revocation and a second instance",
+        "### Targets (ratios within this run)",
+        "### What the columns mean",
+        "--quick",
+    ] {
+        assert!(report.contains(part), "the report lacks {part:?}");
+    }
+    assert!(svg.trim_start().starts_with("<svg"), "not an SVG");
+    assert!(svg.trim_end().ends_with("</svg>"), "a truncated SVG");
+
+    assert!(
+        committed_docs()? == docs_before,
+        "a run with --out must leave docs/ as it was"
+    );
+    Ok(())
+}

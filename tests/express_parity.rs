@@ -1,0 +1,818 @@
+//! Store-backed sessions (`SealedSession::stored`) against express-session, option by option
+//! and method by method: each test pins down one row of `docs/EXPRESS.md`, where we behave
+//! as express-session does and where we differ (and why). On `MemoryStore`, through a probe
+//! that counts what the middleware asks of the store; the Redis store runs the same
+//! middleware code and is tested in `tests/store_redis.rs`.
+
+mod http;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Jar, SetCookie};
+use poem::http::StatusCode;
+use poem::test::{TestClient, TestResponse};
+use poem::web::{Data, Path};
+use poem::{Endpoint, EndpointExt, Route, get, handler, post};
+use sealed_session::codec::SessionIdCodec;
+use sealed_session::store::{BoxFuture, MemoryStore, Store, StoreError};
+use sealed_session::{Key, Keyring, ManualClock, SealedSession, Session, SessionId, Timestamp};
+use tokio::sync::{Barrier, Notify};
+
+const T0: Timestamp = Timestamp::from_millis(1_764_000_000_000);
+const NAME: &str = "__Host-sid";
+const FAR: Timestamp = Timestamp::from_millis(u64::MAX / 2);
+
+fn ring(id: &str, byte: u8) -> Keyring {
+    let mut k = [byte; 32];
+    k[0] = 0;
+    Keyring::new([Key::new(id, Default::default(), &k).unwrap()]).unwrap()
+}
+
+// ---- A store that counts, can fail, and can forget about expiry ----
+
+#[derive(Clone, Default)]
+struct Probe {
+    inner: MemoryStore,
+    loads: Arc<AtomicUsize>,
+    saves: Arc<AtomicUsize>,
+    deletes: Arc<AtomicUsize>,
+    /// The `expires_at` of the last save.
+    last_expiry: Arc<Mutex<Option<Timestamp>>>,
+    fail_load: Arc<AtomicBool>,
+    fail_save: Arc<AtomicBool>,
+    fail_delete: Arc<AtomicBool>,
+    /// Keep every record for ever, as a store without TTLs might.
+    ignore_expiry: bool,
+}
+
+impl Probe {
+    fn new(clock: &ManualClock) -> Probe {
+        Probe {
+            inner: MemoryStore::with_clock(clock.clone()),
+            ..Probe::default()
+        }
+    }
+    fn saves(&self) -> usize {
+        self.saves.load(Ordering::SeqCst)
+    }
+    fn deletes(&self) -> usize {
+        self.deletes.load(Ordering::SeqCst)
+    }
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+    fn last_expiry(&self) -> Timestamp {
+        self.last_expiry.lock().unwrap().unwrap()
+    }
+    async fn holds(&self, id: &str) -> bool {
+        let id = SessionId::parse(id).unwrap();
+        self.inner.load(&id).await.unwrap().is_some()
+    }
+}
+
+fn down() -> StoreError {
+    StoreError::Backend {
+        store: "probe",
+        source: "connection refused".into(),
+    }
+}
+
+impl Store for Probe {
+    fn load<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
+        if self.fail_load.load(Ordering::SeqCst) {
+            return Box::pin(async { Err(down()) });
+        }
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        self.inner.load(id)
+    }
+    fn save<'a>(
+        &'a self,
+        id: &'a SessionId,
+        record: &'a [u8],
+        expires_at: Timestamp,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        if self.fail_save.load(Ordering::SeqCst) {
+            return Box::pin(async { Err(down()) });
+        }
+        self.saves.fetch_add(1, Ordering::SeqCst);
+        *self.last_expiry.lock().unwrap() = Some(expires_at);
+        let keep_until = if self.ignore_expiry { FAR } else { expires_at };
+        self.inner.save(id, record, keep_until)
+    }
+    fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), StoreError>> {
+        if self.fail_delete.load(Ordering::SeqCst) {
+            return Box::pin(async { Err(down()) });
+        }
+        self.deletes.fetch_add(1, Ordering::SeqCst);
+        self.inner.delete(id)
+    }
+}
+
+// ---- The application ----
+
+#[handler]
+fn noop() -> &'static str {
+    "ok"
+}
+#[handler]
+fn user(session: &Session) -> poem::Result<String> {
+    Ok(session
+        .get::<String>("user")?
+        .unwrap_or_else(|| "<none>".to_owned()))
+}
+#[handler]
+fn login(session: &Session) -> poem::Result<()> {
+    session.regenerate()?;
+    session.insert("user", "admin")?;
+    Ok(())
+}
+#[handler]
+fn set_key(session: &Session, Path((k, v)): Path<(String, String)>) -> poem::Result<()> {
+    session.insert(&k, &v)?;
+    Ok(())
+}
+#[handler]
+fn count(session: &Session) -> poem::Result<String> {
+    let n = session.get::<u64>("n")?.unwrap_or(0) + 1;
+    session.insert("n", &n)?;
+    Ok(n.to_string())
+}
+#[handler]
+fn regenerate_only(session: &Session) -> poem::Result<()> {
+    session.regenerate()?;
+    Ok(())
+}
+#[handler]
+fn logout(session: &Session) -> poem::Result<()> {
+    session.destroy()?;
+    Ok(())
+}
+#[handler]
+fn destroy_then_insert(session: &Session) -> poem::Result<()> {
+    session.destroy()?;
+    session.insert("after", "destroy")?;
+    Ok(())
+}
+#[handler]
+fn touch(session: &Session) {
+    session.touch();
+}
+#[handler]
+async fn save_mid_request(session: &Session, store: Data<&Probe>) -> poem::Result<String> {
+    session.insert("saved", "yes")?;
+    session.save().await?;
+    // Still inside the handler: is it in the store already?
+    Ok(store.holds(&session.id().to_string()).await.to_string())
+}
+#[handler]
+async fn reload(session: &Session) -> poem::Result<String> {
+    session.insert("user", "mallory")?;
+    session.reload().await?;
+    Ok(session
+        .get::<String>("user")?
+        .unwrap_or_else(|| "<none>".to_owned()))
+}
+/// The store goes down during the request, then the handler reloads.
+#[handler]
+async fn reload_in_outage(session: &Session, store: Data<&Probe>) -> poem::Result<String> {
+    store.fail_load.store(true, Ordering::SeqCst);
+    let res = session.reload().await;
+    store.fail_load.store(false, Ordering::SeqCst);
+    res?;
+    Ok("reloaded".to_owned())
+}
+#[handler]
+fn session_id(session: &Session) -> String {
+    session.id().to_string()
+}
+#[handler]
+fn max_age(session: &Session, Path(secs): Path<u64>) {
+    session.set_max_age(Duration::from_secs(secs));
+}
+/// Reads the counter, waits until a second request has read it too, then increments it.
+#[handler]
+async fn count_together(session: &Session, barrier: Data<&Arc<Barrier>>) -> poem::Result<()> {
+    let n = session.get::<u64>("n")?.unwrap_or(0) + 1;
+    barrier.wait().await;
+    session.insert("n", &n)?;
+    Ok(())
+}
+/// A read-only request that says when it has its session, then waits to be let go.
+#[handler]
+async fn slow_read(
+    session: &Session,
+    Data(gates): Data<&Arc<(Notify, Notify)>>,
+) -> poem::Result<()> {
+    session.get::<u64>("n")?;
+    gates.0.notify_one();
+    gates.1.notified().await;
+    Ok(())
+}
+
+fn routes() -> Route {
+    Route::new()
+        .at("/noop", get(noop))
+        .at("/user", get(user))
+        .at("/login", post(login))
+        .at("/set/:k/:v", post(set_key))
+        .at("/count", post(count))
+        .at("/regenerate-only", post(regenerate_only))
+        .at("/logout", post(logout))
+        .at("/destroy-insert", post(destroy_then_insert))
+        .at("/touch", post(touch))
+        .at("/save", post(save_mid_request))
+        .at("/reload", post(reload))
+        .at("/reload-in-outage", post(reload_in_outage))
+        .at("/id", get(session_id))
+        .at("/max-age/:secs", post(max_age))
+        .at("/count-together", post(count_together))
+        .at("/slow-read", get(slow_read))
+}
+
+/// The store-backed middleware on `store`, on `clock`, 10-minute idle timeout (renewal after
+/// 150 s), configured further by `f`.
+fn app(
+    store: &Probe,
+    clock: &ManualClock,
+    f: impl FnOnce(SealedSession) -> SealedSession,
+) -> impl Endpoint {
+    let mw = SealedSession::stored(store.clone(), ring("k1", 1))
+        .clock(clock.clone())
+        .idle_timeout(Some(Duration::from_secs(600)));
+    routes()
+        .with(f(mw))
+        .data(store.clone())
+        .data(Arc::new(Barrier::new(2)))
+        .data(Arc::new((Notify::new(), Notify::new())))
+}
+
+struct Client<E: Endpoint> {
+    tc: TestClient<E>,
+    jar: Jar,
+}
+impl<E: Endpoint> Client<E> {
+    fn new(ep: E) -> Self {
+        Client {
+            tc: TestClient::new(ep),
+            jar: Jar::default(),
+        }
+    }
+    async fn send(&mut self, post_: bool, uri: &str) -> (TestResponse, Vec<SetCookie>) {
+        let resp = self.send_with(post_, uri, self.jar.header()).await;
+        let set = self.jar.absorb(&resp);
+        (resp, set)
+    }
+    /// A request with the given Cookie header, leaving the jar alone.
+    async fn send_with(&self, post_: bool, uri: &str, cookie: Option<String>) -> TestResponse {
+        let mut req = if post_ {
+            self.tc.post(uri)
+        } else {
+            self.tc.get(uri)
+        };
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        req.send().await
+    }
+    async fn text(&mut self, post_: bool, uri: &str) -> String {
+        let (resp, _) = self.send(post_, uri).await;
+        resp.assert_status_is_ok();
+        resp.0.into_body().into_string().await.unwrap()
+    }
+}
+
+// ---- saveUninitialized ----
+
+#[tokio::test]
+async fn save_uninitialized_false_neither_stores_nor_sets_a_cookie_for_an_untouched_session() {
+    let clock = ManualClock::new(T0);
+    let store = Probe::new(&clock);
+    let mut c = Client::new(app(&store, &clock, |m| m));
+    for (post_, uri) in [(false, "/noop"), (false, "/user"), (true, "/touch")] {
+        let (resp, set) = c.send(post_, uri).await;
+        resp.assert_status_is_ok();
+        assert!(set.is_empty(), "{uri}: {set:?}");
+    }
+    assert_eq!(store.saves(), 0, "nothing written");
+    assert_eq!(store.len(), 0);
+    // The first change stores the session and sets the cookie.
+    let (_, set) = c.send(true, "/set/a/1").await;
+    assert_eq!(set.len(), 1);
+    assert_eq!((store.saves(), store.len()), (1, 1));
+}
+
+#[tokio::test]
+async fn save_uninitialized_true_stores_every_new_session_and_sets_its_cookie() {
+    let clock = ManualClock::new(T0);
+    let store = Probe::new(&clock);
+    let mut c = Client::new(app(&store, &clock, |m| m.save_uninitialized(true)));
+    let (_, set) = c.send(false, "/noop").await;
+    assert_eq!(set.len(), 1, "{set:?}");
+    assert_eq!((store.saves(), store.len()), (1, 1));
+    let id = c.text(false, "/id").await;
+    assert!(store.holds(&id).await, "the cookie's id is the stored one");
+    // From then on it is an ordinary session: unchanged, nothing written or sent.
+    let (_, set) = c.send(false, "/noop").await;
+    assert!(set.is_empty());
+    assert_eq!(store.saves(), 1);
+    // Every visitor without a cookie costs a record.
+    for _ in 0..3 {
+        Client::new(app(&store, &clock, |m| m.save_uninitialized(true)))
+            .send(false, "/noop")
+            .await;
+    }
+    assert_eq!(store.len(), 4);
+}
+
+// ---- resave: none; writes only on change or renewal ----
+
+#[tokio::test]
+async fn an_unchanged_session_is_written_only_when_renewal_is_due() {
+    let clock = ManualClock::new(T0);
+    let store = Probe::new(&clock);
+    let mut c = Client::new(app(&store, &clock, |m| m));
+    c.send(true, "/login").await;
+    let written = store.saves();
+    assert_eq!(
+        store.last_expiry(),
+        T0.saturating_add(Duration::from_secs(600)),
+        "the store keeps it until the idle deadline"
+    );
+    // Reads within the renewal interval (a quarter of the idle timeout): no write, no cookie.
+    for _ in 0..3 {
+        clock.advance(Duration::from_secs(49));
+        let (resp, set) = c.send(false, "/user").await;
+        resp.assert_status_is_ok();
+        assert!(set.is_empty(), "{set:?}");
+    }
+    assert_eq!(store.saves(), written, "resave=false: nothing written");
+    // Past 150 s since the last write: one write moves the idle deadline; the
+    // browser-session cookie is not re-sent (its id did not change).
+    clock.advance(Duration::from_secs(4));
+    let (_, set) = c.send(false, "/user").await;
+    assert!(set.is_empty(), "{set:?}");
+    assert_eq!(store.saves(), written + 1);
+    let renewed_at = T0.saturating_add(Duration::from_secs(151));
+    assert_eq!(
+        store.last_expiry(),
+        renewed_at.saturating_add(Duration::from_secs(600))
+    );
+    let (_, _) = c.send(false, "/user").await;
+    assert_eq!(store.saves(), written + 1, "once per renewal interval");
+    // 599 s after the renewal the session is alive; from 600 s on it has expired.
+    clock.set(renewed_at.saturating_add(Duration::from_secs(599)));
+    assert_eq!(c.text(false, "/user").await, "admin");
+    clock.advance(Duration::from_secs(600));
+    assert_eq!(c.text(false, "/user").await, "<none>");
+}
+
+// ---- rolling ----
+
+#[tokio::test]
+async fn rolling_re_sets_the_cookie_and_rewrites_the_record_on_every_response() {
+    let clock = ManualClock::new(T0);
+    let store = Probe::new(&clock);
+    let mut c = Client::new(app(&store, &clock, |m| m.rolling(true)));
+    let (_, set) = c.send(false, "/noop").await;
+    assert!(set.is_empty(), "an untouched new session: still nothing");
+    c.send(true, "/login").await;
+    let cookie = c.jar.get(NAME).unwrap().to_owned();
+    let written = store.saves();
+    for i in 1..=3 {
+        clock.advance(Duration::from_secs(1));
+        let (_, set) = c.send(false, "/user").await;
+        assert_eq!(set.len(), 1, "rolling: a Set-Cookie on every response");
+        assert_eq!(set[0].value, cookie, "the same signed id");
+        assert_eq!(store.saves(), written + i, "and a store write");
+    }
+}
+
+#[tokio::test]
+async fn a_persistent_cookie_is_re_sent_with_max_age_whenever_the_session_is_written() {
+    // express-session with cookie.maxAge: the cookie is set again when the session changed.
+    let clock = ManualClock::new(T0);
+    let store = Probe::new(&clock);
+    let mut c = Client::new(app(&store, &clock, |m| m.persistent(true)));
+    let (_, set) = c.send(true, "/login").await;
+    assert_eq!(set[0].attr("Max-Age"), Some("600"));
+    clock.advance(Duration::from_secs(10));
+    let (_, set) = c.send(false, "/user").await;
+    assert!(set.is_empty(), "unchanged, not due: not re-sent");
+    let (_, set) = c.send(true, "/count").await;
+    assert_eq!(set.len(), 1);
+    assert_eq!(set[0].attr("Max-Age"), Some("600"), "counted from now");
+    // A renewal write (150 s later, nothing changed) re-sends it too.
+    clock.advance(Duration::from_secs(150));
+    let written = store.saves();
+    let (_, set) = c.send(false, "/user").await;
+    assert_eq!(store.saves(), written + 1);
+    assert_eq!(set.len(), 1, "{set:?}");
+    assert_eq!(set[0].attr("Max-Age"), Some("600"));
+}
+
+// ---- regenerate, destroy, reload, save, touch, id, cookie.maxAge ----
+
+#[tokio::test]
+async fn regenerate_gives_a_new_id_deletes_the_old_record_and_sets_a_new_cookie() {
+    let clock = ManualClock::new(T0);
+    let store = Probe::new(&clock);
+    let mut c = Client::new(app(&store, &clock, |m| m));
+    c.send(true, "/set/cart/3").await;
+    let old_id = c.text(false, "/id").await;
+    let old_cookie = c.jar.clone();
+    let (_, set) = c.send(true, "/regenerate-only").await;
+    assert_eq!(set.len(), 1, "the new id's cookie, even with no data");
+    let new_id = c.text(false, "/id").await;
+    assert_ne!(new_id, old_id);
+    assert!(!store.holds(&old_id).await, "the old record is deleted");
+    assert!(store.holds(&new_id).await, "the new, empty one is stored");
+    assert_eq!(store.len(), 1);
+    // The old cookie, replayed, is a session no more.
+    let mut replay = Client::new(app(&store, &clock, |m| m));
+    replay.jar = old_cookie;
+    let (resp, set) = replay.send(false, "/user").await;
+    assert_eq!(resp.0.into_body().into_string().await.unwrap(), "<none>");
+    assert!(set[0].is_removal(), "and is cleared: {set:?}");
+}
+
+#[tokio::test]
+async fn destroy_deletes_the_record_and_clears_the_cookie() {
+    let clock = ManualClock::new(T0);
+    let store = Probe::new(&clock);
+    let mut c = Client::new(app(&store, &clock, |m| m));
+    c.send(true, "/login").await;
+    let id = c.text(false, "/id").await;
+    let (resp, set) = c.send(true, "/logout").await;
+    resp.assert_status_is_ok();
+    assert_eq!(set.len(), 1);
+    assert!(set[0].is_removal() && set[0].name == NAME, "{set:?}");
+    assert_eq!(set[0].attr("Path"), Some("/"));
+    assert!(!store.holds(&id).await);
+    assert_eq!(store.len(), 0);
+    // A value stored after destroy() in the same request starts a new session.
+    c.send(true, "/login").await;
+    let before = c.text(false, "/id").await;
+    let (_, set) = c.send(true, "/destroy-insert").await;
+    assert_eq!(set.len(), 1);
+    assert!(!set[0].is_removal(), "{set:?}");
+    let after = c.text(false, "/id").await;
+    assert_ne!(after, before);
+    assert!(!store.holds(&before).await && store.holds(&after).await);
+    assert_eq!(
+        c.text(false, "/user").await,
+        "<none>",
+        "empty but for `after`"
+    );
+}
+
+#[tokio::test]
+async fn reload_discards_unsaved_changes_and_fails_for_a_session_not_in_the_store() {
+    let clock = ManualClock::new(T0);
+    let store = Probe::new(&clock);
+    let mut c = Client::new(app(&store, &clock, |m| m));
+    c.send(true, "/login").await;
+    assert_eq!(
+        c.text(true, "/reload").await,
+        "admin",
+        "mallory was not saved"
+    );
+    assert_eq!(c.text(false, "/user").await, "admin");
+    // A new session was never stored: reload() is an error (`SessionError::Gone`, a 500).
+    let mut n = Client::new(app(&store, &clock, |m| m));
+    let (resp, set) = n.send(true, "/reload").await;
+    resp.assert_status(StatusCode::INTERNAL_SERVER_ERROR);
+    // What the failed handler changed is still written, as with every handler that fails
+    // (express-session, too, saves at `res.end` whatever the status).
+    assert_eq!(set.len(), 1, "{set:?}");
+    assert_eq!(n.text(false, "/user").await, "mallory");
+}
+
+#[tokio::test]
+async fn save_persists_mid_request_and_the_end_of_the_request_does_not_write_again() {
+    let clock = ManualClock::new(T0);
+    let store = Probe::new(&clock);
+    let mut c = Client::new(app(&store, &clock, |m| m));
+    c.send(true, "/login").await;
+    let written = store.saves();
+    assert_eq!(
+        c.text(true, "/save").await,
+        "true",
+        "in the store before the response"
+    );
+    assert_eq!(store.saves(), written + 1);
+    // A new session saved mid-request gets its cookie.
+    let mut n = Client::new(app(&store, &clock, |m| m));
+    let (resp, set) = n.send(true, "/save").await;
+    resp.assert_status_is_ok();
+    assert_eq!(set.len(), 1);
+    assert!(store.holds(&n.text(false, "/id").await).await);
+}
+
+#[tokio::test]
+async fn touch_rewrites_the_record_and_resets_the_idle_clock() {
+    let clock = ManualClock::new(T0);
+    let store = Probe::new(&clock);
+    let mut c = Client::new(app(&store, &clock, |m| m));
+    c.send(true, "/login").await;
+    let written = store.saves();
+    clock.advance(Duration::from_secs(100));
+    let (_, set) = c.send(true, "/touch").await;
+    assert!(set.is_empty(), "the cookie did not change: {set:?}");
+    assert_eq!(store.saves(), written + 1);
+    let touched = T0.saturating_add(Duration::from_secs(100));
+    assert_eq!(
+        store.last_expiry(),
+        touched.saturating_add(Duration::from_secs(600))
+    );
+    clock.set(touched.saturating_add(Duration::from_secs(599)));
+    assert_eq!(
+        c.text(false, "/user").await,
+        "admin",
+        "600 s from the touch"
+    );
+}
+
+#[tokio::test]
+async fn the_session_id_is_the_store_key_and_stays_until_regenerated() {
+    let clock = ManualClock::new(T0);
+    let store = Probe::new(&clock);
+    let mut c = Client::new(app(&store, &clock, |m| m));
+    let unsaved = c.text(false, "/id").await;
+    assert_eq!(unsaved.len(), 22, "128 bits, base64url");
+    assert_ne!(
+        c.text(false, "/id").await,
+        unsaved,
+        "an id that was never stored is not kept"
+    );
+    c.send(true, "/set/a/1").await;
+    let id = c.text(false, "/id").await;
+    assert!(store.holds(&id).await);
+    c.send(true, "/count").await;
+    assert_eq!(c.text(false, "/id").await, id, "changes keep the id");
+}
+
+#[tokio::test]
+async fn set_max_age_shortens_this_sessions_life_in_the_store_and_on_the_server() {
+    let clock = ManualClock::new(T0);
+    let store = Probe::new(&clock);
+    let mut c = Client::new(app(&store, &clock, |m| m));
+    c.send(true, "/login").await;
+    c.send(true, "/max-age/30").await;
+    assert_eq!(
+        store.last_expiry(),
+        T0.saturating_add(Duration::from_secs(30))
+    );
+    clock.advance(Duration::from_secs(29));
+    assert_eq!(c.text(false, "/user").await, "admin");
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(c.text(false, "/user").await, "<none>");
+}
+
+// ---- Ids from the client, signatures, keys ----
+
+#[tokio::test]
+async fn unknown_and_forged_ids_get_a_new_id_and_their_cookie_is_cleared() {
+    let clock = ManualClock::new(T0);
+    let store = Probe::new(&clock);
+    let keys = ring("k1", 1);
+    // Validly signed, but not in the store (expired, destroyed, or planted).
+    let planted = SessionId::generate().unwrap();
+    let signed = SessionIdCodec::new(keys.clone()).sign(&planted, NAME.as_bytes());
+    // Forged: signed with another key.
+    let forged = SessionIdCodec::new(ring("k1", 2)).sign(&planted, NAME.as_bytes());
+    for cookie in [signed, forged, "s%3Aexpress-style.sig".to_owned()] {
+        let mut c = Client::new(app(&store, &clock, |m| m));
+        c.jar.set(NAME, &cookie);
+        let (resp, set) = c.send(false, "/user").await;
+        assert_eq!(resp.0.into_body().into_string().await.unwrap(), "<none>");
+        assert!(set.len() == 1 && set[0].is_removal(), "cleared: {set:?}");
+        c.jar.set(NAME, &cookie);
+        let (_, set) = c.send(true, "/count").await;
+        assert!(set.len() == 1 && !set[0].is_removal(), "{set:?}");
+        let id = c.text(false, "/id").await;
+        assert_ne!(id, planted.to_string(), "never adopted");
+        assert!(store.holds(&id).await);
+    }
+    assert!(!store.holds(&planted.to_string()).await);
+}
+
+#[tokio::test]
+async fn a_cookie_signed_with_an_older_key_is_re_signed_and_its_record_rewritten() {
+    let clock = ManualClock::new(T0);
+    let store = Probe::new(&clock);
+    let mut c = Client::new(app(&store, &clock, |m| m));
+    c.send(true, "/login").await;
+    let old = c.jar.get(NAME).unwrap().to_owned();
+    // The same application after a key rotation: a new primary key, the old one kept.
+    let k1 = ring("k1", 1).keys().next().unwrap().clone();
+    let k2 = ring("k2", 2).keys().next().unwrap().clone();
+    let rotated = Keyring::new([k2, k1]).unwrap();
+    let ep = routes().with(
+        SealedSession::stored(store.clone(), rotated)
+            .clock(clock.clone())
+            .idle_timeout(Some(Duration::from_secs(600))),
+    );
+    let mut r = Client::new(ep);
+    r.jar = c.jar.clone();
+    let written = store.saves();
+    let (resp, set) = r.send(false, "/user").await;
+    assert_eq!(resp.0.into_body().into_string().await.unwrap(), "admin");
+    assert_eq!(set.len(), 1, "re-signed at once: {set:?}");
+    assert_ne!(set[0].value, old);
+    assert_eq!(store.saves(), written + 1, "and the record rewritten");
+    let (_, set) = r.send(false, "/user").await;
+    assert!(set.is_empty(), "then an ordinary session again");
+}
+
+#[tokio::test]
+async fn stateless_reload_and_save_do_nothing() {
+    let ep = routes()
+        .with(SealedSession::new(ring("k1", 1)))
+        .data(Probe::default())
+        .data(Arc::new(Barrier::new(2)));
+    let mut c = Client::new(ep);
+    c.send(true, "/login").await;
+    // reload() has nothing to read: the unsaved change stays.
+    assert_eq!(c.text(true, "/reload").await, "mallory");
+    // save() writes nowhere (the probe store is not the session's): false.
+    assert_eq!(c.text(true, "/save").await, "false");
+    assert_eq!(c.text(false, "/user").await, "mallory");
+}
+
+// ---- Expiry ----
+
+#[tokio::test]
+async fn expiry_is_enforced_by_the_server_even_when_the_store_keeps_the_record() {
+    let clock = ManualClock::new(T0);
+    let mut store = Probe::new(&clock);
+    store.ignore_expiry = true;
+    let mut c = Client::new(app(&store, &clock, |m| {
+        m.max_age(Duration::from_secs(1000)).rolling(true)
+    }));
+    c.send(true, "/login").await;
+    let id = c.text(false, "/id").await;
+    // Idle: 600 s without a request.
+    clock.advance(Duration::from_secs(600));
+    assert!(store.holds(&id).await, "the store still has it");
+    assert_eq!(c.text(false, "/user").await, "<none>", "idle timeout");
+    // Absolute: active every 100 s (rolling), but 1000 s after login it ends.
+    c.send(true, "/login").await;
+    for _ in 0..9 {
+        clock.advance(Duration::from_secs(100));
+        assert_eq!(c.text(false, "/user").await, "admin");
+    }
+    clock.advance(Duration::from_secs(100));
+    assert_eq!(c.text(false, "/user").await, "<none>", "max_age");
+}
+
+// ---- Cookie attributes and paths ----
+
+#[tokio::test]
+async fn the_secure_cookie_is_sent_over_plain_http_and_the_session_ignores_the_path() {
+    let clock = ManualClock::new(T0);
+    let store = Probe::new(&clock);
+    // A plain-HTTP request (the test client's): express-session would not set a secure cookie.
+    let mut c = Client::new(app(&store, &clock, |m| m));
+    let (_, set) = c.send(true, "/login").await;
+    assert!(set[0].has_flag("Secure") && set[0].has_flag("HttpOnly"));
+    assert_eq!(set[0].attr("SameSite"), Some("Lax"));
+    assert!(set[0].attr("Max-Age").is_none(), "a browser-session cookie");
+    // Path=/app, yet the session works on /login, where the middleware is installed:
+    // express-session would skip a request outside cookie.path.
+    let mut p = Client::new(app(&store, &clock, |m| m.path("/app").name("s")));
+    let (resp, set) = p.send(true, "/login").await;
+    resp.assert_status_is_ok();
+    assert_eq!(set[0].name, "s");
+    assert_eq!(set[0].attr("Path"), Some("/app"));
+}
+
+// ---- Races between concurrent requests ----
+
+#[tokio::test]
+async fn concurrent_changes_the_last_write_wins() {
+    let clock = ManualClock::new(T0);
+    let store = Probe::new(&clock);
+    let mut c = Client::new(app(&store, &clock, |m| m));
+    assert_eq!(c.text(true, "/count").await, "1");
+    let cookie = c.jar.header();
+    // Two requests each read n = 1 before either writes: both write 2.
+    let (a, b) = tokio::join!(
+        c.send_with(true, "/count-together", cookie.clone()),
+        c.send_with(true, "/count-together", cookie.clone()),
+    );
+    a.assert_status_is_ok();
+    b.assert_status_is_ok();
+    assert_eq!(c.text(true, "/count").await, "3", "one increment was lost");
+}
+
+#[tokio::test]
+async fn a_renewal_write_can_overwrite_a_concurrent_change() {
+    // The cost of having no `touch`: a read-only request that renews the session writes
+    // the whole record as it loaded it. See docs/EXPRESS.md, "resave".
+    let clock = ManualClock::new(T0);
+    let store = Probe::new(&clock);
+    let mut c = Client::new(app(&store, &clock, |m| m));
+    assert_eq!(c.text(true, "/count").await, "1");
+    let cookie = c.jar.header();
+    clock.advance(Duration::from_secs(151)); // renewal due
+    let gates = Arc::new((Notify::new(), Notify::new()));
+    let ep = routes()
+        .with(
+            SealedSession::stored(store.clone(), ring("k1", 1))
+                .clock(clock.clone())
+                .idle_timeout(Some(Duration::from_secs(600))),
+        )
+        .data(store.clone())
+        .data(gates.clone());
+    let tc = TestClient::new(ep);
+    let cookie = cookie.unwrap();
+    let (slow, fast) = tokio::join!(
+        tc.get("/slow-read").header("cookie", cookie.clone()).send(),
+        async {
+            gates.0.notified().await; // the slow request has loaded n = 1
+            let resp = tc
+                .post("/count")
+                .header("cookie", cookie.clone())
+                .send()
+                .await;
+            gates.1.notify_one(); // n = 2 is written
+            resp
+        }
+    );
+    slow.assert_status_is_ok();
+    fast.assert_status_is_ok();
+    assert_eq!(
+        fast.0.into_body().into_string().await.unwrap(),
+        "2",
+        "the change was made"
+    );
+    // The slow request ended last and renewed the record it loaded: n = 1 again.
+    assert_eq!(c.text(true, "/count").await, "2", "the change was lost");
+}
+
+// ---- Errors ----
+
+#[tokio::test]
+async fn a_failing_store_is_a_503_for_save_and_destroy_and_nothing_is_reported_done() {
+    let clock = ManualClock::new(T0);
+    let store = Probe::new(&clock);
+    let mut c = Client::new(app(&store, &clock, |m| m));
+    c.send(true, "/login").await;
+    let before = c.jar.clone();
+    store.fail_save.store(true, Ordering::SeqCst);
+    // save() in the handler fails: the handler's error is a 503.
+    let (resp, set) = c.send(true, "/save").await;
+    resp.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+    assert!(set.is_empty(), "{set:?}");
+    // The end-of-request write fails: a 503 instead of the handler's answer.
+    let (resp, set) = c.send(true, "/count").await;
+    resp.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+    assert!(set.is_empty(), "{set:?}");
+    store.fail_save.store(false, Ordering::SeqCst);
+    assert_eq!(c.text(true, "/count").await, "1", "nothing was counted");
+    // A logout whose delete fails: a 503, the cookie and the record stay.
+    store.fail_delete.store(true, Ordering::SeqCst);
+    let deletes = store.deletes();
+    let (resp, set) = c.send(true, "/logout").await;
+    resp.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+    assert!(set.is_empty(), "not cleared: {set:?}");
+    assert_eq!(store.deletes(), deletes);
+    assert_eq!(c.jar.cookies, before.cookies);
+    assert_eq!(c.text(false, "/user").await, "admin", "still logged in");
+    store.fail_delete.store(false, Ordering::SeqCst);
+    // reload() when the store fails: the handler's error is a 503.
+    let (resp, set) = c.send(true, "/reload-in-outage").await;
+    resp.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+    assert!(set.is_empty(), "{set:?}");
+    let (resp, set) = c.send(true, "/logout").await;
+    resp.assert_status_is_ok();
+    assert!(set[0].is_removal());
+}
+
+#[tokio::test]
+async fn memory_store_sweeps_expired_records_every_1024_saves() {
+    let clock = ManualClock::new(T0);
+    let store = MemoryStore::with_clock(clock.clone());
+    let soon = T0.saturating_add(Duration::from_secs(1));
+    for _ in 0..1000 {
+        store
+            .save(&SessionId::generate().unwrap(), b"x", soon)
+            .await
+            .unwrap();
+    }
+    clock.advance(Duration::from_secs(1));
+    for _ in 0..23 {
+        store
+            .save(&SessionId::generate().unwrap(), b"x", FAR)
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.len(), 1023, "expired, not yet swept");
+    store
+        .save(&SessionId::generate().unwrap(), b"x", FAR)
+        .await
+        .unwrap();
+    assert_eq!(store.len(), 24, "the 1024th save swept the expired ones");
+}
