@@ -31,8 +31,9 @@
 //!   127.0.0.1, port 0, so its CPU time (`/proc/PID/stat` utime + stime) and its memory
 //!   (`VmRSS` in `/proc/PID/status`) are its own, not the load generator's.
 //! - The load generator runs in this (parent) process: a fixed number of connections, each
-//!   one HTTP/1.1 keep-alive connection (hyper) driven by one task that sends the next
-//!   request when the previous answer is in (closed loop). Each connection logs in first and
+//!   one HTTP/1.1 keep-alive connection (a minimal client: one write per request, answers
+//!   parsed with `httparse`) driven by one task that sends the next request when the
+//!   previous answer is in (closed loop). Each connection logs in first and
 //!   keeps its own session; cookies and bearer tokens the server sends back replace the old
 //!   ones, as a browser or an SPA would. Warm-up, then a measured window of fixed length;
 //!   only answers that arrive inside the window count.
@@ -48,12 +49,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use http_body_util::{BodyExt as _, Empty};
-use hyper::body::Bytes;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{AUTHORIZATION, COOKIE, HOST, HeaderMap, HeaderName, SET_COOKIE};
+use hyper::header::{AUTHORIZATION, COOKIE, HeaderName, SET_COOKIE};
 use hyper::{Method, StatusCode};
-use hyper_util::rt::TokioIo;
 use poem::endpoint::BoxEndpoint;
 use poem::listener::{Acceptor as _, Listener as _, TcpListener};
 use poem::session::{
@@ -66,6 +63,7 @@ use sealed_session::denylist::{Denylist, MemoryDenylist};
 use sealed_session::store::MemoryStore;
 use sealed_session::{BearerConfig, Keyring, SealedSession, Session};
 use serde_json::Value;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 type Result<T, E = Error> = std::result::Result<T, E>;
@@ -622,6 +620,16 @@ struct Jar {
     bearer: Option<String>,
 }
 
+/// `fmt::Write` into a byte buffer.
+struct VecWriter<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for VecWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
 /// Wire size of a header line: `name: value\r\n`.
 fn line_len(name: &str, value_len: usize) -> usize {
     name.len() + 2 + value_len + 2
@@ -649,18 +657,19 @@ impl Jar {
     }
 
     /// Takes in the session headers of a response; returns their wire size.
-    fn absorb(&mut self, headers: &HeaderMap) -> usize {
+    fn absorb(&mut self, headers: &[httparse::Header<'_>]) -> usize {
         let mut n = 0;
-        for v in headers.get_all(SET_COOKIE) {
-            n += line_len("set-cookie", v.len());
-            if let Ok(v) = v.to_str() {
-                self.set_cookie(v);
-            }
-        }
-        if let Some(v) = headers.get(TOKEN_HEADER) {
-            n += line_len(TOKEN_HEADER, v.len());
-            if let Ok(v) = v.to_str() {
-                self.bearer = Some(v.to_owned());
+        for h in headers {
+            if h.name.eq_ignore_ascii_case(SET_COOKIE.as_str()) {
+                n += line_len("set-cookie", h.value.len());
+                if let Ok(v) = std::str::from_utf8(h.value) {
+                    self.set_cookie(v);
+                }
+            } else if h.name.eq_ignore_ascii_case(TOKEN_HEADER) {
+                n += line_len(TOKEN_HEADER, h.value.len());
+                if let Ok(v) = std::str::from_utf8(h.value) {
+                    self.bearer = Some(v.to_owned());
+                }
             }
         }
         n
@@ -684,8 +693,17 @@ impl Jar {
     }
 }
 
+/// One keep-alive HTTP/1.1 connection, written and read directly: the request is formatted
+/// into one buffer and written with one call, the answer parsed with `httparse`. A general
+/// client (hyper's, which this harness used at first) costs the load generator several
+/// times more per request, CPU taken from the servers on a small machine, which pulls every
+/// throughput ratio towards 1.
 struct Conn {
-    sender: SendRequest<Empty<Bytes>>,
+    stream: tokio::net::TcpStream,
+    /// The request being written, reused.
+    out: Vec<u8>,
+    /// Bytes read and not yet consumed.
+    buf: Vec<u8>,
 }
 
 struct Answer {
@@ -695,15 +713,18 @@ struct Answer {
     session_bytes: usize,
 }
 
+/// Answers larger than this (head and body) are refused: the application's are tiny.
+const MAX_ANSWER: usize = 64 * 1024;
+
 impl Conn {
     async fn open(addr: SocketAddr) -> Result<Conn> {
         let stream = tokio::net::TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(Conn { sender })
+        Ok(Conn {
+            stream,
+            out: Vec::with_capacity(1024),
+            buf: Vec::with_capacity(4096),
+        })
     }
 
     async fn send(
@@ -713,25 +734,57 @@ impl Conn {
         jar: &mut Jar,
         t: Transport,
     ) -> Result<Answer> {
-        let mut b = hyper::Request::builder()
-            .method(method.clone())
-            .uri(path)
-            .header(HOST, "127.0.0.1");
+        self.out.clear();
+        let _ = write!(
+            VecWriter(&mut self.out),
+            "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+        );
         let mut session_bytes = 0;
         if let Some((name, value)) = jar.request_header(t) {
             session_bytes += line_len(name.as_str(), value.len());
-            b = b.header(name, value);
+            let _ = write!(VecWriter(&mut self.out), "{name}: {value}\r\n");
         }
-        let req = b.body(Empty::<Bytes>::new())?;
-        self.sender.ready().await?;
-        let resp = self.sender.send_request(req).await?;
-        let (parts, body) = resp.into_parts();
-        session_bytes += jar.absorb(&parts.headers);
-        body.collect().await?;
-        Ok(Answer {
-            status: parts.status,
-            session_bytes,
-        })
+        if *method == Method::POST {
+            self.out.extend_from_slice(b"content-length: 0\r\n");
+        }
+        self.out.extend_from_slice(b"\r\n");
+        self.stream.write_all(&self.out).await?;
+
+        // Read until the head is complete, then until the body (Content-Length) is in.
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut resp = httparse::Response::new(&mut headers);
+            if let httparse::Status::Complete(head) = resp.parse(&self.buf)? {
+                let status = StatusCode::from_u16(resp.code.unwrap_or(0))?;
+                let mut body = 0usize;
+                for h in resp.headers.iter() {
+                    if h.name.eq_ignore_ascii_case("content-length") {
+                        body = std::str::from_utf8(h.value)?.trim().parse()?;
+                    } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                        return Err("chunked answers are not supported by this client".into());
+                    }
+                }
+                let total = head + body;
+                if total > MAX_ANSWER {
+                    return Err(format!("answer of {total} bytes").into());
+                }
+                if self.buf.len() >= total {
+                    session_bytes += jar.absorb(resp.headers);
+                    self.buf.drain(..total);
+                    return Ok(Answer {
+                        status,
+                        session_bytes,
+                    });
+                }
+            }
+            if self.buf.len() > MAX_ANSWER {
+                return Err("answer too large".into());
+            }
+            self.buf.reserve(4096);
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Err("connection closed by the server".into());
+            }
+        }
     }
 
     async fn login(&mut self, t: Transport) -> Result<Jar> {
@@ -1737,7 +1790,8 @@ fn section(results: &[ModeResult], targets: &[Target], args: &Args, chart_name: 
     let _ = writeln!(
         s,
         "Measured on {} by `{}` (examples/compare.rs). Machine: {} CPUs ({}), Linux {}; \
-         each server had {} worker threads, the load generator {} threads and {} keep-alive \
+         each server had {} worker threads, the load generator (a minimal HTTP/1.1 client) {} \
+         threads and {} keep-alive \
          connections. Each route of each mode was measured in {} rounds of a {} s window \
          after {} s of warm-up; the rounds visit every mode in turn, and the table gives \
          the median round. The load generator shares the machine with the servers, and the \
@@ -1863,19 +1917,13 @@ fn analysis(results: &[ModeResult], targets: &[Target]) -> String {
                  the sealed session adds {:.1} µs to a write and Poem's {:.1} µs, so the sealed \
                  write path is {:.0}% cheaper than Poem's. 1.3x the throughput needs the \
                  sealed server at or under {:.1} µs per request, a session that adds at most \
-                 {:.1} µs to a write. In a profile of the write route (`perf record -g`), \
-                 sealing (encoding the state, nonce, AES-GCM, base64) is about 9% of the \
-                 server's CPU, opening about 3%, the handler's `get` and `insert` about 6%, \
-                 formatting the `Set-Cookie` about 3%, and the rest of the difference is the \
-                 cookie on the wire: a ~400-byte `Set-Cookie` that hyper writes and the \
-                 kernel moves on every write, and a ~320-byte `Cookie` on every request. A \
-                 third of the sealing is the nonce: `SealedCodec` draws every nonce from \
-                 `OsRng`, a `getrandom` system call (0.76 µs in the micro-benchmarks; about \
-                 3% of the server's CPU here), where Poem's `cookie` crate uses a user-space \
-                 generator (`thread_rng`). What would fix it, in the library: a per-thread \
-                 user-space CSPRNG seeded from the OS for nonces (and session ids); fewer \
-                 allocations per request. The throughput ratio is also pulled towards 1 \
-                 because the load generator, on the same two cores, costs the same per \
+                 {:.1} µs to a write. Past the codec (sealing: encoding the state, a nonce \
+                 from the per-thread batch, AES-GCM, base64), the difference is mostly the \
+                 cookie on the wire: a ~400-byte `Set-Cookie` that hyper writes and the kernel \
+                 moves on every write, and a ~320-byte `Cookie` on every request, which cost \
+                 the kernel and hyper per byte in every cookie mode. The throughput ratio is \
+                 also pulled towards 1 because the load generator, on the same two cores, costs \
+                 the same per \
                  request in every mode.\n",
             if t.pass == Some(true) {
                 "met by throughput only"
