@@ -119,14 +119,16 @@ impl AssociatedData {
             .to_be_bytes();
         let len = header.len() + plen.len() + purpose.len();
         let mut buf = [0u8; AD_INLINE];
-        match buf.get_mut(..len) {
-            Some(dst) => {
-                let src = header.iter().chain(&plen).chain(purpose);
-                for (d, s) in dst.iter_mut().zip(src) {
-                    *d = *s;
-                }
-                AssociatedData::Inline { buf, len }
-            }
+        // Three slice copies (a byte-by-byte chain of iterators cost ~15 instructions a byte).
+        let parts = buf.get_mut(..len).and_then(|dst| {
+            let (h, rest) = dst.split_at_mut_checked(header.len())?;
+            let (l, p) = rest.split_at_mut_checked(plen.len())?;
+            h.copy_from_slice(header);
+            l.copy_from_slice(&plen);
+            (p.len() == purpose.len()).then(|| p.copy_from_slice(purpose))
+        });
+        match parts {
+            Some(()) => AssociatedData::Inline { buf, len },
             None => AssociatedData::Heap(associated_data(header, purpose)),
         }
     }
