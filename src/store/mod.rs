@@ -72,6 +72,23 @@ pub enum StoreError {
     },
 }
 
+/// Writes a session's record: with [`Store::save_existing`] when it replaces the record the
+/// request loaded (`existing`), so that a session ended meanwhile stays ended, and with
+/// [`Store::save`] for a new id. Whether it was written.
+pub(crate) async fn write(
+    store: &dyn Store,
+    id: &SessionId,
+    record: &[u8],
+    expires_at: Timestamp,
+    existing: bool,
+) -> Result<bool, StoreError> {
+    if existing {
+        store.save_existing(id, record, expires_at).await
+    } else {
+        store.save(id, record, expires_at).await.map(|()| true)
+    }
+}
+
 /// Where store-backed sessions live. Records are opaque bytes; the store only keeps them
 /// until `expires_at` (a store with TTLs should use it; others may filter on load).
 pub trait Store: Send + Sync + 'static {
