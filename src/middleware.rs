@@ -404,6 +404,9 @@ struct Plan {
     token: Option<String>,
     /// Store-backed: the record to write, with its key and expiry.
     record: Option<(SessionId, Vec<u8>, Timestamp)>,
+    /// Store-backed: the record replaces the one the request loaded, so it is written only if
+    /// that still exists (`Store::save_existing`).
+    existing: bool,
     /// Session ids this request ended (destroy, regenerate).
     ended: Vec<(SessionId, Timestamp)>,
     /// Cookie Max-Age, for persistent cookies.
@@ -425,6 +428,8 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
         let outcome = match inner.lifecycle {
             Lifecycle::Destroyed if !is_new || refused || had_cookie => Outcome::Clear,
             Lifecycle::Destroyed => Outcome::Nothing,
+            // `save` found it ended by another request: that request answered for it.
+            Lifecycle::EndedElsewhere => Outcome::Nothing,
             Lifecycle::Live if inner.changed || inner.token.is_some() => Outcome::Write,
             Lifecycle::Live if is_new && cfg.save_uninitialized => Outcome::Write,
             // `save` stored a new session during the request: the browser needs its cookie.
@@ -439,6 +444,7 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
             outcome,
             token: None,
             record: None,
+            existing: false,
             ended: Vec::new(),
             max_age: Duration::ZERO,
         };
@@ -458,6 +464,7 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
                 // What `save` already wrote is not written again.
                 if inner.saved.as_deref() != Some(record.as_slice()) {
                     plan.record = Some((inner.state.id(), record, inner.deadline()));
+                    plan.existing = inner.replaces_loaded();
                 }
                 // The cookie only changes with the id or the signing key; re-send it then,
                 // and when its Max-Age or `rolling` asks for it.
@@ -581,6 +588,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
         let refused = refused.is_some();
 
         let issued_until = state.expires_at();
+        let loaded = (!is_new).then(|| state.id());
         let session = Session::new(Inner {
             state,
             is_new,
@@ -598,6 +606,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             purpose: purpose.clone(),
             stale_key,
             saved: None,
+            loaded,
         });
         req.extensions_mut().insert(session.clone());
 
@@ -607,7 +616,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             Err(e) => e.into_response(),
         };
 
-        let plan = match self.plan(&session, &carrier, is_new, refused) {
+        let mut plan = match self.plan(&session, &carrier, is_new, refused) {
             Ok(plan) => plan,
             Err(msg) => {
                 // Sessions the handler ended are ended even if the new one cannot be sent.
@@ -624,12 +633,24 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
         }
         if let Backend::Store { store, .. } = &cfg.backend
             && let Some((id, record, until)) = &plan.record
-            && let Err(e) = store.save(id, record, *until).await
         {
-            tracing::error!(target: "sealed_session", error = %e, "session not saved to the store");
-            return Ok(unavailable(
-                "the session could not be saved: the session store is unavailable",
-            ));
+            match crate::store::write(&**store, id, record, *until, plan.existing).await {
+                Ok(true) => {}
+                // Ended by another request (logout, regenerate) or expired meanwhile: it stays
+                // ended. No cookie goes out, neither the dead id nor a removal, which could
+                // erase the cookie a concurrent `regenerate` sets; a dead id is refused and
+                // cleared on its next use.
+                Ok(false) => {
+                    tracing::info!(target: "sealed_session", "session ended by another request; not saved");
+                    plan.token = None;
+                }
+                Err(e) => {
+                    tracing::error!(target: "sealed_session", error = %e, "session not saved to the store");
+                    return Ok(unavailable(
+                        "the session could not be saved: the session store is unavailable",
+                    ));
+                }
+            }
         }
         match (&plan.outcome, &carrier, plan.token) {
             (Outcome::Clear, Carrier::Cookie { secure, incoming }, _) => {

@@ -53,12 +53,21 @@ pub enum SessionError {
     /// Store-backed sessions: `reload` found a record that does not decode.
     #[error("the stored session record is corrupt: {0}")]
     Corrupt(OpenError),
+    /// Store-backed sessions: [`Session::save`] found that the session this request loaded is
+    /// no longer in the store: another request destroyed or regenerated it (a logout), or
+    /// it expired, while this one ran. Nothing was written and the session is now empty, as
+    /// after [`Session::destroy`]. Answered as a 409 Conflict.
+    #[error(
+        "the session was ended elsewhere (logged out, regenerated or expired) during this request"
+    )]
+    Ended,
 }
 
 impl ResponseError for SessionError {
     fn status(&self) -> StatusCode {
         match self {
             SessionError::Store(_) | SessionError::Denylist(_) => StatusCode::SERVICE_UNAVAILABLE,
+            SessionError::Ended => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -84,6 +93,17 @@ pub(crate) enum Lifecycle {
     Live,
     /// `destroy()` was called and nothing was stored since.
     Destroyed,
+    /// Store-backed: `save()` found the loaded session gone from the store (ended by another
+    /// request), and nothing was stored since. Like `Destroyed`, but the cookie is left
+    /// alone: a removal could erase the new cookie a concurrent `regenerate` just set.
+    EndedElsewhere,
+}
+
+impl Lifecycle {
+    /// Destroyed, here or elsewhere: there is no session to save or send.
+    pub(crate) fn is_ended(self) -> bool {
+        matches!(self, Lifecycle::Destroyed | Lifecycle::EndedElsewhere)
+    }
 }
 
 pub(crate) struct Inner {
@@ -115,6 +135,9 @@ pub(crate) struct Inner {
     /// Store-backed: the record [`Session::save`] wrote during this request, so that the
     /// middleware does not write the same bytes again (express-session's `savedHash`).
     pub(crate) saved: Option<Vec<u8>>,
+    /// The id the request arrived with, when its session opened (not new). Store-backed: the
+    /// id whose record was loaded from the store.
+    pub(crate) loaded: Option<SessionId>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -153,6 +176,14 @@ impl Inner {
             Some(idle) => abs.min(self.state.last_seen().saturating_add(idle)),
             None => abs,
         }
+    }
+
+    /// Store-backed: whether a write of the current state replaces the record this request
+    /// loaded (same id: not new, not regenerated, cycled or destroyed since). Such a write
+    /// uses [`Store::save_existing`], so that a session another request ended in the meantime
+    /// is not written back.
+    pub(crate) fn replaces_loaded(&self) -> bool {
+        self.loaded == Some(self.state.id())
     }
 
     /// The store record of the state as of now.
@@ -203,7 +234,7 @@ impl Session {
     }
 
     fn revive(inner: &mut Inner) {
-        if inner.lifecycle == Lifecycle::Destroyed {
+        if inner.lifecycle.is_ended() {
             inner.lifecycle = Lifecycle::Live;
         }
     }
@@ -381,7 +412,7 @@ impl Session {
     /// `None` after [`Session::destroy`].
     pub fn token(&self) -> Result<Option<String>, SessionError> {
         let mut inner = self.lock();
-        if inner.lifecycle == Lifecycle::Destroyed {
+        if inner.lifecycle.is_ended() {
             return Ok(None);
         }
         if let Some(t) = &inner.token
@@ -420,21 +451,38 @@ impl Session {
     ///
     /// After [`Session::destroy`] (and until something is stored again) there is no session
     /// to save: nothing is written.
+    ///
+    /// A session that came with the request is written only if the store still holds it
+    /// ([`Store::save_existing`]). When another request ended it meanwhile (a logout with the
+    /// same cookie, `regenerate`, or expiry), it stays ended: nothing is written, this
+    /// request's session becomes empty as after `destroy` (a value stored afterwards starts a
+    /// new session), no cookie is sent for it, and `save` returns [`SessionError::Ended`]
+    /// (a 409 Conflict when the handler returns it).
     pub async fn save(&self) -> Result<(), SessionError> {
-        let (store, id, record, deadline) = {
+        let (store, id, record, deadline, existing) = {
             let mut inner = self.lock();
             let Backend::Store { store, .. } = inner.backend.clone() else {
                 return Ok(());
             };
-            if inner.lifecycle == Lifecycle::Destroyed {
+            if inner.lifecycle.is_ended() {
                 return Ok(());
             }
             let record = inner.record()?;
-            (store, inner.state.id(), record, inner.deadline())
+            let existing = inner.replaces_loaded();
+            (store, inner.state.id(), record, inner.deadline(), existing)
         };
-        store.save(&id, &record, deadline).await?;
-        self.lock().saved = Some(record);
-        Ok(())
+        if crate::store::write(&*store, &id, &record, deadline, existing).await? {
+            self.lock().saved = Some(record);
+            return Ok(());
+        }
+        tracing::info!(target: "sealed_session", "session ended by another request; not saved");
+        let fresh = SessionId::generate()?;
+        let mut inner = self.lock();
+        // Unless the handler moved on to another id while the store answered.
+        if inner.state.id() == id {
+            Session::restart(&mut inner, fresh, Lifecycle::EndedElsewhere);
+        }
+        Err(SessionError::Ended)
     }
 
     /// Ends the current session and starts an empty one under `id`. A regenerated session is

@@ -108,6 +108,21 @@ impl Store for Probe {
         self.deletes.fetch_add(1, Ordering::SeqCst);
         self.inner.delete(id)
     }
+    /// Counted as a save; `MemoryStore`'s atomic version underneath.
+    fn save_existing<'a>(
+        &'a self,
+        id: &'a SessionId,
+        record: &'a [u8],
+        expires_at: Timestamp,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        if self.fail_save.load(Ordering::SeqCst) {
+            return Box::pin(async { Err(down()) });
+        }
+        self.saves.fetch_add(1, Ordering::SeqCst);
+        *self.last_expiry.lock().unwrap() = Some(expires_at);
+        let keep_until = if self.ignore_expiry { FAR } else { expires_at };
+        self.inner.save_existing(id, record, keep_until)
+    }
 }
 
 // ---- The application ----
@@ -211,6 +226,33 @@ async fn slow_read(
     Ok(())
 }
 
+/// Counts, but waits between loading the session and changing it: it says when it has its
+/// session, then waits to be let go.
+#[handler]
+async fn slow_count(
+    session: &Session,
+    Data(gates): Data<&Arc<(Notify, Notify)>>,
+) -> poem::Result<String> {
+    let n = session.get::<u64>("n")?.unwrap_or(0) + 1;
+    gates.0.notify_one();
+    gates.1.notified().await;
+    session.insert("n", &n)?;
+    Ok(n.to_string())
+}
+/// `slow_count`, then `save()` before answering.
+#[handler]
+async fn slow_count_save(
+    session: &Session,
+    Data(gates): Data<&Arc<(Notify, Notify)>>,
+) -> poem::Result<String> {
+    let n = session.get::<u64>("n")?.unwrap_or(0) + 1;
+    gates.0.notify_one();
+    gates.1.notified().await;
+    session.insert("n", &n)?;
+    session.save().await?;
+    Ok(n.to_string())
+}
+
 fn routes() -> Route {
     Route::new()
         .at("/noop", get(noop))
@@ -229,6 +271,8 @@ fn routes() -> Route {
         .at("/max-age/:secs", post(max_age))
         .at("/count-together", post(count_together))
         .at("/slow-read", get(slow_read))
+        .at("/slow-count", post(slow_count))
+        .at("/slow-count-save", post(slow_count_save))
 }
 
 /// The store-backed middleware on `store`, on `clock`, 10-minute idle timeout (renewal after
@@ -750,6 +794,150 @@ async fn a_renewal_write_can_overwrite_a_concurrent_change() {
     );
     // The slow request ended last and renewed the record it loaded: n = 1 again.
     assert_eq!(c.text(true, "/count").await, "2", "the change was lost");
+}
+
+/// The app of [`app`] with its own pair of gates, for [`interleave`].
+fn gated(store: &Probe, clock: &ManualClock) -> (TestClient<impl Endpoint>, Arc<(Notify, Notify)>) {
+    let gates = Arc::new((Notify::new(), Notify::new()));
+    let ep = routes()
+        .with(
+            SealedSession::stored(store.clone(), ring("k1", 1))
+                .clock(clock.clone())
+                .idle_timeout(Some(Duration::from_secs(600))),
+        )
+        .data(store.clone())
+        .data(gates.clone());
+    (TestClient::new(ep), gates)
+}
+
+/// Two requests with the same cookie: `slow` (a gated handler) loads its session and waits;
+/// `fast` runs from start to end meanwhile; then `slow` goes on and ends last.
+async fn interleave<E: Endpoint>(
+    tc: &TestClient<E>,
+    gates: &(Notify, Notify),
+    cookie: &str,
+    (slow_post, slow): (bool, &str),
+    fast: &str,
+) -> (TestResponse, TestResponse) {
+    let slow_req = if slow_post {
+        tc.post(slow)
+    } else {
+        tc.get(slow)
+    };
+    tokio::join!(slow_req.header("cookie", cookie).send(), async {
+        gates.0.notified().await; // `slow` has loaded the session
+        let resp = tc.post(fast).header("cookie", cookie).send().await;
+        gates.1.notify_one();
+        resp
+    })
+}
+
+#[tokio::test]
+async fn a_request_in_flight_cannot_bring_back_a_destroyed_session() {
+    // express-session's race: a request that loaded the session before a logout writes it
+    // back afterwards, logged in. Here its write only replaces a record that still exists.
+    let clock = ManualClock::new(T0);
+    let store = Probe::new(&clock);
+    let mut c = Client::new(app(&store, &clock, |m| m));
+    c.send(true, "/login").await;
+    let id = c.text(false, "/id").await;
+    let old = c.jar.header().unwrap();
+    let (tc, gates) = gated(&store, &clock);
+    let (cap, _g) = http::capture();
+    let (slow, fast) = interleave(&tc, &gates, &old, (true, "/slow-count"), "/logout").await;
+    fast.assert_status_is_ok();
+    assert!(http::set_cookies(&fast)[0].is_removal());
+    slow.assert_status_is_ok();
+    assert!(
+        http::set_cookies(&slow).is_empty(),
+        "the late request sends no cookie: {:?}",
+        http::set_cookies(&slow)
+    );
+    assert_eq!(slow.0.into_body().into_string().await.unwrap(), "1");
+    assert!(!store.holds(&id).await, "the record stays deleted");
+    assert_eq!(store.len(), 0);
+    let ended: Vec<_> = cap
+        .events()
+        .into_iter()
+        .filter(|e| e.level == tracing::Level::INFO)
+        .filter(|e| e.fields.get("message").is_some_and(|m| m.contains("ended")))
+        .collect();
+    assert_eq!(ended.len(), 1, "one info event: {ended:?}");
+    assert!(
+        !format!("{ended:?}").contains(&id),
+        "no session id in the log: {ended:?}"
+    );
+    let replay = c.send_with(false, "/user", Some(old)).await;
+    assert_eq!(
+        replay.0.into_body().into_string().await.unwrap(),
+        "<none>",
+        "the old cookie opens no session"
+    );
+}
+
+#[tokio::test]
+async fn a_request_in_flight_cannot_bring_back_a_regenerated_session() {
+    let clock = ManualClock::new(T0);
+    let store = Probe::new(&clock);
+    let mut c = Client::new(app(&store, &clock, |m| m));
+    c.send(true, "/count").await;
+    let old_id = c.text(false, "/id").await;
+    let old = c.jar.header().unwrap();
+    let (tc, gates) = gated(&store, &clock);
+    let (slow, fast) = interleave(&tc, &gates, &old, (true, "/slow-count"), "/login").await;
+    fast.assert_status_is_ok();
+    slow.assert_status_is_ok();
+    // The login's new cookie is the browser's last word: the late request neither sets the
+    // old id again nor clears the cookie (which would log the user out of the new session).
+    c.jar.absorb(&fast);
+    assert!(
+        http::set_cookies(&slow).is_empty(),
+        "{:?}",
+        http::set_cookies(&slow)
+    );
+    assert_eq!(c.text(false, "/user").await, "admin");
+    let new_id = c.text(false, "/id").await;
+    assert!(!store.holds(&old_id).await, "the old record stays deleted");
+    assert!(store.holds(&new_id).await);
+    assert_eq!(store.len(), 1);
+    let replay = c.send_with(false, "/user", Some(old)).await;
+    assert_eq!(replay.0.into_body().into_string().await.unwrap(), "<none>");
+}
+
+#[tokio::test]
+async fn a_renewal_in_flight_cannot_bring_back_a_destroyed_session() {
+    let clock = ManualClock::new(T0);
+    let store = Probe::new(&clock);
+    let mut c = Client::new(app(&store, &clock, |m| m));
+    c.send(true, "/login").await;
+    let old = c.jar.header().unwrap();
+    clock.advance(Duration::from_secs(151)); // renewal due: an unchanged session is written
+    let (tc, gates) = gated(&store, &clock);
+    let (slow, fast) = interleave(&tc, &gates, &old, (false, "/slow-read"), "/logout").await;
+    fast.assert_status_is_ok();
+    slow.assert_status_is_ok();
+    assert!(http::set_cookies(&slow).is_empty());
+    assert_eq!(store.len(), 0, "the renewal did not write the record back");
+    let replay = c.send_with(false, "/user", Some(old)).await;
+    assert_eq!(replay.0.into_body().into_string().await.unwrap(), "<none>");
+}
+
+#[tokio::test]
+async fn save_after_a_concurrent_logout_is_a_409_and_stores_nothing() {
+    let clock = ManualClock::new(T0);
+    let store = Probe::new(&clock);
+    let mut c = Client::new(app(&store, &clock, |m| m));
+    c.send(true, "/login").await;
+    let old = c.jar.header().unwrap();
+    let (tc, gates) = gated(&store, &clock);
+    let (slow, fast) = interleave(&tc, &gates, &old, (true, "/slow-count-save"), "/logout").await;
+    fast.assert_status_is_ok();
+    // `save()` returned `SessionError::Ended`, which the handler passed on.
+    slow.assert_status(StatusCode::CONFLICT);
+    assert!(http::set_cookies(&slow).is_empty());
+    assert_eq!(store.len(), 0);
+    let replay = c.send_with(false, "/user", Some(old)).await;
+    assert_eq!(replay.0.into_body().into_string().await.unwrap(), "<none>");
 }
 
 // ---- Errors ----

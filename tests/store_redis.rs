@@ -138,6 +138,15 @@ async fn the_ttl_is_the_time_left_on_the_stores_clock() {
         .unwrap();
     let ttl = pttl(&mut conn).await;
     assert!((9_000..=10_000).contains(&ttl), "PTTL {ttl}");
+    // save_existing (`SET ... XX`) sets the TTL the same way.
+    assert!(
+        store
+            .save_existing(&id, b"r", T0.saturating_add(Duration::from_secs(80)))
+            .await
+            .unwrap()
+    );
+    let ttl = pttl(&mut conn).await;
+    assert!((29_000..=30_000).contains(&ttl), "PTTL {ttl}");
     // A deadline Redis would refuse as too far is shortened, not an error.
     store
         .save(&id, b"r", Timestamp::from_millis(u64::MAX))

@@ -110,4 +110,27 @@ impl Store for MemoryStore {
         });
         Box::pin(std::future::ready(res))
     }
+
+    /// Checks and replaces under one write lock, so a concurrent `delete` either happens
+    /// before (nothing is written) or after (it deletes what this wrote).
+    fn save_existing<'a>(
+        &'a self,
+        id: &'a SessionId,
+        record: &'a [u8],
+        expires_at: Timestamp,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let now = self.clock.now();
+        let res = self.records.write().map_err(|_| poisoned()).map(|mut r| {
+            let key = *id.as_bytes();
+            let live = r.get(&key).is_some_and(|(_, exp)| *exp > now);
+            if live {
+                r.insert(key, (record.into(), expires_at));
+            }
+            live
+        });
+        if self.saves.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.sweep();
+        }
+        Box::pin(std::future::ready(res))
+    }
 }

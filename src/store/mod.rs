@@ -9,7 +9,10 @@
 //! - `RedisStore` (feature `redis`): sessions shared by every instance through Redis, one key
 //!   per session (prefix `sess:` by default, as in connect-redis) that Redis expires itself.
 //!
-//! A `Store` is three async calls, small enough to put Postgres or MongoDB behind:
+//! A `Store` is three async calls, small enough to put Postgres or MongoDB behind, plus
+//! [`Store::save_existing`], which has a default but should be overridden by any store that
+//! can replace a record only if it exists in one atomic step (for Postgres: an `UPDATE` and
+//! its row count):
 //!
 //! ```
 //! use sealed_session::store::{BoxFuture, Store, StoreError};
@@ -26,6 +29,13 @@
 //!     }
 //!     fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), StoreError>> {
 //!         Box::pin(async move { /* DELETE FROM sessions WHERE id = $1 */ Ok(()) })
+//!     }
+//!     fn save_existing<'a>(&'a self, id: &'a SessionId, record: &'a [u8], expires_at: Timestamp) -> BoxFuture<'a, Result<bool, StoreError>> {
+//!         Box::pin(async move {
+//!             /* UPDATE sessions SET record = $2, expires_at = $3
+//!                WHERE id = $1 AND expires_at > now(): true when it updated one row */
+//!             Ok(false)
+//!         })
 //!     }
 //! }
 //! ```
@@ -62,6 +72,23 @@ pub enum StoreError {
     },
 }
 
+/// Writes a session's record: with [`Store::save_existing`] when it replaces the record the
+/// request loaded (`existing`), so that a session ended meanwhile stays ended, and with
+/// [`Store::save`] for a new id. Whether it was written.
+pub(crate) async fn write(
+    store: &dyn Store,
+    id: &SessionId,
+    record: &[u8],
+    expires_at: Timestamp,
+    existing: bool,
+) -> Result<bool, StoreError> {
+    if existing {
+        store.save_existing(id, record, expires_at).await
+    } else {
+        store.save(id, record, expires_at).await.map(|()| true)
+    }
+}
+
 /// Where store-backed sessions live. Records are opaque bytes; the store only keeps them
 /// until `expires_at` (a store with TTLs should use it; others may filter on load).
 pub trait Store: Send + Sync + 'static {
@@ -78,4 +105,33 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes session `id` (no error when absent).
     fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Replaces the record of session `id`, to be kept until `expires_at`, **only if the store
+    /// still holds one** (present and not expired). `Ok(true)` when it was replaced;
+    /// `Ok(false)` when there was none, and then nothing is written.
+    ///
+    /// The middleware writes a session it loaded from the store with this, not with
+    /// [`Store::save`]: when another request destroyed or regenerated the session in the
+    /// meantime (a logout), the record is gone and must stay gone, instead of being brought
+    /// back by a request that loaded it before the delete.
+    ///
+    /// The default loads, then saves if the load found a record. That is **not atomic**: a
+    /// delete between the two is still undone. A store that can check and write in one step
+    /// must override it: `MemoryStore` does both under its lock, `RedisStore` uses
+    /// `SET ... XX`, and a SQL store can `UPDATE ... WHERE id = $1 AND expires_at > now()`
+    /// and return whether a row was updated.
+    fn save_existing<'a>(
+        &'a self,
+        id: &'a SessionId,
+        record: &'a [u8],
+        expires_at: Timestamp,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            if self.load(id).await?.is_none() {
+                return Ok(false);
+            }
+            self.save(id, record, expires_at).await?;
+            Ok(true)
+        })
+    }
 }

@@ -122,6 +122,9 @@ impl RedisStoreBuilder {
 /// - save: `SET key record PX ttl`, the milliseconds from now (by the store's clock) until
 ///   the record's `expires_at`, so Redis drops it at its deadline (TTLs are capped at 100
 ///   years); a record whose deadline has already passed is deleted instead;
+/// - save only if it exists ([`Store::save_existing`]): `SET key record PX ttl XX`, which
+///   Redis answers with nil, writing nothing, when the key is absent (deleted or expired), in
+///   one atomic command; with a deadline already passed, `DEL key`, true when it deleted one;
 /// - delete: `DEL key`.
 ///
 /// # Failures
@@ -177,6 +180,13 @@ impl RedisStore {
         format!("{}{id}", self.prefix)
     }
 
+    /// The time-to-live, in milliseconds, of a record kept until `expires_at`: 0 when that
+    /// has passed, at most [`MAX_TTL`].
+    fn ttl_ms(&self, expires_at: Timestamp) -> u64 {
+        let ttl = expires_at.saturating_since(self.clock.now()).min(MAX_TTL);
+        u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
+    }
+
     async fn query<T: FromRedisValue>(
         &self,
         op: &'static str,
@@ -203,8 +213,7 @@ impl Store for RedisStore {
         expires_at: Timestamp,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let ttl = expires_at.saturating_since(self.clock.now()).min(MAX_TTL);
-            let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+            let ms = self.ttl_ms(expires_at);
             if ms == 0 {
                 // Already expired: what it replaces must not outlive it either.
                 return self.delete(id).await;
@@ -212,6 +221,32 @@ impl Store for RedisStore {
             let mut cmd = redis::cmd("SET");
             cmd.arg(self.key(id)).arg(record).arg("PX").arg(ms);
             self.query("SET", cmd).await
+        })
+    }
+
+    fn save_existing<'a>(
+        &'a self,
+        id: &'a SessionId,
+        record: &'a [u8],
+        expires_at: Timestamp,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let ms = self.ttl_ms(expires_at);
+            if ms == 0 {
+                let mut cmd = redis::cmd("DEL");
+                cmd.arg(self.key(id));
+                let deleted: u64 = self.query("DEL", cmd).await?;
+                return Ok(deleted > 0);
+            }
+            // `XX`: only if the key exists. Redis answers nil (and writes nothing) otherwise.
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(self.key(id))
+                .arg(record)
+                .arg("PX")
+                .arg(ms)
+                .arg("XX");
+            let replaced: Option<()> = self.query("SET XX", cmd).await?;
+            Ok(replaced.is_some())
         })
     }
 

@@ -58,18 +58,59 @@ pub async fn conformance(store: &dyn Store, expiry: Expiry<'_>) {
     let past = Timestamp::from_millis(1);
     store.save(&a, b"expired", past).await.unwrap();
     assert_eq!(store.load(&a).await.unwrap(), None, "saved already expired");
+
+    // save_existing: replaces a record that is there, never creates one.
+    let e = SessionId::generate().unwrap();
+    assert!(
+        !store.save_existing(&e, b"revived", far).await.unwrap(),
+        "absent: false"
+    );
+    assert_eq!(
+        store.load(&e).await.unwrap(),
+        None,
+        "absent: nothing created"
+    );
+    store.save(&e, b"record-e", far).await.unwrap();
+    assert!(
+        store.save_existing(&e, b"record-e2", far).await.unwrap(),
+        "present: true"
+    );
+    assert_eq!(
+        store.load(&e).await.unwrap().as_deref(),
+        Some(&b"record-e2"[..]),
+        "present: replaced"
+    );
+    // The logout race: a delete, then a write of the record loaded before it.
+    store.delete(&e).await.unwrap();
+    assert!(
+        !store.save_existing(&e, b"record-e3", far).await.unwrap(),
+        "deleted: false"
+    );
+    assert_eq!(store.load(&e).await.unwrap(), None, "deleted: not revived");
+    assert_eq!(
+        store.load(&b).await.unwrap().as_deref(),
+        Some(&b"record-b"[..]),
+        "others intact"
+    );
+    // Replacing with a deadline already past leaves nothing.
+    store.save(&e, b"record-e", far).await.unwrap();
+    assert!(store.save_existing(&e, b"expired", past).await.unwrap());
+    assert_eq!(
+        store.load(&e).await.unwrap(),
+        None,
+        "replaced, already expired"
+    );
+
     match expiry {
         Expiry::Skip => {}
         Expiry::Manual(clock) => {
             let c = SessionId::generate().unwrap();
-            store
-                .save(
-                    &c,
-                    b"short",
-                    clock.now().saturating_add(Duration::from_secs(10)),
-                )
-                .await
-                .unwrap();
+            let d = SessionId::generate().unwrap();
+            let in_10s = clock.now().saturating_add(Duration::from_secs(10));
+            store.save(&c, b"short", in_10s).await.unwrap();
+            store.save(&d, b"short", in_10s).await.unwrap();
+            let in_20s = clock.now().saturating_add(Duration::from_secs(20));
+            assert!(store.save_existing(&d, b"longer", in_20s).await.unwrap());
             clock.advance(Duration::from_secs(9));
             assert!(store.load(&c).await.unwrap().is_some());
             clock.advance(Duration::from_secs(1));
@@ -78,11 +119,31 @@ pub async fn conformance(store: &dyn Store, expiry: Expiry<'_>) {
                 None,
                 "expired at its deadline"
             );
+            assert!(
+                !store.save_existing(&c, b"revived", in_20s).await.unwrap(),
+                "expired: false"
+            );
+            assert_eq!(store.load(&c).await.unwrap(), None, "expired: not revived");
+            assert_eq!(
+                store.load(&d).await.unwrap().as_deref(),
+                Some(&b"longer"[..]),
+                "save_existing moved the deadline"
+            );
+            clock.advance(Duration::from_secs(10));
+            assert_eq!(
+                store.load(&d).await.unwrap(),
+                None,
+                "expired at its new deadline"
+            );
         }
         Expiry::Real => {
             let c = SessionId::generate().unwrap();
+            let d = SessionId::generate().unwrap();
             let deadline = SystemClock.now().saturating_add(Duration::from_millis(200));
             store.save(&c, b"short", deadline).await.unwrap();
+            store.save(&d, b"short", deadline).await.unwrap();
+            let later = SystemClock.now().saturating_add(Duration::from_secs(60));
+            assert!(store.save_existing(&d, b"longer", later).await.unwrap());
             assert!(
                 store.load(&c).await.unwrap().is_some(),
                 "present before its deadline"
@@ -94,6 +155,17 @@ pub async fn conformance(store: &dyn Store, expiry: Expiry<'_>) {
                 None,
                 "expired at its deadline"
             );
+            assert!(
+                !store.save_existing(&c, b"revived", later).await.unwrap(),
+                "expired: false"
+            );
+            assert_eq!(store.load(&c).await.unwrap(), None, "expired: not revived");
+            assert_eq!(
+                store.load(&d).await.unwrap().as_deref(),
+                Some(&b"longer"[..]),
+                "save_existing moved the deadline"
+            );
+            store.delete(&d).await.unwrap();
         }
     }
 }
