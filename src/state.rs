@@ -286,7 +286,8 @@ fn find_in<T: DeserializeOwned>(raw: &RawJson, key: &str) -> Result<Option<T>, D
         return Ok(None);
     }
     let entries = raw.index().ok_or_else(|| corrupt(raw))?;
-    match entries.iter().find(|e| raw.key(e) == key) {
+    // A key written twice reads as its last value, as serde_json (and so `data()`) reads it.
+    match entries.iter().rev().find(|e| raw.key(e) == key) {
         None => Ok(None),
         Some(e) => serde_json::from_slice(raw.value(e))
             .map(Some)
