@@ -377,7 +377,10 @@ impl SessionState {
     pub fn is_empty(&self) -> bool {
         match &self.data {
             Data::Empty => true,
-            Data::Raw(b) => b.is_empty() || b.as_ref() == b"{}",
+            // `{}` as this crate writes it, else an object with no entries, such as `{ }`.
+            Data::Raw(b) => {
+                b.is_empty() || b.as_ref() == b"{}" || b.index().is_some_and(<[_]>::is_empty)
+            }
             Data::Map(m) => m.is_empty(),
             Data::Patched { raw, changes } => {
                 if changes.iter().any(|(_, v)| v.is_some()) {

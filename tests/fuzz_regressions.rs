@@ -156,6 +156,16 @@ fn duplicate_keys_read_as_the_last_one_like_serde_json() {
     assert_eq!(back.get::<Value>("role").unwrap(), None);
 }
 
+/// Found by fuzzing (`session_data`): data that arrived as an object with no entries but
+/// with white space (`{ }`) was not `is_empty`.
+#[test]
+fn an_empty_object_with_white_space_is_empty() {
+    for json in ["{ }", "{\n}\r\n", "{\t}", "{}"] {
+        assert!(open(&payload(json)).is_empty(), "{json:?}");
+    }
+    assert!(!open(&payload(r#"{ "a": 1 }"#)).is_empty());
+}
+
 #[handler]
 fn me(session: &Session) -> poem::Result<Json<Value>> {
     Ok(Json(serde_json::json!({
