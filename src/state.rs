@@ -286,7 +286,8 @@ fn find_in<T: DeserializeOwned>(raw: &RawJson, key: &str) -> Result<Option<T>, D
         return Ok(None);
     }
     let entries = raw.index().ok_or_else(|| corrupt(raw))?;
-    match entries.iter().find(|e| raw.key(e) == key) {
+    // A key written twice reads as its last value, as serde_json (and so `data()`) reads it.
+    match entries.iter().rev().find(|e| raw.key(e) == key) {
         None => Ok(None),
         Some(e) => serde_json::from_slice(raw.value(e))
             .map(Some)
@@ -376,7 +377,10 @@ impl SessionState {
     pub fn is_empty(&self) -> bool {
         match &self.data {
             Data::Empty => true,
-            Data::Raw(b) => b.is_empty() || b.as_ref() == b"{}",
+            // `{}` as this crate writes it, else an object with no entries, such as `{ }`.
+            Data::Raw(b) => {
+                b.is_empty() || b.as_ref() == b"{}" || b.index().is_some_and(<[_]>::is_empty)
+            }
             Data::Map(m) => m.is_empty(),
             Data::Patched { raw, changes } => {
                 if changes.iter().any(|(_, v)| v.is_some()) {

@@ -6,7 +6,7 @@ mod http;
 use std::time::Duration;
 
 use http::capture;
-use poem::http::StatusCode;
+use poem::http::{HeaderValue, StatusCode};
 use poem::test::TestClient;
 use poem::web::Json;
 use poem::{Endpoint, EndpointExt, Route, get, handler, post};
@@ -172,6 +172,40 @@ async fn another_scheme_is_no_session() {
         .await;
     resp.assert_status_is_ok();
     resp.assert_json(serde_json::json!({ "user": null })).await;
+}
+
+/// Found by fuzzing (`fuzz/`, target `authorization_header`): credentials of another scheme
+/// that were not ASCII, or longer than the bearer limit, were answered with a 401 before the
+/// scheme was read.
+#[tokio::test]
+async fn other_schemes_are_no_session_whatever_their_bytes_or_length() {
+    let clock = ManualClock::new(T0);
+    let tc = TestClient::new(app(&clock));
+    let long = format!("Basic {}", "A".repeat(4000));
+    for value in [
+        &b"Basic \xb9\xff"[..],
+        b"\xb9",
+        b"ApiKey caf\xc3\xa9",
+        long.as_bytes(),
+    ] {
+        let resp = tc
+            .get("/me")
+            .header("authorization", HeaderValue::from_bytes(value).unwrap())
+            .send()
+            .await;
+        resp.assert_status_is_ok();
+        resp.assert_json(serde_json::json!({ "user": null })).await;
+    }
+    // A bearer token is still refused when it is not ASCII or too long.
+    let long = format!("Bearer {}", "A".repeat(4000));
+    for value in [&b"Bearer caf\xc3\xa9"[..], long.as_bytes()] {
+        let resp = tc
+            .get("/me")
+            .header("authorization", HeaderValue::from_bytes(value).unwrap())
+            .send()
+            .await;
+        resp.assert_status(StatusCode::UNAUTHORIZED);
+    }
 }
 
 #[tokio::test]

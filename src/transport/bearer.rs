@@ -75,7 +75,18 @@ impl BearerConfig {
         let Some(value) = headers.get(AUTHORIZATION) else {
             return BearerIn::Absent;
         };
-        if value.len() > self.max_len + 7 {
+        // The scheme decides first: credentials of another scheme are not a session token,
+        // whatever their length or bytes.
+        let bytes = value.as_bytes().trim_ascii();
+        let is_bearer = bytes
+            .iter()
+            .position(|b| *b == b' ')
+            .and_then(|sp| bytes.get(..sp))
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer"));
+        if !is_bearer {
+            return BearerIn::Absent;
+        }
+        if value.len() > self.max_len.saturating_add(7) {
             return BearerIn::Refused(OpenError::TooLarge {
                 len: value.len(),
                 max: self.max_len,

@@ -1,0 +1,4 @@
+#![no_main]
+libfuzzer_sys::fuzz_target!(init: sealed_session_fuzz::init("open_jwt_asym"), |data: &[u8]| {
+    sealed_session_fuzz::codecs::open_jwt_asym(data);
+});

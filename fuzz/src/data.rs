@@ -1,0 +1,299 @@
+//! Session payloads and session data, as only a key holder can write them: the fuzzed bytes
+//! are a whole payload (`docs/FORMAT.md`, section 7: id, times, flags, subject, then the data's
+//! JSON text), signed here with the fixture's primary key, then opened with [`SignedCodec`].
+//! This is the only way past the tag to the payload decoder and to the lazy JSON index that
+//! serves `get`, `insert` and re-sealing (`src/state.rs`); the signing is re-implemented from
+//! `docs/FORMAT.md` (sections 1.2, 4 and 6) with the public HKDF and HMAC crates, and checked
+//! against [`SignedCodec`] at start-up.
+//!
+//! Checks, for every input:
+//! - the payload opens exactly when an independent decoder of section 7 accepts it, with the
+//!   same id, times and subject;
+//! - an unchanged session re-signs to the very same token;
+//! - when serde_json reads the data as an object, the session agrees with it: every key's
+//!   value through `get` and `contains`, absent keys, `is_empty`, the whole map; after some
+//!   removals and inserts, the session equals the same changes made to serde_json's map, and
+//!   still does after re-sealing (signed) and through a JWT;
+//! - when serde_json refuses the data, nothing panics, and whatever seals opens again.
+
+use std::sync::LazyLock;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use serde_json::{Map, Value, json};
+use sha2::Sha256;
+
+use sealed_session::{Codec, JwtCodec, Policy, SessionState, SignedCodec, Timestamp};
+
+use crate::fixtures::{self, JwtRing, NOW, STATES, Snapshot, T0};
+
+const PURPOSE: &[u8] = b"__Host-sid";
+const HEADER: [u8; 5] = [1, 2, 2, b'k', b'2'];
+
+struct Signer {
+    mac: Hmac<Sha256>,
+    codec: SignedCodec,
+    jwt: JwtCodec,
+}
+
+static SIGNER: LazyLock<Signer> = LazyLock::new(|| {
+    let mut key = [0u8; 32];
+    hkdf::Hkdf::<Sha256>::new(None, &fixtures::primary_material())
+        .expand(b"sealed-session/v1/hmac-sha256", &mut key)
+        .expect("32 bytes of HKDF output");
+    let s = Signer {
+        mac: <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("any key length"),
+        codec: SignedCodec::new(fixtures::ring()),
+        jwt: fixtures::jwt_codec(JwtRing::Hmac),
+    };
+    for st in STATES.iter() {
+        let ours = s.sign(&fixtures::record(st));
+        let theirs = s.codec.seal(st, PURPOSE).expect("fixture seal");
+        assert_eq!(ours, theirs, "docs/FORMAT.md and SignedCodec disagree");
+    }
+    s
+});
+
+impl Signer {
+    fn sign(&self, payload: &[u8]) -> String {
+        let mut raw = HEADER.to_vec();
+        raw.extend_from_slice(payload);
+        let mut mac = self.mac.clone();
+        mac.update(&HEADER);
+        mac.update(&(PURPOSE.len() as u16).to_be_bytes());
+        mac.update(PURPOSE);
+        mac.update(payload);
+        raw.extend_from_slice(&mac.finalize().into_bytes());
+        URL_SAFE_NO_PAD.encode(raw)
+    }
+}
+
+/// What section 7 says a payload holds: the metadata, and the data's bytes.
+struct Decoded<'a> {
+    snap: Snapshot,
+    data: &'a [u8],
+}
+
+fn decode(p: &[u8]) -> Option<Decoded<'_>> {
+    let u64_at = |i: usize| u64::from_be_bytes(p[i..i + 8].try_into().unwrap_or_default());
+    if p.len() < 41 {
+        return None;
+    }
+    let flags = p[40];
+    if flags > 1 {
+        return None;
+    }
+    let mut rest = &p[41..];
+    let subject = if flags == 1 {
+        if rest.len() < 2 {
+            return None;
+        }
+        let n = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+        if n > 1024 || rest.len() < 2 + n {
+            return None;
+        }
+        let s = std::str::from_utf8(&rest[2..2 + n]).ok()?.to_owned();
+        rest = &rest[2 + n..];
+        Some(s)
+    } else {
+        None
+    };
+    if rest.first().is_some_and(|b| *b != b'{') {
+        return None;
+    }
+    Some(Decoded {
+        snap: Snapshot {
+            id: p[..16].try_into().unwrap_or_default(),
+            issued_at: u64_at(16),
+            last_seen: u64_at(24),
+            expires_at: u64_at(32),
+            subject,
+            data: None,
+        },
+        data: rest,
+    })
+}
+
+/// `get` and friends agree with `map` on every key it has and on one it lacks.
+fn agrees(st: &SessionState, map: &Map<String, Value>, what: &str) {
+    for (k, v) in map {
+        match st.get::<Value>(k) {
+            Ok(Some(got)) if &got == v => {}
+            other => panic!(
+                "{what}: get({}) = {}, serde_json reads {}",
+                short(k),
+                short(&other),
+                short(v)
+            ),
+        }
+        assert!(
+            st.contains(k).unwrap_or(false),
+            "{what}: contains({})",
+            short(k)
+        );
+    }
+    let absent = "\u{1}absent";
+    if !map.contains_key(absent) {
+        assert!(
+            matches!(st.get::<Value>(absent), Ok(None)),
+            "{what}: an absent key"
+        );
+    }
+    assert_eq!(st.is_empty(), map.is_empty(), "{what}: is_empty");
+    let mut whole = st.clone();
+    match whole.data() {
+        Ok(m) => assert!(
+            m == map,
+            "{what}: data() = {}, not {}",
+            short(m),
+            short(map)
+        ),
+        Err(e) => panic!("{what}: data() failed ({e}) where serde_json reads an object"),
+    }
+}
+
+pub fn session_data(payload: &[u8]) {
+    let s = &*SIGNER;
+    let token = s.sign(payload);
+    let opened = s.codec.open(&token, PURPOSE);
+    // Tokens over the codec's default limit (16 KiB of text) are refused before decoding.
+    let expected = decode(payload).filter(|_| token.len() <= 16 * 1024);
+    let (opened, expected) = match (opened, expected) {
+        (Ok(o), Some(e)) => (o, e),
+        (Err(_), None) => return,
+        (Ok(_), None) => panic!("a payload that section 7 refuses opened"),
+        (Err(e), Some(_)) => panic!("a payload that section 7 accepts was refused: {e}"),
+    };
+    let st = opened.into_state();
+    let mut snap = Snapshot::of(&st);
+    snap.data = None;
+    assert_eq!(snap, expected.snap, "metadata");
+    assert_eq!(
+        s.codec.seal(&st, PURPOSE).ok().as_deref(),
+        Some(token.as_str()),
+        "an unchanged session re-signs to another token"
+    );
+
+    let map = if expected.data.is_empty() {
+        Some(Map::new())
+    } else {
+        serde_json::from_slice::<Map<String, Value>>(expected.data).ok()
+    };
+    let keys: Vec<String> = match &map {
+        Some(m) => m.keys().cloned().collect(),
+        None => vec!["a".into(), "user".into(), String::new()],
+    };
+    let mut changed = st.clone();
+    let mut want = map.clone();
+    if let Some(m) = &map {
+        agrees(&st, m, "as opened");
+    } else {
+        assert!(
+            st.clone().data().is_err(),
+            "data() read what serde_json refuses"
+        );
+        for k in &keys {
+            let _ = st.get::<Value>(k);
+            let _ = st.contains(k);
+        }
+        let _ = st.is_empty();
+    }
+    // Some changes: remove the first key, overwrite the last, add one.
+    let changes: Vec<(String, Option<Value>)> = [
+        keys.first().map(|k| (k.clone(), None)),
+        keys.last()
+            .map(|k| (k.clone(), Some(json!({"over": [1, "written"]})))),
+        Some(("fz\"é".to_owned(), Some(json!([1, "a", null])))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    for (k, v) in &changes {
+        let r = match v {
+            Some(v) => changed.insert(k, v).map(|_| ()),
+            None => changed.remove(k).map(|_| ()),
+        };
+        if let Some(w) = &mut want {
+            if let Err(e) = r {
+                panic!("changing {k:?} failed on data serde_json reads: {e}");
+            }
+            match v {
+                Some(v) => w.insert(k.clone(), v.clone()),
+                None => w.remove(k),
+            };
+        }
+    }
+    if let Some(w) = &want {
+        agrees(&changed, w, "after changes");
+    }
+    let resealed = s.codec.seal(&changed, PURPOSE);
+    if want.is_some() {
+        assert!(resealed.is_ok(), "re-sealing changed data failed");
+    }
+    if let Ok(t) = resealed {
+        let back = s
+            .codec
+            .open(&t, PURPOSE)
+            .expect("a token the codec made does not open")
+            .into_state();
+        if let Some(w) = &want {
+            agrees(&back, w, "after changes and re-sealing");
+        }
+    }
+    // The same session through a JWT, with times that the JWT codec accepts at NOW.
+    for (state, want) in [(&st, &map), (&changed, &want)] {
+        let mut j = state.clone();
+        j.set_issued_at(T0);
+        j.set_last_seen(T0);
+        j.set_expires_at(Timestamp::from_millis(T0.as_millis() + 3_600_000));
+        let sealed = s.jwt.seal(&j, b"");
+        let Some(w) = want else {
+            continue;
+        };
+        match sealed {
+            Ok(t) => {
+                let back = s.jwt.open_checked(&t, b"", &Policy::default(), NOW);
+                match back {
+                    Ok((o, _)) => agrees(o.state(), w, "through a JWT"),
+                    Err(e) => panic!("a JWT the codec made does not open: {e}"),
+                }
+            }
+            // Sessions too large for a JWT, or subjects too long, are refused, not sent.
+            Err(e) => assert!(
+                t_too_large(&e),
+                "sealing data serde_json reads as a JWT failed: {e}"
+            ),
+        }
+    }
+}
+
+/// Debug text cut to a readable length (values can be kilobytes long).
+fn short(v: &impl std::fmt::Debug) -> String {
+    let s = format!("{v:?}");
+    match s.char_indices().nth(300) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s,
+    }
+}
+
+fn t_too_large(e: &sealed_session::SealError) -> bool {
+    matches!(e, sealed_session::SealError::TooLarge { .. })
+}
+
+pub fn seeds() -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = STATES.iter().map(fixtures::record).collect();
+    let base = fixtures::record(&STATES[0]);
+    for json in [
+        &br#" { "a" : "x}\"]{" , "b\"q":[1,{"c":"]"}], "n":-1.5e3,"t":true , "z":null,"o":{} } "#[..],
+        br#"{"\u0061":1,"\ud83d\ude00":"\u00e9"}"#,
+        br#"{"deep":[[[[[[[[[[[[{"k":[]}]]]]]]]]]]]]}"#,
+        b"{\"a\":1,\n\t\"b\":\"\\\\\"}\r\n",
+        b"{}",
+    ] {
+        let mut p = base.clone();
+        p.extend_from_slice(json);
+        out.push(p);
+    }
+    out
+}

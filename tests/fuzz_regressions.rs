@@ -1,0 +1,205 @@
+//! Inputs that once made a fuzz target fail (`fuzz/`, see the README's "Fuzzing"), kept in
+//! `tests/fuzz-regressions/<target>/` and replayed here through the same public paths, with
+//! the property that failed. `fuzz/run.sh` also replays them at the start of every run.
+//!
+//! - `session_data/`: whole session payloads (`docs/FORMAT.md`, section 7), signed here as
+//!   the key holder would (sections 1.2, 4 and 6) and opened with `SignedCodec`; whenever
+//!   serde_json reads the data as an object, the session must read the same.
+//! - `authorization_header/`: a byte choosing the fuzz target's backend (ignored here), then
+//!   an `Authorization` header value; another scheme than `Bearer` must be no session, not a
+//!   401.
+
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
+use poem::http::{HeaderValue, StatusCode};
+use poem::test::TestClient;
+use poem::web::Json;
+use poem::{EndpointExt, Route, get, handler};
+use serde_json::{Map, Value};
+use sha2::Sha256;
+
+use sealed_session::{
+    Algorithm, BearerConfig, Codec, Key, Keyring, SealedSession, Session, SessionState, SignedCodec,
+};
+
+const MATERIAL: [u8; 32] = *b"fuzz regression key material!!!!";
+const PURPOSE: &[u8] = b"__Host-sid";
+
+/// The files of one target's regressions, by name.
+fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fuzz-regressions")
+        .join(target);
+    let mut out: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| {
+            let path = e.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&path).unwrap())
+        })
+        .collect();
+    out.sort();
+    assert!(!out.is_empty(), "no regressions in {}", dir.display());
+    out
+}
+
+fn codec() -> SignedCodec {
+    SignedCodec::new(
+        Keyring::new([Key::new("k2", Algorithm::Aes256Gcm, &MATERIAL).unwrap()]).unwrap(),
+    )
+}
+
+/// A signed token of `payload`, made from `docs/FORMAT.md` rather than by the codec.
+fn sign(payload: &[u8]) -> String {
+    let mut key = [0u8; 32];
+    Hkdf::<Sha256>::new(None, &MATERIAL)
+        .expand(b"sealed-session/v1/hmac-sha256", &mut key)
+        .unwrap();
+    let header = [1, 2, 2, b'k', b'2'];
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).unwrap();
+    mac.update(&header);
+    mac.update(&(PURPOSE.len() as u16).to_be_bytes());
+    mac.update(PURPOSE);
+    mac.update(payload);
+    let mut raw = header.to_vec();
+    raw.extend_from_slice(payload);
+    raw.extend_from_slice(&mac.finalize().into_bytes());
+    URL_SAFE_NO_PAD.encode(raw)
+}
+
+/// The payload of a session with no subject whose data is `json`.
+fn payload(json: &str) -> Vec<u8> {
+    let mut p = vec![7u8; 16];
+    for t in [1_764_000_000_000u64, 1_764_000_000_000, 1_764_086_400_000] {
+        p.extend_from_slice(&t.to_be_bytes());
+    }
+    p.push(0);
+    p.extend_from_slice(json.as_bytes());
+    p
+}
+
+fn open(payload: &[u8]) -> SessionState {
+    codec().open(&sign(payload), PURPOSE).unwrap().into_state()
+}
+
+/// The data part of a payload: after the fixed fields and the subject, if any.
+fn data_of(payload: &[u8]) -> &[u8] {
+    match payload[40] & 1 {
+        0 => &payload[41..],
+        _ => {
+            let n = usize::from(u16::from_be_bytes([payload[41], payload[42]]));
+            &payload[43 + n..]
+        }
+    }
+}
+
+/// The session reads what serde_json reads: each key, emptiness, the whole map.
+fn assert_agrees(state: &SessionState, map: &Map<String, Value>, what: &str) {
+    for (k, v) in map {
+        assert_eq!(
+            state.get::<Value>(k).unwrap().as_ref(),
+            Some(v),
+            "{what}: get({k:?})"
+        );
+    }
+    assert_eq!(state.is_empty(), map.is_empty(), "{what}: is_empty");
+    assert_eq!(state.clone().data().unwrap(), map, "{what}: data()");
+}
+
+#[test]
+fn session_data_regressions_agree_with_serde_json() {
+    for (name, payload) in inputs("session_data") {
+        let state = open(&payload);
+        let data = data_of(&payload);
+        let map = if data.is_empty() {
+            Map::new()
+        } else {
+            serde_json::from_slice(data).unwrap_or_else(|e| panic!("{name}: {e}"))
+        };
+        assert_agrees(&state, &map, &name);
+        // And after a change, which re-writes the data from its index.
+        let mut changed = state.clone();
+        changed.insert("fz", &1).unwrap();
+        let mut want = map.clone();
+        want.insert("fz".into(), 1.into());
+        assert_agrees(&changed, &want, &name);
+        let back = codec()
+            .open(&codec().seal(&changed, PURPOSE).unwrap(), PURPOSE)
+            .unwrap()
+            .into_state();
+        assert_agrees(&back, &want, &name);
+    }
+}
+
+/// Found by fuzzing (`session_data`): `get` read the first of two entries with the same key,
+/// `data()` (serde_json) the last, so one session showed two values for one key.
+#[test]
+fn duplicate_keys_read_as_the_last_one_like_serde_json() {
+    let state = open(&payload(r#"{"role":"user","n":1,"role":"admin"}"#));
+    assert_eq!(
+        state.get::<String>("role").unwrap().as_deref(),
+        Some("admin")
+    );
+    assert_eq!(state.clone().data().unwrap()["role"], "admin");
+    // Removing the key removes every entry of it.
+    let mut s = state.clone();
+    assert_eq!(s.remove("role").unwrap(), Some(Value::from("admin")));
+    assert_eq!(s.get::<Value>("role").unwrap(), None);
+    let back = codec()
+        .open(&codec().seal(&s, PURPOSE).unwrap(), PURPOSE)
+        .unwrap()
+        .into_state();
+    assert_eq!(back.get::<Value>("role").unwrap(), None);
+}
+
+/// Found by fuzzing (`session_data`): data that arrived as an object with no entries but
+/// with white space (`{ }`) was not `is_empty`.
+#[test]
+fn an_empty_object_with_white_space_is_empty() {
+    for json in ["{ }", "{\n}\r\n", "{\t}", "{}"] {
+        assert!(open(&payload(json)).is_empty(), "{json:?}");
+    }
+    assert!(!open(&payload(r#"{ "a": 1 }"#)).is_empty());
+}
+
+#[handler]
+fn me(session: &Session) -> poem::Result<Json<Value>> {
+    Ok(Json(serde_json::json!({
+        "new": session.is_new(),
+        "user": session.get::<Value>("user")?,
+    })))
+}
+
+#[tokio::test]
+async fn authorization_header_regressions_of_other_schemes_are_no_session() {
+    let ring = Keyring::from_secret("fuzz regression secret, long enough!!!!").unwrap();
+    let tc = TestClient::new(
+        Route::new()
+            .at("/", get(me))
+            .with(SealedSession::new(ring).bearer(BearerConfig::new().max_len(4096))),
+    );
+    for (name, input) in inputs("authorization_header") {
+        let value = &input[1..];
+        let trimmed = value.trim_ascii();
+        let bearer = trimmed
+            .iter()
+            .position(|b| *b == b' ')
+            .is_some_and(|sp| trimmed[..sp].eq_ignore_ascii_case(b"bearer"));
+        let resp = tc
+            .get("/")
+            .header("authorization", HeaderValue::from_bytes(value).unwrap())
+            .send()
+            .await;
+        if bearer {
+            assert_eq!(resp.0.status(), StatusCode::UNAUTHORIZED, "{name}");
+        } else {
+            assert_eq!(resp.0.status(), StatusCode::OK, "{name}");
+            resp.assert_json(serde_json::json!({ "new": true, "user": null }))
+                .await;
+        }
+    }
+}
