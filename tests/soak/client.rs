@@ -67,6 +67,8 @@ impl Rng {
 #[derive(Default)]
 pub struct Counters {
     pub requests: AtomicU64,
+    /// Answers received (any status).
+    pub answered: AtomicU64,
     pub logins: AtomicU64,
     pub reads: AtomicU64,
     pub writes: AtomicU64,
@@ -353,6 +355,7 @@ impl Net {
             bump(&self.c.requests);
             match self.once(inst, post, path, cookie).await {
                 Ok(r) => {
+                    bump(&self.c.answered);
                     match r.status {
                         StatusCode::OK => {}
                         // Judged by the caller, who knows whether Redis was away.

@@ -330,6 +330,7 @@ async fn run(cfg: &Config, mut redis: RedisServer) -> Report {
         tokio::time::sleep_until((t0 + run_for.mul_f64(at)).into()).await;
         let started = t0.elapsed();
         let clock = Instant::now();
+        let answered = client::get(&net.c.answered);
         match action {
             Action::Deploy(label, ring) => {
                 let ids = ring.ids().collect::<Vec<_>>().join(",");
@@ -342,6 +343,7 @@ async fn run(cfg: &Config, mut redis: RedisServer) -> Report {
                     at: started,
                     what: format!("rolling deploy, {label}: ring {ids}"),
                     took: clock.elapsed(),
+                    answered: client::get(&net.c.answered) - answered,
                     detail: format!(
                         "A down {}, B down {}{}",
                         report::secs(down[0]),
@@ -363,6 +365,7 @@ async fn run(cfg: &Config, mut redis: RedisServer) -> Report {
                 let after = redis_revocations(&redis.url());
                 let resync = fleet.wait_healthy(&net, Duration::from_secs(60)).await;
                 let resynced_after = clock.elapsed();
+                let answered = client::get(&net.c.answered) - answered;
                 // Logouts that began in the window get the grace period too.
                 tokio::time::sleep(sh.grace).await;
                 sh.disturbance.fetch_add(1, Ordering::AcqRel);
@@ -377,6 +380,7 @@ async fn run(cfg: &Config, mut redis: RedisServer) -> Report {
                         }
                     ),
                     took: down,
+                    answered,
                     detail: format!(
                         "revocations in Redis {} -> {}; both replicas healthy {} after the kill",
                         before.map_or("?".into(), |n| n.to_string()),

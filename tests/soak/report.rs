@@ -14,6 +14,9 @@ pub struct Event {
     pub what: String,
     pub took: Duration,
     pub detail: String,
+    /// Answers the clients received while it went on (for the Redis restart, until both
+    /// replicas were healthy again): it happened under load.
+    pub answered: u64,
 }
 
 /// What the Redis restart did to the revocations it held.
@@ -105,6 +108,11 @@ impl Report {
             self.generations.iter().filter(|g| g.unclean).count() as u64,
         );
         want_zero("clients that did not finish", self.unfinished);
+        for e in &self.events {
+            if e.answered == 0 {
+                f.push(format!("no request was answered during `{}`", e.what));
+            }
+        }
         if !self.healthy_at_end {
             f.push("the denylists were not healthy at the end".into());
         }
@@ -333,14 +341,18 @@ impl fmt::Display for Report {
         }
 
         let _ = writeln!(s, "\ntimeline:");
-        let _ = writeln!(s, "| at | event | took | detail |\n|---|---|---|---|");
+        let _ = writeln!(
+            s,
+            "| at | event | took | answers meanwhile | detail |\n|---|---|---|---|---|"
+        );
         for e in &self.events {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} |",
                 secs(e.at),
                 e.what,
                 secs(e.took),
+                e.answered,
                 e.detail
             );
         }
