@@ -15,7 +15,8 @@
 //! `SOAK_THINK_MS` (longest pause between a client's requests, 20), `SOAK_IN_FLIGHT` (requests
 //! in flight at most; default: the clients, within the open-file limit), `SOAK_GRACE_MS` (how
 //! soon after a logout every instance must refuse the cookie, 1000), `SOAK_SWEEP_MAX`
-//! (revoked cookies replayed at the end, 6000), `SOAK_SERVER_THREADS` (2), `SOAK_SEED`.
+//! (revoked cookies replayed at the end, 6000), `SOAK_SERVER_THREADS` (2), `SOAK_SEED`, and
+//! `SOAK_LOG` (an env-filter for the servers' log, e.g. `sealed_session=debug`, on stderr).
 //! Two switches break the deployment on purpose, to show that the counters see it:
 //! `SOAK_ROTATION=one-phase` (each rotation in one rolling deploy, so the instance that still
 //! runs the old ring refuses sessions the other sealed with the new key: sessions are lost)
@@ -23,7 +24,9 @@
 //! sessions revoked before: see `RedisDenylist`'s "Redis restarted empty").
 //!
 //! The run:
-//! 1. Redis (append-only file, fsync on every write), then A and B with ring `k1`.
+//! 1. Redis (append-only file, fsync on every write), then A and B with ring `k1`. The keys
+//!    `k1`, `k2`, `k3` are AES-256-GCM, ChaCha20-Poly1305 and XChaCha20-Poly1305, so the
+//!    rotations also move the ring from one algorithm to another.
 //! 2. Every client: log in, read and increment its counter 3 to 30 times, then log out (40%)
 //!    or keep the session for the final check (a client keeps its first and its last).
 //! 3. Meanwhile, at 10% and 25% of the run, the first rotation as two rolling deploys (A, then
