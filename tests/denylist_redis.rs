@@ -142,6 +142,96 @@ async fn revocations_propagate_to_a_second_instance() {
     assert!(c.check(&id(100), Some("alice"), issued).is_revoked());
 }
 
+/// Many logouts at once on one instance: every revocation must be recorded. Redis before 7.2
+/// puts the push message of a `PUBLISH` to a channel the same connection is subscribed to
+/// inside the `EXEC` reply (redis/redis#12326), which desynchronised the replies of
+/// concurrent revocations: most failed, so their logouts were answered 503. Found by the
+/// soak test (`tests/soak`) against Debian's Redis 7.0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_revocations_are_all_recorded() {
+    let Some(server) = RedisServer::start("concurrent_revocations_are_all_recorded") else {
+        return;
+    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let a = Arc::new(fast(&server.url(), clock.clone()).build().await.unwrap());
+    let b = fast(&server.url(), clock.clone()).build().await.unwrap();
+    let issued = clock.now();
+    let until = issued.saturating_add(Duration::from_secs(3600));
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..200u32 {
+        let a1 = a.clone();
+        tasks.spawn(async move { a1.revoke(id(n), until).await });
+        let a2 = a.clone();
+        let subject = format!("user-{n}");
+        tasks.spawn(async move { a2.revoke_subject(&subject, until).await });
+    }
+    let mut failed = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        if let Err(e) = r.unwrap() {
+            failed.push(format!("{e}: {:?}", std::error::Error::source(&e)));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of 400 concurrent revocations failed, e.g. {}",
+        failed.len(),
+        failed[0]
+    );
+    wait_until(
+        "B to hear of every revocation",
+        Duration::from_secs(5),
+        || {
+            let s = b.status();
+            s.revoked_sessions == 200 && s.revoked_subjects == 200
+        },
+    )
+    .await;
+    // The connection is still in step: a later revocation and a heartbeat work.
+    a.revoke(id(1000), until).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(healthy(&*a) && healthy(&b));
+    assert_eq!(
+        redis::cmd("ZCARD")
+            .arg("test:deny:ids")
+            .query_async::<u64>(&mut raw(&server.url()).await)
+            .await
+            .unwrap(),
+        201
+    );
+}
+
+/// An error inside the revocation's transaction (here: the key holds another type) is an
+/// error of the call, not a logout reported as done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_redis_refuses_is_an_error() {
+    let Some(server) = RedisServer::start("a_revocation_redis_refuses_is_an_error") else {
+        return;
+    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let a = fast(&server.url(), clock.clone()).build().await.unwrap();
+    let until = clock.now().saturating_add(Duration::from_secs(3600));
+    a.revoke(id(1), until).await.unwrap();
+    let mut conn = raw(&server.url()).await;
+    redis::cmd("SET")
+        .arg("test:deny:ids")
+        .arg("not a sorted set")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let e = a.revoke(id(2), until).await.unwrap_err();
+    assert!(
+        matches!(e, DenylistError::Backend { .. }),
+        "unexpected error: {e}"
+    );
+    // The connection is still in step.
+    redis::cmd("DEL")
+        .arg("test:deny:ids")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    a.revoke(id(3), until).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_replica_keeps_answering_revocations_fail_then_unavailable_then_resync() {
     logs();

@@ -243,8 +243,9 @@ impl RedisDenylistBuilder {
 /// - `{prefix}events`: the pub/sub channel announcing each revocation, as `r <id> <until>` or
 ///   `s <before> <subject>`.
 ///
-/// Every revocation is one `MULTI`/`EXEC`: `ZADD … GT` (never shortens an entry), a
-/// `ZREMRANGEBYSCORE` trimming expired entries, and the `PUBLISH`. Redis 6.2 or later.
+/// Every revocation is one pipeline: a `MULTI`/`EXEC` of `ZADD … GT` (never shortens an
+/// entry) and a `ZREMRANGEBYSCORE` trimming expired entries, then the `PUBLISH`. Redis 6.2 or
+/// later.
 ///
 /// # The replica
 ///
@@ -513,49 +514,62 @@ impl Shared {
     }
 }
 
-/// The atomic write of one session revocation: record it, trim expired entries, announce.
-fn session_pipe(keys: &Keys, id: &SessionId, until: Timestamp, now: Timestamp) -> redis::Pipeline {
-    let member = id.to_string();
+/// One revocation as Redis commands: `record` (a `ZADD … GT` and a trim) in a transaction,
+/// then the announcement, in one pipeline.
+///
+/// The `PUBLISH` stays outside the transaction. This connection is subscribed to the channel,
+/// and Redis before 7.2 writes the message it pushes to a subscriber that publishes inside
+/// `MULTI` into the middle of the `EXEC` reply (redis/redis#12326): the replies of the commands
+/// in flight on the connection then no longer match them, and concurrent revocations failed.
+/// Outside the transaction the push comes at the top level, where the client expects it. The
+/// announcement still follows the record; if it is lost, the call fails and the revocation is
+/// written again at the next reconnection. `EXEC` is the one reply read, so an error inside
+/// the transaction fails the call.
+fn revocation_pipe(record: &[redis::Cmd], events: &str, message: String) -> redis::Pipeline {
     let mut pipe = redis::pipe();
-    pipe.atomic()
-        .cmd("ZADD")
-        .arg(&keys.ids)
-        .arg("GT")
-        .arg(until.as_millis())
-        .arg(&member)
-        .ignore()
-        .cmd("ZREMRANGEBYSCORE")
-        .arg(&keys.ids)
-        .arg("-inf")
-        .arg(now.as_millis())
-        .ignore()
+    pipe.cmd("MULTI").ignore();
+    for cmd in record {
+        pipe.add_command(cmd.clone()).ignore();
+    }
+    pipe.cmd("EXEC")
         .cmd("PUBLISH")
-        .arg(&keys.events)
-        .arg(format!("r {member} {}", until.as_millis()))
+        .arg(events)
+        .arg(message)
         .ignore();
     pipe
 }
 
-/// The atomic write of one subject revocation: record it, trim old entries, announce.
+/// The write of one session revocation: record it, trim expired entries, announce.
+fn session_pipe(keys: &Keys, id: &SessionId, until: Timestamp, now: Timestamp) -> redis::Pipeline {
+    let member = id.to_string();
+    let mut add = redis::cmd("ZADD");
+    add.arg(&keys.ids)
+        .arg("GT")
+        .arg(until.as_millis())
+        .arg(&member);
+    let mut trim = redis::cmd("ZREMRANGEBYSCORE");
+    trim.arg(&keys.ids).arg("-inf").arg(now.as_millis());
+    revocation_pipe(
+        &[add, trim],
+        &keys.events,
+        format!("r {member} {}", until.as_millis()),
+    )
+}
+
+/// The write of one subject revocation: record it, trim old entries, announce.
 fn subject_pipe(keys: &Keys, subject: &str, before: Timestamp, horizon: u64) -> redis::Pipeline {
-    let mut pipe = redis::pipe();
-    pipe.atomic()
-        .cmd("ZADD")
-        .arg(&keys.subjects)
+    let mut add = redis::cmd("ZADD");
+    add.arg(&keys.subjects)
         .arg("GT")
         .arg(before.as_millis())
-        .arg(subject)
-        .ignore()
-        .cmd("ZREMRANGEBYSCORE")
-        .arg(&keys.subjects)
-        .arg("-inf")
-        .arg(horizon)
-        .ignore()
-        .cmd("PUBLISH")
-        .arg(&keys.events)
-        .arg(format!("s {} {subject}", before.as_millis()))
-        .ignore();
-    pipe
+        .arg(subject);
+    let mut trim = redis::cmd("ZREMRANGEBYSCORE");
+    trim.arg(&keys.subjects).arg("-inf").arg(horizon);
+    revocation_pipe(
+        &[add, trim],
+        &keys.events,
+        format!("s {} {subject}", before.as_millis()),
+    )
 }
 
 impl Shared {

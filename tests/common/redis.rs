@@ -3,7 +3,9 @@
 //!
 //! `RedisServer::start()` finds `redis-server` on `PATH`, starts it on a free loopback port
 //! with no persistence, waits until it answers `PING`, and kills it on drop. It can be stopped
-//! and restarted on the same port for outage tests. When `redis-server` is missing it prints
+//! and restarted on the same port for outage tests; `start_persistent` keeps its data across
+//! restarts (append-only file, fsync on every write), as a production Redis should. When
+//! `redis-server` is missing it prints
 //! `SKIPPED: ...` and returns `None`, unless `CI=true`, where a missing server is a failure.
 //!
 //! Use from a test file with `mod common { pub mod redis; }`.
@@ -53,12 +55,25 @@ pub struct RedisServer {
     binary: PathBuf,
     port: u16,
     child: Option<Child>,
+    /// The data directory of a persistent server, removed on drop.
+    data_dir: Option<PathBuf>,
 }
 
 impl RedisServer {
     /// Starts a server, or returns `None` (after printing why) when `redis-server` is not
     /// installed. Under `CI=true` a missing server panics instead: CI must run these tests.
     pub fn start(test: &str) -> Option<RedisServer> {
+        RedisServer::start_with(test, false)
+    }
+
+    /// Like [`RedisServer::start`], but with an append-only file in a temporary directory,
+    /// fsynced before every reply: what Redis acknowledged survives `stop` (a kill) and
+    /// `restart`.
+    pub fn start_persistent(test: &str) -> Option<RedisServer> {
+        RedisServer::start_with(test, true)
+    }
+
+    fn start_with(test: &str, persistent: bool) -> Option<RedisServer> {
         let Some(binary) = find_redis_server() else {
             let why = format!(
                 "redis-server not found on PATH; {test} needs a real Redis \
@@ -72,10 +87,20 @@ impl RedisServer {
             let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
             return None;
         };
+        let port = free_port();
+        let data_dir = persistent.then(|| {
+            let dir = std::env::temp_dir().join(format!(
+                "sealed-session-redis-{}-{port}",
+                std::process::id()
+            ));
+            std::fs::create_dir_all(&dir).expect("create the Redis data directory");
+            dir
+        });
         let mut server = RedisServer {
             binary,
-            port: free_port(),
+            port,
             child: None,
+            data_dir,
         };
         server.spawn();
         Some(server)
@@ -96,8 +121,8 @@ impl RedisServer {
         self.child.is_some()
     }
 
-    /// Kills the server and waits until the port no longer answers. Data is lost (no
-    /// persistence).
+    /// Kills the server (SIGKILL) and waits until the port no longer answers. Data is lost,
+    /// unless the server is persistent.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -109,7 +134,7 @@ impl RedisServer {
         }
     }
 
-    /// Starts the server again on the same port (empty).
+    /// Starts the server again on the same port: empty, or with its data when persistent.
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();
@@ -118,12 +143,20 @@ impl RedisServer {
     fn spawn(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            let child = Command::new(&self.binary)
-                .args(["--port", &self.port.to_string()])
+            let mut cmd = Command::new(&self.binary);
+            cmd.args(["--port", &self.port.to_string()])
                 .args(["--bind", "127.0.0.1"])
                 .args(["--save", ""])
-                .args(["--appendonly", "no"])
-                .args(["--daemonize", "no"])
+                .args(["--daemonize", "no"]);
+            match &self.data_dir {
+                Some(dir) => cmd
+                    .args(["--appendonly", "yes"])
+                    .args(["--appendfsync", "always"])
+                    .arg("--dir")
+                    .arg(dir),
+                None => cmd.args(["--appendonly", "no"]),
+            };
+            let child = cmd
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -156,6 +189,9 @@ impl Drop for RedisServer {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if let Some(dir) = &self.data_dir {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
