@@ -34,7 +34,8 @@
 //!
 //! Beyond those: [`SealedSession`] (the Poem middleware) and [`Session`] (the handler's
 //! handle), the bearer transport ([`BearerConfig`]), JWT sessions ([`JwtCodec`], [`Jwks`]),
-//! revocation ([`denylist`]) and the express-session design ([`store`]).
+//! revocation ([`denylist`]), the express-session design ([`store`]) and bounds on all
+//! that the client sends ([`Limits`]).
 //!
 //! ## Features
 //! - `aws-lc` (default): AES-256-GCM, ChaCha20-Poly1305 and HMAC-SHA256 through aws-lc-rs;
@@ -54,6 +55,7 @@ mod error;
 #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
 mod jwt_keys;
 mod keys;
+pub mod limits;
 mod middleware;
 mod policy;
 mod random;
@@ -67,6 +69,7 @@ pub use codec::{Codec, Opened, SealedCodec, SignedCodec};
 pub use denylist::{Check, Denylist, MemoryDenylist};
 pub use error::{DataError, KeyError, OpenError, SealError};
 pub use keys::{Algorithm, KEY_LEN, Key, Keyring, MAX_KEY_ID_LEN};
+pub use limits::Limits;
 pub use middleware::{SealedSession, SealedSessionEndpoint};
 pub use policy::{Fresh, Policy};
 pub use session::{Session, SessionError};

@@ -13,6 +13,7 @@ use crate::codec::{Codec, SealedCodec, SessionIdCodec, SignedCodec};
 use crate::denylist::{Check, Denylist};
 use crate::error::OpenError;
 use crate::keys::Keyring;
+use crate::limits::Limits;
 use crate::policy::Policy;
 use crate::session::{Backend, Inner, Lifecycle, Session};
 use crate::state::{SessionId, SessionState};
@@ -62,6 +63,7 @@ struct Config {
     save_uninitialized: bool,
     clock: Arc<dyn Clock>,
     denylist: Option<Arc<dyn Denylist>>,
+    limits: Limits,
 }
 
 impl SealedSession {
@@ -99,6 +101,7 @@ impl SealedSession {
                 save_uninitialized: false,
                 denylist: None,
                 clock: Arc::new(SystemClock),
+                limits: Limits::default(),
             },
         }
     }
@@ -162,10 +165,21 @@ impl SealedSession {
     pub fn persistent(self, on: bool) -> Self {
         self.map_cookie(|c| c.persistent(on))
     }
-    /// Most cookies a large session may be split across. Default: 4.
+    /// Most cookies a large session may be split across. Default: 4. The same setting as
+    /// [`Limits::max_chunks`]; the last call wins.
     #[must_use]
     pub fn max_chunks(self, n: usize) -> Self {
         self.map_cookie(|c| c.max_chunks(n))
+    }
+    /// Bounds on what the middleware reads from the client: the `Cookie` header, the
+    /// number of chunks, the token, the session data's size and nesting. Default:
+    /// [`Limits::default`], whose documentation gives each bound, its default and what a
+    /// request over it gets. Also sets the cookie's chunk count (as
+    /// [`SealedSession::max_chunks`] does; the last call wins).
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.cfg.limits = limits;
+        self.map_cookie(|c| c.max_chunks(limits.get_max_chunks()))
     }
     /// Trust `X-Forwarded-Proto` (express-session's `proxy`). Default: false.
     #[must_use]
@@ -286,6 +300,15 @@ fn log_refusal(e: &OpenError) {
         OpenError::Expired { .. } | OpenError::IdleTimeout { .. } | OpenError::Revoked => {
             tracing::debug!(target: "sealed_session", reason = e.reason(), error = %e, "session token refused");
         }
+        // Over a configured limit: worth knowing (a limit set too low, or a client
+        // misbehaving), not an alarm.
+        OpenError::TooLarge { .. }
+        | OpenError::CookieHeaderTooLarge { .. }
+        | OpenError::TooManyChunks { .. }
+        | OpenError::DataTooLarge { .. }
+        | OpenError::DataTooDeep { .. } => {
+            tracing::info!(target: "sealed_session", reason = e.reason(), error = %e, "session token refused");
+        }
         _ => {
             tracing::warn!(target: "sealed_session", reason = e.reason(), error = %e, "session token refused");
         }
@@ -340,11 +363,19 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
         let Some(token) = token else {
             return self.fresh(now, None);
         };
+        if let Err(e) = self.cfg.limits.check_token(token) {
+            return self.fresh(now, Some(e));
+        }
         let policy = &self.cfg.policy;
+        let limits = &self.cfg.limits;
         let opened = match &self.cfg.backend {
             Backend::Token(codec) => codec
                 .open_checked(token, purpose.as_bytes(), policy, now)
-                .map(|(opened, f)| (f.renew, opened.needs_reissue(), opened.into_state())),
+                .and_then(|(opened, f)| {
+                    let state = opened.state();
+                    state.check_data(limits.get_data_len(), limits.get_json_depth())?;
+                    Ok((f.renew, opened.needs_reissue(), opened.into_state()))
+                }),
             Backend::Store { ids, store } => match ids.verify(token, purpose.as_bytes()) {
                 Err(e) => Err(e),
                 Ok((id, stale)) => {
@@ -482,6 +513,30 @@ fn not_saved(msg: &str) -> Response {
     .into_response()
 }
 
+/// The answer to a request whose `Cookie` headers pass the configured bound: no cookie is
+/// read and the handler does not run.
+fn header_too_large(len: usize, max: usize) -> Response {
+    log_refusal(&OpenError::CookieHeaderTooLarge { len, max });
+    poem::Error::from_string(
+        "the request's cookies are too large",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+    )
+    .into_response()
+}
+
+/// Why chunk cookies that did not form a token were refused.
+fn chunks_refused(cookie: &CookieConfig, incoming: &Incoming) -> OpenError {
+    let max = cookie.get_max_chunks();
+    if incoming.chunks > max {
+        OpenError::TooManyChunks {
+            chunks: incoming.chunks,
+            max,
+        }
+    } else {
+        OpenError::Malformed("incomplete cookie chunks")
+    }
+}
+
 fn unavailable(msg: &str) -> Response {
     poem::Error::from_string(msg, StatusCode::SERVICE_UNAVAILABLE).into_response()
 }
@@ -521,12 +576,15 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
                     .cookie
                     .is_secure(is_https(&req, cfg.cookie.trusts_proxy()));
                 let purpose = &self.names[usize::from(secure)];
+                if let Some(len) = cfg.limits.cookie_header_over(req.headers()) {
+                    return Ok(header_too_large(len, cfg.limits.get_cookie_header_len()));
+                }
                 let incoming = cfg.cookie.read(req.headers(), purpose);
                 let arrival = match &incoming.token {
                     Some(t) => self.arrive(Some(t), purpose, now).await?,
                     // Chunks that do not form a sequence are refused like a bad token.
                     None if incoming.any() => {
-                        self.fresh(now, Some(OpenError::Malformed("incomplete cookie chunks")))?
+                        self.fresh(now, Some(chunks_refused(&cfg.cookie, &incoming)))?
                     }
                     None => self.fresh(now, None)?,
                 };

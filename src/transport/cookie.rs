@@ -183,6 +183,11 @@ impl CookieConfig {
         self.persistent
     }
 
+    /// The most cookies one session may be split across.
+    pub fn get_max_chunks(&self) -> usize {
+        self.max_chunks
+    }
+
     /// Whether trusting `X-Forwarded-Proto` is on.
     pub fn trusts_proxy(&self) -> bool {
         self.trust_proxy

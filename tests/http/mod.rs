@@ -147,10 +147,16 @@ impl<S: tracing::Subscriber> Layer<S> for Capture {
 }
 
 /// Installs a capturing subscriber for the current thread (use with current-thread tests).
+///
+/// tracing caches, per callsite, whether any subscriber is interested; with only one
+/// thread-local subscriber alive, a callsite first reached on a thread that has none is
+/// cached as "never". Rebuilding the cache here makes this thread's subscriber count; tests
+/// that assert on events should capture before their first request.
 pub fn capture() -> (Capture, tracing::subscriber::DefaultGuard) {
     let cap = Capture::default();
     let sub = tracing_subscriber::registry().with(cap.clone());
     let guard = tracing::subscriber::set_default(sub);
+    tracing::callsite::rebuild_interest_cache();
     (cap, guard)
 }
 
