@@ -162,17 +162,4 @@ impl Limits {
         }
         Ok(())
     }
-
-    /// The `Cookie` headers' total length (the sum of their values' lengths) when over the
-    /// bound. Stops at the first value past it.
-    pub(crate) fn cookie_header_over(&self, headers: &poem::http::HeaderMap) -> Option<usize> {
-        let mut total = 0usize;
-        for v in headers.get_all(poem::http::header::COOKIE) {
-            total = total.saturating_add(v.len());
-            if total > self.cookie_header_len {
-                return Some(total);
-            }
-        }
-        None
-    }
 }

@@ -576,10 +576,11 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
                     .cookie
                     .is_secure(is_https(&req, cfg.cookie.trusts_proxy()));
                 let purpose = &self.names[usize::from(secure)];
-                if let Some(len) = cfg.limits.cookie_header_over(req.headers()) {
-                    return Ok(header_too_large(len, cfg.limits.get_cookie_header_len()));
-                }
-                let incoming = cfg.cookie.read(req.headers(), purpose);
+                let max = cfg.limits.get_cookie_header_len();
+                let incoming = match cfg.cookie.read_bounded(req.headers(), purpose, max) {
+                    Ok(incoming) => incoming,
+                    Err(len) => return Ok(header_too_large(len, max)),
+                };
                 let arrival = match &incoming.token {
                     Some(t) => self.arrive(Some(t), purpose, now).await?,
                     // Chunks that do not form a sequence are refused like a bad token.

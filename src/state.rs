@@ -229,35 +229,34 @@ mod split {
         }
     }
 
-    /// The end of the value at `b[start]` and its nesting depth (0 for a scalar, 1 for
-    /// `[]`), refusing one nested deeper than `max`.
-    fn value(b: &[u8], start: usize, max: usize) -> Result<(usize, usize), Bad> {
-        use Bad::Malformed;
-        match b.get(start).ok_or(Malformed)? {
-            b'"' => string(b, start).map(|(end, _)| (end, 0)).ok_or(Malformed),
+    /// The end of the value at `b[start]`. Raises `deepest` to the value's nesting depth (0
+    /// for a scalar, 1 for `[]`) when deeper; `None` when malformed or nested deeper than
+    /// `max` (then `deepest` is past `max`).
+    fn value(b: &[u8], start: usize, max: usize, deepest: &mut usize) -> Option<usize> {
+        match b.get(start)? {
+            b'"' => string(b, start).map(|(end, _)| end),
             b'{' | b'[' => {
                 let mut depth = 0usize;
-                let mut deepest = 0usize;
                 let mut j = start;
                 loop {
-                    match b.get(j).ok_or(Malformed)? {
+                    match b.get(j)? {
                         b'"' => {
-                            j = string(b, j).ok_or(Malformed)?.0;
+                            j = string(b, j)?.0;
                             continue;
                         }
                         b'{' | b'[' => {
                             depth += 1;
-                            if depth > deepest {
-                                deepest = depth;
-                                if deepest > max {
-                                    return Err(Bad::TooDeep);
+                            if depth > *deepest {
+                                *deepest = depth;
+                                if depth > max {
+                                    return None;
                                 }
                             }
                         }
                         b'}' | b']' => {
-                            depth = depth.checked_sub(1).ok_or(Malformed)?;
+                            depth = depth.checked_sub(1)?;
                             if depth == 0 {
-                                return Ok((j + 1, deepest));
+                                return Some(j + 1);
                             }
                         }
                         _ => {}
@@ -273,11 +272,7 @@ mod split {
                     }
                     j += 1;
                 }
-                if j > start {
-                    Ok((j, 0))
-                } else {
-                    Err(Malformed)
-                }
+                (j > start).then_some(j)
             }
         }
     }
@@ -319,8 +314,13 @@ mod split {
             i = ws(b, i + 1);
             let start = i;
             // The object itself is one level.
-            let (end, depth) = value(b, start, MAX_JSON_DEPTH - 1)?;
-            deepest = deepest.max(depth);
+            let Some(end) = value(b, start, MAX_JSON_DEPTH - 1, &mut deepest) else {
+                return Err(if deepest >= MAX_JSON_DEPTH {
+                    Bad::TooDeep
+                } else {
+                    Malformed
+                });
+            };
             out.push((key, escaped, start..end));
             i = ws(b, end);
             match b.get(i) {
