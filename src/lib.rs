@@ -44,6 +44,10 @@
 //!   pure-Rust backend.
 //! - `redis`: the Redis denylist and store.
 //! - `cli`: the `sealed-session` command-line tool.
+//! - `metrics`: counters and gauges through the [`metrics`](https://docs.rs/metrics) facade
+//!   (refusals by reason, issues, re-issues, revocations, denylist size and Redis replica
+//!   staleness; names in [`stats`]). Without it, [`SealedSession::stats`] still gives an
+//!   in-process snapshot.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -61,6 +65,7 @@ mod policy;
 mod random;
 mod session;
 mod state;
+pub mod stats;
 pub mod store;
 pub mod transport;
 
@@ -74,6 +79,7 @@ pub use middleware::{SealedSession, SealedSessionEndpoint};
 pub use policy::{Fresh, Policy};
 pub use session::{Session, SessionError};
 pub use state::{MAX_SUBJECT_LEN, SessionId, SessionState};
+pub use stats::Stats;
 pub use transport::bearer::BearerConfig;
 pub use transport::cookie::{CookieConfig, SameSite, Secure};
 #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]

@@ -33,7 +33,8 @@ pub const MAX_JSON_DEPTH: usize = 127;
 ///
 /// An input exactly at a limit is accepted; one byte (or level, or chunk) more is refused.
 /// Each refusal is logged once, at `info`, with its reason (`cookie_header_too_large`,
-/// `too_many_chunks`, `too_large`, `data_too_large`, `data_too_deep`) and never the token.
+/// `too_many_chunks`, `too_large`, `data_too_large`, `data_too_deep`) and never the token,
+/// and counted like every other refusal ([`Stats`](crate::Stats)).
 ///
 /// Why a 431 for the header and a fresh session for the rest: a token over a limit is a
 /// token refused, like a forged one. A `Cookie` header over the limit is the request itself

@@ -7,6 +7,7 @@ use std::time::Duration;
 use poem::http::header::SET_COOKIE;
 use poem::http::{HeaderMap, HeaderValue, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
+use tracing::Span;
 
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::codec::{Codec, SealedCodec, SessionIdCodec, SignedCodec};
@@ -17,6 +18,7 @@ use crate::limits::Limits;
 use crate::policy::Policy;
 use crate::session::{Backend, Inner, Lifecycle, Session};
 use crate::state::{SessionId, SessionState};
+use crate::stats::{Counted, Counters, Stats};
 use crate::store::Store;
 use crate::transport::bearer::{self, BearerConfig, BearerIn};
 use crate::transport::cookie::{CookieConfig, Incoming, SameSite, Secure};
@@ -63,7 +65,12 @@ struct Config {
     save_uninitialized: bool,
     clock: Arc<dyn Clock>,
     denylist: Option<Arc<dyn Denylist>>,
+    /// The same denylist, counting revocations: what sessions and the middleware revoke
+    /// through.
+    revoker: Option<Arc<dyn Denylist>>,
     limits: Limits,
+    /// Shared by every clone of the builder and every endpoint made from them.
+    stats: Arc<Counters>,
 }
 
 impl SealedSession {
@@ -100,8 +107,10 @@ impl SealedSession {
                 bearer: None,
                 save_uninitialized: false,
                 denylist: None,
+                revoker: None,
                 clock: Arc::new(SystemClock),
                 limits: Limits::default(),
+                stats: Arc::new(Counters::default()),
             },
         }
     }
@@ -244,8 +253,20 @@ impl SealedSession {
     /// by expiry).
     #[must_use]
     pub fn denylist(mut self, denylist: Arc<dyn Denylist>) -> Self {
+        self.cfg.revoker = Some(Arc::new(Counted {
+            inner: denylist.clone(),
+            counters: self.cfg.stats.clone(),
+        }));
         self.cfg.denylist = Some(denylist);
         self
+    }
+
+    /// What this middleware has done so far: refusals by reason, tokens issued and
+    /// re-issued, revocations, and the denylist's status. Clones of the builder, and the
+    /// endpoints made from any of them, share one set of counters, so keep a clone to read
+    /// them after `.with(..)`. See [`Stats`] for what each count means and costs.
+    pub fn stats(&self) -> Stats {
+        self.cfg.stats.snapshot(self.cfg.denylist.as_deref())
     }
 
     /// The clock used for every expiry decision. Default: [`SystemClock`].
@@ -266,6 +287,10 @@ impl<E: Endpoint> Middleware<E> for SealedSession {
                 Arc::from(self.cfg.cookie.full_name(false)),
                 Arc::from(self.cfg.cookie.full_name(true)),
             ],
+            mode: match &self.cfg.backend {
+                Backend::Token(codec) => codec.name(),
+                Backend::Store { .. } => "store",
+            },
             cfg: Arc::new(self.cfg.clone()),
         }
     }
@@ -277,6 +302,29 @@ pub struct SealedSessionEndpoint<E> {
     cfg: Arc<Config>,
     /// The cookie name (and token purpose) without and with the Secure-only prefix.
     names: [Arc<str>; 2],
+    /// The codec's name, or `"store"`: the `mode` of the request span.
+    mode: &'static str,
+}
+
+impl<E> SealedSessionEndpoint<E> {
+    /// What this endpoint (and the middleware it came from, with its clones) has done so
+    /// far; see [`SealedSession::stats`].
+    pub fn stats(&self) -> Stats {
+        self.cfg.stats.snapshot(self.cfg.denylist.as_deref())
+    }
+}
+
+/// The 401 for a refused bearer token, the handler not run.
+fn unauthorized(e: &OpenError, span: &Span) -> Response {
+    outcome(span, "rejected");
+    bearer::unauthorized(e)
+}
+
+/// Records what the request did with its session on its span.
+fn outcome(span: &Span, label: &'static str) {
+    if !span.is_disabled() {
+        span.record("outcome", label);
+    }
 }
 
 fn is_https(req: &Request, trust_proxy: bool) -> bool {
@@ -292,27 +340,6 @@ fn is_https(req: &Request, trust_proxy: bool) -> bool {
             .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
     }
     req.scheme().as_str() == "https" || req.uri().scheme_str() == Some("https")
-}
-
-/// Logs one event for a refused token, naming the reason, never the token.
-fn log_refusal(e: &OpenError) {
-    match e {
-        OpenError::Expired { .. } | OpenError::IdleTimeout { .. } | OpenError::Revoked => {
-            tracing::debug!(target: "sealed_session", reason = e.reason(), error = %e, "session token refused");
-        }
-        // Over a configured limit: worth knowing (a limit set too low, or a client
-        // misbehaving), not an alarm.
-        OpenError::TooLarge { .. }
-        | OpenError::CookieHeaderTooLarge { .. }
-        | OpenError::TooManyChunks { .. }
-        | OpenError::DataTooLarge { .. }
-        | OpenError::DataTooDeep { .. } => {
-            tracing::info!(target: "sealed_session", reason = e.reason(), error = %e, "session token refused");
-        }
-        _ => {
-            tracing::warn!(target: "sealed_session", reason = e.reason(), error = %e, "session token refused");
-        }
-    }
 }
 
 /// How the request carried its session.
@@ -343,9 +370,6 @@ fn internal(e: impl std::error::Error + Send + Sync + 'static) -> poem::Error {
 
 impl<E: Endpoint> SealedSessionEndpoint<E> {
     fn fresh(&self, now: Timestamp, refused: Option<OpenError>) -> Result<Arrival> {
-        if let Some(e) = &refused {
-            log_refusal(e);
-        }
         Ok(Arrival {
             state: SessionState::new(
                 SessionId::generate().map_err(internal)?,
@@ -504,7 +528,8 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
 
 /// The answer when a session cannot be sent: nothing a browser would drop goes out, and the
 /// previous cookie stays.
-fn not_saved(msg: &str) -> Response {
+fn not_saved(span: &Span, msg: &str) -> Response {
+    outcome(span, "not_saved");
     tracing::error!(target: "sealed_session", error = %msg, "session not saved");
     poem::Error::from_string(
         format!("session not saved: {msg}"),
@@ -515,8 +540,9 @@ fn not_saved(msg: &str) -> Response {
 
 /// The answer to a request whose `Cookie` headers pass the configured bound: no cookie is
 /// read and the handler does not run.
-fn header_too_large(len: usize, max: usize) -> Response {
-    log_refusal(&OpenError::CookieHeaderTooLarge { len, max });
+fn header_too_large(stats: &Counters, span: &Span, len: usize, max: usize) -> Response {
+    stats.refused(&OpenError::CookieHeaderTooLarge { len, max }, span);
+    outcome(span, "rejected");
     poem::Error::from_string(
         "the request's cookies are too large",
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -537,7 +563,8 @@ fn chunks_refused(cookie: &CookieConfig, incoming: &Incoming) -> OpenError {
     }
 }
 
-fn unavailable(msg: &str) -> Response {
+fn unavailable(span: &Span, msg: &str) -> Response {
+    outcome(span, "unavailable");
     poem::Error::from_string(msg, StatusCode::SERVICE_UNAVAILABLE).into_response()
 }
 
@@ -551,6 +578,19 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, mut req: Request) -> Result<Response> {
+        // One span per request, the parent of the middleware's events. It is not entered
+        // around the handler: instrumenting the future would nest it once more, and moving
+        // the larger future costs more than everything else here (about 1000 instructions a
+        // request, span disabled or not). Disabled, the span and its records cost a level
+        // check each.
+        let span = tracing::debug_span!(
+            target: "sealed_session",
+            "sealed_session",
+            mode = self.mode,
+            transport = if self.cfg.bearer.is_some() { "bearer" } else { "cookie" },
+            outcome = tracing::field::Empty,
+            reason = tracing::field::Empty,
+        );
         let cfg = &*self.cfg;
         let now = cfg.clock.now();
 
@@ -561,13 +601,17 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
                     BearerIn::Absent => None,
                     BearerIn::Token(t) => Some(t),
                     BearerIn::Refused(e) => {
-                        log_refusal(&e);
-                        return Ok(bearer::unauthorized(&e));
+                        cfg.stats.refused(&e, &span);
+                        return Ok(unauthorized(&e, &span));
                     }
                 };
-                let arrival = self.arrive(token, purpose, now).await?;
+                let arrival = self
+                    .arrive(token, purpose, now)
+                    .await
+                    .inspect_err(|_| outcome(&span, "unavailable"))?;
                 if let Some(e) = &arrival.refused {
-                    return Ok(bearer::unauthorized(e));
+                    cfg.stats.refused(e, &span);
+                    return Ok(unauthorized(e, &span));
                 }
                 (Carrier::Bearer, purpose, arrival)
             }
@@ -579,16 +623,22 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
                 let max = cfg.limits.get_cookie_header_len();
                 let incoming = match cfg.cookie.read_bounded(req.headers(), purpose, max) {
                     Ok(incoming) => incoming,
-                    Err(len) => return Ok(header_too_large(len, max)),
+                    Err(len) => return Ok(header_too_large(&cfg.stats, &span, len, max)),
                 };
                 let arrival = match &incoming.token {
-                    Some(t) => self.arrive(Some(t), purpose, now).await?,
+                    Some(t) => self
+                        .arrive(Some(t), purpose, now)
+                        .await
+                        .inspect_err(|_| outcome(&span, "unavailable"))?,
                     // Chunks that do not form a sequence are refused like a bad token.
                     None if incoming.any() => {
                         self.fresh(now, Some(chunks_refused(&cfg.cookie, &incoming)))?
                     }
                     None => self.fresh(now, None)?,
                 };
+                if let Some(e) = &arrival.refused {
+                    cfg.stats.refused(e, &span);
+                }
                 (Carrier::Cookie { secure, incoming }, purpose, arrival)
             }
         };
@@ -600,6 +650,9 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             refused,
         } = arrival;
         let refused = refused.is_some();
+        if !is_new {
+            tracing::trace!(target: "sealed_session", parent: &span, reissue, stale_key, "session opened");
+        }
 
         let session = Session::new(Inner {
             state,
@@ -613,7 +666,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             max_age: cfg.policy.get_max_age(),
             idle_timeout: cfg.policy.get_idle_timeout(),
             backend: cfg.backend.clone(),
-            denylist: cfg.denylist.clone(),
+            denylist: cfg.revoker.clone(),
             purpose: purpose.clone(),
             stale_key,
         });
@@ -628,18 +681,18 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
         let plan = self.plan(&session, &carrier, is_new, refused);
         let plan = match plan {
             Ok(plan) => plan,
-            Err(msg) => return Ok(not_saved(&msg)),
+            Err(msg) => return Ok(not_saved(&span, &msg)),
         };
         // Revocation and store I/O happen here, with no lock held.
-        if let (Backend::Token(_), Some(denylist)) = (&cfg.backend, &cfg.denylist) {
+        if let (Backend::Token(_), Some(denylist)) = (&cfg.backend, &cfg.revoker) {
             for (id, until) in &plan.ended {
                 if let Err(e) = denylist.revoke(*id, *until).await {
                     tracing::error!(target: "sealed_session", error = %e, "session not revoked");
                     return Ok(unavailable(
+                        &span,
                         "the session could not be ended: the revocation was not recorded",
                     ));
                 }
-                tracing::info!(target: "sealed_session", "session revoked");
             }
         }
         if let Backend::Store { store, .. } = &cfg.backend {
@@ -647,6 +700,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
                 if let Err(e) = store.delete(id).await {
                     tracing::error!(target: "sealed_session", error = %e, "ended session not deleted from the store");
                     return Ok(unavailable(
+                        &span,
                         "the session could not be ended: the session store is unavailable",
                     ));
                 }
@@ -656,6 +710,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             {
                 tracing::error!(target: "sealed_session", error = %e, "session not saved to the store");
                 return Ok(unavailable(
+                    &span,
                     "the session could not be saved: the session store is unavailable",
                 ));
             }
@@ -673,7 +728,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
                     .write(purpose, &token, *secure, Some(plan.max_age), incoming)
                 {
                     Ok(values) => append_all(resp.headers_mut(), values),
-                    Err(e) => return Ok(not_saved(&e.to_string())),
+                    Err(e) => return Ok(not_saved(&span, &e.to_string())),
                 }
             }
             (Outcome::Write, Carrier::Bearer, Some(token)) => {
@@ -682,7 +737,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
                     (Some(h), Ok(v)) => {
                         resp.headers_mut().insert(h.clone(), v);
                     }
-                    _ => return Ok(not_saved("the token is not a valid header value")),
+                    _ => return Ok(not_saved(&span, "the token is not a valid header value")),
                 }
             }
             _ => {}
@@ -693,6 +748,18 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
                 .entry(header::CACHE_CONTROL)
                 .or_insert(HeaderValue::from_static("no-store"));
         }
+        if matches!(plan.outcome, Outcome::Write) {
+            cfg.stats.sent(is_new, &span);
+        }
+        outcome(
+            &span,
+            match plan.outcome {
+                Outcome::Nothing => "unchanged",
+                Outcome::Write if is_new => "issued",
+                Outcome::Write => "reissued",
+                Outcome::Clear => "cleared",
+            },
+        );
         Ok(resp)
     }
 }
