@@ -4,11 +4,20 @@
 # machine's load. Usage: bash benches/instructions.sh  (needs valgrind; builds the bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The bench executable as cargo reports it: right under any CARGO_TARGET_DIR, and never the
+# newest binary of the same name built from another checkout sharing that directory.
+bench_bin() {
+  cargo bench --bench "$1" --no-run --message-format=json 2>/dev/null | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == sys.argv[1]:
+        print(m["executable"])' "$1" | tail -1
+}
 command -v valgrind >/dev/null || { echo "valgrind not found (apt-get install valgrind)"; exit 2; }
 if [ "${1:-}" = jwt ]; then
   # JWT through the middleware against raw jsonwebtoken decode + encode (target <= 1.3).
-  cargo bench --bench jwt --no-run >/dev/null 2>&1
-  bin=$(ls -t target/release/deps/jwt-* | grep -v '\.d$' | head -1)
+  bin=$(bench_bin jwt)
   jcount() { SS_COUNT="$1" SS_COUNT_ITERS="$2" valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" --bench 2>&1 \
       | sed -n 's/.*Collected : \([0-9]*\).*/\1/p' | awk '{s+=$1} END {print s}'; }
   for alg in ${JWT_ALGS:-HS256 EdDSA ES256}; do
@@ -21,8 +30,8 @@ if [ "${1:-}" = jwt ]; then
   done
   exit 0
 fi
-cargo bench --bench middleware --no-run >/dev/null 2>&1
-bin=$(ls -t target/release/deps/middleware-* | grep -v '\.d$' | head -1)
+bin=$(bench_bin middleware)
+[ -x "$bin" ] || { echo "could not build the middleware bench"; exit 2; }
 count() { # $1 case, $2 iterations -> total instructions
   SS_COUNT="$1" SS_COUNT_ITERS="$2" valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" --bench 2>&1 \
     | sed -n 's/.*Collected : \([0-9]*\).*/\1/p' | awk "{s+=\$1} END {print s}"

@@ -127,6 +127,41 @@ pub enum OpenError {
         /// The configured limit.
         max: usize,
     },
+    /// The request's `Cookie` headers together are longer than the configured limit
+    /// ([`Limits::cookie_header_len`](crate::Limits::cookie_header_len)); no cookie was read.
+    #[error("cookie header is {len} bytes, over the limit of {max}")]
+    CookieHeaderTooLarge {
+        /// Length of the `Cookie` headers as received (counted up to the first value past
+        /// the limit).
+        len: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// The session came split across more cookies than the configured limit
+    /// ([`Limits::max_chunks`](crate::Limits::max_chunks)); they were not joined.
+    #[error("session cookie came in {chunks} chunks, over the limit of {max}")]
+    TooManyChunks {
+        /// Chunks present (the highest index plus one).
+        chunks: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// The session data, once the token opened, is longer than the configured limit
+    /// ([`Limits::data_len`](crate::Limits::data_len)).
+    #[error("session data is {len} bytes, over the limit of {max}")]
+    DataTooLarge {
+        /// Length of the data's JSON text.
+        len: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// The session data, once the token opened, nests deeper than the configured limit
+    /// ([`Limits::json_depth`](crate::Limits::json_depth)).
+    #[error("session data nests deeper than {max} levels")]
+    DataTooDeep {
+        /// The configured limit.
+        max: usize,
+    },
     /// The session was revoked (logged out) before its expiry.
     #[error("session was revoked")]
     Revoked,
@@ -158,6 +193,10 @@ impl OpenError {
             OpenError::Revoked => "revoked",
             OpenError::ClaimMismatch { .. } => "claim_mismatch",
             OpenError::NotFound => "not_found",
+            OpenError::CookieHeaderTooLarge { .. } => "cookie_header_too_large",
+            OpenError::TooManyChunks { .. } => "too_many_chunks",
+            OpenError::DataTooLarge { .. } => "data_too_large",
+            OpenError::DataTooDeep { .. } => "data_too_deep",
         }
     }
 }

@@ -34,7 +34,8 @@
 //!
 //! Beyond those: [`SealedSession`] (the Poem middleware) and [`Session`] (the handler's
 //! handle), the bearer transport ([`BearerConfig`]), JWT sessions ([`JwtCodec`], [`Jwks`]),
-//! revocation ([`denylist`]) and the express-session design ([`store`]).
+//! revocation ([`denylist`]), the express-session design ([`store`]) and bounds on all
+//! that the client sends ([`Limits`]).
 //!
 //! ## Features
 //! - `aws-lc` (default): AES-256-GCM, ChaCha20-Poly1305 and HMAC-SHA256 through aws-lc-rs;
@@ -43,6 +44,10 @@
 //!   pure-Rust backend.
 //! - `redis`: the Redis denylist and store.
 //! - `cli`: the `sealed-session` command-line tool.
+//! - `metrics`: counters and gauges through the [`metrics`](https://docs.rs/metrics) facade
+//!   (refusals by reason, issues, re-issues, revocations, denylist size and Redis replica
+//!   staleness; names in [`stats`]). Without it, [`SealedSession::stats`] still gives an
+//!   in-process snapshot.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -54,11 +59,13 @@ mod error;
 #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
 mod jwt_keys;
 mod keys;
+pub mod limits;
 mod middleware;
 mod policy;
 mod random;
 mod session;
 mod state;
+pub mod stats;
 pub mod store;
 pub mod transport;
 
@@ -67,10 +74,12 @@ pub use codec::{Codec, Opened, SealedCodec, SignedCodec};
 pub use denylist::{Check, Denylist, MemoryDenylist};
 pub use error::{DataError, KeyError, OpenError, SealError};
 pub use keys::{Algorithm, KEY_LEN, Key, Keyring, MAX_KEY_ID_LEN};
+pub use limits::Limits;
 pub use middleware::{SealedSession, SealedSessionEndpoint};
 pub use policy::{Fresh, Policy};
 pub use session::{Session, SessionError};
 pub use state::{MAX_SUBJECT_LEN, SessionId, SessionState};
+pub use stats::Stats;
 pub use transport::bearer::BearerConfig;
 pub use transport::cookie::{CookieConfig, SameSite, Secure};
 #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]

@@ -7,15 +7,18 @@ use std::time::Duration;
 use poem::http::header::SET_COOKIE;
 use poem::http::{HeaderMap, HeaderValue, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
+use tracing::Span;
 
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::codec::{Codec, SealedCodec, SessionIdCodec, SignedCodec};
 use crate::denylist::{Check, Denylist};
 use crate::error::OpenError;
 use crate::keys::Keyring;
+use crate::limits::Limits;
 use crate::policy::Policy;
 use crate::session::{Backend, Inner, Lifecycle, Session};
 use crate::state::{SessionId, SessionState};
+use crate::stats::{Counted, Counters, Stats};
 use crate::store::Store;
 use crate::transport::bearer::{self, BearerConfig, BearerIn};
 use crate::transport::cookie::{CookieConfig, Incoming, SameSite, Secure};
@@ -62,6 +65,12 @@ struct Config {
     save_uninitialized: bool,
     clock: Arc<dyn Clock>,
     denylist: Option<Arc<dyn Denylist>>,
+    /// The same denylist, counting revocations: what sessions and the middleware revoke
+    /// through.
+    revoker: Option<Arc<dyn Denylist>>,
+    limits: Limits,
+    /// Shared by every clone of the builder and every endpoint made from them.
+    stats: Arc<Counters>,
 }
 
 impl SealedSession {
@@ -98,7 +107,10 @@ impl SealedSession {
                 bearer: None,
                 save_uninitialized: false,
                 denylist: None,
+                revoker: None,
                 clock: Arc::new(SystemClock),
+                limits: Limits::default(),
+                stats: Arc::new(Counters::default()),
             },
         }
     }
@@ -162,10 +174,21 @@ impl SealedSession {
     pub fn persistent(self, on: bool) -> Self {
         self.map_cookie(|c| c.persistent(on))
     }
-    /// Most cookies a large session may be split across. Default: 4.
+    /// Most cookies a large session may be split across. Default: 4. The same setting as
+    /// [`Limits::max_chunks`]; the last call wins.
     #[must_use]
     pub fn max_chunks(self, n: usize) -> Self {
         self.map_cookie(|c| c.max_chunks(n))
+    }
+    /// Bounds on what the middleware reads from the client: the `Cookie` header, the
+    /// number of chunks, the token, the session data's size and nesting. Default:
+    /// [`Limits::default`], whose documentation gives each bound, its default and what a
+    /// request over it gets. Also sets the cookie's chunk count (as
+    /// [`SealedSession::max_chunks`] does; the last call wins).
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.cfg.limits = limits;
+        self.map_cookie(|c| c.max_chunks(limits.get_max_chunks()))
     }
     /// Trust `X-Forwarded-Proto` (express-session's `proxy`). Default: false.
     #[must_use]
@@ -230,8 +253,20 @@ impl SealedSession {
     /// by expiry).
     #[must_use]
     pub fn denylist(mut self, denylist: Arc<dyn Denylist>) -> Self {
+        self.cfg.revoker = Some(Arc::new(Counted {
+            inner: denylist.clone(),
+            counters: self.cfg.stats.clone(),
+        }));
         self.cfg.denylist = Some(denylist);
         self
+    }
+
+    /// What this middleware has done so far: refusals by reason, tokens issued and
+    /// re-issued, revocations, and the denylist's status. Clones of the builder, and the
+    /// endpoints made from any of them, share one set of counters, so keep a clone to read
+    /// them after `.with(..)`. See [`Stats`] for what each count means and costs.
+    pub fn stats(&self) -> Stats {
+        self.cfg.stats.snapshot(self.cfg.denylist.as_deref())
     }
 
     /// The clock used for every expiry decision. Default: [`SystemClock`].
@@ -252,6 +287,10 @@ impl<E: Endpoint> Middleware<E> for SealedSession {
                 Arc::from(self.cfg.cookie.full_name(false)),
                 Arc::from(self.cfg.cookie.full_name(true)),
             ],
+            mode: match &self.cfg.backend {
+                Backend::Token(codec) => codec.name(),
+                Backend::Store { .. } => "store",
+            },
             cfg: Arc::new(self.cfg.clone()),
         }
     }
@@ -263,6 +302,29 @@ pub struct SealedSessionEndpoint<E> {
     cfg: Arc<Config>,
     /// The cookie name (and token purpose) without and with the Secure-only prefix.
     names: [Arc<str>; 2],
+    /// The codec's name, or `"store"`: the `mode` of the request span.
+    mode: &'static str,
+}
+
+impl<E> SealedSessionEndpoint<E> {
+    /// What this endpoint (and the middleware it came from, with its clones) has done so
+    /// far; see [`SealedSession::stats`].
+    pub fn stats(&self) -> Stats {
+        self.cfg.stats.snapshot(self.cfg.denylist.as_deref())
+    }
+}
+
+/// The 401 for a refused bearer token, the handler not run.
+fn unauthorized(e: &OpenError, span: &Span) -> Response {
+    outcome(span, "rejected");
+    bearer::unauthorized(e)
+}
+
+/// Records what the request did with its session on its span.
+fn outcome(span: &Span, label: &'static str) {
+    if !span.is_disabled() {
+        span.record("outcome", label);
+    }
 }
 
 fn is_https(req: &Request, trust_proxy: bool) -> bool {
@@ -278,18 +340,6 @@ fn is_https(req: &Request, trust_proxy: bool) -> bool {
             .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
     }
     req.scheme().as_str() == "https" || req.uri().scheme_str() == Some("https")
-}
-
-/// Logs one event for a refused token, naming the reason, never the token.
-fn log_refusal(e: &OpenError) {
-    match e {
-        OpenError::Expired { .. } | OpenError::IdleTimeout { .. } | OpenError::Revoked => {
-            tracing::debug!(target: "sealed_session", reason = e.reason(), error = %e, "session token refused");
-        }
-        _ => {
-            tracing::warn!(target: "sealed_session", reason = e.reason(), error = %e, "session token refused");
-        }
-    }
 }
 
 /// How the request carried its session.
@@ -320,9 +370,6 @@ fn internal(e: impl std::error::Error + Send + Sync + 'static) -> poem::Error {
 
 impl<E: Endpoint> SealedSessionEndpoint<E> {
     fn fresh(&self, now: Timestamp, refused: Option<OpenError>) -> Result<Arrival> {
-        if let Some(e) = &refused {
-            log_refusal(e);
-        }
         Ok(Arrival {
             state: SessionState::new(
                 SessionId::generate().map_err(internal)?,
@@ -340,11 +387,19 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
         let Some(token) = token else {
             return self.fresh(now, None);
         };
+        if let Err(e) = self.cfg.limits.check_token(token) {
+            return self.fresh(now, Some(e));
+        }
         let policy = &self.cfg.policy;
+        let limits = &self.cfg.limits;
         let opened = match &self.cfg.backend {
             Backend::Token(codec) => codec
                 .open_checked(token, purpose.as_bytes(), policy, now)
-                .map(|(opened, f)| (f.renew, opened.needs_reissue(), opened.into_state())),
+                .and_then(|(opened, f)| {
+                    let state = opened.state();
+                    state.check_data(limits.get_data_len(), limits.get_json_depth())?;
+                    Ok((f.renew, opened.needs_reissue(), opened.into_state()))
+                }),
             Backend::Store { ids, store } => match ids.verify(token, purpose.as_bytes()) {
                 Err(e) => Err(e),
                 Ok((id, stale)) => {
@@ -488,7 +543,8 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
 
 /// The answer when a session cannot be sent: nothing a browser would drop goes out, and the
 /// previous cookie stays.
-fn not_saved(msg: &str) -> Response {
+fn not_saved(span: &Span, msg: &str) -> Response {
+    outcome(span, "not_saved");
     tracing::error!(target: "sealed_session", error = %msg, "session not saved");
     poem::Error::from_string(
         format!("session not saved: {msg}"),
@@ -499,17 +555,21 @@ fn not_saved(msg: &str) -> Response {
 
 /// Revokes (token modes, with a denylist) or deletes (store mode) the sessions a request
 /// ended; on failure, the response to send instead.
-async fn end_sessions(cfg: &Config, ended: &[(SessionId, Timestamp)]) -> Result<(), Response> {
-    match (&cfg.backend, &cfg.denylist) {
+async fn end_sessions(
+    cfg: &Config,
+    span: &Span,
+    ended: &[(SessionId, Timestamp)],
+) -> Result<(), Response> {
+    match (&cfg.backend, &cfg.revoker) {
         (Backend::Token(_), Some(denylist)) => {
             for (id, until) in ended {
                 if let Err(e) = denylist.revoke(*id, *until).await {
                     tracing::error!(target: "sealed_session", error = %e, "session not revoked");
                     return Err(unavailable(
+                        span,
                         "the session could not be ended: the revocation was not recorded",
                     ));
                 }
-                tracing::info!(target: "sealed_session", "session revoked");
             }
         }
         (Backend::Store { store, .. }, _) => {
@@ -517,6 +577,7 @@ async fn end_sessions(cfg: &Config, ended: &[(SessionId, Timestamp)]) -> Result<
                 if let Err(e) = store.delete(id).await {
                     tracing::error!(target: "sealed_session", error = %e, "ended session not deleted from the store");
                     return Err(unavailable(
+                        span,
                         "the session could not be ended: the session store is unavailable",
                     ));
                 }
@@ -527,7 +588,33 @@ async fn end_sessions(cfg: &Config, ended: &[(SessionId, Timestamp)]) -> Result<
     Ok(())
 }
 
-fn unavailable(msg: &str) -> Response {
+/// The answer to a request whose `Cookie` headers pass the configured bound: no cookie is
+/// read and the handler does not run.
+fn header_too_large(stats: &Counters, span: &Span, len: usize, max: usize) -> Response {
+    stats.refused(&OpenError::CookieHeaderTooLarge { len, max }, span);
+    outcome(span, "rejected");
+    poem::Error::from_string(
+        "the request's cookies are too large",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+    )
+    .into_response()
+}
+
+/// Why chunk cookies that did not form a token were refused.
+fn chunks_refused(cookie: &CookieConfig, incoming: &Incoming) -> OpenError {
+    let max = cookie.get_max_chunks();
+    if incoming.chunks > max {
+        OpenError::TooManyChunks {
+            chunks: incoming.chunks,
+            max,
+        }
+    } else {
+        OpenError::Malformed("incomplete cookie chunks")
+    }
+}
+
+fn unavailable(span: &Span, msg: &str) -> Response {
+    outcome(span, "unavailable");
     poem::Error::from_string(msg, StatusCode::SERVICE_UNAVAILABLE).into_response()
 }
 
@@ -541,6 +628,19 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, mut req: Request) -> Result<Response> {
+        // One span per request, the parent of the middleware's events. It is not entered
+        // around the handler: instrumenting the future would nest it once more, and moving
+        // the larger future costs more than everything else here (about 1000 instructions a
+        // request, span disabled or not). Disabled, the span and its records cost a level
+        // check each.
+        let span = tracing::debug_span!(
+            target: "sealed_session",
+            "sealed_session",
+            mode = self.mode,
+            transport = if self.cfg.bearer.is_some() { "bearer" } else { "cookie" },
+            outcome = tracing::field::Empty,
+            reason = tracing::field::Empty,
+        );
         let cfg = &*self.cfg;
         let now = cfg.clock.now();
 
@@ -551,13 +651,17 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
                     BearerIn::Absent => None,
                     BearerIn::Token(t) => Some(t),
                     BearerIn::Refused(e) => {
-                        log_refusal(&e);
-                        return Ok(bearer::unauthorized(&e));
+                        cfg.stats.refused(&e, &span);
+                        return Ok(unauthorized(&e, &span));
                     }
                 };
-                let arrival = self.arrive(token, purpose, now).await?;
+                let arrival = self
+                    .arrive(token, purpose, now)
+                    .await
+                    .inspect_err(|_| outcome(&span, "unavailable"))?;
                 if let Some(e) = &arrival.refused {
-                    return Ok(bearer::unauthorized(e));
+                    cfg.stats.refused(e, &span);
+                    return Ok(unauthorized(e, &span));
                 }
                 (Carrier::Bearer, purpose, arrival)
             }
@@ -566,15 +670,25 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
                     .cookie
                     .is_secure(is_https(&req, cfg.cookie.trusts_proxy()));
                 let purpose = &self.names[usize::from(secure)];
-                let incoming = cfg.cookie.read(req.headers(), purpose);
+                let max = cfg.limits.get_cookie_header_len();
+                let incoming = match cfg.cookie.read_bounded(req.headers(), purpose, max) {
+                    Ok(incoming) => incoming,
+                    Err(len) => return Ok(header_too_large(&cfg.stats, &span, len, max)),
+                };
                 let arrival = match &incoming.token {
-                    Some(t) => self.arrive(Some(t), purpose, now).await?,
+                    Some(t) => self
+                        .arrive(Some(t), purpose, now)
+                        .await
+                        .inspect_err(|_| outcome(&span, "unavailable"))?,
                     // Chunks that do not form a sequence are refused like a bad token.
                     None if incoming.any() => {
-                        self.fresh(now, Some(OpenError::Malformed("incomplete cookie chunks")))?
+                        self.fresh(now, Some(chunks_refused(&cfg.cookie, &incoming)))?
                     }
                     None => self.fresh(now, None)?,
                 };
+                if let Some(e) = &arrival.refused {
+                    cfg.stats.refused(e, &span);
+                }
                 (Carrier::Cookie { secure, incoming }, purpose, arrival)
             }
         };
@@ -586,6 +700,9 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             refused,
         } = arrival;
         let refused = refused.is_some();
+        if !is_new {
+            tracing::trace!(target: "sealed_session", parent: &span, reissue, stale_key, "session opened");
+        }
 
         let issued_until = state.expires_at();
         let loaded = (!is_new).then(|| state.id());
@@ -602,7 +719,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             max_age: cfg.policy.get_max_age(),
             idle_timeout: cfg.policy.get_idle_timeout(),
             backend: cfg.backend.clone(),
-            denylist: cfg.denylist.clone(),
+            denylist: cfg.revoker.clone(),
             purpose: purpose.clone(),
             stale_key,
             saved: None,
@@ -621,14 +738,14 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             Err(msg) => {
                 // Sessions the handler ended are ended even if the new one cannot be sent.
                 let ended = std::mem::take(&mut session.lock().ended);
-                if let Err(resp) = end_sessions(cfg, &ended).await {
+                if let Err(resp) = end_sessions(cfg, &span, &ended).await {
                     return Ok(resp);
                 }
-                return Ok(not_saved(&msg));
+                return Ok(not_saved(&span, &msg));
             }
         };
         // Revocation and store I/O happen here, with no lock held.
-        if let Err(resp) = end_sessions(cfg, &plan.ended).await {
+        if let Err(resp) = end_sessions(cfg, &span, &plan.ended).await {
             return Ok(resp);
         }
         if let Backend::Store { store, .. } = &cfg.backend
@@ -647,6 +764,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
                 Err(e) => {
                     tracing::error!(target: "sealed_session", error = %e, "session not saved to the store");
                     return Ok(unavailable(
+                        &span,
                         "the session could not be saved: the session store is unavailable",
                     ));
                 }
@@ -665,7 +783,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
                     .write(purpose, &token, *secure, Some(plan.max_age), incoming)
                 {
                     Ok(values) => append_all(resp.headers_mut(), values),
-                    Err(e) => return Ok(not_saved(&e.to_string())),
+                    Err(e) => return Ok(not_saved(&span, &e.to_string())),
                 }
             }
             (Outcome::Write, Carrier::Bearer, Some(token)) => {
@@ -674,7 +792,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
                     (Some(h), Ok(v)) => {
                         resp.headers_mut().insert(h.clone(), v);
                     }
-                    _ => return Ok(not_saved("the token is not a valid header value")),
+                    _ => return Ok(not_saved(&span, "the token is not a valid header value")),
                 }
             }
             _ => {}
@@ -685,6 +803,18 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
                 .entry(header::CACHE_CONTROL)
                 .or_insert(HeaderValue::from_static("no-store"));
         }
+        if matches!(plan.outcome, Outcome::Write) {
+            cfg.stats.sent(is_new, &span);
+        }
+        outcome(
+            &span,
+            match plan.outcome {
+                Outcome::Nothing => "unchanged",
+                Outcome::Write if is_new => "issued",
+                Outcome::Write => "reissued",
+                Outcome::Clear => "cleared",
+            },
+        );
         Ok(resp)
     }
 }

@@ -93,7 +93,14 @@ pub(crate) enum Data {
 #[derive(Clone, Default)]
 pub(crate) struct RawJson {
     bytes: Box<[u8]>,
-    index: std::sync::OnceLock<Option<Vec<Entry>>>,
+    index: std::sync::OnceLock<Result<Index, split::Bad>>,
+}
+
+#[derive(Clone, Debug)]
+struct Index {
+    entries: Vec<Entry>,
+    /// Nesting depth of the whole object (the object itself is level 1).
+    depth: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -110,11 +117,17 @@ enum KeyText {
 }
 
 impl RawJson {
-    /// The entries, or `None` when the bytes are not a JSON object.
+    /// The entries, or `None` when the bytes are not a JSON object (or one nested deeper
+    /// than serde_json would parse).
     fn index(&self) -> Option<&[Entry]> {
+        self.indexed().ok().map(|i| i.entries.as_slice())
+    }
+
+    fn indexed(&self) -> Result<&Index, split::Bad> {
         self.index
             .get_or_init(|| {
-                split::object(&self.bytes)?
+                let (entries, depth) = split::object(&self.bytes)?;
+                let entries = entries
                     .into_iter()
                     .map(|(key, escaped, value)| {
                         let key = if escaped {
@@ -126,9 +139,12 @@ impl RawJson {
                         };
                         Some(Entry { key, value })
                     })
-                    .collect()
+                    .collect::<Option<Vec<Entry>>>()
+                    .ok_or(split::Bad::Malformed)?;
+                Ok(Index { entries, depth })
             })
-            .as_deref()
+            .as_ref()
+            .map_err(|e| *e)
     }
 
     fn key<'a>(&'a self, e: &'a Entry) -> &'a str {
@@ -173,9 +189,22 @@ impl fmt::Debug for RawJson {
 /// starts and ends, nothing more. It runs only on authenticated bytes (written by this
 /// crate, or by whoever holds a key), so it checks structure, not every value: a value is
 /// validated by serde_json when it is deserialized or when the whole map is parsed. Any
-/// surprise gives `None` (corrupt data); no input can make it panic.
+/// surprise gives an error (corrupt data); no input can make it panic. It never recurses:
+/// nesting is a counter, bounded by [`MAX_JSON_DEPTH`] (past it serde_json would refuse the
+/// data anyway), and the depth it finds is returned for the configurable limit.
 mod split {
     use std::ops::Range;
+
+    use crate::limits::MAX_JSON_DEPTH;
+
+    /// Why bytes are not an indexable JSON object.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) enum Bad {
+        /// Not a JSON object.
+        Malformed,
+        /// Nested deeper than [`MAX_JSON_DEPTH`].
+        TooDeep,
+    }
 
     fn ws(b: &[u8], mut i: usize) -> usize {
         while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
@@ -200,7 +229,10 @@ mod split {
         }
     }
 
-    fn value(b: &[u8], start: usize) -> Option<usize> {
+    /// The end of the value at `b[start]`. Raises `deepest` to the value's nesting depth (0
+    /// for a scalar, 1 for `[]`) when deeper; `None` when malformed or nested deeper than
+    /// `max` (then `deepest` is past `max`).
+    fn value(b: &[u8], start: usize, max: usize, deepest: &mut usize) -> Option<usize> {
         match b.get(start)? {
             b'"' => string(b, start).map(|(end, _)| end),
             b'{' | b'[' => {
@@ -212,7 +244,15 @@ mod split {
                             j = string(b, j)?.0;
                             continue;
                         }
-                        b'{' | b'[' => depth += 1,
+                        b'{' | b'[' => {
+                            depth += 1;
+                            if depth > *deepest {
+                                *deepest = depth;
+                                if depth > max {
+                                    return None;
+                                }
+                            }
+                        }
                         b'}' | b']' => {
                             depth = depth.checked_sub(1)?;
                             if depth == 0 {
@@ -240,35 +280,56 @@ mod split {
     /// `(key with its quotes, key has escapes, value)` for each entry.
     pub(super) type Entries = Vec<(Range<usize>, bool, Range<usize>)>;
 
-    pub(super) fn object(b: &[u8]) -> Option<Entries> {
+    /// The entries of the object, and its nesting depth (1 for an object of scalars).
+    pub(super) fn object(b: &[u8]) -> Result<(Entries, usize), Bad> {
+        use Bad::Malformed;
         let mut i = ws(b, 0);
         if b.get(i) != Some(&b'{') {
-            return None;
+            return Err(Malformed);
         }
         i = ws(b, i + 1);
         let mut out = Vec::with_capacity(8);
+        let end_at = |i: usize| {
+            if ws(b, i) == b.len() {
+                Ok(())
+            } else {
+                Err(Malformed)
+            }
+        };
         if b.get(i) == Some(&b'}') {
-            return (ws(b, i + 1) == b.len()).then_some(out);
+            end_at(i + 1)?;
+            return Ok((out, 1));
         }
+        let mut deepest = 0;
         loop {
             if b.get(i) != Some(&b'"') {
-                return None;
+                return Err(Malformed);
             }
-            let (key_end, escaped) = string(b, i)?;
+            let (key_end, escaped) = string(b, i).ok_or(Malformed)?;
             let key = i..key_end;
             i = ws(b, key_end);
             if b.get(i) != Some(&b':') {
-                return None;
+                return Err(Malformed);
             }
             i = ws(b, i + 1);
             let start = i;
-            let end = value(b, start)?;
+            // The object itself is one level.
+            let Some(end) = value(b, start, MAX_JSON_DEPTH - 1, &mut deepest) else {
+                return Err(if deepest >= MAX_JSON_DEPTH {
+                    Bad::TooDeep
+                } else {
+                    Malformed
+                });
+            };
             out.push((key, escaped, start..end));
             i = ws(b, end);
             match b.get(i) {
                 Some(b',') => i = ws(b, i + 1),
-                Some(b'}') => return (ws(b, i + 1) == b.len()).then_some(out),
-                _ => return None,
+                Some(b'}') => {
+                    end_at(i + 1)?;
+                    return Ok((out, 1 + deepest));
+                }
+                _ => return Err(Malformed),
             }
         }
     }
@@ -602,6 +663,32 @@ impl SessionState {
         Ok(())
     }
 
+    /// Checks the data as it arrived in a token against a size and a nesting bound, before
+    /// anything parses it. Indexes the data on the way (one pass, no recursion), so the
+    /// handler's first read finds the index built. Data that is not a JSON object is
+    /// refused here too, rather than at the handler's first read.
+    pub(crate) fn check_data(&self, max_len: usize, max_depth: usize) -> Result<(), OpenError> {
+        let Data::Raw(raw) = &self.data else {
+            return Ok(());
+        };
+        if raw.len() > max_len {
+            return Err(OpenError::DataTooLarge {
+                len: raw.len(),
+                max: max_len,
+            });
+        }
+        if raw.is_empty() {
+            return Ok(());
+        }
+        match raw.indexed() {
+            Ok(index) if index.depth <= max_depth => Ok(()),
+            Ok(_) | Err(split::Bad::TooDeep) => Err(OpenError::DataTooDeep { max: max_depth }),
+            Err(split::Bad::Malformed) => {
+                Err(OpenError::Malformed("session data is not a JSON object"))
+            }
+        }
+    }
+
     /// Appends the binary payload (see `docs/FORMAT.md`) to `out`.
     pub(crate) fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), SealError> {
         out.extend_from_slice(&self.id.0);
@@ -750,6 +837,82 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    /// `{"k":[[...]]}` nested `depth` levels deep, the object included.
+    fn nested(depth: usize) -> Vec<u8> {
+        let inner = depth - 1;
+        format!("{{\"k\":{}{}}}", "[".repeat(inner), "]".repeat(inner)).into_bytes()
+    }
+
+    fn state_with(data: &[u8]) -> SessionState {
+        let mut s = SessionState::new(
+            SessionId::from_bytes([1; 16]),
+            Timestamp::from_millis(1),
+            Timestamp::from_millis(2),
+        );
+        s.set_raw_data(data.into());
+        s
+    }
+
+    #[test]
+    fn splitter_depth_is_bounded_like_serde_json() {
+        use crate::limits::MAX_JSON_DEPTH;
+        for (depth, ok) in [
+            (1, true),
+            (2, true),
+            (MAX_JSON_DEPTH, true),
+            (MAX_JSON_DEPTH + 1, false),
+        ] {
+            let text = if depth == 1 {
+                b"{\"k\":1}".to_vec()
+            } else {
+                nested(depth)
+            };
+            let raw = RawJson::from(Box::<[u8]>::from(text.as_slice()));
+            match raw.indexed() {
+                Ok(i) => assert!(ok && i.depth == depth, "{depth}"),
+                Err(e) => assert!(!ok && e == split::Bad::TooDeep, "{depth}: {e:?}"),
+            }
+            // Exactly where serde_json stops too.
+            assert_eq!(
+                serde_json::from_slice::<Map<String, Value>>(&text).is_ok(),
+                ok,
+                "{depth}"
+            );
+        }
+        // Far deeper than any stack: refused in one pass, no recursion, no overflow.
+        let deep = nested(1_000_000);
+        assert!(split_text(&deep).is_none());
+        assert!(matches!(
+            state_with(&deep).check_data(usize::MAX, MAX_JSON_DEPTH),
+            Err(OpenError::DataTooDeep { .. })
+        ));
+    }
+
+    #[test]
+    fn check_data_at_and_over_each_limit() {
+        let text = nested(5);
+        let s = state_with(&text);
+        assert!(s.check_data(text.len(), 5).is_ok());
+        assert!(matches!(
+            s.check_data(text.len(), 4),
+            Err(OpenError::DataTooDeep { max: 4 })
+        ));
+        assert!(matches!(
+            s.check_data(text.len() - 1, 5),
+            Err(OpenError::DataTooLarge { .. })
+        ));
+        // The index built by the check serves the reads that follow.
+        assert_eq!(
+            s.get::<Value>("k").unwrap(),
+            Some(serde_json::json!([[[[]]]]))
+        );
+        assert!(matches!(
+            state_with(b"{\"a\":").check_data(100, 5),
+            Err(OpenError::Malformed(_))
+        ));
+        assert!(state_with(b"").check_data(0, 1).is_ok());
     }
 
     fn json_value() -> impl Strategy<Value = Value> {

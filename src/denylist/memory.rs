@@ -91,6 +91,18 @@ impl Replica {
     pub(crate) fn sizes(&self) -> (usize, usize) {
         (self.ids.len(), self.subjects.len())
     }
+
+    /// Sets the `sealed_session_denylist_entries` gauges to the sizes (feature `metrics`;
+    /// nothing without it). Called after each change that callers make, not per entry of
+    /// a bulk load.
+    #[inline]
+    pub(crate) fn publish(&self) {
+        #[cfg(feature = "metrics")]
+        {
+            let (sessions, subjects) = self.sizes();
+            crate::stats::denylist_entries(sessions, subjects);
+        }
+    }
 }
 
 /// Refuses a subject no token can carry.
@@ -203,6 +215,7 @@ impl MemoryDenylist {
     /// Revokes `id` until `until`, synchronously (what [`Denylist::revoke`] does).
     pub fn insert(&self, id: SessionId, until: Timestamp) {
         self.replica.insert(&id, until, self.clock.now());
+        self.replica.publish();
     }
 
     /// Revokes every session of `subject` issued before `before`, synchronously (what
@@ -211,13 +224,16 @@ impl MemoryDenylist {
         check_subject(subject)?;
         self.replica
             .insert_subject(subject, before, self.clock.now());
+        self.replica.publish();
         Ok(())
     }
 
     /// Removes every expired entry now (sweeps also happen as entries are added); returns
     /// how many were removed.
     pub fn purge_expired(&self) -> usize {
-        self.replica.purge(self.clock.now())
+        let removed = self.replica.purge(self.clock.now());
+        self.replica.publish();
+        removed
     }
 
     /// Revoked session ids held, expired ones not yet swept included.

@@ -413,6 +413,7 @@ impl Denylist for RedisDenylist {
                 return Ok(());
             }
             self.shared.replica.insert(&id, until, now);
+            self.shared.replica.publish();
             let pipe = session_pipe(&self.keys, &id, until, now);
             let res = self.write("record a session revocation", pipe).await;
             if res.is_err() {
@@ -434,6 +435,7 @@ impl Denylist for RedisDenylist {
             check_subject(&subject)?;
             let now = self.shared.clock.now();
             self.shared.replica.insert_subject(&subject, before, now);
+            self.shared.replica.publish();
             let horizon = now
                 .as_millis()
                 .saturating_sub(duration_ms(self.shared.replica.subject_ttl()));
@@ -642,7 +644,9 @@ impl Shared {
                 _ => None,
             }
         });
-        if parsed.is_none() {
+        if parsed.is_some() {
+            self.replica.publish();
+        } else {
             tracing::debug!(
                 len = payload.len(),
                 "denylist: ignored an unreadable message on the revocation channel"
@@ -717,6 +721,7 @@ impl Syncer {
             });
         }
         self.shared.replica.purge(started);
+        self.shared.replica.publish();
         self.shared.mark_fresh(started);
         self.shared.connected.store(true, Ordering::Release);
         Ok(self.shared.replica.sizes())
@@ -899,6 +904,9 @@ impl Task {
         let mut backoff = self.backoff_min;
         let mut stale_logged = false;
         loop {
+            // Once a heartbeat while connected, once a retry while not.
+            #[cfg(feature = "metrics")]
+            crate::stats::denylist_staleness(shared.stale_for(shared.clock.now()));
             if connected {
                 let wait = self
                     .heartbeat

@@ -119,6 +119,9 @@ fn description(e: &OpenError) -> &'static str {
         OpenError::IdleTimeout { .. } => "the session was idle too long",
         OpenError::Revoked => "the session was revoked",
         OpenError::TooLarge { .. } => "the token is too large",
+        OpenError::DataTooLarge { .. } | OpenError::DataTooDeep { .. } => {
+            "the session data is too large or nested too deeply"
+        }
         OpenError::UnknownKeyId(_) => "the token's key is unknown",
         OpenError::FromTheFuture { .. } => "the token is not yet valid",
         OpenError::UnsupportedVersion { .. } => "the token's format version is not supported",

@@ -183,6 +183,11 @@ impl CookieConfig {
         self.persistent
     }
 
+    /// The most cookies one session may be split across.
+    pub fn get_max_chunks(&self) -> usize {
+        self.max_chunks
+    }
+
     /// Whether trusting `X-Forwarded-Proto` is on.
     pub fn trusts_proxy(&self) -> bool {
         self.trust_proxy
@@ -217,11 +222,28 @@ impl CookieConfig {
 
     /// Reads the session cookie named `name` from the request's Cookie headers.
     pub fn read(&self, headers: &HeaderMap, name: &str) -> Incoming {
+        self.read_bounded(headers, name, usize::MAX)
+            .unwrap_or_default()
+    }
+
+    /// [`CookieConfig::read`], refusing (with the length counted so far) Cookie headers
+    /// whose values add up to more than `max_len` bytes before scanning past the bound.
+    pub(crate) fn read_bounded(
+        &self,
+        headers: &HeaderMap,
+        name: &str,
+        max_len: usize,
+    ) -> Result<Incoming, usize> {
         let mut incoming = Incoming::default();
         let mut plain: Option<&str> = None;
         // Chunks by index; at most `max_chunks` are kept, more are counted for removal.
         let mut parts: Vec<Option<&str>> = Vec::new();
+        let mut total = 0usize;
         for header in headers.get_all(COOKIE) {
+            total = total.saturating_add(header.len());
+            if total > max_len {
+                return Err(total);
+            }
             let Ok(header) = header.to_str() else {
                 continue;
             };
@@ -267,7 +289,7 @@ impl CookieConfig {
         } else {
             plain.map(str::to_owned)
         };
-        incoming
+        Ok(incoming)
     }
 
     /// The attribute part of a Set-Cookie header (everything after the value).

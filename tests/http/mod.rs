@@ -10,6 +10,7 @@ use poem::test::TestResponse;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 
 /// One parsed Set-Cookie header.
 #[derive(Debug, Clone)]
@@ -99,22 +100,39 @@ impl Jar {
 
 pub const COOKIE_HEADER: poem::http::HeaderName = COOKIE;
 
-/// One captured tracing event: level, message and fields as text.
+/// One captured tracing event: level, message and fields as text, and the name of the
+/// span it happened in.
 #[derive(Debug, Clone)]
 pub struct Captured {
     pub level: tracing::Level,
     pub fields: BTreeMap<String, String>,
+    pub span: Option<String>,
+}
+
+/// One closed span: its name and its fields as last recorded.
+#[derive(Debug, Clone)]
+pub struct CapturedSpan {
+    pub name: String,
+    pub fields: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Default)]
-pub struct Capture(pub Arc<Mutex<Vec<Captured>>>);
+pub struct Capture {
+    events: Arc<Mutex<Vec<Captured>>>,
+    spans: Arc<Mutex<Vec<CapturedSpan>>>,
+}
 
 impl Capture {
     pub fn events(&self) -> Vec<Captured> {
-        self.0.lock().unwrap().clone()
+        self.events.lock().unwrap().clone()
+    }
+    /// Spans closed so far.
+    pub fn spans(&self) -> Vec<CapturedSpan> {
+        self.spans.lock().unwrap().clone()
     }
     pub fn clear(&self) {
-        self.0.lock().unwrap().clear();
+        self.events.lock().unwrap().clear();
+        self.spans.lock().unwrap().clear();
     }
     /// Events carrying a `reason` field.
     pub fn reasons(&self) -> Vec<String> {
@@ -135,23 +153,100 @@ impl Visit for V<'_> {
     }
 }
 
-impl<S: tracing::Subscriber> Layer<S> for Capture {
-    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
+thread_local! {
+    /// The captures active on this thread, innermost last.
+    static ACTIVE: std::cell::RefCell<Vec<Capture>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn deliver(f: impl FnOnce(&Capture)) {
+    ACTIVE.with(|a| {
+        if let Some(c) = a.borrow().last() {
+            f(c);
+        }
+    });
+}
+
+/// Fields of a live span.
+struct SpanFields(BTreeMap<String, String>);
+
+/// The one global layer: hands what happens on a thread to that thread's capture.
+struct Router;
+
+impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Router {
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
         let mut fields = BTreeMap::new();
         event.record(&mut V(&mut fields));
-        self.0.lock().unwrap().push(Captured {
-            level: *event.metadata().level(),
-            fields,
+        let span = ctx.event_span(event).map(|s| s.name().to_owned());
+        deliver(|c| {
+            c.events.lock().unwrap().push(Captured {
+                level: *event.metadata().level(),
+                fields,
+                span,
+            })
+        });
+    }
+
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::Id,
+        ctx: Context<'_, S>,
+    ) {
+        let mut fields = BTreeMap::new();
+        attrs.record(&mut V(&mut fields));
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(SpanFields(fields));
+        }
+    }
+
+    fn on_record(&self, id: &tracing::Id, values: &tracing::span::Record<'_>, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id)
+            && let Some(f) = span.extensions_mut().get_mut::<SpanFields>()
+        {
+            values.record(&mut V(&mut f.0));
+        }
+    }
+
+    fn on_close(&self, id: tracing::Id, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(&id) {
+            let fields = span
+                .extensions()
+                .get::<SpanFields>()
+                .map(|f| f.0.clone())
+                .unwrap_or_default();
+            let name = span.name().to_owned();
+            deliver(|c| c.spans.lock().unwrap().push(CapturedSpan { name, fields }));
+        }
+    }
+}
+
+/// Stops a capture when dropped.
+pub struct CaptureGuard(());
+
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        ACTIVE.with(|a| {
+            a.borrow_mut().pop();
         });
     }
 }
 
-/// Installs a capturing subscriber for the current thread (use with current-thread tests).
-pub fn capture() -> (Capture, tracing::subscriber::DefaultGuard) {
+/// Captures the events and spans of the current thread until the guard drops (use with
+/// current-thread tests).
+///
+/// One global subscriber routes to per-thread captures. Thread-local subscribers
+/// (`set_default`) lose events when tests run in parallel: tracing caches per callsite
+/// whether any subscriber is interested, and a callsite first reached on a thread with
+/// none can be cached as "never" for every thread.
+pub fn capture() -> (Capture, CaptureGuard) {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        let _ =
+            tracing::subscriber::set_global_default(tracing_subscriber::registry().with(Router));
+    });
     let cap = Capture::default();
-    let sub = tracing_subscriber::registry().with(cap.clone());
-    let guard = tracing::subscriber::set_default(sub);
-    (cap, guard)
+    ACTIVE.with(|a| a.borrow_mut().push(cap.clone()));
+    (cap, CaptureGuard(()))
 }
 
 /// One request with the jar's cookies; the jar takes the response's Set-Cookie headers.

@@ -1,0 +1,166 @@
+//! Bounds on what the middleware reads from the client, checked before the work they bound.
+//!
+//! Everything a request carries is hostile until it authenticates, and some of it stays
+//! worth bounding afterwards: a JWT may come from another issuer holding a key, and a large
+//! or deeply nested payload costs memory and recursion whoever signed it. [`Limits`] gathers
+//! the bounds in one value, set with [`SealedSession::limits`](crate::SealedSession::limits).
+
+use crate::error::OpenError;
+
+/// Default bound on the `Cookie` request header(s), all values together: 32 KiB.
+pub const DEFAULT_MAX_COOKIE_HEADER_LEN: usize = 32 * 1024;
+/// Default bound on the number of cookies one session token is split across: 4.
+pub const DEFAULT_MAX_CHUNKS: usize = 4;
+/// Default bound on a session token's text, whichever the transport: 16 KiB.
+pub const DEFAULT_MAX_TOKEN_LEN: usize = crate::codec::DEFAULT_MAX_TOKEN_LEN;
+/// Default bound on the session data's JSON text after the token opened: 16 KiB.
+pub const DEFAULT_MAX_DATA_LEN: usize = 16 * 1024;
+/// Default bound on the session data's JSON nesting depth: 32 levels.
+pub const DEFAULT_MAX_JSON_DEPTH: usize = 32;
+/// The deepest nesting [`Limits::json_depth`] accepts: 127 levels, the most `serde_json`
+/// parses (its recursion limit refuses the 128th).
+pub const MAX_JSON_DEPTH: usize = 127;
+
+/// Bounds on what the middleware reads from the client. Every setter names its default.
+///
+/// | limit | default | over the limit |
+/// |---|---|---|
+/// | [`cookie_header_len`](Limits::cookie_header_len): all `Cookie` header values together, in bytes | 32 KiB | **431** Request Header Fields Too Large; the handler does not run |
+/// | [`max_chunks`](Limits::max_chunks): cookies one session is split across | 4 | a fresh, empty session; the cookies are cleared |
+/// | [`token_len`](Limits::token_len): the session token's text, reassembled from its chunks | 16 KiB | cookies: a fresh session; bearer: a 401 |
+/// | [`data_len`](Limits::data_len): the session data's JSON text, once the token opened | 16 KiB | cookies: a fresh session; bearer: a 401 |
+/// | [`json_depth`](Limits::json_depth): nesting of the session data (the data object itself is level 1) | 32 | cookies: a fresh session; bearer: a 401 |
+///
+/// An input exactly at a limit is accepted; one byte (or level, or chunk) more is refused.
+/// Each refusal is logged once, at `info`, with its reason (`cookie_header_too_large`,
+/// `too_many_chunks`, `too_large`, `data_too_large`, `data_too_deep`) and never the token,
+/// and counted like every other refusal ([`Stats`](crate::Stats)).
+///
+/// Why a 431 for the header and a fresh session for the rest: a token over a limit is a
+/// token refused, like a forged one. A `Cookie` header over the limit is the request itself
+/// being too large (it is what hyper answers past its own, higher bound): reading it as "no
+/// session" would let a login set a cookie that the next request drops again, a silent
+/// loop, where a 431 names the cause.
+///
+/// Other bounds apply too, and the smaller wins: the codec's own token limit
+/// ([`SealedCodec::max_token_len`](crate::SealedCodec::max_token_len), 16 KiB;
+/// `JwtCodec::max_token_len`, 8 KiB), [`BearerConfig::max_len`](crate::BearerConfig::max_len)
+/// (8 KiB) on the `Authorization` header, and hyper's bound on the whole header section. The
+/// chunk count is the cookie transport's own setting: [`SealedSession::limits`],
+/// [`SealedSession::max_chunks`](crate::SealedSession::max_chunks) and
+/// [`SealedSession::cookie`](crate::SealedSession::cookie) all set it, and the last call
+/// wins.
+///
+/// The data limits apply to data that arrived in a token; a store-backed session's record
+/// comes from the server's own store and is not checked. Data a handler stores is not
+/// checked either: a session nested deeper than `json_depth` is sent, and refused when it
+/// comes back, so keep the limit above what the application stores.
+///
+/// [`SealedSession::limits`]: crate::SealedSession::limits
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    cookie_header_len: usize,
+    max_chunks: usize,
+    token_len: usize,
+    data_len: usize,
+    json_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            cookie_header_len: DEFAULT_MAX_COOKIE_HEADER_LEN,
+            max_chunks: DEFAULT_MAX_CHUNKS,
+            token_len: DEFAULT_MAX_TOKEN_LEN,
+            data_len: DEFAULT_MAX_DATA_LEN,
+            json_depth: DEFAULT_MAX_JSON_DEPTH,
+        }
+    }
+}
+
+impl Limits {
+    /// The defaults: a 32 KiB `Cookie` header, 4 chunks, a 16 KiB token, 16 KiB of data
+    /// nested at most 32 levels deep.
+    pub fn new() -> Self {
+        Limits::default()
+    }
+
+    /// The longest `Cookie` header accepted, in bytes: the sum of the lengths of all its
+    /// values (HTTP/2 may send one header per cookie). Over it: 431, and the handler does not run.
+    /// Default: 32 KiB ([`DEFAULT_MAX_COOKIE_HEADER_LEN`]), twice the largest session the
+    /// default 4 chunks carry, leaving the rest for the application's other cookies.
+    #[must_use]
+    pub fn cookie_header_len(mut self, n: usize) -> Self {
+        self.cookie_header_len = n;
+        self
+    }
+
+    /// The most cookies one session may be split across, when writing and when reading
+    /// (at least 1). Over it when reading: a fresh session. Default: 4 (about 16 KB).
+    #[must_use]
+    pub fn max_chunks(mut self, n: usize) -> Self {
+        self.max_chunks = n.max(1);
+        self
+    }
+
+    /// The longest session token accepted, in bytes of text (for cookies, after the chunks
+    /// are joined), checked before the codec sees it. Default: 16 KiB
+    /// ([`DEFAULT_MAX_TOKEN_LEN`]).
+    #[must_use]
+    pub fn token_len(mut self, n: usize) -> Self {
+        self.token_len = n;
+        self
+    }
+
+    /// The longest session data accepted, in bytes of JSON text, checked once the token
+    /// opened. Default: 16 KiB ([`DEFAULT_MAX_DATA_LEN`]), more than a 4-chunk cookie
+    /// carries, so that it binds only on larger tokens (JWTs minted elsewhere, raised
+    /// token limits).
+    #[must_use]
+    pub fn data_len(mut self, n: usize) -> Self {
+        self.data_len = n;
+        self
+    }
+
+    /// The deepest nesting of session data accepted, counting the data object itself as
+    /// level 1 (`{"a":[1]}` is 2 levels deep), checked once the token opened, in one pass
+    /// that does not recurse. Clamped to 1..=[`MAX_JSON_DEPTH`] (127). Default: 32
+    /// ([`DEFAULT_MAX_JSON_DEPTH`]).
+    #[must_use]
+    pub fn json_depth(mut self, n: usize) -> Self {
+        self.json_depth = n.clamp(1, MAX_JSON_DEPTH);
+        self
+    }
+
+    /// The `Cookie` header bound.
+    pub fn get_cookie_header_len(&self) -> usize {
+        self.cookie_header_len
+    }
+    /// The chunk bound.
+    pub fn get_max_chunks(&self) -> usize {
+        self.max_chunks
+    }
+    /// The token bound.
+    pub fn get_token_len(&self) -> usize {
+        self.token_len
+    }
+    /// The data size bound.
+    pub fn get_data_len(&self) -> usize {
+        self.data_len
+    }
+    /// The nesting bound.
+    pub fn get_json_depth(&self) -> usize {
+        self.json_depth
+    }
+
+    /// Refuses a token over the token bound.
+    pub(crate) fn check_token(&self, token: &str) -> Result<(), OpenError> {
+        if token.len() > self.token_len {
+            return Err(OpenError::TooLarge {
+                len: token.len(),
+                max: self.token_len,
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,433 @@
+//! What the middleware did: refusals by reason, tokens issued and re-issued, revocations.
+//!
+//! Two ways out, from the same call sites:
+//!
+//! - [`Stats`], a snapshot from [`SealedSession::stats`](crate::SealedSession::stats),
+//!   always available, counted in process with relaxed atomics;
+//! - with the `metrics` feature, the [`metrics`](https://docs.rs/metrics) facade, for any
+//!   exporter (Prometheus, StatsD, ...) the application installs. The names:
+//!
+//! | metric | kind | labels | counts |
+//! |---|---|---|---|
+//! | `sealed_session_refusals_total` | counter | `reason` ([`OpenError::reason`]) | tokens (and `Cookie` headers) refused |
+//! | `sealed_session_issued_total` | counter | | first tokens of new sessions |
+//! | `sealed_session_reissues_total` | counter | | new tokens for sessions that arrived valid (changed, renewed, re-keyed) |
+//! | `sealed_session_revocations_total` | counter | `kind` = `session` or `subject` | revocations recorded through the middleware |
+//! | `sealed_session_denylist_entries` | gauge | `kind` = `session` or `subject` | entries a denylist holds (expired ones not yet swept included) |
+//! | `sealed_session_denylist_staleness_seconds` | gauge | | time since the Redis replica was last known current (`+Inf` before its first load) |
+//!
+//! [`describe_metrics`] gives each its description for exporters that show one.
+//!
+//! # Cost
+//!
+//! A request that only reads its session counts nothing. Counts happen where tokens are
+//! made, refused or revoked. Tokens are made on every write, so the issue and re-issue
+//! counters are striped: each thread adds to its own cache line of [`STRIPES`], and a
+//! snapshot sums them, so cores writing sessions in parallel never contend on one atomic.
+//! Refusals and revocations are rare by nature and use one atomic each. With the `metrics`
+//! feature each count also goes through the installed recorder (a registry look-up per
+//! count for most recorders): that cost is the feature's, and off by default.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use tracing::Span;
+
+use crate::clock::Timestamp;
+use crate::denylist::{BoxFuture, Check, Denylist, DenylistError, Status};
+use crate::error::OpenError;
+use crate::state::SessionId;
+
+/// `sealed_session_refusals_total{reason}`: tokens (and `Cookie` headers) refused.
+pub const REFUSALS_TOTAL: &str = "sealed_session_refusals_total";
+/// `sealed_session_issued_total`: first tokens of new sessions.
+pub const ISSUED_TOTAL: &str = "sealed_session_issued_total";
+/// `sealed_session_reissues_total`: new tokens for sessions that arrived valid.
+pub const REISSUES_TOTAL: &str = "sealed_session_reissues_total";
+/// `sealed_session_revocations_total{kind}`: revocations recorded through the middleware.
+pub const REVOCATIONS_TOTAL: &str = "sealed_session_revocations_total";
+/// `sealed_session_denylist_entries{kind}`: entries a denylist holds.
+pub const DENYLIST_ENTRIES: &str = "sealed_session_denylist_entries";
+/// `sealed_session_denylist_staleness_seconds`: age of the Redis replica's last confirmation.
+pub const DENYLIST_STALENESS_SECONDS: &str = "sealed_session_denylist_staleness_seconds";
+
+/// Every refusal reason, in the order [`Stats::refusals`] lists them.
+pub const REASONS: [&str; 15] = [
+    "malformed",
+    "unsupported_version",
+    "unknown_key_id",
+    "bad_seal",
+    "expired",
+    "idle_timeout",
+    "from_the_future",
+    "too_large",
+    "revoked",
+    "claim_mismatch",
+    "not_found",
+    "cookie_header_too_large",
+    "too_many_chunks",
+    "data_too_large",
+    "data_too_deep",
+];
+
+/// The position of `e`'s reason in [`REASONS`].
+fn reason_index(e: &OpenError) -> usize {
+    match e {
+        OpenError::Malformed(_) => 0,
+        OpenError::UnsupportedVersion { .. } => 1,
+        OpenError::UnknownKeyId(_) => 2,
+        OpenError::BadSeal => 3,
+        OpenError::Expired { .. } => 4,
+        OpenError::IdleTimeout { .. } => 5,
+        OpenError::FromTheFuture { .. } => 6,
+        OpenError::TooLarge { .. } => 7,
+        OpenError::Revoked => 8,
+        OpenError::ClaimMismatch { .. } => 9,
+        OpenError::NotFound => 10,
+        OpenError::CookieHeaderTooLarge { .. } => 11,
+        OpenError::TooManyChunks { .. } => 12,
+        OpenError::DataTooLarge { .. } => 13,
+        OpenError::DataTooDeep { .. } => 14,
+    }
+}
+
+/// Stripes of the hot counters; a power of two.
+pub const STRIPES: usize = 8;
+
+/// One stripe, on its own pair of cache lines (adjacent-line prefetch pairs them).
+#[repr(align(128))]
+#[derive(Default)]
+struct Stripe(AtomicU64);
+
+/// A counter that threads add to without sharing a cache line.
+#[derive(Default)]
+struct Striped([Stripe; STRIPES]);
+
+/// This thread's stripe: threads take stripes in turn as they first count.
+fn stripe() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+    }
+    STRIPE.try_with(|s| *s).unwrap_or(0)
+}
+
+impl Striped {
+    #[inline]
+    fn add(&self) {
+        if let Some(s) = self.0.get(stripe()) {
+            s.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn sum(&self) -> u64 {
+        self.0
+            .iter()
+            .fold(0u64, |n, s| n.wrapping_add(s.0.load(Ordering::Relaxed)))
+    }
+}
+
+/// Which kind of revocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Revocation {
+    /// One session id.
+    Session,
+    /// Every session of a subject.
+    Subject,
+}
+
+impl Revocation {
+    fn label(self) -> &'static str {
+        match self {
+            Revocation::Session => "session",
+            Revocation::Subject => "subject",
+        }
+    }
+}
+
+/// The counters of one middleware, shared by its clones and endpoints.
+#[derive(Default)]
+pub(crate) struct Counters {
+    refusals: [AtomicU64; REASONS.len()],
+    issued: Striped,
+    reissued: Striped,
+    revoked_sessions: AtomicU64,
+    revoked_subjects: AtomicU64,
+}
+
+impl Counters {
+    /// Counts and logs a refusal (once, at a level by reason, never the token) and names its
+    /// reason on the request's span.
+    pub(crate) fn refused(&self, e: &OpenError, span: &Span) {
+        let reason = e.reason();
+        match e {
+            OpenError::Expired { .. } | OpenError::IdleTimeout { .. } | OpenError::Revoked => {
+                tracing::debug!(target: "sealed_session", parent: span, reason, error = %e, "session token refused");
+            }
+            // Over a configured limit: worth knowing (a limit set too low, or a client
+            // misbehaving), not an alarm.
+            OpenError::TooLarge { .. }
+            | OpenError::CookieHeaderTooLarge { .. }
+            | OpenError::TooManyChunks { .. }
+            | OpenError::DataTooLarge { .. }
+            | OpenError::DataTooDeep { .. } => {
+                tracing::info!(target: "sealed_session", parent: span, reason, error = %e, "session token refused");
+            }
+            _ => {
+                tracing::warn!(target: "sealed_session", parent: span, reason, error = %e, "session token refused");
+            }
+        }
+        if !span.is_disabled() {
+            span.record("reason", reason);
+        }
+        if let Some(n) = self.refusals.get(reason_index(e)) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+        #[cfg(feature = "metrics")]
+        ::metrics::counter!(REFUSALS_TOTAL, "reason" => reason).increment(1);
+    }
+
+    /// Counts a token (or store record) sent for a session: its first, or a re-issue.
+    #[inline]
+    pub(crate) fn sent(&self, new: bool, span: &Span) {
+        if new {
+            self.issued.add();
+            tracing::debug!(target: "sealed_session", parent: span, "session issued");
+            #[cfg(feature = "metrics")]
+            ::metrics::counter!(ISSUED_TOTAL).increment(1);
+        } else {
+            self.reissued.add();
+            tracing::debug!(target: "sealed_session", parent: span, "session re-issued");
+            #[cfg(feature = "metrics")]
+            ::metrics::counter!(REISSUES_TOTAL).increment(1);
+        }
+    }
+
+    fn revoked(&self, kind: Revocation) {
+        match kind {
+            Revocation::Session => &self.revoked_sessions,
+            Revocation::Subject => &self.revoked_subjects,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(target: "sealed_session", kind = kind.label(), "session revoked");
+        #[cfg(feature = "metrics")]
+        ::metrics::counter!(REVOCATIONS_TOTAL, "kind" => kind.label()).increment(1);
+    }
+
+    /// A snapshot, with the denylist's status when there is one.
+    pub(crate) fn snapshot(&self, denylist: Option<&dyn Denylist>) -> Stats {
+        Stats {
+            refusals: REASONS
+                .iter()
+                .zip(&self.refusals)
+                .map(|(r, n)| (*r, n.load(Ordering::Relaxed)))
+                .collect(),
+            issued: self.issued.sum(),
+            reissues: self.reissued.sum(),
+            revoked_sessions: self.revoked_sessions.load(Ordering::Relaxed),
+            revoked_subjects: self.revoked_subjects.load(Ordering::Relaxed),
+            denylist: denylist.map(Denylist::status),
+        }
+    }
+}
+
+/// What one middleware (and its clones, and the endpoints they made) has done since it was
+/// built: a snapshot from [`SealedSession::stats`](crate::SealedSession::stats) or
+/// [`SealedSessionEndpoint::stats`](crate::SealedSessionEndpoint::stats).
+///
+/// Counts are read with relaxed loads, one counter after another: exact once the requests
+/// being counted have finished, and never torn, but a snapshot taken under load may mix
+/// moments a few nanoseconds apart. See the [module documentation](self) for what each
+/// counts and what counting costs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Refusals by reason ([`OpenError::reason`]), every reason of [`REASONS`] in that
+    /// order, zeros included.
+    pub refusals: Vec<(&'static str, u64)>,
+    /// First tokens (or store records) sent for new sessions.
+    pub issued: u64,
+    /// New tokens (or store records) sent for sessions that arrived valid: changed,
+    /// renewed, re-keyed or touched.
+    pub reissues: u64,
+    /// Session ids revoked through the middleware (`destroy`, `regenerate`, `cycle_id`
+    /// with a denylist).
+    pub revoked_sessions: u64,
+    /// Subjects revoked through the middleware (`Session::logout_everywhere`). A
+    /// [`Denylist::revoke_subject`] called directly on the denylist is not counted here.
+    pub revoked_subjects: u64,
+    /// The denylist's health and size, when the middleware has one.
+    pub denylist: Option<Status>,
+}
+
+impl Stats {
+    /// Refusals for `reason` (a label of [`REASONS`]); 0 for an unknown label.
+    pub fn refused(&self, reason: &str) -> u64 {
+        self.refusals
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// Refusals of every reason together.
+    pub fn refusals_total(&self) -> u64 {
+        self.refusals
+            .iter()
+            .fold(0u64, |t, (_, n)| t.wrapping_add(*n))
+    }
+}
+
+/// The middleware's denylist as handed to sessions and used for revocations: the
+/// application's, counting what is revoked through it. Checks go to the application's
+/// denylist directly.
+pub(crate) struct Counted {
+    pub(crate) inner: Arc<dyn Denylist>,
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl Denylist for Counted {
+    fn check(&self, id: &SessionId, subject: Option<&str>, issued_at: Timestamp) -> Check {
+        self.inner.check(id, subject, issued_at)
+    }
+
+    fn revoke(&self, id: SessionId, until: Timestamp) -> BoxFuture<'_, Result<(), DenylistError>> {
+        Box::pin(async move {
+            self.inner.revoke(id, until).await?;
+            self.counters.revoked(Revocation::Session);
+            Ok(())
+        })
+    }
+
+    fn revoke_subject(
+        &self,
+        subject: &str,
+        before: Timestamp,
+    ) -> BoxFuture<'_, Result<(), DenylistError>> {
+        let fut = self.inner.revoke_subject(subject, before);
+        Box::pin(async move {
+            fut.await?;
+            self.counters.revoked(Revocation::Subject);
+            Ok(())
+        })
+    }
+
+    fn status(&self) -> Status {
+        self.inner.status()
+    }
+}
+
+/// Sets the denylist size gauges (`metrics` feature).
+#[cfg(feature = "metrics")]
+pub(crate) fn denylist_entries(sessions: usize, subjects: usize) {
+    // Exact below 2^53 entries.
+    ::metrics::gauge!(DENYLIST_ENTRIES, "kind" => "session").set(sessions as f64);
+    ::metrics::gauge!(DENYLIST_ENTRIES, "kind" => "subject").set(subjects as f64);
+}
+
+/// Sets the replica staleness gauge (`metrics` feature): `None` before the first load.
+#[cfg(all(feature = "metrics", feature = "redis"))]
+pub(crate) fn denylist_staleness(stale_for: Option<std::time::Duration>) {
+    ::metrics::gauge!(DENYLIST_STALENESS_SECONDS)
+        .set(stale_for.map_or(f64::INFINITY, |d| d.as_secs_f64()));
+}
+
+/// Registers a description (and unit) of every metric with the installed recorder, for
+/// exporters that show them. Call it once after installing the recorder; counting works
+/// without it.
+#[cfg(feature = "metrics")]
+pub fn describe_metrics() {
+    use ::metrics::{Unit, describe_counter, describe_gauge};
+    describe_counter!(
+        REFUSALS_TOTAL,
+        Unit::Count,
+        "Session tokens (and Cookie headers) refused, by reason."
+    );
+    describe_counter!(
+        ISSUED_TOTAL,
+        Unit::Count,
+        "First tokens (or store records) sent for new sessions."
+    );
+    describe_counter!(
+        REISSUES_TOTAL,
+        Unit::Count,
+        "New tokens (or store records) sent for sessions that arrived valid."
+    );
+    describe_counter!(
+        REVOCATIONS_TOTAL,
+        Unit::Count,
+        "Revocations recorded through the middleware, by kind (session or subject)."
+    );
+    describe_gauge!(
+        DENYLIST_ENTRIES,
+        Unit::Count,
+        "Entries the denylist holds, by kind (session or subject), expired ones not yet swept included."
+    );
+    describe_gauge!(
+        DENYLIST_STALENESS_SECONDS,
+        Unit::Seconds,
+        "Time since the Redis denylist replica was last known current; +Inf before its first load."
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_listed_in_index_order() {
+        let t = Timestamp::from_millis(0);
+        let all = [
+            OpenError::Malformed("x"),
+            OpenError::UnsupportedVersion {
+                found: 0,
+                supported: 1,
+            },
+            OpenError::UnknownKeyId("k".into()),
+            OpenError::BadSeal,
+            OpenError::Expired {
+                expired_at: t,
+                now: t,
+            },
+            OpenError::IdleTimeout {
+                last_seen: t,
+                now: t,
+            },
+            OpenError::FromTheFuture { claimed: t, now: t },
+            OpenError::TooLarge { len: 1, max: 0 },
+            OpenError::Revoked,
+            OpenError::ClaimMismatch { claim: "iss" },
+            OpenError::NotFound,
+            OpenError::CookieHeaderTooLarge { len: 1, max: 0 },
+            OpenError::TooManyChunks { chunks: 1, max: 0 },
+            OpenError::DataTooLarge { len: 1, max: 0 },
+            OpenError::DataTooDeep { max: 0 },
+        ];
+        assert_eq!(all.len(), REASONS.len());
+        for (i, e) in all.iter().enumerate() {
+            assert_eq!(reason_index(e), i);
+            assert_eq!(REASONS.get(i), Some(&e.reason()));
+        }
+    }
+
+    #[test]
+    fn striped_counts_from_many_threads_add_up() {
+        let c = Arc::new(Counters::default());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        c.sent(false, &Span::none());
+                    }
+                    c.sent(true, &Span::none());
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let s = c.snapshot(None);
+        assert_eq!((s.reissues, s.issued), (4000, 4));
+        assert_eq!(s.refusals_total(), 0);
+    }
+}

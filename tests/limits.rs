@@ -1,0 +1,421 @@
+//! The limits on what the middleware reads from the client (`Limits`): for each, an input
+//! exactly at the limit is accepted and one byte, chunk or level more is refused with the
+//! documented answer (431 for the `Cookie` header; a fresh session for cookies, a 401 for
+//! bearer tokens otherwise), logged once at `info` with its reason and never the token.
+
+mod http;
+
+use http::{Capture, Jar, capture, send, set_cookies};
+use poem::http::StatusCode;
+use poem::test::TestClient;
+use poem::web::{Json, Path};
+use poem::{Endpoint, EndpointExt, Route, get, handler, post};
+use sealed_session::limits::{
+    DEFAULT_MAX_CHUNKS, DEFAULT_MAX_COOKIE_HEADER_LEN, DEFAULT_MAX_DATA_LEN,
+    DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_TOKEN_LEN, MAX_JSON_DEPTH,
+};
+use sealed_session::{BearerConfig, Keyring, Limits, SealedSession, Session};
+use serde_json::Value;
+
+const NAME: &str = "__Host-sid";
+
+#[handler]
+fn login(session: &Session) -> poem::Result<Json<Value>> {
+    session.insert("user", "alice")?;
+    Ok(Json(serde_json::json!({ "token": session.token()? })))
+}
+
+#[handler]
+fn user(session: &Session) -> poem::Result<String> {
+    Ok(session
+        .get::<String>("user")?
+        .unwrap_or_else(|| "<none>".to_owned()))
+}
+
+/// `[[...]]`: `levels` nested arrays (0: `null`).
+fn nested(levels: usize) -> Value {
+    let mut v = Value::Null;
+    for _ in 0..levels {
+        v = Value::Array(vec![v]);
+    }
+    v
+}
+
+/// Stores `{"user":"alice","k":<levels nested arrays>}`: `levels + 1` deep.
+#[handler]
+fn deep(session: &Session, Path(levels): Path<usize>) -> poem::Result<Json<Value>> {
+    session.insert("user", "alice")?;
+    session.insert("k", &nested(levels))?;
+    Ok(Json(serde_json::json!({ "token": session.token()? })))
+}
+
+/// Stores `{"user":"alice","pad":"xxx..."}` with `n` characters of padding.
+#[handler]
+fn pad(session: &Session, Path(n): Path<usize>) -> poem::Result<Json<Value>> {
+    session.insert("user", "alice")?;
+    session.insert("pad", &"x".repeat(n))?;
+    Ok(Json(serde_json::json!({ "token": session.token()? })))
+}
+
+fn keys() -> Keyring {
+    Keyring::from_secret("limits test secret, long enough to pass!").unwrap()
+}
+
+fn app(mw: SealedSession) -> impl Endpoint {
+    Route::new()
+        .at("/login", post(login))
+        .at("/deep/:levels", post(deep))
+        .at("/pad/:n", post(pad))
+        .at("/user", get(user))
+        .with(mw)
+}
+
+/// A session cookie's token minted by a middleware with no tight limits.
+async fn mint(path: &str) -> String {
+    mint_with(path, SealedSession::new(keys())).await
+}
+
+/// The same for the bearer transport (whose tokens are bound to the bare name).
+async fn mint_bearer(path: &str) -> String {
+    mint_with(path, SealedSession::new(keys()).bearer(BearerConfig::new())).await
+}
+
+async fn mint_with(path: &str, mw: SealedSession) -> String {
+    let tc = TestClient::new(app(mw.limits(
+        Limits::new()
+            .json_depth(MAX_JSON_DEPTH)
+            .data_len(usize::MAX)
+            .token_len(usize::MAX),
+    )));
+    let v: Value = tc
+        .post(path)
+        .send()
+        .await
+        .0
+        .into_body()
+        .into_json()
+        .await
+        .unwrap();
+    v["token"].as_str().unwrap().to_owned()
+}
+
+/// GET /user with exactly these `Cookie` header values.
+async fn get_user(mw: SealedSession, cookies: &[&str]) -> (StatusCode, String, Vec<String>) {
+    let tc = TestClient::new(app(mw));
+    let mut req = tc.get("/user");
+    for c in cookies {
+        req = req.header("cookie", *c);
+    }
+    let resp = req.send().await;
+    let set = set_cookies(&resp).into_iter().map(|c| c.raw).collect();
+    let status = resp.0.status();
+    (status, resp.0.into_body().into_string().await.unwrap(), set)
+}
+
+/// One event naming `reason`, at `info`, and no event carrying the token.
+fn refused_once(cap: &Capture, reason: &str, token: &str) {
+    let events: Vec<_> = cap
+        .events()
+        .into_iter()
+        .filter(|e| e.fields.contains_key("reason"))
+        .collect();
+    assert_eq!(events.len(), 1, "one refusal event: {events:?}");
+    assert_eq!(events[0].fields["reason"], reason);
+    assert_eq!(events[0].level, tracing::Level::INFO, "{reason}");
+    let probe = &token[token.len() / 2..][..token.len().min(24) / 2];
+    for e in cap.events() {
+        for v in e.fields.values() {
+            assert!(!v.contains(probe), "{reason}: the token is never logged");
+        }
+    }
+}
+
+fn no_refusal(cap: &Capture) {
+    assert!(cap.reasons().is_empty(), "{:?}", cap.events());
+}
+
+#[test]
+fn defaults_are_documented_values() {
+    let l = Limits::default();
+    assert_eq!(l.get_cookie_header_len(), 32 * 1024);
+    assert_eq!(l.get_max_chunks(), 4);
+    assert_eq!(l.get_token_len(), 16 * 1024);
+    assert_eq!(l.get_data_len(), 16 * 1024);
+    assert_eq!(l.get_json_depth(), 32);
+    assert_eq!(
+        (
+            DEFAULT_MAX_COOKIE_HEADER_LEN,
+            DEFAULT_MAX_CHUNKS,
+            DEFAULT_MAX_TOKEN_LEN,
+            DEFAULT_MAX_DATA_LEN,
+            DEFAULT_MAX_JSON_DEPTH
+        ),
+        (32 * 1024, 4, 16 * 1024, 16 * 1024, 32)
+    );
+    assert_eq!(Limits::new().json_depth(0).get_json_depth(), 1);
+    assert_eq!(Limits::new().json_depth(1000).get_json_depth(), 127);
+    assert_eq!(Limits::new().max_chunks(0).get_max_chunks(), 1);
+}
+
+/// A `Cookie` header of exactly `len` bytes: the session cookie, then a filler cookie.
+fn cookie_header_of(token: &str, len: usize) -> String {
+    let head = format!("{NAME}={token}; pad=");
+    assert!(len > head.len());
+    format!("{head}{}", "p".repeat(len - head.len()))
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn cookie_header_at_the_limit_is_read_one_byte_over_is_431() {
+    let (cap, _g) = capture();
+    let token = mint("/login").await;
+    for max in [1000, DEFAULT_MAX_COOKIE_HEADER_LEN] {
+        cap.clear();
+        let mw = || {
+            if max == DEFAULT_MAX_COOKIE_HEADER_LEN {
+                SealedSession::new(keys())
+            } else {
+                SealedSession::new(keys()).limits(Limits::new().cookie_header_len(max))
+            }
+        };
+        let at = cookie_header_of(&token, max);
+        assert_eq!(at.len(), max);
+        let (status, body, _) = get_user(mw(), &[&at]).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "alice"), "{max}");
+        no_refusal(&cap);
+
+        let over = cookie_header_of(&token, max + 1);
+        let (status, body, set) = get_user(mw(), &[&over]).await;
+        assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "{max}");
+        assert_ne!(body, "alice", "the handler did not run");
+        assert!(set.is_empty(), "no cookie set or cleared: {set:?}");
+        refused_once(&cap, "cookie_header_too_large", &token);
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn cookie_headers_are_bounded_together() {
+    let (_cap, _g) = capture();
+    // HTTP/2 sends one header per cookie: the bound is on their sum.
+    let token = mint("/login").await;
+    let first = format!("{NAME}={token}");
+    let max = first.len() + 100;
+    let mw = || SealedSession::new(keys()).limits(Limits::new().cookie_header_len(max));
+    let fill = |n: usize| format!("pad={}", "p".repeat(n - 4));
+    let (status, body, _) = get_user(mw(), &[&first, &fill(100)]).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "alice"));
+    let (status, _, _) = get_user(mw(), &[&first, &fill(101)]).await;
+    assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+}
+
+/// The token split into `n` chunk cookies, as one `Cookie` header.
+fn chunked(token: &str, n: usize) -> String {
+    let size = token.len().div_ceil(n);
+    let parts: Vec<String> = token
+        .as_bytes()
+        .chunks(size)
+        .enumerate()
+        .map(|(i, p)| format!("{NAME}.{i}={}", std::str::from_utf8(p).unwrap()))
+        .collect();
+    assert_eq!(parts.len(), n);
+    parts.join("; ")
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn chunks_at_the_limit_are_joined_one_more_gives_a_fresh_session() {
+    let (cap, _g) = capture();
+    let token = mint("/login").await;
+    for (max, how) in [
+        (3, "limits"),
+        (3, "builder"),
+        (DEFAULT_MAX_CHUNKS, "default"),
+    ] {
+        cap.clear();
+        let mw = || match how {
+            "limits" => SealedSession::new(keys()).limits(Limits::new().max_chunks(max)),
+            "builder" => SealedSession::new(keys()).max_chunks(max),
+            _ => SealedSession::new(keys()),
+        };
+        let (status, body, _) = get_user(mw(), &[&chunked(&token, max)]).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "alice"), "{how}");
+        no_refusal(&cap);
+
+        let (status, body, set) = get_user(mw(), &[&chunked(&token, max + 1)]).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "<none>"), "{how}");
+        // Every chunk the request carried is cleared.
+        assert_eq!(set.len(), max + 1, "{how}: {set:?}");
+        assert!(set.iter().all(|c| c.contains("Max-Age=0")), "{set:?}");
+        refused_once(&cap, "too_many_chunks", &token);
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_last_chunk_setting_wins() {
+    let (_cap, _g) = capture();
+    let token = mint("/login").await;
+    // `limits` after `max_chunks`, and `max_chunks` after `limits`.
+    let a = SealedSession::new(keys())
+        .max_chunks(2)
+        .limits(Limits::new().max_chunks(3));
+    let b = SealedSession::new(keys())
+        .limits(Limits::new().max_chunks(2))
+        .max_chunks(3);
+    for mw in [a, b] {
+        let (_, body, _) = get_user(mw, &[&chunked(&token, 3)]).await;
+        assert_eq!(body, "alice");
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn token_at_the_limit_is_opened_one_byte_over_gives_a_fresh_session() {
+    let (cap, _g) = capture();
+    let token = mint("/login").await;
+    let cookie = format!("{NAME}={token}");
+    let mw = |n| SealedSession::new(keys()).limits(Limits::new().token_len(n));
+    let (status, body, _) = get_user(mw(token.len()), &[&cookie]).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "alice"));
+    no_refusal(&cap);
+    let (status, body, set) = get_user(mw(token.len() - 1), &[&cookie]).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "<none>"));
+    assert!(
+        set.iter()
+            .any(|c| c.starts_with(NAME) && c.contains("Max-Age=0"))
+    );
+    refused_once(&cap, "too_large", &token);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn token_limit_applies_to_joined_chunks() {
+    let (cap, _g) = capture();
+    // The bound is on the joined token, whatever the size of each chunk.
+    let big = mint(&format!("/pad/{}", 9000)).await;
+    let mw = |n| SealedSession::new(keys()).limits(Limits::new().token_len(n));
+    let (_, body, _) = get_user(mw(big.len()), &[&chunked(&big, 4)]).await;
+    assert_eq!(body, "alice");
+    no_refusal(&cap);
+    let (_, body, _) = get_user(mw(big.len() - 1), &[&chunked(&big, 4)]).await;
+    assert_eq!(body, "<none>");
+    refused_once(&cap, "too_large", &big);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn data_at_the_limit_is_opened_one_byte_over_gives_a_fresh_session() {
+    let (cap, _g) = capture();
+    let token = mint("/pad/100").await;
+    let data_len = serde_json::to_string(&serde_json::json!({
+        "pad": "x".repeat(100),
+        "user": "alice",
+    }))
+    .unwrap()
+    .len();
+    let cookie = format!("{NAME}={token}");
+    let mw = |n| SealedSession::new(keys()).limits(Limits::new().data_len(n));
+    let (_, body, _) = get_user(mw(data_len), &[&cookie]).await;
+    assert_eq!(body, "alice");
+    no_refusal(&cap);
+    let (status, body, _) = get_user(mw(data_len - 1), &[&cookie]).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "<none>"));
+    refused_once(&cap, "data_too_large", &token);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn data_at_the_depth_limit_is_opened_one_level_over_gives_a_fresh_session() {
+    let (cap, _g) = capture();
+    for depth in [2, 5, DEFAULT_MAX_JSON_DEPTH, MAX_JSON_DEPTH] {
+        cap.clear();
+        // `{"user":..,"k":[..]}` with depth - 1 nested arrays is `depth` levels deep.
+        let token = mint(&format!("/deep/{}", depth - 1)).await;
+        let cookie = format!("{NAME}={token}");
+        let mw = |n| SealedSession::new(keys()).limits(Limits::new().json_depth(n));
+        let (_, body, _) = get_user(mw(depth), &[&cookie]).await;
+        assert_eq!(body, "alice", "{depth}");
+        no_refusal(&cap);
+        let (status, body, _) = get_user(mw(depth - 1), &[&cookie]).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, "<none>"),
+            "{depth}"
+        );
+        refused_once(&cap, "data_too_deep", &token);
+        if depth == DEFAULT_MAX_JSON_DEPTH {
+            let (_, body, _) = get_user(SealedSession::new(keys()), &[&cookie]).await;
+            assert_eq!(body, "alice", "the default is {DEFAULT_MAX_JSON_DEPTH}");
+            let deeper = mint(&format!("/deep/{depth}")).await;
+            let (_, body, _) =
+                get_user(SealedSession::new(keys()), &[&format!("{NAME}={deeper}")]).await;
+            assert_eq!(body, "<none>");
+        }
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn data_deeper_than_serde_json_parses_is_refused_not_a_500() {
+    let (cap, _g) = capture();
+    // A handler may store what serde_json will not parse back (200 levels); it comes back
+    // refused, whatever the limit says.
+    let token = mint("/deep/200").await;
+    let cookie = format!("{NAME}={token}");
+    let mw = SealedSession::new(keys()).limits(Limits::new().json_depth(usize::MAX));
+    let (status, body, _) = get_user(mw, &[&cookie]).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "<none>"));
+    refused_once(&cap, "data_too_deep", &token);
+}
+
+fn bearer_app(limits: Limits) -> impl Endpoint {
+    app(SealedSession::new(keys())
+        .bearer(BearerConfig::new())
+        .limits(limits))
+}
+
+async fn bearer_get(limits: Limits, token: &str) -> (StatusCode, String) {
+    let tc = TestClient::new(bearer_app(limits));
+    let resp = tc
+        .get("/user")
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await;
+    let status = resp.0.status();
+    (status, resp.0.into_body().into_string().await.unwrap())
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn bearer_tokens_over_a_limit_are_401s() {
+    let (cap, _g) = capture();
+    let token = mint_bearer("/deep/3").await; // 4 levels
+    for (limits, reason) in [
+        (Limits::new().token_len(token.len()), None),
+        (Limits::new().token_len(token.len() - 1), Some("too_large")),
+        (Limits::new().json_depth(4), None),
+        (Limits::new().json_depth(3), Some("data_too_deep")),
+    ] {
+        cap.clear();
+        let (status, body) = bearer_get(limits, &token).await;
+        match reason {
+            None => {
+                assert_eq!((status, body.as_str()), (StatusCode::OK, "alice"));
+                no_refusal(&cap);
+            }
+            Some(reason) => {
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "{reason}");
+                refused_once(&cap, reason, &token);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_refused_cookie_session_starts_over_cleanly() {
+    let (_cap, _g) = capture();
+    // After a refusal the client gets a working session again.
+    let token = mint("/deep/10").await;
+    let mw = SealedSession::new(keys()).limits(Limits::new().json_depth(4));
+    let tc = TestClient::new(app(mw));
+    let mut jar = Jar::default();
+    jar.set(NAME, &token);
+    let (status, body) = send(&tc, &mut jar, false, "/user").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "<none>"));
+    assert!(jar.get(NAME).is_none(), "the refused cookie was cleared");
+    let (status, _) = send(&tc, &mut jar, true, "/login").await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, body) = send(&tc, &mut jar, false, "/user").await;
+    assert_eq!(body, "alice");
+}
