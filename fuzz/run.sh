@@ -44,14 +44,16 @@ for t in "${targets[@]}"; do
   bin="$CARGO_TARGET_DIR/$host/release/$t"
   corpus="corpus/$t"
   seeds="seeds/$t"
+  artifacts="$root/fuzz/artifacts/$t/"
+  mkdir -p "$corpus" "$seeds" "$artifacts"
+  # libFuzzer writes new inputs to the first directory only.
+  dirs=("$corpus" "$seeds")
   regressions="$root/tests/fuzz-regressions/$t"
-  artifacts="artifacts/$t/"
-  mkdir -p "$corpus" "$seeds" "$regressions" "$artifacts"
+  [ -d "$regressions" ] && dirs+=("$regressions")
   echo "== $t: ${secs}s"
   log=$(mktemp)
-  # libFuzzer writes new inputs to the first directory only.
   set +e
-  SEALED_SESSION_FUZZ_SEEDS="$seeds" "$bin" "$corpus" "$seeds" "$regressions" \
+  SEALED_SESSION_FUZZ_SEEDS="$seeds" "$bin" "${dirs[@]}" \
     -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
     -print_final_stats=1 -artifact_prefix="$artifacts" ${FUZZ_FLAGS:-} >"$log" 2>&1
   rc=$?
