@@ -356,6 +356,10 @@ struct Arrival {
     stale_key: bool,
     /// A token came but was refused.
     refused: Option<OpenError>,
+    /// The refused token's session was revoked here but the revocation is not yet recorded
+    /// in the shared denylist: its id and `until`, ended again if the handler ends the
+    /// session, so that a retried logout reports the truth.
+    unconfirmed: Option<(SessionId, Timestamp)>,
 }
 
 enum Outcome {
@@ -380,6 +384,7 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
             reissue: false,
             stale_key: false,
             refused,
+            unconfirmed: None,
         })
     }
 
@@ -423,11 +428,15 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
                 }
             },
         };
+        let mut unconfirmed = None;
         let opened = match (opened, &self.cfg.denylist) {
             (Ok((renew, stale_key, state)), Some(denylist)) => {
                 match denylist.check_at(&state.id(), state.subject(), state.issued_at(), now) {
                     Check::Allowed => Ok((renew, stale_key, state)),
-                    Check::Revoked(_) => Err(OpenError::Revoked),
+                    Check::Revoked(_) => {
+                        unconfirmed = denylist.pending(&state.id()).map(|u| (state.id(), u));
+                        Err(OpenError::Revoked)
+                    }
                     Check::Unavailable => {
                         tracing::error!(target: "sealed_session", "revocation list unavailable; refusing sessions");
                         return Err(poem::Error::from_string(
@@ -446,8 +455,13 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
                 state,
                 is_new: false,
                 refused: None,
+                unconfirmed: None,
             }),
-            Err(e) => self.fresh(now, Some(e)),
+            Err(e) => {
+                let mut arrival = self.fresh(now, Some(e))?;
+                arrival.unconfirmed = unconfirmed;
+                Ok(arrival)
+            }
         }
     }
 }
@@ -698,6 +712,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             reissue,
             stale_key,
             refused,
+            unconfirmed,
         } = arrival;
         let refused = refused.is_some();
         if !is_new {
@@ -714,6 +729,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             lifecycle: Lifecycle::Live,
             ended: Vec::new(),
             issued_until,
+            unconfirmed,
             token: None,
             now,
             max_age: cfg.policy.get_max_age(),

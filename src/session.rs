@@ -121,6 +121,10 @@ pub(crate) struct Inner {
     /// sealed during this request. Revoking the id lasts until then, even if the handler
     /// shortened the session (`set_max_age`) before ending it.
     pub(crate) issued_until: Timestamp,
+    /// A refused token's session whose revocation is not yet recorded in the shared
+    /// denylist (see [`Denylist::pending`]): ended again, with its `until`, if this request
+    /// ends the session, so that a retried logout is not reported as done.
+    pub(crate) unconfirmed: Option<(SessionId, Timestamp)>,
     /// A token made during the handler by [`Session::token`], to be sent unless the session
     /// changes again.
     pub(crate) token: Option<String>,
@@ -500,6 +504,9 @@ impl Session {
     }
 
     fn end_current(inner: &mut Inner) {
+        if let Some(pending) = inner.unconfirmed.take() {
+            inner.ended.push(pending);
+        }
         // Ended when a token of it may exist: it arrived with one, is about to get one, or
         // `token()` made one during this request.
         if !inner.is_new || inner.changed || inner.token.is_some() {

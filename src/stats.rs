@@ -290,6 +290,20 @@ impl Denylist for Counted {
         self.inner.check(id, subject, issued_at)
     }
 
+    fn check_at(
+        &self,
+        id: &SessionId,
+        subject: Option<&str>,
+        issued_at: Timestamp,
+        now: Timestamp,
+    ) -> Check {
+        self.inner.check_at(id, subject, issued_at, now)
+    }
+
+    fn pending(&self, id: &SessionId) -> Option<Timestamp> {
+        self.inner.pending(id)
+    }
+
     fn revoke(&self, id: SessionId, until: Timestamp) -> BoxFuture<'_, Result<(), DenylistError>> {
         Box::pin(async move {
             self.inner.revoke(id, until).await?;

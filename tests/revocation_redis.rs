@@ -141,6 +141,16 @@ async fn outage_keeps_serving_fails_logouts_loudly_and_heals_after_restart() {
     let mut j = jar.clone();
     let (status, body) = send(&a, &mut j, true, "/logout").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    // A retry on A is not reported as done either, although A already refuses the session
+    // (its replica has the revocation) and B may still accept it.
+    let mut j = jar.clone();
+    let (status, body) = send(&a, &mut j, true, "/logout").await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a retried logout while Redis is down: {body}"
+    );
+    assert_eq!(send(&a, &mut jar.clone(), false, "/me").await.1, "<none>");
     // The outage is reported.
     let deadline = Instant::now() + Duration::from_secs(5);
     while da.status().health.label() == "healthy" {
@@ -162,7 +172,7 @@ async fn outage_keeps_serving_fails_logouts_loudly_and_heals_after_restart() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // The logout that failed during the outage was kept and is written on reconnection:
-    // it reaches B too, even though A's retry found the session already ended.
+    // The logout that failed during the outage reaches B: written on reconnection, and
+    // again by the retry.
     refused_within(&b, &jar, Duration::from_secs(5)).await;
 }

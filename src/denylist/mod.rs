@@ -255,6 +255,20 @@ pub trait Denylist: Send + Sync + 'static {
         self.check(id, subject, issued_at)
     }
 
+    /// A revocation of session `id` that this process holds but could not yet record in
+    /// a shared backend (Redis was unreachable), with its `until`; `None` when there is
+    /// none. Such a session is refused here but may still be accepted by other processes.
+    ///
+    /// The middleware uses it so that a retried logout is not answered as done: when a
+    /// request brings a token refused for such a pending revocation and the handler ends the
+    /// session again (`destroy`, `regenerate`), the revocation is written again, and the
+    /// request gets a 503 while the backend stays unreachable. The default is `None` (a
+    /// denylist with nothing shared, such as [`MemoryDenylist`]).
+    fn pending(&self, id: &SessionId) -> Option<Timestamp> {
+        let _ = id;
+        None
+    }
+
     /// Revokes session `id`, remembered until `until` (pass the session's expiry: after it the
     /// session is refused anyway). An `until` already past is a no-op.
     fn revoke(&self, id: SessionId, until: Timestamp) -> BoxFuture<'_, Result<(), DenylistError>>;

@@ -402,6 +402,10 @@ impl Denylist for RedisDenylist {
         self.check_with(id, subject, issued_at, || now)
     }
 
+    fn pending(&self, id: &SessionId) -> Option<Timestamp> {
+        self.shared.pending_session(id)
+    }
+
     /// Records the revocation in Redis (and announces it), then in the local replica.
     ///
     /// On error the id is still added to this process's replica, so this process refuses
@@ -503,6 +507,15 @@ impl Shared {
             );
         }
         q.push(p);
+    }
+
+    /// The `until` of a session revocation waiting for Redis, if `id` has one.
+    fn pending_session(&self, id: &SessionId) -> Option<Timestamp> {
+        let q = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        q.iter().rev().find_map(|p| match p {
+            Pending::Session(pid, until) if pid == id => Some(*until),
+            _ => None,
+        })
     }
 
     fn take_pending(&self) -> Vec<Pending> {
