@@ -500,6 +500,76 @@ fn keygen_and_rotate_round_trip() {
 }
 
 #[test]
+fn rotate_in_two_steps_stages_then_promotes() {
+    let out = run(&["keygen", "--id", "k1"], &[], None);
+    let first: Keyring = out.stdout.trim().parse().unwrap();
+    let token_k1 = SealedCodec::new(first.clone())
+        .seal(&fresh(), b"sid")
+        .unwrap();
+
+    // Step 1: the new key opens everywhere, the primary still seals.
+    let out = run(
+        &["rotate", "--stage"],
+        &[("SESSION_KEYS", out.stdout.trim())],
+        None,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let staged: Keyring = out.stdout.trim().parse().unwrap();
+    assert_eq!(staged.ids().collect::<Vec<_>>(), ["k1", "k2"]);
+    assert!(out.stderr.contains("rotate --promote"), "{}", out.stderr);
+    // An instance on the staged ring still seals with k1, which the old ring opens...
+    let sealed_staged = SealedCodec::new(staged.clone())
+        .seal(&fresh(), b"sid")
+        .unwrap();
+    assert!(
+        SealedCodec::new(first.clone())
+            .open(&sealed_staged, b"sid")
+            .is_ok()
+    );
+
+    // Step 2: k2 becomes the primary; k1 still opens.
+    let out = run(
+        &["rotate", "--promote"],
+        &[("SESSION_KEYS", staged.to_ring_string().as_str())],
+        None,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let promoted: Keyring = out.stdout.trim().parse().unwrap();
+    assert_eq!(promoted.ids().collect::<Vec<_>>(), ["k2", "k1"]);
+    assert!(out.stderr.contains("new primary k2"), "{}", out.stderr);
+    // ...and tokens the promoted ring seals open on instances still on the staged ring.
+    let sealed_promoted = SealedCodec::new(promoted.clone())
+        .seal(&fresh(), b"sid")
+        .unwrap();
+    assert!(
+        SealedCodec::new(staged)
+            .open(&sealed_promoted, b"sid")
+            .is_ok()
+    );
+    assert!(
+        SealedCodec::new(promoted.clone())
+            .open(&token_k1, b"sid")
+            .is_ok()
+    );
+
+    // Nothing to promote in a one-key ring; an unknown id is named.
+    let out = run(
+        &["rotate", "--promote"],
+        &[("SESSION_KEYS", first.to_ring_string().as_str())],
+        None,
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("nothing to promote"), "{}", out.stderr);
+    let out = run(
+        &["rotate", "--promote", "--id", "nope"],
+        &[("SESSION_KEYS", promoted.to_ring_string().as_str())],
+        None,
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("no key \"nope\""), "{}", out.stderr);
+}
+
+#[test]
 fn keygen_jwt_keys() {
     let out = run(&["keygen", "--alg", "hs256", "--id", "j1"], &[], None);
     assert_eq!(out.code, 0);

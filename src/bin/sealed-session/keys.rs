@@ -227,15 +227,25 @@ pub fn next_id(ring: &Keyring) -> String {
     }
 }
 
-/// `rotate`: a new ring with a fresh primary, and what happened for stderr.
+/// Which rotation `rotate` makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// A fresh key becomes the primary at once (one instance, or all restarted together).
+    Replace,
+    /// A fresh key is added in second place: opened everywhere, sealed with nowhere yet.
+    Stage,
+    /// The second key (or `--id`) becomes the primary; no new key.
+    Promote,
+}
+
+/// `rotate`: a new ring, and what happened for stderr.
 pub fn rotate(
     old: &Keyring,
+    step: Step,
     alg: Option<Algorithm>,
     id: Option<&str>,
     keep: Option<usize>,
 ) -> Result<(Keyring, String), CliError> {
-    let alg = alg.unwrap_or_else(|| old.primary_algorithm());
-    let id = id.map_or_else(|| next_id(old), str::to_owned);
     let keep = match keep {
         Some(0) => {
             return Err(CliError::Usage(
@@ -245,11 +255,7 @@ pub fn rotate(
         Some(n) => n,
         None => usize::MAX,
     };
-    let key = Key::generate(&id, alg).map_err(|source| CliError::Key {
-        from: "the new key (--id)".to_owned(),
-        source,
-    })?;
-    let ring = old.rotate(key, keep).map_err(|source| match source {
+    let key_error = |source| match source {
         KeyError::DuplicateKeyId(id) => CliError::Usage(format!(
             "key id {id:?} is already in the ring; choose another with --id"
         )),
@@ -257,11 +263,69 @@ pub fn rotate(
             from: "the new key (--id)".to_owned(),
             source,
         },
-    })?;
+    };
+    let (ring, head) = match step {
+        Step::Replace | Step::Stage => {
+            let alg = alg.unwrap_or_else(|| old.primary_algorithm());
+            let id = id.map_or_else(|| next_id(old), str::to_owned);
+            let key = Key::generate(&id, alg).map_err(|source| CliError::Key {
+                from: "the new key (--id)".to_owned(),
+                source,
+            })?;
+            if step == Step::Replace {
+                let ring = old.rotate(key, keep).map_err(key_error)?;
+                (ring, format!("new primary {id} ({alg})"))
+            } else {
+                let mut keys = old.keys().cloned();
+                let primary = keys.next();
+                let ring = Keyring::new(
+                    primary
+                        .into_iter()
+                        .chain(std::iter::once(key))
+                        .chain(keys)
+                        .take(keep.max(2)),
+                )
+                .map_err(key_error)?;
+                (
+                    ring,
+                    format!(
+                        "staged {id} ({alg}) in second place; primary still {}. Deploy this ring to every instance, then run `sealed-session rotate --promote`",
+                        old.primary_id()
+                    ),
+                )
+            }
+        }
+        Step::Promote => {
+            let target = match id {
+                Some(id) => id.to_owned(),
+                None => old.ids().nth(1).map(str::to_owned).ok_or_else(|| {
+                    CliError::Usage(
+                        "the ring has one key: nothing to promote (stage one with `rotate --stage`)"
+                            .to_owned(),
+                    )
+                })?,
+            };
+            let key = old
+                .keys()
+                .find(|k| k.id() == target)
+                .cloned()
+                .ok_or_else(|| CliError::Usage(format!("no key {target:?} in the ring")))?;
+            let ring = Keyring::new(
+                std::iter::once(key.clone())
+                    .chain(old.keys().filter(|k| k.id() != target).cloned())
+                    .take(keep),
+            )
+            .map_err(key_error)?;
+            (ring, format!("new primary {target} ({})", key.algorithm()))
+        }
+    };
     let kept: Vec<&str> = ring.ids().skip(1).collect();
-    let retired: Vec<&str> = old.ids().filter(|i| !kept.contains(i)).collect();
+    let retired: Vec<&str> = old
+        .ids()
+        .filter(|i| !kept.contains(i) && *i != ring.primary_id())
+        .collect();
     let mut note = format!(
-        "new primary {id} ({alg}); still opening: {}",
+        "{head}; still opening: {}",
         if kept.is_empty() {
             "none".to_owned()
         } else {

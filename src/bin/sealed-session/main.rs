@@ -122,6 +122,15 @@ Examples:
         /// Keep at most N keys in all, the new one included; older ones are retired.
         #[arg(long, value_name = "N")]
         keep: Option<usize>,
+        /// Step 1 of a rotation across several instances: add the new key in second place,
+        /// so that every instance opens it before any seals with it. Deploy that ring
+        /// everywhere, then run `rotate --promote`.
+        #[arg(long, conflicts_with = "promote")]
+        stage: bool,
+        /// Step 2: make the second key (or the one named by --id) the primary, without a new
+        /// key.
+        #[arg(long, conflicts_with = "alg")]
+        promote: bool,
     },
     /// Decode a session token, Set-Cookie value or Cookie header, and check it with the keys.
     #[command(after_help = format!("\
@@ -309,6 +318,8 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             alg,
             id,
             keep,
+            stage,
+            promote,
         } => {
             let alg = match alg.as_deref().map(keys::parse_alg).transpose()? {
                 None => None,
@@ -321,7 +332,14 @@ fn run(cli: Cli) -> Result<u8, CliError> {
                 }
             };
             let loaded = keys::load_rotate_ring(ring.as_deref(), file.as_deref())?;
-            let (new, note) = keys::rotate(&loaded.ring, alg, id.as_deref(), keep)?;
+            let step = if promote {
+                keys::Step::Promote
+            } else if stage {
+                keys::Step::Stage
+            } else {
+                keys::Step::Replace
+            };
+            let (new, note) = keys::rotate(&loaded.ring, step, alg, id.as_deref(), keep)?;
             eprintln!("{note}");
             let mut out = new.to_ring_string();
             out.push('\n');
