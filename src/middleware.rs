@@ -764,6 +764,8 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
         if let Err(resp) = end_sessions(cfg, &span, &plan.ended).await {
             return Ok(resp);
         }
+        // Store-backed: the session was found ended by another request when writing it.
+        let mut ended_elsewhere = false;
         if let Backend::Store { store, .. } = &cfg.backend
             && let Some((id, record, until)) = &plan.record
         {
@@ -776,6 +778,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
                 Ok(false) => {
                     tracing::info!(target: "sealed_session", "session ended by another request; not saved");
                     plan.token = None;
+                    ended_elsewhere = true;
                 }
                 Err(e) => {
                     tracing::error!(target: "sealed_session", error = %e, "session not saved to the store");
@@ -819,12 +822,13 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
                 .entry(header::CACHE_CONTROL)
                 .or_insert(HeaderValue::from_static("no-store"));
         }
-        if matches!(plan.outcome, Outcome::Write) {
+        if matches!(plan.outcome, Outcome::Write) && !ended_elsewhere {
             cfg.stats.sent(is_new, &span);
         }
         outcome(
             &span,
             match plan.outcome {
+                _ if ended_elsewhere => "ended_elsewhere",
                 Outcome::Nothing => "unchanged",
                 Outcome::Write if is_new => "issued",
                 Outcome::Write => "reissued",

@@ -867,6 +867,21 @@ async fn a_request_in_flight_cannot_bring_back_a_destroyed_session() {
         !format!("{ended:?}").contains(&id),
         "no session id in the log: {ended:?}"
     );
+    // The late request's span says what happened, not that a session was re-issued.
+    let outcomes: Vec<_> = cap
+        .spans()
+        .into_iter()
+        .filter(|s| s.name == "sealed_session")
+        .filter_map(|s| s.fields.get("outcome").cloned())
+        .collect();
+    assert!(
+        outcomes.iter().any(|o| o == "ended_elsewhere"),
+        "outcomes: {outcomes:?}"
+    );
+    assert!(
+        !outcomes.iter().any(|o| o == "reissued"),
+        "outcomes: {outcomes:?}"
+    );
     let replay = c.send_with(false, "/user", Some(old)).await;
     assert_eq!(
         replay.0.into_body().into_string().await.unwrap(),
