@@ -64,10 +64,9 @@ struct Config {
     bearer: Option<BearerConfig>,
     save_uninitialized: bool,
     clock: Arc<dyn Clock>,
-    denylist: Option<Arc<dyn Denylist>>,
-    /// The same denylist, counting revocations: what sessions and the middleware revoke
-    /// through.
-    revoker: Option<Arc<dyn Denylist>>,
+    /// The application's denylist, wrapped so that the revocations made through it are
+    /// counted; checks go to the denylist itself (`Counted::inner`).
+    denylist: Option<Arc<Counted>>,
     limits: Limits,
     /// Shared by every clone of the builder and every endpoint made from them.
     stats: Arc<Counters>,
@@ -107,7 +106,6 @@ impl SealedSession {
                 bearer: None,
                 save_uninitialized: false,
                 denylist: None,
-                revoker: None,
                 clock: Arc::new(SystemClock),
                 limits: Limits::default(),
                 stats: Arc::new(Counters::default()),
@@ -253,11 +251,10 @@ impl SealedSession {
     /// by expiry).
     #[must_use]
     pub fn denylist(mut self, denylist: Arc<dyn Denylist>) -> Self {
-        self.cfg.revoker = Some(Arc::new(Counted {
-            inner: denylist.clone(),
+        self.cfg.denylist = Some(Arc::new(Counted {
+            inner: denylist,
             counters: self.cfg.stats.clone(),
         }));
-        self.cfg.denylist = Some(denylist);
         self
     }
 
@@ -266,7 +263,9 @@ impl SealedSession {
     /// endpoints made from any of them, share one set of counters, so keep a clone to read
     /// them after `.with(..)`. See [`Stats`] for what each count means and costs.
     pub fn stats(&self) -> Stats {
-        self.cfg.stats.snapshot(self.cfg.denylist.as_deref())
+        self.cfg
+            .stats
+            .snapshot(self.cfg.denylist.as_deref().map(|d| &*d.inner))
     }
 
     /// The clock used for every expiry decision. Default: [`SystemClock`].
@@ -310,7 +309,9 @@ impl<E> SealedSessionEndpoint<E> {
     /// What this endpoint (and the middleware it came from, with its clones) has done so
     /// far; see [`SealedSession::stats`].
     pub fn stats(&self) -> Stats {
-        self.cfg.stats.snapshot(self.cfg.denylist.as_deref())
+        self.cfg
+            .stats
+            .snapshot(self.cfg.denylist.as_deref().map(|d| &*d.inner))
     }
 }
 
@@ -430,7 +431,8 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
         };
         let mut unconfirmed = None;
         let opened = match (opened, &self.cfg.denylist) {
-            (Ok((renew, stale_key, state)), Some(denylist)) => {
+            (Ok((renew, stale_key, state)), Some(counted)) => {
+                let denylist = &*counted.inner;
                 match denylist.check_at(&state.id(), state.subject(), state.issued_at(), now) {
                     Check::Allowed => Ok((renew, stale_key, state)),
                     Check::Revoked(_) => {
@@ -574,7 +576,7 @@ async fn end_sessions(
     span: &Span,
     ended: &[(SessionId, Timestamp)],
 ) -> Result<(), Response> {
-    match (&cfg.backend, &cfg.revoker) {
+    match (&cfg.backend, &cfg.denylist) {
         (Backend::Token(_), Some(denylist)) => {
             for (id, until) in ended {
                 if let Err(e) = denylist.revoke(*id, *until).await {
@@ -735,7 +737,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             max_age: cfg.policy.get_max_age(),
             idle_timeout: cfg.policy.get_idle_timeout(),
             backend: cfg.backend.clone(),
-            denylist: cfg.revoker.clone(),
+            denylist: cfg.denylist.clone().map(|d| -> Arc<dyn Denylist> { d }),
             purpose: purpose.clone(),
             stale_key,
             saved: None,
