@@ -257,6 +257,17 @@ pub enum DataError {
         #[source]
         source: serde_json::Error,
     },
+    /// The value would nest the session data deeper than the configured bound
+    /// ([`Limits::json_depth`](crate::Limits::json_depth); the data object itself is level
+    /// 1). Refused when stored, because a session that deep would be refused when it comes
+    /// back, silently logging the user out.
+    #[error("value for session key {key:?} would nest the session data deeper than {max} levels")]
+    TooDeep {
+        /// The session key.
+        key: String,
+        /// The deepest nesting allowed.
+        max: usize,
+    },
     /// The session's stored data is not a JSON object (only possible for a token written by
     /// another implementation with a valid key).
     #[error("session data is not a JSON object")]

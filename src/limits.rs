@@ -52,9 +52,11 @@ pub const MAX_JSON_DEPTH: usize = 127;
 /// wins.
 ///
 /// The data limits apply to data that arrived in a token; a store-backed session's record
-/// comes from the server's own store and is not checked. Data a handler stores is not
-/// checked either: a session nested deeper than `json_depth` is sent, and refused when it
-/// comes back, so keep the limit above what the application stores.
+/// comes from the server's own store and is not checked. Data a handler stores is bounded on
+/// the way in: `Session::insert` refuses a value that would nest the data deeper than
+/// `json_depth` ([`DataError::TooDeep`](crate::DataError::TooDeep)), and a session too large
+/// for its token fails when sealed (a 500 naming the size), so no session is sent that
+/// would be refused when it comes back.
 ///
 /// [`SealedSession::limits`]: crate::SealedSession::limits
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

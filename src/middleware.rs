@@ -740,6 +740,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             denylist: cfg.denylist.clone().map(|d| -> Arc<dyn Denylist> { d }),
             purpose: purpose.clone(),
             stale_key,
+            max_depth: cfg.limits.get_json_depth(),
             saved: None,
             loaded,
         });

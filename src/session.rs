@@ -136,6 +136,9 @@ pub(crate) struct Inner {
     pub(crate) purpose: Arc<str>,
     /// The token was made with a key that is no longer primary.
     pub(crate) stale_key: bool,
+    /// The data's nesting bound ([`Limits::json_depth`](crate::Limits::json_depth)): a value
+    /// that would pass it is refused by `insert`, not sent and refused on its way back.
+    pub(crate) max_depth: usize,
     /// Store-backed: the record [`Session::save`] wrote during this request, so that the
     /// middleware does not write the same bytes again (express-session's `savedHash`).
     pub(crate) saved: Option<Vec<u8>>,
@@ -249,11 +252,15 @@ impl Session {
         Ok(self.lock().state.get(key)?)
     }
 
-    /// Stores `value` under `key`.
+    /// Stores `value` under `key`. A value that would nest the session data deeper than the
+    /// middleware's [`Limits::json_depth`](crate::Limits::json_depth) is refused with
+    /// [`DataError::TooDeep`](crate::DataError::TooDeep): such a session would be refused
+    /// when it came back.
     pub fn insert<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), SessionError> {
         let mut inner = self.lock();
         Session::revive(&mut inner);
-        if inner.state.insert(key, value)? {
+        let max_depth = inner.max_depth;
+        if inner.state.insert_bounded(key, value, max_depth)? {
             inner.changed = true;
         }
         Ok(())

@@ -192,6 +192,16 @@ impl fmt::Debug for RawJson {
 /// surprise gives an error (corrupt data); no input can make it panic. It never recurses:
 /// nesting is a counter, bounded by [`MAX_JSON_DEPTH`] (past it serde_json would refuse the
 /// data anyway), and the depth it finds is returned for the configurable limit.
+/// Whether `v` nests deeper than `max` levels (a scalar is 0, `[]` is 1). Stops at `max + 1`,
+/// so the recursion is bounded whatever the value.
+fn exceeds_depth(v: &Value, max: usize) -> bool {
+    match v {
+        Value::Array(a) => max == 0 || a.iter().any(|c| exceeds_depth(c, max - 1)),
+        Value::Object(o) => max == 0 || o.values().any(|c| exceeds_depth(c, max - 1)),
+        _ => false,
+    }
+}
+
 mod split {
     use std::ops::Range;
 
@@ -552,10 +562,38 @@ impl SessionState {
         key: &str,
         value: &T,
     ) -> Result<bool, DataError> {
+        self.insert_value(key, value, None)
+    }
+
+    /// [`SessionState::insert`], refusing a value that would nest the data deeper than
+    /// `max_depth` levels (the data object is level 1) with [`DataError::TooDeep`].
+    pub(crate) fn insert_bounded<T: Serialize + ?Sized>(
+        &mut self,
+        key: &str,
+        value: &T,
+        max_depth: usize,
+    ) -> Result<bool, DataError> {
+        self.insert_value(key, value, Some(max_depth))
+    }
+
+    fn insert_value<T: Serialize + ?Sized>(
+        &mut self,
+        key: &str,
+        value: &T,
+        max_depth: Option<usize>,
+    ) -> Result<bool, DataError> {
         let v = serde_json::to_value(value).map_err(|source| DataError::Serialize {
             key: key.to_owned(),
             source,
         })?;
+        if let Some(max_depth) = max_depth
+            && exceeds_depth(&v, max_depth.saturating_sub(1))
+        {
+            return Err(DataError::TooDeep {
+                key: key.to_owned(),
+                max: max_depth,
+            });
+        }
         let old = self.change(key, Some(v.clone()))?;
         Ok(old.as_ref() != Some(&v))
     }

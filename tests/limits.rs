@@ -10,11 +10,15 @@ use poem::http::StatusCode;
 use poem::test::TestClient;
 use poem::web::{Json, Path};
 use poem::{Endpoint, EndpointExt, Route, get, handler, post};
+use sealed_session::codec::Codec as _;
 use sealed_session::limits::{
     DEFAULT_MAX_CHUNKS, DEFAULT_MAX_COOKIE_HEADER_LEN, DEFAULT_MAX_DATA_LEN,
     DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_TOKEN_LEN, MAX_JSON_DEPTH,
 };
-use sealed_session::{BearerConfig, Keyring, Limits, SealedSession, Session};
+use sealed_session::{
+    BearerConfig, Keyring, Limits, SealedCodec, SealedSession, Session, SessionId, SessionState,
+    Timestamp,
+};
 use serde_json::Value;
 
 const NAME: &str = "__Host-sid";
@@ -350,9 +354,20 @@ async fn data_at_the_depth_limit_is_opened_one_level_over_gives_a_fresh_session(
 #[tokio::test(flavor = "current_thread")]
 async fn data_deeper_than_serde_json_parses_is_refused_not_a_500() {
     let (cap, _g) = capture();
-    // A handler may store what serde_json will not parse back (200 levels); it comes back
-    // refused, whatever the limit says.
-    let token = mint("/deep/200").await;
+    // A token may carry what serde_json will not parse back (200 levels: made here with the
+    // codec, as another holder of the key could; the middleware's `insert` refuses it); it
+    // is refused, whatever the limit says.
+    let now = Timestamp::from_system_time(std::time::SystemTime::now());
+    let mut state = SessionState::new(
+        SessionId::generate().unwrap(),
+        now,
+        now.saturating_add(std::time::Duration::from_secs(3600)),
+    );
+    state.insert("user", "alice").unwrap();
+    state.insert("k", &nested(200)).unwrap();
+    let token = SealedCodec::new(keys())
+        .seal(&state, NAME.as_bytes())
+        .unwrap();
     let cookie = format!("{NAME}={token}");
     let mw = SealedSession::new(keys()).limits(Limits::new().json_depth(usize::MAX));
     let (status, body, _) = get_user(mw, &[&cookie]).await;
@@ -418,4 +433,34 @@ async fn a_refused_cookie_session_starts_over_cleanly() {
     assert_eq!(status, StatusCode::OK);
     let (_, body) = send(&tc, &mut jar, false, "/user").await;
     assert_eq!(body, "alice");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_handler_cannot_store_data_deeper_than_the_limit() {
+    // At the limit: stored, sent, and opened again by the same middleware.
+    for depth in [3, DEFAULT_MAX_JSON_DEPTH] {
+        let limits = Limits::new().json_depth(depth);
+        let tc = TestClient::new(app(SealedSession::new(keys()).limits(limits)));
+        // `{"user":..,"k":[..]}` with depth - 1 nested arrays is `depth` levels deep.
+        let resp = tc.post(format!("/deep/{}", depth - 1)).send().await;
+        resp.assert_status_is_ok();
+        let mut jar = Jar::default();
+        jar.absorb(&resp);
+        let (_, body) = send(&tc, &mut jar, false, "/user").await;
+        assert_eq!(body, "alice", "{depth}");
+        // One level more: the insert fails, naming the key and the bound. What the handler
+        // stored before it (the user) is still sent, as after any handler error, and opens:
+        // nothing is sent that would be refused on its way back.
+        let resp = tc.post(format!("/deep/{depth}")).send().await;
+        resp.assert_status(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut jar = Jar::default();
+        jar.absorb(&resp);
+        let (_, who) = send(&tc, &mut jar, false, "/user").await;
+        assert_eq!(who, "alice", "{depth}");
+        let body = resp.0.into_body().into_string().await.unwrap();
+        assert!(
+            body.contains("\"k\"") && body.contains(&depth.to_string()),
+            "{body}"
+        );
+    }
 }
