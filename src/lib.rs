@@ -52,6 +52,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod cache;
 mod clock;
 pub mod codec;
 pub mod denylist;
@@ -69,6 +70,7 @@ pub mod stats;
 pub mod store;
 pub mod transport;
 
+pub use cache::DEFAULT_OPEN_CACHE_BYTES;
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use codec::{Codec, Opened, SealedCodec, SignedCodec};
 pub use denylist::{Check, Denylist, MemoryDenylist};

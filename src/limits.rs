@@ -156,7 +156,7 @@ impl Limits {
     }
 
     /// Refuses a token over the token bound.
-    pub(crate) fn check_token(&self, token: &str) -> Result<(), OpenError> {
+    pub(crate) fn check_token(&self, token: &[u8]) -> Result<(), OpenError> {
         if token.len() > self.token_len {
             return Err(OpenError::TooLarge {
                 len: token.len(),

@@ -9,6 +9,7 @@ use poem::http::{HeaderMap, HeaderValue, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 use tracing::Span;
 
+use crate::cache::{DEFAULT_OPEN_CACHE_BYTES, Hit, OpenCache};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::codec::{Codec, SealedCodec, SessionIdCodec, SignedCodec};
 use crate::denylist::{Check, Denylist};
@@ -68,6 +69,8 @@ struct Config {
     /// counted; checks go to the denylist itself (`Counted::inner`).
     denylist: Option<Arc<Counted>>,
     limits: Limits,
+    /// Memory budget of each endpoint's open cache; 0 for none.
+    open_cache: usize,
     /// Shared by every clone of the builder and every endpoint made from them.
     stats: Arc<Counters>,
 }
@@ -108,9 +111,26 @@ impl SealedSession {
                 denylist: None,
                 clock: Arc::new(SystemClock),
                 limits: Limits::default(),
+                open_cache: DEFAULT_OPEN_CACHE_BYTES,
                 stats: Arc::new(Counters::default()),
             },
         }
+    }
+
+    /// Memory for the open cache: what recently seen tokens opened to, so that a token that
+    /// comes back (the next request of the same page or app, or the one after a write) is
+    /// not decoded and authenticated again. `0` turns it off. Default
+    /// [`DEFAULT_OPEN_CACHE_BYTES`] (1 MiB) per endpoint the middleware is applied to.
+    ///
+    /// A token is answered from the cache only for exactly the bytes that opened (compared
+    /// in constant time) and the same cookie name; expiry, idle time and revocation are
+    /// checked on every request as without it. Used with the sealed and signed codecs (any
+    /// codec whose [`Codec::open_is_pure`]), not the JWT codec or store-backed sessions.
+    /// The cost: up to this much memory, holding plaintext sessions until evicted.
+    #[must_use]
+    pub fn open_cache(mut self, max_bytes: usize) -> Self {
+        self.cfg.open_cache = max_bytes;
+        self
     }
 
     /// Replaces the whole cookie configuration.
@@ -290,6 +310,15 @@ impl<E: Endpoint> Middleware<E> for SealedSession {
                 Backend::Token(codec) => codec.name(),
                 Backend::Store { .. } => "store",
             },
+            cache: match &self.cfg.backend {
+                Backend::Token(codec) if codec.open_is_pure() => OpenCache::new(
+                    self.cfg.open_cache,
+                    self.cfg.limits.get_data_len(),
+                    self.cfg.limits.get_json_depth(),
+                )
+                .map(Arc::new),
+                _ => None,
+            },
             cfg: Arc::new(self.cfg.clone()),
         }
     }
@@ -303,6 +332,8 @@ pub struct SealedSessionEndpoint<E> {
     names: [Arc<str>; 2],
     /// The codec's name, or `"store"`: the `mode` of the request span.
     mode: &'static str,
+    /// What recently seen tokens opened to (token codecs whose opening is pure).
+    cache: Option<Arc<OpenCache>>,
 }
 
 impl<E> SealedSessionEndpoint<E> {
@@ -389,23 +420,62 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
         })
     }
 
-    async fn arrive(&self, token: Option<&str>, purpose: &str, now: Timestamp) -> Result<Arrival> {
+    /// Opens the token a request carried (its bytes as they came: a cookie is not checked to
+    /// be text before this), or starts a new session.
+    async fn arrive(
+        &self,
+        token: Option<&[u8]>,
+        purpose: &Arc<str>,
+        now: Timestamp,
+    ) -> Result<Arrival> {
         let Some(token) = token else {
             return self.fresh(now, None);
         };
         if let Err(e) = self.cfg.limits.check_token(token) {
             return self.fresh(now, Some(e));
         }
+        // The open cache compares bytes; anything else needs text, and a token is base64.
+        let cached = match &self.cfg.backend {
+            Backend::Token(_) => self.cache.as_ref().and_then(|c| c.get(token, purpose)),
+            Backend::Store { .. } => None,
+        };
+        let token = if cached.is_some() {
+            ""
+        } else {
+            match std::str::from_utf8(token) {
+                Ok(t) => t,
+                Err(_) => return self.fresh(now, Some(OpenError::Malformed("token is not text"))),
+            }
+        };
         let policy = &self.cfg.policy;
         let limits = &self.cfg.limits;
         let opened = match &self.cfg.backend {
-            Backend::Token(codec) => codec
-                .open_checked(token, purpose.as_bytes(), policy, now)
-                .and_then(|(opened, f)| {
-                    let state = opened.state();
-                    state.check_data(limits.get_data_len(), limits.get_json_depth())?;
-                    Ok((f.renew, opened.needs_reissue(), opened.into_state()))
-                }),
+            Backend::Token(codec) => match cached {
+                // The same bytes opened before: only what depends on the time is checked again.
+                Some(hit) => {
+                    self.cfg.stats.opened(true);
+                    policy
+                        .check(&hit.state, now)
+                        .map(|f| (f.renew, hit.stale_key, hit.state))
+                }
+                None => codec
+                    .open_checked(token, purpose.as_bytes(), policy, now)
+                    .and_then(|(opened, f)| {
+                        let state = opened.state();
+                        state.check_data(limits.get_data_len(), limits.get_json_depth())?;
+                        let stale_key = opened.needs_reissue();
+                        let state = opened.into_state();
+                        self.cfg.stats.opened(false);
+                        if let Some(cache) = &self.cache {
+                            let hit = Hit {
+                                state: state.clone(),
+                                stale_key,
+                            };
+                            cache.insert(token, purpose, hit);
+                        }
+                        Ok((f.renew, stale_key, state))
+                    }),
+            },
             Backend::Store { ids, store } => match ids.verify(token, purpose.as_bytes()) {
                 Err(e) => Err(e),
                 Ok((id, stale)) => {
@@ -424,6 +494,7 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
                                 ));
                             }
                             let f = policy.check(&state, now)?;
+                            self.cfg.stats.opened(false);
                             Ok((f.renew, stale, state))
                         })
                 }
@@ -665,7 +736,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
                 let purpose = &self.names[0];
                 let token = match b.read(req.headers()) {
                     BearerIn::Absent => None,
-                    BearerIn::Token(t) => Some(t),
+                    BearerIn::Token(t) => Some(t.as_bytes()),
                     BearerIn::Refused(e) => {
                         cfg.stats.refused(&e, &span);
                         return Ok(unauthorized(&e, &span));
@@ -687,13 +758,13 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
                     .is_secure(is_https(&req, cfg.cookie.trusts_proxy()));
                 let purpose = &self.names[usize::from(secure)];
                 let max = cfg.limits.get_cookie_header_len();
-                let incoming = match cfg.cookie.read_bounded(req.headers(), purpose, max) {
-                    Ok(incoming) => incoming,
+                let (incoming, token) = match cfg.cookie.scan(req.headers(), purpose, max) {
+                    Ok(scanned) => scanned,
                     Err(len) => return Ok(header_too_large(&cfg.stats, &span, len, max)),
                 };
-                let arrival = match &incoming.token {
+                let arrival = match token {
                     Some(t) => self
-                        .arrive(Some(t), purpose, now)
+                        .arrive(Some(&t), purpose, now)
                         .await
                         .inspect_err(|_| outcome(&span, "unavailable"))?,
                     // Chunks that do not form a sequence are refused like a bad token.
@@ -743,6 +814,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             max_depth: cfg.limits.get_json_depth(),
             saved: None,
             loaded,
+            cache: self.cache.clone(),
         });
         req.extensions_mut().insert(session.clone());
 

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::cache::{Hit, OpenCache};
 use crate::clock::Timestamp;
 use crate::codec::{Codec, SessionIdCodec};
 use crate::denylist::{Denylist, DenylistError};
@@ -145,6 +146,9 @@ pub(crate) struct Inner {
     /// The id the request arrived with, when its session opened (not new). Store-backed: the
     /// id whose record was loaded from the store.
     pub(crate) loaded: Option<SessionId>,
+    /// The endpoint's open cache: a token sealed here is kept in it, so that its next use
+    /// (the client's next request) is not decoded again.
+    pub(crate) cache: Option<Arc<OpenCache>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -165,7 +169,18 @@ impl Inner {
         self.state.set_last_seen(self.now);
         match &self.backend {
             Backend::Token(codec) => {
+                if self.cache.is_some() {
+                    // The data as its token will carry it, once: kept as it is sealed.
+                    self.state.settle()?;
+                }
                 let token = codec.seal(&self.state, self.purpose.as_bytes())?;
+                if let Some(cache) = &self.cache {
+                    let hit = Hit {
+                        state: self.state.clone(),
+                        stale_key: false,
+                    };
+                    cache.insert(&token, &self.purpose, hit);
+                }
                 self.issued_until = self.issued_until.max(self.state.expires_at());
                 self.changed = false;
                 self.reissue = false;

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::clock::Timestamp;
 use crate::error::{DataError, OpenError, SealError};
+use crate::limits::MAX_JSON_DEPTH;
 
 /// Longest subject (user id) a token can carry, in bytes.
 pub const MAX_SUBJECT_LEN: usize = 1024;
@@ -90,16 +91,24 @@ pub(crate) enum Data {
 /// The bytes of a JSON object as they arrived, with an index of its entries (key, and the
 /// byte range of the still-unparsed value) built on first need and then reused, so a
 /// request that reads, changes and re-seals the data scans the bytes once.
+///
+/// Shared: a clone (a session handed out again by the open cache, see `crate::cache`) is a
+/// reference count, and changes never touch these bytes (they go beside them, in
+/// [`Data::Patched`]).
 #[derive(Clone, Default)]
-pub(crate) struct RawJson {
-    bytes: Box<[u8]>,
+pub(crate) struct RawJson(std::sync::Arc<RawInner>);
+
+#[derive(Default)]
+struct RawInner {
+    bytes: Vec<u8>,
     index: std::sync::OnceLock<Result<Index, split::Bad>>,
 }
 
 #[derive(Clone, Debug)]
 struct Index {
     entries: Vec<Entry>,
-    /// Nesting depth of the whole object (the object itself is level 1).
+    /// Nesting depth of the whole object (the object itself is level 1): exact when the
+    /// splitter made the index, an upper bound when [`SessionState::settle`] did.
     depth: usize,
 }
 
@@ -124,15 +133,17 @@ impl RawJson {
     }
 
     fn indexed(&self) -> Result<&Index, split::Bad> {
-        self.index
+        let bytes = &self.0.bytes;
+        self.0
+            .index
             .get_or_init(|| {
-                let (entries, depth) = split::object(&self.bytes)?;
+                let (entries, depth) = split::object(bytes)?;
                 let entries = entries
                     .into_iter()
                     .map(|(key, escaped, value)| {
                         let key = if escaped {
                             // Rare: decode the escapes with serde_json.
-                            let text = self.bytes.get(key)?;
+                            let text = bytes.get(key)?;
                             KeyText::Owned(serde_json::from_slice::<String>(text).ok()?.into())
                         } else {
                             KeyText::At(key.start + 1..key.end - 1)
@@ -147,9 +158,27 @@ impl RawJson {
             .map_err(|e| *e)
     }
 
+    /// Bytes with an index already made, by whoever wrote them.
+    fn indexed_as(bytes: Vec<u8>, index: Index) -> RawJson {
+        RawJson(std::sync::Arc::new(RawInner {
+            bytes,
+            index: std::sync::OnceLock::from(Ok(index)),
+        }))
+    }
+
+    /// The key's bytes: those of a `&str` equal to it (not validated; compare, don't read).
+    fn key_bytes<'a>(&'a self, e: &'a Entry) -> &'a [u8] {
+        match &e.key {
+            KeyText::At(r) => self.0.bytes.get(r.clone()).unwrap_or_default(),
+            KeyText::Owned(k) => k.as_bytes(),
+        }
+    }
+
+    #[cfg(test)]
     fn key<'a>(&'a self, e: &'a Entry) -> &'a str {
         match &e.key {
             KeyText::At(r) => self
+                .0
                 .bytes
                 .get(r.clone())
                 .and_then(|b| std::str::from_utf8(b).ok())
@@ -159,39 +188,38 @@ impl RawJson {
     }
 
     fn value(&self, e: &Entry) -> &[u8] {
-        self.bytes.get(e.value.clone()).unwrap_or(b"null")
+        self.0.bytes.get(e.value.clone()).unwrap_or(b"null")
     }
 }
 
 impl std::ops::Deref for RawJson {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.bytes
+        &self.0.bytes
+    }
+}
+
+impl From<Vec<u8>> for RawJson {
+    fn from(bytes: Vec<u8>) -> Self {
+        RawJson(std::sync::Arc::new(RawInner {
+            bytes,
+            index: std::sync::OnceLock::new(),
+        }))
     }
 }
 
 impl From<Box<[u8]>> for RawJson {
     fn from(bytes: Box<[u8]>) -> Self {
-        RawJson {
-            bytes,
-            index: std::sync::OnceLock::new(),
-        }
+        RawJson::from(Vec::from(bytes))
     }
 }
 
 impl fmt::Debug for RawJson {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RawJson({} bytes)", self.bytes.len())
+        write!(f, "RawJson({} bytes)", self.0.bytes.len())
     }
 }
 
-/// Finds the entries of a JSON object's text in one pass: where each key and each value
-/// starts and ends, nothing more. It runs only on authenticated bytes (written by this
-/// crate, or by whoever holds a key), so it checks structure, not every value: a value is
-/// validated by serde_json when it is deserialized or when the whole map is parsed. Any
-/// surprise gives an error (corrupt data); no input can make it panic. It never recurses:
-/// nesting is a counter, bounded by [`MAX_JSON_DEPTH`] (past it serde_json would refuse the
-/// data anyway), and the depth it finds is returned for the configurable limit.
 /// Whether `v` nests deeper than `max` levels (a scalar is 0, `[]` is 1). Stops at `max + 1`,
 /// so the recursion is bounded whatever the value.
 fn exceeds_depth(v: &Value, max: usize) -> bool {
@@ -202,7 +230,32 @@ fn exceeds_depth(v: &Value, max: usize) -> bool {
     }
 }
 
+/// The nesting depth of `v` (a scalar is 0, `[]` is 1), or `None` past `max`. Stops there,
+/// so the recursion is bounded whatever the value.
+fn depth_within(v: &Value, max: usize) -> Option<usize> {
+    fn container<'a>(children: impl Iterator<Item = &'a Value>, max: usize) -> Option<usize> {
+        let inner = max.checked_sub(1)?;
+        children
+            .map(|c| depth_within(c, inner))
+            .try_fold(0, |d, c| c.map(|c| d.max(c)))
+            .map(|d| d + 1)
+    }
+    match v {
+        Value::Array(a) => container(a.iter(), max),
+        Value::Object(o) => container(o.values(), max),
+        _ => Some(0),
+    }
+}
+
 mod split {
+    //! Finds the entries of a JSON object's text in one pass: where each key and each value
+    //! starts and ends, nothing more. It runs only on authenticated bytes (written by this
+    //! crate, or by whoever holds a key), so it checks structure, not every value: a value is
+    //! validated by serde_json when it is deserialized or when the whole map is parsed. Any
+    //! surprise gives an error (corrupt data); no input can make it panic. It never recurses:
+    //! nesting is a counter, bounded by [`MAX_JSON_DEPTH`] (past it serde_json would refuse the
+    //! data anyway), and the depth it finds is returned for the configurable limit.
+
     use std::ops::Range;
 
     use crate::limits::MAX_JSON_DEPTH;
@@ -358,7 +411,11 @@ fn find_in<T: DeserializeOwned>(raw: &RawJson, key: &str) -> Result<Option<T>, D
     }
     let entries = raw.index().ok_or_else(|| corrupt(raw))?;
     // A key written twice reads as its last value, as serde_json (and so `data()`) reads it.
-    match entries.iter().rev().find(|e| raw.key(e) == key) {
+    match entries
+        .iter()
+        .rev()
+        .find(|e| raw.key_bytes(e) == key.as_bytes())
+    {
         None => Ok(None),
         Some(e) => serde_json::from_slice(raw.value(e))
             .map(Some)
@@ -385,7 +442,7 @@ pub struct SessionState {
     issued_at: Timestamp,
     last_seen: Timestamp,
     expires_at: Timestamp,
-    subject: Option<String>,
+    subject: Option<std::sync::Arc<str>>,
     data: Data,
 }
 
@@ -441,7 +498,7 @@ impl SessionState {
     }
     /// Sets or clears the subject.
     pub fn set_subject(&mut self, subject: Option<String>) {
-        self.subject = subject;
+        self.subject = subject.map(std::sync::Arc::from);
     }
 
     /// Whether the data holds no entries (without building the map).
@@ -459,8 +516,11 @@ impl SessionState {
                 }
                 // Every remaining raw key must have been removed.
                 raw.index().is_some_and(|e| {
-                    e.iter()
-                        .all(|en| changes.iter().any(|(c, _)| c == raw.key(en)))
+                    e.iter().all(|en| {
+                        changes
+                            .iter()
+                            .any(|(c, _)| c.as_bytes() == raw.key_bytes(en))
+                    })
                 })
             }
         }
@@ -541,12 +601,13 @@ impl SessionState {
                 }
                 self.data = Data::Map(m);
             }
-            Data::Raw(raw) => {
-                let raw = std::mem::take(raw);
-                self.data = Data::Patched {
-                    raw,
-                    changes: vec![(key.to_owned(), value)],
-                };
+            Data::Raw(_) => {
+                if let Data::Raw(raw) = std::mem::take(&mut self.data) {
+                    self.data = Data::Patched {
+                        raw,
+                        changes: vec![(key.to_owned(), value)],
+                    };
+                }
             }
             Data::Patched { changes, .. } => match changes.iter_mut().find(|(k, _)| k == key) {
                 Some(slot) => slot.1 = value,
@@ -641,6 +702,16 @@ impl SessionState {
 
     /// Appends the data's JSON text to `out`, nothing when empty.
     fn write_data(&self, out: &mut Vec<u8>) -> Result<(), SealError> {
+        self.write_data_indexed(out, None)
+    }
+
+    /// [`SessionState::write_data`], recording in `index`, for changed data, where each entry
+    /// it writes lands (relative to where the data starts in `out`).
+    fn write_data_indexed(
+        &self,
+        out: &mut Vec<u8>,
+        mut index: Option<&mut Vec<Entry>>,
+    ) -> Result<(), SealError> {
         match &self.data {
             Data::Empty => {}
             Data::Raw(b) => out.extend_from_slice(b),
@@ -664,31 +735,56 @@ impl SessionState {
                     })?
                 };
                 for e in entries {
-                    let k = raw.key(e);
-                    if changes.iter().any(|(c, _)| c == k) {
+                    let k = raw.key_bytes(e);
+                    if changes.iter().any(|(c, _)| c.as_bytes() == k) {
                         continue;
                     }
                     sep(out);
-                    match &e.key {
+                    let key_start = out.len() - start;
+                    let key = match &e.key {
                         // A key with no escapes is written back as it came.
                         KeyText::At(_) => {
                             out.push(b'"');
-                            out.extend_from_slice(k.as_bytes());
+                            out.extend_from_slice(k);
                             out.push(b'"');
+                            KeyText::At(key_start + 1..out.len() - start - 1)
                         }
-                        KeyText::Owned(_) => {
-                            serde_json::to_writer(&mut *out, k).map_err(SealError::Serialize)?
+                        KeyText::Owned(k) => {
+                            serde_json::to_writer(&mut *out, k).map_err(SealError::Serialize)?;
+                            KeyText::Owned(k.clone())
                         }
-                    }
+                    };
                     out.push(b':');
+                    let value_start = out.len() - start;
                     out.extend_from_slice(raw.value(e));
+                    if let Some(index) = index.as_deref_mut() {
+                        index.push(Entry {
+                            key,
+                            value: value_start..out.len() - start,
+                        });
+                    }
                 }
                 for (k, v) in changes {
                     if let Some(v) = v {
                         sep(out);
+                        let key_start = out.len() - start;
                         serde_json::to_writer(&mut *out, k).map_err(SealError::Serialize)?;
+                        let key_end = out.len() - start;
                         out.push(b':');
+                        let value_start = out.len() - start;
                         serde_json::to_writer(&mut *out, v).map_err(SealError::Serialize)?;
+                        if let Some(index) = index.as_deref_mut() {
+                            // Written as it is unless it needed escapes.
+                            let key = if key_end - key_start == k.len() + 2 {
+                                KeyText::At(key_start + 1..key_end - 1)
+                            } else {
+                                KeyText::Owned(k.as_str().into())
+                            };
+                            index.push(Entry {
+                                key,
+                                value: value_start..out.len() - start,
+                            });
+                        }
                     }
                 }
                 if first {
@@ -699,6 +795,63 @@ impl SessionState {
             }
         }
         Ok(())
+    }
+
+    /// Writes the data's changes into its bytes, leaving the state as opening a token of it
+    /// would give it back: data that encodes to nothing becomes [`Data::Empty`], anything
+    /// else the bytes a token carries. The open cache keeps a state sealed this way; sealing
+    /// it then copies the bytes instead of encoding the data a second time.
+    pub(crate) fn settle(&mut self) -> Result<(), SealError> {
+        // Changed raw data is indexed as it is written, so that what the cache keeps is not
+        // scanned again: the entries where they were written, and an upper bound of the
+        // depth (the arrived object's, or a changed value's if deeper).
+        let depth = match &self.data {
+            Data::Raw(_) | Data::Empty => return Ok(()),
+            Data::Map(_) => None,
+            Data::Patched { raw, changes } => {
+                let arrived = if raw.is_empty() {
+                    Some(1)
+                } else {
+                    raw.indexed().ok().map(|i| i.depth)
+                };
+                changes
+                    .iter()
+                    .filter_map(|(_, v)| v.as_ref())
+                    .try_fold(arrived.unwrap_or(usize::MAX), |d, v| {
+                        depth_within(v, MAX_JSON_DEPTH.saturating_sub(1)).map(|vd| d.max(vd + 1))
+                    })
+                    .filter(|d| *d <= MAX_JSON_DEPTH)
+            }
+        };
+        let mut out = Vec::with_capacity(self.encoded_len_hint().saturating_sub(FIXED_LEN));
+        let mut entries = Vec::new();
+        self.write_data_indexed(&mut out, depth.is_some().then_some(&mut entries))?;
+        self.data = match depth {
+            _ if out.is_empty() => Data::Empty,
+            Some(depth) => Data::Raw(RawJson::indexed_as(out, Index { entries, depth })),
+            None => Data::Raw(out.into()),
+        };
+        Ok(())
+    }
+
+    /// About how many bytes of memory the state holds beyond its own size (data, its index,
+    /// subject), for the open cache's budget.
+    pub(crate) fn heap_size(&self) -> usize {
+        let data = match &self.data {
+            Data::Empty => 0,
+            Data::Raw(raw) => {
+                raw.len()
+                    + raw
+                        .0
+                        .index
+                        .get()
+                        .and_then(|i| i.as_ref().ok())
+                        .map_or(0, |i| i.entries.len() * std::mem::size_of::<Entry>())
+            }
+            Data::Map(m) => 64 * m.len(),
+            Data::Patched { raw, changes } => raw.len() + 64 * changes.len(),
+        };
+        data + self.subject.as_ref().map_or(0, |s| s.len())
     }
 
     /// Checks the data as it arrived in a token against a size and a nesting bound, before
@@ -796,7 +949,7 @@ impl SessionState {
             let s =
                 std::str::from_utf8(s).map_err(|_| OpenError::Malformed("subject not UTF-8"))?;
             rest = &tail[len..];
-            Some(s.to_owned())
+            Some(std::sync::Arc::from(s))
         } else {
             None
         };
@@ -971,7 +1124,68 @@ mod tests {
         })
     }
 
+    /// Settles `state` and checks that the index it made for its bytes is the splitter's
+    /// (same entries; a depth at least the splitter's), and that the bytes hold the data.
+    fn check_settle(mut state: SessionState) -> Result<bool, TestCaseError> {
+        let mut settled = state.clone();
+        let before = state.data()?.clone();
+        settled.settle()?;
+        // Indexed, or nothing left to index.
+        let indexed = match &settled.data {
+            Data::Raw(raw) => raw.0.index.get().is_some(),
+            Data::Empty => true,
+            _ => false,
+        };
+        match &settled.data {
+            Data::Empty => prop_assert!(before.is_empty()),
+            Data::Raw(raw) => {
+                let parsed: Map<String, Value> = serde_json::from_slice(raw).unwrap();
+                prop_assert_eq!(&parsed, &before);
+                let fresh = RawJson::from(Box::<[u8]>::from(&raw[..]));
+                let want = fresh.indexed().unwrap();
+                if let Some(Ok(got)) = raw.0.index.get() {
+                    prop_assert_eq!(got.entries.len(), want.entries.len());
+                    for (g, w) in got.entries.iter().zip(&want.entries) {
+                        prop_assert_eq!(raw.key(g), fresh.key(w));
+                        prop_assert_eq!(&g.value, &w.value);
+                    }
+                    prop_assert!(got.depth >= want.depth, "{} < {}", got.depth, want.depth);
+                }
+            }
+            other => prop_assert!(false, "not settled: {other:?}"),
+        }
+        Ok(indexed)
+    }
+
     proptest! {
+        /// Settling changed data indexes it as the splitter would, without scanning it.
+        #[test]
+        fn settle_indexes_what_it_writes(
+            arrived in prop::collection::btree_map(".{0,4}", json_value(), 0..5),
+            changes in prop::collection::vec((".{0,4}", prop::option::of(json_value())), 0..5),
+            escaped_key in any::<bool>(),
+        ) {
+            let mut arrived: Map<String, Value> = arrived.into_iter().collect();
+            if escaped_key {
+                arrived.insert("q\"\\\n".to_owned(), Value::from(1));
+            }
+            let mut state = state_with(&serde_json::to_vec(&arrived).unwrap());
+            for (k, v) in changes {
+                match v {
+                    Some(v) => {
+                        state.insert(&k, &v)?;
+                    }
+                    None => {
+                        state.remove(&k)?;
+                    }
+                }
+            }
+            let patched = matches!(state.data, Data::Patched { .. });
+            let indexed = check_settle(state)?;
+            // Changed data with no deep values is always indexed as written.
+            prop_assert!(indexed || !patched);
+        }
+
         /// On any object serde_json writes, the splitter finds exactly serde_json's entries.
         #[test]
         fn agrees_with_serde_json(map in prop::collection::btree_map(".{0,6}", json_value(), 0..6)) {

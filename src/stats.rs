@@ -20,9 +20,8 @@
 //!
 //! # Cost
 //!
-//! A request that only reads its session counts nothing. Counts happen where tokens are
-//! made, refused or revoked. Tokens are made on every write, so the issue and re-issue
-//! counters are striped: each thread adds to its own cache line of [`STRIPES`], and a
+//! Counts happen where tokens are opened, made, refused or revoked. Tokens are opened on
+//! every request that carries one and made on every write, so those counters are striped: each thread adds to its own cache line of [`STRIPES`], and a
 //! snapshot sums them, so cores writing sessions in parallel never contend on one atomic.
 //! Refusals and revocations are rare by nature and use one atomic each. With the `metrics`
 //! feature each count also goes through the installed recorder (a registry look-up per
@@ -149,6 +148,8 @@ impl Revocation {
 #[derive(Default)]
 pub(crate) struct Counters {
     refusals: [AtomicU64; REASONS.len()],
+    opened: Striped,
+    opened_cached: Striped,
     issued: Striped,
     reissued: Striped,
     revoked_sessions: AtomicU64,
@@ -156,6 +157,16 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    /// Counts a token that arrived valid: answered by the open cache, or opened.
+    #[inline]
+    pub(crate) fn opened(&self, cached: bool) {
+        if cached {
+            self.opened_cached.add();
+        } else {
+            self.opened.add();
+        }
+    }
+
     /// Counts and logs a refusal (once, at a level by reason, never the token) and names its
     /// reason on the request's span.
     pub(crate) fn refused(&self, e: &OpenError, span: &Span) {
@@ -222,6 +233,8 @@ impl Counters {
                 .zip(&self.refusals)
                 .map(|(r, n)| (*r, n.load(Ordering::Relaxed)))
                 .collect(),
+            opened: self.opened.sum(),
+            opened_cached: self.opened_cached.sum(),
             issued: self.issued.sum(),
             reissues: self.reissued.sum(),
             revoked_sessions: self.revoked_sessions.load(Ordering::Relaxed),
@@ -245,6 +258,14 @@ pub struct Stats {
     /// Refusals by reason ([`OpenError::reason`]), every reason of [`REASONS`] in that
     /// order, zeros included.
     pub refusals: Vec<(&'static str, u64)>,
+    /// Tokens that the codec decoded and authenticated and that had not expired
+    /// (store-backed: session ids verified and found in the store). The revocation check
+    /// comes after: a revoked token counts here and under `revoked` in `refusals`.
+    pub opened: u64,
+    /// Tokens answered by the open cache instead (the same bytes opened before; see
+    /// [`SealedSession::open_cache`](crate::SealedSession::open_cache)), likewise.
+    /// `opened_cached / (opened + opened_cached)` is its hit rate.
+    pub opened_cached: u64,
     /// First tokens (or store records) sent for new sessions.
     pub issued: u64,
     /// New tokens (or store records) sent for sessions that arrived valid: changed,

@@ -81,6 +81,16 @@ pub trait Codec: Send + Sync + 'static {
     /// Authenticates and decodes a token. Hostile input: never panics.
     fn open(&self, token: &str, purpose: &[u8]) -> Result<Opened, OpenError>;
 
+    /// Whether [`Codec::open`] is a function of the token and the purpose alone: the same
+    /// bytes always open to the same session (or fail the same way), whatever the time and
+    /// whatever was opened before. Only then may the middleware keep what a token opened to
+    /// and hand it out again when the same bytes come back (its open cache; expiry and
+    /// revocation are still checked on every request). Default `false`, so a codec that
+    /// checks times itself, as [`JwtCodec`] does, is opened every time.
+    fn open_is_pure(&self) -> bool {
+        false
+    }
+
     /// [`Codec::open`], then [`Policy::check`] at `now`.
     fn open_checked(
         &self,

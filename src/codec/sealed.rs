@@ -187,6 +187,11 @@ impl Codec for SealedCodec {
         "sealed"
     }
 
+    /// Opening authenticates and decodes, nothing else: no clock, no state.
+    fn open_is_pure(&self) -> bool {
+        true
+    }
+
     fn seal(&self, state: &SessionState, purpose: &[u8]) -> Result<String, SealError> {
         self.seal_inner(state, purpose, None)
     }

@@ -52,6 +52,11 @@ impl Codec for SignedCodec {
         "signed"
     }
 
+    /// Opening authenticates and decodes, nothing else: no clock, no state.
+    fn open_is_pure(&self) -> bool {
+        true
+    }
+
     fn seal(&self, state: &SessionState, purpose: &[u8]) -> Result<String, SealError> {
         let key = self.ring.primary();
         let mut raw = Vec::with_capacity(3 + key.id.len() + state.encoded_len_hint() + TAG_LEN);

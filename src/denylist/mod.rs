@@ -50,7 +50,7 @@
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
-mod table;
+pub(crate) mod table;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisDenylist, RedisDenylistBuilder, StartMode};

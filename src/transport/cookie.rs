@@ -7,6 +7,7 @@
 //! them in order. Writing one form removes the cookies of the other that the request carried,
 //! and stale chunks beyond the new count.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -83,6 +84,32 @@ impl Incoming {
     pub fn any(&self) -> bool {
         self.plain || self.chunks > 0
     }
+}
+
+/// A token's bytes as a request carried them: borrowed from its headers, or reassembled from
+/// chunks.
+pub(crate) type TokenBytes<'h> = Cow<'h, [u8]>;
+
+/// One `name=value` pair of a Cookie header, if it is the session cookie `name` (`None` for
+/// the index) or one of its chunks (`name.N`): the index and the value, without the spaces
+/// and double quotes around it.
+fn parse_pair<'a>(pair: &'a [u8], name: &[u8]) -> Option<(Option<usize>, &'a [u8])> {
+    let rest = pair.trim_ascii_start().strip_prefix(name)?;
+    let eq = memchr::memchr(b'=', rest)?;
+    let (label, value) = (rest.get(..eq)?, rest.get(eq + 1..)?);
+    let index = match label {
+        [] => None,
+        [b'.', digits @ ..] => Some(std::str::from_utf8(digits).ok()?.parse::<usize>().ok()?),
+        _ => return None,
+    };
+    let mut v = value.trim_ascii();
+    while let [b'"', inner @ ..] = v {
+        v = inner;
+    }
+    while let [inner @ .., b'"'] = v {
+        v = inner;
+    }
+    Some((index, v))
 }
 
 /// A session too large to send: more chunks than allowed.
@@ -222,74 +249,85 @@ impl CookieConfig {
 
     /// Reads the session cookie named `name` from the request's Cookie headers.
     pub fn read(&self, headers: &HeaderMap, name: &str) -> Incoming {
-        self.read_bounded(headers, name, usize::MAX)
-            .unwrap_or_default()
+        match self.scan(headers, name, usize::MAX) {
+            Ok((mut incoming, token)) => {
+                incoming.token = token.and_then(|t| String::from_utf8(t.into_owned()).ok());
+                incoming
+            }
+            Err(_) => Incoming::default(),
+        }
     }
 
-    /// [`CookieConfig::read`], refusing (with the length counted so far) Cookie headers
-    /// whose values add up to more than `max_len` bytes before scanning past the bound.
-    pub(crate) fn read_bounded(
+    /// [`CookieConfig::read`] for the middleware: the token's bytes as they are in the
+    /// headers (copied only when reassembled from chunks; not checked to be text), and the
+    /// rest in an [`Incoming`] without its `token`. Refuses, with the length counted so far,
+    /// Cookie headers whose values add up to more than `max_len` bytes, before scanning past
+    /// the bound.
+    pub(crate) fn scan<'h>(
         &self,
-        headers: &HeaderMap,
+        headers: &'h HeaderMap,
         name: &str,
         max_len: usize,
-    ) -> Result<Incoming, usize> {
+    ) -> Result<(Incoming, Option<TokenBytes<'h>>), usize> {
+        let name = name.as_bytes();
         let mut incoming = Incoming::default();
-        let mut plain: Option<&str> = None;
+        let mut plain: Option<&[u8]> = None;
         // Chunks by index; at most `max_chunks` are kept, more are counted for removal.
-        let mut parts: Vec<Option<&str>> = Vec::new();
+        let mut parts: Vec<Option<&[u8]>> = Vec::new();
         let mut total = 0usize;
         for header in headers.get_all(COOKIE) {
             total = total.saturating_add(header.len());
             if total > max_len {
                 return Err(total);
             }
-            let Ok(header) = header.to_str() else {
-                continue;
-            };
-            for pair in header.split(';') {
-                let Some((k, v)) = pair.trim().split_once('=') else {
-                    continue;
+            // Bytes, not text: another application's cookie in UTF-8 does not hide this one,
+            // and whatever this one holds beyond base64 fails to open.
+            let mut rest = header.as_bytes();
+            loop {
+                let (pair, next) = match memchr::memchr(b';', rest) {
+                    Some(i) => (rest.get(..i).unwrap_or_default(), rest.get(i + 1..)),
+                    None => (rest, None),
                 };
-                let v = v.trim().trim_matches('"');
-                if k == name {
-                    plain.get_or_insert(v);
-                    incoming.plain = true;
-                } else if let Some(idx) = k
-                    .strip_prefix(name)
-                    .and_then(|rest| rest.strip_prefix('.'))
-                    .and_then(|i| i.parse::<usize>().ok())
-                {
-                    // Refuse absurd indexes without allocating for them.
-                    if idx >= self.max_chunks.saturating_mul(4).max(16) {
-                        continue;
+                match parse_pair(pair, name) {
+                    None => {}
+                    Some((None, v)) => {
+                        plain.get_or_insert(v);
+                        incoming.plain = true;
                     }
-                    incoming.chunks = incoming.chunks.max(idx + 1);
-                    if idx < self.max_chunks {
-                        if parts.len() <= idx {
-                            parts.resize(idx + 1, None);
-                        }
-                        if let Some(slot) = parts.get_mut(idx) {
-                            slot.get_or_insert(v);
+                    // Absurd indexes are refused without allocating for them.
+                    Some((Some(idx), _)) if idx >= self.max_chunks.saturating_mul(4).max(16) => {}
+                    Some((Some(idx), v)) => {
+                        incoming.chunks = incoming.chunks.max(idx + 1);
+                        if idx < self.max_chunks {
+                            if parts.len() <= idx {
+                                parts.resize(idx + 1, None);
+                            }
+                            if let Some(slot) = parts.get_mut(idx) {
+                                slot.get_or_insert(v);
+                            }
                         }
                     }
                 }
+                match next {
+                    Some(n) => rest = n,
+                    None => break,
+                }
             }
         }
-        incoming.token = if !parts.is_empty() && incoming.chunks <= self.max_chunks {
-            let mut token = String::new();
+        let token = if !parts.is_empty() && incoming.chunks <= self.max_chunks {
+            let mut token = Vec::new();
             let complete = parts.iter().all(|p| match p {
                 Some(p) => {
-                    token.push_str(p);
+                    token.extend_from_slice(p);
                     true
                 }
                 None => false,
             });
-            complete.then_some(token)
+            complete.then_some(Cow::Owned(token))
         } else {
-            plain.map(str::to_owned)
+            plain.map(Cow::Borrowed)
         };
-        Ok(incoming)
+        Ok((incoming, token))
     }
 
     /// The attribute part of a Set-Cookie header (everything after the value).

@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use poem::Endpoint;
 use poem::http::header::{COOKIE, SET_COOKIE};
-use poem::test::TestResponse;
+use poem::test::{TestClient, TestResponse};
 use tracing::field::{Field, Visit};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::{Context, SubscriberExt};
@@ -99,6 +100,54 @@ impl Jar {
 }
 
 pub const COOKIE_HEADER: poem::http::HeaderName = COOKIE;
+
+/// A browser in miniature: Poem's test client with a [`Jar`] that sends the cookies it was
+/// given and keeps those the answers set.
+pub struct Client<E: Endpoint> {
+    pub tc: TestClient<E>,
+    pub jar: Jar,
+}
+
+impl<E: Endpoint> Client<E> {
+    pub fn new(ep: E) -> Self {
+        Client {
+            tc: TestClient::new(ep),
+            jar: Jar::default(),
+        }
+    }
+
+    /// `GET` (`post` false) or `POST` `uri` with the jar's cookies; the jar takes the
+    /// answer's Set-Cookie headers, which are also returned.
+    pub async fn send(&mut self, post: bool, uri: &str) -> (TestResponse, Vec<SetCookie>) {
+        let resp = self.send_with(post, uri, self.jar.header()).await;
+        let set = self.jar.absorb(&resp);
+        (resp, set)
+    }
+
+    /// A request with exactly `cookie` (the jar neither used nor changed).
+    pub async fn send_with(&self, post: bool, uri: &str, cookie: Option<String>) -> TestResponse {
+        let mut req = if post {
+            self.tc.post(uri)
+        } else {
+            self.tc.get(uri)
+        };
+        if let Some(c) = cookie {
+            req = req.header(COOKIE, c);
+        }
+        req.send().await
+    }
+
+    /// The body of [`Client::send`]'s answer.
+    pub async fn text(&mut self, post: bool, uri: &str) -> String {
+        let (resp, _) = self.send(post, uri).await;
+        resp.0.into_body().into_string().await.unwrap()
+    }
+}
+
+/// The body of an answer.
+pub async fn body(resp: TestResponse) -> String {
+    resp.0.into_body().into_string().await.unwrap()
+}
 
 /// One captured tracing event: level, message and fields as text, and the name of the
 /// span it happened in.

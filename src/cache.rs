@@ -1,0 +1,336 @@
+//! The open cache: what recently seen tokens opened to, so that the same token sent again
+//! (every request of a page, every API call of a single-page app, the request after a
+//! write) skips base64, the AEAD or MAC, and indexing the data.
+//!
+//! # Why it is safe
+//!
+//! - Only a token that opened (authenticated, decoded, within the data limits) is kept, or
+//!   one this middleware has just sealed. A lookup answers only for the *same bytes*,
+//!   compared in constant time ([`constant_time_eq`]), and the same purpose (cookie name):
+//!   a token that differs in any byte goes through the codec as before.
+//! - What does not depend on the token alone is checked on every request, cached or not:
+//!   expiry and idle time ([`Policy::check`](crate::Policy::check), at the request's time)
+//!   and revocation (the denylist).
+//! - A cache belongs to one endpoint, so to one codec, one key ring and one set of limits;
+//!   a middleware with other keys has another cache. Codecs whose `open` depends on more
+//!   than the token ([`Codec::open_is_pure`]) are not cached.
+//! - The slot is picked by a keyed hash (a folded multiply with a per-process random key) of
+//!   the token's tail, which holds its authentication tag (random-looking, and different for
+//!   every token made). The hash only spreads tokens: a client that made two tokens collide
+//!   would learn nothing and could only slow its own look-ups, since a slot holds nothing but
+//!   tokens that opened.
+//!
+//! # What it costs
+//!
+//! Memory: at most the configured budget (default 1 MiB: a few hundred to a thousand
+//! sessions of the usual size), whatever the number of sessions. Entries larger than a
+//! sixteenth of the budget are not kept. Eviction is per set of two slots: a new token
+//! replaces the older of the two. Plaintext session data stays in memory for as long as its
+//! entry does (until evicted, or the middleware is dropped), where without the cache it
+//! would be freed at the end of the request.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::denylist::table::Keyed;
+use crate::state::SessionState;
+
+/// Default memory budget of an endpoint's open cache: 1 MiB.
+pub const DEFAULT_OPEN_CACHE_BYTES: usize = 1 << 20;
+
+/// Average entry size the number of slots is planned for.
+const PLANNED_ENTRY: usize = 1024;
+/// Slots per set.
+const WAYS: usize = 2;
+/// Bytes of the token's tail (its authentication tag, in base64) that pick its slot.
+const TAIL: usize = 32;
+
+/// A session as a token opened to, ready to be handed out again.
+#[derive(Clone)]
+pub(crate) struct Hit {
+    pub(crate) state: SessionState,
+    /// Opened with a key that is no longer primary.
+    pub(crate) stale_key: bool,
+}
+
+struct Slot {
+    hash: u64,
+    token: Box<[u8]>,
+    purpose: Arc<str>,
+    hit: Hit,
+    /// Bytes charged to the budget.
+    size: usize,
+    /// When inserted (a per-set counter), to evict the older slot.
+    age: u64,
+}
+
+#[derive(Default)]
+struct Set {
+    slots: [Option<Slot>; WAYS],
+    clock: u64,
+}
+
+/// Opened tokens of one endpoint; see the [module documentation](self).
+pub(crate) struct OpenCache {
+    hasher: Keyed,
+    sets: Box<[Mutex<Set>]>,
+    bytes: AtomicUsize,
+    max_bytes: usize,
+    max_entry: usize,
+    /// The data limits tokens are checked against before they are kept.
+    max_data_len: usize,
+    max_depth: usize,
+}
+
+impl std::fmt::Debug for OpenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenCache")
+            .field("sets", &self.sets.len())
+            .field("bytes", &self.bytes.load(Ordering::Relaxed))
+            .field("max_bytes", &self.max_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenCache {
+    /// A cache of at most `max_bytes`, or `None` for 0 (no cache). `max_data_len` and
+    /// `max_depth` are the endpoint's data limits ([`crate::Limits`]).
+    pub(crate) fn new(max_bytes: usize, max_data_len: usize, max_depth: usize) -> Option<Self> {
+        if max_bytes == 0 {
+            return None;
+        }
+        let sets = (max_bytes / PLANNED_ENTRY / WAYS)
+            .max(1)
+            .next_power_of_two();
+        Some(OpenCache {
+            hasher: Keyed::random(),
+            sets: (0..sets).map(|_| Mutex::new(Set::default())).collect(),
+            bytes: AtomicUsize::new(0),
+            max_bytes,
+            max_entry: (max_bytes / 16).max(1),
+            max_data_len,
+            max_depth,
+        })
+    }
+
+    fn hash(&self, token: &[u8]) -> u64 {
+        let tail = token
+            .get(token.len().saturating_sub(TAIL)..)
+            .unwrap_or(token);
+        let mut h = self.hasher.build_hasher();
+        h.write(tail);
+        h.write_usize(token.len());
+        h.finish()
+    }
+
+    fn set(&self, hash: u64) -> Option<&Mutex<Set>> {
+        // `sets.len()` is a power of two; the fold of the multiply mixes the low bits.
+        let i = hash as usize & (self.sets.len() - 1);
+        self.sets.get(i)
+    }
+
+    /// What `token` opened to for `purpose`, if it is kept.
+    pub(crate) fn get(&self, token: &[u8], purpose: &str) -> Option<Hit> {
+        let hash = self.hash(token);
+        let set = self.set(hash)?.lock().ok()?;
+        set.slots
+            .iter()
+            .flatten()
+            .find(|s| {
+                s.hash == hash
+                    && constant_time_eq::constant_time_eq(&s.token, token)
+                    && *s.purpose == *purpose
+            })
+            .map(|s| s.hit.clone())
+    }
+
+    /// Keeps what `token` opened to. Only for tokens that opened, or that this endpoint just
+    /// sealed from `hit.state`. A state outside the data limits is not kept: opening its
+    /// token would refuse it.
+    pub(crate) fn insert(&self, token: &str, purpose: &Arc<str>, hit: Hit) {
+        if hit
+            .state
+            .check_data(self.max_data_len, self.max_depth)
+            .is_err()
+        {
+            return;
+        }
+        let size = token.len()
+            + hit.state.heap_size()
+            + std::mem::size_of::<Slot>()
+            + purpose.len().min(64);
+        if size > self.max_entry {
+            return;
+        }
+        let token = token.as_bytes();
+        let hash = self.hash(token);
+        let Some(Ok(mut set)) = self.set(hash).map(Mutex::lock) else {
+            return;
+        };
+        set.clock = set.clock.wrapping_add(1);
+        let age = set.clock;
+        // The same token again (a write that changed nothing sealed identical bytes only by
+        // chance: nonces differ), else an empty slot, else the older one.
+        let way = set
+            .slots
+            .iter()
+            .position(|s| {
+                s.as_ref().is_some_and(|s| {
+                    s.hash == hash
+                        && constant_time_eq::constant_time_eq(&s.token, token)
+                        && *s.purpose == **purpose
+                })
+            })
+            .or_else(|| set.slots.iter().position(Option::is_none))
+            .unwrap_or_else(|| {
+                let ages = set.slots.iter().map(|s| s.as_ref().map_or(0, |s| s.age));
+                ages.enumerate()
+                    .min_by_key(|(_, a)| *a)
+                    .map_or(0, |(i, _)| i)
+            });
+        let Some(slot) = set.slots.get_mut(way) else {
+            return;
+        };
+        let old = slot.take();
+        if let Some(old) = &old {
+            self.bytes.fetch_sub(old.size, Ordering::Relaxed);
+        }
+        if self.bytes.fetch_add(size, Ordering::Relaxed) + size > self.max_bytes {
+            self.bytes.fetch_sub(size, Ordering::Relaxed);
+        } else {
+            *slot = Some(Slot {
+                hash,
+                token: token.into(),
+                purpose: Arc::clone(purpose),
+                hit,
+                size,
+                age,
+            });
+        }
+        drop(set);
+        // The evicted session is freed outside the lock.
+        drop(old);
+    }
+
+    /// Bytes charged to the budget now.
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Timestamp;
+    use crate::state::SessionId;
+
+    fn state(user: &str) -> SessionState {
+        let now = Timestamp::from_millis(1_700_000_000_000);
+        let mut s = SessionState::new(SessionId::from_bytes([7; 16]), now, now);
+        s.insert("user", user).expect("insert");
+        s.settle().expect("settle");
+        s
+    }
+
+    fn hit(user: &str) -> Hit {
+        Hit {
+            state: state(user),
+            stale_key: false,
+        }
+    }
+
+    fn user(h: &Hit) -> Option<String> {
+        h.state.get::<String>("user").expect("get")
+    }
+
+    #[test]
+    fn answers_only_for_the_same_bytes_and_purpose() {
+        let c = OpenCache::new(1 << 16, 16 * 1024, 32).expect("cache");
+        let purpose: Arc<str> = Arc::from("sid");
+        c.insert("token-of-alice", &purpose, hit("alice"));
+        assert_eq!(
+            c.get(b"token-of-alice", "sid").as_ref().and_then(user),
+            Some("alice".to_owned())
+        );
+        assert!(c.get(b"token-of-alicf", "sid").is_none());
+        assert!(c.get(b"Token-of-alice", "sid").is_none());
+        assert!(c.get(b"token-of-alice ", "sid").is_none());
+        assert!(c.get(b"token-of-alic", "sid").is_none());
+        assert!(c.get(b"token-of-alice", "__Host-sid").is_none());
+        assert!(c.get(b"", "sid").is_none());
+    }
+
+    #[test]
+    fn zero_bytes_means_no_cache() {
+        assert!(OpenCache::new(0, 16 * 1024, 32).is_none());
+    }
+
+    #[test]
+    fn stays_within_its_budget() {
+        let budget = 64 * 1024;
+        let c = OpenCache::new(budget, 16 * 1024, 32).expect("cache");
+        let purpose: Arc<str> = Arc::from("sid");
+        for i in 0..10_000 {
+            c.insert(&format!("{}-{i:06}", "x".repeat(200)), &purpose, hit("bob"));
+            assert!(c.bytes() <= budget, "{} over {budget}", c.bytes());
+        }
+        assert!(c.bytes() > budget / 4, "the cache keeps something");
+    }
+
+    #[test]
+    fn refuses_entries_over_a_sixteenth_of_the_budget() {
+        let c = OpenCache::new(16 * 1024, 16 * 1024, 32).expect("cache");
+        let purpose: Arc<str> = Arc::from("sid");
+        let big = "t".repeat(2000);
+        c.insert(&big, &purpose, hit("carol"));
+        assert!(c.get(big.as_bytes(), "sid").is_none());
+        assert_eq!(c.bytes(), 0);
+    }
+
+    #[test]
+    fn does_not_keep_data_outside_the_limits() {
+        let purpose: Arc<str> = Arc::from("sid");
+        // 20 bytes of data allowed: `{"user":"alice"}` (16) passes, a longer one does not.
+        let c = OpenCache::new(1 << 16, 20, 32).expect("cache");
+        c.insert("short", &purpose, hit("alice"));
+        c.insert("long", &purpose, hit("alice-with-a-long-name"));
+        assert!(c.get(b"short", "sid").is_some());
+        assert!(c.get(b"long", "sid").is_none());
+        // One level of nesting allowed: the data object itself, nothing inside it.
+        let c = OpenCache::new(1 << 16, 1024, 1).expect("cache");
+        let mut nested = state("alice");
+        nested.insert("roles", &["admin"]).expect("insert");
+        nested.settle().expect("settle");
+        c.insert(
+            "nested",
+            &purpose,
+            Hit {
+                state: nested,
+                stale_key: false,
+            },
+        );
+        c.insert("flat", &purpose, hit("alice"));
+        assert!(c.get(b"nested", "sid").is_none());
+        assert!(c.get(b"flat", "sid").is_some());
+    }
+
+    #[test]
+    fn a_new_token_replaces_the_older_of_two() {
+        // One set of two slots.
+        let c = OpenCache::new(1, 16 * 1024, 32).expect("cache");
+        let c = OpenCache {
+            max_bytes: 1 << 20,
+            max_entry: 1 << 16,
+            ..c
+        };
+        let purpose: Arc<str> = Arc::from("sid");
+        c.insert("a", &purpose, hit("a"));
+        c.insert("b", &purpose, hit("b"));
+        c.insert("c", &purpose, hit("c"));
+        assert!(c.get(b"a", "sid").is_none());
+        assert!(c.get(b"b", "sid").is_some());
+        assert!(c.get(b"c", "sid").is_some());
+    }
+}
