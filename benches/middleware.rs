@@ -91,6 +91,26 @@ async fn cookie_of(ep: &impl Endpoint) -> String {
     v.split(';').next().expect("name=value").to_owned()
 }
 
+/// A request with `cookie`; the cookie the answer sets, if any, replaces it, as a browser's
+/// would: a chain of writes, each carrying the token the previous one made.
+async fn call_chained<E: Endpoint + ?Sized>(ep: &E, path: &str, cookie: &mut String) {
+    let req = Request::builder()
+        .uri_str(path)
+        .header(COOKIE, cookie.as_str())
+        .finish();
+    let resp = ep.get_response(req).await;
+    if let Some(v) = resp
+        .headers()
+        .get(SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+    {
+        cookie.clear();
+        cookie.push_str(v);
+    }
+    black_box(resp);
+}
+
 async fn call<E: Endpoint + ?Sized>(ep: &E, path: &str, cookie: &str) {
     let req = Request::builder()
         .uri_str(path)
@@ -109,14 +129,27 @@ fn count_mode(rt: &tokio::runtime::Runtime, apps: &Apps, case: &str) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
     let (variant, op) = case.split_once('/').expect("variant/op");
-    let path = format!("/{op}");
+    // `write_chain`: the write route, each request with the cookie the previous one set.
+    let chained = op == "write_chain";
+    let path = if chained {
+        "/write".to_owned()
+    } else {
+        format!("/{op}")
+    };
     rt.block_on(async {
+        let (ep, cookie) = match variant {
+            "none" => (&apps.none, &apps.none_cookie),
+            "sealed_session" => (&apps.ours, &apps.ours_cookie),
+            "sealed_session_nocache" => (&apps.ours_nocache, &apps.ours_cookie),
+            "poem_cookie_session" => (&apps.poem, &apps.poem_cookie),
+            other => panic!("unknown variant {other}"),
+        };
+        let mut cookie = cookie.clone();
         for _ in 0..iters {
-            match variant {
-                "none" => call(&apps.none, &path, &apps.none_cookie).await,
-                "sealed_session" => call(&apps.ours, &path, &apps.ours_cookie).await,
-                "poem_cookie_session" => call(&apps.poem, &path, &apps.poem_cookie).await,
-                other => panic!("unknown variant {other}"),
+            if chained {
+                call_chained(&**ep, &path, &mut cookie).await;
+            } else {
+                call(&**ep, &path, &cookie).await;
             }
         }
     });
@@ -124,6 +157,8 @@ fn count_mode(rt: &tokio::runtime::Runtime, apps: &Apps, case: &str) {
 
 struct Apps {
     ours: Box<dyn poem::endpoint::DynEndpoint<Output = poem::Response>>,
+    /// The same middleware with the open cache off.
+    ours_nocache: Box<dyn poem::endpoint::DynEndpoint<Output = poem::Response>>,
     poem: Box<dyn poem::endpoint::DynEndpoint<Output = poem::Response>>,
     none: Box<dyn poem::endpoint::DynEndpoint<Output = poem::Response>>,
     ours_cookie: String,
@@ -135,9 +170,9 @@ fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
-    let ours = routes_ours().with(SealedSession::new(
-        Keyring::from_secret("bench secret bench secret bench secret!!").expect("key"),
-    ));
+    let keys = Keyring::from_secret("bench secret bench secret bench secret!!").expect("key");
+    let ours = routes_ours().with(SealedSession::new(keys.clone()));
+    let ours_nocache = routes_ours().with(SealedSession::new(keys).open_cache(0));
     let poem = routes_poem().with(CookieSession::new(PoemCookieConfig::private(
         CookieKey::generate(),
     )));
@@ -157,6 +192,9 @@ fn bench(c: &mut Criterion) {
     if let Ok(case) = std::env::var("SS_COUNT") {
         let apps = Apps {
             ours: Box::new(poem::endpoint::ToDynEndpoint(ours.map_to_response())),
+            ours_nocache: Box::new(poem::endpoint::ToDynEndpoint(
+                ours_nocache.map_to_response(),
+            )),
             poem: Box::new(poem::endpoint::ToDynEndpoint(poem.map_to_response())),
             none: Box::new(poem::endpoint::ToDynEndpoint(none.map_to_response())),
             ours_cookie,
@@ -177,6 +215,26 @@ fn bench(c: &mut Criterion) {
         });
         g.bench_function(format!("poem_cookie_session/{label}"), |b| {
             b.to_async(&rt).iter(|| call(&poem, path, &poem_cookie))
+        });
+    }
+    // Writes as a browser makes them: each with the cookie the previous one set, so that
+    // with the open cache the token arriving is the one just sealed.
+    for (name, ep) in [
+        ("sealed_session/write_chain", &ours),
+        ("sealed_session_nocache/write_chain", &ours_nocache),
+    ] {
+        let first = ours_cookie.clone();
+        g.bench_function(name, |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let mut cookie = first.clone();
+                async move {
+                    let t = std::time::Instant::now();
+                    for _ in 0..iters {
+                        call_chained(ep, "/write", &mut cookie).await;
+                    }
+                    t.elapsed()
+                }
+            })
         });
     }
     g.finish();

@@ -18,7 +18,9 @@
 //! and its throughput) instead of rewriting `docs/`; `tests/compare_smoke.rs` runs
 //! `--quick --out` on a temporary directory.
 //!
-//! Modes: `none` (no sessions), `sealed` (AES-256-GCM cookie), `signed` (HMAC cookie),
+//! Modes: `none` (no sessions), `none+cookie` (no sessions, but a cookie as long as the
+//! sealed one goes back and forth: what its bytes cost), `sealed` (AES-256-GCM cookie),
+//! `sealed-nocache` (the same with the open cache off), `signed` (HMAC cookie),
 //! `jwt` (HS256 JWT in `Authorization: Bearer`), `store-memory` and `store-redis` (the
 //! express-session design: signed id cookie, data in a store), and Poem's own
 //! `poem-cookie` (CookieSession, private) and `poem-redis` (ServerSession + RedisStorage).
@@ -87,7 +89,9 @@ const DOC_END: &str = "<!-- compare:end -->";
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
     None,
+    NoneCookie,
     Sealed,
+    SealedNoCache,
     Signed,
     Jwt,
     SealedDenyMemory,
@@ -98,9 +102,11 @@ enum Mode {
     PoemRedis,
 }
 
-const ALL_MODES: [Mode; 10] = [
+const ALL_MODES: [Mode; 12] = [
     Mode::None,
+    Mode::NoneCookie,
     Mode::Sealed,
+    Mode::SealedNoCache,
     Mode::Signed,
     Mode::Jwt,
     Mode::SealedDenyMemory,
@@ -122,7 +128,9 @@ impl Mode {
     fn key(self) -> &'static str {
         match self {
             Mode::None => "none",
+            Mode::NoneCookie => "none+cookie",
             Mode::Sealed => "sealed",
+            Mode::SealedNoCache => "sealed-nocache",
             Mode::Signed => "signed",
             Mode::Jwt => "jwt",
             Mode::SealedDenyMemory => "sealed+deny-memory",
@@ -137,7 +145,9 @@ impl Mode {
     fn label(self) -> &'static str {
         match self {
             Mode::None => "no sessions",
+            Mode::NoneCookie => "no sessions, a cookie of the same size",
             Mode::Sealed => "sealed cookie (AES-256-GCM)",
+            Mode::SealedNoCache => "sealed cookie, open cache off",
             Mode::Signed => "signed cookie (HMAC-SHA256)",
             Mode::Jwt => JWT_LABEL,
             Mode::SealedDenyMemory => "sealed cookie + MemoryDenylist",
@@ -267,6 +277,27 @@ fn poem_logout(session: &PoemSession) -> &'static str {
 fn none_login() -> &'static str {
     "ok"
 }
+/// A cookie as long as the sealed cookie's, for the `none+cookie` row: what carrying the
+/// bytes costs, with no session behind them.
+fn filler_cookie() -> String {
+    format!(
+        "__Host-sid={}; Path=/; Max-Age=86400; Secure; HttpOnly; SameSite=Lax",
+        "A".repeat(313)
+    )
+}
+#[handler]
+fn filler_login() -> Response {
+    Response::builder()
+        .header(SET_COOKIE, filler_cookie())
+        .body("ok")
+}
+#[handler]
+fn filler_write() -> Response {
+    Response::builder()
+        .header(SET_COOKIE, filler_cookie())
+        .header(poem::http::header::CACHE_CONTROL, "no-store")
+        .body(2u64.to_string())
+}
 #[handler]
 fn none_read() -> String {
     "alice@example.com".to_owned()
@@ -289,6 +320,13 @@ fn routes_poem() -> Route {
         .at("/read", get(poem_read))
         .at("/write", post(poem_write))
         .at("/logout", post(poem_logout))
+}
+fn routes_filler() -> Route {
+    Route::new()
+        .at("/login", post(filler_login))
+        .at("/read", get(none_read))
+        .at("/write", post(filler_write))
+        .at("/logout", post(none_login))
 }
 fn routes_none() -> Route {
     Route::new()
@@ -363,8 +401,13 @@ async fn build_app(mode: Mode, env: &ServerEnv) -> Result<BoxEndpoint<'static, R
     };
     Ok(match mode {
         Mode::None => routes_none().map_to_response().boxed(),
+        Mode::NoneCookie => routes_filler().map_to_response().boxed(),
         Mode::Sealed => routes_ours()
             .with(SealedSession::new(keys))
+            .map_to_response()
+            .boxed(),
+        Mode::SealedNoCache => routes_ours()
+            .with(SealedSession::new(keys).open_cache(0))
             .map_to_response()
             .boxed(),
         Mode::Signed => routes_ours()
@@ -1245,7 +1288,7 @@ fn finish(rt: &tokio::runtime::Runtime, r: Running, args: &Args) -> Result<Measu
     eprint!("  {:<20} {} sessions: ", mode.key(), args.sessions);
     let memory = rt.block_on(memory(mode, &a, redis.as_ref(), args))?;
     eprint!("{:+.1} MB; ", memory.total_growth() as f64 / 1e6);
-    let (revocation, second_instance) = if mode == Mode::None {
+    let (revocation, second_instance) = if matches!(mode, Mode::None | Mode::NoneCookie) {
         (None, None)
     } else {
         let r = rt.block_on(revocation(mode, &a, &b, args))?;
@@ -2004,7 +2047,14 @@ the counter (the session changes on every request); `POST /logout` ends the sess
 same handlers on `poem::session::Session`; "no sessions" has the routes without middleware
 and the client sends no session state.
 
-- **sealed cookie**: `SealedSession::new(keys)`, AES-256-GCM, defaults (`__Host-sid`).
+- **no sessions, a cookie of the same size**: the no-session routes, but `/login` and
+  `/write` set a 313-character cookie (the sealed cookie's length) and the client sends it
+  back: what the cookie's bytes cost the kernel and hyper, with no session behind them.
+- **sealed cookie**: `SealedSession::new(keys)`, AES-256-GCM, defaults (`__Host-sid`),
+  which include the open cache (1 MiB): a token that comes back is answered from memory
+  instead of being decoded and authenticated again.
+- **sealed cookie, open cache off**: the same with `.open_cache(0)`: every request decodes
+  and authenticates its token.
 - **signed cookie**: `SealedSession::signed(keys)`, HMAC-SHA256, readable payload.
 - **JWT bearer**: `SealedSession::with_codec(JwtCodec (HS256)).bearer(BearerConfig::new())`:
   the token in `Authorization: Bearer`, new tokens in `X-Session-Token`.

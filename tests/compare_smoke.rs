@@ -19,9 +19,11 @@ use common::example::{TestResult, example_binary, find_program};
 use serde_json::Value;
 
 /// Every mode of the harness, by key: a mode dropped from the run is a failure.
-const MODES: [&str; 10] = [
+const MODES: [&str; 12] = [
     "none",
+    "none+cookie",
     "sealed",
+    "sealed-nocache",
     "signed",
     "jwt",
     "sealed+deny-memory",
