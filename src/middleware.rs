@@ -17,7 +17,7 @@ use crate::error::OpenError;
 use crate::keys::Keyring;
 use crate::limits::Limits;
 use crate::policy::Policy;
-use crate::session::{Backend, Inner, Lifecycle, Session};
+use crate::session::{Backend, Inner, Lifecycle, Session, Shared};
 use crate::state::{SessionId, SessionState};
 use crate::stats::{Counted, Counters, Stats};
 use crate::store::Store;
@@ -300,26 +300,33 @@ impl<E: Endpoint> Middleware<E> for SealedSession {
     type Output = SealedSessionEndpoint<E>;
 
     fn transform(&self, ep: E) -> Self::Output {
+        let cfg = &self.cfg;
         SealedSessionEndpoint {
             inner: ep,
-            names: [
-                Arc::from(self.cfg.cookie.full_name(false)),
-                Arc::from(self.cfg.cookie.full_name(true)),
-            ],
-            mode: match &self.cfg.backend {
+            mode: match &cfg.backend {
                 Backend::Token(codec) => codec.name(),
                 Backend::Store { .. } => "store",
             },
-            cache: match &self.cfg.backend {
-                Backend::Token(codec) if codec.open_is_pure() => OpenCache::new(
-                    self.cfg.open_cache,
-                    self.cfg.limits.get_data_len(),
-                    self.cfg.limits.get_json_depth(),
-                )
-                .map(Arc::new),
-                _ => None,
-            },
-            cfg: Arc::new(self.cfg.clone()),
+            shared: Arc::new(Shared {
+                backend: cfg.backend.clone(),
+                denylist: cfg.denylist.clone().map(|d| -> Arc<dyn Denylist> { d }),
+                purposes: [
+                    Arc::from(cfg.cookie.full_name(false)),
+                    Arc::from(cfg.cookie.full_name(true)),
+                ],
+                cache: match &cfg.backend {
+                    Backend::Token(codec) if codec.open_is_pure() => OpenCache::new(
+                        cfg.open_cache,
+                        cfg.limits.get_data_len(),
+                        cfg.limits.get_json_depth(),
+                    ),
+                    _ => None,
+                },
+                max_age: cfg.policy.get_max_age(),
+                idle_timeout: cfg.policy.get_idle_timeout(),
+                max_depth: cfg.limits.get_json_depth(),
+            }),
+            cfg: Arc::new(cfg.clone()),
         }
     }
 }
@@ -328,12 +335,11 @@ impl<E: Endpoint> Middleware<E> for SealedSession {
 pub struct SealedSessionEndpoint<E> {
     inner: E,
     cfg: Arc<Config>,
-    /// The cookie name (and token purpose) without and with the Secure-only prefix.
-    names: [Arc<str>; 2],
     /// The codec's name, or `"store"`: the `mode` of the request span.
     mode: &'static str,
-    /// What recently seen tokens opened to (token codecs whose opening is pure).
-    cache: Option<Arc<OpenCache>>,
+    /// What this endpoint's sessions share (handed to each, one reference count): the cookie
+    /// names, and what recently seen tokens opened to (token codecs whose opening is pure).
+    shared: Arc<Shared>,
 }
 
 impl<E> SealedSessionEndpoint<E> {
@@ -436,7 +442,11 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
         }
         // The open cache compares bytes; anything else needs text, and a token is base64.
         let cached = match &self.cfg.backend {
-            Backend::Token(_) => self.cache.as_ref().and_then(|c| c.get(token, purpose)),
+            Backend::Token(_) => self
+                .shared
+                .cache
+                .as_ref()
+                .and_then(|c| c.get(token, purpose)),
             Backend::Store { .. } => None,
         };
         let token = if cached.is_some() {
@@ -466,7 +476,7 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
                         let stale_key = opened.needs_reissue();
                         let state = opened.into_state();
                         self.cfg.stats.opened(false);
-                        if let Some(cache) = &self.cache {
+                        if let Some(cache) = &self.shared.cache {
                             let hit = Hit {
                                 state: state.clone(),
                                 stale_key,
@@ -594,7 +604,7 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
             plan.ended = std::mem::take(&mut inner.ended);
             return Ok(plan);
         }
-        match &inner.backend {
+        match &inner.shared.backend {
             Backend::Token(_) => {
                 plan.token = Some(match &inner.token {
                     Some(t) if !inner.changed && !inner.reissue => t.clone(),
@@ -733,7 +743,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
 
         let (carrier, purpose, arrival) = match &cfg.bearer {
             Some(b) => {
-                let purpose = &self.names[0];
+                let purpose = self.shared.purpose(false);
                 let token = match b.read(req.headers()) {
                     BearerIn::Absent => None,
                     BearerIn::Token(t) => Some(t.as_bytes()),
@@ -756,7 +766,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
                 let secure = cfg
                     .cookie
                     .is_secure(is_https(&req, cfg.cookie.trusts_proxy()));
-                let purpose = &self.names[usize::from(secure)];
+                let purpose = self.shared.purpose(secure);
                 let max = cfg.limits.get_cookie_header_len();
                 let (incoming, token) = match cfg.cookie.scan(req.headers(), purpose, max) {
                     Ok(scanned) => scanned,
@@ -805,16 +815,11 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             unconfirmed,
             token: None,
             now,
-            max_age: cfg.policy.get_max_age(),
-            idle_timeout: cfg.policy.get_idle_timeout(),
-            backend: cfg.backend.clone(),
-            denylist: cfg.denylist.clone().map(|d| -> Arc<dyn Denylist> { d }),
-            purpose: purpose.clone(),
+            shared: Arc::clone(&self.shared),
+            secure: matches!(carrier, Carrier::Cookie { secure: true, .. }),
             stale_key,
-            max_depth: cfg.limits.get_json_depth(),
             saved: None,
             loaded,
-            cache: self.cache.clone(),
         });
         req.extensions_mut().insert(session.clone());
 

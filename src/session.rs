@@ -130,25 +130,42 @@ pub(crate) struct Inner {
     /// changes again.
     pub(crate) token: Option<String>,
     pub(crate) now: Timestamp,
-    pub(crate) max_age: Duration,
-    pub(crate) idle_timeout: Option<Duration>,
-    pub(crate) backend: Backend,
-    pub(crate) denylist: Option<Arc<dyn Denylist>>,
-    pub(crate) purpose: Arc<str>,
+    /// What every session of the endpoint shares (one reference count per request).
+    pub(crate) shared: Arc<Shared>,
+    /// The request came over HTTPS (for the cookie name, see [`Inner::purpose`]).
+    pub(crate) secure: bool,
     /// The token was made with a key that is no longer primary.
     pub(crate) stale_key: bool,
-    /// The data's nesting bound ([`Limits::json_depth`](crate::Limits::json_depth)): a value
-    /// that would pass it is refused by `insert`, not sent and refused on its way back.
-    pub(crate) max_depth: usize,
     /// Store-backed: the record [`Session::save`] wrote during this request, so that the
     /// middleware does not write the same bytes again (express-session's `savedHash`).
     pub(crate) saved: Option<Vec<u8>>,
     /// The id the request arrived with, when its session opened (not new). Store-backed: the
     /// id whose record was loaded from the store.
     pub(crate) loaded: Option<SessionId>,
-    /// The endpoint's open cache: a token sealed here is kept in it, so that its next use
-    /// (the client's next request) is not decoded again.
-    pub(crate) cache: Option<Arc<OpenCache>>,
+}
+
+/// What the sessions of one endpoint share: how their tokens are made, kept and revoked.
+pub(crate) struct Shared {
+    pub(crate) backend: Backend,
+    pub(crate) denylist: Option<Arc<dyn Denylist>>,
+    /// The cookie name (and token purpose) without and with the Secure-only prefix.
+    pub(crate) purposes: [Arc<str>; 2],
+    /// The open cache: a token sealed here is kept in it, so that its next use (the
+    /// client's next request) is not decoded again.
+    pub(crate) cache: Option<OpenCache>,
+    pub(crate) max_age: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
+    /// The data's nesting bound ([`Limits::json_depth`](crate::Limits::json_depth)): a value
+    /// that would pass it is refused by `insert`, not sent and refused on its way back.
+    pub(crate) max_depth: usize,
+}
+
+impl Shared {
+    /// The token purpose (cookie name) for a request that did or did not come over HTTPS.
+    pub(crate) fn purpose(&self, secure: bool) -> &Arc<str> {
+        let [plain, prefixed] = &self.purposes;
+        if secure { prefixed } else { plain }
+    }
 }
 
 impl std::fmt::Debug for Inner {
@@ -167,19 +184,21 @@ impl Inner {
     /// happens at the end of the request, or on `save`).
     pub(crate) fn seal_now(&mut self) -> Result<String, SealError> {
         self.state.set_last_seen(self.now);
-        match &self.backend {
+        let shared = &*self.shared;
+        let purpose = shared.purpose(self.secure);
+        match &shared.backend {
             Backend::Token(codec) => {
-                if self.cache.is_some() {
+                if shared.cache.is_some() {
                     // The data as its token will carry it, once: kept as it is sealed.
                     self.state.settle()?;
                 }
-                let token = codec.seal(&self.state, self.purpose.as_bytes())?;
-                if let Some(cache) = &self.cache {
+                let token = codec.seal(&self.state, purpose.as_bytes())?;
+                if let Some(cache) = &shared.cache {
                     let hit = Hit {
                         state: self.state.clone(),
                         stale_key: false,
                     };
-                    cache.insert(&token, &self.purpose, hit);
+                    cache.insert(&token, purpose, hit);
                 }
                 self.issued_until = self.issued_until.max(self.state.expires_at());
                 self.changed = false;
@@ -187,14 +206,14 @@ impl Inner {
                 self.token = Some(token.clone());
                 Ok(token)
             }
-            Backend::Store { ids, .. } => Ok(ids.sign(&self.state.id(), self.purpose.as_bytes())),
+            Backend::Store { ids, .. } => Ok(ids.sign(&self.state.id(), purpose.as_bytes())),
         }
     }
 
     /// When the session becomes unusable: the earlier of its deadline and its idle deadline.
     pub(crate) fn deadline(&self) -> Timestamp {
         let abs = self.state.expires_at();
-        match self.idle_timeout {
+        match self.shared.idle_timeout {
             Some(idle) => abs.min(self.state.last_seen().saturating_add(idle)),
             None => abs,
         }
@@ -274,7 +293,7 @@ impl Session {
     pub fn insert<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), SessionError> {
         let mut inner = self.lock();
         Session::revive(&mut inner);
-        let max_depth = inner.max_depth;
+        let max_depth = inner.shared.max_depth;
         if inner.state.insert_bounded(key, value, max_depth)? {
             inner.changed = true;
         }
@@ -387,7 +406,11 @@ impl Session {
         let (denylist, subject, now) = {
             let inner = self.lock();
             (
-                inner.denylist.clone().ok_or(SessionError::NoDenylist)?,
+                inner
+                    .shared
+                    .denylist
+                    .clone()
+                    .ok_or(SessionError::NoDenylist)?,
                 inner
                     .state
                     .subject()
@@ -455,7 +478,7 @@ impl Session {
     pub async fn reload(&self) -> Result<(), SessionError> {
         let (backend, id) = {
             let inner = self.lock();
-            (inner.backend.clone(), inner.state.id())
+            (inner.shared.backend.clone(), inner.state.id())
         };
         let Backend::Store { store, .. } = backend else {
             return Ok(());
@@ -487,7 +510,7 @@ impl Session {
     pub async fn save(&self) -> Result<(), SessionError> {
         let (store, id, record, deadline, existing) = {
             let mut inner = self.lock();
-            let Backend::Store { store, .. } = inner.backend.clone() else {
+            let Backend::Store { store, .. } = inner.shared.backend.clone() else {
                 return Ok(());
             };
             if inner.lifecycle.is_ended() {
@@ -516,7 +539,7 @@ impl Session {
     fn restart(inner: &mut Inner, id: SessionId, lifecycle: Lifecycle) {
         Session::end_current(inner);
         let now = inner.now;
-        inner.state = SessionState::new(id, now, now.saturating_add(inner.max_age));
+        inner.state = SessionState::new(id, now, now.saturating_add(inner.shared.max_age));
         inner.issued_until = inner.state.expires_at();
         inner.lifecycle = lifecycle;
         inner.changed = lifecycle == Lifecycle::Live;
