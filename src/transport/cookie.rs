@@ -333,9 +333,23 @@ impl CookieConfig {
     /// The attribute part of a Set-Cookie header (everything after the value).
     fn attributes(&self, secure: bool, max_age: Option<Duration>, removal: bool) -> String {
         let mut a = String::with_capacity(96);
-        let _ = write!(a, "; Path={}", self.path);
+        self.push_attributes(&mut a, secure, max_age, removal);
+        a
+    }
+
+    /// Appends [`CookieConfig::attributes`] to `a`.
+    fn push_attributes(
+        &self,
+        a: &mut String,
+        secure: bool,
+        max_age: Option<Duration>,
+        removal: bool,
+    ) {
+        a.push_str("; Path=");
+        a.push_str(&self.path);
         if let Some(d) = &self.domain {
-            let _ = write!(a, "; Domain={d}");
+            a.push_str("; Domain=");
+            a.push_str(d);
         }
         if removal {
             a.push_str("; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT");
@@ -357,7 +371,6 @@ impl CookieConfig {
         if self.partitioned {
             a.push_str("; Partitioned");
         }
-        a
     }
 
     /// The Set-Cookie values that send `token` under `name`, removing what the request
@@ -372,15 +385,21 @@ impl CookieConfig {
         incoming: &Incoming,
     ) -> Result<Vec<HeaderValue>, TooLarge> {
         let max_age = if self.persistent { max_age } else { None };
-        let attrs = self.attributes(secure, max_age, false);
-        let mut out = Vec::new();
-        if name.len() + 1 + token.len() + attrs.len() <= BROWSER_COOKIE_LIMIT {
-            push(&mut out, format!("{name}={token}{attrs}"));
+        // The common case, one cookie, in one buffer.
+        let mut one = String::with_capacity(name.len() + 1 + token.len() + 128);
+        one.push_str(name);
+        one.push('=');
+        one.push_str(token);
+        self.push_attributes(&mut one, secure, max_age, false);
+        let mut out = Vec::with_capacity(1 + incoming.chunks);
+        if one.len() <= BROWSER_COOKIE_LIMIT {
+            push(&mut out, one);
             for i in 0..incoming.chunks {
                 self.push_removal(&mut out, &format!("{name}.{i}"), secure);
             }
             return Ok(out);
         }
+        let attrs = self.attributes(secure, max_age, false);
         // Chunk names grow with the index; size each chunk for the longest name.
         let longest_name = name.len() + 1 + self.max_chunks.to_string().len();
         let room = BROWSER_COOKIE_LIMIT.saturating_sub(longest_name + 1 + attrs.len());
