@@ -37,19 +37,20 @@ count() { # $1 case, $2 iterations -> total instructions
     | sed -n 's/.*Collected : \([0-9]*\).*/\1/p' | awk "{s+=\$1} END {print s}"
 }
 declare -A per
-for case in none/read none/write sealed_session/read sealed_session/write poem_cookie_session/read poem_cookie_session/write \
-    sealed_session/write_chain sealed_session_nocache/read sealed_session_nocache/write_chain; do
+# write_chain: each write carries the cookie the previous one set, as a browser's would (with
+# the open cache, the token that arrives is the one just sealed); write: the same old cookie
+# every time (a replayed token; with the open cache it was replaced, so it is decoded again).
+# _nocache: the open cache off.
+for case in none/read none/write sealed_session/read sealed_session/write sealed_session/write_chain \
+    sealed_session_nocache/read sealed_session_nocache/write_chain \
+    poem_cookie_session/read poem_cookie_session/write poem_cookie_session/write_chain; do
   small=$(count "$case" 200); large=$(count "$case" 1200)
   per[$case]=$(( (large - small) / 1000 ))   # the difference cancels start-up cost
-  printf '%-36s %8d instructions/request\n' "$case" "${per[$case]}"
-done
-# write_chain: each write carries the cookie the previous one set, as a browser's would (with
-# the open cache, the token that arrives is the one just sealed); _nocache: open cache off.
-for case in sealed_session/write_chain sealed_session_nocache/read sealed_session_nocache/write_chain; do
   base=none/${case#*/}; base=${base%_chain}
-  printf '%-40s adds %6d instructions\n' "$case" $(( per[$case] - per[$base] ))
+  printf '%-38s %8d instructions/request, adds %6d\n' "$case" "${per[$case]}" $(( per[$case] - per[$base] ))
 done
-for op in read write; do
-  ours=$(( per[sealed_session/$op] - per[none/$op] )); theirs=$(( per[poem_cookie_session/$op] - per[none/$op] ))
+for pair in read:read write_chain:write write:write; do
+  op=${pair%%:*}; base=none/${pair#*:}
+  ours=$(( per[sealed_session/$op] - per[$base] )); theirs=$(( per[poem_cookie_session/$op] - per[$base] ))
   python3 -c "print(f'$op: sealed-session adds $ours, Poem CookieSession adds $theirs instructions; ratio {$ours/$theirs:.2f} (target <= 0.50)')"
 done

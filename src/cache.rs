@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::denylist::table::Keyed;
-use crate::state::SessionState;
+use crate::state::{SessionId, SessionState};
 
 /// Default memory budget of an endpoint's open cache: 1 MiB.
 pub const DEFAULT_OPEN_CACHE_BYTES: usize = 1 << 20;
@@ -114,7 +114,9 @@ impl OpenCache {
         })
     }
 
-    fn hash(&self, token: &[u8]) -> u64 {
+    /// Where `token` is kept, if it is: pass it to [`OpenCache::get`], [`OpenCache::insert`]
+    /// and [`OpenCache::remove`].
+    pub(crate) fn hash(&self, token: &[u8]) -> u64 {
         let tail = token
             .get(token.len().saturating_sub(TAIL)..)
             .unwrap_or(token);
@@ -130,9 +132,8 @@ impl OpenCache {
         self.sets.get(i)
     }
 
-    /// What `token` opened to for `purpose`, if it is kept.
-    pub(crate) fn get(&self, token: &[u8], purpose: &str) -> Option<Hit> {
-        let hash = self.hash(token);
+    /// What `token` (of [`OpenCache::hash`] `hash`) opened to for `purpose`, if it is kept.
+    pub(crate) fn get(&self, token: &[u8], hash: u64, purpose: &str) -> Option<Hit> {
         let set = self.set(hash)?.lock().ok()?;
         set.slots
             .iter()
@@ -148,7 +149,7 @@ impl OpenCache {
     /// Keeps what `token` opened to. Only for tokens that opened, or that this endpoint just
     /// sealed from `hit.state`. A state outside the data limits is not kept: opening its
     /// token would refuse it.
-    pub(crate) fn insert(&self, token: &str, purpose: &Arc<str>, hit: Hit) {
+    pub(crate) fn insert(&self, token: &str, hash: u64, purpose: &Arc<str>, hit: Hit) {
         if hit
             .state
             .check_data(self.max_data_len, self.max_depth)
@@ -164,7 +165,6 @@ impl OpenCache {
             return;
         }
         let token = token.as_bytes();
-        let hash = self.hash(token);
         let Some(Ok(mut set)) = self.set(hash).map(Mutex::lock) else {
             return;
         };
@@ -213,6 +213,27 @@ impl OpenCache {
         drop(old);
     }
 
+    /// Drops the token of [`OpenCache::hash`] `hash` if it belongs to session `id`: a token
+    /// that a newer one replaced. The client sends the newer one from now on; keeping the
+    /// old would fill the cache with tokens nobody sends and push out those still in use.
+    pub(crate) fn remove(&self, hash: u64, id: SessionId) {
+        let Some(Ok(mut set)) = self.set(hash).map(Mutex::lock) else {
+            return;
+        };
+        let old = set
+            .slots
+            .iter_mut()
+            .find(|s| {
+                s.as_ref()
+                    .is_some_and(|s| s.hash == hash && s.hit.state.id() == id)
+            })
+            .and_then(Option::take);
+        drop(set);
+        if let Some(old) = &old {
+            self.bytes.fetch_sub(old.size, Ordering::Relaxed);
+        }
+    }
+
     /// Bytes charged to the budget now.
     #[cfg(test)]
     pub(crate) fn bytes(&self) -> usize {
@@ -224,7 +245,6 @@ impl OpenCache {
 mod tests {
     use super::*;
     use crate::clock::Timestamp;
-    use crate::state::SessionId;
 
     fn state(user: &str) -> SessionState {
         let now = Timestamp::from_millis(1_700_000_000_000);
@@ -241,6 +261,14 @@ mod tests {
         }
     }
 
+    fn put(c: &OpenCache, token: &str, purpose: &Arc<str>, hit: Hit) {
+        c.insert(token, c.hash(token.as_bytes()), purpose, hit);
+    }
+
+    fn find(c: &OpenCache, token: &[u8], purpose: &str) -> Option<Hit> {
+        c.get(token, c.hash(token), purpose)
+    }
+
     fn user(h: &Hit) -> Option<String> {
         h.state.get::<String>("user").expect("get")
     }
@@ -249,17 +277,32 @@ mod tests {
     fn answers_only_for_the_same_bytes_and_purpose() {
         let c = OpenCache::new(1 << 16, 16 * 1024, 32).expect("cache");
         let purpose: Arc<str> = Arc::from("sid");
-        c.insert("token-of-alice", &purpose, hit("alice"));
+        put(&c, "token-of-alice", &purpose, hit("alice"));
         assert_eq!(
-            c.get(b"token-of-alice", "sid").as_ref().and_then(user),
+            find(&c, b"token-of-alice", "sid").as_ref().and_then(user),
             Some("alice".to_owned())
         );
-        assert!(c.get(b"token-of-alicf", "sid").is_none());
-        assert!(c.get(b"Token-of-alice", "sid").is_none());
-        assert!(c.get(b"token-of-alice ", "sid").is_none());
-        assert!(c.get(b"token-of-alic", "sid").is_none());
-        assert!(c.get(b"token-of-alice", "__Host-sid").is_none());
-        assert!(c.get(b"", "sid").is_none());
+        assert!(find(&c, b"token-of-alicf", "sid").is_none());
+        assert!(find(&c, b"Token-of-alice", "sid").is_none());
+        assert!(find(&c, b"token-of-alice ", "sid").is_none());
+        assert!(find(&c, b"token-of-alic", "sid").is_none());
+        assert!(find(&c, b"token-of-alice", "__Host-sid").is_none());
+        assert!(find(&c, b"", "sid").is_none());
+    }
+
+    #[test]
+    fn a_replaced_token_is_dropped_for_its_own_session_only() {
+        let c = OpenCache::new(1 << 16, 16 * 1024, 32).expect("cache");
+        let purpose: Arc<str> = Arc::from("sid");
+        put(&c, "old-token", &purpose, hit("alice"));
+        let bytes = c.bytes();
+        assert!(bytes > 0);
+        // Another session's id: kept.
+        c.remove(c.hash(b"old-token"), SessionId::from_bytes([8; 16]));
+        assert!(find(&c, b"old-token", "sid").is_some());
+        c.remove(c.hash(b"old-token"), SessionId::from_bytes([7; 16]));
+        assert!(find(&c, b"old-token", "sid").is_none());
+        assert_eq!(c.bytes(), 0);
     }
 
     #[test]
@@ -273,7 +316,12 @@ mod tests {
         let c = OpenCache::new(budget, 16 * 1024, 32).expect("cache");
         let purpose: Arc<str> = Arc::from("sid");
         for i in 0..10_000 {
-            c.insert(&format!("{}-{i:06}", "x".repeat(200)), &purpose, hit("bob"));
+            put(
+                &c,
+                &format!("{}-{i:06}", "x".repeat(200)),
+                &purpose,
+                hit("bob"),
+            );
             assert!(c.bytes() <= budget, "{} over {budget}", c.bytes());
         }
         assert!(c.bytes() > budget / 4, "the cache keeps something");
@@ -284,8 +332,8 @@ mod tests {
         let c = OpenCache::new(16 * 1024, 16 * 1024, 32).expect("cache");
         let purpose: Arc<str> = Arc::from("sid");
         let big = "t".repeat(2000);
-        c.insert(&big, &purpose, hit("carol"));
-        assert!(c.get(big.as_bytes(), "sid").is_none());
+        put(&c, &big, &purpose, hit("carol"));
+        assert!(find(&c, big.as_bytes(), "sid").is_none());
         assert_eq!(c.bytes(), 0);
     }
 
@@ -294,16 +342,17 @@ mod tests {
         let purpose: Arc<str> = Arc::from("sid");
         // 20 bytes of data allowed: `{"user":"alice"}` (16) passes, a longer one does not.
         let c = OpenCache::new(1 << 16, 20, 32).expect("cache");
-        c.insert("short", &purpose, hit("alice"));
-        c.insert("long", &purpose, hit("alice-with-a-long-name"));
-        assert!(c.get(b"short", "sid").is_some());
-        assert!(c.get(b"long", "sid").is_none());
+        put(&c, "short", &purpose, hit("alice"));
+        put(&c, "long", &purpose, hit("alice-with-a-long-name"));
+        assert!(find(&c, b"short", "sid").is_some());
+        assert!(find(&c, b"long", "sid").is_none());
         // One level of nesting allowed: the data object itself, nothing inside it.
         let c = OpenCache::new(1 << 16, 1024, 1).expect("cache");
         let mut nested = state("alice");
         nested.insert("roles", &["admin"]).expect("insert");
         nested.settle().expect("settle");
-        c.insert(
+        put(
+            &c,
             "nested",
             &purpose,
             Hit {
@@ -311,9 +360,9 @@ mod tests {
                 stale_key: false,
             },
         );
-        c.insert("flat", &purpose, hit("alice"));
-        assert!(c.get(b"nested", "sid").is_none());
-        assert!(c.get(b"flat", "sid").is_some());
+        put(&c, "flat", &purpose, hit("alice"));
+        assert!(find(&c, b"nested", "sid").is_none());
+        assert!(find(&c, b"flat", "sid").is_some());
     }
 
     #[test]
@@ -326,11 +375,11 @@ mod tests {
             ..c
         };
         let purpose: Arc<str> = Arc::from("sid");
-        c.insert("a", &purpose, hit("a"));
-        c.insert("b", &purpose, hit("b"));
-        c.insert("c", &purpose, hit("c"));
-        assert!(c.get(b"a", "sid").is_none());
-        assert!(c.get(b"b", "sid").is_some());
-        assert!(c.get(b"c", "sid").is_some());
+        put(&c, "a", &purpose, hit("a"));
+        put(&c, "b", &purpose, hit("b"));
+        put(&c, "c", &purpose, hit("c"));
+        assert!(find(&c, b"a", "sid").is_none());
+        assert!(find(&c, b"b", "sid").is_some());
+        assert!(find(&c, b"c", "sid").is_some());
     }
 }

@@ -398,6 +398,9 @@ struct Arrival {
     /// in the shared denylist: its id and `until`, ended again if the handler ends the
     /// session, so that a retried logout reports the truth.
     unconfirmed: Option<(SessionId, Timestamp)>,
+    /// Where the open cache keeps the token that opened, with its session id: dropped from
+    /// the cache when this request replaces the token.
+    cached_as: Option<(u64, SessionId)>,
 }
 
 enum Outcome {
@@ -423,6 +426,7 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
             stale_key: false,
             refused,
             unconfirmed: None,
+            cached_as: None,
         })
     }
 
@@ -441,14 +445,8 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
             return self.fresh(now, Some(e));
         }
         // The open cache compares bytes; anything else needs text, and a token is base64.
-        let cached = match &self.cfg.backend {
-            Backend::Token(_) => self
-                .shared
-                .cache
-                .as_ref()
-                .and_then(|c| c.get(token, purpose)),
-            Backend::Store { .. } => None,
-        };
+        let cache = self.shared.cache.as_ref().map(|c| (c, c.hash(token)));
+        let cached = cache.and_then(|(c, hash)| c.get(token, hash, purpose));
         let token = if cached.is_some() {
             ""
         } else {
@@ -476,12 +474,12 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
                         let stale_key = opened.needs_reissue();
                         let state = opened.into_state();
                         self.cfg.stats.opened(false);
-                        if let Some(cache) = &self.shared.cache {
+                        if let Some((cache, hash)) = cache {
                             let hit = Hit {
                                 state: state.clone(),
                                 stale_key,
                             };
-                            cache.insert(token, purpose, hit);
+                            cache.insert(token, hash, purpose, hit);
                         }
                         Ok((f.renew, stale_key, state))
                     }),
@@ -535,6 +533,7 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
             Ok((renew, stale_key, state)) => Ok(Arrival {
                 reissue: renew || stale_key,
                 stale_key,
+                cached_as: cache.map(|(_, hash)| (hash, state.id())),
                 state,
                 is_new: false,
                 refused: None,
@@ -796,6 +795,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             stale_key,
             refused,
             unconfirmed,
+            cached_as,
         } = arrival;
         let refused = refused.is_some();
         if !is_new {
@@ -820,6 +820,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             stale_key,
             saved: None,
             loaded,
+            cached_as,
         });
         req.extensions_mut().insert(session.clone());
 

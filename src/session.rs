@@ -142,6 +142,9 @@ pub(crate) struct Inner {
     /// The id the request arrived with, when its session opened (not new). Store-backed: the
     /// id whose record was loaded from the store.
     pub(crate) loaded: Option<SessionId>,
+    /// Where the open cache keeps the token the request arrived with, and its session id:
+    /// that entry is dropped when a new token replaces it.
+    pub(crate) cached_as: Option<(u64, SessionId)>,
 }
 
 /// What the sessions of one endpoint share: how their tokens are made, kept and revoked.
@@ -198,12 +201,15 @@ impl Inner {
                         state: self.state.clone(),
                         stale_key: false,
                     };
-                    cache.insert(&token, purpose, hit);
+                    cache.insert(&token, cache.hash(token.as_bytes()), purpose, hit);
+                    // The client sends the new token from now on.
+                    if let Some((hash, id)) = self.cached_as.take() {
+                        cache.remove(hash, id);
+                    }
                 }
                 self.issued_until = self.issued_until.max(self.state.expires_at());
                 self.changed = false;
                 self.reissue = false;
-                self.token = Some(token.clone());
                 Ok(token)
             }
             Backend::Store { ids, .. } => Ok(ids.sign(&self.state.id(), purpose.as_bytes())),
@@ -470,7 +476,12 @@ impl Session {
         {
             return Ok(Some(t.clone()));
         }
-        Ok(Some(inner.seal_now()?))
+        let token = inner.seal_now()?;
+        // Sent with the response unless the session changes again.
+        if matches!(inner.shared.backend, Backend::Token(_)) {
+            inner.token = Some(token.clone());
+        }
+        Ok(Some(token))
     }
 
     /// Store-backed sessions: reads the session again from the store, dropping unsaved

@@ -824,7 +824,12 @@ impl SessionState {
             }
         };
         let mut out = Vec::with_capacity(self.encoded_len_hint().saturating_sub(FIXED_LEN));
-        let mut entries = Vec::new();
+        let mut entries = match &self.data {
+            Data::Patched { raw, changes } if depth.is_some() => {
+                Vec::with_capacity(raw.index().map_or(0, <[_]>::len) + changes.len())
+            }
+            _ => Vec::new(),
+        };
         self.write_data_indexed(&mut out, depth.is_some().then_some(&mut entries))?;
         self.data = match depth {
             _ if out.is_empty() => Data::Empty,
