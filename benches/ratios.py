@@ -21,8 +21,9 @@ for dirpath, _, files in os.walk(base):
 for k in sorted(med):
     print(f"{k:40s} {med[k]:12.1f} ns")
 if group == "middleware":
-    for op in ("read", "write"):
-        base = med.get(f"none_{op}", med.get(f"none/{op}"))
+    for op in ("read", "write", "write_chain"):
+        base_op = "write" if op == "write_chain" else op
+        base = med.get(f"none_{base_op}", med.get(f"none/{base_op}"))
         ours = med.get(f"sealed_session_{op}", med.get(f"sealed_session/{op}"))
         poem = med.get(f"poem_cookie_session_{op}", med.get(f"poem_cookie_session/{op}"))
         if None in (base, ours, poem):
