@@ -842,7 +842,9 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             }
         };
         // Revocation and store I/O happen here, with no lock held.
-        if let Err(resp) = end_sessions(cfg, &span, &plan.ended).await {
+        if !plan.ended.is_empty()
+            && let Err(resp) = end_sessions(cfg, &span, &plan.ended).await
+        {
             return Ok(resp);
         }
         // Store-backed: the session was found ended by another request when writing it.
