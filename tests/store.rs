@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::store_conformance::{Expiry, conformance};
-use http::{Jar, SetCookie};
+use http::Client;
 use poem::http::StatusCode;
-use poem::test::{TestClient, TestResponse};
+use poem::test::TestClient;
 use poem::{Endpoint, EndpointExt, Route, get, handler, post};
 use sealed_session::codec::SessionIdCodec;
 use sealed_session::store::{BoxFuture, MemoryStore, Store, StoreError};
@@ -179,42 +179,6 @@ fn app(store: impl Store, keys: Keyring, clock: &ManualClock) -> impl Endpoint {
                 .clock(clock.clone())
                 .idle_timeout(Some(Duration::from_secs(600))),
         )
-}
-
-struct Client<E: Endpoint> {
-    tc: TestClient<E>,
-    jar: Jar,
-}
-impl<E: Endpoint> Client<E> {
-    fn new(ep: E) -> Self {
-        Client {
-            tc: TestClient::new(ep),
-            jar: Jar::default(),
-        }
-    }
-    async fn send(&mut self, post_: bool, uri: &str) -> (TestResponse, Vec<SetCookie>) {
-        let mut req = if post_ {
-            self.tc.post(uri)
-        } else {
-            self.tc.get(uri)
-        };
-        if let Some(c) = self.jar.header() {
-            req = req.header("cookie", c);
-        }
-        let resp = req.send().await;
-        let set = self.jar.absorb(&resp);
-        (resp, set)
-    }
-    async fn text(&mut self, post_: bool, uri: &str) -> String {
-        self.send(post_, uri)
-            .await
-            .0
-            .0
-            .into_body()
-            .into_string()
-            .await
-            .unwrap()
-    }
 }
 
 #[tokio::test]

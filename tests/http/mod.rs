@@ -142,6 +142,13 @@ impl<E: Endpoint> Client<E> {
         let (resp, _) = self.send(post, uri).await;
         resp.0.into_body().into_string().await.unwrap()
     }
+
+    /// [`Client::text`] for a request that must succeed: asserts `200 OK` first.
+    pub async fn text_ok(&mut self, post: bool, uri: &str) -> String {
+        let (resp, _) = self.send(post, uri).await;
+        resp.assert_status_is_ok();
+        resp.0.into_body().into_string().await.unwrap()
+    }
 }
 
 /// The body of an answer.
