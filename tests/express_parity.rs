@@ -11,9 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::Client;
+use http::handlers::{count, login_admin, logout, max_age, noop, session_id, set_key, touch, user};
 use poem::http::StatusCode;
 use poem::test::{TestClient, TestResponse};
-use poem::web::{Data, Path};
+use poem::web::Data;
 use poem::{Endpoint, EndpointExt, Route, get, handler, post};
 use sealed_session::codec::SessionIdCodec;
 use sealed_session::store::{BoxFuture, MemoryStore, Store, StoreError};
@@ -128,40 +129,8 @@ impl Store for Probe {
 // ---- The application ----
 
 #[handler]
-fn noop() -> &'static str {
-    "ok"
-}
-#[handler]
-fn user(session: &Session) -> poem::Result<String> {
-    Ok(session
-        .get::<String>("user")?
-        .unwrap_or_else(|| "<none>".to_owned()))
-}
-#[handler]
-fn login(session: &Session) -> poem::Result<()> {
-    session.regenerate()?;
-    session.insert("user", "admin")?;
-    Ok(())
-}
-#[handler]
-fn set_key(session: &Session, Path((k, v)): Path<(String, String)>) -> poem::Result<()> {
-    session.insert(&k, &v)?;
-    Ok(())
-}
-#[handler]
-fn count(session: &Session) -> poem::Result<String> {
-    let n = session.get::<u64>("n")?.unwrap_or(0) + 1;
-    session.insert("n", &n)?;
-    Ok(n.to_string())
-}
-#[handler]
 fn regenerate_only(session: &Session) -> poem::Result<()> {
     session.regenerate()?;
-    Ok(())
-}
-#[handler]
-fn logout(session: &Session) -> poem::Result<()> {
-    session.destroy()?;
     Ok(())
 }
 #[handler]
@@ -169,10 +138,6 @@ fn destroy_then_insert(session: &Session) -> poem::Result<()> {
     session.destroy()?;
     session.insert("after", "destroy")?;
     Ok(())
-}
-#[handler]
-fn touch(session: &Session) {
-    session.touch();
 }
 #[handler]
 async fn save_mid_request(session: &Session, store: Data<&Probe>) -> poem::Result<String> {
@@ -197,14 +162,6 @@ async fn reload_in_outage(session: &Session, store: Data<&Probe>) -> poem::Resul
     store.fail_load.store(false, Ordering::SeqCst);
     res?;
     Ok("reloaded".to_owned())
-}
-#[handler]
-fn session_id(session: &Session) -> String {
-    session.id().to_string()
-}
-#[handler]
-fn max_age(session: &Session, Path(secs): Path<u64>) {
-    session.set_max_age(Duration::from_secs(secs));
 }
 /// Reads the counter, waits until a second request has read it too, then increments it.
 #[handler]
@@ -257,7 +214,7 @@ fn routes() -> Route {
     Route::new()
         .at("/noop", get(noop))
         .at("/user", get(user))
-        .at("/login", post(login))
+        .at("/login", post(login_admin))
         .at("/set/:k/:v", post(set_key))
         .at("/count", post(count))
         .at("/regenerate-only", post(regenerate_only))

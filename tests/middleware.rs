@@ -4,6 +4,7 @@ mod http;
 
 use std::time::Duration;
 
+use http::handlers::{login_admin, logout, max_age, noop, session_id, set_key, touch};
 use http::{Client, SetCookie, capture, set_cookies};
 use poem::http::StatusCode;
 use poem::test::TestClient;
@@ -25,43 +26,9 @@ fn get_key(session: &Session, Path(key): Path<String>) -> poem::Result<String> {
 }
 
 #[handler]
-fn set_key(session: &Session, Path((key, val)): Path<(String, String)>) -> poem::Result<()> {
-    session.insert(&key, &val)?;
-    Ok(())
-}
-
-#[handler]
 fn get_num(session: &Session) -> poem::Result<String> {
     // A typed read of a string value as a number must be an error, not a silent None.
     Ok(format!("{:?}", session.get::<u64>("n")?))
-}
-
-#[handler]
-fn noop() -> &'static str {
-    "ok"
-}
-
-#[handler]
-fn session_id(session: &Session) -> String {
-    session.id().to_string()
-}
-
-#[handler]
-fn destroy(session: &Session) -> poem::Result<()> {
-    session.destroy()?;
-    Ok(())
-}
-
-#[handler]
-fn regenerate(session: &Session) -> poem::Result<()> {
-    session.regenerate()?;
-    session.insert("user", "admin")?;
-    Ok(())
-}
-
-#[handler]
-fn touch(session: &Session) {
-    session.touch();
 }
 
 #[handler]
@@ -80,11 +47,6 @@ fn big(session: &Session, Path(n): Path<usize>) -> poem::Result<()> {
     Ok(())
 }
 
-#[handler]
-fn max_age(session: &Session, Path(secs): Path<u64>) {
-    session.set_max_age(Duration::from_secs(secs));
-}
-
 fn routes() -> Route {
     Route::new()
         .at("/get/:key", get(get_key))
@@ -92,8 +54,8 @@ fn routes() -> Route {
         .at("/num", get(get_num))
         .at("/noop", get(noop))
         .at("/id", get(session_id))
-        .at("/destroy", post(destroy))
-        .at("/regenerate", post(regenerate))
+        .at("/destroy", post(logout))
+        .at("/regenerate", post(login_admin))
         .at("/touch", post(touch))
         .at("/fail", post(fail_after_set))
         .at("/big/:n", post(big))

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::store_conformance::{Expiry, conformance};
 use http::Client;
+use http::handlers::{count, login_admin, logout, session_id, user};
 use poem::http::StatusCode;
 use poem::test::TestClient;
 use poem::{Endpoint, EndpointExt, Route, get, handler, post};
@@ -112,29 +113,6 @@ fn signed_ids_verify_rotate_and_refuse_forgeries() {
 }
 
 #[handler]
-fn login(session: &Session) -> poem::Result<()> {
-    session.regenerate()?;
-    session.insert("user", "admin")?;
-    Ok(())
-}
-#[handler]
-fn user(session: &Session) -> poem::Result<String> {
-    Ok(session
-        .get::<String>("user")?
-        .unwrap_or_else(|| "<none>".to_owned()))
-}
-#[handler]
-fn count(session: &Session) -> poem::Result<String> {
-    let n = session.get::<u64>("n")?.unwrap_or(0) + 1;
-    session.insert("n", &n)?;
-    Ok(n.to_string())
-}
-#[handler]
-fn logout(session: &Session) -> poem::Result<()> {
-    session.destroy()?;
-    Ok(())
-}
-#[handler]
 async fn save_then_reload(session: &Session) -> poem::Result<String> {
     session.insert("saved", "yes")?;
     session.save().await?;
@@ -145,10 +123,6 @@ async fn save_then_reload(session: &Session) -> poem::Result<String> {
         session.get::<String>("saved")?,
         session.get::<String>("unsaved")?
     ))
-}
-#[handler]
-fn session_id(session: &Session) -> String {
-    session.id().to_string()
 }
 #[handler]
 async fn count_and_save(session: &Session) -> poem::Result<()> {
@@ -166,7 +140,7 @@ async fn destroy_then_save(session: &Session) -> poem::Result<()> {
 
 fn app(store: impl Store, keys: Keyring, clock: &ManualClock) -> impl Endpoint {
     Route::new()
-        .at("/login", post(login))
+        .at("/login", post(login_admin))
         .at("/user", get(user))
         .at("/count", post(count))
         .at("/logout", post(logout))

@@ -18,13 +18,12 @@ use std::time::{Duration, Instant};
 
 use common::redis::{Proxy, RedisServer};
 use common::store_conformance::{Expiry, conformance};
+use http::handlers::{count, login_admin, logout, session_id, user};
 use http::{Client, SetCookie, body};
 use poem::http::StatusCode;
-use poem::{Endpoint, EndpointExt, Route, get, handler, post};
+use poem::{Endpoint, EndpointExt, Route, get, post};
 use sealed_session::store::{RedisStore, Store, StoreError};
-use sealed_session::{
-    Clock, Key, Keyring, ManualClock, SealedSession, Session, SessionId, Timestamp,
-};
+use sealed_session::{Clock, Key, Keyring, ManualClock, SealedSession, SessionId, Timestamp};
 
 const T0: Timestamp = Timestamp::from_millis(1_764_000_000_000);
 
@@ -239,38 +238,10 @@ fn ring() -> Keyring {
     Keyring::new([Key::new("k1", Default::default(), &k).unwrap()]).unwrap()
 }
 
-#[handler]
-fn login(session: &Session) -> poem::Result<()> {
-    session.regenerate()?;
-    session.insert("user", "admin")?;
-    Ok(())
-}
-#[handler]
-fn user(session: &Session) -> poem::Result<String> {
-    Ok(session
-        .get::<String>("user")?
-        .unwrap_or_else(|| "<none>".to_owned()))
-}
-#[handler]
-fn count(session: &Session) -> poem::Result<String> {
-    let n = session.get::<u64>("n")?.unwrap_or(0) + 1;
-    session.insert("n", &n)?;
-    Ok(n.to_string())
-}
-#[handler]
-fn logout(session: &Session) -> poem::Result<()> {
-    session.destroy()?;
-    Ok(())
-}
-#[handler]
-fn session_id(session: &Session) -> String {
-    session.id().to_string()
-}
-
 /// One application instance (on the system clock, as Redis expires keys in real time).
 fn app(store: RedisStore, keys: Keyring) -> impl Endpoint {
     Route::new()
-        .at("/login", post(login))
+        .at("/login", post(login_admin))
         .at("/user", get(user))
         .at("/count", post(count))
         .at("/logout", post(logout))

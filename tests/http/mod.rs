@@ -2,6 +2,8 @@
 //! browser, and a tracing capture that records the events the middleware emits.
 #![allow(dead_code)]
 
+pub mod handlers;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
