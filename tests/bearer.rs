@@ -6,6 +6,7 @@ mod http;
 use std::time::Duration;
 
 use http::capture;
+use http::handlers::count;
 use poem::http::{HeaderValue, StatusCode};
 use poem::test::TestClient;
 use poem::web::Json;
@@ -26,13 +27,6 @@ fn me(session: &Session) -> poem::Result<Json<serde_json::Value>> {
     Ok(Json(
         serde_json::json!({ "user": session.get::<String>("user")? }),
     ))
-}
-
-#[handler]
-fn count(session: &Session) -> poem::Result<String> {
-    let n = session.get::<u64>("n")?.unwrap_or(0) + 1;
-    session.insert("n", &n)?;
-    Ok(n.to_string())
 }
 
 fn keys() -> Keyring {

@@ -10,10 +10,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http::{Jar, SetCookie};
+use http::Client;
+use http::handlers::{count, login_admin, logout, max_age, noop, session_id, set_key, touch, user};
 use poem::http::StatusCode;
 use poem::test::{TestClient, TestResponse};
-use poem::web::{Data, Path};
+use poem::web::Data;
 use poem::{Endpoint, EndpointExt, Route, get, handler, post};
 use sealed_session::codec::SessionIdCodec;
 use sealed_session::store::{BoxFuture, MemoryStore, Store, StoreError};
@@ -128,40 +129,8 @@ impl Store for Probe {
 // ---- The application ----
 
 #[handler]
-fn noop() -> &'static str {
-    "ok"
-}
-#[handler]
-fn user(session: &Session) -> poem::Result<String> {
-    Ok(session
-        .get::<String>("user")?
-        .unwrap_or_else(|| "<none>".to_owned()))
-}
-#[handler]
-fn login(session: &Session) -> poem::Result<()> {
-    session.regenerate()?;
-    session.insert("user", "admin")?;
-    Ok(())
-}
-#[handler]
-fn set_key(session: &Session, Path((k, v)): Path<(String, String)>) -> poem::Result<()> {
-    session.insert(&k, &v)?;
-    Ok(())
-}
-#[handler]
-fn count(session: &Session) -> poem::Result<String> {
-    let n = session.get::<u64>("n")?.unwrap_or(0) + 1;
-    session.insert("n", &n)?;
-    Ok(n.to_string())
-}
-#[handler]
 fn regenerate_only(session: &Session) -> poem::Result<()> {
     session.regenerate()?;
-    Ok(())
-}
-#[handler]
-fn logout(session: &Session) -> poem::Result<()> {
-    session.destroy()?;
     Ok(())
 }
 #[handler]
@@ -169,10 +138,6 @@ fn destroy_then_insert(session: &Session) -> poem::Result<()> {
     session.destroy()?;
     session.insert("after", "destroy")?;
     Ok(())
-}
-#[handler]
-fn touch(session: &Session) {
-    session.touch();
 }
 #[handler]
 async fn save_mid_request(session: &Session, store: Data<&Probe>) -> poem::Result<String> {
@@ -197,14 +162,6 @@ async fn reload_in_outage(session: &Session, store: Data<&Probe>) -> poem::Resul
     store.fail_load.store(false, Ordering::SeqCst);
     res?;
     Ok("reloaded".to_owned())
-}
-#[handler]
-fn session_id(session: &Session) -> String {
-    session.id().to_string()
-}
-#[handler]
-fn max_age(session: &Session, Path(secs): Path<u64>) {
-    session.set_max_age(Duration::from_secs(secs));
 }
 /// Reads the counter, waits until a second request has read it too, then increments it.
 #[handler]
@@ -257,7 +214,7 @@ fn routes() -> Route {
     Route::new()
         .at("/noop", get(noop))
         .at("/user", get(user))
-        .at("/login", post(login))
+        .at("/login", post(login_admin))
         .at("/set/:k/:v", post(set_key))
         .at("/count", post(count))
         .at("/regenerate-only", post(regenerate_only))
@@ -292,41 +249,6 @@ fn app(
         .data(Arc::new((Notify::new(), Notify::new())))
 }
 
-struct Client<E: Endpoint> {
-    tc: TestClient<E>,
-    jar: Jar,
-}
-impl<E: Endpoint> Client<E> {
-    fn new(ep: E) -> Self {
-        Client {
-            tc: TestClient::new(ep),
-            jar: Jar::default(),
-        }
-    }
-    async fn send(&mut self, post_: bool, uri: &str) -> (TestResponse, Vec<SetCookie>) {
-        let resp = self.send_with(post_, uri, self.jar.header()).await;
-        let set = self.jar.absorb(&resp);
-        (resp, set)
-    }
-    /// A request with the given Cookie header, leaving the jar alone.
-    async fn send_with(&self, post_: bool, uri: &str, cookie: Option<String>) -> TestResponse {
-        let mut req = if post_ {
-            self.tc.post(uri)
-        } else {
-            self.tc.get(uri)
-        };
-        if let Some(c) = cookie {
-            req = req.header("cookie", c);
-        }
-        req.send().await
-    }
-    async fn text(&mut self, post_: bool, uri: &str) -> String {
-        let (resp, _) = self.send(post_, uri).await;
-        resp.assert_status_is_ok();
-        resp.0.into_body().into_string().await.unwrap()
-    }
-}
-
 // ---- saveUninitialized ----
 
 #[tokio::test]
@@ -355,7 +277,7 @@ async fn save_uninitialized_true_stores_every_new_session_and_sets_its_cookie() 
     let (_, set) = c.send(false, "/noop").await;
     assert_eq!(set.len(), 1, "{set:?}");
     assert_eq!((store.saves(), store.len()), (1, 1));
-    let id = c.text(false, "/id").await;
+    let id = c.text_ok(false, "/id").await;
     assert!(store.holds(&id).await, "the cookie's id is the stored one");
     // From then on it is an ordinary session: unchanged, nothing written or sent.
     let (_, set) = c.send(false, "/noop").await;
@@ -407,9 +329,9 @@ async fn an_unchanged_session_is_written_only_when_renewal_is_due() {
     assert_eq!(store.saves(), written + 1, "once per renewal interval");
     // 599 s after the renewal the session is alive; from 600 s on it has expired.
     clock.set(renewed_at.saturating_add(Duration::from_secs(599)));
-    assert_eq!(c.text(false, "/user").await, "admin");
+    assert_eq!(c.text_ok(false, "/user").await, "admin");
     clock.advance(Duration::from_secs(600));
-    assert_eq!(c.text(false, "/user").await, "<none>");
+    assert_eq!(c.text_ok(false, "/user").await, "<none>");
 }
 
 // ---- rolling ----
@@ -464,11 +386,11 @@ async fn regenerate_gives_a_new_id_deletes_the_old_record_and_sets_a_new_cookie(
     let store = Probe::new(&clock);
     let mut c = Client::new(app(&store, &clock, |m| m));
     c.send(true, "/set/cart/3").await;
-    let old_id = c.text(false, "/id").await;
+    let old_id = c.text_ok(false, "/id").await;
     let old_cookie = c.jar.clone();
     let (_, set) = c.send(true, "/regenerate-only").await;
     assert_eq!(set.len(), 1, "the new id's cookie, even with no data");
-    let new_id = c.text(false, "/id").await;
+    let new_id = c.text_ok(false, "/id").await;
     assert_ne!(new_id, old_id);
     assert!(!store.holds(&old_id).await, "the old record is deleted");
     assert!(store.holds(&new_id).await, "the new, empty one is stored");
@@ -487,7 +409,7 @@ async fn destroy_deletes_the_record_and_clears_the_cookie() {
     let store = Probe::new(&clock);
     let mut c = Client::new(app(&store, &clock, |m| m));
     c.send(true, "/login").await;
-    let id = c.text(false, "/id").await;
+    let id = c.text_ok(false, "/id").await;
     let (resp, set) = c.send(true, "/logout").await;
     resp.assert_status_is_ok();
     assert_eq!(set.len(), 1);
@@ -497,15 +419,15 @@ async fn destroy_deletes_the_record_and_clears_the_cookie() {
     assert_eq!(store.len(), 0);
     // A value stored after destroy() in the same request starts a new session.
     c.send(true, "/login").await;
-    let before = c.text(false, "/id").await;
+    let before = c.text_ok(false, "/id").await;
     let (_, set) = c.send(true, "/destroy-insert").await;
     assert_eq!(set.len(), 1);
     assert!(!set[0].is_removal(), "{set:?}");
-    let after = c.text(false, "/id").await;
+    let after = c.text_ok(false, "/id").await;
     assert_ne!(after, before);
     assert!(!store.holds(&before).await && store.holds(&after).await);
     assert_eq!(
-        c.text(false, "/user").await,
+        c.text_ok(false, "/user").await,
         "<none>",
         "empty but for `after`"
     );
@@ -518,11 +440,11 @@ async fn reload_discards_unsaved_changes_and_fails_for_a_session_not_in_the_stor
     let mut c = Client::new(app(&store, &clock, |m| m));
     c.send(true, "/login").await;
     assert_eq!(
-        c.text(true, "/reload").await,
+        c.text_ok(true, "/reload").await,
         "admin",
         "mallory was not saved"
     );
-    assert_eq!(c.text(false, "/user").await, "admin");
+    assert_eq!(c.text_ok(false, "/user").await, "admin");
     // A new session was never stored: reload() is an error (`SessionError::Gone`, a 500).
     let mut n = Client::new(app(&store, &clock, |m| m));
     let (resp, set) = n.send(true, "/reload").await;
@@ -530,7 +452,7 @@ async fn reload_discards_unsaved_changes_and_fails_for_a_session_not_in_the_stor
     // What the failed handler changed is still written, as with every handler that fails
     // (express-session, too, saves at `res.end` whatever the status).
     assert_eq!(set.len(), 1, "{set:?}");
-    assert_eq!(n.text(false, "/user").await, "mallory");
+    assert_eq!(n.text_ok(false, "/user").await, "mallory");
 }
 
 #[tokio::test]
@@ -541,7 +463,7 @@ async fn save_persists_mid_request_and_the_end_of_the_request_does_not_write_aga
     c.send(true, "/login").await;
     let written = store.saves();
     assert_eq!(
-        c.text(true, "/save").await,
+        c.text_ok(true, "/save").await,
         "true",
         "in the store before the response"
     );
@@ -551,7 +473,7 @@ async fn save_persists_mid_request_and_the_end_of_the_request_does_not_write_aga
     let (resp, set) = n.send(true, "/save").await;
     resp.assert_status_is_ok();
     assert_eq!(set.len(), 1);
-    assert!(store.holds(&n.text(false, "/id").await).await);
+    assert!(store.holds(&n.text_ok(false, "/id").await).await);
 }
 
 #[tokio::test]
@@ -572,7 +494,7 @@ async fn touch_rewrites_the_record_and_resets_the_idle_clock() {
     );
     clock.set(touched.saturating_add(Duration::from_secs(599)));
     assert_eq!(
-        c.text(false, "/user").await,
+        c.text_ok(false, "/user").await,
         "admin",
         "600 s from the touch"
     );
@@ -583,18 +505,18 @@ async fn the_session_id_is_the_store_key_and_stays_until_regenerated() {
     let clock = ManualClock::new(T0);
     let store = Probe::new(&clock);
     let mut c = Client::new(app(&store, &clock, |m| m));
-    let unsaved = c.text(false, "/id").await;
+    let unsaved = c.text_ok(false, "/id").await;
     assert_eq!(unsaved.len(), 22, "128 bits, base64url");
     assert_ne!(
-        c.text(false, "/id").await,
+        c.text_ok(false, "/id").await,
         unsaved,
         "an id that was never stored is not kept"
     );
     c.send(true, "/set/a/1").await;
-    let id = c.text(false, "/id").await;
+    let id = c.text_ok(false, "/id").await;
     assert!(store.holds(&id).await);
     c.send(true, "/count").await;
-    assert_eq!(c.text(false, "/id").await, id, "changes keep the id");
+    assert_eq!(c.text_ok(false, "/id").await, id, "changes keep the id");
 }
 
 #[tokio::test]
@@ -609,9 +531,9 @@ async fn set_max_age_shortens_this_sessions_life_in_the_store_and_on_the_server(
         T0.saturating_add(Duration::from_secs(30))
     );
     clock.advance(Duration::from_secs(29));
-    assert_eq!(c.text(false, "/user").await, "admin");
+    assert_eq!(c.text_ok(false, "/user").await, "admin");
     clock.advance(Duration::from_secs(1));
-    assert_eq!(c.text(false, "/user").await, "<none>");
+    assert_eq!(c.text_ok(false, "/user").await, "<none>");
 }
 
 // ---- Ids from the client, signatures, keys ----
@@ -635,7 +557,7 @@ async fn unknown_and_forged_ids_get_a_new_id_and_their_cookie_is_cleared() {
         c.jar.set(NAME, &cookie);
         let (_, set) = c.send(true, "/count").await;
         assert!(set.len() == 1 && !set[0].is_removal(), "{set:?}");
-        let id = c.text(false, "/id").await;
+        let id = c.text_ok(false, "/id").await;
         assert_ne!(id, planted.to_string(), "never adopted");
         assert!(store.holds(&id).await);
     }
@@ -679,10 +601,10 @@ async fn stateless_reload_and_save_do_nothing() {
     let mut c = Client::new(ep);
     c.send(true, "/login").await;
     // reload() has nothing to read: the unsaved change stays.
-    assert_eq!(c.text(true, "/reload").await, "mallory");
+    assert_eq!(c.text_ok(true, "/reload").await, "mallory");
     // save() writes nowhere (the probe store is not the session's): false.
-    assert_eq!(c.text(true, "/save").await, "false");
-    assert_eq!(c.text(false, "/user").await, "mallory");
+    assert_eq!(c.text_ok(true, "/save").await, "false");
+    assert_eq!(c.text_ok(false, "/user").await, "mallory");
 }
 
 // ---- Expiry ----
@@ -696,19 +618,19 @@ async fn expiry_is_enforced_by_the_server_even_when_the_store_keeps_the_record()
         m.max_age(Duration::from_secs(1000)).rolling(true)
     }));
     c.send(true, "/login").await;
-    let id = c.text(false, "/id").await;
+    let id = c.text_ok(false, "/id").await;
     // Idle: 600 s without a request.
     clock.advance(Duration::from_secs(600));
     assert!(store.holds(&id).await, "the store still has it");
-    assert_eq!(c.text(false, "/user").await, "<none>", "idle timeout");
+    assert_eq!(c.text_ok(false, "/user").await, "<none>", "idle timeout");
     // Absolute: active every 100 s (rolling), but 1000 s after login it ends.
     c.send(true, "/login").await;
     for _ in 0..9 {
         clock.advance(Duration::from_secs(100));
-        assert_eq!(c.text(false, "/user").await, "admin");
+        assert_eq!(c.text_ok(false, "/user").await, "admin");
     }
     clock.advance(Duration::from_secs(100));
-    assert_eq!(c.text(false, "/user").await, "<none>", "max_age");
+    assert_eq!(c.text_ok(false, "/user").await, "<none>", "max_age");
 }
 
 // ---- Cookie attributes and paths ----
@@ -739,7 +661,7 @@ async fn concurrent_changes_the_last_write_wins() {
     let clock = ManualClock::new(T0);
     let store = Probe::new(&clock);
     let mut c = Client::new(app(&store, &clock, |m| m));
-    assert_eq!(c.text(true, "/count").await, "1");
+    assert_eq!(c.text_ok(true, "/count").await, "1");
     let cookie = c.jar.header();
     // Two requests each read n = 1 before either writes: both write 2.
     let (a, b) = tokio::join!(
@@ -748,7 +670,11 @@ async fn concurrent_changes_the_last_write_wins() {
     );
     a.assert_status_is_ok();
     b.assert_status_is_ok();
-    assert_eq!(c.text(true, "/count").await, "3", "one increment was lost");
+    assert_eq!(
+        c.text_ok(true, "/count").await,
+        "3",
+        "one increment was lost"
+    );
 }
 
 #[tokio::test]
@@ -758,7 +684,7 @@ async fn a_renewal_write_can_overwrite_a_concurrent_change() {
     let clock = ManualClock::new(T0);
     let store = Probe::new(&clock);
     let mut c = Client::new(app(&store, &clock, |m| m));
-    assert_eq!(c.text(true, "/count").await, "1");
+    assert_eq!(c.text_ok(true, "/count").await, "1");
     let cookie = c.jar.header();
     clock.advance(Duration::from_secs(151)); // renewal due
     let gates = Arc::new((Notify::new(), Notify::new()));
@@ -793,7 +719,7 @@ async fn a_renewal_write_can_overwrite_a_concurrent_change() {
         "the change was made"
     );
     // The slow request ended last and renewed the record it loaded: n = 1 again.
-    assert_eq!(c.text(true, "/count").await, "2", "the change was lost");
+    assert_eq!(c.text_ok(true, "/count").await, "2", "the change was lost");
 }
 
 /// The app of [`app`] with its own pair of gates, for [`interleave`].
@@ -840,7 +766,7 @@ async fn a_request_in_flight_cannot_bring_back_a_destroyed_session() {
     let store = Probe::new(&clock);
     let mut c = Client::new(app(&store, &clock, |m| m));
     c.send(true, "/login").await;
-    let id = c.text(false, "/id").await;
+    let id = c.text_ok(false, "/id").await;
     let old = c.jar.header().unwrap();
     let (tc, gates) = gated(&store, &clock);
     let (cap, _g) = http::capture();
@@ -896,7 +822,7 @@ async fn a_request_in_flight_cannot_bring_back_a_regenerated_session() {
     let store = Probe::new(&clock);
     let mut c = Client::new(app(&store, &clock, |m| m));
     c.send(true, "/count").await;
-    let old_id = c.text(false, "/id").await;
+    let old_id = c.text_ok(false, "/id").await;
     let old = c.jar.header().unwrap();
     let (tc, gates) = gated(&store, &clock);
     let (slow, fast) = interleave(&tc, &gates, &old, (true, "/slow-count"), "/login").await;
@@ -910,8 +836,8 @@ async fn a_request_in_flight_cannot_bring_back_a_regenerated_session() {
         "{:?}",
         http::set_cookies(&slow)
     );
-    assert_eq!(c.text(false, "/user").await, "admin");
-    let new_id = c.text(false, "/id").await;
+    assert_eq!(c.text_ok(false, "/user").await, "admin");
+    let new_id = c.text_ok(false, "/id").await;
     assert!(!store.holds(&old_id).await, "the old record stays deleted");
     assert!(store.holds(&new_id).await);
     assert_eq!(store.len(), 1);
@@ -974,7 +900,7 @@ async fn a_failing_store_is_a_503_for_save_and_destroy_and_nothing_is_reported_d
     resp.assert_status(StatusCode::SERVICE_UNAVAILABLE);
     assert!(set.is_empty(), "{set:?}");
     store.fail_save.store(false, Ordering::SeqCst);
-    assert_eq!(c.text(true, "/count").await, "1", "nothing was counted");
+    assert_eq!(c.text_ok(true, "/count").await, "1", "nothing was counted");
     // A logout whose delete fails: a 503, the cookie and the record stay.
     store.fail_delete.store(true, Ordering::SeqCst);
     let deletes = store.deletes();
@@ -983,7 +909,7 @@ async fn a_failing_store_is_a_503_for_save_and_destroy_and_nothing_is_reported_d
     assert!(set.is_empty(), "not cleared: {set:?}");
     assert_eq!(store.deletes(), deletes);
     assert_eq!(c.jar.cookies, before.cookies);
-    assert_eq!(c.text(false, "/user").await, "admin", "still logged in");
+    assert_eq!(c.text_ok(false, "/user").await, "admin", "still logged in");
     store.fail_delete.store(false, Ordering::SeqCst);
     // reload() when the store fails: the handler's error is a 503.
     let (resp, set) = c.send(true, "/reload-in-outage").await;

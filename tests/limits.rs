@@ -5,6 +5,7 @@
 
 mod http;
 
+use http::handlers::user;
 use http::{Capture, Jar, capture, send, set_cookies};
 use poem::http::StatusCode;
 use poem::test::TestClient;
@@ -27,13 +28,6 @@ const NAME: &str = "__Host-sid";
 fn login(session: &Session) -> poem::Result<Json<Value>> {
     session.insert("user", "alice")?;
     Ok(Json(serde_json::json!({ "token": session.token()? })))
-}
-
-#[handler]
-fn user(session: &Session) -> poem::Result<String> {
-    Ok(session
-        .get::<String>("user")?
-        .unwrap_or_else(|| "<none>".to_owned()))
 }
 
 /// `[[...]]`: `levels` nested arrays (0: `null`).

@@ -8,6 +8,7 @@
 mod common {
     pub mod redis;
 }
+mod http;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::handlers::{everywhere, logout, touch, user};
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use poem::http::header::SET_COOKIE;
 use poem::test::TestClient;
@@ -120,31 +122,11 @@ fn login(session: &Session) -> poem::Result<()> {
     session.set_subject("alice");
     Ok(())
 }
-#[handler]
-fn me(session: &Session) -> poem::Result<String> {
-    Ok(session
-        .get::<String>("user")?
-        .unwrap_or_else(|| "<none>".into()))
-}
-#[handler]
-fn touch(session: &Session) {
-    session.touch();
-}
-#[handler]
-fn logout(session: &Session) -> poem::Result<()> {
-    session.destroy()?;
-    Ok(())
-}
-#[handler]
-async fn everywhere(session: &Session) -> poem::Result<()> {
-    session.logout_everywhere().await?;
-    Ok(())
-}
 
 fn app(mw: SealedSession) -> impl poem::Endpoint {
     Route::new()
         .at("/login", post(login))
-        .at("/me", get(me))
+        .at("/me", get(user))
         .at("/touch", post(touch))
         .at("/logout", post(logout))
         .at("/everywhere", post(everywhere))

@@ -4,9 +4,10 @@ mod http;
 
 use std::time::Duration;
 
-use http::{Jar, SetCookie, capture, set_cookies};
+use http::handlers::{login_admin, logout, max_age, noop, session_id, set_key, touch};
+use http::{Client, SetCookie, capture, set_cookies};
 use poem::http::StatusCode;
-use poem::test::{TestClient, TestResponse};
+use poem::test::TestClient;
 use poem::web::Path;
 use poem::{Endpoint, EndpointExt, Route, get, handler, post};
 use sealed_session::{
@@ -25,43 +26,9 @@ fn get_key(session: &Session, Path(key): Path<String>) -> poem::Result<String> {
 }
 
 #[handler]
-fn set_key(session: &Session, Path((key, val)): Path<(String, String)>) -> poem::Result<()> {
-    session.insert(&key, &val)?;
-    Ok(())
-}
-
-#[handler]
 fn get_num(session: &Session) -> poem::Result<String> {
     // A typed read of a string value as a number must be an error, not a silent None.
     Ok(format!("{:?}", session.get::<u64>("n")?))
-}
-
-#[handler]
-fn noop() -> &'static str {
-    "ok"
-}
-
-#[handler]
-fn session_id(session: &Session) -> String {
-    session.id().to_string()
-}
-
-#[handler]
-fn destroy(session: &Session) -> poem::Result<()> {
-    session.destroy()?;
-    Ok(())
-}
-
-#[handler]
-fn regenerate(session: &Session) -> poem::Result<()> {
-    session.regenerate()?;
-    session.insert("user", "admin")?;
-    Ok(())
-}
-
-#[handler]
-fn touch(session: &Session) {
-    session.touch();
 }
 
 #[handler]
@@ -80,11 +47,6 @@ fn big(session: &Session, Path(n): Path<usize>) -> poem::Result<()> {
     Ok(())
 }
 
-#[handler]
-fn max_age(session: &Session, Path(secs): Path<u64>) {
-    session.set_max_age(Duration::from_secs(secs));
-}
-
 fn routes() -> Route {
     Route::new()
         .at("/get/:key", get(get_key))
@@ -92,8 +54,8 @@ fn routes() -> Route {
         .at("/num", get(get_num))
         .at("/noop", get(noop))
         .at("/id", get(session_id))
-        .at("/destroy", post(destroy))
-        .at("/regenerate", post(regenerate))
+        .at("/destroy", post(logout))
+        .at("/regenerate", post(login_admin))
         .at("/touch", post(touch))
         .at("/fail", post(fail_after_set))
         .at("/big/:n", post(big))
@@ -110,36 +72,6 @@ fn keys() -> Keyring {
     Keyring::new([ring("k1", 9)]).unwrap()
 }
 
-struct Client<E: Endpoint> {
-    tc: TestClient<E>,
-    jar: Jar,
-}
-
-impl<E: Endpoint> Client<E> {
-    fn new(ep: E) -> Self {
-        Client {
-            tc: TestClient::new(ep),
-            jar: Jar::default(),
-        }
-    }
-    async fn send(&mut self, method: &str, uri: &str) -> (TestResponse, Vec<SetCookie>) {
-        let mut req = match method {
-            "GET" => self.tc.get(uri),
-            _ => self.tc.post(uri),
-        };
-        if let Some(c) = self.jar.header() {
-            req = req.header("cookie", c);
-        }
-        let resp = req.send().await;
-        let set = self.jar.absorb(&resp);
-        (resp, set)
-    }
-    async fn text(&mut self, method: &str, uri: &str) -> String {
-        let (resp, _) = self.send(method, uri).await;
-        resp.0.into_body().into_string().await.unwrap()
-    }
-}
-
 fn app(mw: SealedSession) -> impl Endpoint {
     routes().with(mw)
 }
@@ -147,12 +79,12 @@ fn app(mw: SealedSession) -> impl Endpoint {
 #[tokio::test]
 async fn no_cookie_until_changed_then_exactly_one() {
     let mut c = Client::new(app(SealedSession::new(keys())));
-    let (_, set) = c.send("GET", "/noop").await;
+    let (_, set) = c.send(false, "/noop").await;
     assert!(set.is_empty(), "an untouched new session sends nothing");
-    let (_, set) = c.send("GET", "/get/user").await;
+    let (_, set) = c.send(false, "/get/user").await;
     assert!(set.is_empty(), "reading a new session sends nothing");
 
-    let (resp, set) = c.send("POST", "/set/user/alice").await;
+    let (resp, set) = c.send(true, "/set/user/alice").await;
     resp.assert_status_is_ok();
     assert_eq!(set.len(), 1, "exactly one Set-Cookie: {set:?}");
     let ck = &set[0];
@@ -170,25 +102,25 @@ async fn no_cookie_until_changed_then_exactly_one() {
         "a response that sets a session must not be cached"
     );
 
-    assert_eq!(c.text("GET", "/get/user").await, "alice");
-    let (_, set) = c.send("GET", "/get/user").await;
+    assert_eq!(c.text(false, "/get/user").await, "alice");
+    let (_, set) = c.send(false, "/get/user").await;
     assert!(
         set.is_empty(),
         "an unchanged session is not re-sent: {set:?}"
     );
-    let (_, set) = c.send("POST", "/set/user/alice").await;
+    let (_, set) = c.send(true, "/set/user/alice").await;
     assert!(set.is_empty(), "storing the same value is not a change");
-    let (_, set) = c.send("POST", "/set/user/bob").await;
+    let (_, set) = c.send(true, "/set/user/bob").await;
     assert_eq!(set.len(), 1);
-    assert_eq!(c.text("GET", "/get/user").await, "bob");
+    assert_eq!(c.text(false, "/get/user").await, "bob");
 }
 
 #[tokio::test]
 async fn save_uninitialized_sends_a_cookie_for_a_new_session() {
     let mut c = Client::new(app(SealedSession::new(keys()).save_uninitialized(true)));
-    let (_, set) = c.send("GET", "/noop").await;
+    let (_, set) = c.send(false, "/noop").await;
     assert_eq!(set.len(), 1);
-    let (_, set) = c.send("GET", "/noop").await;
+    let (_, set) = c.send(false, "/noop").await;
     assert!(
         set.is_empty(),
         "once saved, an unchanged session is not re-sent"
@@ -198,8 +130,8 @@ async fn save_uninitialized_sends_a_cookie_for_a_new_session() {
 #[tokio::test]
 async fn typed_get_of_the_wrong_type_is_an_error() {
     let mut c = Client::new(app(SealedSession::new(keys())));
-    c.send("POST", "/set/n/seven").await;
-    let (resp, _) = c.send("GET", "/num").await;
+    c.send(true, "/set/n/seven").await;
+    let (resp, _) = c.send(false, "/num").await;
     resp.assert_status(StatusCode::INTERNAL_SERVER_ERROR);
 }
 
@@ -208,12 +140,12 @@ async fn older_key_token_is_reissued_under_the_primary() {
     let old = Keyring::new([ring("k1", 9)]).unwrap();
     let new = Keyring::new([ring("k2", 5), ring("k1", 9)]).unwrap();
     let mut a = Client::new(app(SealedSession::new(old)));
-    a.send("POST", "/set/user/alice").await;
+    a.send(true, "/set/user/alice").await;
     let old_token = a.jar.get(NAME).unwrap().to_owned();
 
     let mut b = Client::new(app(SealedSession::new(new.clone())));
     b.jar = a.jar.clone();
-    let (resp, set) = b.send("GET", "/get/user").await;
+    let (resp, set) = b.send(false, "/get/user").await;
     assert_eq!(resp.0.into_body().into_string().await.unwrap(), "alice");
     assert_eq!(set.len(), 1, "re-issued under the primary key");
     assert_ne!(set[0].value, old_token);
@@ -221,9 +153,9 @@ async fn older_key_token_is_reissued_under_the_primary() {
     let only_new = Keyring::new([ring("k2", 5)]).unwrap();
     let mut c = Client::new(app(SealedSession::new(only_new)));
     c.jar = b.jar.clone();
-    assert_eq!(c.text("GET", "/get/user").await, "alice");
+    assert_eq!(c.text(false, "/get/user").await, "alice");
     // And an unchanged session under the primary is not re-issued again.
-    let (_, set) = b.send("GET", "/get/user").await;
+    let (_, set) = b.send(false, "/get/user").await;
     assert!(set.is_empty());
 }
 
@@ -236,7 +168,7 @@ async fn refused(
     reason: &str,
 ) {
     let mut c = Client::new(app(mw));
-    c.send("POST", "/set/user/alice").await;
+    c.send(true, "/set/user/alice").await;
     if let Some((clock, d)) = clock {
         clock.advance(d);
     }
@@ -245,7 +177,7 @@ async fn refused(
     }
     let token = c.jar.get(NAME).unwrap().to_owned();
     let (cap, _g) = capture();
-    let (resp, set) = c.send("GET", "/get/user").await;
+    let (resp, set) = c.send(false, "/get/user").await;
     assert_eq!(
         resp.0.into_body().into_string().await.unwrap(),
         "<none>",
@@ -295,7 +227,7 @@ async fn bad_cookies_give_a_fresh_session_and_are_cleared() {
     .await;
     // Tampered: flip one character in the middle.
     let mut c = Client::new(app(mw()));
-    c.send("POST", "/set/user/alice").await;
+    c.send(true, "/set/user/alice").await;
     let good = c.jar.get(NAME).unwrap().to_owned();
     let mut bytes = good.clone().into_bytes();
     let mid = bytes.len() / 2;
@@ -305,13 +237,13 @@ async fn bad_cookies_give_a_fresh_session_and_are_cleared() {
     // Wrong key: a token sealed under a key with the same id but other material.
     let other = Keyring::new([ring("k1", 3)]).unwrap();
     let mut o = Client::new(app(SealedSession::new(other).clock(clock.clone())));
-    o.send("POST", "/set/user/mallory").await;
+    o.send(true, "/set/user/mallory").await;
     let forged = o.jar.get(NAME).unwrap().to_owned();
     refused(mw(), None, Some(forged), "bad_seal").await;
     // Unknown key id.
     let stranger = Keyring::new([ring("zz", 3)]).unwrap();
     let mut s = Client::new(app(SealedSession::new(stranger).clock(clock.clone())));
-    s.send("POST", "/set/user/mallory").await;
+    s.send(true, "/set/user/mallory").await;
     refused(
         mw(),
         None,
@@ -327,11 +259,11 @@ async fn bad_cookies_give_a_fresh_session_and_are_cleared() {
 #[tokio::test]
 async fn a_token_for_another_cookie_name_is_refused() {
     let mut a = Client::new(app(SealedSession::new(keys()).name("other")));
-    a.send("POST", "/set/user/alice").await;
+    a.send(true, "/set/user/alice").await;
     let token = a.jar.get("__Host-other").unwrap().to_owned();
     let mut b = Client::new(app(SealedSession::new(keys())));
     b.jar.set(NAME, &token);
-    assert_eq!(b.text("GET", "/get/user").await, "<none>");
+    assert_eq!(b.text(false, "/get/user").await, "<none>");
 }
 
 #[tokio::test]
@@ -341,49 +273,49 @@ async fn destroy_clears_with_the_same_path_and_domain() {
         .domain("example.com")
         .name("s");
     let mut c = Client::new(app(mw));
-    let (_, set) = c.send("POST", "/set/user/alice").await;
+    let (_, set) = c.send(true, "/set/user/alice").await;
     assert_eq!(
         set[0].name, "s",
         "no __Host- prefix with a Domain or a Path other than /"
     );
     assert_eq!(set[0].attr("Path"), Some("/app"));
     assert_eq!(set[0].attr("Domain"), Some("example.com"));
-    let (_, set) = c.send("POST", "/destroy").await;
+    let (_, set) = c.send(true, "/destroy").await;
     assert_eq!(set.len(), 1, "{set:?}");
     assert!(set[0].is_removal());
     assert_eq!(set[0].attr("Path"), Some("/app"));
     assert_eq!(set[0].attr("Domain"), Some("example.com"));
     assert!(c.jar.header().is_none());
-    assert_eq!(c.text("GET", "/get/user").await, "<none>");
+    assert_eq!(c.text(false, "/get/user").await, "<none>");
 }
 
 #[tokio::test]
 async fn destroy_without_a_session_sends_nothing() {
     let mut c = Client::new(app(SealedSession::new(keys())));
-    let (_, set) = c.send("POST", "/destroy").await;
+    let (_, set) = c.send(true, "/destroy").await;
     assert!(set.is_empty(), "{set:?}");
 }
 
 #[tokio::test]
 async fn changes_are_written_when_the_handler_fails() {
     let mut c = Client::new(app(SealedSession::new(keys())));
-    let (resp, set) = c.send("POST", "/fail").await;
+    let (resp, set) = c.send(true, "/fail").await;
     resp.assert_status(StatusCode::BAD_REQUEST);
     assert_eq!(set.len(), 1);
-    assert_eq!(c.text("GET", "/get/attempt").await, "1");
+    assert_eq!(c.text(false, "/get/attempt").await, "1");
 }
 
 #[tokio::test]
 async fn regenerate_gives_a_new_id_and_drops_old_data() {
     let mut c = Client::new(app(SealedSession::new(keys())));
-    c.send("POST", "/set/cart/3").await;
-    let before = c.text("GET", "/id").await;
-    let (_, set) = c.send("POST", "/regenerate").await;
+    c.send(true, "/set/cart/3").await;
+    let before = c.text(false, "/id").await;
+    let (_, set) = c.send(true, "/regenerate").await;
     assert_eq!(set.len(), 1);
-    let after = c.text("GET", "/id").await;
+    let after = c.text(false, "/id").await;
     assert_ne!(before, after);
-    assert_eq!(c.text("GET", "/get/user").await, "admin");
-    assert_eq!(c.text("GET", "/get/cart").await, "<none>");
+    assert_eq!(c.text(false, "/get/user").await, "admin");
+    assert_eq!(c.text(false, "/get/cart").await, "<none>");
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -394,27 +326,27 @@ async fn renewal_only_after_the_renewal_interval_and_rolling_every_time() {
         .idle_timeout(Some(Duration::from_secs(400)))
         .renew_after(Duration::from_secs(100));
     let mut c = Client::new(app(mw));
-    c.send("POST", "/set/user/alice").await;
+    c.send(true, "/set/user/alice").await;
     clock.advance(Duration::from_secs(99));
-    let (_, set) = c.send("GET", "/get/user").await;
+    let (_, set) = c.send(false, "/get/user").await;
     assert!(set.is_empty(), "not yet due");
     clock.advance(Duration::from_secs(1));
-    let (_, set) = c.send("GET", "/get/user").await;
+    let (_, set) = c.send(false, "/get/user").await;
     assert_eq!(set.len(), 1, "due at the renewal interval");
     // The idle clock moved: 399 s later the session is still alive.
     clock.advance(Duration::from_secs(399));
-    assert_eq!(c.text("GET", "/get/user").await, "alice");
+    assert_eq!(c.text(false, "/get/user").await, "alice");
 
     let rolling = SealedSession::new(keys())
         .clock(clock.clone())
         .rolling(true);
     let mut r = Client::new(app(rolling));
-    r.send("POST", "/set/user/alice").await;
+    r.send(true, "/set/user/alice").await;
     for _ in 0..3 {
-        let (_, set) = r.send("GET", "/get/user").await;
+        let (_, set) = r.send(false, "/get/user").await;
         assert_eq!(set.len(), 1, "rolling re-issues on every response");
     }
-    let (_, set) = r.send("POST", "/touch").await;
+    let (_, set) = r.send(true, "/touch").await;
     assert_eq!(set.len(), 1);
 }
 
@@ -427,15 +359,15 @@ async fn touch_reissues_and_max_age_override_moves_the_deadline() {
         .max_age(Duration::from_secs(1000))
         .persistent(true);
     let mut c = Client::new(app(mw));
-    let (_, set) = c.send("POST", "/set/user/alice").await;
+    let (_, set) = c.send(true, "/set/user/alice").await;
     assert_eq!(set[0].attr("Max-Age"), Some("1000"));
-    let (_, set) = c.send("POST", "/touch").await;
+    let (_, set) = c.send(true, "/touch").await;
     assert_eq!(set.len(), 1, "touch re-issues");
-    let (_, set) = c.send("POST", "/max-age/10").await;
+    let (_, set) = c.send(true, "/max-age/10").await;
     assert_eq!(set[0].attr("Max-Age"), Some("10"));
     clock.advance(Duration::from_secs(10));
     assert_eq!(
-        c.text("GET", "/get/user").await,
+        c.text(false, "/get/user").await,
         "<none>",
         "the shorter lifetime holds"
     );
@@ -444,7 +376,7 @@ async fn touch_reissues_and_max_age_override_moves_the_deadline() {
 #[tokio::test]
 async fn large_sessions_are_chunked_reassembled_and_shrunk() {
     let mut c = Client::new(app(SealedSession::new(keys())));
-    let (_, set) = c.send("POST", "/big/9000").await;
+    let (_, set) = c.send(true, "/big/9000").await;
     assert_eq!(
         set.len(),
         3,
@@ -455,31 +387,31 @@ async fn large_sessions_are_chunked_reassembled_and_shrunk() {
         assert_eq!(s.name, format!("{NAME}.{i}"));
         assert!(s.raw.len() <= 4096, "chunk {i} is {} bytes", s.raw.len());
     }
-    assert_eq!(c.text("GET", "/get/big").await.len(), 9000);
+    assert_eq!(c.text(false, "/get/big").await.len(), 9000);
 
     // Shrink to 5000 bytes: 2 chunks, the third removed.
-    let (_, set) = c.send("POST", "/big/5000").await;
+    let (_, set) = c.send(true, "/big/5000").await;
     let names: Vec<(&str, bool)> = set
         .iter()
         .map(|s| (s.name.as_str(), s.is_removal()))
         .collect();
     assert!(names.contains(&("__Host-sid.2", true)), "{names:?}");
     assert_eq!(c.jar.cookies.len(), 2);
-    assert_eq!(c.text("GET", "/get/big").await.len(), 5000);
+    assert_eq!(c.text(false, "/get/big").await.len(), 5000);
 
     // Shrink to one cookie: all chunks removed, a plain cookie set.
-    let (_, set) = c.send("POST", "/big/10").await;
+    let (_, set) = c.send(true, "/big/10").await;
     assert_eq!(set.iter().filter(|s| s.is_removal()).count(), 2);
     assert_eq!(c.jar.cookies.keys().collect::<Vec<_>>(), vec![NAME]);
-    assert_eq!(c.text("GET", "/get/big").await.len(), 10);
+    assert_eq!(c.text(false, "/get/big").await.len(), 10);
 }
 
 #[tokio::test]
 async fn a_session_too_large_is_a_clear_error_and_the_old_cookie_stays() {
     let mut c = Client::new(app(SealedSession::new(keys()).max_chunks(2)));
-    c.send("POST", "/set/user/alice").await;
+    c.send(true, "/set/user/alice").await;
     let before = c.jar.clone();
-    let (resp, set) = c.send("POST", "/big/9000").await;
+    let (resp, set) = c.send(true, "/big/9000").await;
     assert!(
         set.is_empty(),
         "nothing a browser would drop is sent: {set:?}"
@@ -491,15 +423,15 @@ async fn a_session_too_large_is_a_clear_error_and_the_old_cookie_stays() {
         "{body}"
     );
     assert_eq!(c.jar.cookies, before.cookies);
-    assert_eq!(c.text("GET", "/get/user").await, "alice");
+    assert_eq!(c.text(false, "/get/user").await, "alice");
 }
 
 #[tokio::test]
 async fn incomplete_chunks_are_refused_and_cleared() {
     let mut c = Client::new(app(SealedSession::new(keys())));
-    c.send("POST", "/big/9000").await;
+    c.send(true, "/big/9000").await;
     c.jar.cookies.remove("__Host-sid.1");
-    let (resp, set) = c.send("GET", "/get/big").await;
+    let (resp, set) = c.send(false, "/get/big").await;
     assert_eq!(resp.0.into_body().into_string().await.unwrap(), "<none>");
     assert!(
         set.iter().all(SetCookie::is_removal) && !set.is_empty(),
@@ -542,8 +474,8 @@ async fn secure_auto_follows_the_scheme_and_trusts_proxies_only_when_told() {
 #[tokio::test]
 async fn signed_sessions_work_behind_the_same_api() {
     let mut c = Client::new(app(SealedSession::signed(keys())));
-    c.send("POST", "/set/user/alice").await;
-    assert_eq!(c.text("GET", "/get/user").await, "alice");
+    c.send(true, "/set/user/alice").await;
+    assert_eq!(c.text(false, "/get/user").await, "alice");
 }
 
 #[tokio::test]

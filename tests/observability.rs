@@ -7,6 +7,7 @@ mod http;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::handlers::{everywhere, logout, touch, user};
 use http::{Capture, Jar, capture, send};
 use poem::http::StatusCode;
 use poem::test::TestClient;
@@ -26,31 +27,11 @@ fn login(session: &Session) -> poem::Result<String> {
     session.set_subject("alice");
     Ok(session.token()?.unwrap_or_default())
 }
-#[handler]
-fn me(session: &Session) -> poem::Result<String> {
-    Ok(session
-        .get::<String>("user")?
-        .unwrap_or_else(|| "<none>".into()))
-}
-#[handler]
-fn touch(session: &Session) {
-    session.touch();
-}
-#[handler]
-fn logout(session: &Session) -> poem::Result<()> {
-    session.destroy()?;
-    Ok(())
-}
-#[handler]
-async fn everywhere(session: &Session) -> poem::Result<()> {
-    session.logout_everywhere().await?;
-    Ok(())
-}
 
 fn routes() -> Route {
     Route::new()
         .at("/login", post(login))
-        .at("/me", get(me))
+        .at("/me", get(user))
         .at("/touch", post(touch))
         .at("/logout", post(logout))
         .at("/everywhere", post(everywhere))

@@ -7,6 +7,7 @@ mod http;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::handlers::{count, logout, user};
 use http::{Client, body};
 use poem::web::Path;
 use poem::{Endpoint, EndpointExt, Route, get, handler, post};
@@ -22,26 +23,6 @@ const NAME: &str = "__Host-sid";
 #[handler]
 fn login(session: &Session) -> poem::Result<()> {
     session.insert("user", "alice")?;
-    Ok(())
-}
-
-#[handler]
-fn whoami(session: &Session) -> poem::Result<String> {
-    Ok(session
-        .get::<String>("user")?
-        .unwrap_or_else(|| "<none>".to_owned()))
-}
-
-#[handler]
-fn bump(session: &Session) -> poem::Result<String> {
-    let n = session.get::<u64>("n")?.unwrap_or(0) + 1;
-    session.insert("n", &n)?;
-    Ok(n.to_string())
-}
-
-#[handler]
-fn logout(session: &Session) -> poem::Result<()> {
-    session.destroy()?;
     Ok(())
 }
 
@@ -87,8 +68,8 @@ fn value(case: &str) -> Option<Value> {
 fn routes() -> Route {
     Route::new()
         .at("/login", post(login))
-        .at("/whoami", get(whoami))
-        .at("/bump", post(bump))
+        .at("/whoami", get(user))
+        .at("/bump", post(count))
         .at("/logout", post(logout))
         .at("/put/:key/:case", post(put))
         .at("/dump/:keys", get(dump))

@@ -6,6 +6,7 @@ mod http;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::handlers::{everywhere, login_admin_subject, logout, user};
 use http::{Jar, capture, send};
 use poem::http::StatusCode;
 use poem::test::TestClient;
@@ -24,36 +25,13 @@ fn login(session: &Session) -> poem::Result<String> {
     session.set_subject("admin");
     Ok(session.token()?.unwrap_or_default())
 }
-#[handler]
-fn me(session: &Session) -> poem::Result<String> {
-    Ok(session
-        .get::<String>("user")?
-        .unwrap_or_else(|| "<none>".into()))
-}
-#[handler]
-fn logout(session: &Session) -> poem::Result<()> {
-    session.destroy()?;
-    Ok(())
-}
-#[handler]
-fn relogin(session: &Session) -> poem::Result<()> {
-    session.regenerate()?;
-    session.insert("user", "admin")?;
-    session.set_subject("admin");
-    Ok(())
-}
-#[handler]
-async fn everywhere(session: &Session) -> poem::Result<()> {
-    session.logout_everywhere().await?;
-    Ok(())
-}
 
 fn routes() -> Route {
     Route::new()
         .at("/login", post(login))
-        .at("/me", get(me))
+        .at("/me", get(user))
         .at("/logout", post(logout))
-        .at("/relogin", post(relogin))
+        .at("/relogin", post(login_admin_subject))
         .at("/everywhere", post(everywhere))
 }
 

@@ -16,31 +16,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::redis::RedisServer;
+use http::handlers::{login_admin_subject, logout, user};
 use http::{Jar, send};
 use poem::http::StatusCode;
 use poem::test::TestClient;
-use poem::{Endpoint, EndpointExt, Route, get, handler, post};
+use poem::{Endpoint, EndpointExt, Route, get, post};
 use sealed_session::denylist::{Denylist, RedisDenylist};
-use sealed_session::{Keyring, SealedSession, Session};
-
-#[handler]
-fn login(session: &Session) -> poem::Result<()> {
-    session.regenerate()?;
-    session.insert("user", "admin")?;
-    session.set_subject("admin");
-    Ok(())
-}
-#[handler]
-fn me(session: &Session) -> poem::Result<String> {
-    Ok(session
-        .get::<String>("user")?
-        .unwrap_or_else(|| "<none>".into()))
-}
-#[handler]
-fn logout(session: &Session) -> poem::Result<()> {
-    session.destroy()?;
-    Ok(())
-}
+use sealed_session::{Keyring, SealedSession};
 
 fn keys() -> Keyring {
     Keyring::from_secret("shared by every instance, long enough!!").unwrap()
@@ -62,8 +44,8 @@ async fn denylist(url: &str) -> Arc<dyn Denylist> {
 
 fn app(d: Arc<dyn Denylist>) -> impl Endpoint {
     Route::new()
-        .at("/login", post(login))
-        .at("/me", get(me))
+        .at("/login", post(login_admin_subject))
+        .at("/me", get(user))
         .at("/logout", post(logout))
         .with(SealedSession::new(keys()).denylist(d))
 }

@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::store_conformance::{Expiry, conformance};
-use http::{Jar, SetCookie};
+use http::Client;
+use http::handlers::{count, login_admin, logout, session_id, user};
 use poem::http::StatusCode;
-use poem::test::{TestClient, TestResponse};
+use poem::test::TestClient;
 use poem::{Endpoint, EndpointExt, Route, get, handler, post};
 use sealed_session::codec::SessionIdCodec;
 use sealed_session::store::{BoxFuture, MemoryStore, Store, StoreError};
@@ -112,29 +113,6 @@ fn signed_ids_verify_rotate_and_refuse_forgeries() {
 }
 
 #[handler]
-fn login(session: &Session) -> poem::Result<()> {
-    session.regenerate()?;
-    session.insert("user", "admin")?;
-    Ok(())
-}
-#[handler]
-fn user(session: &Session) -> poem::Result<String> {
-    Ok(session
-        .get::<String>("user")?
-        .unwrap_or_else(|| "<none>".to_owned()))
-}
-#[handler]
-fn count(session: &Session) -> poem::Result<String> {
-    let n = session.get::<u64>("n")?.unwrap_or(0) + 1;
-    session.insert("n", &n)?;
-    Ok(n.to_string())
-}
-#[handler]
-fn logout(session: &Session) -> poem::Result<()> {
-    session.destroy()?;
-    Ok(())
-}
-#[handler]
 async fn save_then_reload(session: &Session) -> poem::Result<String> {
     session.insert("saved", "yes")?;
     session.save().await?;
@@ -145,10 +123,6 @@ async fn save_then_reload(session: &Session) -> poem::Result<String> {
         session.get::<String>("saved")?,
         session.get::<String>("unsaved")?
     ))
-}
-#[handler]
-fn session_id(session: &Session) -> String {
-    session.id().to_string()
 }
 #[handler]
 async fn count_and_save(session: &Session) -> poem::Result<()> {
@@ -166,7 +140,7 @@ async fn destroy_then_save(session: &Session) -> poem::Result<()> {
 
 fn app(store: impl Store, keys: Keyring, clock: &ManualClock) -> impl Endpoint {
     Route::new()
-        .at("/login", post(login))
+        .at("/login", post(login_admin))
         .at("/user", get(user))
         .at("/count", post(count))
         .at("/logout", post(logout))
@@ -179,42 +153,6 @@ fn app(store: impl Store, keys: Keyring, clock: &ManualClock) -> impl Endpoint {
                 .clock(clock.clone())
                 .idle_timeout(Some(Duration::from_secs(600))),
         )
-}
-
-struct Client<E: Endpoint> {
-    tc: TestClient<E>,
-    jar: Jar,
-}
-impl<E: Endpoint> Client<E> {
-    fn new(ep: E) -> Self {
-        Client {
-            tc: TestClient::new(ep),
-            jar: Jar::default(),
-        }
-    }
-    async fn send(&mut self, post_: bool, uri: &str) -> (TestResponse, Vec<SetCookie>) {
-        let mut req = if post_ {
-            self.tc.post(uri)
-        } else {
-            self.tc.get(uri)
-        };
-        if let Some(c) = self.jar.header() {
-            req = req.header("cookie", c);
-        }
-        let resp = req.send().await;
-        let set = self.jar.absorb(&resp);
-        (resp, set)
-    }
-    async fn text(&mut self, post_: bool, uri: &str) -> String {
-        self.send(post_, uri)
-            .await
-            .0
-            .0
-            .into_body()
-            .into_string()
-            .await
-            .unwrap()
-    }
 }
 
 #[tokio::test]

@@ -18,14 +18,12 @@ use std::time::{Duration, Instant};
 
 use common::redis::{Proxy, RedisServer};
 use common::store_conformance::{Expiry, conformance};
-use http::{Jar, SetCookie};
+use http::handlers::{count, login_admin, logout, session_id, user};
+use http::{Client, SetCookie, body};
 use poem::http::StatusCode;
-use poem::test::{TestClient, TestResponse};
-use poem::{Endpoint, EndpointExt, Route, get, handler, post};
+use poem::{Endpoint, EndpointExt, Route, get, post};
 use sealed_session::store::{RedisStore, Store, StoreError};
-use sealed_session::{
-    Clock, Key, Keyring, ManualClock, SealedSession, Session, SessionId, Timestamp,
-};
+use sealed_session::{Clock, Key, Keyring, ManualClock, SealedSession, SessionId, Timestamp};
 
 const T0: Timestamp = Timestamp::from_millis(1_764_000_000_000);
 
@@ -240,38 +238,10 @@ fn ring() -> Keyring {
     Keyring::new([Key::new("k1", Default::default(), &k).unwrap()]).unwrap()
 }
 
-#[handler]
-fn login(session: &Session) -> poem::Result<()> {
-    session.regenerate()?;
-    session.insert("user", "admin")?;
-    Ok(())
-}
-#[handler]
-fn user(session: &Session) -> poem::Result<String> {
-    Ok(session
-        .get::<String>("user")?
-        .unwrap_or_else(|| "<none>".to_owned()))
-}
-#[handler]
-fn count(session: &Session) -> poem::Result<String> {
-    let n = session.get::<u64>("n")?.unwrap_or(0) + 1;
-    session.insert("n", &n)?;
-    Ok(n.to_string())
-}
-#[handler]
-fn logout(session: &Session) -> poem::Result<()> {
-    session.destroy()?;
-    Ok(())
-}
-#[handler]
-fn session_id(session: &Session) -> String {
-    session.id().to_string()
-}
-
 /// One application instance (on the system clock, as Redis expires keys in real time).
 fn app(store: RedisStore, keys: Keyring) -> impl Endpoint {
     Route::new()
-        .at("/login", post(login))
+        .at("/login", post(login_admin))
         .at("/user", get(user))
         .at("/count", post(count))
         .at("/logout", post(logout))
@@ -279,54 +249,25 @@ fn app(store: RedisStore, keys: Keyring) -> impl Endpoint {
         .with(SealedSession::stored(store, keys).idle_timeout(Some(Duration::from_secs(600))))
 }
 
-struct Client<E: Endpoint> {
-    tc: TestClient<E>,
-    jar: Jar,
-}
-impl<E: Endpoint> Client<E> {
-    fn new(ep: E) -> Self {
-        Client {
-            tc: TestClient::new(ep),
-            jar: Jar::default(),
+/// Repeats a request until it succeeds; panics after `limit`.
+async fn until_ok<E: Endpoint>(
+    c: &mut Client<E>,
+    post: bool,
+    uri: &str,
+    limit: Duration,
+) -> (String, Duration) {
+    let start = Instant::now();
+    loop {
+        let (resp, _) = c.send(post, uri).await;
+        if resp.0.status() == StatusCode::OK {
+            return (body(resp).await, start.elapsed());
         }
-    }
-    async fn send(&mut self, post_: bool, uri: &str) -> (TestResponse, Vec<SetCookie>) {
-        let mut req = if post_ {
-            self.tc.post(uri)
-        } else {
-            self.tc.get(uri)
-        };
-        if let Some(c) = self.jar.header() {
-            req = req.header("cookie", c);
-        }
-        let resp = req.send().await;
-        let set = self.jar.absorb(&resp);
-        (resp, set)
-    }
-    /// The body of a request that must succeed.
-    async fn text(&mut self, post_: bool, uri: &str) -> String {
-        let (resp, _) = self.send(post_, uri).await;
-        resp.assert_status_is_ok();
-        resp.0.into_body().into_string().await.unwrap()
-    }
-    /// Repeats a request until it succeeds; panics after `limit`.
-    async fn until_ok(&mut self, post_: bool, uri: &str, limit: Duration) -> (String, Duration) {
-        let start = Instant::now();
-        loop {
-            let (resp, _) = self.send(post_, uri).await;
-            if resp.0.status() == StatusCode::OK {
-                return (
-                    resp.0.into_body().into_string().await.unwrap(),
-                    start.elapsed(),
-                );
-            }
-            resp.assert_status(StatusCode::SERVICE_UNAVAILABLE);
-            assert!(
-                start.elapsed() < limit,
-                "{uri} still failing after {limit:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        resp.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            start.elapsed() < limit,
+            "{uri} still failing after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -350,13 +291,13 @@ async fn two_instances_share_sessions_and_logout_on_one_ends_it_on_the_other() {
     let mut a = Client::new(app(store_a, ring()));
     let mut b = Client::new(app(store_b, ring()));
 
-    assert_eq!(a.text(false, "/user").await, "<none>");
+    assert_eq!(a.text_ok(false, "/user").await, "<none>");
     assert!(
         keys(&url).await.is_empty(),
         "an empty session is not stored"
     );
-    a.text(true, "/login").await;
-    let id = a.text(false, "/id").await;
+    a.text_ok(true, "/login").await;
+    let id = a.text_ok(false, "/id").await;
     assert_eq!(
         keys(&url).await,
         vec![format!("shop:sess:{id}")],
@@ -365,10 +306,14 @@ async fn two_instances_share_sessions_and_logout_on_one_ends_it_on_the_other() {
 
     // The browser moves to instance B.
     b.jar = a.jar.clone();
-    assert_eq!(b.text(false, "/user").await, "admin");
-    assert_eq!(b.text(true, "/count").await, "1");
+    assert_eq!(b.text_ok(false, "/user").await, "admin");
+    assert_eq!(b.text_ok(true, "/count").await, "1");
     a.jar = b.jar.clone();
-    assert_eq!(a.text(true, "/count").await, "2", "B's write is seen by A");
+    assert_eq!(
+        a.text_ok(true, "/count").await,
+        "2",
+        "B's write is seen by A"
+    );
 
     // Logout on A; the cookie, replayed on B, is refused and cleared.
     let stolen = a.jar.clone();
@@ -385,8 +330,8 @@ async fn two_instances_share_sessions_and_logout_on_one_ends_it_on_the_other() {
         "the ended session's cookie is cleared: {set:?}"
     );
     // And it does not come back as a session with that id.
-    b.text(true, "/count").await;
-    assert_ne!(b.text(false, "/id").await, id, "no fixation");
+    b.text_ok(true, "/count").await;
+    assert_ne!(b.text_ok(false, "/id").await, id, "no fixation");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -401,8 +346,8 @@ async fn redis_stopped_is_a_503_and_service_resumes_after_restart() {
         .unwrap();
     let mut c = Client::new(app(store.clone(), ring()));
     let mut newcomer = Client::new(app(store, ring()));
-    c.text(true, "/login").await;
-    assert_eq!(c.text(false, "/user").await, "admin");
+    c.text_ok(true, "/login").await;
+    assert_eq!(c.text_ok(false, "/user").await, "admin");
     let cookie = c.jar.clone();
 
     server.stop();
@@ -425,11 +370,11 @@ async fn redis_stopped_is_a_503_and_service_resumes_after_restart() {
 
     // Redis comes back (empty: the test server keeps nothing on disk).
     server.restart();
-    let (body, took) = c.until_ok(false, "/user", Duration::from_secs(5)).await;
+    let (body, took) = until_ok(&mut c, false, "/user", Duration::from_secs(5)).await;
     eprintln!("served again {took:?} after the restart");
     assert_eq!(body, "<none>", "the session was lost with Redis's data");
-    c.text(true, "/login").await;
-    assert_eq!(c.text(false, "/user").await, "admin");
+    c.text_ok(true, "/login").await;
+    assert_eq!(c.text_ok(false, "/user").await, "admin");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -444,8 +389,8 @@ async fn a_cut_connection_is_a_503_and_the_session_survives_it() {
         .await
         .unwrap();
     let mut c = Client::new(app(store, ring()));
-    c.text(true, "/login").await;
-    assert_eq!(c.text(true, "/count").await, "1");
+    c.text_ok(true, "/login").await;
+    assert_eq!(c.text_ok(true, "/count").await, "1");
 
     proxy.cut();
     let (resp, set) = c.send(true, "/count").await;
@@ -453,11 +398,11 @@ async fn a_cut_connection_is_a_503_and_the_session_survives_it() {
     assert!(set.is_empty(), "{set:?}");
 
     proxy.restore().await;
-    let (body, took) = c.until_ok(false, "/user", Duration::from_secs(5)).await;
+    let (body, took) = until_ok(&mut c, false, "/user", Duration::from_secs(5)).await;
     eprintln!("served again {took:?} after the connection came back");
     assert_eq!(body, "admin", "same cookie, same session");
     assert_eq!(
-        c.text(true, "/count").await,
+        c.text_ok(true, "/count").await,
         "2",
         "the failed request changed nothing"
     );

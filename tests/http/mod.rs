@@ -2,6 +2,8 @@
 //! browser, and a tracing capture that records the events the middleware emits.
 #![allow(dead_code)]
 
+pub mod handlers;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -140,6 +142,13 @@ impl<E: Endpoint> Client<E> {
     /// The body of [`Client::send`]'s answer.
     pub async fn text(&mut self, post: bool, uri: &str) -> String {
         let (resp, _) = self.send(post, uri).await;
+        resp.0.into_body().into_string().await.unwrap()
+    }
+
+    /// [`Client::text`] for a request that must succeed: asserts `200 OK` first.
+    pub async fn text_ok(&mut self, post: bool, uri: &str) -> String {
+        let (resp, _) = self.send(post, uri).await;
+        resp.assert_status_is_ok();
         resp.0.into_body().into_string().await.unwrap()
     }
 }
