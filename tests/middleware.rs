@@ -492,3 +492,45 @@ fn session_state_is_what_the_codec_carries() {
     // Compile-time check that the public state type is usable by applications' own tools.
     fn _f(_: &SessionState) {}
 }
+
+#[tokio::test]
+async fn cookies_that_are_not_text_neither_break_nor_hide_the_session() {
+    let mut c = Client::new(app(SealedSession::new(keys())));
+    c.send(true, "/set/user/alice")
+        .await
+        .0
+        .assert_status_is_ok();
+    let token = c.jar.get(NAME).unwrap().to_owned();
+    let raw = |bytes: Vec<u8>| poem::http::HeaderValue::from_bytes(&bytes).unwrap();
+
+    // Another application's cookie in Latin-1 or UTF-8, beside ours: ours still opens.
+    for other in [&b"pref=caf\xe9"[..], "pref=café".as_bytes()] {
+        let mut header = other.to_vec();
+        header.extend_from_slice(format!("; {NAME}={token}").as_bytes());
+        let resp =
+            c.tc.get("/get/user")
+                .header("cookie", raw(header))
+                .send()
+                .await;
+        resp.assert_status_is_ok();
+        assert_eq!(http::body(resp).await, "alice");
+    }
+
+    // Our own cookie with bytes that are not text: a fresh session, never a 500.
+    for bad in [&b"\xff\xfe"[..], &b"abc\x80def"[..], "é".as_bytes()] {
+        let mut header = format!("{NAME}=").into_bytes();
+        header.extend_from_slice(bad);
+        let resp =
+            c.tc.get("/get/user")
+                .header("cookie", raw(header))
+                .send()
+                .await;
+        resp.assert_status_is_ok();
+        let cleared = set_cookies(&resp);
+        assert_eq!(http::body(resp).await, "<none>");
+        assert!(
+            cleared.iter().any(|s| s.name == NAME && s.is_removal()),
+            "the unusable cookie is cleared: {cleared:?}"
+        );
+    }
+}
