@@ -447,6 +447,7 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
         // The open cache compares bytes; anything else needs text, and a token is base64.
         let cache = self.shared.cache.as_ref().map(|c| (c, c.hash(token)));
         let cached = cache.and_then(|(c, hash)| c.get(token, hash, purpose));
+        // Only the codec (or the store) reads the text; a cached answer needs none.
         let token = if cached.is_some() {
             ""
         } else {
