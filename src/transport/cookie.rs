@@ -70,8 +70,9 @@ impl Default for CookieConfig {
 /// The session cookies a request carried.
 #[derive(Debug, Default)]
 pub struct Incoming {
-    /// The token, reassembled from chunks when chunked. `None` when absent or when the chunks
-    /// do not form a sequence.
+    /// The token, reassembled from chunks when chunked. `None` when absent, when the chunks
+    /// do not form a sequence, or when its bytes are not text (such a cookie can only be
+    /// refused; `plain` or `chunks` still say it came).
     pub token: Option<String>,
     /// A plain (unchunked) cookie was present.
     pub plain: bool,
@@ -466,5 +467,43 @@ fn push(out: &mut Vec<HeaderValue>, s: String) {
         Err(_) => {
             tracing::error!("session cookie not sent: invalid characters in name or attributes")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use poem::http::header::COOKIE;
+    use poem::http::{HeaderMap, HeaderValue};
+
+    use super::CookieConfig;
+
+    fn headers(cookie: &[u8]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, HeaderValue::from_bytes(cookie).unwrap());
+        h
+    }
+
+    #[test]
+    fn reads_the_session_cookie_among_others_of_any_bytes() {
+        let c = CookieConfig::default();
+        let i = c.read(
+            &headers(b"a=caf\xe9; sid=\"tok\" ; sidx=no; sid.=no"),
+            "sid",
+        );
+        assert_eq!(i.token.as_deref(), Some("tok"));
+        assert!(i.plain && i.chunks == 0);
+
+        let i = c.read(&headers(b"sid.1=B; x=1; sid.0=A"), "sid");
+        assert_eq!(i.token.as_deref(), Some("AB"));
+        assert_eq!((i.plain, i.chunks), (false, 2));
+
+        // Present but not text: no token, and still seen (so that it is cleared).
+        let i = c.read(&headers(b"sid=\xff\xfe"), "sid");
+        assert_eq!(i.token, None);
+        assert!(i.any());
+
+        // A missing chunk: no token.
+        let i = c.read(&headers(b"sid.1=B"), "sid");
+        assert_eq!((i.token, i.chunks), (None, 2));
     }
 }
