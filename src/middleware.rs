@@ -1,7 +1,10 @@
 //! The Poem middleware: opens the session token before the handler, and after it sends a
 //! new token only when the session changed or is due for renewal.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use poem::http::header::SET_COOKIE;
@@ -12,7 +15,7 @@ use tracing::Span;
 use crate::cache::{DEFAULT_OPEN_CACHE_BYTES, Hit, OpenCache};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::codec::{Codec, SealedCodec, SessionIdCodec, SignedCodec};
-use crate::denylist::{Check, Denylist};
+use crate::denylist::{BoxFuture, Check, Denylist};
 use crate::error::OpenError;
 use crate::keys::Keyring;
 use crate::limits::Limits;
@@ -22,7 +25,7 @@ use crate::state::{SessionId, SessionState};
 use crate::stats::{Counted, Counters, Stats};
 use crate::store::Store;
 use crate::transport::bearer::{self, BearerConfig, BearerIn};
-use crate::transport::cookie::{CookieConfig, Incoming, SameSite, Secure};
+use crate::transport::cookie::{CookieConfig, Incoming, SameSite, Secure, TokenBytes};
 
 /// Session middleware for Poem, configured through one builder.
 ///
@@ -431,9 +434,11 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
     }
 
     /// Opens the token a request carried (its bytes as they came: a cookie is not checked to
-    /// be text before this), or starts a new session.
-    async fn arrive(
+    /// be text before this) with a token codec, or starts a new session. Synchronous: a
+    /// token codec does no I/O, and a denylist answers from memory.
+    fn open_token(
         &self,
+        codec: &dyn Codec,
         token: Option<&[u8]>,
         purpose: &Arc<str>,
         now: Timestamp,
@@ -446,29 +451,22 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
         }
         // The open cache compares bytes; anything else needs text, and a token is base64.
         let cache = self.shared.cache.as_ref().map(|c| (c, c.hash(token)));
-        let cached = cache.and_then(|(c, hash)| c.get(token, hash, purpose));
-        // Only the codec (or the store) reads the text; a cached answer needs none.
-        let token = if cached.is_some() {
-            ""
-        } else {
-            match std::str::from_utf8(token) {
-                Ok(t) => t,
-                Err(_) => return self.fresh(now, Some(OpenError::Malformed("token is not text"))),
+        let opened = match cache.and_then(|(c, hash)| c.get(token, hash, purpose)) {
+            // The same bytes opened before: only what depends on the time is checked again.
+            Some(hit) => {
+                self.cfg.stats.opened(true);
+                self.cfg
+                    .policy
+                    .check(&hit.state, now)
+                    .map(|f| (f.renew, hit.stale_key, hit.state))
             }
-        };
-        let policy = &self.cfg.policy;
-        let limits = &self.cfg.limits;
-        let opened = match &self.cfg.backend {
-            Backend::Token(codec) => match cached {
-                // The same bytes opened before: only what depends on the time is checked again.
-                Some(hit) => {
-                    self.cfg.stats.opened(true);
-                    policy
-                        .check(&hit.state, now)
-                        .map(|f| (f.renew, hit.stale_key, hit.state))
-                }
-                None => codec
-                    .open_checked(token, purpose.as_bytes(), policy, now)
+            None => {
+                let Ok(token) = std::str::from_utf8(token) else {
+                    return self.fresh(now, Some(OpenError::Malformed("token is not text")));
+                };
+                let limits = &self.cfg.limits;
+                codec
+                    .open_checked(token, purpose.as_bytes(), &self.cfg.policy, now)
                     .and_then(|(opened, f)| {
                         let state = opened.state();
                         state.check_data(limits.get_data_len(), limits.get_json_depth())?;
@@ -483,32 +481,63 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
                             cache.insert(token, hash, purpose, hit);
                         }
                         Ok((f.renew, stale_key, state))
-                    }),
-            },
-            Backend::Store { ids, store } => match ids.verify(token, purpose.as_bytes()) {
-                Err(e) => Err(e),
-                Ok((id, stale)) => {
-                    // A store that cannot answer is not a reason to start a new session.
-                    let record = store.load(&id).await.map_err(|e| {
-                        tracing::error!(target: "sealed_session", error = %e, "session store unavailable");
-                        poem::Error::new(e, StatusCode::SERVICE_UNAVAILABLE)
-                    })?;
-                    record
-                        .ok_or(OpenError::NotFound)
-                        .and_then(|r| SessionState::decode(&r))
-                        .and_then(|state| {
-                            if state.id() != id {
-                                return Err(OpenError::Malformed(
-                                    "store record of another session",
-                                ));
-                            }
-                            let f = policy.check(&state, now)?;
-                            self.cfg.stats.opened(false);
-                            Ok((f.renew, stale, state))
-                        })
-                }
-            },
+                    })
+            }
         };
+        self.admitted(opened, cache.map(|(_, hash)| hash), now)
+    }
+
+    /// Opens the signed session id a request carried and loads its session from the store,
+    /// or starts a new session.
+    async fn open_stored(
+        &self,
+        ids: &SessionIdCodec,
+        store: &dyn Store,
+        token: Option<&[u8]>,
+        purpose: &Arc<str>,
+        now: Timestamp,
+    ) -> Result<Arrival> {
+        let Some(token) = token else {
+            return self.fresh(now, None);
+        };
+        if let Err(e) = self.cfg.limits.check_token(token) {
+            return self.fresh(now, Some(e));
+        }
+        let Ok(token) = std::str::from_utf8(token) else {
+            return self.fresh(now, Some(OpenError::Malformed("token is not text")));
+        };
+        let opened = match ids.verify(token, purpose.as_bytes()) {
+            Err(e) => Err(e),
+            Ok((id, stale)) => {
+                // A store that cannot answer is not a reason to start a new session.
+                let record = store.load(&id).await.map_err(|e| {
+                    tracing::error!(target: "sealed_session", error = %e, "session store unavailable");
+                    poem::Error::new(e, StatusCode::SERVICE_UNAVAILABLE)
+                })?;
+                record
+                    .ok_or(OpenError::NotFound)
+                    .and_then(|r| SessionState::decode(&r))
+                    .and_then(|state| {
+                        if state.id() != id {
+                            return Err(OpenError::Malformed("store record of another session"));
+                        }
+                        let f = self.cfg.policy.check(&state, now)?;
+                        self.cfg.stats.opened(false);
+                        Ok((f.renew, stale, state))
+                    })
+            }
+        };
+        self.admitted(opened, None, now)
+    }
+
+    /// The session a token opened to, once the denylist (if any) allows it; a fresh session
+    /// when it was refused. `cached_hash`: where the open cache keeps the token.
+    fn admitted(
+        &self,
+        opened: std::result::Result<(bool, bool, SessionState), OpenError>,
+        cached_hash: Option<u64>,
+        now: Timestamp,
+    ) -> Result<Arrival> {
         let mut unconfirmed = None;
         let opened = match (opened, &self.cfg.denylist) {
             (Ok((renew, stale_key, state)), Some(counted)) => {
@@ -534,7 +563,7 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
             Ok((renew, stale_key, state)) => Ok(Arrival {
                 reissue: renew || stale_key,
                 stale_key,
-                cached_as: cache.map(|(_, hash)| (hash, state.id())),
+                cached_as: cached_hash.map(|hash| (hash, state.id())),
                 state,
                 is_new: false,
                 refused: None,
@@ -721,74 +750,163 @@ fn append_all(headers: &mut HeaderMap, values: Vec<HeaderValue>) {
     }
 }
 
-impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
-    type Output = Response;
+/// A token as the request carried it.
+enum Token<'r> {
+    Absent,
+    Bytes(TokenBytes<'r>),
+    /// Cookie chunks that do not form a token.
+    Refused(OpenError),
+}
 
-    async fn call(&self, mut req: Request) -> Result<Response> {
-        // One span per request, the parent of the middleware's events. It is not entered
-        // around the handler: instrumenting the future would nest it once more, and moving
-        // the larger future costs more than everything else here (about 1000 instructions a
-        // request, span disabled or not). Disabled, the span and its records cost a level
-        // check each.
-        let span = tracing::debug_span!(
+/// What the middleware keeps while the handler runs.
+struct Pending<'a> {
+    span: Span,
+    carrier: Carrier,
+    purpose: &'a Arc<str>,
+    session: Session,
+    is_new: bool,
+    refused: bool,
+}
+
+/// Where the request's handler stands, from the middleware's side.
+enum Begun<'a> {
+    /// The session is in the request: run the handler.
+    Handler(Pending<'a>),
+    /// The request is answered without its handler.
+    Answer(Response),
+}
+
+/// The middleware's answer once the handler has answered.
+enum Finish<'a> {
+    Done(Response),
+    /// Revocations or store writes to wait for first.
+    Io(BoxFuture<'a, Response>),
+}
+
+impl<E: Endpoint> SealedSessionEndpoint<E> {
+    /// One span per request, the parent of the middleware's events. It is not entered around
+    /// the handler: instrumenting the future would nest it once more. Disabled, the span and
+    /// its records cost a level check each.
+    fn span(&self) -> Span {
+        tracing::debug_span!(
             target: "sealed_session",
             "sealed_session",
             mode = self.mode,
             transport = if self.cfg.bearer.is_some() { "bearer" } else { "cookie" },
             outcome = tracing::field::Empty,
             reason = tracing::field::Empty,
-        );
-        let cfg = &*self.cfg;
-        let now = cfg.clock.now();
+        )
+    }
 
-        let (carrier, purpose, arrival) = match &cfg.bearer {
-            Some(b) => {
-                let purpose = self.shared.purpose(false);
-                let token = match b.read(req.headers()) {
-                    BearerIn::Absent => None,
-                    BearerIn::Token(t) => Some(t.as_bytes()),
-                    BearerIn::Refused(e) => {
-                        cfg.stats.refused(&e, &span);
-                        return Ok(unauthorized(&e, &span));
-                    }
-                };
-                let arrival = self
-                    .arrive(token, purpose, now)
-                    .await
-                    .inspect_err(|_| outcome(&span, "unavailable"))?;
-                if let Some(e) = &arrival.refused {
-                    cfg.stats.refused(e, &span);
-                    return Ok(unauthorized(e, &span));
+    /// How the request carries its session, under which name, and the token; or the answer
+    /// when the request is refused before its handler (a bad bearer header, oversized
+    /// cookies).
+    #[allow(clippy::result_large_err)] // the refusal is the response: rare, and boxed it costs an allocation
+    fn read<'r>(
+        &self,
+        req: &'r Request,
+        span: &Span,
+    ) -> std::result::Result<(Carrier, &Arc<str>, Token<'r>), Response> {
+        let cfg = &*self.cfg;
+        if let Some(b) = &cfg.bearer {
+            let token = match b.read(req.headers()) {
+                BearerIn::Absent => Token::Absent,
+                BearerIn::Token(t) => Token::Bytes(TokenBytes::Borrowed(t.as_bytes())),
+                BearerIn::Refused(e) => {
+                    cfg.stats.refused(&e, span);
+                    return Err(unauthorized(&e, span));
                 }
-                (Carrier::Bearer, purpose, arrival)
-            }
-            None => {
-                let secure = cfg
-                    .cookie
-                    .is_secure(is_https(&req, cfg.cookie.trusts_proxy()));
-                let purpose = self.shared.purpose(secure);
-                let max = cfg.limits.get_cookie_header_len();
-                let (incoming, token) = match cfg.cookie.scan(req.headers(), purpose, max) {
-                    Ok(scanned) => scanned,
-                    Err(len) => return Ok(header_too_large(&cfg.stats, &span, len, max)),
-                };
-                let arrival = match token {
-                    Some(t) => self
-                        .arrive(Some(&t), purpose, now)
-                        .await
-                        .inspect_err(|_| outcome(&span, "unavailable"))?,
-                    // Chunks that do not form a sequence are refused like a bad token.
-                    None if incoming.any() => {
-                        self.fresh(now, Some(chunks_refused(&cfg.cookie, &incoming)))?
-                    }
-                    None => self.fresh(now, None)?,
-                };
-                if let Some(e) = &arrival.refused {
-                    cfg.stats.refused(e, &span);
-                }
-                (Carrier::Cookie { secure, incoming }, purpose, arrival)
-            }
+            };
+            return Ok((Carrier::Bearer, self.shared.purpose(false), token));
+        }
+        let secure = cfg
+            .cookie
+            .is_secure(is_https(req, cfg.cookie.trusts_proxy()));
+        let purpose = self.shared.purpose(secure);
+        let max = cfg.limits.get_cookie_header_len();
+        let (incoming, token) = match cfg.cookie.scan(req.headers(), purpose, max) {
+            Ok(scanned) => scanned,
+            Err(len) => return Err(header_too_large(&cfg.stats, span, len, max)),
         };
+        let token = match token {
+            Some(t) => Token::Bytes(t),
+            // Chunks that do not form a sequence are refused like a bad token.
+            None if incoming.any() => Token::Refused(chunks_refused(&cfg.cookie, &incoming)),
+            None => Token::Absent,
+        };
+        Ok((Carrier::Cookie { secure, incoming }, purpose, token))
+    }
+
+    /// Everything before the handler with a token codec, which needs no I/O: reads and
+    /// opens the token and puts the session in the request.
+    fn begin_token(&self, codec: &dyn Codec, req: &mut Request) -> Result<Begun<'_>> {
+        let span = self.span();
+        let now = self.cfg.clock.now();
+        let (carrier, purpose, token) = match self.read(req, &span) {
+            Ok(read) => read,
+            Err(answer) => return Ok(Begun::Answer(answer)),
+        };
+        let arrival = match token {
+            Token::Bytes(t) => self.open_token(codec, Some(&t), purpose, now),
+            Token::Absent => self.fresh(now, None),
+            Token::Refused(e) => self.fresh(now, Some(e)),
+        }
+        .inspect_err(|_| outcome(&span, "unavailable"))?;
+        Ok(self.admit(req, span, carrier, purpose, arrival, now))
+    }
+
+    /// A request through the store-backed mode, whose session is loaded before the handler
+    /// and saved after it.
+    async fn call_stored(
+        &self,
+        ids: &SessionIdCodec,
+        store: &dyn Store,
+        mut req: Request,
+    ) -> Result<Response> {
+        let span = self.span();
+        let now = self.cfg.clock.now();
+        let (carrier, purpose, token) = match self.read(&req, &span) {
+            Ok(read) => read,
+            Err(answer) => return Ok(answer),
+        };
+        let arrival = match token {
+            Token::Bytes(t) => self.open_stored(ids, store, Some(&t), purpose, now).await,
+            Token::Absent => self.fresh(now, None),
+            Token::Refused(e) => self.fresh(now, Some(e)),
+        }
+        .inspect_err(|_| outcome(&span, "unavailable"))?;
+        let pending = match self.admit(&mut req, span, carrier, purpose, arrival, now) {
+            Begun::Handler(pending) => pending,
+            Begun::Answer(answer) => return Ok(answer),
+        };
+        // Changes are written even when the handler fails.
+        let resp = match self.inner.call(req).await {
+            Ok(r) => r.into_response(),
+            Err(e) => e.into_response(),
+        };
+        Ok(match self.finish(pending, resp) {
+            Finish::Done(resp) => resp,
+            Finish::Io(io) => io.await,
+        })
+    }
+
+    /// Makes the request's [`Session`] from what arrived and puts it in the request; or, for
+    /// a refused bearer token, the 401 that answers the request without its handler.
+    fn admit<'a>(
+        &'a self,
+        req: &mut Request,
+        span: Span,
+        carrier: Carrier,
+        purpose: &'a Arc<str>,
+        arrival: Arrival,
+        now: Timestamp,
+    ) -> Begun<'a> {
+        if let Some(e) = &arrival.refused {
+            self.cfg.stats.refused(e, &span);
+            if matches!(carrier, Carrier::Bearer) {
+                return Begun::Answer(unauthorized(e, &span));
+            }
+        }
         let Arrival {
             state,
             is_new,
@@ -798,11 +916,9 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             unconfirmed,
             cached_as,
         } = arrival;
-        let refused = refused.is_some();
         if !is_new {
             tracing::trace!(target: "sealed_session", parent: &span, reissue, stale_key, "session opened");
         }
-
         let issued_until = state.expires_at();
         let loaded = (!is_new).then(|| state.id());
         let session = Session::new(Inner {
@@ -824,69 +940,100 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             cached_as,
         });
         req.extensions_mut().insert(session.clone());
+        Begun::Handler(Pending {
+            span,
+            carrier,
+            purpose,
+            session,
+            is_new,
+            refused: refused.is_some(),
+        })
+    }
 
-        // Changes are written even when the handler fails.
-        let mut resp = match self.inner.call(req).await {
-            Ok(r) => r.into_response(),
-            Err(e) => e.into_response(),
-        };
-
-        let mut plan = match self.plan(&session, &carrier, is_new, refused) {
+    /// Everything after the handler: the plan, and the answer, or the I/O it waits for
+    /// (revocations, the store write) when there is some.
+    fn finish<'a>(&'a self, p: Pending<'a>, resp: Response) -> Finish<'a> {
+        let plan = match self.plan(&p.session, &p.carrier, p.is_new, p.refused) {
             Ok(plan) => plan,
             Err(msg) => {
                 // Sessions the handler ended are ended even if the new one cannot be sent.
-                let ended = std::mem::take(&mut session.lock().ended);
-                if let Err(resp) = end_sessions(cfg, &span, &ended).await {
-                    return Ok(resp);
+                let ended = std::mem::take(&mut p.session.lock().ended);
+                if ended.is_empty() {
+                    return Finish::Done(not_saved(&p.span, &msg));
                 }
-                return Ok(not_saved(&span, &msg));
+                return Finish::Io(Box::pin(async move {
+                    match end_sessions(&self.cfg, &p.span, &ended).await {
+                        Ok(()) => not_saved(&p.span, &msg),
+                        Err(resp) => resp,
+                    }
+                }));
             }
         };
-        // Revocation and store I/O happen here, with no lock held.
-        if !plan.ended.is_empty()
-            && let Err(resp) = end_sessions(cfg, &span, &plan.ended).await
-        {
-            return Ok(resp);
+        let writes_store =
+            matches!(self.cfg.backend, Backend::Store { .. }) && plan.record.is_some();
+        if plan.ended.is_empty() && !writes_store {
+            return Finish::Done(self.respond(&p, plan, resp, false));
         }
-        // Store-backed: the session was found ended by another request when writing it.
-        let mut ended_elsewhere = false;
-        if let Backend::Store { store, .. } = &cfg.backend
-            && let Some((id, record, until)) = &plan.record
-        {
-            match crate::store::write(&**store, id, record, *until, plan.existing).await {
-                Ok(true) => {}
-                // Ended by another request (logout, regenerate) or expired meanwhile: it stays
-                // ended. No cookie goes out, neither the dead id nor a removal, which could
-                // erase the cookie a concurrent `regenerate` sets; a dead id is refused and
-                // cleared on its next use.
-                Ok(false) => {
-                    tracing::info!(target: "sealed_session", "session ended by another request; not saved");
-                    plan.token = None;
-                    ended_elsewhere = true;
-                }
-                Err(e) => {
-                    tracing::error!(target: "sealed_session", error = %e, "session not saved to the store");
-                    return Ok(unavailable(
-                        &span,
-                        "the session could not be saved: the session store is unavailable",
-                    ));
+        Finish::Io(Box::pin(async move {
+            // Revocation and store I/O happen here, with no lock held.
+            if !plan.ended.is_empty()
+                && let Err(resp) = end_sessions(&self.cfg, &p.span, &plan.ended).await
+            {
+                return resp;
+            }
+            // Store-backed: the session was found ended by another request when writing it.
+            let mut ended_elsewhere = false;
+            let mut plan = plan;
+            if let Backend::Store { store, .. } = &self.cfg.backend
+                && let Some((id, record, until)) = &plan.record
+            {
+                match crate::store::write(&**store, id, record, *until, plan.existing).await {
+                    Ok(true) => {}
+                    // Ended by another request (logout, regenerate) or expired meanwhile: it
+                    // stays ended. No cookie goes out, neither the dead id nor a removal,
+                    // which could erase the cookie a concurrent `regenerate` sets; a dead id
+                    // is refused and cleared on its next use.
+                    Ok(false) => {
+                        tracing::info!(target: "sealed_session", "session ended by another request; not saved");
+                        plan.token = None;
+                        ended_elsewhere = true;
+                    }
+                    Err(e) => {
+                        tracing::error!(target: "sealed_session", error = %e, "session not saved to the store");
+                        return unavailable(
+                            &p.span,
+                            "the session could not be saved: the session store is unavailable",
+                        );
+                    }
                 }
             }
-        }
-        match (&plan.outcome, &carrier, plan.token) {
+            self.respond(&p, plan, resp, ended_elsewhere)
+        }))
+    }
+
+    /// The handler's response with the session's headers.
+    fn respond(
+        &self,
+        p: &Pending<'_>,
+        plan: Plan,
+        mut resp: Response,
+        ended_elsewhere: bool,
+    ) -> Response {
+        let cfg = &*self.cfg;
+        match (&plan.outcome, &p.carrier, plan.token) {
             (Outcome::Clear, Carrier::Cookie { secure, incoming }, _) => {
                 append_all(
                     resp.headers_mut(),
-                    cfg.cookie.clear(purpose, *secure, incoming),
+                    cfg.cookie.clear(p.purpose, *secure, incoming),
                 );
             }
             (Outcome::Write, Carrier::Cookie { secure, incoming }, Some(token)) => {
                 match cfg
                     .cookie
-                    .write(purpose, &token, *secure, Some(plan.max_age), incoming)
+                    .write(p.purpose, &token, *secure, Some(plan.max_age), incoming)
                 {
                     Ok(values) => append_all(resp.headers_mut(), values),
-                    Err(e) => return Ok(not_saved(&span, &e.to_string())),
+                    Err(e) => return not_saved(&p.span, &e.to_string()),
                 }
             }
             (Outcome::Write, Carrier::Bearer, Some(token)) => {
@@ -895,7 +1042,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
                     (Some(h), Ok(v)) => {
                         resp.headers_mut().insert(h.clone(), v);
                     }
-                    _ => return Ok(not_saved(&span, "the token is not a valid header value")),
+                    _ => return not_saved(&p.span, "the token is not a valid header value"),
                 }
             }
             _ => {}
@@ -907,18 +1054,129 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
                 .or_insert(HeaderValue::from_static("no-store"));
         }
         if matches!(plan.outcome, Outcome::Write) && !ended_elsewhere {
-            cfg.stats.sent(is_new, &span);
+            cfg.stats.sent(p.is_new, &p.span);
         }
         outcome(
-            &span,
+            &p.span,
             match plan.outcome {
                 _ if ended_elsewhere => "ended_elsewhere",
                 Outcome::Nothing => "unchanged",
-                Outcome::Write if is_new => "issued",
+                Outcome::Write if p.is_new => "issued",
                 Outcome::Write => "reissued",
                 Outcome::Clear => "cleared",
             },
         );
-        Ok(resp)
+        resp
+    }
+}
+
+impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
+    type Output = Response;
+
+    /// With a token codec the work before the handler is done here, synchronously (it needs
+    /// no I/O), and the returned future holds little besides the handler's own: Poem boxes
+    /// each endpoint's future, and moving a large one costs more than most of what this
+    /// middleware does on a request. The store-backed mode, which waits on its store before
+    /// the handler, runs as one boxed `async fn`.
+    fn call(&self, mut req: Request) -> impl Future<Output = Result<Response>> + Send {
+        match &self.cfg.backend {
+            Backend::Token(codec) => match self.begin_token(&**codec, &mut req) {
+                Ok(Begun::Handler(pending)) => Call::Handler {
+                    handler: self.inner.call(req),
+                    ep: self,
+                    pending: Some(pending),
+                },
+                Ok(Begun::Answer(answer)) => Call::Answered {
+                    answer: Some(Ok(answer)),
+                },
+                Err(e) => Call::Answered {
+                    answer: Some(Err(e)),
+                },
+            },
+            Backend::Store { ids, store } => Call::Stored {
+                fut: Box::pin(self.call_stored(ids, &**store, req)),
+            },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of a request through [`SealedSessionEndpoint`].
+    #[project = CallProj]
+    enum Call<'a, E, F> {
+        /// The handler runs; the session's answer is made when it returns.
+        Handler {
+            #[pin]
+            handler: F,
+            ep: &'a SealedSessionEndpoint<E>,
+            pending: Option<Pending<'a>>,
+        },
+        /// Revocations or a store write before the answer.
+        Finishing { io: BoxFuture<'a, Response> },
+        /// The store-backed mode, start to end.
+        Stored { fut: BoxFuture<'a, Result<Response>> },
+        /// Answered (`None` once taken).
+        Answered { answer: Option<Result<Response>> },
+    }
+}
+
+/// A request future polled again after it answered.
+fn polled_again() -> poem::Error {
+    poem::Error::from_string(
+        "session middleware polled after it answered",
+        StatusCode::INTERNAL_SERVER_ERROR,
+    )
+}
+
+impl<'a, E, F, T> Future for Call<'a, E, F>
+where
+    E: Endpoint,
+    F: Future<Output = Result<T>>,
+    T: IntoResponse,
+{
+    type Output = Result<Response>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let next = match self.as_mut().project() {
+                CallProj::Handler {
+                    handler,
+                    ep,
+                    pending,
+                } => {
+                    // Changes are written even when the handler fails.
+                    let resp = match ready!(handler.poll(cx)) {
+                        Ok(r) => r.into_response(),
+                        Err(e) => e.into_response(),
+                    };
+                    let ep: &'a SealedSessionEndpoint<E> = ep;
+                    match pending.take().map(|p| ep.finish(p, resp)) {
+                        Some(Finish::Done(resp)) => Call::Answered {
+                            answer: Some(Ok(resp)),
+                        },
+                        Some(Finish::Io(io)) => Call::Finishing { io },
+                        None => Call::Answered {
+                            answer: Some(Err(polled_again())),
+                        },
+                    }
+                }
+                CallProj::Finishing { io } => {
+                    let resp = ready!(io.as_mut().poll(cx));
+                    Call::Answered {
+                        answer: Some(Ok(resp)),
+                    }
+                }
+                CallProj::Stored { fut } => {
+                    let answer = ready!(fut.as_mut().poll(cx));
+                    Call::Answered {
+                        answer: Some(answer),
+                    }
+                }
+                CallProj::Answered { answer } => {
+                    return Poll::Ready(answer.take().unwrap_or_else(|| Err(polled_again())));
+                }
+            };
+            self.set(next);
+        }
     }
 }
