@@ -1010,9 +1010,11 @@ async fn load(
     tokio::time::sleep_until(win_start.into()).await;
     let cpu0 = proc_cpu(server.pid())?;
     let redis0 = redis.map(proc_cpu).transpose()?;
+    let client0 = proc_cpu(std::process::id())?;
     tokio::time::sleep_until(win_end.into()).await;
     let cpu1 = proc_cpu(server.pid())?;
     let redis1 = redis.map(proc_cpu).transpose()?;
+    let client1 = proc_cpu(std::process::id())?;
     let mut all = WorkerStats::default();
     for w in workers {
         all.merge(w.await?);
@@ -1020,6 +1022,7 @@ async fn load(
     Ok(Window {
         stats: all,
         cpu: cpu1.saturating_sub(cpu0).as_secs_f64(),
+        client_cpu: client1.saturating_sub(client0).as_secs_f64(),
         redis_cpu: redis0
             .zip(redis1)
             .map(|(a, b)| b.saturating_sub(a).as_secs_f64()),
@@ -1033,6 +1036,8 @@ struct Window {
     stats: WorkerStats,
     /// Server CPU seconds in the window.
     cpu: f64,
+    /// The load generator's (this process's) CPU seconds in the window.
+    client_cpu: f64,
     /// redis-server's CPU seconds in the window, for the Redis modes.
     redis_cpu: Option<f64>,
     secs: f64,
@@ -1263,12 +1268,15 @@ fn round(rt: &tokio::runtime::Runtime, r: &mut Running, args: &Args) -> Result<(
     let read = rt.block_on(load(r.mode, &r.a, redis, Method::GET, "/read", args))?;
     let write = rt.block_on(load(r.mode, &r.a, redis, Method::POST, "/write", args))?;
     eprintln!(
-        "  {:<20} read {:>6.0} req/s {:>5.1} µs CPU; write {:>6.0} req/s {:>5.1} µs CPU",
+        "  {:<20} read {:>6.0} req/s {:>5.1} µs CPU ({:>4.1} client); \
+         write {:>6.0} req/s {:>5.1} µs CPU ({:>4.1} client)",
         r.mode.key(),
         read.stats.requests as f64 / read.secs,
         read.cpu * 1e6 / read.stats.requests.max(1) as f64,
+        read.client_cpu * 1e6 / read.stats.requests.max(1) as f64,
         write.stats.requests as f64 / write.secs,
         write.cpu * 1e6 / write.stats.requests.max(1) as f64,
+        write.client_cpu * 1e6 / write.stats.requests.max(1) as f64,
     );
     r.read.push(read);
     r.write.push(write);
