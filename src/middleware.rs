@@ -1,10 +1,7 @@
 //! The Poem middleware: opens the session token before the handler, and after it sends a
 //! new token only when the session changed or is due for renewal.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use poem::http::header::SET_COOKIE;
@@ -1073,110 +1070,30 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
 impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
     type Output = Response;
 
-    /// With a token codec the work before the handler is done here, synchronously (it needs
-    /// no I/O), and the returned future holds little besides the handler's own: Poem boxes
-    /// each endpoint's future, and moving a large one costs more than most of what this
-    /// middleware does on a request. The store-backed mode, which waits on its store before
-    /// the handler, runs as one boxed `async fn`.
-    fn call(&self, mut req: Request) -> impl Future<Output = Result<Response>> + Send {
-        match &self.cfg.backend {
-            Backend::Token(codec) => match self.begin_token(&**codec, &mut req) {
-                Ok(Begun::Handler(pending)) => Call::Handler {
-                    handler: self.inner.call(req),
-                    ep: self,
-                    pending: Some(pending),
-                },
-                Ok(Begun::Answer(answer)) => Call::Answered {
-                    answer: Some(Ok(answer)),
-                },
-                Err(e) => Call::Answered {
-                    answer: Some(Err(e)),
-                },
-            },
-            Backend::Store { ids, store } => Call::Stored {
-                fut: Box::pin(self.call_stored(ids, &**store, req)),
-            },
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The future of a request through [`SealedSessionEndpoint`].
-    #[project = CallProj]
-    enum Call<'a, E, F> {
-        /// The handler runs; the session's answer is made when it returns.
-        Handler {
-            #[pin]
-            handler: F,
-            ep: &'a SealedSessionEndpoint<E>,
-            pending: Option<Pending<'a>>,
-        },
-        /// Revocations or a store write before the answer.
-        Finishing { io: BoxFuture<'a, Response> },
-        /// The store-backed mode, start to end.
-        Stored { fut: BoxFuture<'a, Result<Response>> },
-        /// Answered (`None` once taken).
-        Answered { answer: Option<Result<Response>> },
-    }
-}
-
-/// A request future polled again after it answered.
-fn polled_again() -> poem::Error {
-    poem::Error::from_string(
-        "session middleware polled after it answered",
-        StatusCode::INTERNAL_SERVER_ERROR,
-    )
-}
-
-impl<'a, E, F, T> Future for Call<'a, E, F>
-where
-    E: Endpoint,
-    F: Future<Output = Result<T>>,
-    T: IntoResponse,
-{
-    type Output = Result<Response>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        loop {
-            let next = match self.as_mut().project() {
-                CallProj::Handler {
-                    handler,
-                    ep,
-                    pending,
-                } => {
-                    // Changes are written even when the handler fails.
-                    let resp = match ready!(handler.poll(cx)) {
-                        Ok(r) => r.into_response(),
-                        Err(e) => e.into_response(),
-                    };
-                    let ep: &'a SealedSessionEndpoint<E> = ep;
-                    match pending.take().map(|p| ep.finish(p, resp)) {
-                        Some(Finish::Done(resp)) => Call::Answered {
-                            answer: Some(Ok(resp)),
-                        },
-                        Some(Finish::Io(io)) => Call::Finishing { io },
-                        None => Call::Answered {
-                            answer: Some(Err(polled_again())),
-                        },
-                    }
-                }
-                CallProj::Finishing { io } => {
-                    let resp = ready!(io.as_mut().poll(cx));
-                    Call::Answered {
-                        answer: Some(Ok(resp)),
-                    }
-                }
-                CallProj::Stored { fut } => {
-                    let answer = ready!(fut.as_mut().poll(cx));
-                    Call::Answered {
-                        answer: Some(answer),
-                    }
-                }
-                CallProj::Answered { answer } => {
-                    return Poll::Ready(answer.take().unwrap_or_else(|| Err(polled_again())));
-                }
-            };
-            self.set(next);
-        }
+    async fn call(&self, mut req: Request) -> Result<Response> {
+        // Poem boxes each endpoint's future, and moving a large one costs more than most of
+        // what this middleware does on a request. So the I/O that only some requests wait
+        // for (the store, revocations) runs in boxed futures, and with a token codec the
+        // work before the handler is synchronous: this future holds little besides the
+        // handler's.
+        let codec = match &self.cfg.backend {
+            Backend::Token(codec) => codec,
+            Backend::Store { ids, store } => {
+                return Box::pin(self.call_stored(ids, &**store, req)).await;
+            }
+        };
+        let pending = match self.begin_token(&**codec, &mut req)? {
+            Begun::Handler(pending) => pending,
+            Begun::Answer(answer) => return Ok(answer),
+        };
+        // Changes are written even when the handler fails.
+        let resp = match self.inner.call(req).await {
+            Ok(r) => r.into_response(),
+            Err(e) => e.into_response(),
+        };
+        Ok(match self.finish(pending, resp) {
+            Finish::Done(resp) => resp,
+            Finish::Io(io) => io.await,
+        })
     }
 }
