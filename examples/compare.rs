@@ -853,6 +853,8 @@ struct Phase {
     cpu_us_per_req: f64,
     /// redis-server's CPU per request, for the Redis modes.
     redis_cpu_us_per_req: Option<f64>,
+    /// The load generator's (this process's) CPU per request.
+    client_cpu_us_per_req: f64,
     /// Share of one core the server used, averaged over the window.
     server_cores: f64,
     p50_us: f64,
@@ -1071,6 +1073,12 @@ fn combine(windows: Vec<Window>) -> Phase {
             .map(|w| w.cpu * 1e6 / w.stats.requests.max(1) as f64)
             .collect(),
     );
+    let client_cpu_us_per_req = median(
+        windows
+            .iter()
+            .map(|w| w.client_cpu * 1e6 / w.stats.requests.max(1) as f64)
+            .collect(),
+    );
     let server_cores = median(windows.iter().map(|w| w.cpu / w.secs).collect());
     let redis_cpu_us_per_req = windows
         .iter()
@@ -1091,6 +1099,7 @@ fn combine(windows: Vec<Window>) -> Phase {
         rps,
         cpu_us_per_req,
         redis_cpu_us_per_req,
+        client_cpu_us_per_req,
         server_cores,
         p50_us: percentile(&all.latencies_us, 0.50),
         p99_us: percentile(&all.latencies_us, 0.99),
@@ -1933,7 +1942,7 @@ fn analysis(results: &[ModeResult], targets: &[Target]) -> String {
              the `Cookie` header, the cache look-up with its constant-time comparison, \
              allocating the `Session` and putting it in the request's extensions, the \
              expiry check, the handler's `get`, and dropping it all; in process \
-             (`benches/instructions.sh`, above) about 4.3k instructions against about 11k \
+             (`benches/instructions.sh`, above) about 4.2k instructions against about 11k \
              for the whole request without sessions. The target holds where a request costs \
              more than here (real handlers, TLS, a network).\n",
             if t.pass == Some(true) {
@@ -1974,6 +1983,7 @@ fn analysis(results: &[ModeResult], targets: &[Target]) -> String {
         let rest = find(results, Mode::None)
             .map(|m| cpus * 1e6 / m.write.rps.max(1.0) - m.write.cpu_us_per_req)
             .unwrap_or(0.0);
+        let client = find(results, Mode::None).map_or(0.0, |m| m.write.client_cpu_us_per_req);
         let cookie_only = cpu(Mode::NoneCookie, true).map(|c| c - base);
         let _ = write!(
             s,
@@ -1984,8 +1994,9 @@ fn analysis(results: &[ModeResult], targets: &[Target]) -> String {
                  write path is {:.0}% cheaper than Poem's, and a server with the cores to itself \
                  would answer {:.2}x as many writes. Here the rest of the machine (the load \
                  generator, the loopback, the kernel, on the same {cpus:.0} cores) costs about \
-                 {rest:.1} µs per request in every mode, which pulls every throughput ratio \
-                 towards 1: 1.3x the throughput needs the sealed server at or under {:.1} µs \
+                 {rest:.1} µs per request in every mode ({client:.1} µs of it the load \
+                 generator's own process, measured, nearly all of it the kernel's loopback \
+                 TCP), which pulls every throughput ratio towards 1: 1.3x the throughput needs the sealed server at or under {:.1} µs \
                  per request, a session that adds at most {:.1} µs to a write. {}\n",
             if t.pass == Some(true) {
                 "met by throughput only"
