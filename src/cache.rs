@@ -30,8 +30,8 @@
 //! would be freed at the end of the request.
 
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
 use crate::denylist::table::Keyed;
 use crate::state::{SessionId, SessionState};
@@ -57,7 +57,9 @@ pub(crate) struct Hit {
 struct Slot {
     hash: u64,
     token: Box<[u8]>,
-    purpose: Arc<str>,
+    /// Which of the endpoint's two purposes (cookie names) the token was made for: the one
+    /// with the `__Host-`/`__Secure-` prefix, or the plain one.
+    secure: bool,
     hit: Hit,
     /// Bytes charged to the budget.
     size: usize,
@@ -71,11 +73,18 @@ struct Set {
     clock: u64,
 }
 
+/// A counter alone on its pair of cache lines (adjacent-line prefetch pairs them).
+#[repr(align(128))]
+#[derive(Default)]
+struct Padded(AtomicUsize);
+
 /// Opened tokens of one endpoint; see the [module documentation](self).
 pub(crate) struct OpenCache {
     hasher: Keyed,
     sets: Box<[Mutex<Set>]>,
-    bytes: AtomicUsize,
+    /// Bytes charged to the budget, written on every write of a session by every thread:
+    /// on cache lines of its own, away from the fields every request reads.
+    bytes: Padded,
     max_bytes: usize,
     max_entry: usize,
     /// The data limits tokens are checked against before they are kept.
@@ -87,7 +96,7 @@ impl std::fmt::Debug for OpenCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenCache")
             .field("sets", &self.sets.len())
-            .field("bytes", &self.bytes.load(Ordering::Relaxed))
+            .field("bytes", &self.bytes.0.load(Ordering::Relaxed))
             .field("max_bytes", &self.max_bytes)
             .finish_non_exhaustive()
     }
@@ -106,7 +115,7 @@ impl OpenCache {
         Some(OpenCache {
             hasher: Keyed::random(),
             sets: (0..sets).map(|_| Mutex::new(Set::default())).collect(),
-            bytes: AtomicUsize::new(0),
+            bytes: Padded::default(),
             max_bytes,
             max_entry: (max_bytes / 16).max(1),
             max_data_len,
@@ -132,40 +141,40 @@ impl OpenCache {
         self.sets.get(i)
     }
 
-    /// What `token` (of [`OpenCache::hash`] `hash`) opened to for `purpose`, if it is kept.
-    pub(crate) fn get(&self, token: &[u8], hash: u64, purpose: &str) -> Option<Hit> {
+    /// What `token` (of [`OpenCache::hash`] `hash`) opened to for the purpose `secure` names
+    /// (see [`Shared::purpose`](crate::session::Shared::purpose)), if it is kept.
+    pub(crate) fn get(&self, token: &[u8], hash: u64, secure: bool) -> Option<Hit> {
         let set = self.set(hash)?.lock().ok()?;
         set.slots
             .iter()
             .flatten()
             .find(|s| {
                 s.hash == hash
+                    && s.secure == secure
                     && constant_time_eq::constant_time_eq(&s.token, token)
-                    && *s.purpose == *purpose
             })
             .map(|s| s.hit.clone())
     }
 
     /// Keeps what `token` opened to. Only for tokens that opened, or that this endpoint just
     /// sealed from `hit.state`. A state outside the data limits is not kept: opening its
-    /// token would refuse it.
-    pub(crate) fn insert(&self, token: &str, hash: u64, purpose: &Arc<str>, hit: Hit) {
-        if hit
-            .state
-            .check_data(self.max_data_len, self.max_depth)
-            .is_err()
+    /// token would refuse it. `credit`: bytes [`OpenCache::take`] freed and left to this call
+    /// to subtract from the budget, so that a write's new token and the one it replaces
+    /// update the budget once.
+    pub(crate) fn insert(&self, token: &str, hash: u64, secure: bool, hit: Hit, credit: usize) {
+        let size = token.len() + hit.state.heap_size() + std::mem::size_of::<Slot>();
+        if size > self.max_entry
+            || hit
+                .state
+                .check_data(self.max_data_len, self.max_depth)
+                .is_err()
         {
-            return;
-        }
-        let size = token.len()
-            + hit.state.heap_size()
-            + std::mem::size_of::<Slot>()
-            + purpose.len().min(64);
-        if size > self.max_entry {
+            self.charge(0, credit);
             return;
         }
         let token = token.as_bytes();
         let Some(Ok(mut set)) = self.set(hash).map(Mutex::lock) else {
+            self.charge(0, credit);
             return;
         };
         set.clock = set.clock.wrapping_add(1);
@@ -178,8 +187,8 @@ impl OpenCache {
             .position(|s| {
                 s.as_ref().is_some_and(|s| {
                     s.hash == hash
+                        && s.secure == secure
                         && constant_time_eq::constant_time_eq(&s.token, token)
-                        && *s.purpose == **purpose
                 })
             })
             .or_else(|| set.slots.iter().position(Option::is_none))
@@ -190,19 +199,16 @@ impl OpenCache {
                     .map_or(0, |(i, _)| i)
             });
         let Some(slot) = set.slots.get_mut(way) else {
+            self.charge(0, credit);
             return;
         };
         let old = slot.take();
-        if let Some(old) = &old {
-            self.bytes.fetch_sub(old.size, Ordering::Relaxed);
-        }
-        if self.bytes.fetch_add(size, Ordering::Relaxed) + size > self.max_bytes {
-            self.bytes.fetch_sub(size, Ordering::Relaxed);
-        } else {
+        let freed = credit + old.as_ref().map_or(0, |o| o.size);
+        if self.charge(size, freed) {
             *slot = Some(Slot {
                 hash,
                 token: token.into(),
-                purpose: Arc::clone(purpose),
+                secure,
                 hit,
                 size,
                 age,
@@ -213,12 +219,36 @@ impl OpenCache {
         drop(old);
     }
 
+    /// Adds `size` to the budget's count and subtracts `freed`, in one atomic update (every
+    /// thread writing sessions updates it); `false`, with only `freed` subtracted, when
+    /// `size` would not fit.
+    fn charge(&self, size: usize, freed: usize) -> bool {
+        let bytes = &self.bytes.0;
+        if size < freed {
+            bytes.fetch_sub(freed - size, Ordering::Relaxed);
+            return true;
+        }
+        let grow = size - freed;
+        if grow == 0 {
+            return true;
+        }
+        let before = bytes.fetch_add(grow, Ordering::Relaxed);
+        if before.saturating_add(grow) > self.max_bytes {
+            bytes.fetch_sub(size, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
     /// Drops the token of [`OpenCache::hash`] `hash` if it belongs to session `id`: a token
     /// that a newer one replaced. The client sends the newer one from now on; keeping the
     /// old would fill the cache with tokens nobody sends and push out those still in use.
-    pub(crate) fn remove(&self, hash: u64, id: SessionId) {
+    /// Returns the bytes freed, which the caller passes to [`OpenCache::insert`] as its
+    /// `credit` (or to [`OpenCache::remove`]'s budget update).
+    #[must_use]
+    pub(crate) fn take(&self, hash: u64, id: SessionId) -> usize {
         let Some(Ok(mut set)) = self.set(hash).map(Mutex::lock) else {
-            return;
+            return 0;
         };
         let old = set
             .slots
@@ -229,15 +259,21 @@ impl OpenCache {
             })
             .and_then(Option::take);
         drop(set);
-        if let Some(old) = &old {
-            self.bytes.fetch_sub(old.size, Ordering::Relaxed);
-        }
+        // Freed outside the lock.
+        old.map_or(0, |o| o.size)
+    }
+
+    /// [`OpenCache::take`], and the budget updated.
+    #[cfg(test)]
+    pub(crate) fn remove(&self, hash: u64, id: SessionId) {
+        let freed = self.take(hash, id);
+        self.charge(0, freed);
     }
 
     /// Bytes charged to the budget now.
     #[cfg(test)]
     pub(crate) fn bytes(&self) -> usize {
-        self.bytes.load(Ordering::Relaxed)
+        self.bytes.0.load(Ordering::Relaxed)
     }
 }
 
@@ -261,12 +297,12 @@ mod tests {
         }
     }
 
-    fn put(c: &OpenCache, token: &str, purpose: &Arc<str>, hit: Hit) {
-        c.insert(token, c.hash(token.as_bytes()), purpose, hit);
+    fn put(c: &OpenCache, token: &str, secure: bool, hit: Hit) {
+        c.insert(token, c.hash(token.as_bytes()), secure, hit, 0);
     }
 
-    fn find(c: &OpenCache, token: &[u8], purpose: &str) -> Option<Hit> {
-        c.get(token, c.hash(token), purpose)
+    fn find(c: &OpenCache, token: &[u8], secure: bool) -> Option<Hit> {
+        c.get(token, c.hash(token), secure)
     }
 
     fn user(h: &Hit) -> Option<String> {
@@ -276,32 +312,30 @@ mod tests {
     #[test]
     fn answers_only_for_the_same_bytes_and_purpose() {
         let c = OpenCache::new(1 << 16, 16 * 1024, 32).expect("cache");
-        let purpose: Arc<str> = Arc::from("sid");
-        put(&c, "token-of-alice", &purpose, hit("alice"));
+        put(&c, "token-of-alice", false, hit("alice"));
         assert_eq!(
-            find(&c, b"token-of-alice", "sid").as_ref().and_then(user),
+            find(&c, b"token-of-alice", false).as_ref().and_then(user),
             Some("alice".to_owned())
         );
-        assert!(find(&c, b"token-of-alicf", "sid").is_none());
-        assert!(find(&c, b"Token-of-alice", "sid").is_none());
-        assert!(find(&c, b"token-of-alice ", "sid").is_none());
-        assert!(find(&c, b"token-of-alic", "sid").is_none());
-        assert!(find(&c, b"token-of-alice", "__Host-sid").is_none());
-        assert!(find(&c, b"", "sid").is_none());
+        assert!(find(&c, b"token-of-alicf", false).is_none());
+        assert!(find(&c, b"Token-of-alice", false).is_none());
+        assert!(find(&c, b"token-of-alice ", false).is_none());
+        assert!(find(&c, b"token-of-alic", false).is_none());
+        assert!(find(&c, b"token-of-alice", true).is_none());
+        assert!(find(&c, b"", false).is_none());
     }
 
     #[test]
     fn a_replaced_token_is_dropped_for_its_own_session_only() {
         let c = OpenCache::new(1 << 16, 16 * 1024, 32).expect("cache");
-        let purpose: Arc<str> = Arc::from("sid");
-        put(&c, "old-token", &purpose, hit("alice"));
+        put(&c, "old-token", false, hit("alice"));
         let bytes = c.bytes();
         assert!(bytes > 0);
         // Another session's id: kept.
         c.remove(c.hash(b"old-token"), SessionId::from_bytes([8; 16]));
-        assert!(find(&c, b"old-token", "sid").is_some());
+        assert!(find(&c, b"old-token", false).is_some());
         c.remove(c.hash(b"old-token"), SessionId::from_bytes([7; 16]));
-        assert!(find(&c, b"old-token", "sid").is_none());
+        assert!(find(&c, b"old-token", false).is_none());
         assert_eq!(c.bytes(), 0);
     }
 
@@ -314,12 +348,11 @@ mod tests {
     fn stays_within_its_budget() {
         let budget = 64 * 1024;
         let c = OpenCache::new(budget, 16 * 1024, 32).expect("cache");
-        let purpose: Arc<str> = Arc::from("sid");
         for i in 0..10_000 {
             put(
                 &c,
                 &format!("{}-{i:06}", "x".repeat(200)),
-                &purpose,
+                false,
                 hit("bob"),
             );
             assert!(c.bytes() <= budget, "{} over {budget}", c.bytes());
@@ -328,24 +361,94 @@ mod tests {
     }
 
     #[test]
+    fn a_write_replacing_its_token_counts_the_budget_exactly() {
+        let c = OpenCache::new(1 << 16, 16 * 1024, 32).expect("cache");
+        put(&c, "token-1", false, hit("alice"));
+        let one = c.bytes();
+        // The write takes the old token out, then keeps the new one with the freed bytes as
+        // credit: the count is the new entry's size alone.
+        let freed = c.take(c.hash(b"token-1"), SessionId::from_bytes([7; 16]));
+        assert_eq!(freed, one);
+        assert_eq!(
+            c.bytes(),
+            one,
+            "take leaves the count to the insert that follows"
+        );
+        let h = hit("alice-after-the-write");
+        let two = "token-two".len() + h.state.heap_size() + std::mem::size_of::<Slot>();
+        c.insert("token-two", c.hash(b"token-two"), false, h, freed);
+        assert_eq!(c.bytes(), two);
+        assert!(find(&c, b"token-1", false).is_none());
+        assert!(find(&c, b"token-two", false).is_some());
+        // A replacement that is not kept (too large here) still frees the old.
+        let freed = c.take(c.hash(b"token-two"), SessionId::from_bytes([7; 16]));
+        c.insert("token-3", c.hash(b"token-3"), false, hit("x"), 0);
+        let three = c.bytes();
+        c.insert(
+            "token-4",
+            c.hash(b"token-4"),
+            false,
+            Hit {
+                state: {
+                    let mut s = state("y");
+                    s.insert("pad", &"z".repeat(20_000)).expect("insert");
+                    s.settle().expect("settle");
+                    s
+                },
+                stale_key: false,
+            },
+            freed,
+        );
+        assert_eq!(
+            c.bytes(),
+            three - freed,
+            "the refused entry's credit is still applied"
+        );
+    }
+
+    #[test]
+    fn the_budget_is_charged_once_and_a_refusal_keeps_only_the_credit() {
+        let c = OpenCache::new(1 << 16, 16 * 1024, 32).expect("cache");
+        let max = 1 << 16;
+        assert!(c.charge(100, 0));
+        assert_eq!(c.bytes(), 100);
+        assert!(
+            c.charge(50, 100),
+            "a smaller entry in place of a larger one"
+        );
+        assert_eq!(c.bytes(), 50);
+        assert!(c.charge(0, 50));
+        assert_eq!(c.bytes(), 0);
+        assert!(c.charge(max - 10, 0));
+        assert!(!c.charge(20, 0), "over the budget");
+        assert_eq!(c.bytes(), max - 10);
+        assert!(c.charge(20, 15), "fits once the credit is counted");
+        assert_eq!(c.bytes(), max - 5);
+        assert!(!c.charge(100, 10));
+        assert_eq!(
+            c.bytes(),
+            max - 15,
+            "refused: only the credit is subtracted"
+        );
+    }
+
+    #[test]
     fn refuses_entries_over_a_sixteenth_of_the_budget() {
         let c = OpenCache::new(16 * 1024, 16 * 1024, 32).expect("cache");
-        let purpose: Arc<str> = Arc::from("sid");
         let big = "t".repeat(2000);
-        put(&c, &big, &purpose, hit("carol"));
-        assert!(find(&c, big.as_bytes(), "sid").is_none());
+        put(&c, &big, false, hit("carol"));
+        assert!(find(&c, big.as_bytes(), false).is_none());
         assert_eq!(c.bytes(), 0);
     }
 
     #[test]
     fn does_not_keep_data_outside_the_limits() {
-        let purpose: Arc<str> = Arc::from("sid");
         // 20 bytes of data allowed: `{"user":"alice"}` (16) passes, a longer one does not.
         let c = OpenCache::new(1 << 16, 20, 32).expect("cache");
-        put(&c, "short", &purpose, hit("alice"));
-        put(&c, "long", &purpose, hit("alice-with-a-long-name"));
-        assert!(find(&c, b"short", "sid").is_some());
-        assert!(find(&c, b"long", "sid").is_none());
+        put(&c, "short", false, hit("alice"));
+        put(&c, "long", false, hit("alice-with-a-long-name"));
+        assert!(find(&c, b"short", false).is_some());
+        assert!(find(&c, b"long", false).is_none());
         // One level of nesting allowed: the data object itself, nothing inside it.
         let c = OpenCache::new(1 << 16, 1024, 1).expect("cache");
         let mut nested = state("alice");
@@ -354,15 +457,15 @@ mod tests {
         put(
             &c,
             "nested",
-            &purpose,
+            false,
             Hit {
                 state: nested,
                 stale_key: false,
             },
         );
-        put(&c, "flat", &purpose, hit("alice"));
-        assert!(find(&c, b"nested", "sid").is_none());
-        assert!(find(&c, b"flat", "sid").is_some());
+        put(&c, "flat", false, hit("alice"));
+        assert!(find(&c, b"nested", false).is_none());
+        assert!(find(&c, b"flat", false).is_some());
     }
 
     #[test]
@@ -374,12 +477,11 @@ mod tests {
             max_entry: 1 << 16,
             ..c
         };
-        let purpose: Arc<str> = Arc::from("sid");
-        put(&c, "a", &purpose, hit("a"));
-        put(&c, "b", &purpose, hit("b"));
-        put(&c, "c", &purpose, hit("c"));
-        assert!(find(&c, b"a", "sid").is_none());
-        assert!(find(&c, b"b", "sid").is_some());
-        assert!(find(&c, b"c", "sid").is_some());
+        put(&c, "a", false, hit("a"));
+        put(&c, "b", false, hit("b"));
+        put(&c, "c", false, hit("c"));
+        assert!(find(&c, b"a", false).is_none());
+        assert!(find(&c, b"b", false).is_some());
+        assert!(find(&c, b"c", false).is_some());
     }
 }

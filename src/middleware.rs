@@ -17,7 +17,7 @@ use crate::error::OpenError;
 use crate::keys::Keyring;
 use crate::limits::Limits;
 use crate::policy::Policy;
-use crate::session::{Backend, Inner, Lifecycle, Session, Shared};
+use crate::session::{Backend, Inner, Lifecycle, Session, Shared, Striped};
 use crate::state::{SessionId, SessionState};
 use crate::stats::{Counted, Counters, Stats};
 use crate::store::Store;
@@ -307,7 +307,7 @@ impl<E: Endpoint> Middleware<E> for SealedSession {
                 Backend::Token(codec) => codec.name(),
                 Backend::Store { .. } => "store",
             },
-            shared: Arc::new(Shared {
+            shared: Shared {
                 backend: cfg.backend.clone(),
                 denylist: cfg.denylist.clone().map(|d| -> Arc<dyn Denylist> { d }),
                 purposes: [
@@ -319,13 +319,15 @@ impl<E: Endpoint> Middleware<E> for SealedSession {
                         cfg.open_cache,
                         cfg.limits.get_data_len(),
                         cfg.limits.get_json_depth(),
-                    ),
+                    )
+                    .map(Arc::new),
                     _ => None,
                 },
                 max_age: cfg.policy.get_max_age(),
                 idle_timeout: cfg.policy.get_idle_timeout(),
                 max_depth: cfg.limits.get_json_depth(),
-            }),
+            }
+            .into(),
             cfg: Arc::new(cfg.clone()),
         }
     }
@@ -339,7 +341,7 @@ pub struct SealedSessionEndpoint<E> {
     mode: &'static str,
     /// What this endpoint's sessions share (handed to each, one reference count): the cookie
     /// names, and what recently seen tokens opened to (token codecs whose opening is pure).
-    shared: Arc<Shared>,
+    shared: Striped,
 }
 
 impl<E> SealedSessionEndpoint<E> {
@@ -437,7 +439,7 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
         &self,
         codec: &dyn Codec,
         token: Option<&[u8]>,
-        purpose: &Arc<str>,
+        (purpose, secure): (&Arc<str>, bool),
         now: Timestamp,
     ) -> Result<Arrival> {
         let Some(token) = token else {
@@ -447,8 +449,13 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
             return self.fresh(now, Some(e));
         }
         // The open cache compares bytes; anything else needs text, and a token is base64.
-        let cache = self.shared.cache.as_ref().map(|c| (c, c.hash(token)));
-        let opened = match cache.and_then(|(c, hash)| c.get(token, hash, purpose)) {
+        let cache = self
+            .shared
+            .here()
+            .cache
+            .as_ref()
+            .map(|c| (c, c.hash(token)));
+        let opened = match cache.and_then(|(c, hash)| c.get(token, hash, secure)) {
             // The same bytes opened before: only what depends on the time is checked again.
             Some(hit) => {
                 self.cfg.stats.opened(true);
@@ -475,7 +482,7 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
                                 state: state.clone(),
                                 stale_key,
                             };
-                            cache.insert(token, hash, purpose, hit);
+                            cache.insert(token, hash, secure, hit, 0);
                         }
                         Ok((f.renew, stale_key, state))
                     })
@@ -814,12 +821,12 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
                     return Err(unauthorized(&e, span));
                 }
             };
-            return Ok((Carrier::Bearer, self.shared.purpose(false), token));
+            return Ok((Carrier::Bearer, self.shared.here().purpose(false), token));
         }
         let secure = cfg
             .cookie
             .is_secure(is_https(req, cfg.cookie.trusts_proxy()));
-        let purpose = self.shared.purpose(secure);
+        let purpose = self.shared.here().purpose(secure);
         let max = cfg.limits.get_cookie_header_len();
         let (incoming, token) = match cfg.cookie.scan(req.headers(), purpose, max) {
             Ok(scanned) => scanned,
@@ -844,7 +851,10 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
             Err(answer) => return Ok(Begun::Answer(answer)),
         };
         let arrival = match token {
-            Token::Bytes(t) => self.open_token(codec, Some(&t), purpose, now),
+            Token::Bytes(t) => {
+                let secure = matches!(carrier, Carrier::Cookie { secure: true, .. });
+                self.open_token(codec, Some(&t), (purpose, secure), now)
+            }
             Token::Absent => self.fresh(now, None),
             Token::Refused(e) => self.fresh(now, Some(e)),
         }
@@ -929,7 +939,7 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
             unconfirmed,
             token: None,
             now,
-            shared: Arc::clone(&self.shared),
+            shared: Arc::clone(self.shared.here()),
             secure: matches!(carrier, Carrier::Cookie { secure: true, .. }),
             stale_key,
             saved: None,

@@ -16,6 +16,7 @@ use crate::codec::{Codec, SessionIdCodec};
 use crate::denylist::{Denylist, DenylistError};
 use crate::error::{DataError, OpenError, SealError};
 use crate::state::{SessionId, SessionState};
+use crate::stats::STRIPES;
 use crate::store::{Store, StoreError};
 
 /// Errors a handler can get from a [`Session`].
@@ -148,6 +149,13 @@ pub(crate) struct Inner {
 }
 
 /// What the sessions of one endpoint share: how their tokens are made, kept and revoked.
+///
+/// Every session holds a reference, taken and dropped on every request. The endpoint keeps
+/// one copy per thread stripe ([`crate::stats::stripe`]), each aligned to its own cache
+/// lines, so that threads serving requests in parallel do not pass one reference count (and
+/// the fields beside it, which every request reads) back and forth between their cores.
+#[derive(Clone)]
+#[repr(align(128))]
 pub(crate) struct Shared {
     pub(crate) backend: Backend,
     pub(crate) denylist: Option<Arc<dyn Denylist>>,
@@ -155,12 +163,37 @@ pub(crate) struct Shared {
     pub(crate) purposes: [Arc<str>; 2],
     /// The open cache: a token sealed here is kept in it, so that its next use (the
     /// client's next request) is not decoded again.
-    pub(crate) cache: Option<OpenCache>,
+    pub(crate) cache: Option<Arc<OpenCache>>,
     pub(crate) max_age: Duration,
     pub(crate) idle_timeout: Option<Duration>,
     /// The data's nesting bound ([`Limits::json_depth`](crate::Limits::json_depth)): a value
     /// that would pass it is refused by `insert`, not sent and refused on its way back.
     pub(crate) max_depth: usize,
+}
+
+/// One copy of [`Shared`] per thread stripe, each in its own allocation.
+pub(crate) struct Striped {
+    first: Arc<Shared>,
+    rest: Box<[Arc<Shared>]>,
+}
+
+impl From<Shared> for Striped {
+    fn from(shared: Shared) -> Striped {
+        Striped {
+            rest: (1..STRIPES).map(|_| Arc::new(shared.clone())).collect(),
+            first: Arc::new(shared),
+        }
+    }
+}
+
+impl Striped {
+    /// This thread's copy.
+    pub(crate) fn here(&self) -> &Arc<Shared> {
+        match crate::stats::stripe() {
+            0 => &self.first,
+            i => self.rest.get(i - 1).unwrap_or(&self.first),
+        }
+    }
 }
 
 impl Shared {
@@ -201,11 +234,19 @@ impl Inner {
                         state: self.state.clone(),
                         stale_key: false,
                     };
-                    cache.insert(&token, cache.hash(token.as_bytes()), purpose, hit);
-                    // The client sends the new token from now on.
-                    if let Some((hash, id)) = self.cached_as.take() {
-                        cache.remove(hash, id);
-                    }
+                    // The client sends the new token from now on: the one it replaces goes,
+                    // and the budget is updated once for both.
+                    let freed = self
+                        .cached_as
+                        .take()
+                        .map_or(0, |(hash, id)| cache.take(hash, id));
+                    cache.insert(
+                        &token,
+                        cache.hash(token.as_bytes()),
+                        self.secure,
+                        hit,
+                        freed,
+                    );
                 }
                 self.issued_until = self.issued_until.max(self.state.expires_at());
                 self.changed = false;

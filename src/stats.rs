@@ -103,7 +103,7 @@ struct Stripe(AtomicU64);
 struct Striped([Stripe; STRIPES]);
 
 /// This thread's stripe: threads take stripes in turn as they first count.
-fn stripe() -> usize {
+pub(crate) fn stripe() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
