@@ -1353,8 +1353,9 @@ struct Args {
 
 const USAGE: &str = "\
 usage: compare [options]
-  --modes a,b,...       modes to run (default: all): none, sealed, signed, jwt, store-memory,
-                        store-redis, poem-cookie, poem-redis
+  --modes a,b,...       modes to run (default: all): none, none+cookie, sealed,
+                        sealed-nocache, signed, jwt, sealed+deny-memory, sealed+deny-redis,
+                        store-memory, store-redis, poem-cookie, poem-redis
   --duration SECS       measured window per route and round (default 1)
   --warmup SECS         warm-up before each window (default 0.5)
   --rounds N            rounds; each round measures every mode once (default 5)
