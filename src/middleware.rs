@@ -772,6 +772,15 @@ struct Pending<'a> {
     refused: bool,
 }
 
+/// What [`SealedSessionEndpoint::start`] reads from a request.
+struct Started<'a, 'r> {
+    span: Span,
+    now: Timestamp,
+    carrier: Carrier,
+    purpose: &'a Arc<str>,
+    token: Token<'r>,
+}
+
 /// Where the request's handler stands, from the middleware's side.
 enum Begun<'a> {
     /// The session is in the request: run the handler.
@@ -841,60 +850,63 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
         Ok((Carrier::Cookie { secure, incoming }, purpose, token))
     }
 
+    /// The request's span and time, and how it carries its session; or the answer when it is
+    /// refused before its handler.
+    #[allow(clippy::result_large_err)] // as `read`
+    fn start<'r>(&self, req: &'r Request) -> std::result::Result<Started<'_, 'r>, Response> {
+        let span = self.span();
+        let now = self.cfg.clock.now();
+        let (carrier, purpose, token) = self.read(req, &span)?;
+        Ok(Started {
+            span,
+            now,
+            carrier,
+            purpose,
+            token,
+        })
+    }
+
     /// Everything before the handler with a token codec, which needs no I/O: reads and
     /// opens the token and puts the session in the request.
     fn begin_token(&self, codec: &dyn Codec, req: &mut Request) -> Result<Begun<'_>> {
-        let span = self.span();
-        let now = self.cfg.clock.now();
-        let (carrier, purpose, token) = match self.read(req, &span) {
-            Ok(read) => read,
+        let s = match self.start(req) {
+            Ok(s) => s,
             Err(answer) => return Ok(Begun::Answer(answer)),
         };
-        let arrival = match token {
+        let arrival = match s.token {
             Token::Bytes(t) => {
-                let secure = matches!(carrier, Carrier::Cookie { secure: true, .. });
-                self.open_token(codec, Some(&t), (purpose, secure), now)
+                let secure = matches!(s.carrier, Carrier::Cookie { secure: true, .. });
+                self.open_token(codec, Some(&t), (s.purpose, secure), s.now)
             }
-            Token::Absent => self.fresh(now, None),
-            Token::Refused(e) => self.fresh(now, Some(e)),
+            Token::Absent => self.fresh(s.now, None),
+            Token::Refused(e) => self.fresh(s.now, Some(e)),
         }
-        .inspect_err(|_| outcome(&span, "unavailable"))?;
-        Ok(self.admit(req, span, carrier, purpose, arrival, now))
+        .inspect_err(|_| outcome(&s.span, "unavailable"))?;
+        Ok(self.admit(req, s.span, s.carrier, s.purpose, arrival, s.now))
     }
 
-    /// A request through the store-backed mode, whose session is loaded before the handler
-    /// and saved after it.
-    async fn call_stored(
+    /// Everything before the handler in the store-backed mode: the session is loaded from
+    /// the store.
+    async fn begin_stored(
         &self,
         ids: &SessionIdCodec,
         store: &dyn Store,
-        mut req: Request,
-    ) -> Result<Response> {
-        let span = self.span();
-        let now = self.cfg.clock.now();
-        let (carrier, purpose, token) = match self.read(&req, &span) {
-            Ok(read) => read,
-            Err(answer) => return Ok(answer),
+        req: &mut Request,
+    ) -> Result<Begun<'_>> {
+        let s = match self.start(req) {
+            Ok(s) => s,
+            Err(answer) => return Ok(Begun::Answer(answer)),
         };
-        let arrival = match token {
-            Token::Bytes(t) => self.open_stored(ids, store, Some(&t), purpose, now).await,
-            Token::Absent => self.fresh(now, None),
-            Token::Refused(e) => self.fresh(now, Some(e)),
+        let arrival = match s.token {
+            Token::Bytes(t) => {
+                self.open_stored(ids, store, Some(&t), s.purpose, s.now)
+                    .await
+            }
+            Token::Absent => self.fresh(s.now, None),
+            Token::Refused(e) => self.fresh(s.now, Some(e)),
         }
-        .inspect_err(|_| outcome(&span, "unavailable"))?;
-        let pending = match self.admit(&mut req, span, carrier, purpose, arrival, now) {
-            Begun::Handler(pending) => pending,
-            Begun::Answer(answer) => return Ok(answer),
-        };
-        // Changes are written even when the handler fails.
-        let resp = match self.inner.call(req).await {
-            Ok(r) => r.into_response(),
-            Err(e) => e.into_response(),
-        };
-        Ok(match self.finish(pending, resp) {
-            Finish::Done(resp) => resp,
-            Finish::Io(io) => io.await,
-        })
+        .inspect_err(|_| outcome(&s.span, "unavailable"))?;
+        Ok(self.admit(req, s.span, s.carrier, s.purpose, arrival, s.now))
     }
 
     /// Makes the request's [`Session`] from what arrived and puts it in the request; or, for
@@ -1086,13 +1098,13 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
         // for (the store, revocations) runs in boxed futures, and with a token codec the
         // work before the handler is synchronous: this future holds little besides the
         // handler's.
-        let codec = match &self.cfg.backend {
-            Backend::Token(codec) => codec,
+        let begun = match &self.cfg.backend {
+            Backend::Token(codec) => self.begin_token(&**codec, &mut req)?,
             Backend::Store { ids, store } => {
-                return Box::pin(self.call_stored(ids, &**store, req)).await;
+                Box::pin(self.begin_stored(ids, &**store, &mut req)).await?
             }
         };
-        let pending = match self.begin_token(&**codec, &mut req)? {
+        let pending = match begun {
             Begun::Handler(pending) => pending,
             Begun::Answer(answer) => return Ok(answer),
         };
