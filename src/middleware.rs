@@ -433,18 +433,15 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
     }
 
     /// Opens the token a request carried (its bytes as they came: a cookie is not checked to
-    /// be text before this) with a token codec, or starts a new session. Synchronous: a
-    /// token codec does no I/O, and a denylist answers from memory.
+    /// be text before this) with a token codec; a fresh session when it is refused.
+    /// Synchronous: a token codec does no I/O, and a denylist answers from memory.
     fn open_token(
         &self,
         codec: &dyn Codec,
-        token: Option<&[u8]>,
+        token: &[u8],
         (purpose, secure): (&Arc<str>, bool),
         now: Timestamp,
     ) -> Result<Arrival> {
-        let Some(token) = token else {
-            return self.fresh(now, None);
-        };
         if let Err(e) = self.cfg.limits.check_token(token) {
             return self.fresh(now, Some(e));
         }
@@ -491,19 +488,16 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
         self.admitted(opened, cache.map(|(_, hash)| hash), now)
     }
 
-    /// Opens the signed session id a request carried and loads its session from the store,
-    /// or starts a new session.
+    /// Opens the signed session id a request carried and loads its session from the store; a
+    /// fresh session when the id is refused or its session is not found.
     async fn open_stored(
         &self,
         ids: &SessionIdCodec,
         store: &dyn Store,
-        token: Option<&[u8]>,
+        token: &[u8],
         purpose: &Arc<str>,
         now: Timestamp,
     ) -> Result<Arrival> {
-        let Some(token) = token else {
-            return self.fresh(now, None);
-        };
         if let Err(e) = self.cfg.limits.check_token(token) {
             return self.fresh(now, Some(e));
         }
@@ -876,7 +870,7 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
         let arrival = match s.token {
             Token::Bytes(t) => {
                 let secure = matches!(s.carrier, Carrier::Cookie { secure: true, .. });
-                self.open_token(codec, Some(&t), (s.purpose, secure), s.now)
+                self.open_token(codec, &t, (s.purpose, secure), s.now)
             }
             Token::Absent => self.fresh(s.now, None),
             Token::Refused(e) => self.fresh(s.now, Some(e)),
@@ -898,10 +892,7 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
             Err(answer) => return Ok(Begun::Answer(answer)),
         };
         let arrival = match s.token {
-            Token::Bytes(t) => {
-                self.open_stored(ids, store, Some(&t), s.purpose, s.now)
-                    .await
-            }
+            Token::Bytes(t) => self.open_stored(ids, store, &t, s.purpose, s.now).await,
             Token::Absent => self.fresh(s.now, None),
             Token::Refused(e) => self.fresh(s.now, Some(e)),
         }
