@@ -438,8 +438,15 @@ async fn browser_scenario(c: &Client, demo: &Demo) -> TestResult {
     c.goto(&demo.url("/")).await?;
     assert_eq!(text(c, "visits").await?, "1");
     c.find(Locator::Id("logout-submit")).await?.click().await?;
+    // The page with the logout button is already on `/`, so the path alone does not show
+    // that the answer to the logout has loaded; its login form does (the page before has
+    // none).
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("login"))
+        .await
+        .map_err(|e| format!("no login form after logging out: {e}"))?;
     wait_for_path(c, "/").await?;
-    c.find(Locator::Id("login")).await?;
     assert!(session_cookie(c).await?.is_none(), "logout left the cookie");
     assert_logged_out(c, demo).await?;
     Ok(())
