@@ -743,8 +743,17 @@ fn unavailable(span: &Span, msg: &str) -> Response {
 }
 
 fn append_all(headers: &mut HeaderMap, values: Vec<HeaderValue>) {
-    for v in values {
-        headers.append(SET_COOKIE, v);
+    SetCookies(headers).extend(values);
+}
+
+/// A response's headers, taking `Set-Cookie` values.
+struct SetCookies<'h>(&'h mut HeaderMap);
+
+impl Extend<HeaderValue> for SetCookies<'_> {
+    fn extend<I: IntoIterator<Item = HeaderValue>>(&mut self, values: I) {
+        for v in values {
+            self.0.append(SET_COOKIE, v);
+        }
     }
 }
 
@@ -1038,12 +1047,16 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
                 );
             }
             (Outcome::Write, Carrier::Cookie { secure, incoming }, Some(token)) => {
-                match cfg
-                    .cookie
-                    .write(p.purpose, &token, *secure, Some(plan.max_age), incoming)
-                {
-                    Ok(values) => append_all(resp.headers_mut(), values),
-                    Err(e) => return not_saved(&p.span, &e.to_string()),
+                let mut set_cookies = SetCookies(resp.headers_mut());
+                if let Err(e) = cfg.cookie.write_into(
+                    &mut set_cookies,
+                    p.purpose,
+                    &token,
+                    *secure,
+                    Some(plan.max_age),
+                    incoming,
+                ) {
+                    return not_saved(&p.span, &e.to_string());
                 }
             }
             (Outcome::Write, Carrier::Bearer, Some(token)) => {

@@ -385,6 +385,22 @@ impl CookieConfig {
         max_age: Option<Duration>,
         incoming: &Incoming,
     ) -> Result<Vec<HeaderValue>, TooLarge> {
+        let mut out = Vec::with_capacity(1 + incoming.chunks);
+        self.write_into(&mut out, name, token, secure, max_age, incoming)?;
+        Ok(out)
+    }
+
+    /// [`CookieConfig::write`] into `out` (the middleware appends to the response's headers
+    /// directly, without a `Vec` per response).
+    pub(crate) fn write_into(
+        &self,
+        out: &mut impl Extend<HeaderValue>,
+        name: &str,
+        token: &str,
+        secure: bool,
+        max_age: Option<Duration>,
+        incoming: &Incoming,
+    ) -> Result<(), TooLarge> {
         let max_age = if self.persistent { max_age } else { None };
         // The common case, one cookie, in one buffer.
         let mut one = String::with_capacity(name.len() + 1 + token.len() + 128);
@@ -392,13 +408,12 @@ impl CookieConfig {
         one.push('=');
         one.push_str(token);
         self.push_attributes(&mut one, secure, max_age, false);
-        let mut out = Vec::with_capacity(1 + incoming.chunks);
         if one.len() <= BROWSER_COOKIE_LIMIT {
-            push(&mut out, one);
+            push(out, one);
             for i in 0..incoming.chunks {
-                self.push_removal(&mut out, &format!("{name}.{i}"), secure);
+                self.push_removal(out, &format!("{name}.{i}"), secure);
             }
-            return Ok(out);
+            return Ok(());
         }
         let attrs = self.attributes(secure, max_age, false);
         // Chunk names grow with the index; size each chunk for the longest name.
@@ -425,17 +440,17 @@ impl CookieConfig {
             let (Some(head), Some(tail)) = (rest.get(..cut), rest.get(cut..)) else {
                 break;
             };
-            push(&mut out, format!("{name}.{i}={head}{attrs}"));
+            push(out, format!("{name}.{i}={head}{attrs}"));
             rest = tail;
             i += 1;
         }
         for stale in i..incoming.chunks {
-            self.push_removal(&mut out, &format!("{name}.{stale}"), secure);
+            self.push_removal(out, &format!("{name}.{stale}"), secure);
         }
         if incoming.plain {
-            self.push_removal(&mut out, name, secure);
+            self.push_removal(out, name, secure);
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The Set-Cookie values that clear every session cookie the request carried (with the
@@ -451,7 +466,7 @@ impl CookieConfig {
         out
     }
 
-    fn push_removal(&self, out: &mut Vec<HeaderValue>, name: &str, secure: bool) {
+    fn push_removal(&self, out: &mut impl Extend<HeaderValue>, name: &str, secure: bool) {
         push(
             out,
             format!("{name}={}", self.attributes(secure, None, true)),
@@ -459,11 +474,11 @@ impl CookieConfig {
     }
 }
 
-fn push(out: &mut Vec<HeaderValue>, s: String) {
+fn push(out: &mut impl Extend<HeaderValue>, s: String) {
     // Names and attributes come from configuration and tokens are base64url, so this only
     // fails for a misconfigured name or path with control characters; skip such a cookie.
     match HeaderValue::try_from(s) {
-        Ok(v) => out.push(v),
+        Ok(v) => out.extend(Some(v)),
         Err(_) => {
             tracing::error!("session cookie not sent: invalid characters in name or attributes")
         }
