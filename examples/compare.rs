@@ -1996,9 +1996,9 @@ fn analysis(results: &[ModeResult], targets: &[Target]) -> String {
                  would answer {:.2}x as many writes. Here the rest of the machine (the load \
                  generator, the loopback, the kernel, on the same {cpus:.0} cores) costs about \
                  {rest:.1} µs per request in every mode ({client:.1} µs of it the load \
-                 generator's own process, measured, nearly all of it the kernel's loopback \
-                 TCP), which pulls every throughput ratio towards 1: 1.3x the throughput needs the sealed server at or under {:.1} µs \
-                 per request, a session that adds at most {:.1} µs to a write. {}\n",
+                 generator's own process, its system time included), which pulls every \
+                 throughput ratio towards 1: 1.3x the throughput needs the sealed server at \
+                 or under {:.1} µs per request, a session that adds at most {:.1} µs to a write. {}\n",
             if t.pass == Some(true) {
                 "met by throughput only"
             } else {

@@ -124,7 +124,7 @@ impl OpenCache {
     }
 
     /// Where `token` is kept, if it is: pass it to [`OpenCache::get`], [`OpenCache::insert`]
-    /// and [`OpenCache::remove`].
+    /// and [`OpenCache::take`].
     pub(crate) fn hash(&self, token: &[u8]) -> u64 {
         let tail = token
             .get(token.len().saturating_sub(TAIL)..)
@@ -243,8 +243,8 @@ impl OpenCache {
     /// Drops the token of [`OpenCache::hash`] `hash` if it belongs to session `id`: a token
     /// that a newer one replaced. The client sends the newer one from now on; keeping the
     /// old would fill the cache with tokens nobody sends and push out those still in use.
-    /// Returns the bytes freed, which the caller passes to [`OpenCache::insert`] as its
-    /// `credit` (or to [`OpenCache::remove`]'s budget update).
+    /// Returns the bytes freed, still counted in the budget: the caller passes them to
+    /// [`OpenCache::insert`] as its `credit`, which subtracts them.
     #[must_use]
     pub(crate) fn take(&self, hash: u64, id: SessionId) -> usize {
         let Some(Ok(mut set)) = self.set(hash).map(Mutex::lock) else {

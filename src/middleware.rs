@@ -434,12 +434,14 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
 
     /// Opens the token a request carried (its bytes as they came: a cookie is not checked to
     /// be text before this) with a token codec; a fresh session when it is refused.
-    /// Synchronous: a token codec does no I/O, and a denylist answers from memory.
+    /// `secure` says which of the endpoint's two purposes `purpose` is (the open cache keys
+    /// on it). Synchronous: a token codec does no I/O, and a denylist answers from memory.
     fn open_token(
         &self,
         codec: &dyn Codec,
         token: &[u8],
-        (purpose, secure): (&Arc<str>, bool),
+        purpose: &Arc<str>,
+        secure: bool,
         now: Timestamp,
     ) -> Result<Arrival> {
         if let Err(e) = self.cfg.limits.check_token(token) {
@@ -879,7 +881,7 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
         let arrival = match s.token {
             Token::Bytes(t) => {
                 let secure = matches!(s.carrier, Carrier::Cookie { secure: true, .. });
-                self.open_token(codec, &t, (s.purpose, secure), s.now)
+                self.open_token(codec, &t, s.purpose, secure, s.now)
             }
             Token::Absent => self.fresh(s.now, None),
             Token::Refused(e) => self.fresh(s.now, Some(e)),
