@@ -51,7 +51,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hyper::header::{AUTHORIZATION, COOKIE, HeaderName, SET_COOKIE};
+use hyper::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use hyper::{Method, StatusCode};
 use poem::endpoint::BoxEndpoint;
 use poem::listener::{Acceptor as _, Listener as _, TcpListener};
@@ -656,21 +656,18 @@ fn proc_rss(pid: u32) -> Result<u64> {
 // The client: one keep-alive connection per task, and a cookie jar / bearer slot
 // ---------------------------------------------------------------------------------------
 
-/// A client's session: its cookies (name, value) or its bearer token.
+/// A client's session: its cookies (name, value) or its bearer token, and the request header
+/// line that carries them, built once per change (as a load generator replaying a recorded
+/// header would send it), so that the client's cost does not grow with the mode's state
+/// beyond the bytes it sends.
 #[derive(Clone, Debug, Default)]
 struct Jar {
     cookies: Vec<(String, String)>,
     bearer: Option<String>,
-}
-
-/// `fmt::Write` into a byte buffer.
-struct VecWriter<'a>(&'a mut Vec<u8>);
-
-impl std::fmt::Write for VecWriter<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
-    }
+    /// `cookie: ...\r\n` or `authorization: Bearer ...\r\n`, empty for none; valid while
+    /// `line_for` is the transport it was built for.
+    line: Vec<u8>,
+    line_for: Option<Transport>,
 }
 
 /// Wire size of a header line: `name: value\r\n`.
@@ -679,24 +676,38 @@ fn line_len(name: &str, value_len: usize) -> usize {
 }
 
 impl Jar {
-    fn request_header(&self, t: Transport) -> Option<(HeaderName, String)> {
-        match t {
-            Transport::Cookie if !self.cookies.is_empty() => {
-                let mut v = String::new();
-                for (i, (n, val)) in self.cookies.iter().enumerate() {
-                    if i > 0 {
-                        v.push_str("; ");
+    /// The session's request header line for transport `t` (empty when there is none).
+    fn request_line(&mut self, t: Transport) -> &[u8] {
+        if self.line_for != Some(t) {
+            self.line.clear();
+            match t {
+                Transport::Cookie if !self.cookies.is_empty() => {
+                    self.line.extend_from_slice(COOKIE.as_str().as_bytes());
+                    self.line.extend_from_slice(b": ");
+                    for (i, (n, val)) in self.cookies.iter().enumerate() {
+                        if i > 0 {
+                            self.line.extend_from_slice(b"; ");
+                        }
+                        self.line.extend_from_slice(n.as_bytes());
+                        self.line.push(b'=');
+                        self.line.extend_from_slice(val.as_bytes());
                     }
-                    let _ = write!(v, "{n}={val}");
+                    self.line.extend_from_slice(b"\r\n");
                 }
-                Some((COOKIE, v))
+                Transport::Bearer => {
+                    if let Some(tok) = &self.bearer {
+                        self.line
+                            .extend_from_slice(AUTHORIZATION.as_str().as_bytes());
+                        self.line.extend_from_slice(b": Bearer ");
+                        self.line.extend_from_slice(tok.as_bytes());
+                        self.line.extend_from_slice(b"\r\n");
+                    }
+                }
+                _ => {}
             }
-            Transport::Bearer => self
-                .bearer
-                .as_ref()
-                .map(|tok| (AUTHORIZATION, format!("Bearer {tok}"))),
-            _ => None,
+            self.line_for = Some(t);
         }
+        &self.line
     }
 
     /// Takes in the session headers of a response; returns their wire size.
@@ -711,7 +722,10 @@ impl Jar {
             } else if h.name.eq_ignore_ascii_case(TOKEN_HEADER) {
                 n += line_len(TOKEN_HEADER, h.value.len());
                 if let Ok(v) = std::str::from_utf8(h.value) {
-                    self.bearer = Some(v.to_owned());
+                    let tok = self.bearer.get_or_insert_with(String::new);
+                    tok.clear();
+                    tok.push_str(v);
+                    self.line_for = None;
                 }
             }
         }
@@ -726,12 +740,24 @@ impl Jar {
         let (name, value) = (name.trim(), value.trim());
         let removed = value.is_empty()
             || parts.any(|a| {
-                let a = a.trim().to_ascii_lowercase();
-                a == "max-age=0" || a.starts_with("max-age=-")
+                let a = a.trim();
+                a.get(..8)
+                    .is_some_and(|k| k.eq_ignore_ascii_case("max-age="))
+                    && (a[8..] == *"0" || a[8..].starts_with('-'))
             });
-        self.cookies.retain(|(n, _)| n != name);
-        if !removed {
-            self.cookies.push((name.to_owned(), value.to_owned()));
+        self.line_for = None;
+        let at = self.cookies.iter().position(|(n, _)| n == name);
+        match (at, removed) {
+            (Some(i), false) => {
+                let v = &mut self.cookies[i].1;
+                v.clear();
+                v.push_str(value);
+            }
+            (Some(i), true) => {
+                self.cookies.remove(i);
+            }
+            (None, false) => self.cookies.push((name.to_owned(), value.to_owned())),
+            (None, true) => {}
         }
     }
 }
@@ -778,15 +804,17 @@ impl Conn {
         t: Transport,
     ) -> Result<Answer> {
         self.out.clear();
-        let _ = write!(
-            VecWriter(&mut self.out),
-            "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n"
-        );
-        let mut session_bytes = 0;
-        if let Some((name, value)) = jar.request_header(t) {
-            session_bytes += line_len(name.as_str(), value.len());
-            let _ = write!(VecWriter(&mut self.out), "{name}: {value}\r\n");
+        for part in [
+            method.as_str(),
+            " ",
+            path,
+            " HTTP/1.1\r\nhost: 127.0.0.1\r\n",
+        ] {
+            self.out.extend_from_slice(part.as_bytes());
         }
+        let line = jar.request_line(t);
+        let mut session_bytes = line.len();
+        self.out.extend_from_slice(line);
         if *method == Method::POST {
             self.out.extend_from_slice(b"content-length: 0\r\n");
         }
