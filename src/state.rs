@@ -405,6 +405,53 @@ fn parse_map(raw: &[u8]) -> Result<Map<String, Value>, DataError> {
     serde_json::from_slice(raw).map_err(DataError::Corrupt)
 }
 
+/// Unchanged entries of `raw` from `first` on, copied as one span by
+/// [`SessionState::write_data_indexed`].
+struct Run<'a> {
+    /// From the first entry's key (its opening quote) to the last entry's value.
+    bytes: &'a [u8],
+    /// Where `bytes` starts in `raw`.
+    from: usize,
+    entries: &'a [Entry],
+}
+
+/// The longest run of entries from `first` on that are unchanged and whose keys are
+/// written as they came (no escapes), or `None` when `first` is not such an entry.
+fn unchanged_run<'a>(
+    raw: &'a RawJson,
+    entries: &'a [Entry],
+    first: usize,
+    changed: &impl Fn(&Entry) -> bool,
+) -> Option<Run<'a>> {
+    let plain = |e: &Entry| matches!(e.key, KeyText::At(_)) && !changed(e);
+    let from = match &entries.get(first)?.key {
+        KeyText::At(k) if !changed(entries.get(first)?) => k.start.checked_sub(1)?,
+        _ => return None,
+    };
+    let len = entries
+        .get(first..)?
+        .iter()
+        .take_while(|e| plain(e))
+        .count();
+    let run = entries.get(first..first + len)?;
+    let to = run.last()?.value.end;
+    // Every range of the run lies within the span, so that shifting it cannot overflow.
+    let within = |r: &std::ops::Range<usize>| from <= r.start && r.start <= r.end && r.end <= to;
+    if !run.iter().all(|e| match &e.key {
+        KeyText::At(k) => within(k) && within(&e.value),
+        KeyText::Owned(_) => false,
+    }) {
+        return None;
+    }
+    let bytes = raw.get(from..to)?;
+    // The span starts at the key's opening quote.
+    (bytes.first() == Some(&b'"')).then_some(Run {
+        bytes,
+        from,
+        entries: run,
+    })
+}
+
 fn find_in<T: DeserializeOwned>(raw: &RawJson, key: &str) -> Result<Option<T>, DataError> {
     if raw.is_empty() {
         return Ok(None);
@@ -734,11 +781,40 @@ impl SessionState {
                         _ => SealError::Encrypt,
                     })?
                 };
-                for e in entries {
+                let changed = |e: &Entry| {
                     let k = raw.key_bytes(e);
-                    if changes.iter().any(|(c, _)| c.as_bytes() == k) {
+                    changes.iter().any(|(c, _)| c.as_bytes() == k)
+                };
+                let mut i = 0;
+                while let Some(e) = entries.get(i) {
+                    i += 1;
+                    if changed(e) {
                         continue;
                     }
+                    // A run of unchanged entries whose keys have no escapes is copied as
+                    // one span, separators included, and its index shifted to where it
+                    // lands.
+                    if let Some(run) = unchanged_run(raw, entries, i - 1, &changed) {
+                        sep(out);
+                        let landed = out.len() - start;
+                        out.extend_from_slice(run.bytes);
+                        if let Some(index) = index.as_deref_mut() {
+                            let shift = |r: &std::ops::Range<usize>| {
+                                r.start - run.from + landed..r.end - run.from + landed
+                            };
+                            for e in run.entries {
+                                if let KeyText::At(k) = &e.key {
+                                    index.push(Entry {
+                                        key: KeyText::At(shift(k)),
+                                        value: shift(&e.value),
+                                    });
+                                }
+                            }
+                        }
+                        i += run.entries.len().saturating_sub(1);
+                        continue;
+                    }
+                    let k = raw.key_bytes(e);
                     sep(out);
                     let key_start = out.len() - start;
                     let key = match &e.key {
@@ -1169,12 +1245,19 @@ mod tests {
             arrived in prop::collection::btree_map(".{0,4}", json_value(), 0..5),
             changes in prop::collection::vec((".{0,4}", prop::option::of(json_value())), 0..5),
             escaped_key in any::<bool>(),
+            pretty in any::<bool>(),
         ) {
             let mut arrived: Map<String, Value> = arrived.into_iter().collect();
             if escaped_key {
                 arrived.insert("q\"\\\n".to_owned(), Value::from(1));
             }
-            let mut state = state_with(&serde_json::to_vec(&arrived).unwrap());
+            // Pretty-printed, unchanged entries are copied with the whitespace between them.
+            let text = if pretty {
+                serde_json::to_vec_pretty(&arrived).unwrap()
+            } else {
+                serde_json::to_vec(&arrived).unwrap()
+            };
+            let mut state = state_with(&text);
             for (k, v) in changes {
                 match v {
                     Some(v) => {
