@@ -1606,6 +1606,12 @@ fn targets(results: &[ModeResult]) -> Vec<Target> {
     t
 }
 
+/// `x` with its sign, to a tenth, without a "-0.0" for a difference that rounds to nothing.
+fn signed_tenth(x: f64) -> String {
+    // Adding +0.0 turns a rounded -0.0 into 0.0.
+    format!("{:+.1}", (x * 10.0).round() / 10.0 + 0.0)
+}
+
 fn mb(bytes: i64) -> String {
     format!("{:+.1} MB", bytes as f64 / 1e6)
 }
@@ -1985,7 +1991,8 @@ fn analysis(results: &[ModeResult], targets: &[Target]) -> String {
             match cookie_only {
                 Some(c) => format!(
                     "The cookie's bytes are not it: the same routes with a cookie of the same \
-                     size and no session behind it cost {c:+.1} µs."
+                     size and no session behind it cost {} µs.",
+                    signed_tenth(c)
                 ),
                 None => String::new(),
             },
