@@ -423,24 +423,20 @@ fn unchanged_run<'a>(
     first: usize,
     changed: &impl Fn(&Entry) -> bool,
 ) -> Option<Run<'a>> {
-    let plain = |e: &Entry| matches!(e.key, KeyText::At(_)) && !changed(e);
-    let from = match &entries.get(first)?.key {
-        KeyText::At(k) if !changed(entries.get(first)?) => k.start.checked_sub(1)?,
-        _ => return None,
+    let key_at = |e: &'a Entry| match &e.key {
+        KeyText::At(k) if !changed(e) => Some(k),
+        _ => None,
     };
-    let len = entries
-        .get(first..)?
-        .iter()
-        .take_while(|e| plain(e))
-        .count();
-    let run = entries.get(first..first + len)?;
+    let rest = entries.get(first..)?;
+    let from = key_at(rest.first()?)?.start.checked_sub(1)?;
+    let run = rest.get(..rest.iter().take_while(|e| key_at(e).is_some()).count())?;
     let to = run.last()?.value.end;
     // Every range of the run lies within the span, so that shifting it cannot overflow.
     let within = |r: &std::ops::Range<usize>| from <= r.start && r.start <= r.end && r.end <= to;
-    if !run.iter().all(|e| match &e.key {
-        KeyText::At(k) => within(k) && within(&e.value),
-        KeyText::Owned(_) => false,
-    }) {
+    if !run
+        .iter()
+        .all(|e| matches!(&e.key, KeyText::At(k) if within(k)) && within(&e.value))
+    {
         return None;
     }
     let bytes = raw.get(from..to)?;
@@ -787,14 +783,14 @@ impl SessionState {
                 };
                 let mut i = 0;
                 while let Some(e) = entries.get(i) {
-                    i += 1;
                     if changed(e) {
+                        i += 1;
                         continue;
                     }
                     // A run of unchanged entries whose keys have no escapes is copied as
                     // one span, separators included, and its index shifted to where it
                     // lands.
-                    if let Some(run) = unchanged_run(raw, entries, i - 1, &changed) {
+                    if let Some(run) = unchanged_run(raw, entries, i, &changed) {
                         sep(out);
                         let landed = out.len() - start;
                         out.extend_from_slice(run.bytes);
@@ -811,9 +807,10 @@ impl SessionState {
                                 }
                             }
                         }
-                        i += run.entries.len().saturating_sub(1);
+                        i += run.entries.len();
                         continue;
                     }
+                    i += 1;
                     let k = raw.key_bytes(e);
                     sep(out);
                     let key_start = out.len() - start;
