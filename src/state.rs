@@ -416,20 +416,24 @@ struct Run<'a> {
 }
 
 /// The longest run of entries from `first` on that are unchanged and whose keys are
-/// written as they came (no escapes), or `None` when `first` is not such an entry.
+/// written as they came (no escapes), or `None` when `first` is not such an entry (it
+/// changed, or its key had escapes) or the index does not fit the bytes.
 fn unchanged_run<'a>(
     raw: &'a RawJson,
     entries: &'a [Entry],
     first: usize,
     changed: &impl Fn(&Entry) -> bool,
 ) -> Option<Run<'a>> {
-    let key_at = |e: &'a Entry| match &e.key {
-        KeyText::At(k) if !changed(e) => Some(k),
-        _ => None,
-    };
     let rest = entries.get(first..)?;
-    let from = key_at(rest.first()?)?.start.checked_sub(1)?;
-    let run = rest.get(..rest.iter().take_while(|e| key_at(e).is_some()).count())?;
+    let len = rest
+        .iter()
+        .take_while(|e| matches!(e.key, KeyText::At(_)) && !changed(e))
+        .count();
+    let run = rest.get(..len)?;
+    let from = match &run.first()?.key {
+        KeyText::At(k) => k.start.checked_sub(1)?,
+        KeyText::Owned(_) => return None,
+    };
     let to = run.last()?.value.end;
     // Every range of the run lies within the span, so that shifting it cannot overflow.
     let within = |r: &std::ops::Range<usize>| from <= r.start && r.start <= r.end && r.end <= to;
@@ -783,10 +787,6 @@ impl SessionState {
                 };
                 let mut i = 0;
                 while let Some(e) = entries.get(i) {
-                    if changed(e) {
-                        i += 1;
-                        continue;
-                    }
                     // A run of unchanged entries whose keys have no escapes is copied as
                     // one span, separators included, and its index shifted to where it
                     // lands.
@@ -811,6 +811,9 @@ impl SessionState {
                         continue;
                     }
                     i += 1;
+                    if changed(e) {
+                        continue;
+                    }
                     let k = raw.key_bytes(e);
                     sep(out);
                     let key_start = out.len() - start;
