@@ -508,3 +508,48 @@ fn long_purposes_bind_too() {
         assert!(codec.open(&token, &long[..65_535]).is_ok());
     }
 }
+
+/// A thread reuses one buffer for the binary token it seals: what an earlier seal left in it
+/// (a larger token, or a seal refused half-way with its plaintext) never reaches a later
+/// token. With a fixed nonce the same state seals to the same bytes whatever came before.
+#[test]
+fn sealing_reuses_no_bytes_of_an_earlier_seal() {
+    let ring = ring([key("k1", Algorithm::Aes256Gcm)]);
+    let codec = SealedCodec::new(ring.clone());
+    let tight = SealedCodec::new(ring).max_token_len(64);
+    let nonce = [7u8; 12];
+    let small = state();
+    let mut large = state();
+    large.insert("pad", &"x".repeat(3000)).unwrap();
+    let first = codec
+        .seal_with_nonce_for_test_vectors(&small, b"sid", &nonce)
+        .unwrap();
+    for _ in 0..3 {
+        let big = codec.seal(&large, b"sid").unwrap();
+        assert!(big.len() > 4000);
+        // Refused after the plaintext was written, before it was encrypted.
+        assert!(matches!(
+            tight.seal(&large, b"sid"),
+            Err(SealError::TooLarge { .. })
+        ));
+        let again = codec
+            .seal_with_nonce_for_test_vectors(&small, b"sid", &nonce)
+            .unwrap();
+        assert_eq!(again, first);
+        let opened = codec.open(&again, b"sid").unwrap();
+        assert_eq!(
+            opened.state().get::<String>("user").unwrap().as_deref(),
+            Some("alice")
+        );
+        assert_eq!(
+            codec
+                .open(&big, b"sid")
+                .unwrap()
+                .state()
+                .get::<String>("pad")
+                .unwrap()
+                .map(|p| p.len()),
+            Some(3000)
+        );
+    }
+}
