@@ -7,6 +7,8 @@
 //! bytes 3..   key id (k ASCII bytes)
 //! ```
 
+use std::cell::Cell;
+
 use crate::error::OpenError;
 use crate::keys::{MAX_KEY_ID_LEN, validate_key_id};
 
@@ -147,6 +149,33 @@ impl AssociatedData {
 /// the two crates to that.
 pub(crate) fn encode_text(raw: &[u8]) -> String {
     base64_simd::URL_SAFE_NO_PAD.encode_to_string(raw)
+}
+
+/// The largest buffer [`SCRATCH`] keeps between seals.
+const SCRATCH_KEPT: usize = 16 * 1024;
+
+thread_local! {
+    /// The binary token a seal is building (header, nonce, body, tag), kept for the thread's
+    /// next seal so that a seal allocates only for the token's text.
+    static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// An empty buffer with room for `capacity` bytes, for a token about to be built: the
+/// thread's [`SCRATCH`] when it has one.
+pub(crate) fn token_buffer(capacity: usize) -> Vec<u8> {
+    let mut raw = SCRATCH.take();
+    raw.clear();
+    raw.reserve(capacity);
+    raw
+}
+
+/// Gives a buffer from [`token_buffer`] back once it holds only what its token shows any
+/// reader: a sealed token's ciphertext, a signed token's bytes. A seal refused half-way
+/// (with plaintext still in the buffer) drops it instead, as it would any `Vec`.
+pub(crate) fn keep_token_buffer(raw: Vec<u8>) {
+    if raw.capacity() <= SCRATCH_KEPT {
+        SCRATCH.set(raw);
+    }
 }
 
 #[cfg(test)]

@@ -10,12 +10,11 @@
 //! id, version or cookie. Protects against reading and tampering; does not protect against
 //! replay of a stolen token until it expires (see the denylist for revocation).
 
-use std::cell::Cell;
-
 use aes_gcm::aead::{AeadInPlace, generic_array::GenericArray};
 
 use super::envelope::{
-    AssociatedData, Header, KIND_SEALED, decode_text, encode_text, write_header,
+    AssociatedData, Header, KIND_SEALED, decode_text, encode_text, keep_token_buffer, token_buffer,
+    write_header,
 };
 use super::{Codec, DEFAULT_MAX_TOKEN_LEN, Opened};
 use crate::error::{OpenError, SealError};
@@ -23,16 +22,6 @@ use crate::keys::{AeadCipher, Keyring};
 use crate::state::SessionState;
 
 const TAG_LEN: usize = 16;
-
-/// The largest buffer [`SCRATCH`] keeps between seals.
-const SCRATCH_KEPT: usize = 16 * 1024;
-
-thread_local! {
-    /// The binary token being sealed (header, nonce, ciphertext, tag), reused by the thread's
-    /// next seal so that a seal allocates only for the token's text. Only a buffer whose
-    /// contents were encrypted is put back.
-    static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
-}
 
 /// The sealed (encrypted) codec: the client can neither read nor change the session.
 ///
@@ -164,9 +153,8 @@ impl SealedCodec {
     ) -> Result<String, SealError> {
         let key = self.ring.primary();
         let nonce_len = key.alg.nonce_len();
-        let mut raw = SCRATCH.take();
-        raw.clear();
-        raw.reserve(3 + key.id.len() + nonce_len + state.encoded_len_hint() + TAG_LEN);
+        let mut raw =
+            token_buffer(3 + key.id.len() + nonce_len + state.encoded_len_hint() + TAG_LEN);
         write_header(&mut raw, KIND_SEALED, &key.id);
         let header_len = raw.len();
         match fixed_nonce {
@@ -192,11 +180,8 @@ impl SealedCodec {
         let tag = encrypt(&key.aead, &head[header_len..], ad.as_bytes(), body)?;
         raw.extend_from_slice(&tag);
         let text = encode_text(&raw);
-        // Sealed, the buffer holds no plaintext: it is kept for the thread's next seal.
-        // (On the error paths above it is dropped, plaintext and all, as any `Vec` would be.)
-        if raw.capacity() <= SCRATCH_KEPT {
-            SCRATCH.set(raw);
-        }
+        // Encrypted: the buffer holds no plaintext now.
+        keep_token_buffer(raw);
         Ok(text)
     }
 }

@@ -9,7 +9,8 @@
 //! anyone holding the token can decode the session data (like Rails' signed cookies).
 
 use super::envelope::{
-    AssociatedData, Header, KIND_SIGNED, decode_text, encode_text, write_header,
+    AssociatedData, Header, KIND_SIGNED, decode_text, encode_text, keep_token_buffer, token_buffer,
+    write_header,
 };
 use super::{Codec, DEFAULT_MAX_TOKEN_LEN, Opened};
 use crate::error::{OpenError, SealError};
@@ -59,7 +60,7 @@ impl Codec for SignedCodec {
 
     fn seal(&self, state: &SessionState, purpose: &[u8]) -> Result<String, SealError> {
         let key = self.ring.primary();
-        let mut raw = Vec::with_capacity(3 + key.id.len() + state.encoded_len_hint() + TAG_LEN);
+        let mut raw = token_buffer(3 + key.id.len() + state.encoded_len_hint() + TAG_LEN);
         write_header(&mut raw, KIND_SIGNED, &key.id);
         let header_len = raw.len();
         state.encode_into(&mut raw)?;
@@ -76,7 +77,9 @@ impl Codec for SignedCodec {
             &raw[header_len..],
         ]);
         raw.extend_from_slice(&tag);
-        Ok(encode_text(&raw))
+        let text = encode_text(&raw);
+        keep_token_buffer(raw);
+        Ok(text)
     }
 
     fn open(&self, token: &str, purpose: &[u8]) -> Result<Opened, OpenError> {
