@@ -309,6 +309,9 @@ pub struct Session {
 }
 
 impl Session {
+    // Inlined, `Inner` (about 270 bytes) is built where the `Arc` puts it instead of being
+    // moved there through two temporaries: about 100 instructions less per request.
+    #[inline(always)]
     pub(crate) fn new(inner: Inner) -> Session {
         Session {
             inner: Arc::new(Mutex::new(inner)),
