@@ -19,6 +19,9 @@ pub const MAX_SUBJECT_LEN: usize = 1024;
 /// Length of the fixed part of the payload: id, three times and the flags byte.
 pub(crate) const FIXED_LEN: usize = 16 + 8 + 8 + 8 + 1;
 const FLAG_SUBJECT: u8 = 0x01;
+/// Longest JSON text of a new value that [`SessionState::holds`] compares with the text it
+/// would replace; a longer value is compared parsed.
+const SAME_TEXT_MAX: usize = 128;
 
 /// A 128-bit random session id. Shown as 22 base64url characters.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -189,6 +192,20 @@ impl RawJson {
 
     fn value(&self, e: &Entry) -> &[u8] {
         self.0.bytes.get(e.value.clone()).unwrap_or(b"null")
+    }
+
+    /// The entry of `key`, `None` when absent; an error when the bytes are not a JSON
+    /// object. A key written twice is found as its last entry, as serde_json (and so
+    /// `data()`) reads it.
+    fn entry(&self, key: &str) -> Result<Option<&Entry>, DataError> {
+        if self.is_empty() {
+            return Ok(None);
+        }
+        let entries = self.index().ok_or_else(|| corrupt(self))?;
+        Ok(entries
+            .iter()
+            .rev()
+            .find(|e| self.key_bytes(e) == key.as_bytes()))
     }
 }
 
@@ -453,16 +470,7 @@ fn unchanged_run<'a>(
 }
 
 fn find_in<T: DeserializeOwned>(raw: &RawJson, key: &str) -> Result<Option<T>, DataError> {
-    if raw.is_empty() {
-        return Ok(None);
-    }
-    let entries = raw.index().ok_or_else(|| corrupt(raw))?;
-    // A key written twice reads as its last value, as serde_json (and so `data()`) reads it.
-    match entries
-        .iter()
-        .rev()
-        .find(|e| raw.key_bytes(e) == key.as_bytes())
-    {
+    match raw.entry(key)? {
         None => Ok(None),
         Some(e) => serde_json::from_slice(raw.value(e))
             .map(Some)
@@ -631,9 +639,14 @@ impl SessionState {
     /// Sets `key` to `value` (`None` removes it), returning the old value as JSON.
     fn change(&mut self, key: &str, value: Option<Value>) -> Result<Option<Value>, DataError> {
         let old = self.get::<Value>(key)?;
-        if old == value {
-            return Ok(old);
+        if old != value {
+            self.record(key, value);
         }
+        Ok(old)
+    }
+
+    /// Sets `key` to `value` (`None` removes it), whatever it held.
+    fn record(&mut self, key: &str, value: Option<Value>) {
         match &mut self.data {
             Data::Map(m) => {
                 match value {
@@ -661,10 +674,42 @@ impl SessionState {
                 None => changes.push((key.to_owned(), value)),
             },
         }
-        Ok(old)
     }
 
-    /// Stores `value` under `key`, returning whether the data changed.
+    /// Whether `key` holds `value` already, when that can be told without parsing what it
+    /// holds: `None` when it cannot. A value still in the bytes it arrived in is compared as
+    /// JSON text with `value` written out (on the stack, if it fits in [`SAME_TEXT_MAX`]
+    /// bytes). The same text is the same value; another text may still be the same value
+    /// written differently (spaces, escapes, key order), which is then taken for a change:
+    /// the session is sealed again, never a change lost.
+    fn holds(&self, key: &str, value: &Value) -> Option<bool> {
+        let raw = match &self.data {
+            Data::Empty => return Some(false),
+            Data::Map(m) => return Some(m.get(key) == Some(value)),
+            Data::Patched { changes, .. } if changes.iter().any(|(k, _)| k == key) => {
+                let last = changes.iter().rev().find(|(k, _)| k == key);
+                return Some(last.is_some_and(|(_, v)| v.as_ref() == Some(value)));
+            }
+            Data::Raw(raw) | Data::Patched { raw, .. } => raw,
+        };
+        let entry = match raw.entry(key) {
+            Ok(Some(entry)) => entry,
+            Ok(None) => return Some(false),
+            // Left to the parse, which names what is wrong.
+            Err(_) => return None,
+        };
+        let mut buf = [0u8; SAME_TEXT_MAX];
+        let mut rest = &mut buf[..];
+        serde_json::to_writer(&mut rest, value).ok()?;
+        let written = SAME_TEXT_MAX - rest.len();
+        Some(buf.get(..written) == Some(raw.value(entry)))
+    }
+
+    /// Stores `value` under `key`, returning whether the data changed. Storing the value a
+    /// key already holds is no change. One exception: a value that arrived written
+    /// differently from how serde_json writes it (with spaces, escapes or its keys in
+    /// another order) may count as changed, so that its session is sealed again; a change is
+    /// never missed.
     pub fn insert<T: Serialize + ?Sized>(
         &mut self,
         key: &str,
@@ -702,8 +747,14 @@ impl SessionState {
                 max: max_depth,
             });
         }
-        let old = self.change(key, Some(v.clone()))?;
-        Ok(old.as_ref() != Some(&v))
+        let same = match self.holds(key, &v) {
+            Some(same) => same,
+            None => self.get::<Value>(key)?.as_ref() == Some(&v),
+        };
+        if !same {
+            self.record(key, Some(v));
+        }
+        Ok(!same)
     }
 
     /// Removes `key`, returning the old value.
@@ -1272,6 +1323,54 @@ mod tests {
             let indexed = check_settle(state)?;
             // Changed data with no deep values is always indexed as written.
             prop_assert!(indexed || !patched);
+        }
+
+        /// `insert` never misses a change: whenever it says "unchanged", the data is what
+        /// it was, whether the old value is still in the bytes it arrived in (compact or
+        /// pretty-printed), among earlier changes, or parsed into a map; and storing a value
+        /// equal to the one a key holds, as serde_json writes it, is no change.
+        #[test]
+        fn insert_reports_every_change(
+            arrived in prop::collection::btree_map("[a-c]{0,2}", json_value(), 0..5),
+            inserts in prop::collection::vec(("[a-c]{0,2}", json_value(), any::<bool>()), 1..6),
+            pretty in any::<bool>(),
+            parsed in any::<bool>(),
+        ) {
+            let arrived: Map<String, Value> = arrived.into_iter().collect();
+            let text = if pretty {
+                serde_json::to_vec_pretty(&arrived).unwrap()
+            } else {
+                serde_json::to_vec(&arrived).unwrap()
+            };
+            let mut state = state_with(&text);
+            if parsed {
+                state.data()?;
+            }
+            for (k, v, again) in inserts {
+                // Half the time the value the key holds now, to find "unchanged" answers.
+                let v = match state.get::<Value>(&k)? {
+                    Some(held) if again => held,
+                    _ => v,
+                };
+                let before = state.clone().data()?.clone();
+                let changed = state.insert(&k, &v)?;
+                let after = state.clone().data()?.clone();
+                prop_assert_eq!(after.get(&k), Some(&v));
+                if !changed {
+                    prop_assert_eq!(&before, &after);
+                }
+                // The same value is no change, except where pretty-printed text spreads a
+                // non-empty array or object over several lines.
+                let spread = pretty
+                    && match &v {
+                        Value::Array(a) => !a.is_empty(),
+                        Value::Object(o) => !o.is_empty(),
+                        _ => false,
+                    };
+                if before.get(&k) == Some(&v) && !spread {
+                    prop_assert!(!changed);
+                }
+            }
         }
 
         /// On any object serde_json writes, the splitter finds exactly serde_json's entries.
