@@ -631,9 +631,18 @@ impl SessionState {
         }
     }
 
-    /// Whether `key` is present.
+    /// Whether `key` is present. A value still in the bytes it arrived in is found, not
+    /// read: reading it is `get`'s job (and its error, should the value not parse).
     pub fn contains(&self, key: &str) -> Result<bool, DataError> {
-        Ok(self.get::<serde::de::IgnoredAny>(key)?.is_some())
+        match &self.data {
+            Data::Empty => Ok(false),
+            Data::Map(m) => Ok(m.contains_key(key)),
+            Data::Raw(raw) => Ok(raw.entry(key)?.is_some()),
+            Data::Patched { raw, changes } => match changes.iter().rev().find(|(k, _)| k == key) {
+                Some((_, v)) => Ok(v.is_some()),
+                None => Ok(raw.entry(key)?.is_some()),
+            },
+        }
     }
 
     /// Sets `key` to `value` (`None` removes it), returning the old value as JSON.
@@ -1370,6 +1379,40 @@ mod tests {
                 if before.get(&k) == Some(&v) && !spread {
                     prop_assert!(!changed);
                 }
+            }
+        }
+
+        /// `contains` agrees with the parsed map, for data as it arrived, changed, or parsed.
+        #[test]
+        fn contains_agrees_with_the_map(
+            arrived in prop::collection::btree_map("[a-c]{0,2}", json_value(), 0..5),
+            changes in prop::collection::vec(("[a-c]{0,2}", prop::option::of(json_value())), 0..4),
+            pretty in any::<bool>(),
+            parsed in any::<bool>(),
+        ) {
+            let arrived: Map<String, Value> = arrived.into_iter().collect();
+            let text = if pretty {
+                serde_json::to_vec_pretty(&arrived).unwrap()
+            } else {
+                serde_json::to_vec(&arrived).unwrap()
+            };
+            let mut state = state_with(&text);
+            for (k, v) in changes {
+                match v {
+                    Some(v) => {
+                        state.insert(&k, &v)?;
+                    }
+                    None => {
+                        state.remove(&k)?;
+                    }
+                }
+            }
+            if parsed {
+                state.data()?;
+            }
+            let map = state.clone().data()?.clone();
+            for k in ["", "a", "b", "c", "ab", "ca"] {
+                prop_assert_eq!(state.contains(k)?, map.contains_key(k));
             }
         }
 
