@@ -1298,6 +1298,33 @@ mod tests {
         Ok(indexed)
     }
 
+    /// `map` as serde_json writes it, compact or pretty-printed.
+    fn written(map: &Map<String, Value>, pretty: bool) -> Vec<u8> {
+        if pretty {
+            serde_json::to_vec_pretty(map).unwrap()
+        } else {
+            serde_json::to_vec(map).unwrap()
+        }
+    }
+
+    /// Sets (`Some`) or removes (`None`) each key in turn.
+    fn apply(
+        state: &mut SessionState,
+        changes: Vec<(String, Option<Value>)>,
+    ) -> Result<(), DataError> {
+        for (k, v) in changes {
+            match v {
+                Some(v) => {
+                    state.insert(&k, &v)?;
+                }
+                None => {
+                    state.remove(&k)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     proptest! {
         /// Settling changed data indexes it as the splitter would, without scanning it.
         #[test]
@@ -1312,22 +1339,9 @@ mod tests {
                 arrived.insert("q\"\\\n".to_owned(), Value::from(1));
             }
             // Pretty-printed, unchanged entries are copied with the whitespace between them.
-            let text = if pretty {
-                serde_json::to_vec_pretty(&arrived).unwrap()
-            } else {
-                serde_json::to_vec(&arrived).unwrap()
-            };
+            let text = written(&arrived, pretty);
             let mut state = state_with(&text);
-            for (k, v) in changes {
-                match v {
-                    Some(v) => {
-                        state.insert(&k, &v)?;
-                    }
-                    None => {
-                        state.remove(&k)?;
-                    }
-                }
-            }
+            apply(&mut state, changes)?;
             let patched = matches!(state.data, Data::Patched { .. });
             let indexed = check_settle(state)?;
             // Changed data with no deep values is always indexed as written.
@@ -1346,11 +1360,7 @@ mod tests {
             parsed in any::<bool>(),
         ) {
             let arrived: Map<String, Value> = arrived.into_iter().collect();
-            let text = if pretty {
-                serde_json::to_vec_pretty(&arrived).unwrap()
-            } else {
-                serde_json::to_vec(&arrived).unwrap()
-            };
+            let text = written(&arrived, pretty);
             let mut state = state_with(&text);
             if parsed {
                 state.data()?;
@@ -1391,22 +1401,9 @@ mod tests {
             parsed in any::<bool>(),
         ) {
             let arrived: Map<String, Value> = arrived.into_iter().collect();
-            let text = if pretty {
-                serde_json::to_vec_pretty(&arrived).unwrap()
-            } else {
-                serde_json::to_vec(&arrived).unwrap()
-            };
+            let text = written(&arrived, pretty);
             let mut state = state_with(&text);
-            for (k, v) in changes {
-                match v {
-                    Some(v) => {
-                        state.insert(&k, &v)?;
-                    }
-                    None => {
-                        state.remove(&k)?;
-                    }
-                }
-            }
+            apply(&mut state, changes)?;
             if parsed {
                 state.data()?;
             }
