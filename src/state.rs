@@ -695,11 +695,13 @@ impl SessionState {
         let raw = match &self.data {
             Data::Empty => return Some(false),
             Data::Map(m) => return Some(m.get(key) == Some(value)),
-            Data::Patched { changes, .. } if changes.iter().any(|(k, _)| k == key) => {
-                let last = changes.iter().rev().find(|(k, _)| k == key);
-                return Some(last.is_some_and(|(_, v)| v.as_ref() == Some(value)));
+            Data::Patched { raw, changes } => {
+                if let Some((_, v)) = changes.iter().rev().find(|(k, _)| k == key) {
+                    return Some(v.as_ref() == Some(value));
+                }
+                raw
             }
-            Data::Raw(raw) | Data::Patched { raw, .. } => raw,
+            Data::Raw(raw) => raw,
         };
         let entry = match raw.entry(key) {
             Ok(Some(entry)) => entry,
