@@ -1224,6 +1224,32 @@ mod tests {
         ));
     }
 
+    /// Data that is not a JSON object (only a codec's bug could carry it here: tokens are
+    /// authenticated) is an error for every access that needs its entries, never a panic
+    /// and never a silent answer.
+    #[test]
+    fn data_that_is_not_an_object_is_an_error() {
+        for text in [&b"[1,2]"[..], b"{\"a\":", b"\"a\"", b"{\"a\" 1}"] {
+            let mut s = state_with(text);
+            assert!(
+                matches!(s.contains("a"), Err(DataError::Corrupt(_))),
+                "{text:?}"
+            );
+            assert!(
+                matches!(s.get::<Value>("a"), Err(DataError::Corrupt(_))),
+                "{text:?}"
+            );
+            assert!(
+                matches!(s.insert("a", &1), Err(DataError::Corrupt(_))),
+                "{text:?}"
+            );
+            assert!(
+                matches!(s.remove("a"), Err(DataError::Corrupt(_))),
+                "{text:?}"
+            );
+        }
+    }
+
     #[test]
     fn check_data_at_and_over_each_limit() {
         let text = nested(5);
