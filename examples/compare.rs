@@ -743,7 +743,7 @@ impl Jar {
                 let a = a.trim();
                 a.get(..8)
                     .is_some_and(|k| k.eq_ignore_ascii_case("max-age="))
-                    && (a[8..] == *"0" || a[8..].starts_with('-'))
+                    && a.get(8..).is_some_and(|v| v == "0" || v.starts_with('-'))
             });
         self.line_for = None;
         let at = self.cookies.iter().position(|(n, _)| n == name);

@@ -469,6 +469,12 @@ fn unchanged_run<'a>(
     })
 }
 
+/// What the changes recorded for `key`: `Some(Some(value))` set, `Some(None)` removed,
+/// `None` nothing (the key is as it arrived). A key has at most one recorded change.
+fn recorded<'a>(changes: &'a [(String, Option<Value>)], key: &str) -> Option<&'a Option<Value>> {
+    changes.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
 fn find_in<T: DeserializeOwned>(raw: &RawJson, key: &str) -> Result<Option<T>, DataError> {
     match raw.entry(key)? {
         None => Ok(None),
@@ -623,9 +629,9 @@ impl SessionState {
             Data::Empty => Ok(None),
             Data::Map(m) => m.get(key).map_or(Ok(None), typed),
             Data::Raw(raw) => find_in(raw, key),
-            Data::Patched { raw, changes } => match changes.iter().rev().find(|(k, _)| k == key) {
-                Some((_, Some(v))) => typed(v),
-                Some((_, None)) => Ok(None),
+            Data::Patched { raw, changes } => match recorded(changes, key) {
+                Some(Some(v)) => typed(v),
+                Some(None) => Ok(None),
                 None => find_in(raw, key),
             },
         }
@@ -638,8 +644,8 @@ impl SessionState {
             Data::Empty => Ok(false),
             Data::Map(m) => Ok(m.contains_key(key)),
             Data::Raw(raw) => Ok(raw.entry(key)?.is_some()),
-            Data::Patched { raw, changes } => match changes.iter().rev().find(|(k, _)| k == key) {
-                Some((_, v)) => Ok(v.is_some()),
+            Data::Patched { raw, changes } => match recorded(changes, key) {
+                Some(v) => Ok(v.is_some()),
                 None => Ok(raw.entry(key)?.is_some()),
             },
         }
@@ -696,7 +702,7 @@ impl SessionState {
             Data::Empty => return Some(false),
             Data::Map(m) => return Some(m.get(key) == Some(value)),
             Data::Patched { raw, changes } => {
-                if let Some((_, v)) = changes.iter().rev().find(|(k, _)| k == key) {
+                if let Some(v) = recorded(changes, key) {
                     return Some(v.as_ref() == Some(value));
                 }
                 raw
@@ -1248,6 +1254,26 @@ mod tests {
                 "{text:?}"
             );
         }
+    }
+
+    /// The text comparison of `insert` at its edges: a value longer than `SAME_TEXT_MAX` is
+    /// compared parsed, and a value that arrived written differently counts as changed.
+    #[test]
+    fn insert_compares_long_values_parsed_and_other_spellings_as_changes() {
+        let long = "x".repeat(SAME_TEXT_MAX * 2);
+        let mut s = state_with(format!(r#"{{"big":"{long}","o":{{"x" : 1}}}}"#).as_bytes());
+        assert!(!s.insert("big", &long).unwrap());
+        assert!(
+            matches!(s.data, Data::Raw(_)),
+            "an equal long value is no change"
+        );
+        assert!(s.insert("big", &"y".repeat(SAME_TEXT_MAX * 2)).unwrap());
+        // `{"x" : 1}` is not how serde_json writes `{"x":1}`: sealed again, same data.
+        assert!(s.insert("o", &serde_json::json!({"x": 1})).unwrap());
+        assert_eq!(
+            s.get::<Value>("o").unwrap(),
+            Some(serde_json::json!({"x": 1}))
+        );
     }
 
     #[test]
