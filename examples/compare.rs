@@ -51,7 +51,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hyper::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
+use hyper::header::{AUTHORIZATION, COOKIE, HeaderValue, SET_COOKIE};
 use hyper::{Method, StatusCode};
 use poem::endpoint::BoxEndpoint;
 use poem::listener::{Acceptor as _, Listener as _, TcpListener};
@@ -60,7 +60,7 @@ use poem::session::{
     Session as PoemSession,
 };
 use poem::web::cookie::CookieKey;
-use poem::{EndpointExt as _, Response, Route, Server, get, handler, post};
+use poem::{EndpointExt as _, IntoResponse as _, Response, Route, Server, get, handler, post};
 use sealed_session::denylist::{Denylist, MemoryDenylist};
 use sealed_session::store::MemoryStore;
 use sealed_session::{BearerConfig, Keyring, SealedSession, Session};
@@ -278,25 +278,38 @@ fn none_login() -> &'static str {
     "ok"
 }
 /// A cookie as long as the sealed cookie's, for the `none+cookie` row: what carrying the
-/// bytes costs, with no session behind them.
-fn filler_cookie() -> String {
-    format!(
-        "__Host-sid={}; Path=/; Max-Age=86400; Secure; HttpOnly; SameSite=Lax",
-        "A".repeat(313)
-    )
+/// bytes costs, with no session behind them. Made once: the row measures the bytes, not
+/// building them.
+fn filler_cookie() -> HeaderValue {
+    static COOKIE: std::sync::LazyLock<&'static str> = std::sync::LazyLock::new(|| {
+        let text = format!(
+            "__Host-sid={}; Path=/; Max-Age=86400; Secure; HttpOnly; SameSite=Lax",
+            "A".repeat(313)
+        );
+        Box::leak(text.into_boxed_str())
+    });
+    // Static bytes: a clone is a copy of a pointer, with no count shared between threads.
+    HeaderValue::from_static(&COOKIE)
+}
+/// The answer of the no-session route, made as the other rows' handlers make theirs (a
+/// `String` into a response, with its content type), with the filler cookie.
+fn with_filler_cookie(body: String) -> Response {
+    let mut resp = body.into_response();
+    resp.headers_mut().append(SET_COOKIE, filler_cookie());
+    resp
 }
 #[handler]
 fn filler_login() -> Response {
-    Response::builder()
-        .header(SET_COOKIE, filler_cookie())
-        .body("ok")
+    with_filler_cookie("ok".to_owned())
 }
 #[handler]
 fn filler_write() -> Response {
-    Response::builder()
-        .header(SET_COOKIE, filler_cookie())
-        .header(poem::http::header::CACHE_CONTROL, "no-store")
-        .body(2u64.to_string())
+    let mut resp = with_filler_cookie(2u64.to_string());
+    resp.headers_mut().insert(
+        poem::http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    resp
 }
 #[handler]
 fn none_read() -> String {
