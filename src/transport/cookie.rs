@@ -8,7 +8,6 @@
 //! and stale chunks beyond the new count.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use poem::http::header::COOKIE;
@@ -338,40 +337,53 @@ impl CookieConfig {
         a
     }
 
-    /// Appends [`CookieConfig::attributes`] to `a`.
+    /// Appends [`CookieConfig::attributes`] to `a`: to a `String`, or to [`Len`] to count
+    /// them.
     fn push_attributes(
         &self,
-        a: &mut String,
+        a: &mut impl std::fmt::Write,
         secure: bool,
         max_age: Option<Duration>,
         removal: bool,
     ) {
-        a.push_str("; Path=");
-        a.push_str(&self.path);
+        // Writing to a `String` or counting cannot fail.
+        let _ = self.try_push_attributes(a, secure, max_age, removal);
+    }
+
+    fn try_push_attributes(
+        &self,
+        a: &mut impl std::fmt::Write,
+        secure: bool,
+        max_age: Option<Duration>,
+        removal: bool,
+    ) -> std::fmt::Result {
+        a.write_str("; Path=")?;
+        a.write_str(&self.path)?;
         if let Some(d) = &self.domain {
-            a.push_str("; Domain=");
-            a.push_str(d);
+            a.write_str("; Domain=")?;
+            a.write_str(d)?;
         }
         if removal {
-            a.push_str("; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT");
+            a.write_str("; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT")?;
         } else if let Some(age) = max_age {
-            let _ = write!(a, "; Max-Age={}", age.as_secs());
+            write!(a, "; Max-Age={}", age.as_secs())?;
         }
         if secure {
-            a.push_str("; Secure");
+            a.write_str("; Secure")?;
         }
         if self.http_only {
-            a.push_str("; HttpOnly");
+            a.write_str("; HttpOnly")?;
         }
         match self.same_site {
-            Some(SameSite::Strict) => a.push_str("; SameSite=Strict"),
-            Some(SameSite::Lax) => a.push_str("; SameSite=Lax"),
-            Some(SameSite::None) => a.push_str("; SameSite=None"),
+            Some(SameSite::Strict) => a.write_str("; SameSite=Strict")?,
+            Some(SameSite::Lax) => a.write_str("; SameSite=Lax")?,
+            Some(SameSite::None) => a.write_str("; SameSite=None")?,
             None => {}
         }
         if self.partitioned {
-            a.push_str("; Partitioned");
+            a.write_str("; Partitioned")?;
         }
+        Ok(())
     }
 
     /// The Set-Cookie values that send `token` under `name`, removing what the request
@@ -402,8 +414,13 @@ impl CookieConfig {
         incoming: &Incoming,
     ) -> Result<(), TooLarge> {
         let max_age = if self.persistent { max_age } else { None };
-        // The common case, one cookie, in one buffer.
-        let mut one = String::with_capacity(name.len() + 1 + token.len() + 128);
+        // The common case, one cookie, in one buffer of exactly its length: `HeaderValue`
+        // takes a buffer with no spare capacity as it is, but one with spare capacity costs
+        // `bytes` an allocation of its own (the shared header of a `Bytes`) and its drop an
+        // atomic count.
+        let mut attrs = Len(0);
+        self.push_attributes(&mut attrs, secure, max_age, false);
+        let mut one = String::with_capacity(name.len() + 1 + token.len() + attrs.0);
         one.push_str(name);
         one.push('=');
         one.push_str(token);
@@ -474,6 +491,16 @@ impl CookieConfig {
     }
 }
 
+/// A `fmt::Write` that counts the bytes written to it.
+struct Len(usize);
+
+impl std::fmt::Write for Len {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0 += s.len();
+        Ok(())
+    }
+}
+
 fn push(out: &mut impl Extend<HeaderValue>, s: String) {
     // Names and attributes come from configuration and tokens are base64url, so this only
     // fails for a misconfigured name or path with control characters; skip such a cookie.
@@ -520,5 +547,60 @@ mod tests {
         // A missing chunk: no token.
         let i = c.read(&headers(b"sid.1=B"), "sid");
         assert_eq!((i.token, i.chunks), (None, 2));
+    }
+
+    /// `write_into` sizes its buffer by counting the attributes first: the count must be
+    /// what is written, for every attribute and every width of `Max-Age`.
+    #[test]
+    fn counted_attributes_are_the_written_ones() {
+        use std::time::Duration;
+
+        use super::{Len, SameSite};
+
+        let same_sites = [
+            None,
+            Some(SameSite::Strict),
+            Some(SameSite::Lax),
+            Some(SameSite::None),
+        ];
+        let ages = [
+            None,
+            Some(Duration::ZERO),
+            Some(Duration::from_secs(9)),
+            Some(Duration::from_secs(86_400)),
+            Some(Duration::from_secs(u64::MAX)),
+        ];
+        for (domain, same_site, flags) in [None, Some("example.com")]
+            .into_iter()
+            .flat_map(|d| same_sites.map(|s| (d, s)))
+            .flat_map(|(d, s)| (0..16u8).map(move |f| (d, s, f)))
+        {
+            let mut c = CookieConfig::default()
+                .path("/app")
+                .same_site(same_site)
+                .http_only(flags & 1 != 0)
+                .partitioned(flags & 2 != 0);
+            if let Some(d) = domain {
+                c = c.domain(d);
+            }
+            for age in ages {
+                let (secure, removal) = (flags & 4 != 0, flags & 8 != 0);
+                let mut counted = Len(0);
+                c.push_attributes(&mut counted, secure, age, removal);
+                let written = c.attributes(secure, age, removal);
+                assert_eq!(counted.0, written.len(), "{written}");
+
+                let mut out = Vec::new();
+                c.write_into(&mut out, "sid", "dG9rZW4", secure, age, &Default::default())
+                    .unwrap();
+                let one = out.first().unwrap().as_bytes();
+                assert_eq!(
+                    one.len(),
+                    "sid=dG9rZW4".len()
+                        + c.attributes(secure, c.persistent.then_some(age).flatten(), false)
+                            .len()
+                );
+            }
+        }
     }
 }
