@@ -1533,38 +1533,28 @@ fn ratio_target(
     write: bool,
     min: f64,
 ) -> Target {
-    let phase = |m: &Measured| if write { m.write.rps } else { m.read.rps };
-    let rounds = |m: &'_ Measured| -> Vec<f64> {
-        if write {
-            m.write.round_rps.clone()
-        } else {
-            m.read.round_rps.clone()
-        }
-    };
-    let cpu = |m: &Measured| {
-        if write {
-            m.write.cpu_us_per_req
-        } else {
-            m.read.cpu_us_per_req
-        }
-    };
+    // The route the target is about.
+    fn route(m: &Measured, write: bool) -> &Phase {
+        if write { &m.write } else { &m.read }
+    }
     match (find(results, ours), find(results, peer)) {
         (Some(o), Some(p)) => {
-            let r = phase(o) / phase(p);
+            let (o, p) = (route(o, write), route(p, write));
+            let r = o.rps / p.rps;
+            let capacity = p.cpu_us_per_req / o.cpu_us_per_req;
             Target {
                 what: what.to_owned(),
                 measured: format!(
                     "{r:.2}x ({:.0} vs {:.0} req/s); {}; server CPU per request {:.1} vs \
-                     {:.1} µs, capacity ratio {:.2}x",
-                    phase(o),
-                    phase(p),
-                    per_round(&rounds(o), &rounds(p), min),
-                    cpu(o),
-                    cpu(p),
-                    cpu(p) / cpu(o)
+                     {:.1} µs, capacity ratio {capacity:.2}x",
+                    o.rps,
+                    p.rps,
+                    per_round(&o.round_rps, &p.round_rps, min),
+                    o.cpu_us_per_req,
+                    p.cpu_us_per_req,
                 ),
                 pass: Some(r >= min),
-                disagrees: (r >= min) != (cpu(p) / cpu(o) >= min),
+                disagrees: (r >= min) != (capacity >= min),
             }
         }
         _ => Target {
@@ -1584,14 +1574,14 @@ fn ratio_target(
 /// `min`: how far a verdict on the medians can be trusted.
 fn per_round(ours: &[f64], peer: &[f64], min: f64) -> String {
     let ratios: Vec<f64> = ours.iter().zip(peer).map(|(o, p)| o / p).collect();
+    if ratios.is_empty() {
+        return "no rounds".to_owned();
+    }
     let (lo, hi) = ratios
         .iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
             (lo.min(*r), hi.max(*r))
         });
-    if ratios.is_empty() {
-        return "no rounds".to_owned();
-    }
     let met = ratios.iter().filter(|r| **r >= min).count();
     format!(
         "rounds {lo:.2}x to {hi:.2}x, {met} of {} at {min}x or more",
@@ -2027,7 +2017,7 @@ fn analysis(results: &[ModeResult], targets: &[Target]) -> String {
              the `Cookie` header, the cache look-up with its constant-time comparison, \
              allocating the `Session` and putting it in the request's extensions, the \
              expiry check, the handler's `get`, and dropping it all; in process \
-             (`benches/instructions.sh`, above) about 4.4k instructions against about 11k \
+             (`benches/instructions.sh`, above) about 4.3k instructions against about 11k \
              for the whole request without sessions. The target holds where a request costs \
              more than here (real handlers, TLS, a network).\n",
             if t.pass == Some(true) {
