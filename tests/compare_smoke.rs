@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::example::{TestResult, example_binary, find_program};
+use common::example::{FEATURES, TestResult, example_binary, find_program, manifest_features};
 use serde_json::Value;
 
 /// Every mode of the harness, by key: a mode dropped from the run is a failure.
@@ -75,6 +75,22 @@ fn committed_docs() -> TestResult<(Vec<u8>, Vec<u8>)> {
         std::fs::read(docs.join("COMPARISON.md"))?,
         std::fs::read(docs.join("comparison.svg"))?,
     ))
+}
+
+/// The harness is built with the test's own features; a feature the helper does not know
+/// would be dropped, and the crate built twice (a second full debug build, which once filled
+/// CI's disk).
+#[test]
+fn known_features_are_the_manifests() -> TestResult {
+    let mut known: Vec<&str> = FEATURES.iter().map(|(name, _)| *name).collect();
+    let mut manifest = manifest_features()?;
+    known.sort_unstable();
+    manifest.sort_unstable();
+    assert_eq!(
+        known, manifest,
+        "tests/common/example.rs FEATURES against Cargo.toml"
+    );
+    Ok(())
 }
 
 #[test]

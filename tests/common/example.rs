@@ -32,18 +32,43 @@ pub fn example_path(name: &str) -> TestResult<PathBuf> {
         .join(format!("{name}{}", std::env::consts::EXE_SUFFIX)))
 }
 
+/// Every package feature but `default`, with whether this test crate was compiled with it.
+/// `known_features_are_the_manifests` (in `tests/compare_smoke.rs`) keeps it in step with
+/// `Cargo.toml`: a feature missing here would make [`example_binary`] rebuild the crate and
+/// the example a second time, with other features.
+pub const FEATURES: [(&str, bool); 6] = [
+    ("aws-lc", cfg!(feature = "aws-lc")),
+    ("jwt", cfg!(feature = "jwt")),
+    ("jwt-rust-crypto", cfg!(feature = "jwt-rust-crypto")),
+    ("redis", cfg!(feature = "redis")),
+    ("cli", cfg!(feature = "cli")),
+    ("metrics", cfg!(feature = "metrics")),
+];
+
 /// The package features this test crate was compiled with, to build examples with the same.
 pub fn enabled_features() -> Vec<&'static str> {
-    [
-        ("aws-lc", cfg!(feature = "aws-lc")),
-        ("jwt", cfg!(feature = "jwt")),
-        ("jwt-rust-crypto", cfg!(feature = "jwt-rust-crypto")),
-        ("redis", cfg!(feature = "redis")),
-        ("cli", cfg!(feature = "cli")),
-    ]
-    .into_iter()
-    .filter_map(|(name, on)| on.then_some(name))
-    .collect()
+    FEATURES
+        .into_iter()
+        .filter_map(|(name, on)| on.then_some(name))
+        .collect()
+}
+
+/// The names in `Cargo.toml`'s `[features]` table, but `default`.
+pub fn manifest_features() -> TestResult<Vec<String>> {
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))?;
+    let table = manifest
+        .split_once("\n[features]\n")
+        .ok_or("Cargo.toml has no [features] table")?
+        .1;
+    let table = table.split("\n[").next().unwrap_or(table);
+    Ok(table
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(name, _)| name.trim().to_owned())
+        .filter(|name| !name.is_empty() && name != "default")
+        .collect())
 }
 
 /// Builds example `name` (a no-op when up to date) into this test's target dir and profile,
