@@ -57,13 +57,12 @@ pub fn enabled_features() -> Vec<&'static str> {
 pub fn manifest_features() -> TestResult<Vec<String>> {
     let manifest =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))?;
-    let table = manifest
-        .split_once("\n[features]\n")
-        .ok_or("Cargo.toml has no [features] table")?
-        .1;
-    let table = table.split("\n[").next().unwrap_or(table);
-    Ok(table
-        .lines()
+    let mut lines = manifest.lines().map(str::trim);
+    if !lines.any(|line| line == "[features]") {
+        return Err("Cargo.toml has no [features] table".into());
+    }
+    Ok(lines
+        .take_while(|line| !line.starts_with('['))
         .filter(|line| !line.starts_with('#'))
         .filter_map(|line| line.split_once('='))
         .map(|(name, _)| name.trim().to_owned())
