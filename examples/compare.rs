@@ -41,6 +41,11 @@
 //!   only answers that arrive inside the window count.
 //! - Every phase is bounded in time; the children exit when this process does (their stdin
 //!   closes) and after 20 minutes in any case.
+//! - By default the load generator and the servers share every CPU. `--pin` (Linux) puts the
+//!   load generator on the first half of the CPUs and the servers and redis-server on the
+//!   rest, and checks every thread of every child, as when the load comes from another
+//!   machine (the case the targets' reference figures were measured in). A pinned run
+//!   rewrites `docs/` only with `--write-doc`; `results.json` records the split.
 
 use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -500,6 +505,135 @@ fn serve(mode: Mode, threads: usize) -> Result<()> {
         Server::new_with_acceptor(acceptor).run(app).await?;
         Ok(())
     })
+}
+
+// ---------------------------------------------------------------------------------------
+// `--pin`: the load generator on some CPUs, the servers and redis-server on the others
+// ---------------------------------------------------------------------------------------
+
+/// Which CPUs `--pin` gives the load generator and which the servers (and redis-server).
+#[derive(Clone, Debug, PartialEq)]
+struct Pinning {
+    client: Vec<usize>,
+    server: Vec<usize>,
+}
+
+impl Pinning {
+    /// Splits the CPUs this process may run on: the first half (rounded down, at least one)
+    /// for the load generator, the rest for the servers.
+    fn split(allowed: &[usize]) -> Result<Pinning> {
+        if allowed.len() < 2 {
+            return Err(format!(
+                "--pin needs at least 2 CPUs, and this process may run on {}",
+                allowed.len()
+            )
+            .into());
+        }
+        let (client, server) = allowed.split_at((allowed.len() / 2).max(1));
+        Ok(Pinning {
+            client: client.to_vec(),
+            server: server.to_vec(),
+        })
+    }
+}
+
+/// A CPU list as Linux writes it (`0-3,8,10-11`), or as `--pin` prints it.
+fn cpu_list(cpus: &[usize]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while let Some(&first) = cpus.get(i) {
+        let mut last = first;
+        while cpus.get(i + 1) == Some(&(last + 1)) {
+            last += 1;
+            i += 1;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        let _ = if last == first {
+            write!(out, "{first}")
+        } else {
+            write!(out, "{first}-{last}")
+        };
+        i += 1;
+    }
+    out
+}
+
+fn parse_cpu_list(s: &str) -> Result<Vec<usize>> {
+    let mut cpus = Vec::new();
+    for part in s.trim().split(',').filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (a, b): (usize, usize) = (a.trim().parse()?, b.trim().parse()?);
+        if a > b || b >= 4096 {
+            return Err(format!("bad CPU range {part:?}").into());
+        }
+        cpus.extend(a..=b);
+    }
+    cpus.sort_unstable();
+    cpus.dedup();
+    Ok(cpus)
+}
+
+/// The CPUs a process or thread may run on: `Cpus_allowed_list` in its `status` file
+/// (`/proc/PID/status`, `/proc/PID/task/TID/status`).
+fn allowed_cpus(status: &Path) -> Result<Vec<usize>> {
+    let text = std::fs::read_to_string(status)?;
+    let list = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .ok_or_else(|| format!("no Cpus_allowed_list in {}", status.display()))?;
+    parse_cpu_list(list)
+}
+
+/// Restricts the calling thread to `cpus`. Threads and processes it starts afterwards inherit
+/// the restriction.
+#[cfg(target_os = "linux")]
+fn pin_thread(cpus: &[usize]) -> Result<()> {
+    // SAFETY: `cpu_set_t` is a plain bit array, for which all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &cpu in cpus {
+        if cpu >= libc::CPU_SETSIZE as usize {
+            return Err(format!("CPU {cpu} is beyond what sched_setaffinity takes").into());
+        }
+        // SAFETY: `cpu` is within the set's bits (checked above).
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: pid 0 is the calling thread; the kernel reads `size_of` bytes of `set`.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc != 0 {
+        return Err(format!(
+            "sched_setaffinity({}): {}",
+            cpu_list(cpus),
+            std::io::Error::last_os_error()
+        )
+        .into());
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pin_thread(_cpus: &[usize]) -> Result<()> {
+    Err("--pin needs Linux (sched_setaffinity)".into())
+}
+
+/// Checks that every thread of child process `pid` (`what`) may run on `cpus` only.
+fn check_pinned(pid: u32, cpus: &[usize], what: &str) -> Result<()> {
+    let dir = PathBuf::from(format!("/proc/{pid}/task"));
+    for task in std::fs::read_dir(&dir)? {
+        let task = task?.path();
+        let got = allowed_cpus(&task.join("status"))?;
+        if got != cpus {
+            return Err(format!(
+                "--pin: {what} (pid {pid}, {}) may run on CPUs {}, not only {}",
+                task.display(),
+                cpu_list(&got),
+                cpu_list(cpus)
+            )
+            .into());
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1296,7 +1430,7 @@ struct Running {
     write: Vec<Window>,
 }
 
-fn start_mode(mode: Mode, run: &RunEnv) -> Result<Running> {
+fn start_mode(mode: Mode, run: &RunEnv, pin: Option<&Pinning>) -> Result<Running> {
     let redis = if mode.uses_redis() {
         let bin = run.redis_bin.as_deref().ok_or("no redis-server")?;
         Some(RedisServer::start(bin)?)
@@ -1305,6 +1439,14 @@ fn start_mode(mode: Mode, run: &RunEnv) -> Result<Running> {
     };
     let a = ServerProc::start(mode, run, redis.as_ref())?;
     let b = ServerProc::start(mode, run, redis.as_ref())?;
+    if let Some(p) = pin {
+        // Started, so every thread they start at start-up is there to check.
+        check_pinned(a.pid(), &p.server, "server A")?;
+        check_pinned(b.pid(), &p.server, "server B")?;
+        if let Some(r) = &redis {
+            check_pinned(r.pid(), &p.server, "redis-server")?;
+        }
+    }
     Ok(Running {
         mode,
         a,
@@ -1387,6 +1529,8 @@ struct Args {
     settle: Duration,
     server_threads: usize,
     client_threads: usize,
+    /// `--pin`: the load generator's CPUs and the servers'.
+    pin: Option<Pinning>,
     quick: bool,
     write_doc: Option<bool>,
     doc: PathBuf,
@@ -1408,6 +1552,10 @@ usage: compare [options]
   --revocations N       log-in/log-out/replay rounds for the revocation column (default 200)
   --server-threads N    worker threads of each server (default: number of CPUs)
   --client-threads N    worker threads of the load generator (default: number of CPUs)
+  --pin                 (Linux) the load generator on the first half of the CPUs, the
+                        servers and redis-server on the rest, as with a load generator on
+                        another machine; threads default to each side's CPUs; the docs
+                        are not rewritten unless --write-doc
   --quick               every mode very briefly: 1 round, 0.2 s windows, 0.05 s warm-up,
                         1000 sessions, 5 revocations, 0.2 s polling of the second instance
                         (a smoke run: the figures only show that each mode works)
@@ -1433,6 +1581,7 @@ fn parse_args() -> Result<Args> {
         settle: Duration::from_millis(200),
         server_threads: cpus,
         client_threads: cpus,
+        pin: None,
         quick: false,
         write_doc: None,
         doc: PathBuf::from("docs/COMPARISON.md"),
@@ -1440,6 +1589,7 @@ fn parse_args() -> Result<Args> {
         out: None,
     };
     let mut explicit = Vec::new();
+    let (mut pin, mut threads_given) = (false, (false, false));
     let mut it = std::env::args().skip(1);
     let secs = |v: Option<String>| -> Result<Duration> {
         let s: f64 = v.ok_or("missing value")?.parse()?;
@@ -1468,8 +1618,15 @@ fn parse_args() -> Result<Args> {
             "--connections" => a.connections = num(it.next())?.clamp(1, 1024),
             "--sessions" => a.sessions = num(it.next())?.min(1_000_000),
             "--revocations" => a.revocations = num(it.next())?.clamp(1, 10_000),
-            "--server-threads" => a.server_threads = num(it.next())?.clamp(1, 64),
-            "--client-threads" => a.client_threads = num(it.next())?.clamp(1, 64),
+            "--server-threads" => {
+                a.server_threads = num(it.next())?.clamp(1, 64);
+                threads_given.0 = true;
+            }
+            "--client-threads" => {
+                a.client_threads = num(it.next())?.clamp(1, 64);
+                threads_given.1 = true;
+            }
+            "--pin" => pin = true,
             "--quick" => {
                 a.quick = true;
                 a.duration = Duration::from_millis(200);
@@ -1502,6 +1659,16 @@ fn parse_args() -> Result<Args> {
     if let Some(dir) = &a.out {
         a.doc = dir.join("COMPARISON.md");
         a.chart = dir.join("comparison.svg");
+    }
+    if pin {
+        let p = Pinning::split(&allowed_cpus(Path::new("/proc/self/status"))?)?;
+        if !threads_given.0 {
+            a.server_threads = p.server.len();
+        }
+        if !threads_given.1 {
+            a.client_threads = p.client.len();
+        }
+        a.pin = Some(p);
     }
     Ok(a)
 }
@@ -1826,7 +1993,15 @@ struct Machine {
     date: String,
 }
 
-fn machine() -> Machine {
+/// The machine's CPUs: with `--pin`, those of both sides (this thread may run on fewer).
+fn machine_cpus(args: &Args) -> usize {
+    match &args.pin {
+        Some(p) => p.client.len() + p.server.len(),
+        None => std::thread::available_parallelism().map_or(0, usize::from),
+    }
+}
+
+fn machine(args: &Args) -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
@@ -1836,7 +2011,7 @@ fn machine() -> Machine {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map_or("unknown".to_owned(), |s| s.trim().to_owned());
     Machine {
-        cpus: std::thread::available_parallelism().map_or(0, usize::from),
+        cpus: machine_cpus(args),
         model,
         kernel,
         date: utc_date(),
@@ -1861,7 +2036,7 @@ fn utc_date() -> String {
 }
 
 /// `results.json` (with `--out`): one object per mode, for scripts and the smoke test.
-fn results_json(results: &[ModeResult]) -> Value {
+fn results_json(results: &[ModeResult], args: &Args) -> Value {
     let modes = results
         .iter()
         .map(|r| match &r.outcome {
@@ -1885,7 +2060,11 @@ fn results_json(results: &[ModeResult]) -> Value {
             }),
         })
         .collect::<Vec<_>>();
-    serde_json::json!({ "modes": modes })
+    let pin = args
+        .pin
+        .as_ref()
+        .map(|p| serde_json::json!({ "client": p.client, "server": p.server }));
+    serde_json::json!({ "modes": modes, "pin": pin })
 }
 
 /// The command that reproduces this run.
@@ -1912,17 +2091,17 @@ fn command(args: &Args) -> String {
 }
 
 fn section(results: &[ModeResult], targets: &[Target], args: &Args, chart_name: &str) -> String {
-    let mach = machine();
+    let mach = machine(args);
     let mut s = String::new();
     let _ = writeln!(s, "## End-to-end: the same application in every design\n");
     let _ = writeln!(
         s,
         "Measured on {} by `{}` (examples/compare.rs). Machine: {} CPUs ({}), Linux {}; \
-         each server had {} worker threads, the load generator (a minimal HTTP/1.1 client) {} \
-         threads and {} keep-alive \
+         each server had {} worker thread{}, the load generator (a minimal HTTP/1.1 client) {} \
+         thread{} and {} keep-alive \
          connections. Each route of each mode was measured in {} rounds of a {} s window \
          after {} s of warm-up; the rounds visit every mode in turn, and the table gives \
-         the median round. The load generator shares the machine with the servers, and the \
+         the median round. {}, and the \
          figures vary from run to run (and with whatever else the machine runs): **compare \
          the ratios within one run, not the absolute figures across runs or machines.**\n",
         mach.date,
@@ -1931,11 +2110,23 @@ fn section(results: &[ModeResult], targets: &[Target], args: &Args, chart_name: 
         mach.model,
         mach.kernel,
         args.server_threads,
+        if args.server_threads == 1 { "" } else { "s" },
         args.client_threads,
+        if args.client_threads == 1 { "" } else { "s" },
         args.connections,
         args.rounds,
         args.duration.as_secs_f64(),
         args.warmup.as_secs_f64(),
+        match &args.pin {
+            Some(p) => format!(
+                "With `--pin`, the load generator ran on CPU {} only and the servers and \
+                 redis-server on CPU {} only (checked for every thread), as with a load \
+                 generator on another machine; other tenants of the host still share both",
+                cpu_list(&p.client),
+                cpu_list(&p.server)
+            ),
+            None => "The load generator shares the machine with the servers".to_owned(),
+        },
     );
     if args.quick {
         let _ = writeln!(
@@ -1956,13 +2147,23 @@ fn section(results: &[ModeResult], targets: &[Target], args: &Args, chart_name: 
         let _ = writeln!(
             s,
             "During the measured windows the server process used between {lo:.2} and {hi:.2} \
-             of the {} CPUs; the rest went to the load generator, the kernel's loopback \
-             networking, redis-server and whatever else ran. Throughput is therefore a \
+             {}; the rest went to {}. Throughput is therefore a \
              property of the whole machine, and the **server CPU per request** column is the \
              cleaner measure of what each design costs the server; the targets' *capacity \
              ratio* is the throughput ratio a CPU-bound server would show (the inverse ratio \
              of CPU per request).\n",
-            mach.cpus
+            match &args.pin {
+                Some(p) if p.server.len() == 1 => "of the one CPU it was pinned to".to_owned(),
+                Some(p) => format!("of the {} CPUs it was pinned to", p.server.len()),
+                None => format!("of the machine's {} CPUs", mach.cpus),
+            },
+            if args.pin.is_some() {
+                "the second server instance (idle), redis-server, the kernel's loopback \
+                 networking for the servers' sends, and whatever else ran there"
+            } else {
+                "the load generator, the kernel's loopback networking, redis-server and \
+                 whatever else ran"
+            }
         );
     }
     let _ = writeln!(
@@ -1982,14 +2183,14 @@ fn section(results: &[ModeResult], targets: &[Target], args: &Args, chart_name: 
          as much the machine's as the code's.\n"
     );
     s.push_str(&targets_table(targets));
-    s.push_str(&analysis(results, targets));
+    s.push_str(&analysis(results, targets, args));
     s.push_str(DOC_EXPLAIN);
     s
 }
 
 /// Why a missed target was missed: the measured per-request CPU of this run, and what a
 /// profile of the server showed (perf, on this machine, while writing the harness).
-fn analysis(results: &[ModeResult], targets: &[Target]) -> String {
+fn analysis(results: &[ModeResult], targets: &[Target], args: &Args) -> String {
     let mut s = String::new();
     let cpu = |m: Mode, write: bool| {
         find(results, m).map(|r| {
@@ -2051,8 +2252,10 @@ fn analysis(results: &[ModeResult], targets: &[Target]) -> String {
             },
         );
     }
+    // How the shared machine pulls ratios towards 1; not the case of a pinned run.
     if let Some(t) = targets.get(1)
         && (t.pass == Some(false) || t.disagrees)
+        && args.pin.is_none()
         && let (Some(base), Some(ours), Some(poem)) = (
             cpu(Mode::None, true),
             cpu(Mode::Sealed, true),
@@ -2409,23 +2612,36 @@ fn drive(args: &Args) -> Result<()> {
         server_threads: args.server_threads,
         redis_bin: find_redis_server(),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.client_threads)
-        .enable_all()
-        .build()?;
     // Start every mode's processes, then measure the routes in interleaved rounds (each
     // round visits every mode), so that a slow spell of the machine hits all modes alike.
+    // With `--pin`, the processes are started from this thread on the servers' CPUs (they
+    // inherit them), and the load generator's threads are made on its own CPUs.
+    if let Some(p) = &args.pin {
+        pin_thread(&p.server)?;
+        eprintln!(
+            "pinned: load generator on CPUs {}, servers and redis-server on CPUs {}",
+            cpu_list(&p.client),
+            cpu_list(&p.server)
+        );
+    }
     let mut slots: Vec<(Mode, Result<Running, String>)> = Vec::new();
     for &mode in &args.modes {
         let started = match mode.skip_reason(&run.redis_bin) {
             Some(why) => Err(why),
-            None => start_mode(mode, &run).map_err(|e| format!("failed: {e}")),
+            None => start_mode(mode, &run, args.pin.as_ref()).map_err(|e| format!("failed: {e}")),
         };
         if let Err(why) = &started {
             eprintln!("{}: {why}", mode.key());
         }
         slots.push((mode, started));
     }
+    if let Some(p) = &args.pin {
+        pin_thread(&p.client)?;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.client_threads)
+        .enable_all()
+        .build()?;
     for i in 0..args.rounds {
         eprintln!("round {}/{}:", i + 1, args.rounds);
         for (mode, slot) in &mut slots {
@@ -2452,13 +2668,14 @@ fn drive(args: &Args) -> Result<()> {
     println!("\n{}", throughput_table(&results));
     println!("{}", state_table(&results, args));
     println!("{}", targets_table(&targets));
-    let full = !args.quick && args.modes == ALL_MODES;
+    // A pinned run is a variant, not the reference: it rewrites docs/ only when asked to.
+    let full = !args.quick && args.modes == ALL_MODES && args.pin.is_none();
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir)?;
         let path = dir.join("results.json");
         std::fs::write(
             &path,
-            serde_json::to_string_pretty(&results_json(&results))?,
+            serde_json::to_string_pretty(&results_json(&results, args))?,
         )?;
         println!("wrote {}", path.display());
     }

@@ -77,6 +77,65 @@ fn committed_docs() -> TestResult<(Vec<u8>, Vec<u8>)> {
     ))
 }
 
+/// What a run of the harness left: its exit status and output.
+struct Run {
+    status: std::process::ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `compare ARGS --out DIR` (`prefix`, if given, runs it: `taskset -c 0` say), in `DIR`,
+/// killed past [`LIMIT`].
+fn run_compare_with(prefix: &[&str], bin: &Path, args: &[&str], out: &TempDir) -> TestResult<Run> {
+    let started = Instant::now();
+    let mut cmd = match prefix.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    let mut child = cmd
+        .args(args)
+        .arg("--out")
+        .arg(&out.0)
+        // Anything written relative to the working directory would land here, not in docs/.
+        .current_dir(&out.0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stdout = read_all(child.stdout.take().ok_or("no stdout")?);
+    let stderr = read_all(child.stderr.take().ok_or("no stderr")?);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if started.elapsed() > LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("compare {args:?} still running after {LIMIT:?}; killed").into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stdout = stdout.join().map_err(|_| "stdout reader panicked")?;
+    let stderr = stderr.join().map_err(|_| "stderr reader panicked")?;
+    eprintln!(
+        "compare {args:?} took {:.1?}\n--- its progress:\n{stderr}",
+        started.elapsed()
+    );
+    Ok(Run {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+fn run_compare(bin: &Path, args: &[&str], out: &TempDir) -> TestResult<Run> {
+    run_compare_with(&[], bin, args, out)
+}
+
 /// The harness is built with the test's own features; a feature the helper does not know
 /// would be dropped, and the crate built twice (a second full debug build, which once filled
 /// CI's disk).
@@ -109,36 +168,13 @@ fn quick_run_measures_every_mode_and_writes_the_whole_report() -> TestResult {
         "CI=true but no redis-server on PATH: the Redis modes must be measured in CI"
     );
 
-    let started = Instant::now();
-    let mut child = Command::new(&bin)
-        .args(["--quick", "--out"])
-        .arg(&out.0)
-        // Anything written relative to the working directory would land here, not in docs/.
-        .current_dir(&out.0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stdout = read_all(child.stdout.take().ok_or("no stdout")?);
-    let stderr = read_all(child.stderr.take().ok_or("no stderr")?);
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if started.elapsed() > LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("compare --quick still running after {LIMIT:?}; killed").into());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let took = started.elapsed();
-    let stdout = stdout.join().map_err(|_| "stdout reader panicked")?;
-    let stderr = stderr.join().map_err(|_| "stderr reader panicked")?;
-    eprintln!("compare --quick took {took:.1?}\n--- its progress:\n{stderr}");
+    let run = run_compare(&bin, &["--quick"], &out)?;
     assert!(
-        status.success(),
-        "compare failed ({status}):\n{stdout}\n{stderr}"
+        run.status.success(),
+        "compare failed ({}):\n{}\n{}",
+        run.status,
+        run.stdout,
+        run.stderr
     );
 
     // results.json: every mode, measured with traffic, or (Redis modes only) skipped.
@@ -215,5 +251,107 @@ fn quick_run_measures_every_mode_and_writes_the_whole_report() -> TestResult {
         committed_docs()? == docs_before,
         "a run with --out must leave docs/ as it was"
     );
+    Ok(())
+}
+
+/// The CPUs this test may run on, from `/proc/self/status` (Linux).
+fn allowed_cpus() -> TestResult<Vec<u64>> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .ok_or("no Cpus_allowed_list")?;
+    let mut cpus = Vec::new();
+    for part in list.trim().split(',') {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        cpus.extend(a.parse::<u64>()?..=b.parse::<u64>()?);
+    }
+    Ok(cpus)
+}
+
+/// `--pin`: the load generator and the servers on CPUs of their own, which the harness
+/// checks for every thread of every child (a thread left on the wrong CPUs fails the run);
+/// and a clear refusal where there are not two CPUs to split.
+#[test]
+fn pinned_run_splits_the_cpus() -> TestResult {
+    if !cfg!(target_os = "linux") {
+        eprintln!("SKIPPED pinned_run_splits_the_cpus: --pin needs Linux");
+        return Ok(());
+    }
+    let cpus = allowed_cpus()?;
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    if cpus.len() < 2 {
+        assert!(
+            !ci,
+            "CI=true but this test may run on one CPU only: --pin is untested"
+        );
+        eprintln!("SKIPPED pinned_run_splits_the_cpus: one CPU only ({cpus:?})");
+        return Ok(());
+    }
+    let bin = example_binary("compare")?;
+    let out = TempDir::new()?;
+    let run = run_compare(&bin, &["--quick", "--pin", "--modes", "none,sealed"], &out)?;
+    assert!(
+        run.status.success(),
+        "compare --pin failed ({}):\n{}\n{}",
+        run.status,
+        run.stdout,
+        run.stderr
+    );
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.0.join("results.json"))?)?;
+    let side = |name: &str| -> TestResult<Vec<u64>> {
+        let list = results["pin"][name]
+            .as_array()
+            .ok_or("no pin in results.json")?;
+        Ok(list.iter().filter_map(Value::as_u64).collect())
+    };
+    let (client, server) = (side("client")?, side("server")?);
+    assert!(
+        !client.is_empty() && !server.is_empty(),
+        "{client:?} {server:?}"
+    );
+    assert!(
+        client.iter().all(|c| !server.contains(c)),
+        "the two sides share CPUs: {client:?} {server:?}"
+    );
+    let mut both = [client, server].concat();
+    both.sort_unstable();
+    assert_eq!(
+        both, cpus,
+        "the split covers exactly the CPUs the run may use"
+    );
+    for m in results["modes"].as_array().ok_or("no modes")? {
+        assert_eq!(m["status"], "measured", "{m}");
+        assert_eq!(m["errors"].as_u64(), Some(0), "{m}");
+    }
+    let report = std::fs::read_to_string(out.0.join("COMPARISON.md"))?;
+    assert!(
+        report.contains("With `--pin`, the load generator ran on CPU"),
+        "the report must say the run was pinned"
+    );
+
+    // On one CPU there is nothing to split: refused, with the reason.
+    match find_program("taskset") {
+        Some(taskset) => {
+            let one = cpus.first().map(u64::to_string).unwrap_or_default();
+            let taskset = taskset.to_string_lossy().into_owned();
+            let out = TempDir::new()?;
+            let run = run_compare_with(&[&taskset, "-c", &one], &bin, &["--quick", "--pin"], &out)?;
+            assert!(!run.status.success(), "--pin on one CPU must fail");
+            assert!(
+                run.stderr.contains("--pin needs at least 2 CPUs"),
+                "the refusal must say why: {}",
+                run.stderr
+            );
+        }
+        None => {
+            assert!(
+                !ci,
+                "CI=true but no taskset (util-linux) to test --pin on one CPU"
+            );
+            eprintln!("SKIPPED the one-CPU refusal of --pin: no taskset on PATH");
+        }
+    }
     Ok(())
 }
