@@ -45,7 +45,9 @@
 //!   load generator on the first half of the CPUs and the servers and redis-server on the
 //!   rest, and checks every thread of every child, as when the load comes from another
 //!   machine (the case the targets' reference figures were measured in). A pinned run
-//!   rewrites `docs/` only with `--write-doc`; `results.json` records the split.
+//!   writes its own section of docs/COMPARISON.md (between `compare-pinned` markers, after
+//!   the reference section) and `docs/comparison-pinned.svg`; `results.json` records the
+//!   split.
 
 use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -84,8 +86,18 @@ const USER_HZ: f64 = 100.0;
 const SERVER_LIFETIME: Duration = Duration::from_secs(20 * 60);
 /// Growth (bytes per live session) under which a server's memory counts as flat.
 const FLAT_BYTES_PER_SESSION: f64 = 32.0;
-const DOC_BEGIN: &str = "<!-- compare:begin -->";
-const DOC_END: &str = "<!-- compare:end -->";
+/// The markers of the section a run writes into docs/COMPARISON.md: a pinned run (`--pin`)
+/// has a section of its own, after the reference one.
+fn markers(pinned: bool) -> (&'static str, &'static str) {
+    if pinned {
+        (
+            "<!-- compare-pinned:begin -->",
+            "<!-- compare-pinned:end -->",
+        )
+    } else {
+        ("<!-- compare:begin -->", "<!-- compare:end -->")
+    }
+}
 
 // ---------------------------------------------------------------------------------------
 // Modes
@@ -1554,8 +1566,9 @@ usage: compare [options]
   --client-threads N    worker threads of the load generator (default: number of CPUs)
   --pin                 (Linux) the load generator on the first half of the CPUs, the
                         servers and redis-server on the rest, as with a load generator on
-                        another machine; threads default to each side's CPUs; the docs
-                        are not rewritten unless --write-doc
+                        another machine; threads default to each side's CPUs; the report
+                        goes in a section of its own (compare-pinned markers) and the
+                        chart in comparison-pinned.svg
   --quick               every mode very briefly: 1 round, 0.2 s windows, 0.05 s warm-up,
                         1000 sessions, 5 revocations, 0.2 s polling of the second instance
                         (a smoke run: the figures only show that each mode works)
@@ -1589,7 +1602,7 @@ fn parse_args() -> Result<Args> {
         out: None,
     };
     let mut explicit = Vec::new();
-    let (mut pin, mut threads_given) = (false, (false, false));
+    let (mut pin, mut threads_given, mut explicit_chart) = (false, (false, false), false);
     let mut it = std::env::args().skip(1);
     let secs = |v: Option<String>| -> Result<Duration> {
         let s: f64 = v.ok_or("missing value")?.parse()?;
@@ -1642,7 +1655,10 @@ fn parse_args() -> Result<Args> {
             "--write-doc" => a.write_doc = Some(true),
             "--no-doc" => a.write_doc = Some(false),
             "--doc" => a.doc = it.next().ok_or("--doc needs a path")?.into(),
-            "--chart" => a.chart = it.next().ok_or("--chart needs a path")?.into(),
+            "--chart" => {
+                a.chart = it.next().ok_or("--chart needs a path")?.into();
+                explicit_chart = true;
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -1660,6 +1676,7 @@ fn parse_args() -> Result<Args> {
         a.doc = dir.join("COMPARISON.md");
         a.chart = dir.join("comparison.svg");
     }
+    let chart_given = explicit_chart;
     if pin {
         let p = Pinning::split(&allowed_cpus(Path::new("/proc/self/status"))?)?;
         if !threads_given.0 {
@@ -1667,6 +1684,9 @@ fn parse_args() -> Result<Args> {
         }
         if !threads_given.1 {
             a.client_threads = p.client.len();
+        }
+        if !chart_given {
+            a.chart.set_file_name("comparison-pinned.svg");
         }
         a.pin = Some(p);
     }
@@ -1804,12 +1824,6 @@ fn targets(results: &[ModeResult]) -> Vec<Target> {
         disagrees: false,
     });
     t
-}
-
-/// `x` with its sign, to a tenth, without a "-0.0" for a difference that rounds to nothing.
-fn signed_tenth(x: f64) -> String {
-    // Adding +0.0 turns a rounded -0.0 into 0.0.
-    format!("{:+.1}", (x * 10.0).round() / 10.0 + 0.0)
 }
 
 fn mb(bytes: i64) -> String {
@@ -2093,7 +2107,15 @@ fn command(args: &Args) -> String {
 fn section(results: &[ModeResult], targets: &[Target], args: &Args, chart_name: &str) -> String {
     let mach = machine(args);
     let mut s = String::new();
-    let _ = writeln!(s, "## End-to-end: the same application in every design\n");
+    let _ = writeln!(
+        s,
+        "{}\n",
+        if args.pin.is_some() {
+            "## End-to-end, with the load generator on a CPU of its own (`--pin`)"
+        } else {
+            "## End-to-end: the same application in every design"
+        }
+    );
     let _ = writeln!(
         s,
         "Measured on {} by `{}` (examples/compare.rs). Machine: {} CPUs ({}), Linux {}; \
@@ -2184,7 +2206,15 @@ fn section(results: &[ModeResult], targets: &[Target], args: &Args, chart_name: 
     );
     s.push_str(&targets_table(targets));
     s.push_str(&analysis(results, targets, args));
-    s.push_str(DOC_EXPLAIN);
+    if args.pin.is_some() {
+        let _ = writeln!(
+            s,
+            "\nThe application, the modes, the columns and what the numbers do not show are \
+             as in the section written by a run without `--pin`."
+        );
+    } else {
+        s.push_str(DOC_EXPLAIN);
+    }
     s
 }
 
@@ -2237,9 +2267,9 @@ fn analysis(results: &[ModeResult], targets: &[Target], args: &Args) -> String {
                     base + c
                 ),
                 Some(c) => format!(
-                    "The cookie's bytes are not it: the same routes with a cookie of the same \
-                     size and no session behind it cost {} µs.",
-                    signed_tenth(c)
+                    "The cookie's bytes account for about {c:.1} µs of it: the same routes \
+                     with a cookie of the same size and no session behind it cost that much \
+                     more than without one."
                 ),
                 None => String::new(),
             },
@@ -2463,12 +2493,14 @@ and the client sends no session state.
   browser's behaviour.
 "#;
 
-/// Replaces the text between the markers (or appends the markers and the text).
-fn splice_section(doc: &str, body: &str) -> String {
-    let block = format!("{DOC_BEGIN}\n{body}{DOC_END}");
-    match (doc.find(DOC_BEGIN), doc.find(DOC_END)) {
+/// Replaces the text between the markers of [`markers`]`(pinned)` (or appends the markers
+/// and the text).
+fn splice_section(doc: &str, body: &str, pinned: bool) -> String {
+    let (begin, end) = markers(pinned);
+    let block = format!("{begin}\n{body}{end}");
+    match (doc.find(begin), doc.find(end)) {
         (Some(b), Some(e)) if e > b => {
-            format!("{}{block}{}", &doc[..b], &doc[e + DOC_END.len()..])
+            format!("{}{block}{}", &doc[..b], &doc[e + end.len()..])
         }
         _ => {
             let mut out = doc.to_owned();
@@ -2484,7 +2516,7 @@ fn splice_section(doc: &str, body: &str) -> String {
     }
 }
 
-fn write_doc(path: &Path, body: &str) -> Result<()> {
+fn write_doc(path: &Path, body: &str, pinned: bool) -> Result<()> {
     let old = match std::fs::read_to_string(path) {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -2493,7 +2525,7 @@ fn write_doc(path: &Path, body: &str) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(path, splice_section(&old, body))?;
+    std::fs::write(path, splice_section(&old, body, pinned))?;
     Ok(())
 }
 
@@ -2668,8 +2700,7 @@ fn drive(args: &Args) -> Result<()> {
     println!("\n{}", throughput_table(&results));
     println!("{}", state_table(&results, args));
     println!("{}", targets_table(&targets));
-    // A pinned run is a variant, not the reference: it rewrites docs/ only when asked to.
-    let full = !args.quick && args.modes == ALL_MODES && args.pin.is_none();
+    let full = !args.quick && args.modes == ALL_MODES;
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir)?;
         let path = dir.join("results.json");
@@ -2684,7 +2715,11 @@ fn drive(args: &Args) -> Result<()> {
             n.to_string_lossy().into_owned()
         });
         chart(&args.chart, &results)?;
-        write_doc(&args.doc, &section(&results, &targets, args, &chart_name))?;
+        write_doc(
+            &args.doc,
+            &section(&results, &targets, args, &chart_name),
+            args.pin.is_some(),
+        )?;
         println!("wrote {} and {}", args.doc.display(), args.chart.display());
     } else {
         println!("docs not rewritten (a partial or --quick run; --write-doc forces it)");

@@ -325,10 +325,27 @@ fn pinned_run_splits_the_cpus() -> TestResult {
         assert_eq!(m["status"], "measured", "{m}");
         assert_eq!(m["errors"].as_u64(), Some(0), "{m}");
     }
+    // Its own section and chart, so that it never overwrites the reference run's.
     let report = std::fs::read_to_string(out.0.join("COMPARISON.md"))?;
     assert!(
         report.contains("With `--pin`, the load generator ran on CPU"),
         "the report must say the run was pinned"
+    );
+    assert!(
+        report.contains("<!-- compare-pinned:begin -->")
+            && report.contains("<!-- compare-pinned:end -->")
+            && !report.contains("<!-- compare:begin -->"),
+        "a pinned run writes between its own markers"
+    );
+    let svg = std::fs::read_to_string(out.0.join("comparison-pinned.svg"))?;
+    assert!(svg.trim_start().starts_with("<svg"), "not an SVG");
+    assert!(
+        report.contains("](comparison-pinned.svg)"),
+        "the section shows its own chart"
+    );
+    assert!(
+        !out.0.join("comparison.svg").exists(),
+        "a pinned run leaves the reference chart alone"
     );
 
     // On one CPU there is nothing to split: refused, with the reason.
