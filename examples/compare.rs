@@ -524,7 +524,7 @@ fn serve(mode: Mode, threads: usize) -> Result<()> {
 // ---------------------------------------------------------------------------------------
 
 /// Which CPUs `--pin` gives the load generator and which the servers (and redis-server).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 struct Pinning {
     client: Vec<usize>,
     server: Vec<usize>,
@@ -1677,6 +1677,9 @@ fn parse_args() -> Result<Args> {
         a.chart = dir.join("comparison.svg");
     }
     let chart_given = explicit_chart;
+    if pin && !cfg!(target_os = "linux") {
+        return Err("--pin needs Linux (sched_setaffinity and /proc)".into());
+    }
     if pin {
         let p = Pinning::split(&allowed_cpus(Path::new("/proc/self/status"))?)?;
         if !threads_given.0 {

@@ -132,8 +132,19 @@ fn run_compare_with(prefix: &[&str], bin: &Path, args: &[&str], out: &TempDir) -
     })
 }
 
-fn run_compare(bin: &Path, args: &[&str], out: &TempDir) -> TestResult<Run> {
-    run_compare_with(&[], bin, args, out)
+/// Runs `compare ARGS --out DIR`, which must succeed, and returns its `results.json`.
+fn run_results(bin: &Path, args: &[&str], out: &TempDir) -> TestResult<Value> {
+    let run = run_compare_with(&[], bin, args, out)?;
+    assert!(
+        run.status.success(),
+        "compare {args:?} failed ({}):\n{}\n{}",
+        run.status,
+        run.stdout,
+        run.stderr
+    );
+    Ok(serde_json::from_str(&std::fs::read_to_string(
+        out.0.join("results.json"),
+    )?)?)
 }
 
 /// The harness is built with the test's own features; a feature the helper does not know
@@ -168,18 +179,8 @@ fn quick_run_measures_every_mode_and_writes_the_whole_report() -> TestResult {
         "CI=true but no redis-server on PATH: the Redis modes must be measured in CI"
     );
 
-    let run = run_compare(&bin, &["--quick"], &out)?;
-    assert!(
-        run.status.success(),
-        "compare failed ({}):\n{}\n{}",
-        run.status,
-        run.stdout,
-        run.stderr
-    );
-
     // results.json: every mode, measured with traffic, or (Redis modes only) skipped.
-    let results: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.0.join("results.json"))?)?;
+    let results = run_results(&bin, &["--quick"], &out)?;
     let modes = results["modes"].as_array().ok_or("no `modes` array")?;
     let keys: Vec<&str> = modes.iter().filter_map(|m| m["mode"].as_str()).collect();
     assert_eq!(keys, MODES, "every mode, in order");
@@ -290,16 +291,7 @@ fn pinned_run_splits_the_cpus() -> TestResult {
     }
     let bin = example_binary("compare")?;
     let out = TempDir::new()?;
-    let run = run_compare(&bin, &["--quick", "--pin", "--modes", "none,sealed"], &out)?;
-    assert!(
-        run.status.success(),
-        "compare --pin failed ({}):\n{}\n{}",
-        run.status,
-        run.stdout,
-        run.stderr
-    );
-    let results: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.0.join("results.json"))?)?;
+    let results = run_results(&bin, &["--quick", "--pin", "--modes", "none,sealed"], &out)?;
     let side = |name: &str| -> TestResult<Vec<u64>> {
         let list = results["pin"][name]
             .as_array()
