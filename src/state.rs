@@ -478,7 +478,7 @@ fn recorded<'a>(changes: &'a [(String, Option<Value>)], key: &str) -> Option<&'a
 fn find_in<T: DeserializeOwned>(raw: &RawJson, key: &str) -> Result<Option<T>, DataError> {
     match raw.entry(key)? {
         None => Ok(None),
-        Some(e) => serde_json::from_slice(raw.value(e))
+        Some(e) => crate::plain_str::from_value_bytes(raw.value(e))
             .map(Some)
             .map_err(|source| DataError::WrongType {
                 key: key.to_owned(),
