@@ -993,7 +993,9 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
         let writes_store =
             matches!(self.cfg.backend, Backend::Store { .. }) && plan.record.is_some();
         if plan.ended.is_empty() && !writes_store {
-            return Finish::Done(self.respond(&p, plan, resp, false));
+            let resp = self.respond(&p, plan, resp, false);
+            p.session.recycle();
+            return Finish::Done(resp);
         }
         Finish::Io(Box::pin(async move {
             // Revocation and store I/O happen here, with no lock held.
@@ -1123,5 +1125,181 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             Finish::Done(resp) => resp,
             Finish::Io(io) => io.await,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The reuse of session allocations between the requests of a thread
+    //! ([`Session::recycle`]), which only the crate can observe.
+
+    use std::sync::Mutex;
+
+    use poem::test::TestClient;
+    use poem::web::Path;
+    use poem::{EndpointExt, Route, get, handler, post};
+
+    use super::*;
+
+    fn keys() -> Keyring {
+        let bytes: Vec<u8> = (1..=32).collect();
+        let key = crate::keys::Key::new("k1", crate::keys::Algorithm::Aes256Gcm, &bytes);
+        key.and_then(|k| Keyring::new([k]))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// What each request's handler saw: the session's address, id and `user`, and whether
+    /// its lock was poisoned.
+    #[derive(Clone, Debug, PartialEq)]
+    struct Seen {
+        addr: usize,
+        id: String,
+        user: Option<String>,
+        poisoned: bool,
+    }
+
+    static SEEN: Mutex<Vec<Seen>> = Mutex::new(Vec::new());
+    static KEPT: Mutex<Vec<Session>> = Mutex::new(Vec::new());
+
+    fn see(session: &Session) -> poem::Result<()> {
+        let seen = Seen {
+            addr: session.addr(),
+            id: session.id().to_string(),
+            user: session.get::<String>("user")?,
+            poisoned: session.is_poisoned(),
+        };
+        SEEN.lock().unwrap_or_else(|e| e.into_inner()).push(seen);
+        Ok(())
+    }
+
+    #[handler]
+    fn look(session: &Session) -> poem::Result<()> {
+        see(session)
+    }
+    #[handler]
+    fn login(session: &Session, Path(user): Path<String>) -> poem::Result<()> {
+        session.insert("user", &user)?;
+        see(session)
+    }
+    #[handler]
+    fn keep(session: &Session) -> poem::Result<()> {
+        see(session)?;
+        KEPT.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(session.clone());
+        Ok(())
+    }
+    /// Poisons the session's lock: a value whose serialization panics, caught here.
+    #[handler]
+    fn poison(session: &Session) -> poem::Result<()> {
+        struct Bomb;
+        impl serde::Serialize for Bomb {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                _: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                panic!("serialization failed");
+            }
+        }
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = session.insert("bomb", &Bomb);
+        }));
+        assert!(caught.is_err());
+        see(session)
+    }
+
+    fn seen() -> Vec<Seen> {
+        std::mem::take(&mut *SEEN.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn cookie(resp: &poem::test::TestResponse) -> String {
+        let set = resp
+            .0
+            .headers()
+            .get(SET_COOKIE)
+            .and_then(|v| v.to_str().ok());
+        set.and_then(|v| v.split(';').next())
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    // One test, so that no other test's requests run between these on the statics; the
+    // default `#[tokio::test]` runtime runs every request on this thread.
+    #[tokio::test]
+    async fn a_thread_reuses_the_allocation_of_a_session_nothing_else_holds() {
+        let app = Route::new()
+            .at("/look", get(look))
+            .at("/login/:user", post(login))
+            .at("/keep", get(keep))
+            .at("/poison", post(poison))
+            .with(SealedSession::new(keys()).secure(Secure::Never));
+        let tc = TestClient::new(app);
+
+        // alice logs in; a stranger's new session then gets the same allocation, clean.
+        let resp = tc.post("/login/alice").send().await;
+        resp.assert_status_is_ok();
+        let alice = cookie(&resp);
+        let spare = Session::spare_addr();
+        tc.get("/look").send().await.assert_status_is_ok();
+        tc.get("/look")
+            .header("cookie", &alice)
+            .send()
+            .await
+            .assert_status_is_ok();
+        let [first, stranger, again] =
+            <[Seen; 3]>::try_from(seen()).unwrap_or_else(|s| panic!("{s:?}"));
+        assert_eq!(first.user.as_deref(), Some("alice"));
+        assert_eq!(
+            spare,
+            Some(first.addr),
+            "kept for the thread's next request"
+        );
+        assert_eq!(stranger.addr, first.addr, "the allocation is reused");
+        assert_eq!(
+            stranger.user, None,
+            "nothing of alice's session is left in it"
+        );
+        assert_ne!(stranger.id, first.id);
+        assert_eq!(again.addr, first.addr);
+        assert_eq!(
+            (again.id, again.user),
+            (first.id.clone(), Some("alice".to_owned()))
+        );
+
+        // A session a handler keeps is not reused: the next request gets another allocation
+        // and the kept one still reads as it did.
+        tc.get("/keep")
+            .header("cookie", &alice)
+            .send()
+            .await
+            .assert_status_is_ok();
+        let [kept] = <[Seen; 1]>::try_from(seen()).unwrap_or_else(|s| panic!("{s:?}"));
+        assert_ne!(
+            Session::spare_addr(),
+            Some(kept.addr),
+            "held elsewhere: not kept"
+        );
+        tc.post("/login/bob").send().await.assert_status_is_ok();
+        let [bob] = <[Seen; 1]>::try_from(seen()).unwrap_or_else(|s| panic!("{s:?}"));
+        assert_ne!(bob.addr, kept.addr);
+        assert_eq!(bob.user.as_deref(), Some("bob"));
+        let held = KEPT.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let held = held.unwrap_or_else(|| panic!("the handler kept its session"));
+        assert_eq!(held.addr(), kept.addr);
+        assert_eq!(
+            held.get::<String>("user").ok().flatten().as_deref(),
+            Some("alice")
+        );
+        assert_eq!(held.id().to_string(), first.id);
+        drop(held);
+
+        // A lock a handler poisoned is reused unpoisoned, and works.
+        tc.post("/poison").send().await.assert_status_is_ok();
+        tc.post("/login/carol").send().await.assert_status_is_ok();
+        let [poisoned, carol] = <[Seen; 2]>::try_from(seen()).unwrap_or_else(|s| panic!("{s:?}"));
+        assert!(poisoned.poisoned);
+        assert_eq!(carol.addr, poisoned.addr);
+        assert!(!carol.poisoned);
+        assert_eq!(carol.user.as_deref(), Some("carol"));
     }
 }
