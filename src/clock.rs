@@ -26,9 +26,15 @@ impl Timestamp {
 
     /// From a [`SystemTime`]; times before the epoch become the epoch.
     pub fn from_system_time(t: SystemTime) -> Self {
+        // Whole milliseconds in `u64` arithmetic (`as_millis` is a `u128`): read on every
+        // request.
         let ms = t
             .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .map(|d| {
+                d.as_secs()
+                    .saturating_mul(1000)
+                    .saturating_add(u64::from(d.subsec_millis()))
+            })
             .unwrap_or(0);
         Timestamp(ms)
     }
@@ -125,5 +131,30 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         Timestamp(self.0.load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn from_system_time_is_whole_milliseconds(secs in any::<u64>(), nanos in 0u32..1_000_000_000) {
+            let d = Duration::new(secs, nanos);
+            let expected = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+            if let Some(t) = UNIX_EPOCH.checked_add(d) {
+                prop_assert_eq!(Timestamp::from_system_time(t).as_millis(), expected);
+            }
+        }
+    }
+
+    #[test]
+    fn before_the_epoch_is_the_epoch() {
+        let before = UNIX_EPOCH.checked_sub(Duration::from_millis(5));
+        if let Some(t) = before {
+            assert_eq!(Timestamp::from_system_time(t), Timestamp::EPOCH);
+        }
     }
 }
