@@ -2259,9 +2259,9 @@ fn analysis(results: &[ModeResult], targets: &[Target], args: &Args) -> String {
              would have to fit in about {:.1} µs. The calibration rows place the cost. {} {} \
              What is left is the bookkeeping every request pays whatever its token: reading \
              the `Cookie` header, the cache look-up with its constant-time comparison, \
-             allocating the `Session` and putting it in the request's extensions, the \
+             making the `Session` and putting it in the request's extensions, the \
              expiry check, the handler's `get`, and dropping it all; in process \
-             (`benches/instructions.sh`, above) about 4.3k instructions against about 11k \
+             (`benches/instructions.sh`, above) about 4.1k instructions against about 11k \
              for the whole request without sessions. The target holds where a request costs \
              more than here (real handlers, TLS, a network).\n",
             if t.pass == Some(true) {
