@@ -1100,31 +1100,39 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
 impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
     type Output = Response;
 
-    async fn call(&self, mut req: Request) -> Result<Response> {
-        // Poem boxes each endpoint's future, and moving a large one costs more than most of
-        // what this middleware does on a request. So the I/O that only some requests wait
-        // for (the store, revocations) runs in boxed futures, and with a token codec the
-        // work before the handler is synchronous: this future holds little besides the
-        // handler's.
-        let begun = match &self.cfg.backend {
-            Backend::Token(codec) => self.begin_token(&**codec, &mut req)?,
-            Backend::Store { ids, store } => {
-                Box::pin(self.begin_stored(ids, &**store, &mut req)).await?
-            }
-        };
-        let pending = match begun {
-            Begun::Handler(pending) => pending,
-            Begun::Answer(answer) => return Ok(answer),
-        };
-        // Changes are written even when the handler fails.
-        let resp = match self.inner.call(req).await {
-            Ok(r) => r.into_response(),
-            Err(e) => e.into_response(),
-        };
-        Ok(match self.finish(pending, resp) {
-            Finish::Done(resp) => resp,
-            Finish::Io(io) => io.await,
-        })
+    #[allow(clippy::manual_async_fn)] // deliberately not an `async fn`: see the comment
+    fn call(&self, mut req: Request) -> impl Future<Output = Result<Response>> + Send {
+        // Poem boxes each endpoint's future, and every layer that awaits one moves it: each
+        // move copies the whole future. So the I/O that only some requests wait for (the
+        // store, revocations) runs in boxed futures, and with a token codec the work before
+        // the handler is synchronous. And this is an `async` block over the request, not an
+        // `async fn`: an `async fn` keeps its arguments twice (as captured, and as the
+        // locals they are moved to), and the block's locals are scoped so that none but
+        // `pending` is kept beside the handler's future. The future is the handler's, the
+        // request until the handler takes it, and a few words.
+        async move {
+            let pending = {
+                let begun = match &self.cfg.backend {
+                    Backend::Token(codec) => self.begin_token(&**codec, &mut req)?,
+                    Backend::Store { ids, store } => {
+                        Box::pin(self.begin_stored(ids, &**store, &mut req)).await?
+                    }
+                };
+                match begun {
+                    Begun::Handler(pending) => pending,
+                    Begun::Answer(answer) => return Ok(answer),
+                }
+            };
+            // Changes are written even when the handler fails.
+            let resp = match self.inner.call(req).await {
+                Ok(r) => r.into_response(),
+                Err(e) => e.into_response(),
+            };
+            Ok(match self.finish(pending, resp) {
+                Finish::Done(resp) => resp,
+                Finish::Io(io) => io.await,
+            })
+        }
     }
 }
 
