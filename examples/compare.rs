@@ -1612,7 +1612,10 @@ fn parse_args() -> Result<Args> {
         out: None,
     };
     let mut explicit = Vec::new();
-    let (mut pin, mut threads_given, mut explicit_chart) = (false, (false, false), false);
+    // `--pin` changes the defaults of the options below unless they were given.
+    let mut pin = false;
+    let (mut server_threads_given, mut client_threads_given, mut chart_given) =
+        (false, false, false);
     let mut it = std::env::args().skip(1);
     let secs = |v: Option<String>| -> Result<Duration> {
         let s: f64 = v.ok_or("missing value")?.parse()?;
@@ -1643,11 +1646,11 @@ fn parse_args() -> Result<Args> {
             "--revocations" => a.revocations = num(it.next())?.clamp(1, 10_000),
             "--server-threads" => {
                 a.server_threads = num(it.next())?.clamp(1, 64);
-                threads_given.0 = true;
+                server_threads_given = true;
             }
             "--client-threads" => {
                 a.client_threads = num(it.next())?.clamp(1, 64);
-                threads_given.1 = true;
+                client_threads_given = true;
             }
             "--pin" => pin = true,
             "--quick" => {
@@ -1667,7 +1670,7 @@ fn parse_args() -> Result<Args> {
             "--doc" => a.doc = it.next().ok_or("--doc needs a path")?.into(),
             "--chart" => {
                 a.chart = it.next().ok_or("--chart needs a path")?.into();
-                explicit_chart = true;
+                chart_given = true;
             }
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -1686,16 +1689,15 @@ fn parse_args() -> Result<Args> {
         a.doc = dir.join("COMPARISON.md");
         a.chart = dir.join("comparison.svg");
     }
-    let chart_given = explicit_chart;
     if pin && !cfg!(target_os = "linux") {
         return Err("--pin needs Linux (sched_setaffinity and /proc)".into());
     }
     if pin {
         let p = Pinning::split(&allowed_cpus(Path::new("/proc/self/status"))?)?;
-        if !threads_given.0 {
+        if !server_threads_given {
             a.server_threads = p.server.len();
         }
-        if !threads_given.1 {
+        if !client_threads_given {
             a.client_threads = p.client.len();
         }
         if !chart_given {

@@ -1158,7 +1158,7 @@ mod tests {
 
     /// What each request's handler saw: the session's address, id and `user`, and whether
     /// its lock was poisoned.
-    #[derive(Clone, Debug, PartialEq)]
+    #[derive(Debug)]
     struct Seen {
         addr: usize,
         id: String,
