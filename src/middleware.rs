@@ -790,8 +790,9 @@ struct Started<'a, 'r> {
 enum Begun<'a> {
     /// The session is in the request: run the handler.
     Handler(Pending<'a>),
-    /// The request is answered without its handler.
-    Answer(Response),
+    /// The request is answered without its handler (boxed: rare, and a `Response` in line
+    /// would make every request's result as large as one, to be moved at each step).
+    Answer(Box<Response>),
 }
 
 /// The middleware's answer once the handler has answered.
@@ -819,12 +820,11 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
     /// How the request carries its session, under which name, and the token; or the answer
     /// when the request is refused before its handler (a bad bearer header, oversized
     /// cookies).
-    #[allow(clippy::result_large_err)] // the refusal is the response: rare, and boxed it costs an allocation
     fn read<'r>(
         &self,
         req: &'r Request,
         span: &Span,
-    ) -> std::result::Result<(Carrier, &Arc<str>, Token<'r>), Response> {
+    ) -> std::result::Result<(Carrier, &Arc<str>, Token<'r>), Box<Response>> {
         let cfg = &*self.cfg;
         if let Some(b) = &cfg.bearer {
             let token = match b.read(req.headers()) {
@@ -832,7 +832,7 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
                 BearerIn::Token(t) => Token::Bytes(TokenBytes::Borrowed(t.as_bytes())),
                 BearerIn::Refused(e) => {
                     cfg.stats.refused(&e, span);
-                    return Err(unauthorized(&e, span));
+                    return Err(Box::new(unauthorized(&e, span)));
                 }
             };
             return Ok((Carrier::Bearer, self.shared.here().purpose(false), token));
@@ -844,7 +844,7 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
         let max = cfg.limits.get_cookie_header_len();
         let (incoming, token) = match cfg.cookie.scan(req.headers(), purpose, max) {
             Ok(scanned) => scanned,
-            Err(len) => return Err(header_too_large(&cfg.stats, span, len, max)),
+            Err(len) => return Err(Box::new(header_too_large(&cfg.stats, span, len, max))),
         };
         let token = match token {
             Some(t) => Token::Bytes(t),
@@ -857,8 +857,7 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
 
     /// The request's span and time, and how it carries its session; or the answer when it is
     /// refused before its handler.
-    #[allow(clippy::result_large_err)] // as `read`
-    fn start<'r>(&self, req: &'r Request) -> std::result::Result<Started<'_, 'r>, Response> {
+    fn start<'r>(&self, req: &'r Request) -> std::result::Result<Started<'_, 'r>, Box<Response>> {
         let span = self.span();
         let now = self.cfg.clock.now();
         let (carrier, purpose, token) = self.read(req, &span)?;
@@ -925,7 +924,7 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
         if let Some(e) = &arrival.refused {
             self.cfg.stats.refused(e, &span);
             if matches!(carrier, Carrier::Bearer) {
-                return Begun::Answer(unauthorized(e, &span));
+                return Begun::Answer(Box::new(unauthorized(e, &span)));
             }
         }
         let Arrival {
@@ -1120,7 +1119,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
                 };
                 match begun {
                     Begun::Handler(pending) => pending,
-                    Begun::Answer(answer) => return Ok(answer),
+                    Begun::Answer(answer) => return Ok(*answer),
                 }
             };
             // Changes are written even when the handler fails.
