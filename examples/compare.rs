@@ -19,7 +19,9 @@
 //! `--quick --out` on a temporary directory.
 //!
 //! Modes: `none` (no sessions), `none+cookie` (no sessions, but a cookie as long as the
-//! sealed one goes back and forth: what its bytes cost), `sealed` (AES-256-GCM cookie),
+//! sealed one goes back and forth: what its bytes cost), `none+work` (no sessions, but each
+//! handler busy-waits 0.5 µs: a yardstick for what a given cost per request does to the
+//! ratios here), `sealed` (AES-256-GCM cookie),
 //! `sealed-nocache` (the same with the open cache off), `signed` (HMAC cookie),
 //! `jwt` (HS256 JWT in `Authorization: Bearer`), `store-memory` and `store-redis` (the
 //! express-session design: signed id cookie, data in a store), and Poem's own
@@ -107,6 +109,7 @@ fn markers(pinned: bool) -> (&'static str, &'static str) {
 enum Mode {
     None,
     NoneCookie,
+    NoneWork,
     Sealed,
     SealedNoCache,
     Signed,
@@ -119,9 +122,10 @@ enum Mode {
     PoemRedis,
 }
 
-const ALL_MODES: [Mode; 12] = [
+const ALL_MODES: [Mode; 13] = [
     Mode::None,
     Mode::NoneCookie,
+    Mode::NoneWork,
     Mode::Sealed,
     Mode::SealedNoCache,
     Mode::Signed,
@@ -146,6 +150,7 @@ impl Mode {
         match self {
             Mode::None => "none",
             Mode::NoneCookie => "none+cookie",
+            Mode::NoneWork => "none+work",
             Mode::Sealed => "sealed",
             Mode::SealedNoCache => "sealed-nocache",
             Mode::Signed => "signed",
@@ -163,6 +168,7 @@ impl Mode {
         match self {
             Mode::None => "no sessions",
             Mode::NoneCookie => "no sessions, a cookie of the same size",
+            Mode::NoneWork => "no sessions, 0.5 µs more handler work",
             Mode::Sealed => "sealed cookie (AES-256-GCM)",
             Mode::SealedNoCache => "sealed cookie, open cache off",
             Mode::Signed => "signed cookie (HMAC-SHA256)",
@@ -182,7 +188,7 @@ impl Mode {
 
     fn transport(self) -> Transport {
         match self {
-            Mode::None => Transport::None,
+            Mode::None | Mode::NoneWork => Transport::None,
             Mode::Jwt => Transport::Bearer,
             _ => Transport::Cookie,
         }
@@ -328,6 +334,27 @@ fn filler_write() -> Response {
     );
     resp
 }
+/// Handler work the `none+work` row adds to each request: a yardstick for what a session's
+/// cost means in this harness.
+const WORK: Duration = Duration::from_nanos(500);
+/// Busy-waits [`WORK`] by the clock, as a handler computing for that long would take the
+/// CPU (the clock is read about every 25 ns here, so the wait overshoots by about that).
+fn busy_work() {
+    let start = Instant::now();
+    while start.elapsed() < WORK {
+        std::hint::spin_loop();
+    }
+}
+#[handler]
+fn work_read() -> String {
+    busy_work();
+    "alice@example.com".to_owned()
+}
+#[handler]
+fn work_write() -> String {
+    busy_work();
+    2u64.to_string()
+}
 #[handler]
 fn none_read() -> String {
     "alice@example.com".to_owned()
@@ -356,6 +383,13 @@ fn routes_filler() -> Route {
         .at("/login", post(filler_login))
         .at("/read", get(none_read))
         .at("/write", post(filler_write))
+        .at("/logout", post(none_login))
+}
+fn routes_work() -> Route {
+    Route::new()
+        .at("/login", post(none_login))
+        .at("/read", get(work_read))
+        .at("/write", post(work_write))
         .at("/logout", post(none_login))
 }
 fn routes_none() -> Route {
@@ -432,6 +466,7 @@ async fn build_app(mode: Mode, env: &ServerEnv) -> Result<BoxEndpoint<'static, R
     Ok(match mode {
         Mode::None => routes_none().map_to_response().boxed(),
         Mode::NoneCookie => routes_filler().map_to_response().boxed(),
+        Mode::NoneWork => routes_work().map_to_response().boxed(),
         Mode::Sealed => routes_ours()
             .with(SealedSession::new(keys))
             .map_to_response()
@@ -1513,13 +1548,14 @@ fn finish(rt: &tokio::runtime::Runtime, r: Running, args: &Args) -> Result<Measu
     eprint!("  {:<20} {} sessions: ", mode.key(), args.sessions);
     let memory = rt.block_on(memory(mode, &a, redis.as_ref(), args))?;
     eprint!("{:+.1} MB; ", memory.total_growth() as f64 / 1e6);
-    let (revocation, second_instance) = if matches!(mode, Mode::None | Mode::NoneCookie) {
-        (None, None)
-    } else {
-        let r = rt.block_on(revocation(mode, &a, &b, args))?;
-        let s = rt.block_on(second_instance(mode, &a, &b))?;
-        (Some(r), Some(s))
-    };
+    let (revocation, second_instance) =
+        if matches!(mode, Mode::None | Mode::NoneCookie | Mode::NoneWork) {
+            (None, None)
+        } else {
+            let r = rt.block_on(revocation(mode, &a, &b, args))?;
+            let s = rt.block_on(second_instance(mode, &a, &b))?;
+            (Some(r), Some(s))
+        };
     eprintln!("revocation and second instance done");
     Ok(Measured {
         read: combine(read),
@@ -1563,7 +1599,7 @@ struct Args {
 
 const USAGE: &str = "\
 usage: compare [options]
-  --modes a,b,...       modes to run (default: all): none, none+cookie, sealed,
+  --modes a,b,...       modes to run (default: all): none, none+cookie, none+work, sealed,
                         sealed-nocache, signed, jwt, sealed+deny-memory, sealed+deny-redis,
                         store-memory, store-redis, poem-cookie, poem-redis
   --duration SECS       measured window per route and round (default 1)
@@ -2252,13 +2288,22 @@ fn analysis(results: &[ModeResult], targets: &[Target], args: &Args) -> String {
     {
         let cookie_only = cpu(Mode::NoneCookie, false).map(|c| c - base);
         let uncached = cpu(Mode::SealedNoCache, false).map(|c| c - base);
+        // The yardstick row: the no-session routes with `WORK` more handler work.
+        let work = find(results, Mode::NoneWork)
+            .zip(find(results, Mode::None))
+            .map(|(w, n)| {
+                (
+                    w.read.cpu_us_per_req - base,
+                    w.read.rps / n.read.rps.max(1.0),
+                )
+            });
         let _ = write!(
             s,
             "\n**Why the read target is {}.** A read costs the no-session server \
              {base:.1} µs of CPU here and the sealed-cookie server {ours:.1} µs: the session \
              adds {:.1} µs, {:.0}% of the request. To stay within 5% of a request this cheap \
              (loopback, a handler that does nothing), everything a session adds to a read \
-             would have to fit in about {:.1} µs. The calibration rows place the cost. {} {} \
+             would have to fit in about {:.1} µs. {}The calibration rows place the cost. {} {} \
              What is left is the bookkeeping every request pays whatever its token: reading \
              the `Cookie` header, the cache look-up with its constant-time comparison, \
              making the `Session` and putting it in the request's extensions, the \
@@ -2274,6 +2319,21 @@ fn analysis(results: &[ModeResult], targets: &[Target], args: &Args) -> String {
             ours - base,
             (ours - base) / ours * 100.0,
             base * 0.05 / 0.95,
+            match work {
+                Some((w, ratio)) if w > 0.05 => format!(
+                    "For scale: the no-session routes with {:.1} µs more handler work (a busy \
+                     wait) cost {:.1} µs of CPU per read and reached {ratio:.2}x the \
+                     no-session throughput, so in this harness a read that does {:.1} µs more \
+                     work of any kind pays {:.0}% of its throughput; the session costs a read \
+                     about as much as {:.1} µs of handler work. ",
+                    WORK.as_secs_f64() * 1e6,
+                    base + w,
+                    WORK.as_secs_f64() * 1e6,
+                    (1.0 - ratio) * 100.0,
+                    WORK.as_secs_f64() * 1e6 * (ours - base) / w,
+                ),
+                _ => String::new(),
+            },
             match cookie_only {
                 Some(c) if c < 0.05 => format!(
                     "The cookie's bytes are not it: the same routes with a cookie of the same \
@@ -2419,6 +2479,9 @@ and the client sends no session state.
 - **no sessions, a cookie of the same size**: the no-session routes, but `/login` and
   `/write` set a 313-character cookie (the sealed cookie's length) and the client sends it
   back: what the cookie's bytes cost the kernel and hyper, with no session behind them.
+- **no sessions, 0.5 µs more handler work**: the no-session routes, each handler
+  busy-waiting 0.5 µs by the clock before it answers: what that much work of any kind costs
+  a request in this harness, a yardstick for the rows with sessions.
 - **sealed cookie**: `SealedSession::new(keys)`, AES-256-GCM, defaults (`__Host-sid`),
   which include the open cache (1 MiB): a token that comes back is answered from memory
   instead of being decoded and authenticated again.

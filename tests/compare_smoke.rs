@@ -19,9 +19,10 @@ use common::example::{FEATURES, TestResult, example_binary, find_program, manife
 use serde_json::Value;
 
 /// Every mode of the harness, by key: a mode dropped from the run is a failure.
-const MODES: [&str; 12] = [
+const MODES: [&str; 13] = [
     "none",
     "none+cookie",
+    "none+work",
     "sealed",
     "sealed-nocache",
     "signed",
