@@ -797,8 +797,9 @@ enum Begun<'a> {
 
 /// The middleware's answer once the handler has answered.
 enum Finish<'a> {
-    Done(Response),
-    /// Revocations or store writes to wait for first.
+    /// The handler's response, with the session's headers: in place, not moved.
+    Done,
+    /// Revocations or store writes to wait for first; the response is in the future.
     Io(BoxFuture<'a, Response>),
 }
 
@@ -972,14 +973,17 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
 
     /// Everything after the handler: the plan, and the answer, or the I/O it waits for
     /// (revocations, the store write) when there is some.
-    fn finish<'a>(&'a self, p: Pending<'a>, resp: Response) -> Finish<'a> {
+    /// The response is changed in place when nothing is to be waited for (most requests):
+    /// a `Response` is a few hundred bytes, and moving it in and out would copy it twice.
+    fn finish<'a>(&'a self, p: Pending<'a>, resp: &mut Response) -> Finish<'a> {
         let plan = match self.plan(&p.session, &p.carrier, p.is_new, p.refused) {
             Ok(plan) => plan,
             Err(msg) => {
                 // Sessions the handler ended are ended even if the new one cannot be sent.
                 let ended = std::mem::take(&mut p.session.lock().ended);
                 if ended.is_empty() {
-                    return Finish::Done(not_saved(&p.span, &msg));
+                    *resp = not_saved(&p.span, &msg);
+                    return Finish::Done;
                 }
                 return Finish::Io(Box::pin(async move {
                     match end_sessions(&self.cfg, &p.span, &ended).await {
@@ -992,10 +996,11 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
         let writes_store =
             matches!(self.cfg.backend, Backend::Store { .. }) && plan.record.is_some();
         if plan.ended.is_empty() && !writes_store {
-            let resp = self.respond(&p, plan, resp, false);
+            self.respond(&p, plan, resp, false);
             p.session.recycle();
-            return Finish::Done(resp);
+            return Finish::Done;
         }
+        let mut resp = std::mem::take(resp);
         Finish::Io(Box::pin(async move {
             // Revocation and store I/O happen here, with no lock held.
             if !plan.ended.is_empty()
@@ -1029,18 +1034,14 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
                     }
                 }
             }
-            self.respond(&p, plan, resp, ended_elsewhere)
+            self.respond(&p, plan, &mut resp, ended_elsewhere);
+            resp
         }))
     }
 
-    /// The handler's response with the session's headers.
-    fn respond(
-        &self,
-        p: &Pending<'_>,
-        plan: Plan,
-        mut resp: Response,
-        ended_elsewhere: bool,
-    ) -> Response {
+    /// Adds the session's headers to the handler's response (or replaces it with a 500 when
+    /// the session cannot be sent).
+    fn respond(&self, p: &Pending<'_>, plan: Plan, resp: &mut Response, ended_elsewhere: bool) {
         let cfg = &*self.cfg;
         match (&plan.outcome, &p.carrier, plan.token) {
             (Outcome::Clear, Carrier::Cookie { secure, incoming }, _) => {
@@ -1059,7 +1060,8 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
                     Some(plan.max_age),
                     incoming,
                 ) {
-                    return not_saved(&p.span, &e.to_string());
+                    *resp = not_saved(&p.span, &e.to_string());
+                    return;
                 }
             }
             (Outcome::Write, Carrier::Bearer, Some(token)) => {
@@ -1068,7 +1070,10 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
                     (Some(h), Ok(v)) => {
                         resp.headers_mut().insert(h.clone(), v);
                     }
-                    _ => return not_saved(&p.span, "the token is not a valid header value"),
+                    _ => {
+                        *resp = not_saved(&p.span, "the token is not a valid header value");
+                        return;
+                    }
                 }
             }
             _ => {}
@@ -1092,7 +1097,6 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
                 Outcome::Clear => "cleared",
             },
         );
-        resp
     }
 }
 
@@ -1123,14 +1127,18 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
                 }
             };
             // Changes are written even when the handler fails.
-            let resp = match self.inner.call(req).await {
-                Ok(r) => r.into_response(),
-                Err(e) => e.into_response(),
+            let io = {
+                // Scoped, so that the response is not kept beside `io` while it runs.
+                let mut resp = match self.inner.call(req).await {
+                    Ok(r) => r.into_response(),
+                    Err(e) => e.into_response(),
+                };
+                match self.finish(pending, &mut resp) {
+                    Finish::Done => return Ok(resp),
+                    Finish::Io(io) => io,
+                }
             };
-            Ok(match self.finish(pending, resp) {
-                Finish::Done(resp) => resp,
-                Finish::Io(io) => io.await,
-            })
+            Ok(io.await)
         }
     }
 }

@@ -3,8 +3,9 @@
 //! Most session values read on a request are short strings (a user id, a name, a CSRF
 //! token). serde_json reads one with its whole parser: a deserializer, the escape scan, a
 //! UTF-8 check and the trailing-whitespace check, about half of what a cached sealed read
-//! costs in the handler. A string with no escapes and no control characters is its bytes
-//! between the quotes, so [`PlainStr`] hands those to the visitor directly. Anything else a
+//! costs in the handler. A string with no escapes and no control characters is its text
+//! between the quotes, and the session's data was checked to be UTF-8 once, when it arrived,
+//! so [`PlainStr`] hands that slice to the visitor directly. Anything else a
 //! type asks for (a number, an option, a newtype, raw JSON...) goes to serde_json on the
 //! same bytes, so every type reads exactly as serde_json reads it, errors included.
 
@@ -19,35 +20,33 @@ pub(crate) struct PlainStr<'de> {
 }
 
 impl<'de> PlainStr<'de> {
-    /// `json` as a plain string: a quoted string with no escapes, no control characters
-    /// (which serde_json refuses) and valid UTF-8. `None` for anything else, which is left
-    /// to serde_json.
-    pub(crate) fn new(json: &'de [u8]) -> Option<PlainStr<'de>> {
-        let [b'"', inner @ .., b'"'] = json else {
-            return None;
-        };
-        if !plain_ascii(inner) {
-            // Escapes, control characters, or text beyond ASCII (rarer in ids and tokens):
-            // serde_json's business.
+    /// `json` as a plain string: a quoted string with no escapes and no control characters
+    /// (which serde_json refuses). `None` for anything else, which is left to serde_json.
+    /// The text is a slice of `json`, already known to be UTF-8: no second check.
+    pub(crate) fn new(json: &'de str) -> Option<PlainStr<'de>> {
+        let text = json.strip_prefix('"')?.strip_suffix('"')?;
+        if !plain_text(text.as_bytes()) {
+            // Escapes or control characters: serde_json's business.
             return None;
         }
-        let text = std::str::from_utf8(inner).ok()?;
-        Some(PlainStr { text, json })
+        Some(PlainStr {
+            text,
+            json: json.as_bytes(),
+        })
     }
 }
 
-/// Whether every byte is printable ASCII other than `"` and `\`: text that a JSON string
+/// Whether no byte is a control character (below 0x20), `"` or `\\`: text that a JSON string
 /// holds as it is. Eight bytes at a time; a byte-by-byte loop costs about as much as
 /// serde_json's whole parse of a short string.
-fn plain_ascii(bytes: &[u8]) -> bool {
+fn plain_text(bytes: &[u8]) -> bool {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
     // Nonzero when some byte of `v` is below `n` (n <= 128; exact, with no false alarms
     // when asking whether there is any).
     let below = |v: u64, n: u8| v.wrapping_sub(ONES * u64::from(n)) & !v & HIGH;
     let bad = |v: u64| {
-        (v & HIGH)
-            | below(v, 0x20)
+        below(v, 0x20)
             | below(v ^ (ONES * u64::from(b'"')), 1)
             | below(v ^ (ONES * u64::from(b'\\')), 1)
     };
@@ -114,13 +113,13 @@ impl<'de> Deserializer<'de> for PlainStr<'de> {
     }
 }
 
-/// `T` from the JSON value `json`, as `serde_json::from_slice` reads it.
-pub(crate) fn from_value_bytes<T: de::DeserializeOwned>(json: &[u8]) -> serde_json::Result<T> {
+/// `T` from the JSON value `json`, as `serde_json::from_str` reads it.
+pub(crate) fn from_value_str<T: de::DeserializeOwned>(json: &str) -> serde_json::Result<T> {
     match PlainStr::new(json) {
         // A type that refuses the text is read again by serde_json, for its error (with the
         // position serde_json gives it): rare, and then the error is exactly serde_json's.
-        Some(plain) => T::deserialize(plain).or_else(|_| serde_json::from_slice(json)),
-        None => serde_json::from_slice(json),
+        Some(plain) => T::deserialize(plain).or_else(|_| serde_json::from_str(json)),
+        None => serde_json::from_str(json),
     }
 }
 
@@ -144,6 +143,15 @@ mod tests {
     enum Either {
         N(u64),
         S(String),
+    }
+
+    /// Bytes read as the session's data reads a value: as text when they are UTF-8, else by
+    /// serde_json (which refuses them).
+    fn from_value_bytes<T: de::DeserializeOwned>(json: &[u8]) -> serde_json::Result<T> {
+        match std::str::from_utf8(json) {
+            Ok(text) => from_value_str(text),
+            Err(_) => serde_json::from_slice(json),
+        }
     }
 
     /// The fast path gives what serde_json gives, value or error message, for `T`.
@@ -216,22 +224,28 @@ mod tests {
 
     #[test]
     fn only_plain_strings_take_the_fast_path() {
-        assert_eq!(PlainStr::new(br#""bob""#).map(|p| p.text), Some("bob"));
+        assert_eq!(PlainStr::new(r#""bob""#).map(|p| p.text), Some("bob"));
+        assert_eq!(
+            PlainStr::new("\"h\u{e9}llo\"").map(|p| p.text),
+            Some("h\u{e9}llo")
+        );
         for json in [
-            &br#""a\u0041""#[..],
-            b"\"a\x01\"",
-            b"\"\xc3\"",
-            b"\"",
-            br#""a"b""#,
-            b"bob",
+            r#""a\u0041""#,
+            "\"a\x01\"",
+            "\"a\x1f\"",
+            "\"",
+            r#""a"b""#,
+            r#""a\b""#,
+            "bob",
+            "",
         ] {
             assert!(PlainStr::new(json).is_none(), "{json:?}");
         }
     }
 
     #[test]
-    fn plain_ascii_finds_every_byte_it_must_refuse() {
-        let plain = |b: u8| (0x20..0x80).contains(&b) && b != b'"' && b != b'\\';
+    fn plain_text_finds_every_byte_it_must_refuse() {
+        let plain = |b: u8| b >= 0x20 && b != b'"' && b != b'\\';
         for len in 0..20 {
             for pos in 0..len {
                 for b in 0..=255u8 {
@@ -239,7 +253,7 @@ mod tests {
                     if let Some(slot) = bytes.get_mut(pos) {
                         *slot = b;
                     }
-                    assert_eq!(plain_ascii(&bytes), plain(b), "{b:#x} at {pos} of {len}");
+                    assert_eq!(plain_text(&bytes), plain(b), "{b:#x} at {pos} of {len}");
                 }
             }
         }
@@ -247,9 +261,9 @@ mod tests {
 
     proptest! {
         #[test]
-        fn plain_ascii_is_the_byte_rule(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
-            let plain = |b: &u8| (0x20..0x80).contains(b) && *b != b'"' && *b != b'\\';
-            prop_assert_eq!(plain_ascii(&bytes), bytes.iter().all(plain));
+        fn plain_text_is_the_byte_rule(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let plain = |b: &u8| *b >= 0x20 && *b != b'"' && *b != b'\\';
+            prop_assert_eq!(plain_text(&bytes), bytes.iter().all(plain));
         }
 
         #[test]

@@ -103,8 +103,38 @@ pub(crate) struct RawJson(std::sync::Arc<RawInner>);
 
 #[derive(Default)]
 struct RawInner {
-    bytes: Vec<u8>,
+    bytes: Body,
     index: std::sync::OnceLock<Result<Index, split::Bad>>,
+}
+
+/// The bytes, as text when they are UTF-8 (as JSON always is): checked once when the bytes
+/// arrive, so that a value read on every request is sliced out as text with no second check.
+enum Body {
+    Text(String),
+    /// Not UTF-8: not JSON either, and refused when read.
+    Bytes(Vec<u8>),
+}
+
+impl Default for Body {
+    fn default() -> Self {
+        Body::Text(String::new())
+    }
+}
+
+impl Body {
+    fn new(bytes: Vec<u8>) -> Body {
+        match String::from_utf8(bytes) {
+            Ok(text) => Body::Text(text),
+            Err(e) => Body::Bytes(e.into_bytes()),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Body::Text(t) => t.as_bytes(),
+            Body::Bytes(b) => b,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -136,7 +166,7 @@ impl RawJson {
     }
 
     fn indexed(&self) -> Result<&Index, split::Bad> {
-        let bytes = &self.0.bytes;
+        let bytes = self.0.bytes.as_bytes();
         self.0
             .index
             .get_or_init(|| {
@@ -164,7 +194,7 @@ impl RawJson {
     /// Bytes with an index already made, by whoever wrote them.
     fn indexed_as(bytes: Vec<u8>, index: Index) -> RawJson {
         RawJson(std::sync::Arc::new(RawInner {
-            bytes,
+            bytes: Body::new(bytes),
             index: std::sync::OnceLock::from(Ok(index)),
         }))
     }
@@ -172,7 +202,7 @@ impl RawJson {
     /// The key's bytes: those of a `&str` equal to it (not validated; compare, don't read).
     fn key_bytes<'a>(&'a self, e: &'a Entry) -> &'a [u8] {
         match &e.key {
-            KeyText::At(r) => self.0.bytes.get(r.clone()).unwrap_or_default(),
+            KeyText::At(r) => self.0.bytes.as_bytes().get(r.clone()).unwrap_or_default(),
             KeyText::Owned(k) => k.as_bytes(),
         }
     }
@@ -183,6 +213,7 @@ impl RawJson {
             KeyText::At(r) => self
                 .0
                 .bytes
+                .as_bytes()
                 .get(r.clone())
                 .and_then(|b| std::str::from_utf8(b).ok())
                 .unwrap_or(""),
@@ -191,7 +222,19 @@ impl RawJson {
     }
 
     fn value(&self, e: &Entry) -> &[u8] {
-        self.0.bytes.get(e.value.clone()).unwrap_or(b"null")
+        self.0
+            .bytes
+            .as_bytes()
+            .get(e.value.clone())
+            .unwrap_or(b"null")
+    }
+
+    /// [`RawJson::value`] as text: a slice of the text checked when the bytes arrived.
+    fn value_str(&self, e: &Entry) -> Option<&str> {
+        match &self.0.bytes {
+            Body::Text(t) => t.get(e.value.clone()),
+            Body::Bytes(_) => None,
+        }
     }
 
     /// The entry of `key`, `None` when absent; an error when the bytes are not a JSON
@@ -212,14 +255,14 @@ impl RawJson {
 impl std::ops::Deref for RawJson {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.0.bytes
+        self.0.bytes.as_bytes()
     }
 }
 
 impl From<Vec<u8>> for RawJson {
     fn from(bytes: Vec<u8>) -> Self {
         RawJson(std::sync::Arc::new(RawInner {
-            bytes,
+            bytes: Body::new(bytes),
             index: std::sync::OnceLock::new(),
         }))
     }
@@ -233,7 +276,7 @@ impl From<Box<[u8]>> for RawJson {
 
 impl fmt::Debug for RawJson {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RawJson({} bytes)", self.0.bytes.len())
+        write!(f, "RawJson({} bytes)", self.0.bytes.as_bytes().len())
     }
 }
 
@@ -478,12 +521,15 @@ fn recorded<'a>(changes: &'a [(String, Option<Value>)], key: &str) -> Option<&'a
 fn find_in<T: DeserializeOwned>(raw: &RawJson, key: &str) -> Result<Option<T>, DataError> {
     match raw.entry(key)? {
         None => Ok(None),
-        Some(e) => crate::plain_str::from_value_bytes(raw.value(e))
-            .map(Some)
-            .map_err(|source| DataError::WrongType {
-                key: key.to_owned(),
-                source,
-            }),
+        Some(e) => match raw.value_str(e) {
+            Some(json) => crate::plain_str::from_value_str(json),
+            None => serde_json::from_slice(raw.value(e)),
+        }
+        .map(Some)
+        .map_err(|source| DataError::WrongType {
+            key: key.to_owned(),
+            source,
+        }),
     }
 }
 
@@ -1254,6 +1300,35 @@ mod tests {
                 "{text:?}"
             );
         }
+    }
+
+    /// Data that is not UTF-8 (which no JSON is; only a custom codec could hand it over) is
+    /// read value by value as serde_json reads bytes: a value that holds the bad byte is an
+    /// error, the others read as they are. Text is read from the slice checked on arrival.
+    #[test]
+    fn values_read_from_text_or_bytes_alike() {
+        let bytes = state_with(b"{\"bad\":\"a\xffb\",\"good\":\"ok\",\"n\":7}");
+        assert!(matches!(bytes.data, Data::Raw(ref r) if matches!(r.0.bytes, Body::Bytes(_))));
+        assert!(matches!(
+            bytes.get::<String>("bad"),
+            Err(DataError::WrongType { .. })
+        ));
+        assert_eq!(
+            bytes.get::<String>("good").ok().flatten().as_deref(),
+            Some("ok")
+        );
+        assert_eq!(bytes.get::<u64>("n").ok().flatten(), Some(7));
+        let text = state_with("{\"name\":\"h\u{e9}llo\",\"n\":7}".as_bytes());
+        assert!(matches!(text.data, Data::Raw(ref r) if matches!(r.0.bytes, Body::Text(_))));
+        assert_eq!(
+            text.get::<String>("name").ok().flatten().as_deref(),
+            Some("h\u{e9}llo")
+        );
+        assert_eq!(text.get::<u64>("n").ok().flatten(), Some(7));
+        assert!(matches!(
+            text.get::<u64>("name"),
+            Err(DataError::WrongType { .. })
+        ));
     }
 
     /// The text comparison of `insert` at its edges: a value longer than `SAME_TEXT_MAX` is
