@@ -95,11 +95,16 @@ pub(crate) type TokenBytes<'h> = Cow<'h, [u8]>;
 /// and double quotes around it.
 fn parse_pair<'a>(pair: &'a [u8], name: &[u8]) -> Option<(Option<usize>, &'a [u8])> {
     let rest = pair.trim_ascii_start().strip_prefix(name)?;
-    let eq = memchr::memchr(b'=', rest)?;
-    let (label, value) = (rest.get(..eq)?, rest.get(eq + 1..)?);
-    let index = match label {
-        [] => None,
-        [b'.', digits @ ..] => Some(std::str::from_utf8(digits).ok()?.parse::<usize>().ok()?),
+    // `name=value` or `name.N=value`: the `=` is next, or after a few digits. No search
+    // through the value, which is most of the pair.
+    let (index, value) = match rest {
+        [b'=', value @ ..] => (None, value),
+        [b'.', label @ ..] => {
+            let eq = label.iter().position(|&b| b == b'=')?;
+            let digits = label.get(..eq)?;
+            let index = std::str::from_utf8(digits).ok()?.parse::<usize>().ok()?;
+            (Some(index), label.get(eq + 1..)?)
+        }
         _ => return None,
     };
     let mut v = value.trim_ascii();
@@ -547,6 +552,79 @@ mod tests {
         // A missing chunk: no token.
         let i = c.read(&headers(b"sid.1=B"), "sid");
         assert_eq!((i.token, i.chunks), (None, 2));
+    }
+
+    /// The pair parser as it was before it stopped searching the value for `=`: the new one
+    /// must read every pair the same way.
+    fn parse_pair_by_search<'a>(pair: &'a [u8], name: &[u8]) -> Option<(Option<usize>, &'a [u8])> {
+        let rest = pair.trim_ascii_start().strip_prefix(name)?;
+        let eq = rest.iter().position(|&b| b == b'=')?;
+        let (label, value) = (rest.get(..eq)?, rest.get(eq + 1..)?);
+        let index = match label {
+            [] => None,
+            [b'.', digits @ ..] => Some(std::str::from_utf8(digits).ok()?.parse::<usize>().ok()?),
+            _ => return None,
+        };
+        let mut v = value.trim_ascii();
+        while let [b'"', inner @ ..] = v {
+            v = inner;
+        }
+        while let [inner @ .., b'"'] = v {
+            v = inner;
+        }
+        Some((index, v))
+    }
+
+    #[test]
+    fn pairs_parse_as_by_searching_for_the_equals_sign() {
+        for pair in [
+            &b"sid=tok"[..],
+            b" sid=\"tok\" ",
+            b"sid.0=A",
+            b"sid.12=B=C",
+            b"sid.=x",
+            b"sid.+3=x",
+            b"sid.x=1",
+            b"sid =x",
+            b"sid",
+            b"sid.",
+            b"sid.3",
+            b"sidx=1",
+            b"si=1",
+            b"=sid",
+            b"sid==",
+            b"sid.99999999999999999999999=x",
+        ] {
+            assert_eq!(
+                super::parse_pair(pair, b"sid"),
+                parse_pair_by_search(pair, b"sid"),
+                "{:?}",
+                String::from_utf8_lossy(pair)
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// Pairs made mostly of the name and the bytes that matter after it.
+        #[test]
+        fn any_pair_parses_as_by_searching(
+            spaces in 0..3usize,
+            named in proptest::bool::weighted(0.9),
+            tail in proptest::collection::vec(
+                proptest::sample::select(b".0123=+ \"x\xff".to_vec()),
+                0..12,
+            ),
+        ) {
+            let mut pair = vec![b' '; spaces];
+            if named {
+                pair.extend_from_slice(b"sid");
+            }
+            pair.extend_from_slice(&tail);
+            proptest::prop_assert_eq!(
+                super::parse_pair(&pair, b"sid"),
+                parse_pair_by_search(&pair, b"sid")
+            );
+        }
     }
 
     /// `write_into` sizes its buffer by counting the attributes first: the count must be
