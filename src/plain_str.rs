@@ -36,7 +36,7 @@ impl<'de> PlainStr<'de> {
     }
 }
 
-/// Whether no byte is a control character (below 0x20), `"` or `\\`: text that a JSON string
+/// Whether no byte is a control character (below 0x20), `"` or `\`: text that a JSON string
 /// holds as it is. Eight bytes at a time; a byte-by-byte loop costs about as much as
 /// serde_json's whole parse of a short string.
 fn plain_text(bytes: &[u8]) -> bool {

@@ -111,7 +111,8 @@ struct RawInner {
 /// arrive, so that a value read on every request is sliced out as text with no second check.
 enum Body {
     Text(String),
-    /// Not UTF-8: not JSON either, and refused when read.
+    /// Not UTF-8, which no JSON is (only a custom codec could hand such bytes over): each
+    /// value is read by serde_json from the bytes, which refuses those holding a bad byte.
     Bytes(Vec<u8>),
 }
 
