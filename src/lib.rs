@@ -90,7 +90,7 @@ pub use transport::jwks::Jwks;
 #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
 pub use {
     codec::JwtCodec,
-    jwt_keys::{JwtAlgorithm, JwtKey, JwtKeyError, JwtKeyring},
+    jwt_keys::{JwtAlgorithm, JwtKey, JwtKeyError, JwtKeyring, MAX_JWT_KID_LEN, MIN_RSA_BITS},
 };
 
 /// The README's examples, compiled as doctests so they stay true.

@@ -16,7 +16,8 @@
 //! | `sealed_session_denylist_entries` | gauge | `kind` = `session` or `subject` | entries a denylist holds (expired ones not yet swept included) |
 //! | `sealed_session_denylist_staleness_seconds` | gauge | | time since the Redis replica was last known current (`+Inf` before its first load) |
 //!
-//! [`describe_metrics`] gives each its description for exporters that show one.
+//! `describe_metrics` (with the feature) gives each its description for exporters that show
+//! one.
 //!
 //! # Cost
 //!
