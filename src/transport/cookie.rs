@@ -107,6 +107,11 @@ fn parse_pair<'a>(pair: &'a [u8], name: &[u8]) -> Option<(Option<usize>, &'a [u8
         }
         _ => return None,
     };
+    Some((index, unquote(value)))
+}
+
+/// A cookie value without the spaces and double quotes around it.
+fn unquote(value: &[u8]) -> &[u8] {
     let mut v = value.trim_ascii();
     while let [b'"', inner @ ..] = v {
         v = inner;
@@ -114,7 +119,7 @@ fn parse_pair<'a>(pair: &'a [u8], name: &[u8]) -> Option<(Option<usize>, &'a [u8
     while let [inner @ .., b'"'] = v {
         v = inner;
     }
-    Some((index, v))
+    v
 }
 
 /// A session too large to send: more chunks than allowed.
@@ -565,14 +570,7 @@ mod tests {
             [b'.', digits @ ..] => Some(std::str::from_utf8(digits).ok()?.parse::<usize>().ok()?),
             _ => return None,
         };
-        let mut v = value.trim_ascii();
-        while let [b'"', inner @ ..] = v {
-            v = inner;
-        }
-        while let [inner @ .., b'"'] = v {
-            v = inner;
-        }
-        Some((index, v))
+        Some((index, super::unquote(value)))
     }
 
     #[test]
