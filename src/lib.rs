@@ -48,7 +48,13 @@
 //!   (refusals by reason, issues, re-issues, revocations, denylist size and Redis replica
 //!   staleness; names in [`stats`]). Without it, [`SealedSession::stats`] still gives an
 //!   in-process snapshot.
-
+//!
+// Built without a JWT feature, the JWT types above do not exist: their links lead to the
+// features list instead of breaking the docs build.
+#![cfg_attr(
+    not(any(feature = "jwt", feature = "jwt-rust-crypto")),
+    doc = "[`JwtCodec`]: crate#features\n[`Jwks`]: crate#features"
+)]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

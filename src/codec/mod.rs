@@ -87,6 +87,11 @@ pub trait Codec: Send + Sync + 'static {
     /// and hand it out again when the same bytes come back (its open cache; expiry and
     /// revocation are still checked on every request). Default `false`, so a codec that
     /// checks times itself, as [`JwtCodec`] does, is opened every time.
+    #[cfg_attr(
+        not(any(feature = "jwt", feature = "jwt-rust-crypto")),
+        doc = "",
+        doc = "[`JwtCodec`]: crate#features"
+    )]
     fn open_is_pure(&self) -> bool {
         false
     }
