@@ -87,6 +87,7 @@ pub trait Codec: Send + Sync + 'static {
     /// and hand it out again when the same bytes come back (its open cache; expiry and
     /// revocation are still checked on every request). Default `false`, so a codec that
     /// checks times itself, as [`JwtCodec`] does, is opened every time.
+    // Without a JWT feature there is no `JwtCodec`: the link leads to the features list.
     #[cfg_attr(
         not(any(feature = "jwt", feature = "jwt-rust-crypto")),
         doc = "",
