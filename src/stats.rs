@@ -16,8 +16,8 @@
 //! | `sealed_session_denylist_entries` | gauge | `kind` = `session` or `subject` | entries a denylist holds (expired ones not yet swept included) |
 //! | `sealed_session_denylist_staleness_seconds` | gauge | | time since the Redis replica was last known current (`+Inf` before its first load) |
 //!
-//! `describe_metrics` (with the feature) gives each its description for exporters that show
-//! one.
+//! [`describe_metrics`] (with the feature) gives each its description for exporters that
+//! show one.
 //!
 //! # Cost
 //!
@@ -27,6 +27,13 @@
 //! Refusals and revocations are rare by nature and use one atomic each. With the `metrics`
 //! feature each count also goes through the installed recorder (a registry look-up per
 //! count for most recorders): that cost is the feature's, and off by default.
+// Without the `metrics` feature there is no `describe_metrics`: the link leads to the
+// crate's features list.
+#![cfg_attr(
+    not(feature = "metrics"),
+    doc = "",
+    doc = "[`describe_metrics`]: crate#features"
+)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
