@@ -23,7 +23,8 @@ use serde_json::{Map, Value};
 use sha2::Sha256;
 
 use sealed_session::{
-    Algorithm, BearerConfig, Codec, Key, Keyring, SealedSession, Session, SessionState, SignedCodec,
+    Algorithm, BearerConfig, Codec, Key, Keyring, SealError, SealedSession, Session, SessionState,
+    SignedCodec,
 };
 
 const MATERIAL: [u8; 32] = *b"fuzz regression key material!!!!";
@@ -127,11 +128,47 @@ fn session_data_regressions_agree_with_serde_json() {
         let mut want = map.clone();
         want.insert("fz".into(), 1.into());
         assert_agrees(&changed, &want, &name);
-        let back = codec()
-            .open(&codec().seal(&changed, PURPOSE).unwrap(), PURPOSE)
-            .unwrap()
-            .into_state();
+        let token = match codec().seal(&changed, PURPOSE) {
+            Ok(t) => t,
+            // A session that opened at the size limit and grew past it is refused, not sent.
+            Err(SealError::TooLarge { len, max }) => {
+                assert!(len > max, "{name}: refused at {len} of {max}");
+                assert!(
+                    sign(&payload).len() + 16 > max,
+                    "{name}: it was not near the limit"
+                );
+                continue;
+            }
+            Err(e) => panic!("{name}: {e}"),
+        };
+        let back = codec().open(&token, PURPOSE).unwrap().into_state();
         assert_agrees(&back, &want, &name);
+    }
+}
+
+/// Found by fuzzing (`session_data`): a session that opens at the codec's size limit
+/// (16 KiB of token text) and grows is refused with `TooLarge` when it is sealed again; the
+/// fuzz target had expected every change to re-seal.
+#[test]
+fn a_session_at_the_size_limit_that_grows_is_refused_not_sealed() {
+    let at_limit = inputs("session_data")
+        .into_iter()
+        .find(|(name, _)| name == "grows-past-the-size-limit")
+        .map(|(_, p)| p)
+        .unwrap();
+    let token = sign(&at_limit);
+    assert_eq!(token.len(), sealed_session::codec::DEFAULT_MAX_TOKEN_LEN);
+    let state = open(&at_limit);
+    // Unchanged, it seals to a token of the same length, within the limit.
+    assert_eq!(codec().seal(&state, PURPOSE).unwrap().len(), token.len());
+    let mut grown = state.clone();
+    grown.insert("fz", &1).unwrap();
+    match codec().seal(&grown, PURPOSE) {
+        Err(SealError::TooLarge { len, max }) => {
+            assert_eq!(max, sealed_session::codec::DEFAULT_MAX_TOKEN_LEN);
+            assert!(len > max);
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
     }
 }
 
