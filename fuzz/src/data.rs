@@ -231,8 +231,8 @@ pub fn session_data(payload: &[u8]) {
     if want.is_some()
         && let Err(e) = &resealed
     {
-        // The changes can grow a session that opened just under the size limit past it:
-        // that one is refused, not sent, and nothing else may fail.
+        // The changes can grow a session that opened at or just under the size limit past
+        // it: that one is refused, not sent, and nothing else may fail.
         assert!(t_too_large(e), "re-sealing changed data failed: {e}");
     }
     if let Ok(t) = resealed {
