@@ -141,19 +141,36 @@ impl OpenCache {
         self.sets.get(i)
     }
 
-    /// What `token` (of [`OpenCache::hash`] `hash`) opened to for the purpose `secure` names
-    /// (see [`Shared::purpose`](crate::session::Shared::purpose)), if it is kept.
+    /// Writes what `token` (of [`OpenCache::hash`] `hash`) opened to for the purpose
+    /// `secure` names (see [`Shared::purpose`](crate::session::Shared::purpose)) into
+    /// `state`, if it is kept, and returns whether a stale key made it; `state` is left
+    /// alone otherwise.
+    pub(crate) fn get_into(
+        &self,
+        token: &[u8],
+        hash: u64,
+        secure: bool,
+        state: &mut SessionState,
+    ) -> Option<bool> {
+        let set = self.set(hash)?.lock().ok()?;
+        let hit = &Self::find(&set, token, hash, secure)?.hit;
+        state.clone_from(&hit.state);
+        Some(hit.stale_key)
+    }
+
+    /// What `token` opened to, if it is kept.
+    #[cfg(test)]
     pub(crate) fn get(&self, token: &[u8], hash: u64, secure: bool) -> Option<Hit> {
         let set = self.set(hash)?.lock().ok()?;
-        set.slots
-            .iter()
-            .flatten()
-            .find(|s| {
-                s.hash == hash
-                    && s.secure == secure
-                    && constant_time_eq::constant_time_eq(&s.token, token)
-            })
-            .map(|s| s.hit.clone())
+        Self::find(&set, token, hash, secure).map(|s| s.hit.clone())
+    }
+
+    fn find<'s>(set: &'s Set, token: &[u8], hash: u64, secure: bool) -> Option<&'s Slot> {
+        set.slots.iter().flatten().find(|s| {
+            s.hash == hash
+                && s.secure == secure
+                && constant_time_eq::constant_time_eq(&s.token, token)
+        })
     }
 
     /// Keeps what `token` opened to. Only for tokens that opened, or that this endpoint just

@@ -17,7 +17,7 @@ use crate::error::OpenError;
 use crate::keys::Keyring;
 use crate::limits::Limits;
 use crate::policy::Policy;
-use crate::session::{Backend, Inner, Lifecycle, Session, Shared, Striped};
+use crate::session::{Arrival, Backend, Inner, Lifecycle, Session, Shared, Striped};
 use crate::state::{SessionId, SessionState};
 use crate::stats::{Counted, Counters, Stats};
 use crate::store::Store;
@@ -388,23 +388,6 @@ enum Carrier {
     Bearer,
 }
 
-/// The session as opened from the request.
-struct Arrival {
-    state: SessionState,
-    is_new: bool,
-    reissue: bool,
-    stale_key: bool,
-    /// A token came but was refused.
-    refused: Option<OpenError>,
-    /// The refused token's session was revoked here but the revocation is not yet recorded
-    /// in the shared denylist: its id and `until`, ended again if the handler ends the
-    /// session, so that a retried logout reports the truth.
-    unconfirmed: Option<(SessionId, Timestamp)>,
-    /// Where the open cache keeps the token that opened, with its session id: dropped from
-    /// the cache when this request replaces the token.
-    cached_as: Option<(u64, SessionId)>,
-}
-
 enum Outcome {
     Nothing,
     Write,
@@ -416,13 +399,20 @@ fn internal(e: impl std::error::Error + Send + Sync + 'static) -> poem::Error {
 }
 
 impl<E: Endpoint> SealedSessionEndpoint<E> {
-    fn fresh(&self, now: Timestamp, refused: Option<OpenError>) -> Result<Arrival> {
+    /// A new session, written into `state`, for a request that brought no token or one that
+    /// was `refused`.
+    fn fresh(
+        &self,
+        state: &mut SessionState,
+        now: Timestamp,
+        refused: Option<OpenError>,
+    ) -> Result<Arrival> {
+        *state = SessionState::new(
+            SessionId::generate().map_err(internal)?,
+            now,
+            self.cfg.policy.expires_at(now),
+        );
         Ok(Arrival {
-            state: SessionState::new(
-                SessionId::generate().map_err(internal)?,
-                now,
-                self.cfg.policy.expires_at(now),
-            ),
             is_new: true,
             reissue: false,
             stale_key: false,
@@ -433,19 +423,20 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
     }
 
     /// Opens the token a request carried (its bytes as they came: a cookie is not checked to
-    /// be text before this) with a token codec; a fresh session when it is refused.
-    /// `secure` says which of the endpoint's two purposes `purpose` is (the open cache keys
-    /// on it). Synchronous: a token codec does no I/O, and a denylist answers from memory.
+    /// be text before this) with a token codec, into `state`; a fresh session when it is
+    /// refused. `secure` says which of the endpoint's two purposes `purpose` is (the open
+    /// cache keys on it). Synchronous: a token codec does no I/O, and a denylist answers
+    /// from memory.
     fn open_token(
         &self,
         codec: &dyn Codec,
         token: &[u8],
-        purpose: &Arc<str>,
-        secure: bool,
+        (purpose, secure): (&Arc<str>, bool),
         now: Timestamp,
+        state: &mut SessionState,
     ) -> Result<Arrival> {
         if let Err(e) = self.cfg.limits.check_token(token) {
-            return self.fresh(now, Some(e));
+            return self.fresh(state, now, Some(e));
         }
         // The open cache compares bytes; anything else needs text, and a token is base64.
         let cache = self
@@ -454,27 +445,27 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
             .cache
             .as_ref()
             .map(|c| (c, c.hash(token)));
-        let opened = match cache.and_then(|(c, hash)| c.get(token, hash, secure)) {
+        let opened = match cache.and_then(|(c, hash)| c.get_into(token, hash, secure, state)) {
             // The same bytes opened before: only what depends on the time is checked again.
-            Some(hit) => {
+            Some(stale_key) => {
                 self.cfg.stats.opened(true);
                 self.cfg
                     .policy
-                    .check(&hit.state, now)
-                    .map(|f| (f.renew, hit.stale_key, hit.state))
+                    .check(state, now)
+                    .map(|f| (f.renew, stale_key))
             }
             None => {
                 let Ok(token) = std::str::from_utf8(token) else {
-                    return self.fresh(now, Some(OpenError::Malformed("token is not text")));
+                    return self.fresh(state, now, Some(OpenError::Malformed("token is not text")));
                 };
                 let limits = &self.cfg.limits;
                 codec
                     .open_checked(token, purpose.as_bytes(), &self.cfg.policy, now)
                     .and_then(|(opened, f)| {
-                        let state = opened.state();
-                        state.check_data(limits.get_data_len(), limits.get_json_depth())?;
+                        let opened_state = opened.state();
+                        opened_state.check_data(limits.get_data_len(), limits.get_json_depth())?;
                         let stale_key = opened.needs_reissue();
-                        let state = opened.into_state();
+                        *state = opened.into_state();
                         self.cfg.stats.opened(false);
                         if let Some((cache, hash)) = cache {
                             let hit = Hit {
@@ -483,15 +474,15 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
                             };
                             cache.insert(token, hash, secure, hit, 0);
                         }
-                        Ok((f.renew, stale_key, state))
+                        Ok((f.renew, stale_key))
                     })
             }
         };
-        self.admitted(opened, cache.map(|(_, hash)| hash), now)
+        self.admitted(opened, state, cache.map(|(_, hash)| hash), now)
     }
 
-    /// Opens the signed session id a request carried and loads its session from the store; a
-    /// fresh session when the id is refused or its session is not found.
+    /// Opens the signed session id a request carried and loads its session from the store
+    /// into `state`; a fresh session when the id is refused or its session is not found.
     async fn open_stored(
         &self,
         ids: &SessionIdCodec,
@@ -499,12 +490,13 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
         token: &[u8],
         purpose: &Arc<str>,
         now: Timestamp,
+        state: &mut SessionState,
     ) -> Result<Arrival> {
         if let Err(e) = self.cfg.limits.check_token(token) {
-            return self.fresh(now, Some(e));
+            return self.fresh(state, now, Some(e));
         }
         let Ok(token) = std::str::from_utf8(token) else {
-            return self.fresh(now, Some(OpenError::Malformed("token is not text")));
+            return self.fresh(state, now, Some(OpenError::Malformed("token is not text")));
         };
         let opened = match ids.verify(token, purpose.as_bytes()) {
             Err(e) => Err(e),
@@ -517,33 +509,36 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
                 record
                     .ok_or(OpenError::NotFound)
                     .and_then(|r| SessionState::decode(&r))
-                    .and_then(|state| {
-                        if state.id() != id {
+                    .and_then(|loaded| {
+                        if loaded.id() != id {
                             return Err(OpenError::Malformed("store record of another session"));
                         }
-                        let f = self.cfg.policy.check(&state, now)?;
+                        let f = self.cfg.policy.check(&loaded, now)?;
                         self.cfg.stats.opened(false);
-                        Ok((f.renew, stale, state))
+                        *state = loaded;
+                        Ok((f.renew, stale))
                     })
             }
         };
-        self.admitted(opened, None, now)
+        self.admitted(opened, state, None, now)
     }
 
-    /// The session a token opened to, once the denylist (if any) allows it; a fresh session
-    /// when it was refused. `cached_hash`: where the open cache keeps the token.
+    /// The session a token opened to (in `state`), once the denylist (if any) allows it; a
+    /// fresh session when it was refused. `cached_hash`: where the open cache keeps the
+    /// token.
     fn admitted(
         &self,
-        opened: std::result::Result<(bool, bool, SessionState), OpenError>,
+        opened: std::result::Result<(bool, bool), OpenError>,
+        state: &mut SessionState,
         cached_hash: Option<u64>,
         now: Timestamp,
     ) -> Result<Arrival> {
         let mut unconfirmed = None;
         let opened = match (opened, &self.cfg.denylist) {
-            (Ok((renew, stale_key, state)), Some(counted)) => {
+            (Ok(flags), Some(counted)) => {
                 let denylist = &*counted.inner;
                 match denylist.check_at(&state.id(), state.subject(), state.issued_at(), now) {
-                    Check::Allowed => Ok((renew, stale_key, state)),
+                    Check::Allowed => Ok(flags),
                     Check::Revoked(_) => {
                         unconfirmed = denylist.pending(&state.id()).map(|u| (state.id(), u));
                         Err(OpenError::Revoked)
@@ -560,17 +555,16 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
             (opened, _) => opened,
         };
         match opened {
-            Ok((renew, stale_key, state)) => Ok(Arrival {
+            Ok((renew, stale_key)) => Ok(Arrival {
+                is_new: false,
                 reissue: renew || stale_key,
                 stale_key,
-                cached_as: cached_hash.map(|hash| (hash, state.id())),
-                state,
-                is_new: false,
                 refused: None,
                 unconfirmed: None,
+                cached_as: cached_hash.map(|hash| (hash, state.id())),
             }),
             Err(e) => {
-                let mut arrival = self.fresh(now, Some(e))?;
+                let mut arrival = self.fresh(state, now, Some(e))?;
                 arrival.unconfirmed = unconfirmed;
                 Ok(arrival)
             }
@@ -872,22 +866,42 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
     }
 
     /// Everything before the handler with a token codec, which needs no I/O: reads and
-    /// opens the token and puts the session in the request.
+    /// opens the token into the request's session, in place, and puts it in the request.
     fn begin_token(&self, codec: &dyn Codec, req: &mut Request) -> Result<Begun<'_>> {
         let s = match self.start(req) {
             Ok(s) => s,
             Err(answer) => return Ok(Begun::Answer(answer)),
         };
-        let arrival = match s.token {
-            Token::Bytes(t) => {
-                let secure = matches!(s.carrier, Carrier::Cookie { secure: true, .. });
-                self.open_token(codec, &t, s.purpose, secure, s.now)
+        let shared = self.shared.here();
+        let secure = matches!(s.carrier, Carrier::Cookie { secure: true, .. });
+        let (now, purpose, token) = (s.now, s.purpose, s.token);
+        let (session, arrival) = Session::build(
+            || Inner::blank(shared, now),
+            |inner| {
+                let arrival = match token {
+                    Token::Bytes(t) => {
+                        self.open_token(codec, &t, (purpose, secure), now, &mut inner.state)
+                    }
+                    Token::Absent => self.fresh(&mut inner.state, now, None),
+                    Token::Refused(e) => self.fresh(&mut inner.state, now, Some(e)),
+                };
+                if let Ok(arrival) = &arrival {
+                    inner.begin(shared, now, secure, arrival);
+                }
+                arrival
+            },
+        );
+        let arrival = match arrival {
+            Ok(arrival) => arrival,
+            Err(e) => {
+                // The allocation is still good for the thread's next request, which writes
+                // all of it again.
+                session.recycle();
+                outcome(&s.span, "unavailable");
+                return Err(e);
             }
-            Token::Absent => self.fresh(s.now, None),
-            Token::Refused(e) => self.fresh(s.now, Some(e)),
-        }
-        .inspect_err(|_| outcome(&s.span, "unavailable"))?;
-        Ok(self.admit(req, s.span, s.carrier, s.purpose, arrival, s.now))
+        };
+        Ok(self.admit(req, s.span, s.carrier, purpose, session, arrival))
     }
 
     /// Everything before the handler in the store-backed mode: the session is loaded from
@@ -902,72 +916,64 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
             Ok(s) => s,
             Err(answer) => return Ok(Begun::Answer(answer)),
         };
+        // Every way of opening writes it; this is only its value until then.
+        let mut state = SessionState::new(SessionId::from_bytes([0; 16]), s.now, s.now);
         let arrival = match s.token {
-            Token::Bytes(t) => self.open_stored(ids, store, &t, s.purpose, s.now).await,
-            Token::Absent => self.fresh(s.now, None),
-            Token::Refused(e) => self.fresh(s.now, Some(e)),
+            Token::Bytes(t) => {
+                self.open_stored(ids, store, &t, s.purpose, s.now, &mut state)
+                    .await
+            }
+            Token::Absent => self.fresh(&mut state, s.now, None),
+            Token::Refused(e) => self.fresh(&mut state, s.now, Some(e)),
         }
         .inspect_err(|_| outcome(&s.span, "unavailable"))?;
-        Ok(self.admit(req, s.span, s.carrier, s.purpose, arrival, s.now))
+        let shared = self.shared.here();
+        let secure = matches!(s.carrier, Carrier::Cookie { secure: true, .. });
+        let (session, ()) = Session::build(
+            || Inner::blank(shared, s.now),
+            |inner| {
+                inner.state = state;
+                inner.begin(shared, s.now, secure, &arrival);
+            },
+        );
+        Ok(self.admit(req, s.span, s.carrier, s.purpose, session, arrival))
     }
 
-    /// Makes the request's [`Session`] from what arrived and puts it in the request; or, for
-    /// a refused bearer token, the 401 that answers the request without its handler.
+    /// Puts the request's [`Session`] in the request; or, for a refused bearer token,
+    /// answers the request with a 401 without its handler.
     fn admit<'a>(
         &'a self,
         req: &mut Request,
         span: Span,
         carrier: Carrier,
         purpose: &'a Arc<str>,
+        session: Session,
         arrival: Arrival,
-        now: Timestamp,
     ) -> Begun<'a> {
         if let Some(e) = &arrival.refused {
             self.cfg.stats.refused(e, &span);
             if matches!(carrier, Carrier::Bearer) {
+                session.recycle();
                 return Begun::Answer(Box::new(unauthorized(e, &span)));
             }
         }
-        let Arrival {
-            state,
-            is_new,
-            reissue,
-            stale_key,
-            refused,
-            unconfirmed,
-            cached_as,
-        } = arrival;
-        if !is_new {
-            tracing::trace!(target: "sealed_session", parent: &span, reissue, stale_key, "session opened");
+        if !arrival.is_new {
+            tracing::trace!(
+                target: "sealed_session",
+                parent: &span,
+                reissue = arrival.reissue,
+                stale_key = arrival.stale_key,
+                "session opened"
+            );
         }
-        let issued_until = state.expires_at();
-        let loaded = (!is_new).then(|| state.id());
-        let session = Session::new(Inner {
-            state,
-            is_new,
-            changed: false,
-            reissue,
-            lifecycle: Lifecycle::Live,
-            ended: Vec::new(),
-            issued_until,
-            unconfirmed,
-            token: None,
-            now,
-            shared: Arc::clone(self.shared.here()),
-            secure: matches!(carrier, Carrier::Cookie { secure: true, .. }),
-            stale_key,
-            saved: None,
-            loaded,
-            cached_as,
-        });
         req.extensions_mut().insert(session.clone());
         Begun::Handler(Pending {
             span,
             carrier,
             purpose,
             session,
-            is_new,
-            refused: refused.is_some(),
+            is_new: arrival.is_new,
+            refused: arrival.refused.is_some(),
         })
     }
 
@@ -1238,6 +1244,77 @@ mod tests {
             .to_owned()
     }
 
+    /// `Inner::begin` readies a reused allocation for a request: nothing a previous request
+    /// left in it survives but the state (which the opening writes), and the endpoint's
+    /// shared parts are swapped only when they belong to another endpoint.
+    #[test]
+    fn begin_leaves_nothing_of_the_previous_request() {
+        let ep = SealedSession::new(keys()).transform(Route::new());
+        let other = SealedSession::new(keys()).transform(Route::new());
+        let then = Timestamp::from_millis(1_000);
+        let id = SessionId::from_bytes([9; 16]);
+        let mut inner = Inner::blank(other.shared.here(), then);
+        inner.is_new = false;
+        inner.changed = true;
+        inner.reissue = true;
+        inner.lifecycle = Lifecycle::Destroyed;
+        inner.ended.push((id, then));
+        inner.unconfirmed = Some((id, then));
+        inner.token = Some("an old token".to_owned());
+        inner.secure = true;
+        inner.stale_key = true;
+        inner.saved = Some(vec![1, 2, 3]);
+        inner.loaded = Some(id);
+        inner.cached_as = Some((7, id));
+        let now = Timestamp::from_millis(2_000);
+        inner.state = SessionState::new(SessionId::from_bytes([4; 16]), now, now);
+        let arrival = Arrival {
+            is_new: true,
+            reissue: false,
+            stale_key: false,
+            refused: None,
+            unconfirmed: None,
+            cached_as: None,
+        };
+        inner.begin(ep.shared.here(), now, false, &arrival);
+        assert!(inner.is_new);
+        assert!(!inner.changed);
+        assert!(!inner.reissue);
+        assert_eq!(inner.lifecycle, Lifecycle::Live);
+        assert!(inner.ended.is_empty());
+        assert_eq!(inner.issued_until, now, "the state's deadline");
+        assert_eq!(inner.unconfirmed, None);
+        assert_eq!(inner.token, None);
+        assert_eq!(inner.now, now);
+        assert!(Arc::ptr_eq(&inner.shared, ep.shared.here()));
+        assert!(!inner.secure);
+        assert!(!inner.stale_key);
+        assert_eq!(inner.saved, None);
+        assert_eq!(inner.loaded, None);
+        assert_eq!(inner.cached_as, None);
+
+        // An opened session: its id is the one loaded, and the arrival's flags are taken.
+        let counted = Arc::strong_count(ep.shared.here());
+        let opened = Arrival {
+            is_new: false,
+            reissue: true,
+            stale_key: true,
+            refused: None,
+            unconfirmed: Some((id, now)),
+            cached_as: Some((5, id)),
+        };
+        inner.begin(ep.shared.here(), now, true, &opened);
+        assert!(!inner.is_new && inner.reissue && inner.stale_key && inner.secure);
+        assert_eq!(inner.loaded, Some(inner.state.id()));
+        assert_eq!(inner.unconfirmed, Some((id, now)));
+        assert_eq!(inner.cached_as, Some((5, id)));
+        assert_eq!(
+            Arc::strong_count(ep.shared.here()),
+            counted,
+            "the same endpoint's parts are kept, not counted again"
+        );
+    }
+
     // One test, so that no other test's requests run between these on the statics; the
     // default `#[tokio::test]` runtime runs every request on this thread.
     #[tokio::test]
@@ -1255,7 +1332,15 @@ mod tests {
         resp.assert_status_is_ok();
         let alice = cookie(&resp);
         let spare = Session::spare_addr();
-        tc.get("/look").send().await.assert_status_is_ok();
+        let resp = tc.get("/look").send().await;
+        resp.assert_status_is_ok();
+        // Nothing of the login's request is left in the reused allocation either: the new,
+        // unchanged session sends no cookie.
+        assert_eq!(
+            cookie(&resp),
+            "",
+            "a stranger's untouched session sets no cookie"
+        );
         tc.get("/look")
             .header("cookie", &alice)
             .send()

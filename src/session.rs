@@ -214,6 +214,97 @@ impl std::fmt::Debug for Inner {
     }
 }
 
+/// What a request's session arrived as, beside its state (which the opening writes into the
+/// session in place, see [`Session::build`]).
+pub(crate) struct Arrival {
+    /// No token came, or it was refused: a new session.
+    pub(crate) is_new: bool,
+    pub(crate) reissue: bool,
+    pub(crate) stale_key: bool,
+    /// A token came but was refused.
+    pub(crate) refused: Option<OpenError>,
+    /// The refused token's session was revoked here but the revocation is not yet recorded
+    /// in the shared denylist: its id and `until`, ended again if the handler ends the
+    /// session, so that a retried logout reports the truth.
+    pub(crate) unconfirmed: Option<(SessionId, Timestamp)>,
+    /// Where the open cache keeps the token that opened, with its session id: dropped from
+    /// the cache when this request replaces the token.
+    pub(crate) cached_as: Option<(u64, SessionId)>,
+}
+
+impl Inner {
+    /// A session that [`Inner::begin`] has yet to ready, for a new allocation.
+    pub(crate) fn blank(shared: &Arc<Shared>, now: Timestamp) -> Inner {
+        Inner {
+            state: SessionState::new(SessionId::from_bytes([0; 16]), now, now),
+            is_new: true,
+            changed: false,
+            reissue: false,
+            lifecycle: Lifecycle::Live,
+            ended: Vec::new(),
+            issued_until: now,
+            unconfirmed: None,
+            token: None,
+            now,
+            shared: Arc::clone(shared),
+            secure: false,
+            stale_key: false,
+            saved: None,
+            loaded: None,
+            cached_as: None,
+        }
+    }
+
+    /// Readies the session for a request, in place: every field but the state, which the
+    /// opening has written, is set from `arrival` or to its start value, so nothing of the
+    /// allocation's previous request is left (the pattern names every field, so a new one
+    /// cannot be forgotten here). The endpoint's shared parts are kept when they are the
+    /// same, without touching their count.
+    pub(crate) fn begin(
+        &mut self,
+        shared: &Arc<Shared>,
+        now: Timestamp,
+        secure: bool,
+        arrival: &Arrival,
+    ) {
+        let Inner {
+            state,
+            is_new,
+            changed,
+            reissue,
+            lifecycle,
+            ended,
+            issued_until,
+            unconfirmed,
+            token,
+            now: at,
+            shared: mine,
+            secure: over_https,
+            stale_key,
+            saved,
+            loaded,
+            cached_as,
+        } = self;
+        *is_new = arrival.is_new;
+        *changed = false;
+        *reissue = arrival.reissue;
+        *lifecycle = Lifecycle::Live;
+        ended.clear();
+        *issued_until = state.expires_at();
+        *unconfirmed = arrival.unconfirmed;
+        *token = None;
+        *at = now;
+        if !Arc::ptr_eq(mine, shared) {
+            *mine = Arc::clone(shared);
+        }
+        *over_https = secure;
+        *stale_key = arrival.stale_key;
+        *saved = None;
+        *loaded = (!arrival.is_new).then(|| state.id());
+        *cached_as = arrival.cached_as;
+    }
+}
+
 impl Inner {
     /// Makes the token for the state as of now (moving `last_seen`). Stateless: seals the
     /// state and clears the change flags. Store-backed: signs the id (the store write
@@ -315,23 +406,28 @@ thread_local! {
 
 impl Session {
     /// A session in this thread's spare allocation (see [`Session::recycle`]) when there is
-    /// one, else in a new one.
-    // Inlined, a new allocation's `Inner` (about 270 bytes) is built where the `Arc` puts it
-    // instead of being moved there through two temporaries: about 100 instructions less.
-    #[inline(always)]
-    pub(crate) fn new(inner: Inner) -> Session {
+    /// one, else in a new one holding `blank()`; `fill` readies it for the request in place
+    /// (an `Inner` is about 270 bytes, and the state a request opens is written straight
+    /// into it rather than moved there through the steps that open it). What `fill` leaves
+    /// of the previous request is its to overwrite: see [`Inner::begin`].
+    pub(crate) fn build<R>(
+        blank: impl FnOnce() -> Inner,
+        fill: impl FnOnce(&mut Inner) -> R,
+    ) -> (Session, R) {
         // `try_with`: no spare (and no panic) while the thread's locals are being destroyed.
         if let Some(mut spare) = SPARE.try_with(std::cell::Cell::take).ok().flatten()
             && let Some(slot) = Arc::get_mut(&mut spare)
         {
             slot.clear_poison();
-            // The previous request's session is dropped here.
-            *slot.get_mut().unwrap_or_else(PoisonError::into_inner) = inner;
-            return Session { inner: spare };
+            let r = fill(slot.get_mut().unwrap_or_else(PoisonError::into_inner));
+            return (Session { inner: spare }, r);
         }
-        Session {
+        let mut inner = blank();
+        let r = fill(&mut inner);
+        let session = Session {
             inner: Arc::new(Mutex::new(inner)),
-        }
+        };
+        (session, r)
     }
 
     /// Keeps the session's allocation for the next request on this thread, when nothing
