@@ -67,6 +67,16 @@ struct Slot {
     age: u64,
 }
 
+impl Slot {
+    /// Whether this slot keeps `token` (of hash `hash`) for the purpose `secure` names: the
+    /// same bytes, compared in constant time.
+    fn holds(&self, token: &[u8], hash: u64, secure: bool) -> bool {
+        self.hash == hash
+            && self.secure == secure
+            && constant_time_eq::constant_time_eq(&self.token, token)
+    }
+}
+
 #[derive(Default)]
 struct Set {
     slots: [Option<Slot>; WAYS],
@@ -166,11 +176,10 @@ impl OpenCache {
     }
 
     fn find<'s>(set: &'s Set, token: &[u8], hash: u64, secure: bool) -> Option<&'s Slot> {
-        set.slots.iter().flatten().find(|s| {
-            s.hash == hash
-                && s.secure == secure
-                && constant_time_eq::constant_time_eq(&s.token, token)
-        })
+        set.slots
+            .iter()
+            .flatten()
+            .find(|s| s.holds(token, hash, secure))
     }
 
     /// Keeps what `token` opened to. Only for tokens that opened, or that this endpoint just
@@ -201,13 +210,7 @@ impl OpenCache {
         let way = set
             .slots
             .iter()
-            .position(|s| {
-                s.as_ref().is_some_and(|s| {
-                    s.hash == hash
-                        && s.secure == secure
-                        && constant_time_eq::constant_time_eq(&s.token, token)
-                })
-            })
+            .position(|s| s.as_ref().is_some_and(|s| s.holds(token, hash, secure)))
             .or_else(|| set.slots.iter().position(Option::is_none))
             .unwrap_or_else(|| {
                 let ages = set.slots.iter().map(|s| s.as_ref().map_or(0, |s| s.age));
