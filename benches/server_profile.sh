@@ -19,6 +19,11 @@ cd "$(dirname "$0")/.."
 MODE=${1:-sealed}
 ROUNDS=${2:-3}
 SECS=${3:-4}
+# wrk sends the cookie the login set: cookie modes that need no redis-server.
+case "$MODE" in
+  none|none+cookie|none+work|sealed|sealed-nocache|signed|sealed+deny-memory|store-memory|poem-cookie) ;;
+  *) echo "MODE must be a cookie mode without Redis (none, sealed, signed, store-memory, poem-cookie, ...), not $MODE"; exit 2 ;;
+esac
 for tool in wrk perf taskset curl; do
   command -v "$tool" >/dev/null || { echo "$tool not found (apt-get install wrk linux-perf util-linux curl)"; exit 2; }
 done

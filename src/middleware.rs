@@ -916,8 +916,7 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
             Ok(s) => s,
             Err(answer) => return Ok(Begun::Answer(answer)),
         };
-        // Every way of opening writes it; this is only its value until then.
-        let mut state = SessionState::new(SessionId::from_bytes([0; 16]), s.now, s.now);
+        let mut state = Inner::unopened(s.now);
         let arrival = match s.token {
             Token::Bytes(t) => {
                 self.open_stored(ids, store, &t, s.purpose, s.now, &mut state)
@@ -1365,6 +1364,21 @@ mod tests {
             (again.id, again.user),
             (first.id.clone(), Some("alice".to_owned()))
         );
+
+        // A tampered copy of alice's cookie, on the allocation that just held her session:
+        // refused, and the fresh session it gets holds nothing of hers. The token's last
+        // character flipped: its tag no longer matches, and the open cache has no such bytes.
+        let mut forged = alice.clone();
+        let last = forged
+            .pop()
+            .map_or('A', |c| if c == 'A' { 'B' } else { 'A' });
+        forged.push(last);
+        let resp = tc.get("/look").header("cookie", &forged).send().await;
+        resp.assert_status_is_ok();
+        let [refused] = <[Seen; 1]>::try_from(seen()).unwrap_or_else(|s| panic!("{s:?}"));
+        assert_eq!(refused.addr, first.addr, "the allocation is reused");
+        assert_eq!(refused.user, None, "a forged token opens nothing");
+        assert_ne!(refused.id, first.id);
 
         // A session a handler keeps is not reused: the next request gets another allocation
         // and the kept one still reads as it did.

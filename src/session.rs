@@ -219,7 +219,9 @@ impl std::fmt::Debug for Inner {
 pub(crate) struct Arrival {
     /// No token came, or it was refused: a new session.
     pub(crate) is_new: bool,
+    /// Send a new token even if the handler changes nothing (renewal due, or a stale key).
     pub(crate) reissue: bool,
+    /// The token was made with a key that is no longer primary.
     pub(crate) stale_key: bool,
     /// A token came but was refused.
     pub(crate) refused: Option<OpenError>,
@@ -233,10 +235,16 @@ pub(crate) struct Arrival {
 }
 
 impl Inner {
+    /// The state of a session not yet opened: an all-zero id, never sent, because every way
+    /// of opening a request's session overwrites it before [`Inner::begin`].
+    pub(crate) fn unopened(now: Timestamp) -> SessionState {
+        SessionState::new(SessionId::from_bytes([0; 16]), now, now)
+    }
+
     /// A session that [`Inner::begin`] has yet to ready, for a new allocation.
     pub(crate) fn blank(shared: &Arc<Shared>, now: Timestamp) -> Inner {
         Inner {
-            state: SessionState::new(SessionId::from_bytes([0; 16]), now, now),
+            state: Inner::unopened(now),
             is_new: true,
             changed: false,
             reissue: false,
