@@ -33,7 +33,6 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::denylist::table::Keyed;
 use crate::state::{SessionId, SessionState};
 
 /// Default memory budget of an endpoint's open cache: 1 MiB.
@@ -90,7 +89,7 @@ struct Padded(AtomicUsize);
 
 /// Opened tokens of one endpoint; see the [module documentation](self).
 pub(crate) struct OpenCache {
-    hasher: Keyed,
+    hasher: std::hash::RandomState,
     sets: Box<[Mutex<Set>]>,
     /// Bytes charged to the budget, written on every write of a session by every thread:
     /// on cache lines of its own, away from the fields every request reads.
@@ -123,7 +122,7 @@ impl OpenCache {
             .max(1)
             .next_power_of_two();
         Some(OpenCache {
-            hasher: Keyed::random(),
+            hasher: std::hash::RandomState::new(),
             sets: (0..sets).map(|_| Mutex::new(Set::default())).collect(),
             bytes: Padded::default(),
             max_bytes,
@@ -146,7 +145,7 @@ impl OpenCache {
     }
 
     fn set(&self, hash: u64) -> Option<&Mutex<Set>> {
-        // `sets.len()` is a power of two; the fold of the multiply mixes the low bits.
+        // `sets.len()` is a power of two; SipHash mixes every bit.
         let i = hash as usize & (self.sets.len() - 1);
         self.sets.get(i)
     }

@@ -17,7 +17,7 @@ use crate::error::OpenError;
 use crate::keys::Keyring;
 use crate::limits::Limits;
 use crate::policy::Policy;
-use crate::session::{Arrival, Backend, Inner, Lifecycle, Session, Shared, Striped};
+use crate::session::{Arrival, Backend, Ended, Inner, Lifecycle, Session, Shared, Striped};
 use crate::state::{SessionId, SessionState};
 use crate::stats::{Counted, Counters, Stats};
 use crate::store::Store;
@@ -325,6 +325,7 @@ impl<E: Endpoint> Middleware<E> for SealedSession {
                 },
                 max_age: cfg.policy.get_max_age(),
                 idle_timeout: cfg.policy.get_idle_timeout(),
+                clock: cfg.clock.clone(),
                 max_depth: cfg.limits.get_json_depth(),
             }
             .into(),
@@ -582,8 +583,8 @@ struct Plan {
     /// Store-backed: the record replaces the one the request loaded, so it is written only if
     /// that still exists (`Store::save_existing`).
     existing: bool,
-    /// Session ids this request ended (destroy, regenerate).
-    ended: Vec<(SessionId, Timestamp)>,
+    /// Sessions this request ended (destroy, regenerate, cycle_id).
+    ended: Vec<Ended>,
     /// Cookie Max-Age, for persistent cookies.
     max_age: Duration,
 }
@@ -675,15 +676,15 @@ fn not_saved(span: &Span, msg: &str) -> Response {
 
 /// Revokes (token modes, with a denylist) or deletes (store mode) the sessions a request
 /// ended; on failure, the response to send instead.
-async fn end_sessions(
-    cfg: &Config,
-    span: &Span,
-    ended: &[(SessionId, Timestamp)],
-) -> Result<(), Response> {
+async fn end_sessions(cfg: &Config, span: &Span, ended: &[Ended]) -> Result<(), Response> {
     match (&cfg.backend, &cfg.denylist) {
         (Backend::Token(_), Some(denylist)) => {
-            for (id, until) in ended {
-                if let Err(e) = denylist.revoke(*id, *until).await {
+            for end in ended {
+                let recorded = match end {
+                    Ended::Session(revocation) => denylist.revoke_session(revocation).await,
+                    Ended::Unconfirmed(id, until) => denylist.revoke(*id, *until).await,
+                };
+                if let Err(e) = recorded {
                     tracing::error!(target: "sealed_session", error = %e, "session not revoked");
                     return Err(unavailable(
                         span,
@@ -693,8 +694,8 @@ async fn end_sessions(
             }
         }
         (Backend::Store { store, .. }, _) => {
-            for (id, _) in ended {
-                if let Err(e) = store.delete(id).await {
+            for end in ended {
+                if let Err(e) = store.delete(&end.id()).await {
                     tracing::error!(target: "sealed_session", error = %e, "ended session not deleted from the store");
                     return Err(unavailable(
                         span,
@@ -730,6 +731,31 @@ fn chunks_refused(cookie: &CookieConfig, incoming: &Incoming) -> OpenError {
         }
     } else {
         OpenError::Malformed("incomplete cookie chunks")
+    }
+}
+
+/// What a response that sets or clears a session says to caches.
+const NO_STORE: HeaderValue = HeaderValue::from_static("private, no-store");
+
+/// Makes a response that carries a session token (or clears one) unstorable by any cache,
+/// whatever the handler said: a shared cache would hand the token to the next visitor, and
+/// renewal adds a token to responses of any route, behind the handler's back. A handler's
+/// own `Cache-Control` is replaced, and that is logged.
+fn no_store(headers: &mut HeaderMap, span: &Span) {
+    // What would let a shared cache keep the response (or cannot be read to tell).
+    let shared = headers.get_all(header::CACHE_CONTROL).iter().any(|v| {
+        v.to_str().map_or(true, |v| {
+            let v = v.to_ascii_lowercase();
+            v.contains("public") || v.contains("s-maxage")
+        })
+    });
+    headers.insert(header::CACHE_CONTROL, NO_STORE);
+    if shared {
+        tracing::warn!(
+            target: "sealed_session",
+            parent: span,
+            "the handler's Cache-Control let shared caches store a response carrying a session token; sent with `private, no-store` instead"
+        );
     }
 }
 
@@ -1084,10 +1110,7 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
             _ => {}
         }
         if matches!(plan.outcome, Outcome::Write | Outcome::Clear) {
-            // A response that sets or clears a session must not be cached by shared caches.
-            resp.headers_mut()
-                .entry(header::CACHE_CONTROL)
-                .or_insert(HeaderValue::from_static("no-store"));
+            no_store(resp.headers_mut(), &p.span);
         }
         if matches!(plan.outcome, Outcome::Write) && !ended_elsewhere {
             cfg.stats.sent(p.is_new, &p.span);
@@ -1257,7 +1280,8 @@ mod tests {
         inner.changed = true;
         inner.reissue = true;
         inner.lifecycle = Lifecycle::Destroyed;
-        inner.ended.push((id, then));
+        inner.ended.push(Ended::Unconfirmed(id, then));
+        inner.exposed = true;
         inner.unconfirmed = Some((id, then));
         inner.token = Some("an old token".to_owned());
         inner.secure = true;
@@ -1281,6 +1305,7 @@ mod tests {
         assert!(!inner.reissue);
         assert_eq!(inner.lifecycle, Lifecycle::Live);
         assert!(inner.ended.is_empty());
+        assert!(!inner.exposed, "a new session's token was never sent");
         assert_eq!(inner.issued_until, now, "the state's deadline");
         assert_eq!(inner.unconfirmed, None);
         assert_eq!(inner.token, None);

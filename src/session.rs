@@ -11,9 +11,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::cache::{Hit, OpenCache};
-use crate::clock::Timestamp;
+use crate::clock::{Clock, Timestamp};
 use crate::codec::{Codec, SessionIdCodec};
-use crate::denylist::{Denylist, DenylistError};
+use crate::denylist::{Denylist, DenylistError, Revocation};
 use crate::error::{DataError, OpenError, SealError};
 use crate::state::{SessionId, SessionState};
 use crate::stats::STRIPES;
@@ -117,8 +117,13 @@ pub(crate) struct Inner {
     /// Re-issue even if unchanged (touch, renewal, stale key).
     pub(crate) reissue: bool,
     pub(crate) lifecycle: Lifecycle,
-    /// Session ids this request ended (by `destroy` or `regenerate`), for revocation.
-    pub(crate) ended: Vec<(SessionId, Timestamp)>,
+    /// Sessions this request ended (by `destroy`, `regenerate` or `cycle_id`), for
+    /// revocation.
+    pub(crate) ended: Vec<Ended>,
+    /// A token of the current id may be in a client's hands: the request arrived with one,
+    /// or [`Session::token`] handed one to the handler. Only such an id is revoked when it
+    /// ends: nobody can present a token that was never sent.
+    pub(crate) exposed: bool,
     /// The latest deadline any token of the current id carries: the one that arrived, or one
     /// sealed during this request. Revoking the id lasts until then, even if the handler
     /// shortened the session (`set_max_age`) before ending it.
@@ -148,6 +153,26 @@ pub(crate) struct Inner {
     pub(crate) cached_as: Option<(u64, SessionId)>,
 }
 
+/// A session a request ended, to revoke (token modes) or delete (store mode).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// A session whose token may be in a client's hands.
+    Session(Revocation),
+    /// A refused token's session whose revocation is not yet recorded in the shared
+    /// denylist ([`Denylist::pending`]), with its `until`: recorded again, by id.
+    Unconfirmed(SessionId, Timestamp),
+}
+
+impl Ended {
+    /// The ended session's id.
+    pub(crate) fn id(&self) -> SessionId {
+        match self {
+            Ended::Session(r) => r.id,
+            Ended::Unconfirmed(id, _) => *id,
+        }
+    }
+}
+
 /// What the sessions of one endpoint share: how their tokens are made, kept and revoked.
 ///
 /// Every session holds a reference, taken and dropped on every request. The endpoint keeps
@@ -166,6 +191,9 @@ pub(crate) struct Shared {
     pub(crate) cache: Option<Arc<OpenCache>>,
     pub(crate) max_age: Duration,
     pub(crate) idle_timeout: Option<Duration>,
+    /// The middleware's clock: lifecycle calls ([`Session::regenerate`],
+    /// [`Session::logout_everywhere`]) read the time of the call from it.
+    pub(crate) clock: Arc<dyn Clock>,
     /// The data's nesting bound ([`Limits::json_depth`](crate::Limits::json_depth)): a value
     /// that would pass it is refused by `insert`, not sent and refused on its way back.
     pub(crate) max_depth: usize,
@@ -250,6 +278,7 @@ impl Inner {
             reissue: false,
             lifecycle: Lifecycle::Live,
             ended: Vec::new(),
+            exposed: false,
             issued_until: now,
             unconfirmed: None,
             token: None,
@@ -282,6 +311,7 @@ impl Inner {
             reissue,
             lifecycle,
             ended,
+            exposed,
             issued_until,
             unconfirmed,
             token,
@@ -298,6 +328,7 @@ impl Inner {
         *reissue = arrival.reissue;
         *lifecycle = Lifecycle::Live;
         ended.clear();
+        *exposed = !arrival.is_new;
         *issued_until = state.expires_at();
         *unconfirmed = arrival.unconfirmed;
         *token = None;
@@ -354,6 +385,13 @@ impl Inner {
             }
             Backend::Store { ids, .. } => Ok(ids.sign(&self.state.id(), purpose.as_bytes())),
         }
+    }
+
+    /// Moves the request's time on to the clock's now (never back), and returns it: for the
+    /// lifecycle calls, which take effect at the time they are made.
+    pub(crate) fn refresh_now(&mut self) -> Timestamp {
+        self.now = self.now.max(self.shared.clock.now());
+        self.now
     }
 
     /// When the session becomes unusable: the earlier of its deadline and its idle deadline.
@@ -580,14 +618,16 @@ impl Session {
 
     /// A new session id that keeps the data and subject (tower-sessions' `cycle_id`). The old
     /// id is ended like with [`Session::regenerate`].
+    ///
+    /// The session keeps its issue time (and its deadline): it is the same sign-in under a
+    /// new id, so a "log out everywhere" that its sign-in precedes still reaches it.
     pub fn cycle_id(&self) -> Result<(), SessionError> {
         let id = SessionId::generate()?;
         let mut inner = self.lock();
         Session::end_current(&mut inner);
-        let now = inner.now;
         inner.state.set_id(id);
-        inner.state.set_issued_at(now);
         inner.issued_until = inner.state.expires_at();
+        inner.exposed = false;
         inner.lifecycle = Lifecycle::Live;
         inner.changed = true;
         Ok(())
@@ -609,7 +649,10 @@ impl Session {
     /// [`Denylist::revoke_subject`] on the denylist you gave the middleware.
     pub async fn logout_everywhere(&self) -> Result<(), SessionError> {
         let (denylist, subject, now) = {
-            let inner = self.lock();
+            let mut inner = self.lock();
+            // The time of this call, not of the request's start: a sign-in that finished
+            // while this request ran (say, a slow password change) is issued before it.
+            let now = inner.refresh_now();
             (
                 inner
                     .shared
@@ -621,11 +664,12 @@ impl Session {
                     .subject()
                     .map(str::to_owned)
                     .ok_or(SessionError::NoSubject)?,
-                inner.now,
+                now,
             )
         };
         // Sessions issued strictly before `now` are refused (this one is destroyed below), so
-        // a login in the very next request is not caught by its own logout.
+        // a session regenerated after this call, in this request or the next, is not caught
+        // by its own logout.
         denylist.revoke_subject(&subject, now).await?;
         self.destroy()
     }
@@ -676,6 +720,8 @@ impl Session {
             return Ok(Some(t.clone()));
         }
         let token = inner.seal_now()?;
+        // The handler may send it anywhere: from now on the id is revoked when it ends.
+        inner.exposed = true;
         // Sent with the response unless the session changes again.
         if matches!(inner.shared.backend, Backend::Token(_)) {
             inner.token = Some(token.clone());
@@ -748,7 +794,9 @@ impl Session {
     /// a change to send; a destroyed one sends nothing unless something is stored again.
     fn restart(inner: &mut Inner, id: SessionId, lifecycle: Lifecycle) {
         Session::end_current(inner);
-        let now = inner.now;
+        // Issued at the time of the call, so that a session started after a "log out
+        // everywhere" of this request is not refused by it.
+        let now = inner.refresh_now();
         inner.state = SessionState::new(id, now, now.saturating_add(inner.shared.max_age));
         inner.issued_until = inner.state.expires_at();
         inner.lifecycle = lifecycle;
@@ -756,18 +804,31 @@ impl Session {
         inner.reissue = false;
         inner.token = None;
         inner.saved = None;
+        inner.exposed = false;
     }
 
     fn end_current(inner: &mut Inner) {
-        if let Some(pending) = inner.unconfirmed.take() {
-            inner.ended.push(pending);
+        if let Some((id, until)) = inner.unconfirmed.take() {
+            inner.ended.push(Ended::Unconfirmed(id, until));
         }
-        // Ended when a token of it may exist: it arrived with one, is about to get one, or
-        // `token()` made one during this request.
-        if !inner.is_new || inner.changed || inner.token.is_some() {
-            let until = inner.state.expires_at().max(inner.issued_until);
-            let entry = (inner.state.id(), until);
-            inner.ended.push(entry);
+        // Ended only when a token of it may be in a client's hands (or, store-backed, when
+        // `save` wrote its record): an id whose token was never sent cannot be presented,
+        // and revoking it would let any visitor grow the denylist.
+        if inner.exposed || inner.saved.is_some() {
+            let state = &inner.state;
+            // Until the latest deadline any token of the id can carry: a policy caps every
+            // token's at its issue time plus `max_age`, whatever a concurrent request set.
+            let until = state
+                .expires_at()
+                .max(inner.issued_until)
+                .max(state.issued_at().saturating_add(inner.shared.max_age));
+            let revocation = Revocation::new(
+                state.id(),
+                until,
+                state.issued_at(),
+                state.subject().map(str::to_owned),
+            );
+            inner.ended.push(Ended::Session(revocation));
         }
     }
 }

@@ -13,6 +13,7 @@
 //! | `sealed_session_issued_total` | counter | | first tokens of new sessions |
 //! | `sealed_session_reissues_total` | counter | | new tokens for sessions that arrived valid (changed, renewed, re-keyed) |
 //! | `sealed_session_revocations_total` | counter | `kind` = `session` or `subject` | revocations recorded through the middleware |
+//! | `sealed_session_denylist_overflows_total` | counter | `kind` = `anonymous` or `subject` | revocations that found the denylist full, which then failed closed ([the bound](crate::denylist#the-bound)) |
 //! | `sealed_session_denylist_entries` | gauge | `kind` = `session` or `subject` | entries a denylist holds (expired ones not yet swept included) |
 //! | `sealed_session_denylist_staleness_seconds` | gauge | | time since the Redis replica was last known current (`+Inf` before its first load) |
 //!
@@ -53,6 +54,8 @@ pub const ISSUED_TOTAL: &str = "sealed_session_issued_total";
 pub const REISSUES_TOTAL: &str = "sealed_session_reissues_total";
 /// `sealed_session_revocations_total{kind}`: revocations recorded through the middleware.
 pub const REVOCATIONS_TOTAL: &str = "sealed_session_revocations_total";
+/// `sealed_session_denylist_overflows_total{kind}`: revocations that found the denylist full.
+pub const DENYLIST_OVERFLOWS_TOTAL: &str = "sealed_session_denylist_overflows_total";
 /// `sealed_session_denylist_entries{kind}`: entries a denylist holds.
 pub const DENYLIST_ENTRIES: &str = "sealed_session_denylist_entries";
 /// `sealed_session_denylist_staleness_seconds`: age of the Redis replica's last confirmation.
@@ -341,6 +344,18 @@ impl Denylist for Counted {
         })
     }
 
+    fn revoke_session(
+        &self,
+        revocation: &crate::denylist::Revocation,
+    ) -> BoxFuture<'_, Result<(), DenylistError>> {
+        let fut = self.inner.revoke_session(revocation);
+        Box::pin(async move {
+            fut.await?;
+            self.counters.revoked(Revocation::Session);
+            Ok(())
+        })
+    }
+
     fn revoke_subject(
         &self,
         subject: &str,
@@ -365,6 +380,12 @@ pub(crate) fn denylist_entries(sessions: usize, subjects: usize) {
     // Exact below 2^53 entries.
     ::metrics::gauge!(DENYLIST_ENTRIES, "kind" => "session").set(sessions as f64);
     ::metrics::gauge!(DENYLIST_ENTRIES, "kind" => "subject").set(subjects as f64);
+}
+
+/// Counts a revocation that found the denylist full (`metrics` feature).
+#[cfg(feature = "metrics")]
+pub(crate) fn denylist_overflow(kind: &'static str) {
+    ::metrics::counter!(DENYLIST_OVERFLOWS_TOTAL, "kind" => kind).increment(1);
 }
 
 /// Sets the replica staleness gauge (`metrics` feature): `None` before the first load.
@@ -399,6 +420,11 @@ pub fn describe_metrics() {
         REVOCATIONS_TOTAL,
         Unit::Count,
         "Revocations recorded through the middleware, by kind (session or subject)."
+    );
+    describe_counter!(
+        DENYLIST_OVERFLOWS_TOTAL,
+        Unit::Count,
+        "Revocations that found the denylist full, which then failed closed, by kind (anonymous or subject)."
     );
     describe_gauge!(
         DENYLIST_ENTRIES,

@@ -386,12 +386,13 @@ async fn messages_missed_while_cut_off_heal_on_reconnect() {
 
     proxy.restore().await;
     let took = wait_until("B to resynchronise", Duration::from_secs(5), || {
+        // The entries arrive during the load; the replica counts as current at its end.
         b.check(&id(1), None, issued).is_revoked()
             && b.check(&id(2), Some("erin"), issued).is_revoked()
+            && healthy(&b)
     })
     .await;
     eprintln!("resynchronised {took:?} after the proxy was restored");
-    assert!(healthy(&b));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -483,5 +484,104 @@ async fn a_staleness_bound_within_two_heartbeats_is_refused() {
     assert!(
         matches!(err, DenylistError::StaleBoundTooShort { .. }),
         "{err:?}"
+    );
+}
+
+/// The bound: anonymous revocations that fill one instance's replica raise the anonymous
+/// cut-off, which reaches every instance (and one started later) through Redis, and Redis
+/// keeps no entry the cut-off covers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_replica_shares_its_anonymous_cutoff() {
+    use sealed_session::denylist::Revocation;
+    let Some(server) = RedisServer::start("a_full_replica_shares_its_anonymous_cutoff") else {
+        return;
+    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let a = fast(&server.url(), clock.clone())
+        .max_revoked_sessions(3)
+        .build()
+        .await
+        .unwrap();
+    let b = fast(&server.url(), clock.clone()).build().await.unwrap();
+    let issued = clock.now();
+    let until = issued.saturating_add(Duration::from_secs(3600));
+    for n in 0..3u32 {
+        a.revoke_session(&Revocation::new(id(n), until, issued, None))
+            .await
+            .unwrap();
+    }
+    wait_until("B to hold the three", Duration::from_secs(5), || {
+        b.status().revoked_sessions == 3
+    })
+    .await;
+    let mut conn = raw(&server.url()).await;
+    let held: usize = redis::cmd("ZCARD")
+        .arg("test:deny:anonymous")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(held, 3);
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    // The fourth finds A full: the cut-off rises past every anonymous session issued so far.
+    a.revoke_session(&Revocation::new(id(3), until, clock.now(), None))
+        .await
+        .unwrap();
+    assert_eq!(a.status().overflows, 1);
+    assert_eq!(a.status().revoked_sessions, 0);
+    let never_revoked = id(99);
+    wait_until("B to apply the cut-off", Duration::from_secs(5), || {
+        b.check(&never_revoked, None, issued) == Check::Revoked(RevokedBy::Cutoff)
+    })
+    .await;
+    assert_eq!(b.status().revoked_sessions, 0, "B dropped what it covers");
+    assert!(b.check(&never_revoked, Some("alice"), issued).is_allowed());
+    let held: usize = redis::cmd("ZCARD")
+        .arg("test:deny:anonymous")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(held, 0, "Redis keeps no covered entry");
+    // An instance started later knows the cut-off.
+    let c = fast(&server.url(), clock.clone()).build().await.unwrap();
+    assert_eq!(
+        c.check(&id(2), None, issued),
+        Check::Revoked(RevokedBy::Cutoff)
+    );
+    let later = clock.now().saturating_add(Duration::from_millis(5));
+    assert!(c.check(&never_revoked, None, later).is_allowed());
+}
+
+/// A replica whose background task stopped (its runtime dropped, so nothing marks it
+/// disconnected) fails closed by time: past the staleness bound checks answer Unavailable.
+#[test]
+fn a_replica_whose_task_stopped_fails_closed_by_time() {
+    let Some(server) = RedisServer::start("a_replica_whose_task_stopped_fails_closed_by_time")
+    else {
+        return;
+    };
+    let clock = ManualClock::new(Timestamp::from_millis(T0));
+    let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let denylist = runtime
+        .block_on(fast(&server.url(), shared).build())
+        .unwrap();
+    assert!(denylist.check(&id(1), None, clock.now()).is_allowed());
+    // The runtime goes, and the task with it: no heartbeat, no disconnection notice.
+    runtime.shutdown_background();
+    clock.advance(Duration::from_secs(9));
+    assert!(denylist.check(&id(1), None, clock.now()).is_allowed());
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(
+        denylist.check(&id(1), None, clock.now()),
+        Check::Unavailable
+    );
+    let now = clock.now();
+    assert_eq!(
+        denylist.check_at(&id(1), None, now, now),
+        Check::Unavailable
     );
 }

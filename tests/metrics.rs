@@ -319,6 +319,7 @@ fn counters_after_a_scripted_sequence() {
         described,
         [
             "sealed_session_denylist_entries",
+            "sealed_session_denylist_overflows_total",
             "sealed_session_denylist_staleness_seconds",
             "sealed_session_issued_total",
             "sealed_session_refusals_total",

@@ -98,7 +98,7 @@ async fn no_cookie_until_changed_then_exactly_one() {
     );
     assert_eq!(
         resp.0.headers().get("cache-control").unwrap(),
-        "no-store",
+        "private, no-store",
         "a response that sets a session must not be cached"
     );
 

@@ -15,7 +15,7 @@ use sealed_session::denylist::{
     BoxFuture, Check, Denylist, DenylistError, Health, MemoryDenylist, Status,
 };
 use sealed_session::{
-    BearerConfig, Keyring, ManualClock, SealedSession, Session, SessionId, Timestamp,
+    BearerConfig, Clock, Keyring, ManualClock, SealedSession, Session, SessionId, Timestamp,
 };
 
 #[handler]
@@ -326,4 +326,175 @@ async fn a_token_handed_out_then_destroyed_in_the_same_request_is_revoked() {
         .send()
         .await;
     assert_eq!(resp.0.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// A password change that waits on `gate` before it logs out everywhere, as a slow request
+/// would.
+fn slow_everywhere(gate: Arc<tokio::sync::Notify>) -> impl Endpoint<Output = String> {
+    poem::endpoint::make(move |req: poem::Request| {
+        let gate = gate.clone();
+        async move {
+            let session = req
+                .extensions()
+                .get::<Session>()
+                .cloned()
+                .ok_or_else(|| poem::Error::from_status(StatusCode::INTERNAL_SERVER_ERROR))?;
+            gate.notified().await;
+            session.logout_everywhere().await?;
+            Ok::<_, poem::Error>("logged out everywhere".to_owned())
+        }
+    })
+}
+
+/// A thief's login that begins after a slow password change began, and finishes before it
+/// logs out everywhere, is cut off too: the cut-off is the time of the call, not of the
+/// request's start.
+#[tokio::test(flavor = "current_thread")]
+async fn logout_everywhere_cuts_off_at_the_moment_of_the_call() {
+    let clock = ManualClock::new(Timestamp::from_millis(1_764_000_000_000));
+    let d: Arc<dyn Denylist> = Arc::new(MemoryDenylist::with_clock(clock.clone()));
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let app = routes()
+        .at("/password", post(slow_everywhere(gate.clone())))
+        .with(SealedSession::new(keys()).denylist(d).clock(clock.clone()));
+    let tc = TestClient::new(app);
+    let mut alice = Jar::default();
+    send(&tc, &mut alice, true, "/login").await;
+    let mut thief = Jar::default();
+    let change = async {
+        let mut jar = alice.clone();
+        send(&tc, &mut jar, true, "/password").await
+    };
+    let steal = async {
+        // The password change has begun (polled first) and waits; the thief logs in.
+        clock.advance(Duration::from_secs(1));
+        send(&tc, &mut thief, true, "/login").await;
+        assert_eq!(send(&tc, &mut thief, false, "/me").await.1, "admin");
+        clock.advance(Duration::from_secs(1));
+        gate.notify_one();
+    };
+    let ((status, _), ()) = tokio::join!(change, steal);
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        send(&tc, &mut thief, false, "/me").await.1,
+        "<none>",
+        "the thief's session began before the call"
+    );
+    // A login after the call is not caught by it.
+    clock.advance(Duration::from_millis(1));
+    let mut again = Jar::default();
+    send(&tc, &mut again, true, "/login").await;
+    assert_eq!(send(&tc, &mut again, false, "/me").await.1, "admin");
+}
+
+/// Logs out everywhere, then signs the current user in again in the same request ("change
+/// password, stay signed in here").
+#[handler]
+async fn everywhere_then_relogin(session: &Session) -> poem::Result<()> {
+    session.logout_everywhere().await?;
+    session.regenerate()?;
+    session.insert("user", "admin")?;
+    session.set_subject("admin");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_session_started_after_logout_everywhere_in_the_same_request_survives() {
+    let clock = ManualClock::new(Timestamp::from_millis(1_764_000_000_000));
+    let d: Arc<dyn Denylist> = Arc::new(MemoryDenylist::with_clock(clock.clone()));
+    let app = routes()
+        .at("/password", post(everywhere_then_relogin))
+        .with(SealedSession::new(keys()).denylist(d).clock(clock.clone()));
+    let tc = TestClient::new(app);
+    let mut here = Jar::default();
+    send(&tc, &mut here, true, "/login").await;
+    let mut elsewhere = here.clone();
+    clock.advance(Duration::from_secs(1));
+    send(&tc, &mut here, true, "/password").await;
+    assert_eq!(send(&tc, &mut here, false, "/me").await.1, "admin");
+    assert_eq!(send(&tc, &mut elsewhere, false, "/me").await.1, "<none>");
+}
+
+/// Cycles the session's id after waiting on `gate`.
+fn slow_cycle(gate: Arc<tokio::sync::Notify>) -> impl Endpoint<Output = String> {
+    poem::endpoint::make(move |req: poem::Request| {
+        let gate = gate.clone();
+        async move {
+            let session = req
+                .extensions()
+                .get::<Session>()
+                .cloned()
+                .ok_or_else(|| poem::Error::from_status(StatusCode::INTERNAL_SERVER_ERROR))?;
+            gate.notified().await;
+            session.cycle_id()?;
+            session.touch();
+            Ok::<_, poem::Error>("cycled".to_owned())
+        }
+    })
+}
+
+/// A session whose sign-in precedes a subject revocation stays revoked through `cycle_id`
+/// and renewal, even when the request that cycles it began before the revocation.
+#[tokio::test(flavor = "current_thread")]
+async fn cycle_id_and_renewal_do_not_outlive_a_subject_revocation() {
+    let clock = ManualClock::new(Timestamp::from_millis(1_764_000_000_000));
+    let memory = MemoryDenylist::with_clock(clock.clone());
+    let d: Arc<dyn Denylist> = Arc::new(memory.clone());
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let app = routes().at("/cycle", post(slow_cycle(gate.clone()))).with(
+        SealedSession::new(keys())
+            .denylist(d)
+            .clock(clock.clone())
+            .rolling(true),
+    );
+    let tc = TestClient::new(app);
+    let mut alice = Jar::default();
+    send(&tc, &mut alice, true, "/login").await;
+    clock.advance(Duration::from_secs(1));
+    let cycle = async { send(&tc, &mut alice, true, "/cycle").await };
+    let revoke = async {
+        clock.advance(Duration::from_secs(1));
+        memory.insert_subject("admin", clock.now()).unwrap();
+        clock.advance(Duration::from_secs(1));
+        gate.notify_one();
+    };
+    let ((status, body), ()) = tokio::join!(cycle, revoke);
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "cycled"));
+    assert_eq!(
+        send(&tc, &mut alice, false, "/me").await.1,
+        "<none>",
+        "the cycled and renewed token still carries the original sign-in"
+    );
+}
+
+/// Shortens the session to a minute.
+#[handler]
+fn shorten(session: &Session) {
+    session.set_max_age(Duration::from_secs(60));
+}
+
+/// Two tokens of one id are out there, a long one and one a later request shortened; a
+/// logout with the short one revokes the id for as long as the long one could live.
+#[tokio::test]
+async fn a_revocation_outlives_every_token_of_the_id() {
+    let clock = ManualClock::new(Timestamp::from_millis(1_764_000_000_000));
+    let d: Arc<dyn Denylist> = Arc::new(MemoryDenylist::with_clock(clock.clone()));
+    let app = routes().at("/shorten", post(shorten)).with(
+        SealedSession::new(keys())
+            .denylist(d)
+            .clock(clock.clone())
+            .idle_timeout(None),
+    );
+    let tc = TestClient::new(app);
+    let mut long = Jar::default();
+    send(&tc, &mut long, true, "/login").await;
+    let mut short = long.clone();
+    send(&tc, &mut short, true, "/shorten").await;
+    send(&tc, &mut short, true, "/logout").await;
+    clock.advance(Duration::from_secs(120));
+    assert_eq!(
+        send(&tc, &mut long, false, "/me").await.1,
+        "<none>",
+        "the long token outlives the short one's deadline, not its revocation"
+    );
 }

@@ -19,6 +19,30 @@
 //! - `RedisDenylist` (feature `redis`): many processes share revocations through Redis; each
 //!   keeps a local replica current over pub/sub, so a check never waits for the network.
 //!
+//! # The bound
+//!
+//! Any visitor can get a cookie and log it out, so the number of revoked ids is bounded per
+//! instance ([`MemoryDenylistBuilder::max_revoked_sessions`], default
+//! [`DEFAULT_MAX_REVOKED_SESSIONS`]); an id whose token never reached a client is never
+//! revoked. When a revocation finds the bound reached (after expired entries are swept), the
+//! denylist fails closed, and says so (one `warn` line per event, the
+//! `sealed_session_denylist_overflows_total` counter and [`Status::overflows`]):
+//!
+//! - **Sessions without a subject** (the session never got one through
+//!   [`Session::set_subject`](crate::Session::set_subject)): the anonymous cut-off rises to
+//!   now. Every session without a subject issued until now is refused from then on (treated
+//!   like an expired one: a fresh session for cookies, a 401 for bearer tokens), and the
+//!   entries this covers are dropped. An application that never calls `set_subject` keeps
+//!   its revocations: under such a flood its users are signed out, not left signed in.
+//! - **Sessions with a subject**, when the ids left are all theirs: instead of an entry, the
+//!   subject's sessions issued until the one revoked are refused, as a
+//!   [`Denylist::revoke_subject`] would (the user is signed out of older sessions too).
+//! - Ids revoked alone ([`Denylist::revoke`], which does not say whose session it was) are
+//!   always recorded, past the bound if need be: only the application calls it.
+//!
+//! The cut-off is recorded as a revocation of the empty subject, which stands for the
+//! sessions without one (so the Redis denylist shares it like any subject revocation).
+//!
 //! ```
 //! use std::sync::Arc;
 //! use std::time::Duration;
@@ -50,7 +74,7 @@
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
-pub(crate) mod table;
+mod table;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisDenylist, RedisDenylistBuilder, StartMode};
@@ -62,6 +86,10 @@ use std::time::Duration;
 
 use crate::clock::Timestamp;
 use crate::state::SessionId;
+
+/// How many revoked session ids a denylist holds by default before it fails closed (see
+/// [the bound](self#the-bound)): 100,000, about 6 MB of memory per instance.
+pub const DEFAULT_MAX_REVOKED_SESSIONS: usize = 100_000;
 
 /// How long a per-subject revocation is kept by default: 30 days. It must be at least the
 /// longest lifetime a session can have (the policy's `max_age`, or a longer per-session one).
@@ -99,6 +127,7 @@ impl Check {
             Check::Allowed => "allowed",
             Check::Revoked(RevokedBy::Session) => "revoked_session",
             Check::Revoked(RevokedBy::Subject) => "revoked_subject",
+            Check::Revoked(RevokedBy::Cutoff) => "revoked_cutoff",
             Check::Unavailable => "unavailable",
         }
     }
@@ -111,6 +140,55 @@ pub enum RevokedBy {
     Session,
     /// Its subject was revoked after the session was issued ([`Denylist::revoke_subject`]).
     Subject,
+    /// It has no subject and was issued before the anonymous cut-off: the denylist reached
+    /// [its bound](self#the-bound), or the application revoked the empty subject.
+    Cutoff,
+}
+
+/// One session to revoke, as the middleware describes it to [`Denylist::revoke_session`]:
+/// its id, until when to keep the entry, and whose session it was, so that a full denylist
+/// can fail closed (see [the bound](self#the-bound)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Revocation {
+    /// The session id.
+    pub id: SessionId,
+    /// Until when to keep the entry: the latest deadline any token of the id can carry.
+    pub until: Timestamp,
+    /// When the session was issued.
+    pub issued_at: Timestamp,
+    /// Its subject; `None` (or the empty string) for a session without one.
+    pub subject: Option<String>,
+}
+
+impl Revocation {
+    /// The revocation of session `id` of `subject`, issued at `issued_at`, kept until `until`.
+    ///
+    /// ```
+    /// use sealed_session::denylist::{Check, Denylist as _, MemoryDenylist, Revocation};
+    /// use sealed_session::{SessionId, Timestamp};
+    ///
+    /// let denylist = MemoryDenylist::new();
+    /// let now = Timestamp::from_system_time(std::time::SystemTime::now());
+    /// let until = now.saturating_add(std::time::Duration::from_secs(60));
+    /// let id = SessionId::generate()?;
+    /// denylist.insert_session(&Revocation::new(id, until, now, Some("alice".into())));
+    /// assert!(denylist.check(&id, Some("alice"), now).is_revoked());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn new(
+        id: SessionId,
+        until: Timestamp,
+        issued_at: Timestamp,
+        subject: Option<String>,
+    ) -> Revocation {
+        Revocation {
+            id,
+            until,
+            issued_at,
+            subject,
+        }
+    }
 }
 
 /// How far the denylist can be trusted right now, for logs, metrics and health endpoints.
@@ -156,6 +234,9 @@ pub struct Status {
     pub revoked_sessions: usize,
     /// Per-subject revocations held in memory (expired ones not yet swept included).
     pub revoked_subjects: usize,
+    /// How often a revocation found the denylist full and it failed closed (see
+    /// [the bound](self#the-bound)).
+    pub overflows: u64,
 }
 
 impl Status {
@@ -165,6 +246,7 @@ impl Status {
             health,
             revoked_sessions,
             revoked_subjects,
+            overflows: 0,
         }
     }
 }
@@ -273,7 +355,17 @@ pub trait Denylist: Send + Sync + 'static {
     /// session is refused anyway). An `until` already past is a no-op.
     fn revoke(&self, id: SessionId, until: Timestamp) -> BoxFuture<'_, Result<(), DenylistError>>;
 
-    /// Revokes every session of `subject` issued strictly before `before` (usually now).
+    /// Revokes the session `revocation` describes: what the middleware calls when a session
+    /// ends ([`Session::destroy`](crate::Session::destroy), `regenerate`, `cycle_id`).
+    /// Knowing whose session it was lets a full denylist fail closed instead of growing
+    /// (see [the bound](self#the-bound)). The default revokes the id alone
+    /// ([`Denylist::revoke`]).
+    fn revoke_session(&self, revocation: &Revocation) -> BoxFuture<'_, Result<(), DenylistError>> {
+        self.revoke(revocation.id, revocation.until)
+    }
+
+    /// Revokes every session of `subject` issued strictly before `before` (usually now). The
+    /// empty subject stands for the sessions without one.
     /// Kept for the subject TTL (see the implementation's builder). A later call with an
     /// earlier `before` does not shorten an existing revocation.
     fn revoke_subject(

@@ -12,8 +12,11 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::memory::{Replica, check_subject};
-use super::{BoxFuture, Check, DEFAULT_SUBJECT_TTL, Denylist, DenylistError, Health, Status};
+use super::memory::{Owner, Replica, check_subject};
+use super::{
+    BoxFuture, Check, DEFAULT_MAX_REVOKED_SESSIONS, DEFAULT_SUBJECT_TTL, Denylist, DenylistError,
+    Health, Revocation, Status,
+};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::state::SessionId;
 
@@ -42,6 +45,7 @@ pub struct RedisDenylistBuilder {
     prefix: String,
     clock: Arc<dyn Clock>,
     subject_ttl: Duration,
+    max_sessions: usize,
     start: StartMode,
     stale_after: Duration,
     heartbeat: Duration,
@@ -57,6 +61,7 @@ impl std::fmt::Debug for RedisDenylistBuilder {
         f.debug_struct("RedisDenylistBuilder")
             .field("prefix", &self.prefix)
             .field("subject_ttl", &self.subject_ttl)
+            .field("max_revoked_sessions", &self.max_sessions)
             .field("start", &self.start)
             .field("stale_after", &self.stale_after)
             .field("heartbeat", &self.heartbeat)
@@ -86,6 +91,15 @@ impl RedisDenylistBuilder {
     /// trims Redis by its own.
     pub fn subject_ttl(mut self, ttl: Duration) -> Self {
         self.subject_ttl = ttl;
+        self
+    }
+
+    /// The most revoked session ids this process's replica holds at once. Default:
+    /// [`DEFAULT_MAX_REVOKED_SESSIONS`] (100,000). When a revocation finds it full, the
+    /// denylist fails closed as [the bound](super#the-bound) says, and shares that through
+    /// Redis: a cut-off or subject revocation reaches every instance.
+    pub fn max_revoked_sessions(mut self, n: usize) -> Self {
+        self.max_sessions = n.max(1);
         self
     }
 
@@ -162,7 +176,7 @@ impl RedisDenylistBuilder {
         let client = redis::Client::open(info).map_err(|e| backend("open a Redis client", e))?;
 
         let shared = Arc::new(Shared {
-            replica: Replica::new(self.subject_ttl),
+            replica: Replica::new(self.subject_ttl, self.max_sessions),
             clock: self.clock.clone(),
             fresh_at: AtomicU64::new(NEVER),
             stale_after: self.stale_after,
@@ -237,11 +251,14 @@ impl RedisDenylistBuilder {
 ///
 /// - `{prefix}ids`: a sorted set of revoked session ids (22-character base64url), scored by
 ///   the time in milliseconds until which they are kept;
+/// - `{prefix}anonymous`: revoked sessions without a subject, as `<id> <until>` members
+///   scored by the session's issue time, so that the anonymous cut-off (see
+///   [the bound](super#the-bound)) removes what it covers in one command;
 /// - `{prefix}subjects`: a sorted set of revoked subjects, scored by their "not valid before"
 ///   time in milliseconds (a sorted set rather than a hash, so that old entries are trimmed by
-///   score in one command);
-/// - `{prefix}events`: the pub/sub channel announcing each revocation, as `r <id> <until>` or
-///   `s <before> <subject>`.
+///   score in one command); the empty subject is the anonymous cut-off;
+/// - `{prefix}events`: the pub/sub channel announcing each revocation, as `r <id> <until>`,
+///   `a <id> <until> <issued_at>` or `s <before> <subject>`.
 ///
 /// Every revocation is one pipeline: a `MULTI`/`EXEC` of `ZADD … GT` (never shortens an
 /// entry) and a `ZREMRANGEBYSCORE` trimming expired entries, then the `PUBLISH`. Redis 6.2 or
@@ -275,6 +292,9 @@ impl RedisDenylistBuilder {
 ///   [`Health::Degraded`]); past the staleness bound (default 30 s) they answer
 ///   [`Check::Unavailable`] (the middleware answers 503) rather than accept a session that may
 ///   have been revoked elsewhere. Revocations fail with an error meanwhile.
+/// - **The background task stops** (its Tokio runtime dropped, or starved): every check
+///   compares the time of the replica's last confirmation (heartbeat or load) with the
+///   request's time, so past the same bound checks answer [`Check::Unavailable`] too.
 /// - One `tracing` line per change of state: connected, lost, stale, resynchronised.
 /// - **Redis restarted empty**: running replicas keep what they hold (loads only add), but a
 ///   process started afterwards does not know earlier revocations. Run Redis with persistence
@@ -326,6 +346,7 @@ impl RedisDenylist {
             prefix: "sealed-session:denylist:".to_owned(),
             clock: Arc::new(SystemClock),
             subject_ttl: DEFAULT_SUBJECT_TTL,
+            max_sessions: DEFAULT_MAX_REVOKED_SESSIONS,
             start: StartMode::RequireRedis,
             stale_after: Duration::from_secs(30),
             heartbeat: Duration::from_secs(1),
@@ -354,20 +375,23 @@ impl RedisDenylist {
         now: impl Fn() -> Timestamp,
     ) -> Check {
         let shared = &*self.shared;
-        let answer = shared.replica.check(id, subject, issued_at, now);
-        // While connected the replica is current (the background task clears `connected`
-        // within a heartbeat plus a timeout of any trouble, well inside the bound), so the
-        // clock is read only when degraded. Staleness is measured on this denylist's own
-        // clock, the one its synchronisation times are taken from.
-        if answer == Check::Allowed && !shared.connected.load(Ordering::Acquire) {
-            let stale = shared
-                .stale_for(shared.clock.now())
-                .is_none_or(|s| s > shared.stale_after);
-            if stale {
-                return Check::Unavailable;
-            }
+        let answer = shared.replica.check(id, subject, issued_at, &now);
+        // The replica's age is checked on every request, connected or not: if the
+        // background task stops (its runtime dropped or starved), nothing else would notice,
+        // and checks would answer from a frozen replica for ever. Heartbeats, messages and
+        // loads mark it fresh (on this denylist's clock, which `now` comes from).
+        if answer == Check::Allowed
+            && shared
+                .stale_for(now())
+                .is_none_or(|s| s > shared.stale_after)
+        {
+            return Check::Unavailable;
         }
         answer
+    }
+
+    fn horizon(&self, now: Timestamp) -> u64 {
+        horizon(&self.shared, now)
     }
 
     async fn write(&self, op: &'static str, pipe: redis::Pipeline) -> Result<(), DenylistError> {
@@ -416,7 +440,7 @@ impl Denylist for RedisDenylist {
             if until <= now {
                 return Ok(());
             }
-            self.shared.replica.insert(&id, until, now);
+            let _ = self.shared.replica.insert(&id, until, Owner::Unknown, now);
             self.shared.replica.publish();
             let pipe = session_pipe(&self.keys, &id, until, now);
             let res = self.write("record a session revocation", pipe).await;
@@ -424,6 +448,49 @@ impl Denylist for RedisDenylist {
                 self.shared.remember(Pending::Session(id, until));
             }
             res
+        })
+    }
+
+    /// Records the revocation in this process's replica, within its bound, then in Redis
+    /// (and announces it): the id, or, when the replica was full, the anonymous cut-off or
+    /// the subject revocation it fell back to (see [the bound](super#the-bound)). On error,
+    /// as for [`revoke`](Denylist::revoke): this process knows, others may not.
+    fn revoke_session(&self, revocation: &Revocation) -> BoxFuture<'_, Result<(), DenylistError>> {
+        let r = revocation.clone();
+        Box::pin(async move {
+            let now = self.shared.clock.now();
+            if r.until <= now {
+                return Ok(());
+            }
+            let owner = Owner::of(&r);
+            let done = self.shared.replica.insert(&r.id, r.until, owner, now);
+            self.shared.replica.publish();
+            let horizon = self.horizon(now);
+            let mut writes = Vec::new();
+            if let Some(cutoff) = done.cutoff {
+                writes.push(Pending::Subject(String::new(), cutoff));
+            }
+            if let Some(before) = done.subject_before
+                && let Owner::Subject(subject, _) = owner
+            {
+                writes.push(Pending::Subject(subject.to_owned(), before));
+            }
+            if done.entry {
+                writes.push(match owner {
+                    Owner::Anonymous(issued_at) => Pending::Anonymous(r.id, r.until, issued_at),
+                    Owner::Unknown | Owner::Subject(..) => Pending::Session(r.id, r.until),
+                });
+            }
+            for (i, w) in writes.iter().enumerate() {
+                let pipe = w.pipe(&self.keys, now, horizon);
+                if let Err(e) = self.write("record a session revocation", pipe).await {
+                    for w in writes.into_iter().skip(i) {
+                        self.shared.remember(w);
+                    }
+                    return Err(e);
+                }
+            }
+            Ok(())
         })
     }
 
@@ -440,10 +507,7 @@ impl Denylist for RedisDenylist {
             let now = self.shared.clock.now();
             self.shared.replica.insert_subject(&subject, before, now);
             self.shared.replica.publish();
-            let horizon = now
-                .as_millis()
-                .saturating_sub(duration_ms(self.shared.replica.subject_ttl()));
-            let pipe = subject_pipe(&self.keys, &subject, before, horizon);
+            let pipe = subject_pipe(&self.keys, &subject, before, self.horizon(now));
             let res = self.write("record a subject revocation", pipe).await;
             if res.is_err() {
                 self.shared.remember(Pending::Subject(subject, before));
@@ -453,12 +517,8 @@ impl Denylist for RedisDenylist {
     }
 
     fn status(&self) -> Status {
-        let (revoked_sessions, revoked_subjects) = self.shared.replica.sizes();
-        Status {
-            health: self.shared.health(self.shared.clock.now()),
-            revoked_sessions,
-            revoked_subjects,
-        }
+        let health = self.shared.health(self.shared.clock.now());
+        self.shared.replica.status(health)
     }
 }
 
@@ -492,8 +552,33 @@ const MAX_PENDING: usize = 100_000;
 /// A revocation waiting for Redis.
 #[derive(Clone, Debug)]
 enum Pending {
+    /// An id and its `until`.
     Session(SessionId, Timestamp),
+    /// The id of a session without a subject, its `until` and its issue time.
+    Anonymous(SessionId, Timestamp, Timestamp),
+    /// A subject (empty for the anonymous cut-off) and its `before`.
     Subject(String, Timestamp),
+}
+
+impl Pending {
+    /// The revocation as Redis commands; `horizon` is the oldest subject time still kept.
+    fn pipe(&self, keys: &Keys, now: Timestamp, horizon: u64) -> redis::Pipeline {
+        match self {
+            Pending::Session(id, until) => session_pipe(keys, id, *until, now),
+            Pending::Anonymous(id, until, issued_at) => {
+                anonymous_pipe(keys, id, *until, *issued_at, horizon)
+            }
+            Pending::Subject(subject, before) => subject_pipe(keys, subject, *before, horizon),
+        }
+    }
+
+    /// Whether it still matters at `now` (an id past its `until` does not).
+    fn live(&self, now: Timestamp) -> bool {
+        match self {
+            Pending::Session(_, until) | Pending::Anonymous(_, until, _) => *until > now,
+            Pending::Subject(..) => true,
+        }
+    }
 }
 
 impl Shared {
@@ -513,7 +598,9 @@ impl Shared {
     fn pending_session(&self, id: &SessionId) -> Option<Timestamp> {
         let q = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         q.iter().rev().find_map(|p| match p {
-            Pending::Session(pid, until) if pid == id => Some(*until),
+            Pending::Session(pid, until) | Pending::Anonymous(pid, until, _) if pid == id => {
+                Some(*until)
+            }
             _ => None,
         })
     }
@@ -571,7 +658,33 @@ fn session_pipe(keys: &Keys, id: &SessionId, until: Timestamp, now: Timestamp) -
     )
 }
 
-/// The write of one subject revocation: record it, trim old entries, announce.
+/// The write of one revocation of a session without a subject: record it (scored by its
+/// issue time, so that a cut-off removes what it covers in one command), trim entries
+/// older than the subject TTL (expired: no session lives longer), announce.
+fn anonymous_pipe(
+    keys: &Keys,
+    id: &SessionId,
+    until: Timestamp,
+    issued_at: Timestamp,
+    horizon: u64,
+) -> redis::Pipeline {
+    let member = format!("{id} {}", until.as_millis());
+    let mut add = redis::cmd("ZADD");
+    add.arg(&keys.anonymous)
+        .arg(issued_at.as_millis())
+        .arg(&member);
+    let mut trim = redis::cmd("ZREMRANGEBYSCORE");
+    trim.arg(&keys.anonymous).arg("-inf").arg(horizon);
+    revocation_pipe(
+        &[add, trim],
+        &keys.events,
+        format!("a {member} {}", issued_at.as_millis()),
+    )
+}
+
+/// The write of one subject revocation: record it, trim old entries, announce. The empty
+/// subject is the anonymous cut-off: the entries of sessions without a subject issued
+/// before it go too.
 fn subject_pipe(keys: &Keys, subject: &str, before: Timestamp, horizon: u64) -> redis::Pipeline {
     let mut add = redis::cmd("ZADD");
     add.arg(&keys.subjects)
@@ -580,8 +693,17 @@ fn subject_pipe(keys: &Keys, subject: &str, before: Timestamp, horizon: u64) -> 
         .arg(subject);
     let mut trim = redis::cmd("ZREMRANGEBYSCORE");
     trim.arg(&keys.subjects).arg("-inf").arg(horizon);
+    let mut record = vec![add, trim];
+    if subject.is_empty() {
+        let mut covered = redis::cmd("ZREMRANGEBYSCORE");
+        covered
+            .arg(&keys.anonymous)
+            .arg("-inf")
+            .arg(format!("({}", before.as_millis()));
+        record.push(covered);
+    }
     revocation_pipe(
-        &[add, trim],
+        &record,
         &keys.events,
         format!("s {} {subject}", before.as_millis()),
     )
@@ -644,7 +766,18 @@ impl Shared {
                 "r" => {
                     let id = SessionId::parse(a)?;
                     let until = b.parse::<u64>().ok()?;
-                    self.replica.insert(&id, Timestamp::from_millis(until), now);
+                    let until = Timestamp::from_millis(until);
+                    let _ = self.replica.insert(&id, until, Owner::Unknown, now);
+                    Some(())
+                }
+                "a" => {
+                    let id = SessionId::parse(a)?;
+                    let (until, issued_at) = b.split_once(' ')?;
+                    let until = Timestamp::from_millis(until.parse::<u64>().ok()?);
+                    let issued_at = Timestamp::from_millis(issued_at.parse::<u64>().ok()?);
+                    let _ = self
+                        .replica
+                        .insert(&id, until, Owner::Anonymous(issued_at), now);
                     Some(())
                 }
                 "s" => {
@@ -672,6 +805,7 @@ impl Shared {
 struct Keys {
     prefix: String,
     ids: String,
+    anonymous: String,
     subjects: String,
     events: String,
 }
@@ -681,6 +815,7 @@ impl Keys {
         Keys {
             prefix: prefix.to_owned(),
             ids: format!("{prefix}ids"),
+            anonymous: format!("{prefix}anonymous"),
             subjects: format!("{prefix}subjects"),
             events: format!("{prefix}events"),
         }
@@ -713,15 +848,27 @@ impl Syncer {
         let started = self.shared.clock.now();
         let ids = self.keys.ids.clone();
         let subjects = self.keys.subjects.clone();
-        self.scan(&ids, |shared, member, score| {
-            if let Some(id) = SessionId::parse(member) {
-                shared.replica.insert(&id, score, started);
-            }
-        })
-        .await?;
+        let anonymous = self.keys.anonymous.clone();
+        // Subjects first: the anonymous cut-off among them covers older anonymous entries.
         self.scan(&subjects, |shared, member, score| {
             if check_subject(member).is_ok() {
                 shared.replica.insert_subject(member, score, started);
+            }
+        })
+        .await?;
+        self.scan(&ids, |shared, member, score| {
+            if let Some(id) = SessionId::parse(member) {
+                let _ = shared.replica.insert(&id, score, Owner::Unknown, started);
+            }
+        })
+        .await?;
+        self.scan(&anonymous, |shared, member, issued_at| {
+            if let Some((id, until)) = member.split_once(' ')
+                && let (Some(id), Ok(until)) = (SessionId::parse(id), until.parse::<u64>())
+            {
+                let until = Timestamp::from_millis(until);
+                let owner = Owner::Anonymous(issued_at);
+                let _ = shared.replica.insert(&id, until, owner, started);
             }
         })
         .await?;
@@ -745,17 +892,12 @@ impl Syncer {
     async fn flush_pending(&mut self) -> Result<(), DenylistError> {
         let pending = self.shared.take_pending();
         let now = self.shared.clock.now();
-        let horizon = now
-            .as_millis()
-            .saturating_sub(duration_ms(self.shared.replica.subject_ttl()));
+        let horizon = horizon(&self.shared, now);
         for (i, p) in pending.iter().enumerate() {
-            let pipe = match p {
-                Pending::Session(id, until) if *until > now => {
-                    session_pipe(&self.keys, id, *until, now)
-                }
-                Pending::Session(..) => continue,
-                Pending::Subject(s, before) => subject_pipe(&self.keys, s, *before, horizon),
-            };
+            if !p.live(now) {
+                continue;
+            }
+            let pipe = p.pipe(&self.keys, now, horizon);
             let mut conn = self.conn.clone();
             if let Err(e) = limit(
                 self.timeout,
@@ -847,6 +989,12 @@ fn score_ms(v: &Value) -> Option<u64> {
     };
     // Millisecond times are far below 2^53, so they are exact in an f64.
     (f.is_finite() && f >= 0.0).then_some(f as u64)
+}
+
+/// The oldest subject time still kept at `now` (ms): older ones are past the subject TTL.
+fn horizon(shared: &Shared, now: Timestamp) -> u64 {
+    now.as_millis()
+        .saturating_sub(duration_ms(shared.replica.subject_ttl()))
 }
 
 fn duration_ms(d: Duration) -> u64 {
