@@ -729,6 +729,32 @@ fn exp_and_leeway() {
     ));
 }
 
+/// A key holder signs a session whose deadline is 2^64-1 ms: the policy still ends it
+/// `max_age` after its issue time.
+#[test]
+fn a_deadline_past_max_age_from_issue_is_capped_by_the_policy() {
+    let codec = codec(JwtAlgorithm::HS256).idle_timeout(None);
+    let mut forever = session(T0);
+    forever.set_expires_at(at(u64::MAX));
+    let token = codec.seal(&forever, b"").unwrap();
+    let policy = Policy::new()
+        .max_age(Duration::from_secs(3600))
+        .idle_timeout(None);
+    let deadline = at(T0 + 3_600_000);
+    codec
+        .open_checked(&token, b"", &policy, at(T0 + 3_599_999))
+        .unwrap();
+    for now in [deadline, at(T0 + 365 * 86_400_000)] {
+        assert_eq!(
+            codec.open_checked(&token, b"", &policy, now).unwrap_err(),
+            OpenError::Expired {
+                expired_at: deadline,
+                now
+            }
+        );
+    }
+}
+
 #[test]
 fn idle_deadline_in_exp_is_reported_as_idle_timeout() {
     let codec = codec(JwtAlgorithm::HS256).idle_timeout(Some(Duration::from_secs(600)));
