@@ -545,8 +545,8 @@ mod jwt {
     use poem::{EndpointExt, IntoResponse, Response, Route, get, handler, post};
     use sealed_session::denylist::Denylist;
     use sealed_session::{
-        BearerConfig, Jwks, JwtAlgorithm, JwtCodec, JwtKey, JwtKeyError, JwtKeyring, SealedSession,
-        Session,
+        BearerConfig, Jwks, JwtAlgorithm, JwtCodec, JwtConfigError, JwtKey, JwtKeyError,
+        JwtKeyring, SealedSession, Session,
     };
     use serde::Deserialize;
 
@@ -554,6 +554,8 @@ mod jwt {
 
     /// The `iss` claim of the demo's tokens (written, and required when opening).
     pub const ISSUER: &str = "sealed-session-demo";
+    /// The `aud` claim of the demo's tokens (written, and required when opening).
+    pub const AUDIENCE: &str = "sealed-session-demo-api";
     /// The response header that carries a refreshed token (the library's default).
     pub const TOKEN_HEADER: &str = sealed_session::transport::bearer::DEFAULT_TOKEN_HEADER;
 
@@ -622,8 +624,15 @@ mod jwt {
 
     /// The jwt-mode application: `/`, the API under bearer JWT sessions checked against
     /// `denylist`, and the JWK Set when the key is asymmetric.
-    pub fn app(ring: &JwtKeyring, denylist: Arc<dyn Denylist>) -> BoxEndpoint<'static> {
-        let sessions = SealedSession::with_codec(JwtCodec::new(ring.clone()).issuer(ISSUER))
+    pub fn app(
+        ring: &JwtKeyring,
+        denylist: Arc<dyn Denylist>,
+    ) -> Result<BoxEndpoint<'static>, JwtConfigError> {
+        let codec = JwtCodec::builder(ring.clone())
+            .issuer(ISSUER)
+            .audience(AUDIENCE)
+            .build()?;
+        let sessions = SealedSession::with_codec(codec)
             .bearer(BearerConfig::new())
             .denylist(denylist);
         let api = Route::new()
@@ -638,7 +647,7 @@ mod jwt {
         if ring.has_public_keys() {
             route = route.at("/.well-known/jwks.json", get(Jwks::new(ring)));
         }
-        route.with(Tracing).map_to_response().boxed()
+        Ok(route.with(Tracing).map_to_response().boxed())
     }
 
     /// The routes, for `GET /` and the start-up output.
@@ -860,7 +869,7 @@ fn build_jwt(args: &Args, denylist: Arc<dyn Denylist>) -> Result<Built, String> 
             .map(|l| format!("  {l}")),
     );
     Ok(Built {
-        endpoint: jwt::app(&ring, denylist),
+        endpoint: jwt::app(&ring, denylist).map_err(|e| format!("JWT codec refused: {e}"))?,
         lines,
     })
 }

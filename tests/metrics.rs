@@ -234,7 +234,14 @@ async fn script() {
     // JWT: another issuer.
     let (key, _) = JwtKey::generate("j1", JwtAlgorithm::HS256).unwrap();
     let jwt_ring = JwtKeyring::new([key]).unwrap();
-    let jwt = |iss: &str| SealedSession::with_codec(JwtCodec::new(jwt_ring.clone()).issuer(iss));
+    let jwt = |iss: &str| {
+        let codec = JwtCodec::builder(jwt_ring.clone())
+            .issuer(iss)
+            .audience("api")
+            .build()
+            .unwrap();
+        SealedSession::with_codec(codec)
+    };
     let t = mint(jwt("a"), "/login", None).await; // issued
     read(jwt("b"), &format!("{NAME}={t}")).await; // claim_mismatch
 
