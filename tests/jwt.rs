@@ -1017,16 +1017,15 @@ fn plain_jsonwebtoken_tokens_verify_here() {
             "data": {"role": "admin"},
         });
         let token = jsonwebtoken::encode(&header, &claims, &encoding_key(alg)).unwrap();
-        let (opened, _) = codec(alg)
-            .open_checked(&token, b"", &Policy::new(), at(t))
-            .unwrap_or_else(|e| panic!("{alg}: {e}"));
-        let s = opened.into_state();
-        assert_eq!(s.subject(), Some("bob"));
-        assert_eq!(s.id().to_string(), id);
-        assert_eq!(s.issued_at(), at(t / 1000 * 1000));
-        assert_eq!(s.expires_at(), at((t / 1000 + 600) * 1000));
-        assert_eq!(s.get::<String>("role").unwrap().as_deref(), Some("admin"));
-        // The same with a full `sess` claim copied from one of ours.
+        // Without the `sess` claim it is not a session token: refused.
+        assert_eq!(
+            codec(alg)
+                .open_checked(&token, b"", &Policy::new(), at(t))
+                .unwrap_err(),
+            OpenError::Malformed("no sess claim: not a session token"),
+            "{alg}"
+        );
+        // With a full `sess` claim copied from one of ours, it opens.
         let mut ours = parts(&codec(alg).seal(&session(t), b"").unwrap()).1;
         ours["data"] = json!({"from": "plain"});
         let token = jsonwebtoken::encode(&header, &ours, &encoding_key(alg)).unwrap();
@@ -1037,13 +1036,38 @@ fn plain_jsonwebtoken_tokens_verify_here() {
     }
 }
 
+/// A JWT that the ring's keys signed for something other than a session (an access token
+/// of another service sharing the keys, with our issuer, audience and a jti that looks like
+/// a session id) lacks the `sess` claim: refused, not turned into a session.
+#[test]
+fn a_jwt_without_the_session_claim_is_refused() {
+    let codec = codec(JwtAlgorithm::HS256);
+    let mut claims = parts(&codec.seal(&session(T0), b"").unwrap()).1;
+    claims.as_object_mut().unwrap().remove("sess");
+    let mut header = Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some("hs256".to_owned());
+    let token = jsonwebtoken::encode(&header, &claims, &encoding_key(JwtAlgorithm::HS256)).unwrap();
+    assert_eq!(
+        open_err(&codec, &token),
+        OpenError::Malformed("no sess claim: not a session token")
+    );
+    // `sess: null` is no better.
+    claims["sess"] = Value::Null;
+    let token = jsonwebtoken::encode(&header, &claims, &encoding_key(JwtAlgorithm::HS256)).unwrap();
+    assert!(matches!(open_err(&codec, &token), OpenError::Malformed(_)));
+}
+
 #[test]
 fn foreign_claims_that_do_not_fit_a_session_are_malformed() {
     let codec = codec(JwtAlgorithm::HS256);
     let mut header = Header::new(jsonwebtoken::Algorithm::HS256);
     header.kid = Some("hs256".to_owned());
+    // A well-formed session token, so that each case fails for the one claim it breaks.
     let base = json!({"iss": ISS, "aud": AUD, "jti": SessionId::from_bytes([7; 16]).to_string(),
-                      "iat": T0 / 1000, "exp": T0 / 1000 + 600});
+                      "iat": T0 / 1000, "exp": T0 / 1000 + 600,
+                      "sess": {"v": 1, "iat_ms": T0, "seen_ms": T0, "deadline_ms": T0 + 600_000}});
+    let t = jsonwebtoken::encode(&header, &base, &encoding_key(JwtAlgorithm::HS256)).unwrap();
+    codec.open_checked(&t, b"", &Policy::new(), at(T0)).unwrap();
     let mut cases = Vec::new();
     for (k, v) in [
         ("jti", json!("not-a-session-id")),
@@ -1061,7 +1085,7 @@ fn foreign_claims_that_do_not_fit_a_session_are_malformed() {
         c[k] = v;
         cases.push(c);
     }
-    for k in ["jti", "exp", "iat"] {
+    for k in ["jti", "exp", "iat", "sess"] {
         let mut c = base.clone();
         c.as_object_mut().unwrap().remove(k);
         cases.push(c);

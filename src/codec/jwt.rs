@@ -271,23 +271,22 @@ impl JwtCodec {
     fn check_claims(&self, c: ClaimsIn, now: Timestamp) -> Result<SessionState, OpenError> {
         let leeway = u64::try_from(self.leeway.as_millis()).unwrap_or(u64::MAX);
         let horizon = now.as_millis().saturating_add(leeway);
-        let (issued_at, last_seen, deadline) = match &c.sess {
-            Some(m) => {
-                if m.v != u64::from(JWT_SESS_VERSION) {
-                    return Err(OpenError::UnsupportedVersion {
-                        found: u8::try_from(m.v).unwrap_or(u8::MAX),
-                        supported: JWT_SESS_VERSION,
-                    });
-                }
-                (m.iat_ms, m.seen_ms, m.deadline_ms)
-            }
-            // A token minted elsewhere with our key and registered claims only.
-            None => (secs_to_ms(c.iat), secs_to_ms(c.iat), secs_to_ms(c.exp)),
-        };
+        // Without `sess` the token is not a session: perhaps an access token that another
+        // service signed with shared keys. It is refused, not made into a session.
+        let m = c
+            .sess
+            .as_ref()
+            .ok_or(OpenError::Malformed("no sess claim: not a session token"))?;
+        if m.v != u64::from(JWT_SESS_VERSION) {
+            return Err(OpenError::UnsupportedVersion {
+                found: u8::try_from(m.v).unwrap_or(u8::MAX),
+                supported: JWT_SESS_VERSION,
+            });
+        }
         let (issued_at, last_seen, deadline) = (
-            Timestamp::from_millis(issued_at),
-            Timestamp::from_millis(last_seen),
-            Timestamp::from_millis(deadline),
+            Timestamp::from_millis(m.iat_ms),
+            Timestamp::from_millis(m.seen_ms),
+            Timestamp::from_millis(m.deadline_ms),
         );
         if now.as_millis().saturating_sub(leeway) >= secs_to_ms(c.exp) {
             // `exp` is the earlier of the two deadlines; say which one it was.
