@@ -22,7 +22,9 @@
 //! Routes of `--mode jwt` (JSON; the token travels in `Authorization: Bearer TOKEN`):
 //!
 //! - `GET /`: says which mode runs and lists the API routes;
-//! - `POST /api/login` with `{"username": ..., "password": ...}`: `{"token": ...}`, or 401;
+//! - `POST /api/login` with `{"username": ..., "password": ...}`: `{"token": ...}`, or 401
+//!   with `WWW-Authenticate: Bearer realm="sealed-session-demo"` (400 for a body that is not
+//!   such JSON);
 //! - `GET /api/me`: `{"user": ..., "views": n}`, counting; each answer carries the refreshed
 //!   token in the `x-session-token` response header (use it for the next request);
 //! - `POST /api/logout`: ends (and revokes) the session: the token then gets a 401;
@@ -709,12 +711,16 @@ mod jwt {
     /// when no token came; a refused token never reaches the handler, the middleware answers
     /// it with `error="invalid_token"`).
     fn not_logged_in() -> Response {
-        json_error(
-            StatusCode::UNAUTHORIZED,
-            "not logged in: POST /api/login first",
-        )
-        .with_header(WWW_AUTHENTICATE, format!("Bearer realm=\"{ISSUER}\""))
-        .into_response()
+        unauthorized("not logged in: POST /api/login first")
+    }
+
+    /// A 401 with `msg` and the `WWW-Authenticate: Bearer realm="..."` challenge that every
+    /// 401 must carry (RFC 9110 section 15.5.2): the API authenticates by bearer token, which
+    /// `POST /api/login` hands out.
+    fn unauthorized(msg: &str) -> Response {
+        json_error(StatusCode::UNAUTHORIZED, msg)
+            .with_header(WWW_AUTHENTICATE, format!("Bearer realm=\"{ISSUER}\""))
+            .into_response()
     }
 
     #[handler]
@@ -727,10 +733,7 @@ mod jwt {
         };
         if !credentials_ok(&creds.username, &creds.password) {
             tracing::info!(username = %creds.username, "api login refused");
-            return Ok(json_error(
-                StatusCode::UNAUTHORIZED,
-                "wrong username or password",
-            ));
+            return Ok(unauthorized("wrong username or password"));
         }
         // A new session id at login, as in the form login; the old one (if any) is revoked.
         session.regenerate()?;
