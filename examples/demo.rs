@@ -854,11 +854,12 @@ fn build_jwt(args: &Args, denylist: Arc<dyn Denylist>) -> Result<Built, String> 
     }
     let mut lines = vec![
         format!(
-            "session mode: jwt (bearer JWTs signed with {}, kid {:?}, issuer {:?}; {key_line}; \
-             signed, not encrypted: clients can read the claims)",
+            "session mode: jwt (bearer JWTs signed with {}, kid {:?}, issuer {:?}, audience \
+             {:?}; {key_line}; signed, not encrypted: clients can read the claims)",
             ring.primary_algorithm(),
             ring.primary_kid(),
-            jwt::ISSUER
+            jwt::ISSUER,
+            jwt::AUDIENCE
         ),
         format!(
             "send the token as `Authorization: Bearer TOKEN`; a refreshed token comes back in \
