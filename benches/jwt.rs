@@ -105,9 +105,11 @@ fn bench(c: &mut Criterion) {
             continue;
         }
         let (key, enc, dec) = keys(alg);
-        let codec = JwtCodec::new(JwtKeyring::new([key]).expect("ring"))
+        let codec = JwtCodec::builder(JwtKeyring::new([key]).expect("ring"))
             .issuer("https://issuer.test")
             .audience("api")
+            .build()
+            .expect("codec")
             .policy(&policy);
         let ours = codec.seal(&state, b"").expect("seal");
 
@@ -139,9 +141,11 @@ fn bench(c: &mut Criterion) {
             .expect("runtime");
         let app = Route::new().at("/count", get(count)).with(
             SealedSession::with_codec(
-                JwtCodec::new(codec.keyring().clone())
+                JwtCodec::builder(codec.keyring().clone())
                     .issuer("https://issuer.test")
                     .audience("api")
+                    .build()
+                    .expect("codec")
                     .policy(&policy),
             )
             .bearer(BearerConfig::new()),

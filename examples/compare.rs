@@ -426,7 +426,10 @@ impl ServerEnv {
 fn bearer_session(env: &ServerEnv, _keys: Keyring) -> Result<SealedSession> {
     use sealed_session::{JwtAlgorithm, JwtCodec, JwtKey, JwtKeyring};
     let key = JwtKey::hmac("k1", JwtAlgorithm::HS256, &env.secret)?;
-    let codec = JwtCodec::new(JwtKeyring::new([key])?);
+    let codec = JwtCodec::builder(JwtKeyring::new([key])?)
+        .issuer("compare")
+        .audience("compare")
+        .build()?;
     Ok(SealedSession::with_codec(codec).bearer(BearerConfig::new()))
 }
 #[cfg(not(any(feature = "jwt", feature = "jwt-rust-crypto")))]

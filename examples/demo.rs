@@ -22,7 +22,9 @@
 //! Routes of `--mode jwt` (JSON; the token travels in `Authorization: Bearer TOKEN`):
 //!
 //! - `GET /`: says which mode runs and lists the API routes;
-//! - `POST /api/login` with `{"username": ..., "password": ...}`: `{"token": ...}`, or 401;
+//! - `POST /api/login` with `{"username": ..., "password": ...}`: `{"token": ...}`, or 401
+//!   with `WWW-Authenticate: Bearer realm="sealed-session-demo"` (400 for a body that is not
+//!   such JSON);
 //! - `GET /api/me`: `{"user": ..., "views": n}`, counting; each answer carries the refreshed
 //!   token in the `x-session-token` response header (use it for the next request);
 //! - `POST /api/logout`: ends (and revokes) the session: the token then gets a 401;
@@ -545,8 +547,8 @@ mod jwt {
     use poem::{EndpointExt, IntoResponse, Response, Route, get, handler, post};
     use sealed_session::denylist::Denylist;
     use sealed_session::{
-        BearerConfig, Jwks, JwtAlgorithm, JwtCodec, JwtKey, JwtKeyError, JwtKeyring, SealedSession,
-        Session,
+        BearerConfig, Jwks, JwtAlgorithm, JwtCodec, JwtConfigError, JwtKey, JwtKeyError,
+        JwtKeyring, SealedSession, Session,
     };
     use serde::Deserialize;
 
@@ -554,6 +556,8 @@ mod jwt {
 
     /// The `iss` claim of the demo's tokens (written, and required when opening).
     pub const ISSUER: &str = "sealed-session-demo";
+    /// The `aud` claim of the demo's tokens (written, and required when opening).
+    pub const AUDIENCE: &str = "sealed-session-demo-api";
     /// The response header that carries a refreshed token (the library's default).
     pub const TOKEN_HEADER: &str = sealed_session::transport::bearer::DEFAULT_TOKEN_HEADER;
 
@@ -622,8 +626,15 @@ mod jwt {
 
     /// The jwt-mode application: `/`, the API under bearer JWT sessions checked against
     /// `denylist`, and the JWK Set when the key is asymmetric.
-    pub fn app(ring: &JwtKeyring, denylist: Arc<dyn Denylist>) -> BoxEndpoint<'static> {
-        let sessions = SealedSession::with_codec(JwtCodec::new(ring.clone()).issuer(ISSUER))
+    pub fn app(
+        ring: &JwtKeyring,
+        denylist: Arc<dyn Denylist>,
+    ) -> Result<BoxEndpoint<'static>, JwtConfigError> {
+        let codec = JwtCodec::builder(ring.clone())
+            .issuer(ISSUER)
+            .audience(AUDIENCE)
+            .build()?;
+        let sessions = SealedSession::with_codec(codec)
             .bearer(BearerConfig::new())
             .denylist(denylist);
         let api = Route::new()
@@ -638,7 +649,7 @@ mod jwt {
         if ring.has_public_keys() {
             route = route.at("/.well-known/jwks.json", get(Jwks::new(ring)));
         }
-        route.with(Tracing).map_to_response().boxed()
+        Ok(route.with(Tracing).map_to_response().boxed())
     }
 
     /// The routes, for `GET /` and the start-up output.
@@ -700,12 +711,16 @@ mod jwt {
     /// when no token came; a refused token never reaches the handler, the middleware answers
     /// it with `error="invalid_token"`).
     fn not_logged_in() -> Response {
-        json_error(
-            StatusCode::UNAUTHORIZED,
-            "not logged in: POST /api/login first",
-        )
-        .with_header(WWW_AUTHENTICATE, format!("Bearer realm=\"{ISSUER}\""))
-        .into_response()
+        unauthorized("not logged in: POST /api/login first")
+    }
+
+    /// A 401 with `msg` and the `WWW-Authenticate: Bearer realm="..."` challenge that every
+    /// 401 must carry (RFC 9110 section 15.5.2): the API authenticates by bearer token, which
+    /// `POST /api/login` hands out.
+    fn unauthorized(msg: &str) -> Response {
+        json_error(StatusCode::UNAUTHORIZED, msg)
+            .with_header(WWW_AUTHENTICATE, format!("Bearer realm=\"{ISSUER}\""))
+            .into_response()
     }
 
     #[handler]
@@ -718,10 +733,7 @@ mod jwt {
         };
         if !credentials_ok(&creds.username, &creds.password) {
             tracing::info!(username = %creds.username, "api login refused");
-            return Ok(json_error(
-                StatusCode::UNAUTHORIZED,
-                "wrong username or password",
-            ));
+            return Ok(unauthorized("wrong username or password"));
         }
         // A new session id at login, as in the form login; the old one (if any) is revoked.
         session.regenerate()?;
@@ -842,11 +854,12 @@ fn build_jwt(args: &Args, denylist: Arc<dyn Denylist>) -> Result<Built, String> 
     }
     let mut lines = vec![
         format!(
-            "session mode: jwt (bearer JWTs signed with {}, kid {:?}, issuer {:?}; {key_line}; \
-             signed, not encrypted: clients can read the claims)",
+            "session mode: jwt (bearer JWTs signed with {}, kid {:?}, issuer {:?}, audience \
+             {:?}; {key_line}; signed, not encrypted: clients can read the claims)",
             ring.primary_algorithm(),
             ring.primary_kid(),
-            jwt::ISSUER
+            jwt::ISSUER,
+            jwt::AUDIENCE
         ),
         format!(
             "send the token as `Authorization: Bearer TOKEN`; a refreshed token comes back in \
@@ -860,7 +873,7 @@ fn build_jwt(args: &Args, denylist: Arc<dyn Denylist>) -> Result<Built, String> 
             .map(|l| format!("  {l}")),
     );
     Ok(Built {
-        endpoint: jwt::app(&ring, denylist),
+        endpoint: jwt::app(&ring, denylist).map_err(|e| format!("JWT codec refused: {e}"))?,
         lines,
     })
 }

@@ -176,6 +176,14 @@ pub enum OpenError {
     /// (it expired, was destroyed, or the store was emptied). The id is never adopted.
     #[error("no session with this id in the store")]
     NotFound,
+    /// Bearer transport: the request carries more than one `Authorization` header, so which
+    /// credentials it presents is ambiguous. Refused with a 400 and RFC 6750's
+    /// `invalid_request`; none of them is used.
+    #[error("request carries {count} Authorization headers; exactly one is allowed")]
+    DuplicateAuthorization {
+        /// How many `Authorization` headers the request carried.
+        count: usize,
+    },
 }
 
 impl OpenError {
@@ -197,6 +205,7 @@ impl OpenError {
             OpenError::TooManyChunks { .. } => "too_many_chunks",
             OpenError::DataTooLarge { .. } => "data_too_large",
             OpenError::DataTooDeep { .. } => "data_too_deep",
+            OpenError::DuplicateAuthorization { .. } => "duplicate_authorization",
         }
     }
 }

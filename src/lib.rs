@@ -95,7 +95,7 @@ pub use transport::cookie::{CookieConfig, SameSite, Secure};
 pub use transport::jwks::Jwks;
 #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
 pub use {
-    codec::JwtCodec,
+    codec::{JwtCodec, JwtCodecBuilder, JwtConfigError},
     jwt_keys::{JwtAlgorithm, JwtKey, JwtKeyError, JwtKeyring, MAX_JWT_KID_LEN, MIN_RSA_BITS},
 };
 

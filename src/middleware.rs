@@ -556,14 +556,20 @@ impl<E: Endpoint> SealedSessionEndpoint<E> {
             (opened, _) => opened,
         };
         match opened {
-            Ok((renew, stale_key)) => Ok(Arrival {
-                is_new: false,
-                reissue: renew || stale_key,
-                stale_key,
-                refused: None,
-                unconfirmed: None,
-                cached_as: cached_hash.map(|hash| (hash, state.id())),
-            }),
+            Ok((renew, stale_key)) => {
+                // The deadline the policy enforces, so that the handler sees it and a
+                // re-issued token (and its Max-Age, store TTL, denylist entry) carries it.
+                let capped = self.cfg.policy.absolute_deadline(state);
+                state.set_expires_at(capped);
+                Ok(Arrival {
+                    is_new: false,
+                    reissue: renew || stale_key,
+                    stale_key,
+                    refused: None,
+                    unconfirmed: None,
+                    cached_as: cached_hash.map(|hash| (hash, state.id())),
+                })
+            }
             Err(e) => {
                 let mut arrival = self.fresh(state, now, Some(e))?;
                 arrival.unconfirmed = unconfirmed;

@@ -5,6 +5,13 @@
 //! (`last_seen`), but the new `last_seen` only reaches the client when the token is re-issued,
 //! that is when the data changed or [`Policy::renew_after`] has passed since the token's
 //! `last_seen`. The absolute deadline never moves, except by an explicit per-session max-age.
+//!
+//! No session outlives [`Policy::max_age`] from its issue time: the deadline a token carries
+//! is **capped** (not refused) at `issued_at + max_age` on every open, whatever the codec or
+//! store. So a key holder cannot mint a session that lives longer (a deadline of 2^64-1 ms
+//! ends like any other), lowering `max_age` takes effect on sessions already issued, and a
+//! per-session max-age ([`Session::set_max_age`](crate::Session::set_max_age)) can shorten a
+//! session but not extend it past that point.
 
 use std::time::Duration;
 
@@ -49,7 +56,9 @@ impl Policy {
     }
 
     /// Absolute lifetime from creation (express-session's `cookie.maxAge`, but enforced on the
-    /// server). Default: 24 hours.
+    /// server). It also caps every session opened: a token whose own deadline is later than
+    /// its issue time plus `max_age` ends at that time ([`Policy::absolute_deadline`]).
+    /// Default: 24 hours.
     #[must_use]
     pub fn max_age(mut self, d: Duration) -> Self {
         self.max_age = d;
@@ -107,10 +116,29 @@ impl Policy {
         self.renew_after.or(self.idle_timeout.map(|d| d / 4))
     }
 
-    /// When the session becomes unusable: the earlier of its absolute deadline and its idle
-    /// deadline.
+    /// The absolute deadline this policy enforces for `state`: the deadline the session
+    /// carries, capped at `max_age` after its issue time (so a token cannot outlive
+    /// `max_age`, whatever deadline its maker wrote into it).
+    ///
+    /// ```
+    /// use sealed_session::{Policy, SessionId, SessionState, Timestamp};
+    /// use std::time::Duration;
+    ///
+    /// let policy = Policy::new().max_age(Duration::from_secs(3600));
+    /// let t0 = Timestamp::from_millis(1_764_000_000_000);
+    /// let forever = SessionState::new(SessionId::from_bytes([1; 16]), t0, Timestamp::from_millis(u64::MAX));
+    /// assert_eq!(policy.absolute_deadline(&forever), t0.saturating_add(Duration::from_secs(3600)));
+    /// ```
+    pub fn absolute_deadline(&self, state: &SessionState) -> Timestamp {
+        state
+            .expires_at()
+            .min(state.issued_at().saturating_add(self.max_age))
+    }
+
+    /// When the session becomes unusable: the earlier of its absolute deadline (capped, see
+    /// [`Policy::absolute_deadline`]) and its idle deadline.
     pub fn deadline(&self, state: &SessionState) -> Timestamp {
-        let abs = state.expires_at();
+        let abs = self.absolute_deadline(state);
         match self.idle_timeout {
             Some(idle) => abs.min(state.last_seen().saturating_add(idle)),
             None => abs,
@@ -119,8 +147,10 @@ impl Policy {
 
     /// Checks an opened session at `now`.
     ///
-    /// Boundaries: a session is expired from the millisecond of its deadline on
-    /// (`now >= expires_at`), and idle-expired from `last_seen + idle_timeout` on.
+    /// Boundaries: a session is expired from the millisecond of its absolute deadline on
+    /// (`now >= min(expires_at, issued_at + max_age)`, [`Policy::absolute_deadline`]), and
+    /// idle-expired from `last_seen + idle_timeout` on. An `issued_at` or `last_seen` more
+    /// than the leeway in the future is refused ([`OpenError::FromTheFuture`]).
     pub fn check(&self, state: &SessionState, now: Timestamp) -> Result<Fresh, OpenError> {
         let horizon = now.saturating_add(self.leeway);
         for claimed in [state.issued_at(), state.last_seen()] {
@@ -128,11 +158,9 @@ impl Policy {
                 return Err(OpenError::FromTheFuture { claimed, now });
             }
         }
-        if now >= state.expires_at() {
-            return Err(OpenError::Expired {
-                expired_at: state.expires_at(),
-                now,
-            });
+        let expired_at = self.absolute_deadline(state);
+        if now >= expired_at {
+            return Err(OpenError::Expired { expired_at, now });
         }
         if let Some(idle) = self.idle_timeout
             && now >= state.last_seen().saturating_add(idle)

@@ -587,7 +587,8 @@ impl Session {
         self.lock().state.issued_at()
     }
 
-    /// The session's absolute deadline.
+    /// The session's absolute deadline (never later than the policy's `max_age` after
+    /// [`Session::issued_at`]).
     pub fn expires_at(&self) -> Timestamp {
         self.lock().state.expires_at()
     }
@@ -682,12 +683,18 @@ impl Session {
     }
 
     /// Overrides this session's lifetime: it now ends `max_age` from now (express-session's
-    /// `req.session.cookie.maxAge = ...`). The cookie's Max-Age follows when cookies are
+    /// `req.session.cookie.maxAge = ...`), but never later than the middleware's
+    /// [`Policy::max_age`](crate::Policy::max_age) after the session's issue time: a longer
+    /// value is clamped to that, since the server would cap it there anyway
+    /// ([`Policy::absolute_deadline`](crate::Policy::absolute_deadline)). So it can shorten a
+    /// session, not extend it; for long-lived ("remember me") sessions raise the policy's
+    /// `max_age` and shorten the others. The cookie's Max-Age follows when cookies are
     /// persistent.
     pub fn set_max_age(&self, max_age: Duration) {
         let mut inner = self.lock();
         Session::revive(&mut inner);
-        let at = inner.now.saturating_add(max_age);
+        let cap = inner.state.issued_at().saturating_add(inner.shared.max_age);
+        let at = inner.now.saturating_add(max_age).min(cap);
         inner.state.set_expires_at(at);
         inner.changed = true;
     }

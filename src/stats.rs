@@ -62,7 +62,7 @@ pub const DENYLIST_ENTRIES: &str = "sealed_session_denylist_entries";
 pub const DENYLIST_STALENESS_SECONDS: &str = "sealed_session_denylist_staleness_seconds";
 
 /// Every refusal reason, in the order [`Stats::refusals`] lists them.
-pub const REASONS: [&str; 15] = [
+pub const REASONS: [&str; 16] = [
     "malformed",
     "unsupported_version",
     "unknown_key_id",
@@ -78,6 +78,7 @@ pub const REASONS: [&str; 15] = [
     "too_many_chunks",
     "data_too_large",
     "data_too_deep",
+    "duplicate_authorization",
 ];
 
 /// The position of `e`'s reason in [`REASONS`].
@@ -98,6 +99,7 @@ fn reason_index(e: &OpenError) -> usize {
         OpenError::TooManyChunks { .. } => 12,
         OpenError::DataTooLarge { .. } => 13,
         OpenError::DataTooDeep { .. } => 14,
+        OpenError::DuplicateAuthorization { .. } => 15,
     }
 }
 
@@ -470,6 +472,7 @@ mod tests {
             OpenError::TooManyChunks { chunks: 1, max: 0 },
             OpenError::DataTooLarge { len: 1, max: 0 },
             OpenError::DataTooDeep { max: 0 },
+            OpenError::DuplicateAuthorization { count: 2 },
         ];
         assert_eq!(all.len(), REASONS.len());
         for (i, e) in all.iter().enumerate() {

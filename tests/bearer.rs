@@ -155,6 +155,55 @@ async fn bad_tokens_get_a_401_with_an_rfc6750_challenge() {
     assert!(challenge.contains("idle"), "{challenge}");
 }
 
+/// Two `Authorization` headers are ambiguous (the field takes one value, RFC 9110): the
+/// request is refused with RFC 6750's `invalid_request` before its handler, never served as
+/// the first (or any) one of them.
+#[tokio::test(flavor = "current_thread")]
+async fn two_authorization_headers_are_refused_not_served_as_the_first() {
+    let clock = ManualClock::new(T0);
+    let tc = TestClient::new(app(&clock));
+    let token = token_from_login(&tc).await;
+    let bearer = format!("Bearer {token}");
+    let basic = "Basic YWRtaW46bGV0bWVpbg==";
+    for (first, second) in [
+        (bearer.as_str(), "Bearer garbage"),
+        ("Bearer garbage", bearer.as_str()),
+        (bearer.as_str(), bearer.as_str()),
+        (basic, bearer.as_str()),
+        (bearer.as_str(), basic),
+        (basic, basic),
+    ] {
+        let (cap, _g) = capture();
+        let resp = tc
+            .get("/me")
+            .header("authorization", first)
+            .header("authorization", second)
+            .send()
+            .await;
+        resp.assert_status(StatusCode::BAD_REQUEST);
+        let challenge = resp
+            .0
+            .headers()
+            .get("www-authenticate")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            challenge.starts_with("Bearer error=\"invalid_request\", error_description=\""),
+            "{challenge}"
+        );
+        assert!(!challenge.contains(&token), "{challenge}");
+        assert!(resp.0.headers().get("x-session-token").is_none());
+        assert_eq!(cap.reasons(), vec!["duplicate_authorization".to_owned()]);
+    }
+    // The same token in one header is served.
+    let resp = tc.get("/me").header("authorization", bearer).send().await;
+    resp.assert_status_is_ok();
+    resp.assert_json(serde_json::json!({ "user": "admin" }))
+        .await;
+}
+
 #[tokio::test]
 async fn another_scheme_is_no_session() {
     let clock = ManualClock::new(T0);

@@ -65,12 +65,21 @@ mod jwt {
             assert!(r.body.contains(needle), "{needle} missing: {}", r.body);
         }
 
-        // Wrong credentials: 401 with a JSON error, no token.
+        // Wrong credentials: 401 with a JSON error, no token, and the WWW-Authenticate
+        // challenge that every 401 must carry (RFC 9110 section 15.5.2).
         for (u, p) in [("admin", "letmeout"), ("root", "letmein"), ("", "")] {
             let r = login(&demo, u, p)?;
             assert_eq!(r.status, 401, "{u}/{p}: {}", r.body);
             assert!(r.json()?["error"].is_string(), "{}", r.body);
             assert!(r.json()?.get("token").is_none());
+            let challenge = r
+                .header("www-authenticate")
+                .ok_or_else(|| format!("{u}/{p}: a 401 without WWW-Authenticate"))?;
+            assert!(
+                challenge.starts_with("Bearer realm=\"sealed-session-demo\""),
+                "{challenge}"
+            );
+            assert!(r.header("x-session-token").is_none(), "{:?}", r.headers);
         }
         // Not JSON: 400 with a JSON error.
         let r = request(demo.addr, "POST", "/api/login", &[], Some((JSON, "nope")))?;
@@ -97,6 +106,19 @@ mod jwt {
                 .ok_or("no x-session-token after a change")?
                 .to_owned();
         }
+        // Two Authorization headers: refused (400, invalid_request), not served as the first.
+        let auth = [
+            ("Authorization", format!("Bearer {token}")),
+            ("Authorization", "Bearer garbage".to_owned()),
+        ];
+        let r = request(demo.addr, "GET", "/api/me", &auth, None)?;
+        assert_eq!(r.status, 400, "{}", r.body);
+        let challenge = r.header("www-authenticate").ok_or("no WWW-Authenticate")?;
+        assert!(
+            challenge.contains("error=\"invalid_request\""),
+            "{challenge}"
+        );
+
         // Without a token: 401 with a bare Bearer challenge.
         let r = request(demo.addr, "GET", "/api/me", &[], None)?;
         assert_eq!(r.status, 401);

@@ -9,8 +9,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use sealed_session::{
-    Codec, JwtAlgorithm, JwtCodec, JwtKey, JwtKeyError, JwtKeyring, KeyError, ManualClock,
-    OpenError, Policy, SealError, SessionId, SessionState, Timestamp,
+    Codec, JwtAlgorithm, JwtCodec, JwtConfigError, JwtKey, JwtKeyError, JwtKeyring, KeyError,
+    ManualClock, OpenError, Policy, SealError, SessionId, SessionState, Timestamp,
 };
 use serde_json::{Value, json};
 
@@ -67,7 +67,16 @@ fn ring(primary: JwtAlgorithm) -> JwtKeyring {
 }
 
 fn codec(primary: JwtAlgorithm) -> JwtCodec {
-    JwtCodec::new(ring(primary)).issuer(ISS).audience(AUD)
+    bound(ring(primary))
+}
+
+/// A codec over `ring` bound to [`ISS`] and [`AUD`].
+fn bound(ring: JwtKeyring) -> JwtCodec {
+    JwtCodec::builder(ring)
+        .issuer(ISS)
+        .audience(AUD)
+        .build()
+        .unwrap()
 }
 
 fn jwt_alg(alg: JwtAlgorithm) -> jsonwebtoken::Algorithm {
@@ -191,9 +200,13 @@ fn claims_layout() {
             "data": {"user": "alice", "views": 3, "nested": {"a": [1, 2], "exp": "not a claim"}},
         })
     );
-    // Without issuer, audience, subject, data or idle timeout, those claims are absent and
-    // `exp` is the absolute deadline.
-    let bare = JwtCodec::new(ring(JwtAlgorithm::HS256)).idle_timeout(None);
+    // Without issuer, audience (opted out of), subject, data or idle timeout, those claims
+    // are absent and `exp` is the absolute deadline.
+    let bare = JwtCodec::builder(ring(JwtAlgorithm::HS256))
+        .allow_missing_issuer_or_audience()
+        .build()
+        .unwrap()
+        .idle_timeout(None);
     let state = SessionState::new(SessionId::from_bytes([9; 16]), at(T0), at(T0 + 7_200_500));
     let (_, claims, _) = parts(&bare.seal(&state, b"").unwrap());
     let obj = claims.as_object().unwrap();
@@ -222,7 +235,7 @@ fn generated_keys_round_trip_and_reload_from_their_export() {
         JwtAlgorithm::EdDSA,
     ] {
         let (k, exported) = JwtKey::generate("gen", alg).unwrap();
-        let token = JwtCodec::new(JwtKeyring::new([k]).unwrap())
+        let token = bound(JwtKeyring::new([k]).unwrap())
             .seal(&session(T0), b"")
             .unwrap();
         let reloaded = if alg.is_symmetric() {
@@ -230,7 +243,7 @@ fn generated_keys_round_trip_and_reload_from_their_export() {
         } else {
             JwtKey::from_pem("gen", alg, exported.as_bytes()).unwrap()
         };
-        let codec = JwtCodec::new(JwtKeyring::new([reloaded]).unwrap());
+        let codec = bound(JwtKeyring::new([reloaded]).unwrap());
         codec
             .open_checked(&token, b"", &Policy::new(), at(T0 + 6_000))
             .unwrap();
@@ -342,7 +355,7 @@ fn debug_shows_kids_not_secrets() {
     for text in [
         format!("{k:?}"),
         format!("{ring:?}"),
-        format!("{:?}", JwtCodec::new(ring)),
+        format!("{:?}", bound(ring)),
     ] {
         assert!(text.contains("visible-kid"), "{text}");
         assert!(!text.contains(&URL_SAFE_NO_PAD.encode(&hs)), "{text}");
@@ -359,7 +372,7 @@ fn rotation_by_kid() {
         JwtKey::from_pem("k1", JwtAlgorithm::ES256, &private_pem(JwtAlgorithm::ES256)).unwrap();
     let k2 =
         JwtKey::from_pem("k2", JwtAlgorithm::EdDSA, &private_pem(JwtAlgorithm::EdDSA)).unwrap();
-    let old = JwtCodec::new(JwtKeyring::new([k1.clone()]).unwrap());
+    let old = bound(JwtKeyring::new([k1.clone()]).unwrap());
     let token = old.seal(&session(T0), b"").unwrap();
 
     // k2 is new and primary, k1 still verifies: the token opens and asks to be re-issued.
@@ -368,7 +381,7 @@ fn rotation_by_kid() {
         rotated_ring.keys().map(JwtKey::kid).collect::<Vec<_>>(),
         ["k2", "k1"]
     );
-    let rotated = JwtCodec::new(rotated_ring);
+    let rotated = bound(rotated_ring);
     let (opened, _) = rotated
         .open_checked(&token, b"", &Policy::new(), at(T0 + 6_000))
         .unwrap();
@@ -383,7 +396,7 @@ fn rotation_by_kid() {
     assert!(!opened.needs_reissue());
 
     // k1 removed: its tokens name an unknown kid, and no other key is tried.
-    let only_new = JwtCodec::new(JwtKeyring::new([k2]).unwrap());
+    let only_new = bound(JwtKeyring::new([k2]).unwrap());
     assert_eq!(
         only_new
             .open_checked(&token, b"", &Policy::new(), at(T0 + 6_000))
@@ -396,10 +409,10 @@ fn rotation_by_kid() {
 fn same_kid_with_another_key_is_a_bad_seal_not_a_fallback() {
     let a = JwtKey::hmac("k", JwtAlgorithm::HS256, &secret(JwtAlgorithm::HS256)).unwrap();
     let b = JwtKey::hmac("k", JwtAlgorithm::HS256, &secret(JwtAlgorithm::HS384)).unwrap();
-    let token = JwtCodec::new(JwtKeyring::new([a]).unwrap())
+    let token = bound(JwtKeyring::new([a]).unwrap())
         .seal(&session(T0), b"")
         .unwrap();
-    let other = JwtCodec::new(JwtKeyring::new([b]).unwrap());
+    let other = bound(JwtKeyring::new([b]).unwrap());
     assert_eq!(
         other
             .open_checked(&token, b"", &Policy::new(), at(T0 + 6_000))
@@ -729,6 +742,32 @@ fn exp_and_leeway() {
     ));
 }
 
+/// A key holder signs a session whose deadline is 2^64-1 ms: the policy still ends it
+/// `max_age` after its issue time.
+#[test]
+fn a_deadline_past_max_age_from_issue_is_capped_by_the_policy() {
+    let codec = codec(JwtAlgorithm::HS256).idle_timeout(None);
+    let mut forever = session(T0);
+    forever.set_expires_at(at(u64::MAX));
+    let token = codec.seal(&forever, b"").unwrap();
+    let policy = Policy::new()
+        .max_age(Duration::from_secs(3600))
+        .idle_timeout(None);
+    let deadline = at(T0 + 3_600_000);
+    codec
+        .open_checked(&token, b"", &policy, at(T0 + 3_599_999))
+        .unwrap();
+    for now in [deadline, at(T0 + 365 * 86_400_000)] {
+        assert_eq!(
+            codec.open_checked(&token, b"", &policy, now).unwrap_err(),
+            OpenError::Expired {
+                expired_at: deadline,
+                now
+            }
+        );
+    }
+}
+
 #[test]
 fn idle_deadline_in_exp_is_reported_as_idle_timeout() {
     let codec = codec(JwtAlgorithm::HS256).idle_timeout(Some(Duration::from_secs(600)));
@@ -787,16 +826,26 @@ fn nbf_and_iat_in_the_future_are_refused_beyond_the_leeway() {
         .unwrap();
 }
 
+/// A codec over `r` with the given binding; `None` leaves it out, with the opt-out.
+fn binding(r: &JwtKeyring, iss: Option<&str>, aud: Option<&str>) -> JwtCodec {
+    let mut b = JwtCodec::builder(r.clone()).allow_missing_issuer_or_audience();
+    if let Some(iss) = iss {
+        b = b.issuer(iss);
+    }
+    if let Some(aud) = aud {
+        b = b.audience(aud);
+    }
+    b.build().unwrap()
+}
+
 #[test]
-fn issuer_and_audience_are_required_when_configured() {
+fn issuer_and_audience_are_checked_when_configured() {
     let now = at(T0 + 6_000);
     let ours = codec(JwtAlgorithm::ES256);
     let token = ours.seal(&session(T0), b"").unwrap();
     let r = ring(JwtAlgorithm::ES256);
-    let wrong_iss = JwtCodec::new(r.clone())
-        .issuer("https://other")
-        .audience(AUD);
-    let wrong_aud = JwtCodec::new(r.clone()).issuer(ISS).audience("other");
+    let wrong_iss = binding(&r, Some("https://other"), Some(AUD));
+    let wrong_aud = binding(&r, Some(ISS), Some("other"));
     assert_eq!(
         open_err(&wrong_iss, &token),
         OpenError::ClaimMismatch { claim: "iss" }
@@ -806,12 +855,10 @@ fn issuer_and_audience_are_required_when_configured() {
         OpenError::ClaimMismatch { claim: "aud" }
     );
     // Tokens without iss / aud, to verifiers that require them.
-    let no_iss = JwtCodec::new(r.clone())
-        .audience(AUD)
+    let no_iss = binding(&r, None, Some(AUD))
         .seal(&session(T0), b"")
         .unwrap();
-    let no_aud = JwtCodec::new(r.clone())
-        .issuer(ISS)
+    let no_aud = binding(&r, Some(ISS), None)
         .seal(&session(T0), b"")
         .unwrap();
     assert_eq!(
@@ -823,20 +870,105 @@ fn issuer_and_audience_are_required_when_configured() {
         OpenError::ClaimMismatch { claim: "aud" }
     );
     // A token with an audience, to a verifier that has none: RFC 7519 says refuse.
-    let lax = JwtCodec::new(r.clone()).issuer(ISS);
+    let lax = binding(&r, Some(ISS), None);
     assert_eq!(
         open_err(&lax, &token),
         OpenError::ClaimMismatch { claim: "aud" }
     );
-    // A verifier with no issuer accepts any issuer.
-    JwtCodec::new(r)
-        .audience(AUD)
+    // A verifier that opted out of the issuer accepts any issuer.
+    binding(&r, None, Some(AUD))
         .open_checked(&token, b"", &Policy::new(), now)
         .unwrap();
     assert_eq!(
         OpenError::ClaimMismatch { claim: "iss" }.reason(),
         "claim_mismatch"
     );
+}
+
+#[test]
+fn building_without_issuer_and_audience_is_an_error_unless_opted_out() {
+    let r = ring(JwtAlgorithm::HS256);
+    for (builder, missing) in [
+        (
+            JwtCodec::builder(r.clone()),
+            "an issuer (iss) and an audience (aud)",
+        ),
+        (
+            JwtCodec::builder(r.clone()).issuer(ISS),
+            "an audience (aud)",
+        ),
+        (
+            JwtCodec::builder(r.clone()).audience(AUD),
+            "an issuer (iss)",
+        ),
+    ] {
+        let err = builder.build().unwrap_err();
+        assert_eq!(err, JwtConfigError::Missing { missing });
+        let text = err.to_string();
+        assert!(text.contains(missing), "{text}");
+        assert!(text.contains("allow_missing_issuer_or_audience"), "{text}");
+    }
+    for (builder, claim) in [
+        (JwtCodec::builder(r.clone()).issuer("").audience(AUD), "iss"),
+        (JwtCodec::builder(r.clone()).issuer(ISS).audience(""), "aud"),
+        (
+            JwtCodec::builder(r.clone())
+                .issuer("")
+                .allow_missing_issuer_or_audience(),
+            "iss",
+        ),
+    ] {
+        assert_eq!(
+            builder.build().unwrap_err(),
+            JwtConfigError::Empty { claim }
+        );
+    }
+    // The opt-out, by its name, builds a codec bound to neither.
+    let unbound = JwtCodec::builder(r.clone())
+        .allow_missing_issuer_or_audience()
+        .build()
+        .unwrap();
+    assert!(format!("{unbound:?}").contains("issuer: None"));
+    JwtCodec::builder(r)
+        .issuer(ISS)
+        .audience(AUD)
+        .build()
+        .unwrap();
+}
+
+/// Two services share a key ring: a token the other one minted for its own audience does not
+/// open here, whether it names that audience alone or among others.
+#[test]
+fn a_token_minted_for_another_audience_with_the_same_keys_is_refused() {
+    let r = ring(JwtAlgorithm::ES256);
+    let billing = JwtCodec::builder(r.clone())
+        .issuer(ISS)
+        .audience("billing")
+        .build()
+        .unwrap();
+    let token = billing.seal(&session(T0), b"").unwrap();
+    let ours = bound(r);
+    assert_eq!(
+        open_err(&ours, &token),
+        OpenError::ClaimMismatch { claim: "aud" }
+    );
+    // The same claims with `aud` as an array that leaves ours out, signed with the same key.
+    let mut claims = parts(&token).1;
+    claims["aud"] = json!(["billing", "reports"]);
+    let mut header = Header::new(jwt_alg(JwtAlgorithm::ES256));
+    header.kid = Some(kid(JwtAlgorithm::ES256));
+    let forged =
+        jsonwebtoken::encode(&header, &claims, &encoding_key(JwtAlgorithm::ES256)).unwrap();
+    assert_eq!(
+        open_err(&ours, &forged),
+        OpenError::ClaimMismatch { claim: "aud" }
+    );
+    // With ours among them it opens (RFC 7519 section 4.1.3).
+    claims["aud"] = json!(["billing", AUD]);
+    let shared =
+        jsonwebtoken::encode(&header, &claims, &encoding_key(JwtAlgorithm::ES256)).unwrap();
+    ours.open_checked(&shared, b"", &Policy::new(), at(T0 + 6_000))
+        .unwrap();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -885,16 +1017,15 @@ fn plain_jsonwebtoken_tokens_verify_here() {
             "data": {"role": "admin"},
         });
         let token = jsonwebtoken::encode(&header, &claims, &encoding_key(alg)).unwrap();
-        let (opened, _) = codec(alg)
-            .open_checked(&token, b"", &Policy::new(), at(t))
-            .unwrap_or_else(|e| panic!("{alg}: {e}"));
-        let s = opened.into_state();
-        assert_eq!(s.subject(), Some("bob"));
-        assert_eq!(s.id().to_string(), id);
-        assert_eq!(s.issued_at(), at(t / 1000 * 1000));
-        assert_eq!(s.expires_at(), at((t / 1000 + 600) * 1000));
-        assert_eq!(s.get::<String>("role").unwrap().as_deref(), Some("admin"));
-        // The same with a full `sess` claim copied from one of ours.
+        // Without the `sess` claim it is not a session token: refused.
+        assert_eq!(
+            codec(alg)
+                .open_checked(&token, b"", &Policy::new(), at(t))
+                .unwrap_err(),
+            OpenError::Malformed("no sess claim: not a session token"),
+            "{alg}"
+        );
+        // With a full `sess` claim copied from one of ours, it opens.
         let mut ours = parts(&codec(alg).seal(&session(t), b"").unwrap()).1;
         ours["data"] = json!({"from": "plain"});
         let token = jsonwebtoken::encode(&header, &ours, &encoding_key(alg)).unwrap();
@@ -905,13 +1036,38 @@ fn plain_jsonwebtoken_tokens_verify_here() {
     }
 }
 
+/// A JWT that the ring's keys signed for something other than a session (an access token
+/// of another service sharing the keys, with our issuer, audience and a jti that looks like
+/// a session id) lacks the `sess` claim: refused, not turned into a session.
+#[test]
+fn a_jwt_without_the_session_claim_is_refused() {
+    let codec = codec(JwtAlgorithm::HS256);
+    let mut claims = parts(&codec.seal(&session(T0), b"").unwrap()).1;
+    claims.as_object_mut().unwrap().remove("sess");
+    let mut header = Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some("hs256".to_owned());
+    let token = jsonwebtoken::encode(&header, &claims, &encoding_key(JwtAlgorithm::HS256)).unwrap();
+    assert_eq!(
+        open_err(&codec, &token),
+        OpenError::Malformed("no sess claim: not a session token")
+    );
+    // `sess: null` is no better.
+    claims["sess"] = Value::Null;
+    let token = jsonwebtoken::encode(&header, &claims, &encoding_key(JwtAlgorithm::HS256)).unwrap();
+    assert!(matches!(open_err(&codec, &token), OpenError::Malformed(_)));
+}
+
 #[test]
 fn foreign_claims_that_do_not_fit_a_session_are_malformed() {
     let codec = codec(JwtAlgorithm::HS256);
     let mut header = Header::new(jsonwebtoken::Algorithm::HS256);
     header.kid = Some("hs256".to_owned());
+    // A well-formed session token, so that each case fails for the one claim it breaks.
     let base = json!({"iss": ISS, "aud": AUD, "jti": SessionId::from_bytes([7; 16]).to_string(),
-                      "iat": T0 / 1000, "exp": T0 / 1000 + 600});
+                      "iat": T0 / 1000, "exp": T0 / 1000 + 600,
+                      "sess": {"v": 1, "iat_ms": T0, "seen_ms": T0, "deadline_ms": T0 + 600_000}});
+    let t = jsonwebtoken::encode(&header, &base, &encoding_key(JwtAlgorithm::HS256)).unwrap();
+    codec.open_checked(&t, b"", &Policy::new(), at(T0)).unwrap();
     let mut cases = Vec::new();
     for (k, v) in [
         ("jti", json!("not-a-session-id")),
@@ -929,7 +1085,7 @@ fn foreign_claims_that_do_not_fit_a_session_are_malformed() {
         c[k] = v;
         cases.push(c);
     }
-    for k in ["jti", "exp", "iat"] {
+    for k in ["jti", "exp", "iat", "sess"] {
         let mut c = base.clone();
         c.as_object_mut().unwrap().remove(k);
         cases.push(c);
@@ -1055,9 +1211,11 @@ fn checked_in_vectors() {
     let now = at(doc["now_ms"].as_u64().unwrap());
     let expired = at(doc["expired_at_ms"].as_u64().unwrap());
     let want = &doc["session"];
-    let verifier = codec(JwtAlgorithm::HS256)
+    let verifier = JwtCodec::builder(ring(JwtAlgorithm::HS256))
         .issuer(doc["issuer"].as_str().unwrap())
-        .audience(doc["audience"].as_str().unwrap());
+        .audience(doc["audience"].as_str().unwrap())
+        .build()
+        .unwrap();
     let valid = doc["valid"].as_array().unwrap();
     assert_eq!(valid.len(), JwtAlgorithm::ALL.len());
     for v in valid {

@@ -32,14 +32,20 @@ fn ring(kid: &str) -> (JwtKey, JwtKeyring) {
     (key.clone(), JwtKeyring::new([key]).unwrap())
 }
 
+/// A codec bound to issuer `iss` and the audience `api`.
+fn codec(ring: JwtKeyring, iss: &str) -> JwtCodec {
+    JwtCodec::builder(ring)
+        .issuer(iss)
+        .audience("api")
+        .build()
+        .unwrap()
+}
+
 fn api(ring: &JwtKeyring) -> impl Endpoint {
     Route::new()
         .at("/api/login", post(login))
         .at("/api/me", get(me))
-        .with(
-            SealedSession::with_codec(JwtCodec::new(ring.clone()).issuer("demo"))
-                .bearer(BearerConfig::new()),
-        )
+        .with(SealedSession::with_codec(codec(ring.clone(), "demo")).bearer(BearerConfig::new()))
 }
 
 async fn token_of(tc: &TestClient<impl Endpoint>) -> String {
@@ -109,10 +115,8 @@ async fn a_token_of_another_issuer_is_refused() {
     let (key, ring) = ring("k1");
     let other = TestClient::new(
         Route::new().at("/api/login", post(login)).with(
-            SealedSession::with_codec(
-                JwtCodec::new(JwtKeyring::new([key]).unwrap()).issuer("other"),
-            )
-            .bearer(BearerConfig::new()),
+            SealedSession::with_codec(codec(JwtKeyring::new([key]).unwrap(), "other"))
+                .bearer(BearerConfig::new()),
         ),
     );
     let token = token_of(&other).await;
@@ -175,7 +179,7 @@ async fn a_jwt_can_travel_in_a_cookie_too() {
         Route::new()
             .at("/api/login", post(login))
             .at("/api/me", get(me))
-            .with(SealedSession::with_codec(JwtCodec::new(ring))),
+            .with(SealedSession::with_codec(codec(ring, "demo"))),
     );
     let resp = tc.post("/api/login").send().await;
     let cookie = resp

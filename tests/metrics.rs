@@ -19,6 +19,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::handlers::{everywhere, logout, touch, user};
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+use poem::http::StatusCode;
 use poem::http::header::SET_COOKIE;
 use poem::test::TestClient;
 use poem::{EndpointExt, Route, get, handler, post};
@@ -26,8 +27,8 @@ use sealed_session::denylist::{Denylist, MemoryDenylist};
 use sealed_session::stats::{REASONS, describe_metrics};
 use sealed_session::store::MemoryStore;
 use sealed_session::{
-    JwtAlgorithm, JwtCodec, JwtKey, JwtKeyring, Key as SessionKey, Keyring, Limits, ManualClock,
-    SealedSession, Session, Timestamp,
+    BearerConfig, JwtAlgorithm, JwtCodec, JwtKey, JwtKeyring, Key as SessionKey, Keyring, Limits,
+    ManualClock, SealedSession, Session, Timestamp,
 };
 
 const T0: Timestamp = Timestamp::from_millis(1_764_000_000_000);
@@ -209,6 +210,14 @@ async fn script() {
     read(small(Limits::new().max_chunks(1)), &chunks).await; // too_many_chunks
     read(small(Limits::new().data_len(5)), &cookie).await; // data_too_large
     read(small(Limits::new().json_depth(1)), &cookie).await; // data_too_deep
+    let bearer = TestClient::new(app(base().bearer(BearerConfig::new())));
+    bearer
+        .get("/me")
+        .header("authorization", format!("Bearer {token}"))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .assert_status(StatusCode::BAD_REQUEST); // duplicate_authorization
 
     // Expiry: absolute, then idle.
     let c = ManualClock::new(T0);
@@ -234,7 +243,14 @@ async fn script() {
     // JWT: another issuer.
     let (key, _) = JwtKey::generate("j1", JwtAlgorithm::HS256).unwrap();
     let jwt_ring = JwtKeyring::new([key]).unwrap();
-    let jwt = |iss: &str| SealedSession::with_codec(JwtCodec::new(jwt_ring.clone()).issuer(iss));
+    let jwt = |iss: &str| {
+        let codec = JwtCodec::builder(jwt_ring.clone())
+            .issuer(iss)
+            .audience("api")
+            .build()
+            .unwrap();
+        SealedSession::with_codec(codec)
+    };
     let t = mint(jwt("a"), "/login", None).await; // issued
     read(jwt("b"), &format!("{NAME}={t}")).await; // claim_mismatch
 

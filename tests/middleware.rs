@@ -11,7 +11,8 @@ use poem::test::TestClient;
 use poem::web::Path;
 use poem::{Endpoint, EndpointExt, Route, get, handler, post};
 use sealed_session::{
-    Algorithm, Key, Keyring, ManualClock, SealedSession, Secure, Session, SessionState, Timestamp,
+    Algorithm, Codec, Key, Keyring, ManualClock, SealedCodec, SealedSession, Secure, Session,
+    SessionId, SessionState, Timestamp,
 };
 
 const T0: Timestamp = Timestamp::from_millis(1_764_000_000_000);
@@ -371,6 +372,49 @@ async fn touch_reissues_and_max_age_override_moves_the_deadline() {
         "<none>",
         "the shorter lifetime holds"
     );
+}
+
+/// A key holder's token that claims to live for ever (deadline 2^64-1 ms) ends `max_age`
+/// after its issue time; `set_max_age` cannot extend a session past that point either, and
+/// the token it asks for is not refused before it.
+#[tokio::test(flavor = "current_thread")]
+async fn no_session_outlives_max_age_from_its_issue_time() {
+    let clock = ManualClock::new(T0);
+    let mw = || {
+        SealedSession::new(keys())
+            .clock(clock.clone())
+            .idle_timeout(None)
+            .max_age(Duration::from_secs(1000))
+            .persistent(true)
+    };
+    let mut forever = SessionState::new(
+        SessionId::generate().unwrap(),
+        T0,
+        Timestamp::from_millis(u64::MAX),
+    );
+    forever.insert("user", "mallory").unwrap();
+    let token = SealedCodec::new(keys())
+        .seal(&forever, NAME.as_bytes())
+        .unwrap();
+    let mut c = Client::new(app(mw()));
+    c.jar.set(NAME, &token);
+    clock.advance(Duration::from_secs(999));
+    assert_eq!(c.text(false, "/get/user").await, "mallory");
+    // A change re-issues the token: its deadline and Max-Age are the capped ones.
+    let (_, set) = c.send(true, "/set/n/1").await;
+    assert_eq!(set[0].attr("Max-Age"), Some("1"), "{set:?}");
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(c.text(false, "/get/user").await, "<none>");
+
+    let mut c = Client::new(app(mw()));
+    c.send(true, "/set/user/alice").await;
+    clock.advance(Duration::from_secs(100));
+    let (_, set) = c.send(true, "/max-age/100000").await;
+    assert_eq!(set[0].attr("Max-Age"), Some("900"), "clamped: {set:?}");
+    clock.advance(Duration::from_secs(899));
+    assert_eq!(c.text(false, "/get/user").await, "alice");
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(c.text(false, "/get/user").await, "<none>");
 }
 
 #[tokio::test]

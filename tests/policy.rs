@@ -47,13 +47,67 @@ fn absolute_expiry_is_ok_one_ms_before_and_refused_at_the_deadline() {
 }
 
 #[test]
-fn the_deadline_in_the_token_rules_not_the_current_max_age() {
-    // A per-session max-age (or an older, longer policy) travels in the token.
+fn the_earlier_of_the_token_deadline_and_issue_plus_max_age_rules() {
+    // A shorter per-session deadline travels in the token and holds.
+    let policy = Policy::new().max_age(120 * MIN).idle_timeout(None);
+    let mut st = session(&policy);
+    st.set_expires_at(at(30 * MIN));
+    assert_eq!(policy.deadline(&st), at(30 * MIN));
+    assert!(policy.check(&st, minus_ms(at(30 * MIN))).is_ok());
+    assert!(policy.check(&st, at(30 * MIN)).is_err());
+    // A longer one (an older, longer policy) is capped by the current max-age.
     let long = Policy::new().max_age(120 * MIN).idle_timeout(None);
     let st = session(&long);
     let short = Policy::new().max_age(10 * MIN).idle_timeout(None);
-    assert!(short.check(&st, at(60 * MIN)).is_ok());
-    assert!(short.check(&st, at(120 * MIN)).is_err());
+    assert_eq!(short.deadline(&st), at(10 * MIN));
+    assert!(short.check(&st, minus_ms(at(10 * MIN))).is_ok());
+    assert_eq!(
+        short.check(&st, at(10 * MIN)).unwrap_err(),
+        OpenError::Expired {
+            expired_at: at(10 * MIN),
+            now: at(10 * MIN)
+        }
+    );
+}
+
+/// A key holder seals a session whose deadline is 2^64-1 ms: it still lives no longer than
+/// `max_age` from its issue time, whatever the codec.
+#[test]
+fn a_token_deadline_past_max_age_from_its_issue_time_is_capped() {
+    let ring = Keyring::new([Key::generate("k1", Algorithm::Aes256Gcm).unwrap()]).unwrap();
+    let policy = Policy::new().max_age(60 * MIN).idle_timeout(None);
+    let forever = SessionState::new(
+        SessionId::from_bytes([7; 16]),
+        T0,
+        Timestamp::from_millis(u64::MAX),
+    );
+    assert_eq!(policy.deadline(&forever), at(60 * MIN));
+    for codec in [
+        Box::new(SealedCodec::new(ring.clone())) as Box<dyn Codec>,
+        Box::new(SignedCodec::new(ring.clone())),
+    ] {
+        let token = codec.seal(&forever, b"sid").unwrap();
+        let (opened, _) = codec
+            .open_checked(&token, b"sid", &policy, minus_ms(at(60 * MIN)))
+            .unwrap();
+        assert_eq!(
+            opened.state().expires_at(),
+            Timestamp::from_millis(u64::MAX)
+        );
+        for now in [at(60 * MIN), at(100_000 * MIN)] {
+            assert_eq!(
+                codec
+                    .open_checked(&token, b"sid", &policy, now)
+                    .unwrap_err(),
+                OpenError::Expired {
+                    expired_at: at(60 * MIN),
+                    now
+                },
+                "{}",
+                codec.name()
+            );
+        }
+    }
 }
 
 #[test]

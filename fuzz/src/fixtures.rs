@@ -302,9 +302,11 @@ pub fn jwt_codec(which: JwtRing) -> JwtCodec {
 }
 
 fn jwt_codec_over(ring: JwtKeyring) -> JwtCodec {
-    JwtCodec::new(ring)
+    JwtCodec::builder(ring)
         .issuer(JWT_ISSUER)
         .audience(JWT_AUDIENCE)
+        .build()
+        .expect("jwt codec")
         .policy(&Policy::default())
         .clock(ManualClock::new(NOW))
 }

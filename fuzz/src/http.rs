@@ -348,9 +348,25 @@ pub fn authorization_header(data: &[u8]) {
         req = req.header(AUTHORIZATION, v.clone());
     }
     let a = call(&b.ep, req.finish());
-    // An independent reading of the transport's contract (`transport::bearer` docs): a
-    // bearer token was presented when the first Authorization header's scheme is `Bearer`;
-    // another scheme means no session token at all.
+    // An independent reading of the transport's contract (`transport::bearer` docs): more
+    // than one Authorization header is a 400 with `invalid_request`, whatever the schemes;
+    // with one, a bearer token was presented when its scheme is `Bearer`; another scheme
+    // means no session token at all.
+    if values.len() > 1 {
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}: two headers", b.name);
+        let challenge = a
+            .resp
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("{}: a 400 without a challenge", b.name));
+        assert!(
+            challenge.starts_with("Bearer error=\"invalid_request\""),
+            "{challenge}"
+        );
+        assert!(a.resp.headers().get("x-session-token").is_none());
+        return;
+    }
     let presented = values.first().is_some_and(|v| {
         let v = v.as_bytes().trim_ascii();
         v.iter()
@@ -451,5 +467,7 @@ pub fn seeds_authorization() -> Vec<Vec<u8>> {
     }
     out.push(with_selector(0, "Basic dXNlcjpwYXNz"));
     out.push(with_selector(1, "Bearer"));
+    // Two headers: refused, never served as the first.
+    out.push(with_selector(0, "Basic dXNlcjpwYXNz\nBearer x"));
     out
 }

@@ -18,14 +18,17 @@
 //! - a `kid` not in the ring: `UnknownKeyId` (no other key is tried);
 //! - an `alg` other than the `kid`'s own algorithm (so `none`, and an `HS256` token "signed"
 //!   with an RSA or EC public key as HMAC secret), a bad signature: `BadSeal`;
-//! - `iss` or `aud` missing or different when configured, or `aud` present when none is
-//!   configured: `ClaimMismatch`;
+//! - `iss` or `aud` missing or different (so a token minted with the same keys for another
+//!   audience), or `aud` present when none is configured: `ClaimMismatch`;
+//! - no `sess` claim (a JWT that the ring's keys signed for something other than a
+//!   session): `Malformed`;
 //! - `exp` passed (beyond the leeway): `Expired`, or `IdleTimeout` when the idle deadline set
 //!   `exp`; `nbf` or `iat` in the future (beyond the leeway): `FromTheFuture`.
 //!
-//! A JWT is bound to its issuer and audience when [`JwtCodec`] is given them (by default it
-//! checks neither: any token signed by a key of the ring with the session claims opens),
-//! not to a cookie name: the `purpose` argument of [`Codec`] is ignored.
+//! A JWT is bound to its issuer and audience, which [`JwtCodec::builder`] requires (an
+//! application that does without them says so with
+//! [`JwtCodecBuilder::allow_missing_issuer_or_audience`]), not to a cookie name: the
+//! `purpose` argument of [`Codec`] is ignored.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -40,6 +43,7 @@ use jsonwebtoken::errors::ErrorKind;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use super::jwt_builder::JwtCodecBuilder;
 use super::{Codec, Opened};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::{OpenError, SealError};
@@ -62,9 +66,10 @@ pub const JWT_SESS_VERSION: u8 = 1;
 ///
 /// let ring = JwtKeyring::generate(JwtAlgorithm::EdDSA)?;
 /// let policy = Policy::new().max_age(Duration::from_secs(3600));
-/// let codec = JwtCodec::new(ring)
+/// let codec = JwtCodec::builder(ring)
 ///     .issuer("https://app.example")
 ///     .audience("app")
+///     .build()?
 ///     .policy(&policy);
 ///
 /// let now = Timestamp::from_millis(1_764_000_000_000);
@@ -91,13 +96,32 @@ pub struct JwtCodec {
 }
 
 impl JwtCodec {
-    /// A JWT codec over `ring`: no issuer or audience, 60 seconds of leeway, a 1-hour idle
-    /// timeout in `exp` (as [`Policy::default`]), no `nbf`, an 8 KiB limit, the system clock.
-    pub fn new(ring: JwtKeyring) -> Self {
+    /// Starts a JWT codec over `ring`. Give it an issuer and an audience, then
+    /// [`JwtCodecBuilder::build`]; building without them is an error unless the application
+    /// calls [`JwtCodecBuilder::allow_missing_issuer_or_audience`].
+    ///
+    /// ```
+    /// # use sealed_session::{JwtAlgorithm, JwtCodec, JwtKeyring};
+    /// let ring = JwtKeyring::generate(JwtAlgorithm::EdDSA)?;
+    /// let codec = JwtCodec::builder(ring).issuer("https://app.example").audience("app").build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn builder(ring: JwtKeyring) -> JwtCodecBuilder {
+        JwtCodecBuilder::new(ring)
+    }
+
+    /// The codec [`JwtCodecBuilder::build`] makes, once it checked `issuer` and `audience`:
+    /// 60 seconds of leeway, a 1-hour idle timeout in `exp` (as [`Policy::default`]), no
+    /// `nbf`, an 8 KiB limit, the system clock.
+    pub(super) fn from_parts(
+        ring: JwtKeyring,
+        issuer: Option<String>,
+        audience: Option<String>,
+    ) -> Self {
         let mut codec = JwtCodec {
             ring,
-            issuer: None,
-            audience: None,
+            issuer,
+            audience,
             leeway: Duration::from_secs(60),
             idle_timeout: Policy::default().get_idle_timeout(),
             not_before: false,
@@ -107,25 +131,6 @@ impl JwtCodec {
         };
         codec.rebuild();
         codec
-    }
-
-    /// The `iss` claim written into every token and required, equal, in every token opened.
-    /// Default: none (no `iss` written; any `iss` accepted).
-    #[must_use]
-    pub fn issuer(mut self, iss: impl Into<String>) -> Self {
-        self.issuer = Some(iss.into());
-        self.rebuild();
-        self
-    }
-
-    /// The `aud` claim written into every token and required, equal, in every token opened.
-    /// Default: none (no `aud` written, and a token that carries an `aud` is refused, as
-    /// RFC 7519 section 4.1.3 asks).
-    #[must_use]
-    pub fn audience(mut self, aud: impl Into<String>) -> Self {
-        self.audience = Some(aud.into());
-        self.rebuild();
-        self
     }
 
     /// Clock skew tolerated on `exp`, `nbf` and `iat`. Default: 60 seconds.
@@ -266,23 +271,22 @@ impl JwtCodec {
     fn check_claims(&self, c: ClaimsIn, now: Timestamp) -> Result<SessionState, OpenError> {
         let leeway = u64::try_from(self.leeway.as_millis()).unwrap_or(u64::MAX);
         let horizon = now.as_millis().saturating_add(leeway);
-        let (issued_at, last_seen, deadline) = match &c.sess {
-            Some(m) => {
-                if m.v != u64::from(JWT_SESS_VERSION) {
-                    return Err(OpenError::UnsupportedVersion {
-                        found: u8::try_from(m.v).unwrap_or(u8::MAX),
-                        supported: JWT_SESS_VERSION,
-                    });
-                }
-                (m.iat_ms, m.seen_ms, m.deadline_ms)
-            }
-            // A token minted elsewhere with our key and registered claims only.
-            None => (secs_to_ms(c.iat), secs_to_ms(c.iat), secs_to_ms(c.exp)),
-        };
+        // Without `sess` the token is not a session: perhaps an access token that another
+        // service signed with shared keys. It is refused, not made into a session.
+        let m = c
+            .sess
+            .as_ref()
+            .ok_or(OpenError::Malformed("no sess claim: not a session token"))?;
+        if m.v != u64::from(JWT_SESS_VERSION) {
+            return Err(OpenError::UnsupportedVersion {
+                found: u8::try_from(m.v).unwrap_or(u8::MAX),
+                supported: JWT_SESS_VERSION,
+            });
+        }
         let (issued_at, last_seen, deadline) = (
-            Timestamp::from_millis(issued_at),
-            Timestamp::from_millis(last_seen),
-            Timestamp::from_millis(deadline),
+            Timestamp::from_millis(m.iat_ms),
+            Timestamp::from_millis(m.seen_ms),
+            Timestamp::from_millis(m.deadline_ms),
         );
         if now.as_millis().saturating_sub(leeway) >= secs_to_ms(c.exp) {
             // `exp` is the earlier of the two deadlines; say which one it was.

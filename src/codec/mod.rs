@@ -8,6 +8,8 @@
 mod envelope;
 #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
 mod jwt;
+#[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+mod jwt_builder;
 mod peek;
 mod sealed;
 mod signed;
@@ -15,6 +17,8 @@ mod store;
 
 #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
 pub use jwt::{DEFAULT_MAX_JWT_LEN, JWT_SESS_VERSION, JwtCodec};
+#[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+pub use jwt_builder::{JwtCodecBuilder, JwtConfigError};
 pub use peek::{Peeked, TokenHeader, TokenKind, Unverified, peek};
 pub use sealed::SealedCodec;
 pub use signed::SignedCodec;

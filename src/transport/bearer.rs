@@ -6,6 +6,10 @@
 //! A bearer token that is invalid, expired or revoked is answered with a 401 carrying
 //! `WWW-Authenticate: Bearer error="invalid_token", error_description="..."` (RFC 6750)
 //! before the handler runs. A token over the size limit is refused before it is parsed.
+//! A request with more than one `Authorization` header is answered with a 400 carrying
+//! `WWW-Authenticate: Bearer error="invalid_request", ...` (RFC 6750 section 3.1: "uses more
+//! than one method for including an access token"), whatever the schemes: it is never served
+//! as the first of them.
 
 use poem::Response;
 use poem::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
@@ -70,11 +74,19 @@ impl BearerConfig {
         &self.header
     }
 
-    /// Reads the bearer token of a request.
+    /// Reads the bearer token of a request. More than one `Authorization` header is
+    /// refused ([`OpenError::DuplicateAuthorization`]).
     pub fn read<'a>(&self, headers: &'a HeaderMap) -> BearerIn<'a> {
-        let Some(value) = headers.get(AUTHORIZATION) else {
+        let mut all = headers.get_all(AUTHORIZATION).iter();
+        let Some(value) = all.next() else {
             return BearerIn::Absent;
         };
+        let more = all.count();
+        if more > 0 {
+            return BearerIn::Refused(OpenError::DuplicateAuthorization {
+                count: more.saturating_add(1),
+            });
+        }
         // The scheme decides first: credentials of another scheme are not a session token,
         // whatever their length or bytes.
         let bytes = value.as_bytes().trim_ascii();
@@ -126,15 +138,24 @@ fn description(e: &OpenError) -> &'static str {
         OpenError::FromTheFuture { .. } => "the token is not yet valid",
         OpenError::UnsupportedVersion { .. } => "the token's format version is not supported",
         OpenError::ClaimMismatch { .. } => "the token was issued for another issuer or audience",
+        OpenError::DuplicateAuthorization { .. } => {
+            "the request carries more than one Authorization header"
+        }
         _ => "the token is malformed or its signature is invalid",
     }
 }
 
-/// The 401 answer for a refused bearer token (RFC 6750, section 3.1).
+/// The answer for a refused bearer token (RFC 6750, section 3.1): a 401 with
+/// `error="invalid_token"`; for a request with more than one `Authorization` header, a 400
+/// with `error="invalid_request"`.
 pub fn unauthorized(e: &OpenError) -> Response {
     let desc = description(e);
-    let challenge = format!("Bearer error=\"invalid_token\", error_description=\"{desc}\"");
-    let mut resp = poem::Error::from_string(desc, StatusCode::UNAUTHORIZED).into_response();
+    let (status, error) = match e {
+        OpenError::DuplicateAuthorization { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
+        _ => (StatusCode::UNAUTHORIZED, "invalid_token"),
+    };
+    let challenge = format!("Bearer error=\"{error}\", error_description=\"{desc}\"");
+    let mut resp = poem::Error::from_string(desc, status).into_response();
     if let Ok(v) = HeaderValue::try_from(challenge) {
         resp.headers_mut().insert(WWW_AUTHENTICATE, v);
     }

@@ -496,15 +496,19 @@ fn inspect_jwt(r: &mut Report, token: &str, opts: &Options) -> Result<(), CliErr
         from: "--jwt-key".to_owned(),
         source,
     })?;
-    let mut codec = JwtCodec::new(ring)
-        .leeway(opts.leeway)
-        .idle_timeout(opts.idle_timeout);
+    // The application's binding as given: what is not given is not checked.
+    let mut builder = JwtCodec::builder(ring).allow_missing_issuer_or_audience();
     if let Some(iss) = &opts.jwt.issuer {
-        codec = codec.issuer(iss.clone());
+        builder = builder.issuer(iss.clone());
     }
     if let Some(aud) = &opts.jwt.audience {
-        codec = codec.audience(aud.clone());
+        builder = builder.audience(aud.clone());
     }
+    let codec = builder
+        .build()
+        .map_err(CliError::JwtConfig)?
+        .leeway(opts.leeway)
+        .idle_timeout(opts.idle_timeout);
     // First authenticate at the token's own issue time, so that an expired token still
     // shows its (verified) content; then judge it at `now`.
     let issued = claims

@@ -15,7 +15,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use sealed_session::{Algorithm, Clock, JwtAlgorithm, JwtKeyError, KeyError, SystemClock};
+use sealed_session::{
+    Algorithm, Clock, JwtAlgorithm, JwtConfigError, JwtKeyError, KeyError, SystemClock,
+};
 
 /// Exit codes scripts can rely on.
 pub mod exit {
@@ -247,6 +249,8 @@ pub enum CliError {
         #[source]
         source: JwtKeyError,
     },
+    #[error("invalid --issuer or --audience: {0}")]
+    JwtConfig(#[source] JwtConfigError),
     #[error(transparent)]
     Input(#[from] input::InputError),
     #[error("Redis denylist unreachable: {0}; check --redis and that Redis is running")]
