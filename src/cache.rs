@@ -150,25 +150,8 @@ impl OpenCache {
         self.sets.get(i)
     }
 
-    /// Writes what `token` (of [`OpenCache::hash`] `hash`) opened to for the purpose
-    /// `secure` names (see [`Shared::purpose`](crate::session::Shared::purpose)) into
-    /// `state`, if it is kept, and returns whether a stale key made it; `state` is left
-    /// alone otherwise.
-    pub(crate) fn get_into(
-        &self,
-        token: &[u8],
-        hash: u64,
-        secure: bool,
-        state: &mut SessionState,
-    ) -> Option<bool> {
-        let set = self.set(hash)?.lock().ok()?;
-        let hit = &Self::find(&set, token, hash, secure)?.hit;
-        state.clone_from(&hit.state);
-        Some(hit.stale_key)
-    }
-
-    /// What `token` opened to, if it is kept.
-    #[cfg(test)]
+    /// What `token` opened to, if it is kept, for the purpose `secure` names (see
+    /// [`Shared::purpose`](crate::session::Shared::purpose)).
     pub(crate) fn get(&self, token: &[u8], hash: u64, secure: bool) -> Option<Hit> {
         let set = self.set(hash)?.lock().ok()?;
         Self::find(&set, token, hash, secure).map(|s| s.hit.clone())

@@ -573,24 +573,3 @@ async fn cookies_that_are_not_text_neither_break_nor_hide_the_session() {
         );
     }
 }
-
-/// Poem boxes every endpoint's future, and moves it whole: the middleware's own state should
-/// stay small beside the handler's future. The I/O that only some requests wait for (the
-/// store, revocations) is boxed; what is left is the request once (an `async fn` would keep
-/// it twice), the session and the span: about 620 bytes.
-#[test]
-fn the_middleware_adds_little_to_the_handlers_future() {
-    let inner = routes();
-    let plain = std::mem::size_of_val(&inner.call(poem::Request::default()));
-    for mw in [
-        SealedSession::new(keys()),
-        SealedSession::stored(sealed_session::store::MemoryStore::new(), keys()),
-    ] {
-        let ep = routes().with(mw);
-        let wrapped = std::mem::size_of_val(&ep.call(poem::Request::default()));
-        assert!(
-            wrapped <= plain + 640,
-            "the middleware's future is {wrapped} bytes around a handler future of {plain}"
-        );
-    }
-}

@@ -1,6 +1,8 @@
 //! The per-request [`Session`] handle that handlers see.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+mod inner;
+
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use poem::error::ResponseError;
@@ -10,14 +12,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::cache::{Hit, OpenCache};
-use crate::clock::{Clock, Timestamp};
-use crate::codec::{Codec, SessionIdCodec};
-use crate::denylist::{Denylist, DenylistError, Revocation};
+use crate::clock::Timestamp;
+use crate::denylist::{DenylistError, Revocation};
 use crate::error::{DataError, OpenError, SealError};
 use crate::state::{SessionId, SessionState};
-use crate::stats::STRIPES;
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
+
+pub(crate) use inner::{Arrival, Backend, Ended, Inner, Lifecycle, Outcome, Plan, Sending, Shared};
 
 /// Errors a handler can get from a [`Session`].
 #[derive(Debug, thiserror::Error)]
@@ -75,351 +76,6 @@ impl ResponseError for SessionError {
     }
 }
 
-/// Where the session lives: in the token (stateless) or in a store (the token is an id).
-#[derive(Clone)]
-pub(crate) enum Backend {
-    /// The whole session travels in the token.
-    Token(Arc<dyn Codec>),
-    /// The token is a signed id; the session lives in the store.
-    Store {
-        ids: SessionIdCodec,
-        store: Arc<dyn Store>,
-    },
-}
-
-/// What happened to the session during the request; read by the middleware afterwards.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) enum Lifecycle {
-    /// Opened from a token, or new.
-    #[default]
-    Live,
-    /// `destroy()` was called and nothing was stored since.
-    Destroyed,
-    /// Store-backed: `save()` found the loaded session gone from the store (ended by another
-    /// request), and nothing was stored since. Like `Destroyed`, but the cookie is left
-    /// alone: a removal could erase the new cookie a concurrent `regenerate` just set.
-    EndedElsewhere,
-}
-
-impl Lifecycle {
-    /// Destroyed, here or elsewhere: there is no session to save or send.
-    pub(crate) fn is_ended(self) -> bool {
-        matches!(self, Lifecycle::Destroyed | Lifecycle::EndedElsewhere)
-    }
-}
-
-pub(crate) struct Inner {
-    pub(crate) state: SessionState,
-    /// No token came with the request (or it was refused): a new session.
-    pub(crate) is_new: bool,
-    /// Data or metadata changed: a new token must go out.
-    pub(crate) changed: bool,
-    /// Re-issue even if unchanged (touch, renewal, stale key).
-    pub(crate) reissue: bool,
-    pub(crate) lifecycle: Lifecycle,
-    /// Sessions this request ended (by `destroy`, `regenerate` or `cycle_id`), for
-    /// revocation.
-    pub(crate) ended: Vec<Ended>,
-    /// A token of the current id may be in a client's hands: the request arrived with one,
-    /// or [`Session::token`] handed one to the handler. Only such an id is revoked when it
-    /// ends: nobody can present a token that was never sent.
-    pub(crate) exposed: bool,
-    /// The latest deadline any token of the current id carries: the one that arrived, or one
-    /// sealed during this request. Revoking the id lasts until then, even if the handler
-    /// shortened the session (`set_max_age`) before ending it.
-    pub(crate) issued_until: Timestamp,
-    /// A refused token's session whose revocation is not yet recorded in the shared
-    /// denylist (see [`Denylist::pending`]): ended again, with its `until`, if this request
-    /// ends the session, so that a retried logout is not reported as done.
-    pub(crate) unconfirmed: Option<(SessionId, Timestamp)>,
-    /// A token made during the handler by [`Session::token`], to be sent unless the session
-    /// changes again.
-    pub(crate) token: Option<String>,
-    pub(crate) now: Timestamp,
-    /// What every session of the endpoint shares (one reference count per request).
-    pub(crate) shared: Arc<Shared>,
-    /// The request came over HTTPS (for the cookie name, see [`Inner::purpose`]).
-    pub(crate) secure: bool,
-    /// The token was made with a key that is no longer primary.
-    pub(crate) stale_key: bool,
-    /// Store-backed: the record [`Session::save`] wrote during this request, so that the
-    /// middleware does not write the same bytes again (express-session's `savedHash`).
-    pub(crate) saved: Option<Vec<u8>>,
-    /// The id the request arrived with, when its session opened (not new). Store-backed: the
-    /// id whose record was loaded from the store.
-    pub(crate) loaded: Option<SessionId>,
-    /// Where the open cache keeps the token the request arrived with, and its session id:
-    /// that entry is dropped when a new token replaces it.
-    pub(crate) cached_as: Option<(u64, SessionId)>,
-}
-
-/// A session a request ended, to revoke (token modes) or delete (store mode).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Ended {
-    /// A session whose token may be in a client's hands.
-    Session(Revocation),
-    /// A refused token's session whose revocation is not yet recorded in the shared
-    /// denylist ([`Denylist::pending`]), with its `until`: recorded again, by id.
-    Unconfirmed(SessionId, Timestamp),
-}
-
-impl Ended {
-    /// The ended session's id.
-    pub(crate) fn id(&self) -> SessionId {
-        match self {
-            Ended::Session(r) => r.id,
-            Ended::Unconfirmed(id, _) => *id,
-        }
-    }
-}
-
-/// What the sessions of one endpoint share: how their tokens are made, kept and revoked.
-///
-/// Every session holds a reference, taken and dropped on every request. The endpoint keeps
-/// one copy per thread stripe ([`crate::stats::stripe`]), each aligned to its own cache
-/// lines, so that threads serving requests in parallel do not pass one reference count (and
-/// the fields beside it, which every request reads) back and forth between their cores.
-#[derive(Clone)]
-#[repr(align(128))]
-pub(crate) struct Shared {
-    pub(crate) backend: Backend,
-    pub(crate) denylist: Option<Arc<dyn Denylist>>,
-    /// The cookie name (and token purpose) without and with the Secure-only prefix.
-    pub(crate) purposes: [Arc<str>; 2],
-    /// The open cache: a token sealed here is kept in it, so that its next use (the
-    /// client's next request) is not decoded again.
-    pub(crate) cache: Option<Arc<OpenCache>>,
-    pub(crate) max_age: Duration,
-    pub(crate) idle_timeout: Option<Duration>,
-    /// The middleware's clock: lifecycle calls ([`Session::regenerate`],
-    /// [`Session::logout_everywhere`]) read the time of the call from it.
-    pub(crate) clock: Arc<dyn Clock>,
-    /// The data's nesting bound ([`Limits::json_depth`](crate::Limits::json_depth)): a value
-    /// that would pass it is refused by `insert`, not sent and refused on its way back.
-    pub(crate) max_depth: usize,
-}
-
-/// One copy of [`Shared`] per thread stripe, each in its own allocation.
-pub(crate) struct Striped {
-    first: Arc<Shared>,
-    rest: Box<[Arc<Shared>]>,
-}
-
-impl From<Shared> for Striped {
-    fn from(shared: Shared) -> Striped {
-        Striped {
-            rest: (1..STRIPES).map(|_| Arc::new(shared.clone())).collect(),
-            first: Arc::new(shared),
-        }
-    }
-}
-
-impl Striped {
-    /// This thread's copy.
-    pub(crate) fn here(&self) -> &Arc<Shared> {
-        match crate::stats::stripe() {
-            0 => &self.first,
-            i => self.rest.get(i - 1).unwrap_or(&self.first),
-        }
-    }
-}
-
-impl Shared {
-    /// The token purpose (cookie name) for a request that did or did not come over HTTPS.
-    pub(crate) fn purpose(&self, secure: bool) -> &Arc<str> {
-        let [plain, prefixed] = &self.purposes;
-        if secure { prefixed } else { plain }
-    }
-}
-
-impl std::fmt::Debug for Inner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session")
-            .field("id", &self.state.id())
-            .field("is_new", &self.is_new)
-            .field("changed", &self.changed)
-            .finish_non_exhaustive()
-    }
-}
-
-/// What a request's session arrived as, beside its state (which the opening writes into the
-/// session in place, see [`Session::build`]).
-pub(crate) struct Arrival {
-    /// No token came, or it was refused: a new session.
-    pub(crate) is_new: bool,
-    /// Send a new token even if the handler changes nothing (renewal due, or a stale key).
-    pub(crate) reissue: bool,
-    /// The token was made with a key that is no longer primary.
-    pub(crate) stale_key: bool,
-    /// A token came but was refused.
-    pub(crate) refused: Option<OpenError>,
-    /// The refused token's session was revoked here but the revocation is not yet recorded
-    /// in the shared denylist: its id and `until`, ended again if the handler ends the
-    /// session, so that a retried logout reports the truth.
-    pub(crate) unconfirmed: Option<(SessionId, Timestamp)>,
-    /// Where the open cache keeps the token that opened, with its session id: dropped from
-    /// the cache when this request replaces the token.
-    pub(crate) cached_as: Option<(u64, SessionId)>,
-}
-
-impl Inner {
-    /// The state of a session not yet opened: an all-zero id, never sent, because every way
-    /// of opening a request's session overwrites it before [`Inner::begin`].
-    pub(crate) fn unopened(now: Timestamp) -> SessionState {
-        SessionState::new(SessionId::from_bytes([0; 16]), now, now)
-    }
-
-    /// A session that [`Inner::begin`] has yet to ready, for a new allocation.
-    pub(crate) fn blank(shared: &Arc<Shared>, now: Timestamp) -> Inner {
-        Inner {
-            state: Inner::unopened(now),
-            is_new: true,
-            changed: false,
-            reissue: false,
-            lifecycle: Lifecycle::Live,
-            ended: Vec::new(),
-            exposed: false,
-            issued_until: now,
-            unconfirmed: None,
-            token: None,
-            now,
-            shared: Arc::clone(shared),
-            secure: false,
-            stale_key: false,
-            saved: None,
-            loaded: None,
-            cached_as: None,
-        }
-    }
-
-    /// Readies the session for a request, in place: every field but the state, which the
-    /// opening has written, is set from `arrival` or to its start value, so nothing of the
-    /// allocation's previous request is left (the pattern names every field, so a new one
-    /// cannot be forgotten here). The endpoint's shared parts are kept when they are the
-    /// same, without touching their count.
-    pub(crate) fn begin(
-        &mut self,
-        shared: &Arc<Shared>,
-        now: Timestamp,
-        secure: bool,
-        arrival: &Arrival,
-    ) {
-        let Inner {
-            state,
-            is_new,
-            changed,
-            reissue,
-            lifecycle,
-            ended,
-            exposed,
-            issued_until,
-            unconfirmed,
-            token,
-            now: at,
-            shared: mine,
-            secure: over_https,
-            stale_key,
-            saved,
-            loaded,
-            cached_as,
-        } = self;
-        *is_new = arrival.is_new;
-        *changed = false;
-        *reissue = arrival.reissue;
-        *lifecycle = Lifecycle::Live;
-        ended.clear();
-        *exposed = !arrival.is_new;
-        *issued_until = state.expires_at();
-        *unconfirmed = arrival.unconfirmed;
-        *token = None;
-        *at = now;
-        if !Arc::ptr_eq(mine, shared) {
-            *mine = Arc::clone(shared);
-        }
-        *over_https = secure;
-        *stale_key = arrival.stale_key;
-        *saved = None;
-        *loaded = (!arrival.is_new).then(|| state.id());
-        *cached_as = arrival.cached_as;
-    }
-}
-
-impl Inner {
-    /// Makes the token for the state as of now (moving `last_seen`). Stateless: seals the
-    /// state and clears the change flags. Store-backed: signs the id (the store write
-    /// happens at the end of the request, or on `save`).
-    pub(crate) fn seal_now(&mut self) -> Result<String, SealError> {
-        self.state.set_last_seen(self.now);
-        let shared = &*self.shared;
-        let purpose = shared.purpose(self.secure);
-        match &shared.backend {
-            Backend::Token(codec) => {
-                if shared.cache.is_some() {
-                    // The data as its token will carry it, once: kept as it is sealed.
-                    self.state.settle()?;
-                }
-                let token = codec.seal(&self.state, purpose.as_bytes())?;
-                if let Some(cache) = &shared.cache {
-                    let hit = Hit {
-                        state: self.state.clone(),
-                        stale_key: false,
-                    };
-                    // The client sends the new token from now on: the one it replaces goes,
-                    // and the budget is updated once for both.
-                    let freed = self
-                        .cached_as
-                        .take()
-                        .map_or(0, |(hash, id)| cache.take(hash, id));
-                    cache.insert(
-                        &token,
-                        cache.hash(token.as_bytes()),
-                        self.secure,
-                        hit,
-                        freed,
-                    );
-                }
-                self.issued_until = self.issued_until.max(self.state.expires_at());
-                self.changed = false;
-                self.reissue = false;
-                Ok(token)
-            }
-            Backend::Store { ids, .. } => Ok(ids.sign(&self.state.id(), purpose.as_bytes())),
-        }
-    }
-
-    /// Moves the request's time on to the clock's now (never back), and returns it: for the
-    /// lifecycle calls, which take effect at the time they are made.
-    pub(crate) fn refresh_now(&mut self) -> Timestamp {
-        self.now = self.now.max(self.shared.clock.now());
-        self.now
-    }
-
-    /// When the session becomes unusable: the earlier of its deadline and its idle deadline.
-    pub(crate) fn deadline(&self) -> Timestamp {
-        let abs = self.state.expires_at();
-        match self.shared.idle_timeout {
-            Some(idle) => abs.min(self.state.last_seen().saturating_add(idle)),
-            None => abs,
-        }
-    }
-
-    /// Store-backed: whether a write of the current state replaces the record this request
-    /// loaded (same id: not new, not regenerated, cycled or destroyed since). Such a write
-    /// uses [`Store::save_existing`], so that a session another request ended in the meantime
-    /// is not written back.
-    pub(crate) fn replaces_loaded(&self) -> bool {
-        self.loaded == Some(self.state.id())
-    }
-
-    /// The store record of the state as of now.
-    pub(crate) fn record(&mut self) -> Result<Vec<u8>, SealError> {
-        self.state.set_last_seen(self.now);
-        let mut out = Vec::with_capacity(self.state.encoded_len_hint());
-        self.state.encode_into(&mut out)?;
-        Ok(out)
-    }
-}
-
 /// The session of the current request: a map of JSON values with typed access, plus its
 /// lifecycle (`regenerate`, `destroy`, `touch`, per-session max-age).
 ///
@@ -445,73 +101,25 @@ pub struct Session {
     inner: Arc<Mutex<Inner>>,
 }
 
-thread_local! {
-    /// This thread's spare session allocation: see [`Session::recycle`].
-    static SPARE: std::cell::Cell<Option<Arc<Mutex<Inner>>>> = const { std::cell::Cell::new(None) };
-}
-
 impl Session {
-    /// A session in this thread's spare allocation (see [`Session::recycle`]) when there is
-    /// one, else in a new one holding `blank()`; `fill` readies it for the request in place
-    /// (an `Inner` is about 270 bytes, and the state a request opens is written straight
-    /// into it rather than moved there through the steps that open it). What `fill` leaves
-    /// of the previous request is its to overwrite: see [`Inner::begin`].
-    pub(crate) fn build<R>(
-        blank: impl FnOnce() -> Inner,
-        fill: impl FnOnce(&mut Inner) -> R,
-    ) -> (Session, R) {
-        // `try_with`: no spare (and no panic) while the thread's locals are being destroyed.
-        if let Some(mut spare) = SPARE.try_with(std::cell::Cell::take).ok().flatten()
-            && let Some(slot) = Arc::get_mut(&mut spare)
-        {
-            slot.clear_poison();
-            let r = fill(slot.get_mut().unwrap_or_else(PoisonError::into_inner));
-            return (Session { inner: spare }, r);
-        }
-        let mut inner = blank();
-        let r = fill(&mut inner);
-        let session = Session {
+    /// The handle of a request's session.
+    pub(crate) fn new(inner: Inner) -> Session {
+        Session {
             inner: Arc::new(Mutex::new(inner)),
-        };
-        (session, r)
-    }
-
-    /// Keeps the session's allocation for the next request on this thread, when nothing
-    /// else holds the session any more (a handler may keep a clone): no allocation and
-    /// free per request, and memory that is still in the cache. What the session held
-    /// (its data, and a reference to its endpoint's shared parts, keys included) stays
-    /// until that next request, or until the thread ends: an endpoint dropped while the
-    /// process goes on is freed only then.
-    pub(crate) fn recycle(mut self) {
-        if Arc::get_mut(&mut self.inner).is_some() {
-            let spare = Some(self.inner);
-            // While the thread's locals are being destroyed the session is just dropped.
-            let _ = SPARE.try_with(|s| s.set(spare));
         }
     }
 
-    /// Where the session's allocation is, to tell reuse apart.
-    #[cfg(test)]
-    pub(crate) fn addr(&self) -> usize {
-        Arc::as_ptr(&self.inner).addr()
+    /// What the response must carry, now that the handler is done: see [`Inner::plan`].
+    pub(crate) fn plan(&self, how: Sending) -> Result<Plan, SealError> {
+        self.lock().plan(how)
     }
 
-    /// Where this thread's spare allocation is, if it has one.
-    #[cfg(test)]
-    pub(crate) fn spare_addr() -> Option<usize> {
-        let spare = SPARE.take();
-        let addr = spare.as_ref().map(|s| Arc::as_ptr(s).addr());
-        SPARE.set(spare);
-        addr
+    /// The sessions this request ended, for when the plan failed.
+    pub(crate) fn take_ended(&self) -> Vec<Ended> {
+        self.lock().take_ended()
     }
 
-    /// Whether a panic left the session's lock poisoned.
-    #[cfg(test)]
-    pub(crate) fn is_poisoned(&self) -> bool {
-        self.inner.is_poisoned()
-    }
-
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         // A handler that panicked while holding the lock leaves consistent data behind
         // (every method finishes its update before returning), so poisoning is ignored.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())

@@ -1,0 +1,335 @@
+//! The Poem middleware: opens the session token before the handler, and after it sends a
+//! new token only when the session changed or is due for renewal. This file is its builder;
+//! `endpoint.rs` handles a request up to the handler, `respond.rs` what comes after.
+
+mod endpoint;
+mod respond;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::{Endpoint, Middleware};
+
+use crate::cache::{DEFAULT_OPEN_CACHE_BYTES, OpenCache};
+use crate::clock::{Clock, SystemClock};
+use crate::codec::{Codec, SealedCodec, SessionIdCodec, SignedCodec};
+use crate::denylist::Denylist;
+use crate::keys::Keyring;
+use crate::limits::Limits;
+use crate::policy::Policy;
+use crate::session::{Backend, Shared};
+use crate::stats::{Counted, Counters, Stats};
+use crate::store::Store;
+use crate::transport::bearer::BearerConfig;
+use crate::transport::cookie::{CookieConfig, SameSite, Secure};
+
+pub use endpoint::SealedSessionEndpoint;
+
+/// Session middleware for Poem, configured through one builder.
+///
+/// ```
+/// use poem::{EndpointExt, Route, get, handler};
+/// use sealed_session::{Keyring, SealedSession, Session};
+/// use std::time::Duration;
+///
+/// #[handler]
+/// fn index(session: &Session) -> poem::Result<String> {
+///     let n = session.get::<u64>("views")?.unwrap_or(0) + 1;
+///     session.insert("views", &n)?;
+///     Ok(format!("views: {n}"))
+/// }
+///
+/// let keys = Keyring::from_secret("at least thirty-two bytes of real secret, please")?;
+/// let app = Route::new().at("/", get(index)).with(
+///     SealedSession::new(keys)
+///         .name("sid")
+///         .max_age(Duration::from_secs(8 * 3600))
+///         .idle_timeout(Some(Duration::from_secs(30 * 60))),
+/// );
+/// # Ok::<(), sealed_session::KeyError>(())
+/// ```
+///
+/// Secure defaults: AES-256-GCM sealed tokens, cookie `__Host-sid` with HttpOnly, Secure,
+/// SameSite=Lax, Path=/; 24 h absolute lifetime, 1 h idle timeout; no cookie until the
+/// session holds something.
+#[derive(Clone)]
+pub struct SealedSession {
+    cfg: Config,
+}
+
+#[derive(Clone)]
+struct Config {
+    backend: Backend,
+    policy: Policy,
+    cookie: CookieConfig,
+    /// `Some` when tokens travel in the `Authorization` header instead of cookies.
+    bearer: Option<BearerConfig>,
+    save_uninitialized: bool,
+    clock: Arc<dyn Clock>,
+    /// The application's denylist, wrapped so that the revocations made through it are
+    /// counted; checks go to the denylist itself (`Counted::inner`).
+    denylist: Option<Arc<Counted>>,
+    limits: Limits,
+    /// Memory budget of each endpoint's open cache; 0 for none.
+    open_cache: usize,
+    /// Shared by every clone of the builder and every endpoint made from them.
+    stats: Arc<Counters>,
+}
+
+impl SealedSession {
+    /// Sealed (encrypted) sessions with the keys of `ring`.
+    pub fn new(ring: Keyring) -> Self {
+        SealedSession::with_codec(SealedCodec::new(ring))
+    }
+
+    /// Signed sessions (readable by the client, tamper-proof) with the keys of `ring`.
+    pub fn signed(ring: Keyring) -> Self {
+        SealedSession::with_codec(SignedCodec::new(ring))
+    }
+
+    /// Store-backed sessions, the express-session design: the cookie holds the session id
+    /// signed with the keys of `ring`, and the session lives in `store`.
+    pub fn stored(store: impl Store, ring: Keyring) -> Self {
+        SealedSession::with_backend(Backend::Store {
+            ids: SessionIdCodec::new(ring),
+            store: Arc::new(store),
+        })
+    }
+
+    /// Sessions carried by any [`Codec`].
+    pub fn with_codec(codec: impl Codec) -> Self {
+        SealedSession::with_backend(Backend::Token(Arc::new(codec)))
+    }
+
+    fn with_backend(backend: Backend) -> Self {
+        SealedSession {
+            cfg: Config {
+                backend,
+                policy: Policy::default(),
+                cookie: CookieConfig::default(),
+                bearer: None,
+                save_uninitialized: false,
+                denylist: None,
+                clock: Arc::new(SystemClock),
+                limits: Limits::default(),
+                open_cache: DEFAULT_OPEN_CACHE_BYTES,
+                stats: Arc::new(Counters::default()),
+            },
+        }
+    }
+
+    /// Memory for the open cache: what recently seen tokens opened to, so that a token that
+    /// comes back (the next request of the same page or app, or the one after a write) is
+    /// not decoded and authenticated again. `0` turns it off. Default
+    /// [`DEFAULT_OPEN_CACHE_BYTES`] (1 MiB) per endpoint the middleware is applied to.
+    ///
+    /// A token is answered from the cache only for exactly the bytes that opened (compared
+    /// in constant time) and the same cookie name; expiry, idle time and revocation are
+    /// checked on every request as without it. Used with the sealed and signed codecs (any
+    /// codec whose [`Codec::open_is_pure`]), not the JWT codec or store-backed sessions.
+    /// The cost: up to this much memory, holding plaintext sessions until evicted.
+    #[must_use]
+    pub fn open_cache(mut self, max_bytes: usize) -> Self {
+        self.cfg.open_cache = max_bytes;
+        self
+    }
+
+    /// Replaces the whole cookie configuration.
+    #[must_use]
+    pub fn cookie(mut self, cookie: CookieConfig) -> Self {
+        self.cfg.cookie = cookie;
+        self
+    }
+
+    fn map_cookie(mut self, f: impl FnOnce(CookieConfig) -> CookieConfig) -> Self {
+        self.cfg.cookie = f(self.cfg.cookie);
+        self
+    }
+
+    /// Cookie name (express-session's `name`). Default: `sid`, sent as `__Host-sid` while
+    /// the `__Host-` prefix applies.
+    #[must_use]
+    pub fn name(self, name: impl Into<String>) -> Self {
+        self.map_cookie(|c| c.name(name))
+    }
+    /// Cookie Path. Default: `/`.
+    #[must_use]
+    pub fn path(self, path: impl Into<String>) -> Self {
+        self.map_cookie(|c| c.path(path))
+    }
+    /// Cookie Domain. Default: none (host-only).
+    #[must_use]
+    pub fn domain(self, domain: impl Into<String>) -> Self {
+        self.map_cookie(|c| c.domain(domain))
+    }
+    /// Cookie Secure attribute. Default: [`Secure::Always`].
+    #[must_use]
+    pub fn secure(self, secure: Secure) -> Self {
+        self.map_cookie(|c| c.secure(secure))
+    }
+    /// Cookie HttpOnly attribute. Default: true.
+    #[must_use]
+    pub fn http_only(self, on: bool) -> Self {
+        self.map_cookie(|c| c.http_only(on))
+    }
+    /// Cookie SameSite attribute. Default: `Some(SameSite::Lax)`.
+    #[must_use]
+    pub fn same_site(self, same_site: Option<SameSite>) -> Self {
+        self.map_cookie(|c| c.same_site(same_site))
+    }
+    /// Cookie Partitioned attribute. Default: false.
+    #[must_use]
+    pub fn partitioned(self, on: bool) -> Self {
+        self.map_cookie(|c| c.partitioned(on))
+    }
+    /// The `__Host-` name prefix while the cookie is Secure, Path `/`, no Domain. Default: true.
+    #[must_use]
+    pub fn host_prefix(self, on: bool) -> Self {
+        self.map_cookie(|c| c.host_prefix(on))
+    }
+    /// Send a Max-Age (time left until the session's deadline) so the cookie survives a
+    /// browser restart. Default: false (browser-session cookie).
+    #[must_use]
+    pub fn persistent(self, on: bool) -> Self {
+        self.map_cookie(|c| c.persistent(on))
+    }
+    /// Most cookies a large session may be split across. Default: 4. The same setting as
+    /// [`Limits::max_chunks`]; the last call wins.
+    #[must_use]
+    pub fn max_chunks(self, n: usize) -> Self {
+        self.map_cookie(|c| c.max_chunks(n))
+    }
+    /// Bounds on what the middleware reads from the client: the `Cookie` header, the
+    /// number of chunks, the token, the session data's size and nesting. Default:
+    /// [`Limits::default`], whose documentation gives each bound, its default and what a
+    /// request over it gets. Also sets the cookie's chunk count (as
+    /// [`SealedSession::max_chunks`] does; the last call wins).
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.cfg.limits = limits;
+        self.map_cookie(|c| c.max_chunks(limits.get_max_chunks()))
+    }
+    /// Trust `X-Forwarded-Proto` (express-session's `proxy`). Default: false.
+    #[must_use]
+    pub fn trust_proxy(self, on: bool) -> Self {
+        self.map_cookie(|c| c.trust_proxy(on))
+    }
+
+    /// Replaces the whole expiry policy.
+    #[must_use]
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.cfg.policy = policy;
+        self
+    }
+    /// Absolute lifetime, enforced by the server. Default: 24 hours.
+    #[must_use]
+    pub fn max_age(mut self, d: Duration) -> Self {
+        self.cfg.policy = self.cfg.policy.max_age(d);
+        self
+    }
+    /// Idle timeout; `None` disables it. Default: 1 hour.
+    #[must_use]
+    pub fn idle_timeout(mut self, d: Option<Duration>) -> Self {
+        self.cfg.policy = self.cfg.policy.idle_timeout(d);
+        self
+    }
+    /// Re-issue an unchanged session once this long has passed since its last re-issue.
+    /// Default: a quarter of the idle timeout.
+    #[must_use]
+    pub fn renew_after(mut self, d: Duration) -> Self {
+        self.cfg.policy = self.cfg.policy.renew_after(d);
+        self
+    }
+    /// Re-issue the token on every response (express-session's `rolling`). Default: false.
+    #[must_use]
+    pub fn rolling(mut self, on: bool) -> Self {
+        self.cfg.policy = self.cfg.policy.rolling(on);
+        self
+    }
+    /// Send a cookie for a new session even when nothing was stored in it
+    /// (express-session's `saveUninitialized`). Default: false.
+    #[must_use]
+    pub fn save_uninitialized(mut self, on: bool) -> Self {
+        self.cfg.save_uninitialized = on;
+        self
+    }
+    /// Carry tokens in `Authorization: Bearer` instead of cookies, with new tokens in the
+    /// response header of `config` (see [`crate::transport::bearer`]). Default: cookies.
+    #[must_use]
+    pub fn bearer(mut self, config: BearerConfig) -> Self {
+        self.cfg.bearer = Some(config);
+        self
+    }
+
+    /// Check every session against `denylist` (a local, in-memory look-up) and revoke the id
+    /// that `destroy` or `regenerate` ends, so a token replayed after logout is refused.
+    /// Keep a clone of the `Arc` to revoke every session of a user
+    /// ([`Denylist::revoke_subject`]). A revoked session is treated like an expired one (a
+    /// fresh session for cookies, a 401 for bearer tokens); a denylist that is
+    /// [`Check::Unavailable`] (a Redis replica past its staleness bound) is answered with a
+    /// 503. A revocation that cannot be recorded turns the response into a 503 rather than
+    /// report a logout that did not happen. Default: none (stateless sessions then end only
+    /// by expiry).
+    #[must_use]
+    pub fn denylist(mut self, denylist: Arc<dyn Denylist>) -> Self {
+        self.cfg.denylist = Some(Arc::new(Counted {
+            inner: denylist,
+            counters: self.cfg.stats.clone(),
+        }));
+        self
+    }
+
+    /// What this middleware has done so far: refusals by reason, tokens issued and
+    /// re-issued, revocations, and the denylist's status. Clones of the builder, and the
+    /// endpoints made from any of them, share one set of counters, so keep a clone to read
+    /// them after `.with(..)`. See [`Stats`] for what each count means and costs.
+    pub fn stats(&self) -> Stats {
+        self.cfg
+            .stats
+            .snapshot(self.cfg.denylist.as_deref().map(|d| &*d.inner))
+    }
+
+    /// The clock used for every expiry decision. Default: [`SystemClock`].
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.cfg.clock = Arc::new(clock);
+        self
+    }
+}
+
+impl<E: Endpoint> Middleware<E> for SealedSession {
+    type Output = SealedSessionEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        let cfg = &self.cfg;
+        SealedSessionEndpoint {
+            inner: ep,
+            mode: match &cfg.backend {
+                Backend::Token(codec) => codec.name(),
+                Backend::Store { .. } => "store",
+            },
+            shared: Arc::new(Shared {
+                backend: cfg.backend.clone(),
+                denylist: cfg.denylist.clone().map(|d| -> Arc<dyn Denylist> { d }),
+                purposes: [
+                    Arc::from(cfg.cookie.full_name(false)),
+                    Arc::from(cfg.cookie.full_name(true)),
+                ],
+                cache: match &cfg.backend {
+                    Backend::Token(codec) if codec.open_is_pure() => OpenCache::new(
+                        cfg.open_cache,
+                        cfg.limits.get_data_len(),
+                        cfg.limits.get_json_depth(),
+                    )
+                    .map(Arc::new),
+                    _ => None,
+                },
+                max_age: cfg.policy.get_max_age(),
+                idle_timeout: cfg.policy.get_idle_timeout(),
+                clock: cfg.clock.clone(),
+                max_depth: cfg.limits.get_json_depth(),
+            }),
+            cfg: Arc::new(cfg.clone()),
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! After the handler: the session's [`Plan`] turned into the response's headers, with the
+//! revocations and store writes it waits for.
+
+use poem::Response;
+use poem::http::header::SET_COOKIE;
+use poem::http::{HeaderMap, HeaderValue, StatusCode, header};
+use tracing::Span;
+
+use super::Config;
+use crate::denylist::Denylist as _;
+use crate::error::OpenError;
+use crate::session::{Backend, Ended, Outcome, Plan, Sending, Session};
+use crate::stats::Counters;
+use crate::transport::bearer::{self, BearerConfig};
+use crate::transport::cookie::{CookieConfig, Incoming};
+
+/// How the request carried its session.
+pub(super) enum Carrier {
+    Cookie { secure: bool, incoming: Incoming },
+    Bearer,
+}
+
+impl Carrier {
+    /// Whether the request came over HTTPS (for the cookie name); bearer tokens have one name.
+    pub(super) fn is_secure(&self) -> bool {
+        matches!(self, Carrier::Cookie { secure: true, .. })
+    }
+}
+
+/// The 401 for a refused bearer token, the handler not run.
+pub(super) fn unauthorized(e: &OpenError, span: &Span) -> Response {
+    outcome(span, "rejected");
+    bearer::unauthorized(e)
+}
+
+/// Records what the request did with its session on its span.
+pub(super) fn outcome(span: &Span, label: &'static str) {
+    if !span.is_disabled() {
+        span.record("outcome", label);
+    }
+}
+
+pub(super) fn internal(e: impl std::error::Error + Send + Sync + 'static) -> poem::Error {
+    poem::Error::new(e, StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// Everything after the handler: the plan, the revocations and store write it needs, and
+/// the session's headers on `resp` (or the error response that replaces it).
+pub(super) async fn finish(
+    cfg: &Config,
+    span: &Span,
+    (carrier, purpose): (&Carrier, &str),
+    session: &Session,
+    refused: bool,
+    resp: &mut Response,
+) {
+    let how = Sending {
+        had_cookie: matches!(carrier, Carrier::Cookie { incoming, .. } if incoming.any()),
+        bearer: matches!(carrier, Carrier::Bearer),
+        refused,
+        save_uninitialized: cfg.save_uninitialized,
+        rolling: cfg.policy.is_rolling(),
+        persistent: cfg.cookie.is_persistent(),
+    };
+    let mut plan = match session.plan(how) {
+        Ok(plan) => plan,
+        Err(e) => {
+            // Sessions the handler ended are ended even if the new one cannot be sent.
+            let ended = session.take_ended();
+            *resp = match end_sessions(cfg, span, &ended).await {
+                Ok(()) => not_saved(span, &e.to_string()),
+                Err(answer) => answer,
+            };
+            return;
+        }
+    };
+    if let Err(answer) = end_sessions(cfg, span, &plan.ended).await {
+        *resp = answer;
+        return;
+    }
+    // Store-backed: the session may be found ended by another request when writing it.
+    let mut ended_elsewhere = false;
+    if let Backend::Store { store, .. } = &cfg.backend
+        && let Some((id, record, until)) = &plan.record
+    {
+        match crate::store::write(&**store, id, record, *until, plan.existing).await {
+            Ok(true) => {}
+            // Ended by another request (logout, regenerate) or expired meanwhile: it stays
+            // ended. No cookie goes out, neither the dead id nor a removal, which could erase
+            // the cookie a concurrent `regenerate` sets; a dead id is refused and cleared on
+            // its next use.
+            Ok(false) => {
+                tracing::info!(target: "sealed_session", "session ended by another request; not saved");
+                plan.token = None;
+                ended_elsewhere = true;
+            }
+            Err(e) => {
+                tracing::error!(target: "sealed_session", error = %e, "session not saved to the store");
+                *resp = unavailable(
+                    span,
+                    "the session could not be saved: the session store is unavailable",
+                );
+                return;
+            }
+        }
+    }
+    respond(cfg, span, (carrier, purpose), plan, resp, ended_elsewhere);
+}
+
+/// Adds the session's headers to the handler's response (or replaces it with a 500 when
+/// the session cannot be sent).
+fn respond(
+    cfg: &Config,
+    span: &Span,
+    (carrier, purpose): (&Carrier, &str),
+    plan: Plan,
+    resp: &mut Response,
+    ended_elsewhere: bool,
+) {
+    match (&plan.outcome, carrier, plan.token) {
+        (Outcome::Clear, Carrier::Cookie { secure, incoming }, _) => {
+            append_all(
+                resp.headers_mut(),
+                cfg.cookie.clear(purpose, *secure, incoming),
+            );
+        }
+        (Outcome::Write, Carrier::Cookie { secure, incoming }, Some(token)) => {
+            let mut set_cookies = SetCookies(resp.headers_mut());
+            if let Err(e) = cfg.cookie.write_into(
+                &mut set_cookies,
+                purpose,
+                &token,
+                *secure,
+                Some(plan.max_age),
+                incoming,
+            ) {
+                *resp = not_saved(span, &e.to_string());
+                return;
+            }
+        }
+        (Outcome::Write, Carrier::Bearer, Some(token)) => {
+            let header = cfg.bearer.as_ref().map(BearerConfig::header);
+            match (header, HeaderValue::try_from(token)) {
+                (Some(h), Ok(v)) => {
+                    resp.headers_mut().insert(h.clone(), v);
+                }
+                _ => {
+                    *resp = not_saved(span, "the token is not a valid header value");
+                    return;
+                }
+            }
+        }
+        _ => {}
+    }
+    if matches!(plan.outcome, Outcome::Write | Outcome::Clear) {
+        no_store(resp.headers_mut(), span);
+    }
+    if matches!(plan.outcome, Outcome::Write) && !ended_elsewhere {
+        cfg.stats.sent(plan.is_new, span);
+    }
+    outcome(
+        span,
+        match plan.outcome {
+            _ if ended_elsewhere => "ended_elsewhere",
+            Outcome::Nothing => "unchanged",
+            Outcome::Write if plan.is_new => "issued",
+            Outcome::Write => "reissued",
+            Outcome::Clear => "cleared",
+        },
+    );
+}
+
+/// The answer when a session cannot be sent: nothing a browser would drop goes out, and the
+/// previous cookie stays.
+fn not_saved(span: &Span, msg: &str) -> Response {
+    outcome(span, "not_saved");
+    tracing::error!(target: "sealed_session", error = %msg, "session not saved");
+    poem::Error::from_string(
+        format!("session not saved: {msg}"),
+        StatusCode::INTERNAL_SERVER_ERROR,
+    )
+    .into_response()
+}
+
+/// Revokes (token modes, with a denylist) or deletes (store mode) the sessions a request
+/// ended; on failure, the response to send instead.
+async fn end_sessions(cfg: &Config, span: &Span, ended: &[Ended]) -> Result<(), Response> {
+    match (&cfg.backend, &cfg.denylist) {
+        (Backend::Token(_), Some(denylist)) => {
+            for end in ended {
+                let recorded = match end {
+                    Ended::Session(revocation) => denylist.revoke_session(revocation).await,
+                    Ended::Unconfirmed(id, until) => denylist.revoke(*id, *until).await,
+                };
+                if let Err(e) = recorded {
+                    tracing::error!(target: "sealed_session", error = %e, "session not revoked");
+                    return Err(unavailable(
+                        span,
+                        "the session could not be ended: the revocation was not recorded",
+                    ));
+                }
+            }
+        }
+        (Backend::Store { store, .. }, _) => {
+            for end in ended {
+                if let Err(e) = store.delete(&end.id()).await {
+                    tracing::error!(target: "sealed_session", error = %e, "ended session not deleted from the store");
+                    return Err(unavailable(
+                        span,
+                        "the session could not be ended: the session store is unavailable",
+                    ));
+                }
+            }
+        }
+        (Backend::Token(_), None) => {}
+    }
+    Ok(())
+}
+
+/// The answer to a request whose `Cookie` headers pass the configured bound: no cookie is
+/// read and the handler does not run.
+pub(super) fn header_too_large(stats: &Counters, span: &Span, len: usize, max: usize) -> Response {
+    stats.refused(&OpenError::CookieHeaderTooLarge { len, max }, span);
+    outcome(span, "rejected");
+    poem::Error::from_string(
+        "the request's cookies are too large",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+    )
+    .into_response()
+}
+
+/// Why chunk cookies that did not form a token were refused.
+pub(super) fn chunks_refused(cookie: &CookieConfig, incoming: &Incoming) -> OpenError {
+    let max = cookie.get_max_chunks();
+    if incoming.chunks > max {
+        OpenError::TooManyChunks {
+            chunks: incoming.chunks,
+            max,
+        }
+    } else {
+        OpenError::Malformed("incomplete cookie chunks")
+    }
+}
+
+/// What a response that sets or clears a session says to caches.
+const NO_STORE: HeaderValue = HeaderValue::from_static("private, no-store");
+
+/// Makes a response that carries a session token (or clears one) unstorable by any cache,
+/// whatever the handler said: a shared cache would hand the token to the next visitor, and
+/// renewal adds a token to responses of any route, behind the handler's back. A handler's
+/// own `Cache-Control` is replaced, and that is logged.
+fn no_store(headers: &mut HeaderMap, span: &Span) {
+    // What would let a shared cache keep the response (or cannot be read to tell).
+    let shared = headers.get_all(header::CACHE_CONTROL).iter().any(|v| {
+        v.to_str().map_or(true, |v| {
+            let v = v.to_ascii_lowercase();
+            v.contains("public") || v.contains("s-maxage")
+        })
+    });
+    headers.insert(header::CACHE_CONTROL, NO_STORE);
+    if shared {
+        tracing::warn!(
+            target: "sealed_session",
+            parent: span,
+            "the handler's Cache-Control let shared caches store a response carrying a session token; sent with `private, no-store` instead"
+        );
+    }
+}
+
+fn unavailable(span: &Span, msg: &str) -> Response {
+    outcome(span, "unavailable");
+    poem::Error::from_string(msg, StatusCode::SERVICE_UNAVAILABLE).into_response()
+}
+
+fn append_all(headers: &mut HeaderMap, values: Vec<HeaderValue>) {
+    SetCookies(headers).extend(values);
+}
+
+/// A response's headers, taking `Set-Cookie` values.
+struct SetCookies<'h>(&'h mut HeaderMap);
+
+impl Extend<HeaderValue> for SetCookies<'_> {
+    fn extend<I: IntoIterator<Item = HeaderValue>>(&mut self, values: I) {
+        for v in values {
+            self.0.append(SET_COOKIE, v);
+        }
+    }
+}
