@@ -71,7 +71,9 @@ pub(crate) fn chunk_count(n: usize) -> Result<usize, LimitError> {
 /// An input exactly at a limit is accepted; one byte (or level, or chunk) more is refused.
 /// Each refusal is logged once, at `info`, with its reason (`cookie_header_too_large`,
 /// `too_many_chunks`, `too_large`, `data_too_large`, `data_too_deep`) and never the token,
-/// and counted like every other refusal ([`Stats`](crate::Stats)).
+/// and counted like every other refusal ([`Stats`](crate::Stats)); under a flood, at most
+/// one line per reason per second is written ([`stats`](crate::stats#refusal-log-lines)),
+/// while every refusal is still counted.
 ///
 /// Why a 431 for the header and a fresh session for the rest: a token over a limit is a
 /// token refused, like a forged one. A `Cookie` header over the limit is the request itself
