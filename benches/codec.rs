@@ -14,7 +14,8 @@
 //! - `primitive/<name>/<size>`: `json` = `serde_json::to_vec` + `from_slice` into a
 //!   `Map<String, Value>`; `<aead>` = nonce from `OsRng` + encrypt + decrypt in place;
 //!   `hmac` = sign + verify; `base64` = encode + decode of a token-sized buffer;
-//!   `os_rng_nonce` = the nonce draw alone.
+//!   `os_rng_nonce` = the nonce draw alone; `getrandom_nonce` = the draw a seal makes;
+//!   `aws_lc_rand_nonce` = the same from AWS-LC's generator (`aws-lc` feature).
 //! - `roundtrip_200B/<codec>/...`: what one request does with a 200-byte session. `get` =
 //!   open + `get::<String>("user")` + seal of the renewed session; `data` = open + `data()`
 //!   (the whole map parsed) + seal (the map serialized again); `primitives` = the same work
@@ -199,6 +200,25 @@ fn bench_primitives(c: &mut Criterion) {
         b.iter(|| {
             let mut nonce = [0u8; 12];
             OsRng.fill_bytes(&mut nonce);
+            nonce
+        })
+    });
+    // The draw a seal makes (src/random.rs): `getrandom::fill`, through the C library's
+    // `getrandom`, which glibc 2.41 and later answer from the vDSO without a system call.
+    g.bench_function("getrandom_nonce", |b| {
+        b.iter(|| {
+            let mut nonce = [0u8; 12];
+            getrandom::fill(&mut nonce).unwrap();
+            nonce
+        })
+    });
+    // AWS-LC's generator, the alternative src/random.rs weighs: without `/dev/sysgenid` it
+    // reseeds from the OS before every call.
+    #[cfg(feature = "aws-lc")]
+    g.bench_function("aws_lc_rand_nonce", |b| {
+        b.iter(|| {
+            let mut nonce = [0u8; 12];
+            aws_lc_rs::rand::fill(&mut nonce).unwrap();
             nonce
         })
     });

@@ -83,7 +83,7 @@ pub use codec::{Codec, Opened, SealedCodec, SignedCodec};
 pub use denylist::{Check, Denylist, MemoryDenylist};
 pub use error::{DataError, KeyError, OpenError, SealError};
 pub use keys::{Algorithm, KEY_LEN, Key, Keyring, MAX_KEY_ID_LEN};
-pub use limits::Limits;
+pub use limits::{LimitError, Limits};
 pub use middleware::{SealedSession, SealedSessionEndpoint};
 pub use policy::{Fresh, Policy};
 pub use session::{Session, SessionError};

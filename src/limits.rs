@@ -11,6 +11,16 @@ use crate::error::OpenError;
 pub const DEFAULT_MAX_COOKIE_HEADER_LEN: usize = 32 * 1024;
 /// Default bound on the number of cookies one session token is split across: 4.
 pub const DEFAULT_MAX_CHUNKS: usize = 4;
+/// The most cookies [`Limits::max_chunks`] (and the builders' `max_chunks`) accepts: 32.
+///
+/// Why 32: a browser keeps cookies of at most 4096 bytes, and RFC 6265 (section 6.1) only
+/// promises 50 cookies per domain (Chrome and Firefox keep 180), shared with every other cookie the
+/// site sets, so a session split across more is dropped by some browsers. 32 chunks are
+/// already 128 KiB of `Cookie` header, four times [`DEFAULT_MAX_COOKIE_HEADER_LEN`] and more
+/// than common proxies accept in one header (nginx: 8 KiB). The bound is also what keeps
+/// reading cheap: the parser keeps at most this many chunks, and ignores a chunk whose index
+/// is past four times the configured count without allocating for it.
+pub const MAX_CHUNKS: usize = 32;
 /// Default bound on a session token's text, whichever the transport: 16 KiB.
 pub const DEFAULT_MAX_TOKEN_LEN: usize = crate::codec::DEFAULT_MAX_TOKEN_LEN;
 /// Default bound on the session data's JSON text after the token opened: 16 KiB.
@@ -20,6 +30,33 @@ pub const DEFAULT_MAX_JSON_DEPTH: usize = 32;
 /// The deepest nesting [`Limits::json_depth`] accepts: 127 levels, the most `serde_json`
 /// parses (its recursion limit refuses the 128th).
 pub const MAX_JSON_DEPTH: usize = 127;
+
+/// A limit set outside what it can be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LimitError {
+    /// `max_chunks` over [`MAX_CHUNKS`].
+    #[error(
+        "max_chunks {requested} is over the limit of {max} cookies per session (sealed_session::limits::MAX_CHUNKS)"
+    )]
+    TooManyChunks {
+        /// The count asked for.
+        requested: usize,
+        /// The most allowed: [`MAX_CHUNKS`].
+        max: usize,
+    },
+}
+
+/// `n` as a chunk count: 0 counts as 1, over [`MAX_CHUNKS`] is refused.
+pub(crate) fn chunk_count(n: usize) -> Result<usize, LimitError> {
+    if n > MAX_CHUNKS {
+        return Err(LimitError::TooManyChunks {
+            requested: n,
+            max: MAX_CHUNKS,
+        });
+    }
+    Ok(n.max(1))
+}
 
 /// Bounds on what the middleware reads from the client. Every setter names its default.
 ///
@@ -34,7 +71,9 @@ pub const MAX_JSON_DEPTH: usize = 127;
 /// An input exactly at a limit is accepted; one byte (or level, or chunk) more is refused.
 /// Each refusal is logged once, at `info`, with its reason (`cookie_header_too_large`,
 /// `too_many_chunks`, `too_large`, `data_too_large`, `data_too_deep`) and never the token,
-/// and counted like every other refusal ([`Stats`](crate::Stats)).
+/// and counted like every other refusal ([`Stats`](crate::Stats)); under a flood, at most
+/// one line per reason per second is written ([`stats`](crate::stats#refusal-log-lines)),
+/// while every refusal is still counted.
 ///
 /// Why a 431 for the header and a fresh session for the rest: a token over a limit is a
 /// token refused, like a forged one. A `Cookie` header over the limit is the request itself
@@ -98,11 +137,15 @@ impl Limits {
     }
 
     /// The most cookies one session may be split across, when writing and when reading
-    /// (at least 1). Over it when reading: a fresh session. Default: 4 (about 16 KB).
-    #[must_use]
-    pub fn max_chunks(mut self, n: usize) -> Self {
-        self.max_chunks = n.max(1);
-        self
+    /// (0 counts as 1). Over it when reading: a fresh session. Default: 4 (about 16 KB).
+    ///
+    /// # Errors
+    ///
+    /// [`LimitError::TooManyChunks`] for more than [`MAX_CHUNKS`] (32), whose documentation
+    /// says why.
+    pub fn max_chunks(mut self, n: usize) -> Result<Self, LimitError> {
+        self.max_chunks = chunk_count(n)?;
+        Ok(self)
     }
 
     /// The longest session token accepted, in bytes of text (for cookies, after the chunks

@@ -1,116 +1,45 @@
-//! Randomness for nonces and session ids: bytes from the operating system's RNG, fetched in
-//! 4 KiB batches per thread so that a seal does not pay a system call each time.
+//! Randomness for nonces and session ids: every draw is one call to the operating system's
+//! generator ([`getrandom`]), and no random byte is kept in the process.
 //!
-//! Every byte is handed out once. A child process made by `fork` would inherit its parent's
-//! unused batch and could repeat its nonces, which for AES-GCM would be fatal, so a batch is
-//! discarded when the process has forked since it was drawn. Handed-out bytes are wiped from
-//! the batch. Nonces need to be unique, not secret; session ids come from the same source and
-//! are as unpredictable as the OS RNG itself.
+//! # Why nothing is kept
 //!
-//! # Detecting a fork
+//! A nonce repeated under one AES-GCM key reveals that key's authentication key, so a nonce
+//! must never be handed out twice. Random bytes kept in the process to save system calls
+//! (this module kept a 4 KiB batch per thread, once) are copied with the process: by
+//! `fork`, which a handler can notice, but also by a raw `clone`, by CRIU, and by a VM
+//! snapshot restored more than once, which nothing in the process notices. Every copy would
+//! then hand out the same bytes.
 //!
-//! On Unix a `pthread_atfork` child handler counts forks ([`forkguard`]), so the check is a
-//! load of that counter. Asking for the process id instead is a system call on every seal
-//! (glibc stopped caching it in 2.25); it cost about 140 ns in a loop and 0.2 µs of server
-//! CPU per session write end to end, a tenth of what such a write adds. Where the handler
-//! cannot be registered, and on other systems, the batch records its process id instead.
+//! The kernel's generator is safe against all of these. A forked or cloned process keeps no
+//! part of it. On Linux 5.18 and later, when the hypervisor announces a new VM generation
+//! (the VMGenID device: Hyper-V, QEMU/KVM with `-device vmgenid`, and others), the `vmgenid`
+//! driver has the kernel reseed its generator before its next output
+//! (`add_vmfork_randomness` in `drivers/char/random.c`), so two VMs restored from one
+//! snapshot draw different bytes. glibc 2.41 and later answer `getrandom` from the vDSO,
+//! with the same guarantee and without the system call.
 //!
-//! `fork()` from libc runs the handler. A child made some other way runs no handler: a raw
-//! `clone`/`fork` system call, or glibc's `_Fork`. Such a child must not seal before it
-//! `exec`s (as `posix_spawn` and `std::process::Command` do).
+//! # Why not AWS-LC's generator
+//!
+//! With the `aws-lc` feature the ciphers come from AWS-LC, whose `RAND_bytes`
+//! (`aws_lc_rs::rand::fill`) keeps a per-thread DRBG and reseeds it on a
+//! "uniqueness-breaking event". It detects forks (`MADV_WIPEONFORK`), but VM snapshots only
+//! through `/dev/sysgenid`, a driver that mainline Linux does not have
+//! (`crypto/ube/vm_ube_detect.c` in aws-lc-sys 0.47). Without it AWS-LC reseeds from the OS
+//! before every call (`rand_check_ctr_drbg_uniqueness` in `crypto/fipsmodule/rand/rand.c`):
+//! as safe as the OS generator, at the OS generator's cost plus its own. So both builds draw
+//! from the OS generator directly, through one code path.
+//!
+//! Nonces need to be unique, not secret; session ids come from the same source and are as
+//! unpredictable as the OS generator itself.
 
-use std::cell::RefCell;
-
-use aes_gcm::aead::rand_core::{OsRng, RngCore};
-use zeroize::Zeroize;
-
-const BATCH: usize = 4096;
-
-struct Pool {
-    bytes: Box<[u8; BATCH]>,
-    /// Bytes before `pos` are used (and wiped).
-    pos: usize,
-    /// Tells whether the process forked since the batch was drawn.
-    fork: ForkCheck,
-}
-
-/// How a batch notices that the process forked since it was drawn.
-enum ForkCheck {
-    /// Forks counted by a `pthread_atfork` handler: no system call.
-    #[cfg(unix)]
-    Counted(forkguard::atfork::Guard),
-    /// The process id the batch was drawn in.
-    Pid(forkguard::pid::Guard),
-}
-
-impl ForkCheck {
-    /// Registers the fork handler on first use, so that every batch is drawn after it.
-    fn new() -> ForkCheck {
-        #[cfg(unix)]
-        if let Ok(g) = forkguard::atfork::Guard::try_new() {
-            return ForkCheck::Counted(g);
-        }
-        ForkCheck::Pid(forkguard::pid::Guard::default())
-    }
-
-    /// Whether the process is not the one the batch was drawn in.
-    #[inline]
-    fn forked(&mut self) -> bool {
-        match self {
-            #[cfg(unix)]
-            ForkCheck::Counted(g) => g.detected_fork(),
-            ForkCheck::Pid(g) => g.detected_fork(),
-        }
-    }
-}
-
-thread_local! {
-    static POOL: RefCell<Option<Pool>> = const { RefCell::new(None) };
-}
-
-/// The OS RNG failed.
+/// The OS generator failed.
 #[derive(Debug)]
 pub(crate) struct RngFailed;
 
-/// Fills `out` with fresh OS randomness. Requests over 256 bytes go straight to the OS.
+/// Fills `out` with fresh bytes from the OS generator.
+#[inline]
 pub(crate) fn fill(out: &mut [u8]) -> Result<(), RngFailed> {
-    if out.len() > 256 {
-        return OsRng.try_fill_bytes(out).map_err(|_| RngFailed);
-    }
-    POOL.with(|cell| {
-        let mut slot = cell.try_borrow_mut().map_err(|_| RngFailed)?;
-        let usable = slot
-            .as_mut()
-            .is_some_and(|p| !p.fork.forked() && p.pos + out.len() <= BATCH);
-        let pool = match slot.as_mut() {
-            Some(p) if usable => p,
-            _ => {
-                // The check first: the fork handler must be in place before the batch exists.
-                let fork = ForkCheck::new();
-                let mut bytes = Box::new([0u8; BATCH]);
-                OsRng
-                    .try_fill_bytes(&mut bytes[..])
-                    .map_err(|_| RngFailed)?;
-                slot.insert(Pool {
-                    bytes,
-                    pos: 0,
-                    fork,
-                })
-            }
-        };
-        let end = pool.pos + out.len();
-        let src = pool.bytes.get_mut(pool.pos..end).ok_or(RngFailed)?;
-        out.copy_from_slice(src);
-        src.zeroize();
-        pool.pos = end;
-        Ok(())
-    })
-}
-
-impl Drop for Pool {
-    fn drop(&mut self) {
-        self.bytes.zeroize();
-    }
+    getrandom::fill(out).map_err(|_| RngFailed)
 }
 
 #[cfg(test)]
@@ -118,9 +47,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bytes_are_never_handed_out_twice() {
+    fn draws_do_not_repeat() {
         let mut seen = std::collections::HashSet::new();
-        for _ in 0..3 * BATCH / 12 {
+        for _ in 0..1024 {
             let mut n = [0u8; 12];
             fill(&mut n).unwrap();
             assert!(seen.insert(n), "a 96-bit value repeated");

@@ -28,6 +28,15 @@
 //! Refusals and revocations are rare by nature and use one atomic each. With the `metrics`
 //! feature each count also goes through the installed recorder (a registry look-up per
 //! count for most recorders): that cost is the feature's, and off by default.
+//!
+//! # Refusal log lines
+//!
+//! Every refusal is counted, but a flood of forged tokens must not become a flood of log
+//! lines: each middleware writes at most one `session token refused` event per reason per
+//! [`REFUSAL_LOG_INTERVAL`] (one second). The event after a quiet spell carries
+//! `suppressed`, the number of refusals of that reason left out since the previous event of
+//! that reason (0 when none were). The counts of [`Stats`] and the metrics stay exact, and
+//! the request's span still names the reason of each refused request.
 // Without the `metrics` feature there is no `describe_metrics`: the link leads to the
 // crate's features list.
 #![cfg_attr(
@@ -36,8 +45,9 @@
     doc = "[`describe_metrics`]: crate#features"
 )]
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use tracing::Span;
 
@@ -101,6 +111,50 @@ fn reason_index(e: &OpenError) -> usize {
         OpenError::DataTooDeep { .. } => 14,
         OpenError::DuplicateAuthorization { .. } => 15,
     }
+}
+
+/// The shortest time between two refusal log lines of one reason, per middleware; the
+/// refusals in between are counted, and the next line says how many it left out.
+pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Lets through one log line per [`REFUSAL_LOG_INTERVAL`], counting the others.
+#[derive(Default)]
+struct LogGate {
+    /// Milliseconds since [`now_ms`]'s start before which no line is written.
+    next: AtomicU64,
+    /// Lines left out since the last one written.
+    suppressed: AtomicU64,
+}
+
+impl LogGate {
+    /// Whether to write a line at `now` (milliseconds, from [`now_ms`]); if so, how many were
+    /// left out since the last one. Of threads racing for one slot, one wins.
+    fn admit(&self, now: u64) -> Option<u64> {
+        let next = self.next.load(Ordering::Relaxed);
+        let interval = u64::try_from(REFUSAL_LOG_INTERVAL.as_millis()).unwrap_or(u64::MAX);
+        if now >= next
+            && self
+                .next
+                .compare_exchange(
+                    next,
+                    now.saturating_add(interval),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            return Some(self.suppressed.swap(0, Ordering::Relaxed));
+        }
+        self.suppressed.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
+/// Milliseconds on a monotonic clock, from the first call in the process.
+fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let elapsed = START.get_or_init(Instant::now).elapsed().as_millis();
+    u64::try_from(elapsed).unwrap_or(u64::MAX)
 }
 
 /// Stripes of the hot counters; a power of two.
@@ -167,6 +221,8 @@ pub(crate) struct Counters {
     reissued: Striped,
     revoked_sessions: AtomicU64,
     revoked_subjects: AtomicU64,
+    /// One log gate per reason of [`REASONS`].
+    refusal_logs: [LogGate; REASONS.len()],
 }
 
 impl Counters {
@@ -180,31 +236,35 @@ impl Counters {
         }
     }
 
-    /// Counts and logs a refusal (once, at a level by reason, never the token) and names its
-    /// reason on the request's span.
+    /// Counts a refusal and names its reason on the request's span, and logs it (at a level
+    /// by reason, never the token) unless a line of that reason was written less than
+    /// [`REFUSAL_LOG_INTERVAL`] ago.
     pub(crate) fn refused(&self, e: &OpenError, span: &Span) {
         let reason = e.reason();
-        match e {
-            OpenError::Expired { .. } | OpenError::IdleTimeout { .. } | OpenError::Revoked => {
-                tracing::debug!(target: "sealed_session", parent: span, reason, error = %e, "session token refused");
-            }
-            // Over a configured limit: worth knowing (a limit set too low, or a client
-            // misbehaving), not an alarm.
-            OpenError::TooLarge { .. }
-            | OpenError::CookieHeaderTooLarge { .. }
-            | OpenError::TooManyChunks { .. }
-            | OpenError::DataTooLarge { .. }
-            | OpenError::DataTooDeep { .. } => {
-                tracing::info!(target: "sealed_session", parent: span, reason, error = %e, "session token refused");
-            }
-            _ => {
-                tracing::warn!(target: "sealed_session", parent: span, reason, error = %e, "session token refused");
+        let index = reason_index(e);
+        if let Some(suppressed) = self.refusal_logs.get(index).and_then(|g| g.admit(now_ms())) {
+            match e {
+                OpenError::Expired { .. } | OpenError::IdleTimeout { .. } | OpenError::Revoked => {
+                    tracing::debug!(target: "sealed_session", parent: span, reason, error = %e, suppressed, "session token refused");
+                }
+                // Over a configured limit: worth knowing (a limit set too low, or a client
+                // misbehaving), not an alarm.
+                OpenError::TooLarge { .. }
+                | OpenError::CookieHeaderTooLarge { .. }
+                | OpenError::TooManyChunks { .. }
+                | OpenError::DataTooLarge { .. }
+                | OpenError::DataTooDeep { .. } => {
+                    tracing::info!(target: "sealed_session", parent: span, reason, error = %e, suppressed, "session token refused");
+                }
+                _ => {
+                    tracing::warn!(target: "sealed_session", parent: span, reason, error = %e, suppressed, "session token refused");
+                }
             }
         }
         if !span.is_disabled() {
             span.record("reason", reason);
         }
-        if let Some(n) = self.refusals.get(reason_index(e)) {
+        if let Some(n) = self.refusals.get(index) {
             n.fetch_add(1, Ordering::Relaxed);
         }
         #[cfg(feature = "metrics")]
@@ -479,6 +539,35 @@ mod tests {
             assert_eq!(reason_index(e), i);
             assert_eq!(REASONS.get(i), Some(&e.reason()));
         }
+    }
+
+    #[test]
+    fn a_gate_lets_one_line_through_per_interval_and_counts_the_rest() {
+        let g = LogGate::default();
+        assert_eq!(g.admit(0), Some(0));
+        for t in [0, 1, 500, 999] {
+            assert_eq!(g.admit(t), None, "{t}");
+        }
+        assert_eq!(g.admit(1000), Some(4));
+        assert_eq!(g.admit(1500), None);
+        // After a quiet spell, the next line comes at once and left nothing out.
+        assert_eq!(g.admit(60_000), Some(1));
+        assert_eq!(g.admit(61_000), Some(0));
+        // The clock's far end does not wrap around.
+        assert_eq!(g.admit(u64::MAX - 1), Some(0));
+        assert_eq!(g.admit(u64::MAX - 1), None);
+    }
+
+    #[test]
+    fn refusals_are_all_counted_while_their_lines_are_gated_by_reason() {
+        let c = Counters::default();
+        for _ in 0..100 {
+            c.refused(&OpenError::BadSeal, &Span::none());
+            c.refused(&OpenError::Malformed("x"), &Span::none());
+        }
+        let s = c.snapshot(None);
+        assert_eq!((s.refused("bad_seal"), s.refused("malformed")), (100, 100));
+        assert_eq!(s.refusals_total(), 200);
     }
 
     #[test]

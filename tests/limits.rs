@@ -14,11 +14,11 @@ use poem::{Endpoint, EndpointExt, Route, get, handler, post};
 use sealed_session::codec::Codec as _;
 use sealed_session::limits::{
     DEFAULT_MAX_CHUNKS, DEFAULT_MAX_COOKIE_HEADER_LEN, DEFAULT_MAX_DATA_LEN,
-    DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_TOKEN_LEN, MAX_JSON_DEPTH,
+    DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_TOKEN_LEN, LimitError, MAX_CHUNKS, MAX_JSON_DEPTH,
 };
 use sealed_session::{
-    BearerConfig, Keyring, Limits, SealedCodec, SealedSession, Session, SessionId, SessionState,
-    Timestamp,
+    BearerConfig, CookieConfig, Keyring, Limits, SealedCodec, SealedSession, Session, SessionId,
+    SessionState, Timestamp,
 };
 use serde_json::Value;
 
@@ -152,7 +152,84 @@ fn defaults_are_documented_values() {
     );
     assert_eq!(Limits::new().json_depth(0).get_json_depth(), 1);
     assert_eq!(Limits::new().json_depth(1000).get_json_depth(), 127);
-    assert_eq!(Limits::new().max_chunks(0).get_max_chunks(), 1);
+    assert_eq!(Limits::new().max_chunks(0).unwrap().get_max_chunks(), 1);
+}
+
+#[test]
+fn chunk_counts_over_the_hard_maximum_are_refused_when_configured() {
+    assert_eq!(MAX_CHUNKS, 32);
+    for n in [MAX_CHUNKS + 1, 4096, 1 << 32, usize::MAX] {
+        let err = Limits::new().max_chunks(n).unwrap_err();
+        assert_eq!(
+            err,
+            LimitError::TooManyChunks {
+                requested: n,
+                max: MAX_CHUNKS
+            }
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("limit of 32") && msg.contains("MAX_CHUNKS"),
+            "{msg}"
+        );
+        assert!(SealedSession::new(keys()).max_chunks(n).is_err(), "{n}");
+        assert!(CookieConfig::new().max_chunks(n).is_err(), "{n}");
+    }
+    let at = Limits::new().max_chunks(MAX_CHUNKS).unwrap();
+    assert_eq!(at.get_max_chunks(), MAX_CHUNKS);
+    let cookie = CookieConfig::new().max_chunks(MAX_CHUNKS).unwrap();
+    assert_eq!(cookie.get_max_chunks(), MAX_CHUNKS);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn no_chunk_index_makes_the_middleware_work_in_proportion_to_it() {
+    let (_cap, _g) = capture();
+    // The largest chunk count there is: the reader keeps at most that many chunks, ignores
+    // indexes from 4 x MAX_CHUNKS on, and so clears at most that many cookies.
+    let mw = || SealedSession::new(keys()).max_chunks(MAX_CHUNKS).unwrap();
+    for idx in ["4294967295", "18446744073709551615", "99999999999999999999"] {
+        let cookie = format!("{NAME}.{idx}=x");
+        let (status, body, set) = get_user(mw(), &[&cookie]).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "<none>"), "{idx}");
+        assert!(
+            set.is_empty(),
+            "{idx}: an ignored cookie is not cleared: {set:?}"
+        );
+    }
+    let last = 4 * MAX_CHUNKS - 1;
+    let (status, body, set) = get_user(mw(), &[&format!("{NAME}.{last}=x")]).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "<none>"));
+    assert_eq!(set.len(), 4 * MAX_CHUNKS, "{set:?}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn only_canonical_chunk_names_are_read() {
+    let (_cap, _g) = capture();
+    let token = mint("/login").await;
+    let (head, tail) = token.split_at(token.len() / 2);
+    let pair = |a: &str, b: &str| format!("{NAME}.{a}={head}; {NAME}.{b}={tail}");
+    let (_, body, _) = get_user(SealedSession::new(keys()), &[&pair("0", "1")]).await;
+    assert_eq!(body, "alice");
+    for (a, b) in [
+        ("00", "1"),
+        ("+0", "1"),
+        ("0", "01"),
+        ("0", "+1"),
+        ("0", " 1"),
+        ("0", "1 "),
+        ("0", "0x1"),
+    ] {
+        let (status, body, _) = get_user(SealedSession::new(keys()), &[&pair(a, b)]).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, "<none>"),
+            ".{a} .{b}"
+        );
+    }
+    // A second spelling of chunk 0, sent first, does not stand in for it.
+    let shadowed = format!("{NAME}.00=AAAA; {}", pair("0", "1"));
+    let (_, body, _) = get_user(SealedSession::new(keys()), &[&shadowed]).await;
+    assert_eq!(body, "alice");
 }
 
 /// A `Cookie` header of exactly `len` bytes: the session cookie, then a filler cookie.
@@ -229,8 +306,8 @@ async fn chunks_at_the_limit_are_joined_one_more_gives_a_fresh_session() {
     ] {
         cap.clear();
         let mw = || match how {
-            "limits" => SealedSession::new(keys()).limits(Limits::new().max_chunks(max)),
-            "builder" => SealedSession::new(keys()).max_chunks(max),
+            "limits" => SealedSession::new(keys()).limits(Limits::new().max_chunks(max).unwrap()),
+            "builder" => SealedSession::new(keys()).max_chunks(max).unwrap(),
             _ => SealedSession::new(keys()),
         };
         let (status, body, _) = get_user(mw(), &[&chunked(&token, max)]).await;
@@ -253,10 +330,12 @@ async fn the_last_chunk_setting_wins() {
     // `limits` after `max_chunks`, and `max_chunks` after `limits`.
     let a = SealedSession::new(keys())
         .max_chunks(2)
-        .limits(Limits::new().max_chunks(3));
+        .unwrap()
+        .limits(Limits::new().max_chunks(3).unwrap());
     let b = SealedSession::new(keys())
-        .limits(Limits::new().max_chunks(2))
-        .max_chunks(3);
+        .limits(Limits::new().max_chunks(2).unwrap())
+        .max_chunks(3)
+        .unwrap();
     for mw in [a, b] {
         let (_, body, _) = get_user(mw, &[&chunked(&token, 3)]).await;
         assert_eq!(body, "alice");

@@ -452,7 +452,7 @@ async fn large_sessions_are_chunked_reassembled_and_shrunk() {
 
 #[tokio::test]
 async fn a_session_too_large_is_a_clear_error_and_the_old_cookie_stays() {
-    let mut c = Client::new(app(SealedSession::new(keys()).max_chunks(2)));
+    let mut c = Client::new(app(SealedSession::new(keys()).max_chunks(2).unwrap()));
     c.send(true, "/set/user/alice").await;
     let before = c.jar.clone();
     let (resp, set) = c.send(true, "/big/9000").await;

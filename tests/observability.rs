@@ -272,3 +272,60 @@ async fn stats_count_refusals_by_reason_issues_reissues_and_revocations() {
     assert_eq!(SealedSession::new(keys()).stats().denylist, None);
     assert_eq!(SealedSession::new(keys()).stats().refusals_total(), 0);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_flood_of_forged_tokens_is_counted_exactly_and_logged_once_a_second() {
+    let (cap, _g) = capture();
+    let mw = SealedSession::new(keys());
+    let handle = mw.clone();
+    let tc = TestClient::new(routes().with(mw));
+    let (_, token) = logged_in(&tc).await;
+    let mut bytes = token.into_bytes();
+    let mid = bytes.len() / 2;
+    bytes[mid] = if bytes[mid] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(bytes).unwrap();
+
+    const FLOOD: usize = 300;
+    cap.clear();
+    let started = std::time::Instant::now();
+    for i in 0..FLOOD {
+        let mut forged = Jar::default();
+        forged.set(
+            NAME,
+            if i % 2 == 0 {
+                "not a token!"
+            } else {
+                &tampered
+            },
+        );
+        assert_eq!(send(&tc, &mut forged, false, "/me").await.1, "<none>");
+    }
+    let seconds = started.elapsed().as_secs() as usize;
+
+    // Every refusal counted, and named on its request's span.
+    let s = handle.stats();
+    assert_eq!((s.refused("malformed"), s.refused("bad_seal")), (150, 150));
+    let spans = cap
+        .spans()
+        .into_iter()
+        .filter(|s| s.name == "sealed_session" && s.fields.contains_key("reason"))
+        .count();
+    assert_eq!(spans, FLOOD);
+    // But one line per reason per second begun, the first saying it left nothing out.
+    for reason in ["malformed", "bad_seal"] {
+        let lines: Vec<_> = cap
+            .events()
+            .into_iter()
+            .filter(|e| e.fields.get("reason").map(String::as_str) == Some(reason))
+            .collect();
+        assert!(
+            !lines.is_empty() && lines.len() <= seconds + 1,
+            "{reason}: {} lines in {seconds} s",
+            lines.len()
+        );
+        assert_eq!(lines[0].fields["suppressed"], "0", "{reason}");
+        for later in &lines[1..] {
+            assert_ne!(later.fields["suppressed"], "0", "{reason}: {later:?}");
+        }
+    }
+}

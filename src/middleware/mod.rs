@@ -15,7 +15,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::codec::{Codec, SealedCodec, SessionIdCodec, SignedCodec};
 use crate::denylist::Denylist;
 use crate::keys::Keyring;
-use crate::limits::Limits;
+use crate::limits::{LimitError, Limits};
 use crate::policy::Policy;
 use crate::session::{Backend, Shared};
 use crate::stats::{Counted, Counters, Stats};
@@ -193,11 +193,17 @@ impl SealedSession {
     pub fn persistent(self, on: bool) -> Self {
         self.map_cookie(|c| c.persistent(on))
     }
-    /// Most cookies a large session may be split across. Default: 4. The same setting as
-    /// [`Limits::max_chunks`]; the last call wins.
-    #[must_use]
-    pub fn max_chunks(self, n: usize) -> Self {
-        self.map_cookie(|c| c.max_chunks(n))
+    /// Most cookies a large session may be split across (0 counts as 1). Default: 4. The
+    /// same setting as [`Limits::max_chunks`]; the last call wins.
+    ///
+    /// # Errors
+    ///
+    /// [`LimitError::TooManyChunks`] for more than
+    /// [`MAX_CHUNKS`](crate::limits::MAX_CHUNKS) (32), whose documentation says why: the
+    /// middleware is then not built, rather than built with a bound that no browser honours.
+    pub fn max_chunks(mut self, n: usize) -> Result<Self, LimitError> {
+        self.cfg.cookie = self.cfg.cookie.max_chunks(n)?;
+        Ok(self)
     }
     /// Bounds on what the middleware reads from the client: the `Cookie` header, the
     /// number of chunks, the token, the session data's size and nesting. Default:
@@ -207,7 +213,8 @@ impl SealedSession {
     #[must_use]
     pub fn limits(mut self, limits: Limits) -> Self {
         self.cfg.limits = limits;
-        self.map_cookie(|c| c.max_chunks(limits.get_max_chunks()))
+        self.cfg.cookie.set_max_chunks(limits.get_max_chunks());
+        self
     }
     /// Trust `X-Forwarded-Proto` (express-session's `proxy`). Default: false.
     #[must_use]

@@ -6,12 +6,18 @@
 //! into `NAME.0`, `NAME.1`, ... (at most [`CookieConfig::max_chunks`]); reading concatenates
 //! them in order. Writing one form removes the cookies of the other that the request carried,
 //! and stale chunks beyond the new count.
+//!
+//! Only canonical decimal indexes name chunks: `NAME.0`, `NAME.12`, never `NAME.00`,
+//! `NAME.01`, `NAME.+1` or `NAME. 1`, which are other cookies, ignored. So every chunk has one
+//! name, and no second cookie can stand in for it.
 
 use std::borrow::Cow;
 use std::time::Duration;
 
 use poem::http::header::COOKIE;
 use poem::http::{HeaderMap, HeaderValue};
+
+use crate::limits::{LimitError, chunk_count};
 
 pub use ::cookie::SameSite;
 
@@ -101,13 +107,22 @@ fn parse_pair<'a>(pair: &'a [u8], name: &[u8]) -> Option<(Option<usize>, &'a [u8
         [b'=', value @ ..] => (None, value),
         [b'.', label @ ..] => {
             let eq = label.iter().position(|&b| b == b'=')?;
-            let digits = label.get(..eq)?;
-            let index = std::str::from_utf8(digits).ok()?.parse::<usize>().ok()?;
+            let index = chunk_index(label.get(..eq)?)?;
             (Some(index), label.get(eq + 1..)?)
         }
         _ => return None,
     };
     Some((index, unquote(value)))
+}
+
+/// A chunk index in canonical decimal: ASCII digits, no leading zero (but `0` itself), no
+/// sign, no space; `None` for anything else or a number past `usize`.
+fn chunk_index(digits: &[u8]) -> Option<usize> {
+    match digits {
+        [] | [b'0', _, ..] => None,
+        _ if !digits.iter().all(u8::is_ascii_digit) => None,
+        _ => std::str::from_utf8(digits).ok()?.parse().ok(),
+    }
 }
 
 /// A cookie value without the spaces and double quotes around it.
@@ -201,11 +216,21 @@ impl CookieConfig {
         self.persistent = on;
         self
     }
-    /// The most cookies one session may be split across. Default: 4 (about 16 KB).
-    #[must_use]
-    pub fn max_chunks(mut self, n: usize) -> Self {
-        self.max_chunks = n.max(1);
-        self
+    /// The most cookies one session may be split across (0 counts as 1). Default: 4 (about
+    /// 16 KB).
+    ///
+    /// # Errors
+    ///
+    /// [`LimitError::TooManyChunks`] for more than
+    /// [`MAX_CHUNKS`](crate::limits::MAX_CHUNKS) (32), whose documentation says why.
+    pub fn max_chunks(mut self, n: usize) -> Result<Self, LimitError> {
+        self.max_chunks = chunk_count(n)?;
+        Ok(self)
+    }
+    /// Sets a chunk count already checked (by [`Limits`](crate::Limits)); clamped to
+    /// 1..=[`MAX_CHUNKS`](crate::limits::MAX_CHUNKS) all the same.
+    pub(crate) fn set_max_chunks(&mut self, n: usize) {
+        self.max_chunks = n.clamp(1, crate::limits::MAX_CHUNKS);
     }
     /// Trust `X-Forwarded-Proto` from a reverse proxy when deciding whether the request came
     /// over HTTPS (express-session's `proxy`). Default: false.
@@ -304,7 +329,9 @@ impl CookieConfig {
                         plain.get_or_insert(v);
                         incoming.plain = true;
                     }
-                    // Absurd indexes are refused without allocating for them.
+                    // Absurd indexes are ignored without allocating for them: `parts` never
+                    // grows past `max_chunks` (at most `MAX_CHUNKS`), and `chunks`, which
+                    // sizes the removals sent back, stays below this bound.
                     Some((Some(idx), _)) if idx >= self.max_chunks.saturating_mul(4).max(16) => {}
                     Some((Some(idx), v)) => {
                         incoming.chunks = incoming.chunks.max(idx + 1);
@@ -559,15 +586,61 @@ mod tests {
         assert_eq!((i.token, i.chunks), (None, 2));
     }
 
-    /// The pair parser as it was before it stopped searching the value for `=`: the new one
-    /// must read every pair the same way.
+    #[test]
+    fn only_canonical_indexes_name_chunks() {
+        let c = CookieConfig::default();
+        for (cookie, token, chunks) in [
+            (&b"sid.0=A"[..], Some("A"), 1),
+            (b"sid.0=A; sid.1=B", Some("AB"), 2),
+            (b"sid.00=A", None, 0),
+            (b"sid.+0=A", None, 0),
+            (b"sid.-0=A", None, 0),
+            (b"sid. 0=A", None, 0),
+            (b"sid.0 =A", None, 0),
+            (b"sid.0=A; sid.01=B", Some("A"), 1),
+            (b"sid.0=A; sid. 1=B", Some("A"), 1),
+            (b"sid.0=A; sid.+1=B", Some("A"), 1),
+            // A second spelling of an index cannot stand in for the chunk.
+            (b"sid.00=X; sid.0=A", Some("A"), 1),
+        ] {
+            let i = c.read(&headers(cookie), "sid");
+            let what = String::from_utf8_lossy(cookie);
+            assert_eq!((i.token.as_deref(), i.chunks), (token, chunks), "{what}");
+        }
+    }
+
+    #[test]
+    fn no_index_makes_the_reader_allocate_for_it() {
+        use crate::limits::MAX_CHUNKS;
+
+        assert!(CookieConfig::default().max_chunks(MAX_CHUNKS + 1).is_err());
+        let c = CookieConfig::default().max_chunks(MAX_CHUNKS).unwrap();
+        for idx in [
+            "4294967295",
+            "18446744073709551615",
+            "18446744073709551616",
+            "128",
+            "127",
+        ] {
+            let i = c.read(&headers(format!("sid.{idx}=x").as_bytes()), "sid");
+            // Ignored, or counted (for removal) below a bound that does not grow with it.
+            assert!(i.chunks <= 4 * MAX_CHUNKS, "{idx}: {}", i.chunks);
+            assert_eq!(i.token, None, "{idx}");
+        }
+    }
+
+    /// The pair parser as it was before it stopped searching the value for `=` (with the
+    /// canonical index rule since added): the new one must read every pair the same way.
     fn parse_pair_by_search<'a>(pair: &'a [u8], name: &[u8]) -> Option<(Option<usize>, &'a [u8])> {
         let rest = pair.trim_ascii_start().strip_prefix(name)?;
         let eq = rest.iter().position(|&b| b == b'=')?;
         let (label, value) = (rest.get(..eq)?, rest.get(eq + 1..)?);
         let index = match label {
             [] => None,
-            [b'.', digits @ ..] => Some(std::str::from_utf8(digits).ok()?.parse::<usize>().ok()?),
+            [b'.', b'0', b'0'..=b'9', ..] => return None,
+            [b'.', digits @ ..] if digits.iter().all(u8::is_ascii_digit) => {
+                Some(std::str::from_utf8(digits).ok()?.parse::<usize>().ok()?)
+            }
             _ => return None,
         };
         Some((index, super::unquote(value)))
@@ -592,6 +665,14 @@ mod tests {
             b"=sid",
             b"sid==",
             b"sid.99999999999999999999999=x",
+            b"sid.00=x",
+            b"sid.01=x",
+            b"sid.+0=x",
+            b"sid.-0=x",
+            b"sid. 1=x",
+            b"sid.1 =x",
+            b"sid.10=x",
+            b"sid.0x1=x",
         ] {
             assert_eq!(
                 super::parse_pair(pair, b"sid"),
