@@ -22,10 +22,8 @@
 //!
 //! # Cost
 //!
-//! Counts happen where tokens are opened, made, refused or revoked. Tokens are opened on
-//! every request that carries one and made on every write, so those counters are striped: each thread adds to its own cache line of [`STRIPES`], and a
-//! snapshot sums them, so cores writing sessions in parallel never contend on one atomic.
-//! Refusals and revocations are rare by nature and use one atomic each. With the `metrics`
+//! Counts happen where tokens are opened, made, refused or revoked: one relaxed atomic
+//! add each. With the `metrics`
 //! feature each count also goes through the installed recorder (a registry look-up per
 //! count for most recorders): that cost is the feature's, and off by default.
 //!
@@ -45,7 +43,7 @@
     doc = "[`describe_metrics`]: crate#features"
 )]
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -157,42 +155,6 @@ fn now_ms() -> u64 {
     u64::try_from(elapsed).unwrap_or(u64::MAX)
 }
 
-/// Stripes of the hot counters; a power of two.
-pub const STRIPES: usize = 8;
-
-/// One stripe, on its own pair of cache lines (adjacent-line prefetch pairs them).
-#[repr(align(128))]
-#[derive(Default)]
-struct Stripe(AtomicU64);
-
-/// A counter that threads add to without sharing a cache line.
-#[derive(Default)]
-struct Striped([Stripe; STRIPES]);
-
-/// This thread's stripe: threads take stripes in turn as they first count.
-pub(crate) fn stripe() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
-    }
-    STRIPE.try_with(|s| *s).unwrap_or(0)
-}
-
-impl Striped {
-    #[inline]
-    fn add(&self) {
-        if let Some(s) = self.0.get(stripe()) {
-            s.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    fn sum(&self) -> u64 {
-        self.0
-            .iter()
-            .fold(0u64, |n, s| n.wrapping_add(s.0.load(Ordering::Relaxed)))
-    }
-}
-
 /// Which kind of revocation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Revocation {
@@ -215,10 +177,10 @@ impl Revocation {
 #[derive(Default)]
 pub(crate) struct Counters {
     refusals: [AtomicU64; REASONS.len()],
-    opened: Striped,
-    opened_cached: Striped,
-    issued: Striped,
-    reissued: Striped,
+    opened: AtomicU64,
+    opened_cached: AtomicU64,
+    issued: AtomicU64,
+    reissued: AtomicU64,
     revoked_sessions: AtomicU64,
     revoked_subjects: AtomicU64,
     /// One log gate per reason of [`REASONS`].
@@ -230,9 +192,9 @@ impl Counters {
     #[inline]
     pub(crate) fn opened(&self, cached: bool) {
         if cached {
-            self.opened_cached.add();
+            self.opened_cached.fetch_add(1, Ordering::Relaxed);
         } else {
-            self.opened.add();
+            self.opened.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -275,12 +237,12 @@ impl Counters {
     #[inline]
     pub(crate) fn sent(&self, new: bool, span: &Span) {
         if new {
-            self.issued.add();
+            self.issued.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(target: "sealed_session", parent: span, "session issued");
             #[cfg(feature = "metrics")]
             ::metrics::counter!(ISSUED_TOTAL).increment(1);
         } else {
-            self.reissued.add();
+            self.reissued.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(target: "sealed_session", parent: span, "session re-issued");
             #[cfg(feature = "metrics")]
             ::metrics::counter!(REISSUES_TOTAL).increment(1);
@@ -306,10 +268,10 @@ impl Counters {
                 .zip(&self.refusals)
                 .map(|(r, n)| (*r, n.load(Ordering::Relaxed)))
                 .collect(),
-            opened: self.opened.sum(),
-            opened_cached: self.opened_cached.sum(),
-            issued: self.issued.sum(),
-            reissues: self.reissued.sum(),
+            opened: self.opened.load(Ordering::Relaxed),
+            opened_cached: self.opened_cached.load(Ordering::Relaxed),
+            issued: self.issued.load(Ordering::Relaxed),
+            reissues: self.reissued.load(Ordering::Relaxed),
             revoked_sessions: self.revoked_sessions.load(Ordering::Relaxed),
             revoked_subjects: self.revoked_subjects.load(Ordering::Relaxed),
             denylist: denylist.map(Denylist::status),
@@ -571,7 +533,7 @@ mod tests {
     }
 
     #[test]
-    fn striped_counts_from_many_threads_add_up() {
+    fn counts_from_many_threads_add_up() {
         let c = Arc::new(Counters::default());
         let threads: Vec<_> = (0..4)
             .map(|_| {
