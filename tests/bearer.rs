@@ -195,7 +195,13 @@ async fn two_authorization_headers_are_refused_not_served_as_the_first() {
         );
         assert!(!challenge.contains(&token), "{challenge}");
         assert!(resp.0.headers().get("x-session-token").is_none());
-        assert_eq!(cap.reasons(), vec!["duplicate_authorization".to_owned()]);
+        // One log line per reason per second: after the first, the refusal is counted, and
+        // its line held back.
+        let reasons = cap.reasons();
+        assert!(
+            reasons.iter().all(|r| r == "duplicate_authorization") && reasons.len() <= 1,
+            "{reasons:?}"
+        );
     }
     // The same token in one header is served.
     let resp = tc.get("/me").header("authorization", bearer).send().await;

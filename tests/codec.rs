@@ -1,5 +1,7 @@
 //! Sealed and signed codecs: round trips, key rotation, purpose binding, refusals with
 //! their typed reasons, limits, and typed access to the data.
+// What only the `test-vectors` tests use is unused without that feature.
+#![cfg_attr(not(feature = "test-vectors"), allow(dead_code, unused_imports))]
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -509,6 +511,7 @@ fn long_purposes_bind_too() {
     }
 }
 
+#[cfg(feature = "test-vectors")] // seals with a given nonce
 /// A thread reuses one buffer for the binary token it seals: what an earlier seal left in it
 /// (a larger token, or a seal refused half-way with its plaintext) never reaches a later
 /// token. The same state seals to the same bytes whatever came before (signed tokens are

@@ -135,7 +135,8 @@ fn decrypt(
 impl SealedCodec {
     /// Seals with a caller-chosen nonce. Only for reproducing the test vectors of
     /// `docs/FORMAT.md`: reusing a nonce with the same key breaks the AEAD's security.
-    #[doc(hidden)]
+    /// Exists only with the `test-vectors` feature, which no application should enable.
+    #[cfg(feature = "test-vectors")]
     pub fn seal_with_nonce_for_test_vectors(
         &self,
         state: &SessionState,

@@ -148,7 +148,7 @@ fn description(e: &OpenError) -> &'static str {
 /// The answer for a refused bearer token (RFC 6750, section 3.1): a 401 with
 /// `error="invalid_token"`; for a request with more than one `Authorization` header, a 400
 /// with `error="invalid_request"`.
-pub fn unauthorized(e: &OpenError) -> Response {
+pub(crate) fn unauthorized(e: &OpenError) -> Response {
     let desc = description(e);
     let (status, error) = match e {
         OpenError::DuplicateAuthorization { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),

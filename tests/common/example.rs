@@ -36,13 +36,14 @@ pub fn example_path(name: &str) -> TestResult<PathBuf> {
 /// `known_features_are_the_manifests` (in `tests/compare_smoke.rs`) keeps it in step with
 /// `Cargo.toml`: a feature missing here would make [`example_binary`] rebuild the crate and
 /// the example a second time, with other features.
-pub const FEATURES: [(&str, bool); 6] = [
+pub const FEATURES: [(&str, bool); 7] = [
     ("aws-lc", cfg!(feature = "aws-lc")),
     ("jwt", cfg!(feature = "jwt")),
     ("jwt-rust-crypto", cfg!(feature = "jwt-rust-crypto")),
     ("redis", cfg!(feature = "redis")),
     ("cli", cfg!(feature = "cli")),
     ("metrics", cfg!(feature = "metrics")),
+    ("test-vectors", cfg!(feature = "test-vectors")),
 ];
 
 /// The package features this test crate was compiled with, to build examples with the same.
