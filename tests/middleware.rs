@@ -531,12 +531,6 @@ async fn a_session_extractor_without_the_middleware_is_a_500_with_a_message() {
     assert!(body.contains("middleware is not installed"), "{body}");
 }
 
-#[test]
-fn session_state_is_what_the_codec_carries() {
-    // Compile-time check that the public state type is usable by applications' own tools.
-    fn _f(_: &SessionState) {}
-}
-
 #[tokio::test]
 async fn cookies_that_are_not_text_neither_break_nor_hide_the_session() {
     let mut c = Client::new(app(SealedSession::new(keys())));
