@@ -102,6 +102,10 @@ impl Policy {
     pub fn get_max_age(&self) -> Duration {
         self.max_age
     }
+    /// The clock leeway.
+    pub(crate) fn clock_leeway(&self) -> Duration {
+        self.leeway
+    }
     /// The idle timeout.
     pub fn get_idle_timeout(&self) -> Option<Duration> {
         self.idle_timeout

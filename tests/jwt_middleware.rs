@@ -230,3 +230,46 @@ async fn the_jwk_set_endpoint_publishes_public_keys_only() {
         "HMAC secrets are never published"
     );
 }
+
+/// The `exp` claim of a token, in seconds.
+fn exp_of(token: &str) -> u64 {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    claims["exp"].as_u64().unwrap()
+}
+
+/// `SealedSession::jwt` gives the middleware's policy to the codec: the `exp` other
+/// verifiers read is the idle deadline this middleware enforces, not the codec's default.
+#[tokio::test]
+async fn the_jwt_constructor_gives_the_codec_the_middlewares_policy() {
+    let (_, ring) = ring("k1");
+    let idle = std::time::Duration::from_secs(5 * 60);
+    let app = |mw: SealedSession| {
+        Route::new()
+            .at("/api/login", post(login))
+            .with(mw.bearer(BearerConfig::new()).idle_timeout(Some(idle)))
+    };
+    let with_policy = token_of(&TestClient::new(app(SealedSession::jwt(codec(
+        ring.clone(),
+        "demo",
+    )))))
+    .await;
+    let without = token_of(&TestClient::new(app(SealedSession::with_codec(codec(
+        ring, "demo",
+    )))))
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let exp = exp_of(&with_policy);
+    assert!(exp <= now + idle.as_secs() + 1, "exp {exp}, now {now}");
+    assert!(
+        exp_of(&without) > now + idle.as_secs() + 60,
+        "with_codec keeps the codec's own 1-hour idle timeout"
+    );
+}

@@ -149,11 +149,15 @@ impl JwtCodec {
         self
     }
 
-    /// Takes the idle timeout from `policy`, so that `exp` tells other verifiers the same
-    /// deadline as the policy enforces here.
+    /// Takes the idle timeout and the leeway from `policy`, so that `exp` tells other
+    /// verifiers the same deadline as the policy enforces here. [`SealedSession::jwt`]
+    /// does this with the middleware's policy.
+    ///
+    /// [`SealedSession::jwt`]: crate::SealedSession::jwt
     #[must_use]
     pub fn policy(self, policy: &Policy) -> Self {
         self.idle_timeout(policy.get_idle_timeout())
+            .leeway(policy.clock_leeway())
     }
 
     /// Writes an `nbf` (not before) claim equal to `iat`. Default: off. An `nbf` in a token

@@ -60,6 +60,10 @@ pub struct SealedSession {
 #[derive(Clone)]
 struct Config {
     backend: Backend,
+    /// Set by [`SealedSession::jwt`]: the codec, given the policy when the middleware is
+    /// applied (it replaces `backend` then).
+    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+    jwt: Option<crate::codec::JwtCodec>,
     policy: Policy,
     cookie: CookieConfig,
     /// `Some` when tokens travel in the `Authorization` header instead of cookies.
@@ -96,6 +100,29 @@ impl SealedSession {
         })
     }
 
+    /// JWT sessions (usually with [`SealedSession::bearer`], for single-page apps): the
+    /// session travels as a JWT signed by `codec`'s keys. The middleware's expiry policy is
+    /// given to the codec when the middleware is applied, so that the `exp` other verifiers
+    /// read and the leeway the codec allows are the ones this middleware enforces.
+    ///
+    /// ```
+    /// use sealed_session::{BearerConfig, JwtAlgorithm, JwtCodec, JwtKeyring, SealedSession};
+    /// use std::time::Duration;
+    ///
+    /// let ring = JwtKeyring::generate(JwtAlgorithm::EdDSA)?;
+    /// let codec = JwtCodec::builder(ring).issuer("https://app.example").audience("app").build()?;
+    /// let sessions = SealedSession::jwt(codec)
+    ///     .bearer(BearerConfig::new())
+    ///     .idle_timeout(Some(Duration::from_secs(15 * 60)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+    pub fn jwt(codec: crate::codec::JwtCodec) -> Self {
+        let mut session = SealedSession::with_codec(codec.clone());
+        session.cfg.jwt = Some(codec);
+        session
+    }
+
     /// Sessions carried by any [`Codec`].
     pub fn with_codec(codec: impl Codec) -> Self {
         SealedSession::with_backend(Backend::Token(Arc::new(codec)))
@@ -105,6 +132,8 @@ impl SealedSession {
         SealedSession {
             cfg: Config {
                 backend,
+                #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+                jwt: None,
                 policy: Policy::default(),
                 cookie: CookieConfig::default(),
                 bearer: None,
@@ -308,7 +337,16 @@ impl<E: Endpoint> Middleware<E> for SealedSession {
     type Output = SealedSessionEndpoint<E>;
 
     fn transform(&self, ep: E) -> Self::Output {
-        let cfg = &self.cfg;
+        #[cfg_attr(
+            not(any(feature = "jwt", feature = "jwt-rust-crypto")),
+            allow(unused_mut)
+        )]
+        let mut cfg = self.cfg.clone();
+        #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+        if let Some(jwt) = &cfg.jwt {
+            cfg.backend = Backend::Token(Arc::new(jwt.clone().policy(&cfg.policy)));
+        }
+        let cfg = &cfg;
         SealedSessionEndpoint {
             inner: ep,
             mode: match &cfg.backend {
