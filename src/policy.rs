@@ -102,7 +102,8 @@ impl Policy {
     pub fn get_max_age(&self) -> Duration {
         self.max_age
     }
-    /// The clock leeway.
+    /// The clock leeway (for the JWT codec).
+    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
     pub(crate) fn clock_leeway(&self) -> Duration {
         self.leeway
     }
