@@ -2,12 +2,14 @@
 # Instructions per request for each middleware case, counted by valgrind (callgrind), and the
 # ratios the middleware target names. Unlike wall-clock figures these do not move with the
 # machine's load. Usage: bash benches/instructions.sh  (needs valgrind; builds the bench).
+# `bash benches/instructions.sh store`: the store-backed mode over Redis against Poem's
+# ServerSession + RedisStorage (needs redis-server too; it starts one on a free port).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The bench executable as cargo reports it: right under any CARGO_TARGET_DIR, and never the
 # newest binary of the same name built from another checkout sharing that directory.
-bench_bin() {
-  cargo bench --bench "$1" --no-run --message-format=json 2>/dev/null | python3 -c '
+bench_bin() { # $1 bench name, then any cargo flags (features)
+  cargo bench --bench "$1" "${@:2}" --no-run --message-format=json 2>/dev/null | python3 -c '
 import json, sys
 for line in sys.stdin:
     m = json.loads(line)
@@ -27,6 +29,30 @@ if [ "${1:-}" = jwt ]; then
       j[$case]=$(( (large - small) / 100 ))
     done
     python3 -c "m,b,r=${j[middleware_request]},${j[no_session_request]},${j[raw_roundtrip]}; print(f'$alg: middleware adds {m-b} instructions, raw decode + encode {r}; ratio {(m-b)/r:.2f} (target <= 1.30)')"
+  done
+  exit 0
+fi
+if [ "${1:-}" = store ]; then
+  # One read and one write through each peer, Redis on loopback. The bench needs `redis`.
+  bin=$(bench_bin store --features redis)
+  [ -x "$bin" ] || { echo "could not build the store bench"; exit 2; }
+  command -v redis-server >/dev/null || { echo "redis-server not found"; exit 2; }
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no >/dev/null &
+  redis_pid=$!
+  trap 'kill "$redis_pid" 2>/dev/null' EXIT
+  for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  export SS_REDIS_URL="redis://127.0.0.1:$port/"
+  scount() { SS_COUNT="$1" SS_COUNT_ITERS="$2" valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" --bench 2>&1 \
+      | sed -n 's/.*Collected : \([0-9]*\).*/\1/p' | awk '{s+=$1} END {print s}'; }
+  declare -A s
+  for case in sealed_session_store/read poem_server_session/read sealed_session_store/write poem_server_session/write; do
+    small=$(scount "$case" "${SS_SMALL:-100}"); large=$(scount "$case" "${SS_LARGE:-600}")
+    s[$case]=$(( (large - small) / (${SS_LARGE:-600} - ${SS_SMALL:-100}) ))
+    printf '%-28s %8d instructions/request\n' "$case" "${s[$case]}"
+  done
+  for op in read write; do
+    python3 -c "o,p=${s[sealed_session_store/$op]},${s[poem_server_session/$op]}; print(f'$op: store-backed sealed-session {o}, Poem ServerSession {p}; ratio {o/p:.3f} (target <= 1.000)')"
   done
   exit 0
 fi

@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, IntoConnectionInfo};
 
@@ -79,7 +81,11 @@ impl RedisStoreBuilder {
             // behind retries, and the first operation after Redis returns reconnects.
             .set_number_of_retries(0)
             .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout));
+            // Every operation is already bounded by `limit` (the same time): a response
+            // timeout in the client too would be a second timer per operation, registered
+            // and cancelled for nothing (about 700 instructions an operation, see
+            // `bash benches/instructions.sh store`).
+            .set_response_timeout(None);
         let conn = limit(
             self.timeout,
             "connect to Redis",
@@ -177,7 +183,12 @@ impl RedisStore {
 
     /// The Redis key of session `id`.
     pub fn key(&self, id: &SessionId) -> String {
-        format!("{}{id}", self.prefix)
+        // Appended straight after the prefix: `format!` would go through the formatting
+        // machinery, once per store operation.
+        let mut key = String::with_capacity(self.prefix.len() + 22);
+        key.push_str(&self.prefix);
+        URL_SAFE_NO_PAD.encode_string(id.as_bytes(), &mut key);
+        key
     }
 
     /// The time-to-live, in milliseconds, of a record kept until `expires_at`: 0 when that

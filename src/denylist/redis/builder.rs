@@ -1,0 +1,259 @@
+//! [`RedisDenylistBuilder`]: the options of a [`RedisDenylist`], each naming its default,
+//! and its start (connect, first load, background task).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo};
+use tokio::sync::Notify;
+
+use super::RedisDenylist;
+use super::commands::{Keys, backend};
+use super::state::{NEVER, Shared};
+use super::sync::Syncer;
+use super::task::{AbortOnDrop, ErrorChain, Task};
+use crate::clock::{Clock, SystemClock};
+use crate::denylist::memory::Replica;
+use crate::denylist::{DEFAULT_MAX_REVOKED_SESSIONS, DEFAULT_SUBJECT_TTL, DenylistError};
+
+/// What to do when Redis cannot be reached while the denylist is being built.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StartMode {
+    /// Fail [`RedisDenylistBuilder::build`] with the connection error, so a misconfigured
+    /// deployment does not start. The default.
+    #[default]
+    RequireRedis,
+    /// Start anyway and keep retrying in the background. Until the first successful load,
+    /// checks answer [`Check::Unavailable`](crate::denylist::Check::Unavailable) (and the
+    /// middleware 503) for sessions not known to be revoked.
+    RetryInBackground,
+}
+
+/// Builds a [`RedisDenylist`]. Every setter names its default.
+#[derive(Clone)]
+#[must_use]
+pub struct RedisDenylistBuilder {
+    url: String,
+    prefix: String,
+    clock: Arc<dyn Clock>,
+    subject_ttl: Duration,
+    max_sessions: usize,
+    start: StartMode,
+    stale_after: Duration,
+    heartbeat: Duration,
+    resync_every: Duration,
+    backoff_min: Duration,
+    backoff_max: Duration,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisDenylistBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password: not shown.
+        f.debug_struct("RedisDenylistBuilder")
+            .field("prefix", &self.prefix)
+            .field("subject_ttl", &self.subject_ttl)
+            .field("max_revoked_sessions", &self.max_sessions)
+            .field("start", &self.start)
+            .field("stale_after", &self.stale_after)
+            .field("heartbeat", &self.heartbeat)
+            .field("resync_every", &self.resync_every)
+            .field("backoff", &(self.backoff_min, self.backoff_max))
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisDenylistBuilder {
+    /// Prefix of the Redis keys and channel. Default: `sealed-session:denylist:`. Processes
+    /// that share revocations use the same prefix.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The clock for expiry and staleness. Default: [`SystemClock`].
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// How long a per-subject revocation is kept; at least the longest session lifetime.
+    /// Default: 30 days ([`DEFAULT_SUBJECT_TTL`]). Give every process the same value: each
+    /// trims Redis by its own.
+    pub fn subject_ttl(mut self, ttl: Duration) -> Self {
+        self.subject_ttl = ttl;
+        self
+    }
+
+    /// The most revoked session ids this process's replica holds at once. Default:
+    /// [`DEFAULT_MAX_REVOKED_SESSIONS`] (100,000). When a revocation finds it full, the
+    /// denylist fails closed as [the bound](crate::denylist#the-bound) says, and shares that through
+    /// Redis: a cut-off or subject revocation reaches every instance.
+    pub fn max_revoked_sessions(mut self, n: usize) -> Self {
+        self.max_sessions = n.max(1);
+        self
+    }
+
+    /// What to do when Redis is unreachable at start. Default: [`StartMode::RequireRedis`].
+    pub fn start_mode(mut self, mode: StartMode) -> Self {
+        self.start = mode;
+        self
+    }
+
+    /// How long the replica may go without being confirmed current before checks answer
+    /// [`Check::Unavailable`](crate::denylist::Check::Unavailable). Default: 30 seconds: long
+    /// enough to ride out a Redis restart or fail-over, short enough that a revocation made
+    /// elsewhere meanwhile is not ignored for long. Must be more than twice the heartbeat plus
+    /// the timeout.
+    pub fn stale_after(mut self, bound: Duration) -> Self {
+        self.stale_after = bound;
+        self
+    }
+
+    /// How often the connection is confirmed alive with a `PING`. Default: 1 second.
+    pub fn heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat = every;
+        self
+    }
+
+    /// How often the whole replica is re-loaded from Redis, healing any missed message.
+    /// Default: 5 minutes (it is also re-loaded after every reconnection).
+    pub fn resync_every(mut self, every: Duration) -> Self {
+        self.resync_every = every;
+        self
+    }
+
+    /// Delay between reconnection attempts: starts at `min`, doubles up to `max`.
+    /// Default: 100 ms to 5 seconds.
+    pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.backoff_min = min;
+        self.backoff_max = max.max(min);
+        self
+    }
+
+    /// Time limit for connecting and for each command, revocations included. Default:
+    /// 2 seconds.
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = limit;
+        self
+    }
+
+    /// Connects, loads the replica and starts the background task (on the current Tokio
+    /// runtime). With [`StartMode::RequireRedis`], fails when Redis cannot be reached or
+    /// loaded.
+    pub async fn build(self) -> Result<RedisDenylist, DenylistError> {
+        if self.stale_after
+            <= self
+                .heartbeat
+                .saturating_mul(2)
+                .saturating_add(self.timeout)
+        {
+            return Err(DenylistError::StaleBoundTooShort {
+                stale_after: self.stale_after,
+                heartbeat: self.heartbeat,
+                timeout: self.timeout,
+            });
+        }
+        let info = self
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| backend("parse the Redis URL", e))?;
+        // RESP3, so that one connection carries both the subscription and the commands.
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let info = info.set_redis_settings(settings);
+        let client = redis::Client::open(info).map_err(|e| backend("open a Redis client", e))?;
+
+        let shared = Arc::new(Shared {
+            replica: Replica::new(self.subject_ttl, self.max_sessions),
+            clock: self.clock.clone(),
+            fresh_at: AtomicU64::new(NEVER),
+            stale_after: self.stale_after,
+            connected: AtomicBool::new(false),
+            disconnects: AtomicU64::new(0),
+            wake: Notify::new(),
+            pending: std::sync::Mutex::new(Vec::new()),
+        });
+        let sink = shared.clone();
+        let config = ConnectionManagerConfig::new()
+            .set_push_sender(move |info: PushInfo| -> Result<(), Infallible> {
+                sink.on_push(info);
+                Ok(())
+            })
+            // One attempt per reconnection: the background task owns the backoff, so a
+            // revocation during an outage fails at once instead of waiting on retries.
+            .set_number_of_retries(0)
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout));
+        let manager = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| backend("configure the Redis connection", e))?;
+
+        let keys = Keys::new(&self.prefix);
+        let mut sync = Syncer {
+            shared: shared.clone(),
+            conn: manager.clone(),
+            keys: keys.clone(),
+            timeout: self.timeout,
+        };
+        let started = match sync.sync().await {
+            Ok(counts) => {
+                tracing::info!(
+                    revoked_sessions = counts.0,
+                    revoked_subjects = counts.1,
+                    "denylist: connected to Redis, replica loaded"
+                );
+                true
+            }
+            Err(e) if self.start == StartMode::RequireRedis => return Err(e),
+            Err(e) => {
+                tracing::warn!(
+                    error = %ErrorChain(&e),
+                    "denylist: Redis unreachable at start; retrying in the background, checks answer Unavailable until loaded"
+                );
+                false
+            }
+        };
+        let task = Task {
+            sync,
+            heartbeat: self.heartbeat,
+            resync_every: self.resync_every,
+            backoff_min: self.backoff_min,
+            backoff_max: self.backoff_max,
+        };
+        let handle = tokio::spawn(task.run(started));
+        Ok(RedisDenylist {
+            shared,
+            conn: manager,
+            keys,
+            timeout: self.timeout,
+            task: AbortOnDrop(handle),
+        })
+    }
+}
+
+impl RedisDenylist {
+    /// A builder for the Redis server at `url` (`redis://[user:password@]host:port/[db]`).
+    pub fn builder(url: impl Into<String>) -> RedisDenylistBuilder {
+        RedisDenylistBuilder {
+            url: url.into(),
+            prefix: "sealed-session:denylist:".to_owned(),
+            clock: Arc::new(SystemClock),
+            subject_ttl: DEFAULT_SUBJECT_TTL,
+            max_sessions: DEFAULT_MAX_REVOKED_SESSIONS,
+            start: StartMode::RequireRedis,
+            stale_after: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(1),
+            resync_every: Duration::from_secs(300),
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The Redis side of a revocation: key names, the pipelines that record and announce one,
+//! and the errors of a command.
+
+use std::time::Duration;
+
+use super::state::Pending;
+use crate::clock::Timestamp;
+use crate::denylist::DenylistError;
+use crate::state::SessionId;
+
+/// The backend name in errors.
+pub(super) const BACKEND: &str = "redis";
+
+impl Pending {
+    /// The revocation as Redis commands; `horizon` is the oldest subject time still kept.
+    pub(super) fn pipe(&self, keys: &Keys, now: Timestamp, horizon: u64) -> redis::Pipeline {
+        match self {
+            Pending::Session(id, until) => session_pipe(keys, id, *until, now),
+            Pending::Anonymous(id, until, issued_at) => {
+                anonymous_pipe(keys, id, *until, *issued_at, horizon)
+            }
+            Pending::Subject(subject, before) => subject_pipe(keys, subject, *before, horizon),
+        }
+    }
+}
+
+/// One revocation as Redis commands: `record` (a `ZADD … GT` and a trim) in a transaction,
+/// then the announcement, in one pipeline.
+///
+/// The `PUBLISH` stays outside the transaction. This connection is subscribed to the channel,
+/// and Redis before 7.2 writes the message it pushes to a subscriber that publishes inside
+/// `MULTI` into the middle of the `EXEC` reply (redis/redis#12326): the replies of the commands
+/// in flight on the connection then no longer match them, and concurrent revocations failed.
+/// Outside the transaction the push comes at the top level, where the client expects it. The
+/// announcement still follows the record; if it is lost, the call fails and the revocation is
+/// written again at the next reconnection. `EXEC` is the one reply read, so an error inside
+/// the transaction fails the call.
+fn revocation_pipe(record: &[redis::Cmd], events: &str, message: String) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.cmd("MULTI").ignore();
+    for cmd in record {
+        pipe.add_command(cmd.clone()).ignore();
+    }
+    pipe.cmd("EXEC")
+        .cmd("PUBLISH")
+        .arg(events)
+        .arg(message)
+        .ignore();
+    pipe
+}
+
+/// The write of one session revocation: record it, trim expired entries, announce.
+pub(super) fn session_pipe(
+    keys: &Keys,
+    id: &SessionId,
+    until: Timestamp,
+    now: Timestamp,
+) -> redis::Pipeline {
+    let member = id.to_string();
+    let mut add = redis::cmd("ZADD");
+    add.arg(&keys.ids)
+        .arg("GT")
+        .arg(until.as_millis())
+        .arg(&member);
+    let mut trim = redis::cmd("ZREMRANGEBYSCORE");
+    trim.arg(&keys.ids).arg("-inf").arg(now.as_millis());
+    revocation_pipe(
+        &[add, trim],
+        &keys.events,
+        format!("r {member} {}", until.as_millis()),
+    )
+}
+
+/// The write of one revocation of a session without a subject: record it (scored by its
+/// issue time, so that a cut-off removes what it covers in one command), trim entries
+/// older than the subject TTL (expired: no session lives longer), announce.
+fn anonymous_pipe(
+    keys: &Keys,
+    id: &SessionId,
+    until: Timestamp,
+    issued_at: Timestamp,
+    horizon: u64,
+) -> redis::Pipeline {
+    let member = format!("{id} {}", until.as_millis());
+    let mut add = redis::cmd("ZADD");
+    add.arg(&keys.anonymous)
+        .arg(issued_at.as_millis())
+        .arg(&member);
+    let mut trim = redis::cmd("ZREMRANGEBYSCORE");
+    trim.arg(&keys.anonymous).arg("-inf").arg(horizon);
+    revocation_pipe(
+        &[add, trim],
+        &keys.events,
+        format!("a {member} {}", issued_at.as_millis()),
+    )
+}
+
+/// The write of one subject revocation: record it, trim old entries, announce. The empty
+/// subject is the anonymous cut-off: the entries of sessions without a subject issued
+/// before it go too.
+pub(super) fn subject_pipe(
+    keys: &Keys,
+    subject: &str,
+    before: Timestamp,
+    horizon: u64,
+) -> redis::Pipeline {
+    let mut add = redis::cmd("ZADD");
+    add.arg(&keys.subjects)
+        .arg("GT")
+        .arg(before.as_millis())
+        .arg(subject);
+    let mut trim = redis::cmd("ZREMRANGEBYSCORE");
+    trim.arg(&keys.subjects).arg("-inf").arg(horizon);
+    let mut record = vec![add, trim];
+    if subject.is_empty() {
+        let mut covered = redis::cmd("ZREMRANGEBYSCORE");
+        covered
+            .arg(&keys.anonymous)
+            .arg("-inf")
+            .arg(format!("({}", before.as_millis()));
+        record.push(covered);
+    }
+    revocation_pipe(
+        &record,
+        &keys.events,
+        format!("s {} {subject}", before.as_millis()),
+    )
+}
+
+#[derive(Clone)]
+pub(super) struct Keys {
+    pub(super) prefix: String,
+    pub(super) ids: String,
+    pub(super) anonymous: String,
+    pub(super) subjects: String,
+    pub(super) events: String,
+}
+
+impl Keys {
+    pub(super) fn new(prefix: &str) -> Keys {
+        Keys {
+            prefix: prefix.to_owned(),
+            ids: format!("{prefix}ids"),
+            anonymous: format!("{prefix}anonymous"),
+            subjects: format!("{prefix}subjects"),
+            events: format!("{prefix}events"),
+        }
+    }
+}
+
+pub(super) fn backend(op: &'static str, e: redis::RedisError) -> DenylistError {
+    DenylistError::Backend {
+        backend: BACKEND,
+        op,
+        source: Box::new(e),
+    }
+}
+
+pub(super) async fn limit<T>(
+    timeout: Duration,
+    op: &'static str,
+    fut: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, DenylistError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(backend(op, e)),
+        Err(_) => Err(DenylistError::Timeout {
+            backend: BACKEND,
+            op,
+            timeout,
+        }),
+    }
+}

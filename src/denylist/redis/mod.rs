@@ -1,0 +1,284 @@
+//! The Redis denylist: revocations shared by many processes, checked against a local replica.
+//! The design and failure behaviour are documented on [`RedisDenylist`].
+//!
+//! - `builder.rs`: the options and the start;
+//! - `state.rs`: what the denylist, its task and the push handler share;
+//! - `commands.rs`: key names and the pipelines that record a revocation;
+//! - `sync.rs`: pub/sub messages and loads from Redis into the replica;
+//! - `task.rs`: heartbeats, periodic reloads, reconnection.
+
+mod builder;
+mod commands;
+mod state;
+mod sync;
+mod task;
+
+pub use builder::{RedisDenylistBuilder, StartMode};
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+
+use super::memory::{Owner, check_subject};
+use super::{BoxFuture, Check, Denylist, DenylistError, Revocation, Status};
+use crate::clock::Timestamp;
+use crate::state::SessionId;
+use commands::{Keys, limit, session_pipe, subject_pipe};
+use state::{Pending, Shared, horizon};
+use task::AbortOnDrop;
+
+/// A denylist shared by many processes through Redis, each answering checks from a local
+/// replica kept current over pub/sub.
+///
+/// # Data in Redis
+///
+/// Under a key prefix (default `sealed-session:denylist:`):
+///
+/// - `{prefix}ids`: a sorted set of revoked session ids (22-character base64url), scored by
+///   the time in milliseconds until which they are kept;
+/// - `{prefix}anonymous`: revoked sessions without a subject, as `<id> <until>` members
+///   scored by the session's issue time, so that the anonymous cut-off (see
+///   [the bound](super#the-bound)) removes what it covers in one command;
+/// - `{prefix}subjects`: a sorted set of revoked subjects, scored by their "not valid before"
+///   time in milliseconds (a sorted set rather than a hash, so that old entries are trimmed by
+///   score in one command); the empty subject is the anonymous cut-off;
+/// - `{prefix}events`: the pub/sub channel announcing each revocation, as `r <id> <until>`,
+///   `a <id> <until> <issued_at>` or `s <before> <subject>`.
+///
+/// Every revocation is one pipeline: a `MULTI`/`EXEC` of `ZADD … GT` (never shortens an
+/// entry) and a `ZREMRANGEBYSCORE` trimming expired entries, then the `PUBLISH`. Redis 6.2 or
+/// later.
+///
+/// # The replica
+///
+/// Each process keeps the tables in memory and answers [`Denylist::check`] from them, with no
+/// network round trip. One RESP3 connection (the `redis` crate's `ConnectionManager`) carries
+/// both commands and the subscription, so a message published before a heartbeat's `PING`
+/// arrives before its `PONG`. A background task:
+///
+/// - at start, subscribes and then loads both sets (`ZSCAN`, in pages), so nothing published
+///   in between is lost;
+/// - applies each pub/sub message as it arrives;
+/// - sends a `PING` every heartbeat; each answer proves the replica was current when it was
+///   sent;
+/// - re-loads everything periodically and after every reconnection, so a missed message heals;
+/// - on a lost connection, retries with exponential backoff.
+///
+/// Loading merges into the replica (revocations only ever grow until they expire), so a
+/// message applied during a load is never undone.
+///
+/// # Failure behaviour
+///
+/// - **Redis unreachable at start**: [`StartMode::RequireRedis`] (default) makes
+///   [`RedisDenylistBuilder::build`] fail; [`StartMode::RetryInBackground`] starts anyway
+///   and keeps retrying, and until the first load succeeds every check that is not known to be
+///   revoked answers [`Check::Unavailable`].
+/// - **Redis lost while running**: checks keep being answered from the replica (status
+///   [`Health::Degraded`](super::Health::Degraded)); past the staleness bound (default 30 s)
+///   they answer [`Check::Unavailable`] (the middleware answers 503) rather than accept a
+///   session that may have been revoked elsewhere. Revocations fail with an error meanwhile.
+/// - **The background task stops** (its Tokio runtime dropped, or starved): every check
+///   compares the time of the replica's last confirmation (heartbeat or load) with the
+///   request's time, so past the same bound checks answer [`Check::Unavailable`] too.
+/// - One `tracing` line per change of state: connected, lost, stale, resynchronised.
+/// - **Redis restarted empty**: running replicas keep what they hold (loads only add), but a
+///   process started afterwards does not know earlier revocations. Run Redis with persistence
+///   (AOF) and a `maxmemory-policy` that never evicts these keys (`noeviction` or a
+///   `volatile-*` policy: the keys carry no TTL).
+///
+/// Built with [`RedisDenylist::builder`] inside a Tokio runtime; its background task stops
+/// when it is dropped (or at [`RedisDenylist::shutdown`]).
+///
+/// ```no_run
+/// # async fn f() -> Result<(), sealed_session::denylist::DenylistError> {
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use sealed_session::denylist::{Denylist, RedisDenylist, StartMode};
+///
+/// let denylist: Arc<dyn Denylist> = Arc::new(
+///     RedisDenylist::builder("redis://127.0.0.1:6379/")
+///         .key_prefix("myapp:denylist:")
+///         .subject_ttl(Duration::from_secs(7 * 24 * 3600)) // >= the longest session lifetime
+///         .stale_after(Duration::from_secs(30))
+///         .start_mode(StartMode::RequireRedis)
+///         .build()
+///         .await?,
+/// );
+/// # Ok(()) }
+/// ```
+pub struct RedisDenylist {
+    shared: Arc<Shared>,
+    conn: ConnectionManager,
+    keys: Keys,
+    timeout: Duration,
+    task: AbortOnDrop,
+}
+
+impl std::fmt::Debug for RedisDenylist {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisDenylist")
+            .field("prefix", &self.keys.prefix)
+            .field("status", &self.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisDenylist {
+    /// Stops the background task. The replica stops being updated, so checks answer
+    /// [`Check::Unavailable`] once it is past the staleness bound. Dropping the denylist
+    /// does the same.
+    pub fn shutdown(&self) {
+        self.task.0.abort();
+        self.shared.connected.store(false, Ordering::Release);
+    }
+
+    /// The check, with "now" from `now` (called only when an entry is found).
+    #[inline]
+    fn check_with(
+        &self,
+        id: &SessionId,
+        subject: Option<&str>,
+        issued_at: Timestamp,
+        now: impl Fn() -> Timestamp,
+    ) -> Check {
+        let shared = &*self.shared;
+        let answer = shared.replica.check(id, subject, issued_at, &now);
+        // The replica's age is checked on every request, connected or not: if the
+        // background task stops (its runtime dropped or starved), nothing else would notice,
+        // and checks would answer from a frozen replica for ever. Heartbeats, messages and
+        // loads mark it fresh (on this denylist's clock, which `now` comes from).
+        if answer == Check::Allowed
+            && shared
+                .stale_for(now())
+                .is_none_or(|s| s > shared.stale_after)
+        {
+            return Check::Unavailable;
+        }
+        answer
+    }
+
+    fn horizon(&self, now: Timestamp) -> u64 {
+        horizon(&self.shared, now)
+    }
+
+    async fn write(&self, op: &'static str, pipe: redis::Pipeline) -> Result<(), DenylistError> {
+        let mut conn = self.conn.clone();
+        limit(self.timeout, op, pipe.query_async::<()>(&mut conn)).await
+    }
+}
+
+impl Denylist for RedisDenylist {
+    #[inline]
+    fn check(&self, id: &SessionId, subject: Option<&str>, issued_at: Timestamp) -> Check {
+        let clock = &*self.shared.clock;
+        self.check_with(id, subject, issued_at, || clock.now())
+    }
+
+    #[inline]
+    fn check_at(
+        &self,
+        id: &SessionId,
+        subject: Option<&str>,
+        issued_at: Timestamp,
+        now: Timestamp,
+    ) -> Check {
+        self.check_with(id, subject, issued_at, || now)
+    }
+
+    fn pending(&self, id: &SessionId) -> Option<Timestamp> {
+        self.shared.pending_session(id)
+    }
+
+    /// Records the revocation in Redis (and announces it), then in the local replica.
+    ///
+    /// On error the id is still added to this process's replica, so this process refuses
+    /// the session, but other processes may not know: report the logout as failed.
+    fn revoke(&self, id: SessionId, until: Timestamp) -> BoxFuture<'_, Result<(), DenylistError>> {
+        Box::pin(async move {
+            let now = self.shared.clock.now();
+            if until <= now {
+                return Ok(());
+            }
+            let _ = self.shared.replica.insert(&id, until, Owner::Unknown, now);
+            self.shared.replica.publish();
+            let pipe = session_pipe(&self.keys, &id, until, now);
+            let res = self.write("record a session revocation", pipe).await;
+            if res.is_err() {
+                self.shared.remember(Pending::Session(id, until));
+            }
+            res
+        })
+    }
+
+    /// Records the revocation in this process's replica, within its bound, then in Redis
+    /// (and announces it): the id, or, when the replica was full, the anonymous cut-off or
+    /// the subject revocation it fell back to (see [the bound](super#the-bound)). On error,
+    /// as for [`revoke`](Denylist::revoke): this process knows, others may not.
+    fn revoke_session(&self, revocation: &Revocation) -> BoxFuture<'_, Result<(), DenylistError>> {
+        let r = revocation.clone();
+        Box::pin(async move {
+            let now = self.shared.clock.now();
+            if r.until <= now {
+                return Ok(());
+            }
+            let owner = Owner::of(&r);
+            let done = self.shared.replica.insert(&r.id, r.until, owner, now);
+            self.shared.replica.publish();
+            let horizon = self.horizon(now);
+            let mut writes = Vec::new();
+            if let Some(cutoff) = done.cutoff {
+                writes.push(Pending::Subject(String::new(), cutoff));
+            }
+            if let Some(before) = done.subject_before
+                && let Owner::Subject(subject, _) = owner
+            {
+                writes.push(Pending::Subject(subject.to_owned(), before));
+            }
+            if done.entry {
+                writes.push(match owner {
+                    Owner::Anonymous(issued_at) => Pending::Anonymous(r.id, r.until, issued_at),
+                    Owner::Unknown | Owner::Subject(..) => Pending::Session(r.id, r.until),
+                });
+            }
+            for (i, w) in writes.iter().enumerate() {
+                let pipe = w.pipe(&self.keys, now, horizon);
+                if let Err(e) = self.write("record a session revocation", pipe).await {
+                    for w in writes.into_iter().skip(i) {
+                        self.shared.remember(w);
+                    }
+                    return Err(e);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Records the revocation in Redis (and announces it), then in the local replica. On
+    /// error, as for [`revoke`](Denylist::revoke): this process knows, others may not.
+    fn revoke_subject(
+        &self,
+        subject: &str,
+        before: Timestamp,
+    ) -> BoxFuture<'_, Result<(), DenylistError>> {
+        let subject = subject.to_owned();
+        Box::pin(async move {
+            check_subject(&subject)?;
+            let now = self.shared.clock.now();
+            self.shared.replica.insert_subject(&subject, before, now);
+            self.shared.replica.publish();
+            let pipe = subject_pipe(&self.keys, &subject, before, self.horizon(now));
+            let res = self.write("record a subject revocation", pipe).await;
+            if res.is_err() {
+                self.shared.remember(Pending::Subject(subject, before));
+            }
+            res
+        })
+    }
+
+    fn status(&self) -> Status {
+        let health = self.shared.health(self.shared.clock.now());
+        self.shared.replica.status(health)
+    }
+}

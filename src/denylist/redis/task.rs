@@ -1,0 +1,150 @@
+//! The background task: heartbeats, periodic reloads and reconnection with backoff.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::commands::limit;
+use super::sync::Syncer;
+
+/// Shows an error with its sources, for log lines.
+pub(super) struct ErrorChain<'a>(pub(super) &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
+pub(super) struct AbortOnDrop(pub(super) JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The background task: heartbeats, periodic loads, reconnection.
+pub(super) struct Task {
+    pub(super) sync: Syncer,
+    pub(super) heartbeat: Duration,
+    pub(super) resync_every: Duration,
+    pub(super) backoff_min: Duration,
+    pub(super) backoff_max: Duration,
+}
+
+impl Task {
+    pub(super) async fn run(mut self, mut connected: bool) {
+        let shared = self.sync.shared.clone();
+        let mut epoch = shared.disconnects.load(Ordering::Acquire);
+        let mut next_load = Instant::now() + self.resync_every;
+        let mut backoff = self.backoff_min;
+        let mut stale_logged = false;
+        loop {
+            // Once a heartbeat while connected, once a retry while not.
+            #[cfg(feature = "metrics")]
+            crate::stats::denylist_staleness(shared.stale_for(shared.clock.now()));
+            if connected {
+                let wait = self
+                    .heartbeat
+                    .min(next_load.saturating_duration_since(Instant::now()));
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = shared.wake.notified() => {}
+                }
+                let outcome = if shared.disconnects.load(Ordering::Acquire) != epoch {
+                    Err("the connection was closed".to_owned())
+                } else if Instant::now() >= next_load {
+                    next_load = Instant::now() + self.resync_every;
+                    match self.sync.sync().await {
+                        Ok((ids, subjects)) => {
+                            tracing::debug!(
+                                revoked_sessions = ids,
+                                revoked_subjects = subjects,
+                                "denylist: periodic reload from Redis"
+                            );
+                            epoch = shared.disconnects.load(Ordering::Acquire);
+                            Ok(())
+                        }
+                        Err(e) => Err(ErrorChain(&e).to_string()),
+                    }
+                } else {
+                    self.ping().await
+                };
+                if let Err(reason) = outcome {
+                    connected = false;
+                    shared.connected.store(false, Ordering::Release);
+                    backoff = self.backoff_min;
+                    tracing::warn!(
+                        reason = %reason,
+                        stale_after = ?shared.stale_after,
+                        "denylist: lost Redis; checks use the local replica until it is stale"
+                    );
+                }
+            } else {
+                match self.sync.sync().await {
+                    Ok((ids, subjects)) => {
+                        connected = true;
+                        stale_logged = false;
+                        epoch = shared.disconnects.load(Ordering::Acquire);
+                        next_load = Instant::now() + self.resync_every;
+                        tracing::info!(
+                            revoked_sessions = ids,
+                            revoked_subjects = subjects,
+                            "denylist: connected to Redis and resynchronised the replica"
+                        );
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %ErrorChain(&e), "denylist: Redis still unreachable");
+                    }
+                }
+                let now = shared.clock.now();
+                let stale_in = match shared.stale_for(now) {
+                    Some(s) if s <= shared.stale_after => Some(shared.stale_after - s),
+                    _ => None,
+                };
+                if stale_in.is_none() && !stale_logged {
+                    stale_logged = true;
+                    tracing::error!(
+                        stale_for = ?shared.stale_for(now),
+                        bound = ?shared.stale_after,
+                        "denylist: replica stale past its bound; checks answer Unavailable until Redis is back"
+                    );
+                }
+                // Wake at the staleness deadline too, so that the log line is on time.
+                let wait = match stale_in {
+                    Some(d) if !d.is_zero() => backoff.min(d + Duration::from_millis(1)),
+                    _ => backoff,
+                };
+                tokio::time::sleep(wait).await;
+                backoff = backoff.saturating_mul(2).min(self.backoff_max);
+            }
+        }
+    }
+
+    /// One heartbeat: a `PING` whose answer proves the replica was current when it was sent.
+    async fn ping(&mut self) -> Result<(), String> {
+        let shared = &self.sync.shared;
+        let epoch = shared.disconnects.load(Ordering::Acquire);
+        let sent = shared.clock.now();
+        let mut conn = self.sync.conn.clone();
+        let cmd = redis::cmd("PING");
+        match limit(self.sync.timeout, "ping", cmd.query_async::<()>(&mut conn)).await {
+            Ok(()) if shared.disconnects.load(Ordering::Acquire) == epoch => {
+                shared.mark_fresh(sent);
+                Ok(())
+            }
+            Ok(()) => Err("the connection was closed".to_owned()),
+            Err(e) => Err(ErrorChain(&e).to_string()),
+        }
+    }
+}
