@@ -117,6 +117,8 @@ fn respond(
     resp: &mut Response,
     ended_elsewhere: bool,
 ) {
+    // Store-backed writes that keep the cookie as it is carry no token.
+    let sends_token = plan.token.is_some();
     match (&plan.outcome, carrier, plan.token) {
         (Outcome::Clear, Carrier::Cookie { secure, incoming }, _) => {
             append_all(
@@ -152,7 +154,7 @@ fn respond(
         }
         _ => {}
     }
-    if matches!(plan.outcome, Outcome::Write | Outcome::Clear) {
+    if plan.outcome == Outcome::Clear || plan.outcome == Outcome::Write && sends_token {
         no_store(resp.headers_mut(), span);
     }
     if matches!(plan.outcome, Outcome::Write) && !ended_elsewhere {
