@@ -11,8 +11,9 @@ use crate::error::OpenError;
 pub const DEFAULT_MAX_COOKIE_HEADER_LEN: usize = 32 * 1024;
 /// Default bound on the number of cookies one session token is split across: 4.
 pub const DEFAULT_MAX_CHUNKS: usize = 4;
-/// Default bound on a session token's text, whichever the transport: 16 KiB.
-pub const DEFAULT_MAX_TOKEN_LEN: usize = crate::codec::DEFAULT_MAX_TOKEN_LEN;
+/// Default bound on a session token's text, whichever the transport: 16 KiB. Also the
+/// codecs' own default bound (`codec::DEFAULT_MAX_TOKEN_LEN`).
+pub const DEFAULT_MAX_TOKEN_LEN: usize = 16 * 1024;
 /// Default bound on the session data's JSON text after the token opened: 16 KiB.
 pub const DEFAULT_MAX_DATA_LEN: usize = 16 * 1024;
 /// Default bound on the session data's JSON nesting depth: 32 levels.
