@@ -354,10 +354,6 @@ impl Inner {
         let purpose = shared.purpose(self.secure);
         match &shared.backend {
             Backend::Token(codec) => {
-                if shared.cache.is_some() {
-                    // The data as its token will carry it, once: kept as it is sealed.
-                    self.state.settle()?;
-                }
                 let token = codec.seal(&self.state, purpose.as_bytes())?;
                 if let Some(cache) = &shared.cache {
                     let hit = Hit {
