@@ -187,13 +187,12 @@ impl OpenCache {
     /// to subtract from the budget, so that a write's new token and the one it replaces
     /// update the budget once.
     pub(crate) fn insert(&self, token: &str, hash: u64, secure: bool, hit: Hit, credit: usize) {
-        let size = token.len() + hit.state.heap_size() + std::mem::size_of::<Slot>();
-        if size > self.max_entry
-            || hit
-                .state
-                .check_data(self.max_data_len, self.max_depth)
-                .is_err()
-        {
+        let Ok(heap) = hit.state.check_data(self.max_data_len, self.max_depth) else {
+            self.charge(0, credit);
+            return;
+        };
+        let size = token.len() + heap + std::mem::size_of::<Slot>();
+        if size > self.max_entry {
             self.charge(0, credit);
             return;
         }
@@ -283,7 +282,6 @@ impl OpenCache {
     }
 
     /// [`OpenCache::take`], and the budget updated.
-    #[cfg(test)]
     pub(crate) fn remove(&self, hash: u64, id: SessionId) {
         let freed = self.take(hash, id);
         self.charge(0, freed);
@@ -393,7 +391,8 @@ mod tests {
             "take leaves the count to the insert that follows"
         );
         let h = hit("alice-after-the-write");
-        let two = "token-two".len() + h.state.heap_size() + std::mem::size_of::<Slot>();
+        let heap = h.state.check_data(usize::MAX, 32).expect("within");
+        let two = "token-two".len() + heap + std::mem::size_of::<Slot>();
         c.insert("token-two", c.hash(b"token-two"), false, h, freed);
         assert_eq!(c.bytes(), two);
         assert!(find(&c, b"token-1", false).is_none());

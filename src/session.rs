@@ -383,6 +383,15 @@ impl Inner {
         }
     }
 
+    /// Drops the open cache's entry for the token the request arrived with, before the data
+    /// changes: a new token will replace that one, and the entry shares the data with this
+    /// session, so keeping it would make the change copy the data.
+    pub(crate) fn release_cached(&mut self) {
+        if let (Some(cache), Some((hash, id))) = (&self.shared.cache, self.cached_as.take()) {
+            cache.remove(hash, id);
+        }
+    }
+
     /// Moves the request's time on to the clock's now (never back), and returns it: for the
     /// lifecycle calls, which take effect at the time they are made.
     pub(crate) fn refresh_now(&mut self) -> Timestamp {
@@ -533,7 +542,9 @@ impl Session {
         let mut inner = self.lock();
         Session::revive(&mut inner);
         let max_depth = inner.shared.max_depth;
-        if inner.state.insert_bounded(key, value, max_depth)? {
+        if let Some(value) = inner.state.change_for(key, value, max_depth)? {
+            inner.release_cached();
+            inner.state.set(key, value);
             inner.changed = true;
         }
         Ok(())
@@ -542,6 +553,9 @@ impl Session {
     /// Removes `key`, returning its value as JSON.
     pub fn remove(&self, key: &str) -> Result<Option<Value>, SessionError> {
         let mut inner = self.lock();
+        if inner.state.contains(key)? {
+            inner.release_cached();
+        }
         let old = inner.state.remove(key)?;
         if old.is_some() {
             inner.changed = true;

@@ -1,7 +1,7 @@
 //! The session's data: a JSON object, parsed and checked by serde_json once, when a token
 //! opens; read and changed as a `serde_json` map; written by serde_json when it is sealed.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -15,12 +15,19 @@ use crate::limits::MAX_JSON_DEPTH;
 /// Shared: a clone (a session handed out again by the open cache, see `crate::cache`) is a
 /// reference count, and the first change to a shared map copies it (`Arc::make_mut`).
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Data {
+pub(crate) struct Data(
     /// `None` when the session never had data: no allocation for a new, empty session.
-    map: Option<Arc<Map<String, Value>>>,
-    /// Length of the JSON text the map was parsed from, until the map changes: the data
-    /// limit is checked against what arrived, without writing the map out again.
-    arrived_len: Option<usize>,
+    Option<Arc<Json>>,
+);
+
+/// The map, and the length of its JSON text once known.
+#[derive(Clone, Debug, Default)]
+struct Json {
+    map: Map<String, Value>,
+    /// The length of the text the map was parsed from, else of the text [`Data::write`]
+    /// wrote; forgotten when the map changes. So the data limit is checked against what
+    /// arrived, and a session just sealed is not written a second time to be measured.
+    len: OnceLock<usize>,
 }
 
 impl Data {
@@ -43,26 +50,27 @@ impl Data {
                 OpenError::Malformed("session data is not a JSON object")
             }
         })?;
-        Ok(Data {
-            map: Some(Arc::new(map)),
-            arrived_len: Some(json.len()),
-        })
+        Ok(Data(Some(Arc::new(Json {
+            map,
+            len: OnceLock::from(json.len()),
+        }))))
     }
 
     /// The map, `None` when there has never been one.
     pub(crate) fn map(&self) -> Option<&Map<String, Value>> {
-        self.map.as_deref()
+        self.0.as_deref().map(|j| &j.map)
     }
 
     /// The map, an empty one made if there has never been one.
     pub(crate) fn map_or_empty(&mut self) -> &Map<String, Value> {
-        self.map.get_or_insert_with(Default::default)
+        &self.0.get_or_insert_with(Default::default).map
     }
 
-    /// The map, to change: a copy of it first if it is shared. Forgets the arrived length.
+    /// The map, to change: a copy of it first if it is shared. Forgets its JSON length.
     pub(crate) fn map_mut(&mut self) -> &mut Map<String, Value> {
-        self.arrived_len = None;
-        Arc::make_mut(self.map.get_or_insert_with(Default::default))
+        let json = Arc::make_mut(self.0.get_or_insert_with(Default::default));
+        json.len = OnceLock::new();
+        &mut json.map
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -86,14 +94,20 @@ impl Data {
             })
     }
 
-    /// Stores `value` under `key`; whether the data changed (storing the value a key holds
-    /// already is no change, and does not copy a shared map).
-    pub(crate) fn insert(&mut self, key: &str, value: Value) -> bool {
-        if self.map().and_then(|m| m.get(key)) == Some(&value) {
-            return false;
+    /// Whether `key` holds `value`.
+    pub(crate) fn holds(&self, key: &str, value: &Value) -> bool {
+        self.map().and_then(|m| m.get(key)) == Some(value)
+    }
+
+    /// Stores `value` under `key`, whatever it held.
+    pub(crate) fn set(&mut self, key: &str, value: Value) {
+        let map = self.map_mut();
+        match map.get_mut(key) {
+            Some(slot) => *slot = value,
+            None => {
+                map.insert(key.to_owned(), value);
+            }
         }
-        self.map_mut().insert(key.to_owned(), value);
-        true
     }
 
     /// Removes `key`, returning its value.
@@ -110,30 +124,46 @@ impl Data {
 
     /// Appends the data's JSON text to `out`; nothing when there are no entries.
     pub(crate) fn write(&self, out: &mut Vec<u8>) -> Result<(), SealError> {
-        match self.map() {
-            Some(m) if !m.is_empty() => serde_json::to_writer(out, m).map_err(SealError::Serialize),
-            _ => Ok(()),
+        let Some(json) = self.0.as_deref().filter(|j| !j.map.is_empty()) else {
+            return Ok(());
+        };
+        let start = out.len();
+        serde_json::to_writer(&mut *out, &json.map).map_err(SealError::Serialize)?;
+        // Already set when the map is as it arrived: the arrived length is kept.
+        let _ = json.len.set(out.len() - start);
+        Ok(())
+    }
+
+    /// The length of the data's JSON text, when known without writing it out.
+    pub(crate) fn known_json_len(&self) -> Option<usize> {
+        match self.0.as_deref() {
+            None => Some(0),
+            Some(json) => json.len.get().copied(),
         }
     }
 
     /// The length of the data's JSON text: as it arrived when unchanged since, else as
-    /// [`Data::write`] writes it (0 when empty).
-    pub(crate) fn json_len(&self) -> Result<usize, SealError> {
-        if let Some(len) = self.arrived_len {
+    /// [`Data::write`] writes it (0 when empty). Written out to be measured only when
+    /// neither happened yet.
+    fn json_len(&self) -> Result<usize, SealError> {
+        if let Some(len) = self.known_json_len() {
             return Ok(len);
         }
         let mut counter = Counter(0);
-        if let Some(m) = self.map().filter(|m| !m.is_empty()) {
-            serde_json::to_writer(&mut counter, m).map_err(SealError::Serialize)?;
+        if let Some(json) = self.0.as_deref().filter(|j| !j.map.is_empty()) {
+            serde_json::to_writer(&mut counter, &json.map).map_err(SealError::Serialize)?;
+            let _ = json.len.set(counter.0);
         }
         Ok(counter.0)
     }
 
     /// Refuses data longer than `max_len` bytes of JSON text or nested deeper than
-    /// `max_depth` levels (the data object itself is level 1).
-    pub(crate) fn check(&self, max_len: usize, max_depth: usize) -> Result<(), OpenError> {
+    /// `max_depth` levels (the data object itself is level 1). Returns about how many bytes
+    /// of memory the data holds (its keys and strings, and a fixed amount per value and per
+    /// entry), for the open cache's budget: one walk for both.
+    pub(crate) fn check(&self, max_len: usize, max_depth: usize) -> Result<usize, OpenError> {
         let Some(map) = self.map() else {
-            return Ok(());
+            return Ok(0);
         };
         // Only a value whose serialization fails (none that serde_json parsed) has no length.
         let len = self
@@ -142,20 +172,8 @@ impl Data {
         if len > max_len {
             return Err(OpenError::DataTooLarge { len, max: max_len });
         }
-        if map
-            .values()
-            .any(|v| exceeds_depth(v, max_depth.saturating_sub(1)))
-        {
-            return Err(OpenError::DataTooDeep { max: max_depth });
-        }
-        Ok(())
-    }
-
-    /// About how many bytes of memory the map holds, for the open cache's budget: its keys
-    /// and strings, and a fixed amount per value and per entry. Counts no deeper than
-    /// [`MAX_JSON_DEPTH`] levels, so that the walk is bounded whatever the data.
-    pub(crate) fn heap_size(&self) -> usize {
-        self.map().map_or(0, |m| object_size(m, MAX_JSON_DEPTH))
+        object_size(map, max_depth.saturating_sub(1))
+            .ok_or(OpenError::DataTooDeep { max: max_depth })
     }
 }
 
@@ -195,21 +213,26 @@ fn exceeds_depth(v: &Value, max: usize) -> bool {
 /// header (a rough figure; the cache budget is an estimate).
 const ENTRY_SIZE: usize = 2 * std::mem::size_of::<Value>();
 
-fn object_size(m: &Map<String, Value>, levels: usize) -> usize {
+/// About how many bytes of memory the entries of `m` hold, or `None` when a value nests
+/// deeper than `levels` levels (a scalar is 0, `[]` is 1). Stops there, so the recursion
+/// is bounded whatever the data.
+fn object_size(m: &Map<String, Value>, levels: usize) -> Option<usize> {
     m.iter()
-        .map(|(k, v)| ENTRY_SIZE + k.len() + value_size(v, levels.saturating_sub(1)))
+        .map(|(k, v)| Some(ENTRY_SIZE + k.len() + value_size(v, levels)?))
         .sum()
 }
 
-fn value_size(v: &Value, levels: usize) -> usize {
+fn value_size(v: &Value, levels: usize) -> Option<usize> {
     match v {
-        Value::String(s) => s.len(),
-        Value::Array(a) if levels > 0 => a
-            .iter()
-            .map(|c| std::mem::size_of::<Value>() + value_size(c, levels - 1))
-            .sum(),
-        Value::Object(o) if levels > 0 => object_size(o, levels),
-        _ => 0,
+        Value::String(s) => Some(s.len()),
+        Value::Array(a) => {
+            let inner = levels.checked_sub(1)?;
+            a.iter()
+                .map(|c| Some(std::mem::size_of::<Value>() + value_size(c, inner)?))
+                .sum()
+        }
+        Value::Object(o) => object_size(o, levels.checked_sub(1)?),
+        _ => Some(0),
     }
 }
 

@@ -138,19 +138,32 @@ impl SessionState {
         value: &T,
     ) -> Result<bool, DataError> {
         let value = data::to_value(key, value, None)?;
-        Ok(self.data.insert(key, value))
+        let changes = !self.data.holds(key, &value);
+        if changes {
+            self.data.set(key, value);
+        }
+        Ok(changes)
     }
 
-    /// [`SessionState::insert`], refusing a value that would nest the data deeper than
-    /// `max_depth` levels (the data object is level 1) with [`DataError::TooDeep`].
-    pub(crate) fn insert_bounded<T: Serialize + ?Sized>(
-        &mut self,
+    /// The first half of a bounded [`SessionState::insert`]: `value` as JSON if storing it
+    /// under `key` would change the data, `None` if the key holds it already. A value that
+    /// would nest the data deeper than `max_depth` levels (the data object is level 1) is
+    /// refused with [`DataError::TooDeep`]. The second half is [`SessionState::set`]; in
+    /// between, the caller can let go of what shares the data (the open cache's entry), so
+    /// that the change does not copy it.
+    pub(crate) fn change_for<T: Serialize + ?Sized>(
+        &self,
         key: &str,
         value: &T,
         max_depth: usize,
-    ) -> Result<bool, DataError> {
+    ) -> Result<Option<Value>, DataError> {
         let value = data::to_value(key, value, Some(max_depth))?;
-        Ok(self.data.insert(key, value))
+        Ok((!self.data.holds(key, &value)).then_some(value))
+    }
+
+    /// Stores `value` (made by [`SessionState::change_for`]) under `key`.
+    pub(crate) fn set(&mut self, key: &str, value: Value) {
+        self.data.set(key, value);
     }
 
     /// Removes `key`, returning the old value. Never fails (the `Result` is kept for
@@ -184,16 +197,13 @@ impl SessionState {
         Ok(())
     }
 
-    /// About how many bytes of memory the state holds beyond its own size (data, subject),
-    /// for the open cache's budget.
-    pub(crate) fn heap_size(&self) -> usize {
-        self.data.heap_size() + self.subject.as_ref().map_or(0, |s| s.len())
-    }
-
     /// Refuses data longer than `max_len` bytes of JSON text (as it arrived in its token, or
-    /// as it will be sealed once changed) or nested deeper than `max_depth` levels.
-    pub(crate) fn check_data(&self, max_len: usize, max_depth: usize) -> Result<(), OpenError> {
-        self.data.check(max_len, max_depth)
+    /// as it will be sealed once changed) or nested deeper than `max_depth` levels. Returns
+    /// about how many bytes of memory the state holds beyond its own size (data, subject),
+    /// for the open cache's budget.
+    pub(crate) fn check_data(&self, max_len: usize, max_depth: usize) -> Result<usize, OpenError> {
+        let data = self.data.check(max_len, max_depth)?;
+        Ok(data + self.subject.as_ref().map_or(0, |s| s.len()))
     }
 
     /// Appends the binary payload (see `docs/FORMAT.md`) to `out`.
@@ -206,8 +216,8 @@ impl SessionState {
         // 64 bytes an entry when the length of the JSON text is not known.
         let data = self
             .data
-            .json_len()
-            .unwrap_or_else(|_| 64 * self.data.map().map_or(0, Map::len));
+            .known_json_len()
+            .unwrap_or_else(|| 64 * self.data.map().map_or(0, Map::len));
         FIXED_LEN + self.subject.as_ref().map_or(0, |s| 2 + s.len()) + data
     }
 
@@ -338,21 +348,24 @@ mod tests {
     }
 
     #[test]
-    fn insert_bounded_refuses_values_too_deep() {
+    fn change_for_refuses_values_too_deep_and_finds_no_changes() {
         let mut s = state_with(b"").unwrap();
-        assert!(s.insert_bounded("a", &[[1]], 3).unwrap());
+        let v = s.change_for("a", &[[1]], 3).unwrap().unwrap();
+        s.set("a", v);
+        assert_eq!(s.change_for("a", &[[1]], 3).unwrap(), None);
         assert!(matches!(
-            s.insert_bounded("b", &[[[1]]], 3),
+            s.change_for("b", &[[[1]]], 3),
             Err(DataError::TooDeep { max: 3, .. })
         ));
         assert!(!s.contains("b").unwrap());
     }
 
     #[test]
-    fn heap_size_grows_with_the_data() {
-        let small = state_with(br#"{"a":"x"}"#).unwrap();
-        let big = state_with(br#"{"a":"x","b":[1,2,3,{"c":"a longer string"}]}"#).unwrap();
-        assert!(0 < small.heap_size() && small.heap_size() < big.heap_size());
-        assert_eq!(state_with(b"").unwrap().heap_size(), 0);
+    fn the_size_check_data_gives_grows_with_the_data() {
+        let size = |json: &[u8]| state_with(json).unwrap().check_data(1024, 32).unwrap();
+        let small = size(br#"{"a":"x"}"#);
+        let big = size(br#"{"a":"x","b":[1,2,3,{"c":"a longer string"}]}"#);
+        assert!(0 < small && small < big);
+        assert_eq!(size(b""), 0);
     }
 }
