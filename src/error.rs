@@ -277,8 +277,9 @@ pub enum DataError {
         /// The deepest nesting allowed.
         max: usize,
     },
-    /// The session's stored data is not a JSON object (only possible for a token written by
-    /// another implementation with a valid key).
+    /// The session's stored data is not a JSON object. No longer returned: such data is
+    /// refused when its token opens ([`OpenError::Malformed`]). Kept so that code matching
+    /// it still compiles; to be removed with the next breaking release.
     #[error("session data is not a JSON object")]
     Corrupt(#[source] serde_json::Error),
 }

@@ -68,7 +68,6 @@ mod jwt_keys;
 mod keys;
 pub mod limits;
 mod middleware;
-mod plain_str;
 mod policy;
 mod random;
 mod session;

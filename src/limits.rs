@@ -21,8 +21,9 @@ pub const DEFAULT_MAX_CHUNKS: usize = 4;
 /// reading cheap: the parser keeps at most this many chunks, and ignores a chunk whose index
 /// is past four times the configured count without allocating for it.
 pub const MAX_CHUNKS: usize = 32;
-/// Default bound on a session token's text, whichever the transport: 16 KiB.
-pub const DEFAULT_MAX_TOKEN_LEN: usize = crate::codec::DEFAULT_MAX_TOKEN_LEN;
+/// Default bound on a session token's text, whichever the transport: 16 KiB. Also the
+/// codecs' own default bound (`codec::DEFAULT_MAX_TOKEN_LEN`).
+pub const DEFAULT_MAX_TOKEN_LEN: usize = 16 * 1024;
 /// Default bound on the session data's JSON text after the token opened: 16 KiB.
 pub const DEFAULT_MAX_DATA_LEN: usize = 16 * 1024;
 /// Default bound on the session data's JSON nesting depth: 32 levels.

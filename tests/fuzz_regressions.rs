@@ -24,8 +24,8 @@ use serde_json::{Map, Value};
 use sha2::Sha256;
 
 use sealed_session::{
-    Algorithm, BearerConfig, Codec, Key, Keyring, SealError, SealedSession, Session, SessionState,
-    SignedCodec,
+    Algorithm, BearerConfig, Codec, Key, Keyring, ManualClock, OpenError, SealError, SealedCodec,
+    SealedSession, Session, SessionState, SignedCodec, Timestamp,
 };
 
 const MATERIAL: [u8; 32] = *b"fuzz regression key material!!!!";
@@ -57,6 +57,11 @@ fn codec() -> SignedCodec {
 
 /// A signed token of `payload`, made from `docs/FORMAT.md` rather than by the codec.
 fn sign(payload: &[u8]) -> String {
+    sign_for(payload, PURPOSE)
+}
+
+/// [`sign`] for another purpose (cookie name).
+fn sign_for(payload: &[u8], purpose: &[u8]) -> String {
     let mut key = [0u8; 32];
     Hkdf::<Sha256>::new(None, &MATERIAL)
         .expand(b"sealed-session/v1/hmac-sha256", &mut key)
@@ -64,12 +69,38 @@ fn sign(payload: &[u8]) -> String {
     let header = [1, 2, 2, b'k', b'2'];
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).unwrap();
     mac.update(&header);
-    mac.update(&(PURPOSE.len() as u16).to_be_bytes());
-    mac.update(PURPOSE);
+    mac.update(&(purpose.len() as u16).to_be_bytes());
+    mac.update(purpose);
     mac.update(payload);
     let mut raw = header.to_vec();
     raw.extend_from_slice(payload);
     raw.extend_from_slice(&mac.finalize().into_bytes());
+    URL_SAFE_NO_PAD.encode(raw)
+}
+
+/// A sealed (AES-256-GCM) token of `payload`, made from `docs/FORMAT.md` (sections 1.2, 4
+/// and 5) rather than by the codec. A fixed nonce: test data only.
+fn seal_for(payload: &[u8], purpose: &[u8]) -> String {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    let mut key = [0u8; 32];
+    Hkdf::<Sha256>::new(None, &MATERIAL)
+        .expand(b"sealed-session/v1/aead/aes256gcm", &mut key)
+        .unwrap();
+    let header = [1, 1, 2, b'k', b'2'];
+    let nonce = [9u8; 12];
+    let mut ad = header.to_vec();
+    ad.extend_from_slice(&(purpose.len() as u16).to_be_bytes());
+    ad.extend_from_slice(purpose);
+    let msg = Payload {
+        msg: payload,
+        aad: &ad,
+    };
+    let sealed = aes_gcm::Aes256Gcm::new(&key.into())
+        .encrypt(&nonce.into(), msg)
+        .unwrap();
+    let mut raw = header.to_vec();
+    raw.extend_from_slice(&nonce);
+    raw.extend_from_slice(&sealed);
     URL_SAFE_NO_PAD.encode(raw)
 }
 
@@ -115,15 +146,25 @@ fn assert_agrees(state: &SessionState, map: &Map<String, Value>, what: &str) {
 #[test]
 fn session_data_regressions_agree_with_serde_json() {
     for (name, payload) in inputs("session_data") {
-        let state = open(&payload);
         let data = data_of(&payload);
         let map = if data.is_empty() {
             Map::new()
         } else {
-            serde_json::from_slice(data).unwrap_or_else(|e| panic!("{name}: {e}"))
+            match serde_json::from_slice(data) {
+                Ok(map) => map,
+                // What serde_json refuses, the codec refuses, and names the cause.
+                Err(_) => {
+                    match codec().open(&sign(&payload), PURPOSE) {
+                        Err(OpenError::Malformed(_) | OpenError::DataTooDeep { .. }) => {}
+                        other => panic!("{name}: data serde_json refuses gave {other:?}"),
+                    }
+                    continue;
+                }
+            }
         };
+        let state = open(&payload);
         assert_agrees(&state, &map, &name);
-        // And after a change, which re-writes the data from its index.
+        // And after a change, which writes the data out again.
         let mut changed = state.clone();
         changed.insert("fz", &1).unwrap();
         let mut want = map.clone();
@@ -153,25 +194,106 @@ fn session_data_regressions_agree_with_serde_json() {
 /// fuzz target had expected every change to re-seal.
 #[test]
 fn a_session_at_the_size_limit_that_grows_is_refused_not_sealed() {
-    let at_limit = inputs("session_data")
+    let max = sealed_session::codec::DEFAULT_MAX_TOKEN_LEN;
+    // The input found: it opens, at the limit exactly. Its data, written out again by
+    // serde_json (escapes decoded), is shorter, so it seals again.
+    let found = inputs("session_data")
         .into_iter()
         .find(|(name, _)| name == "grows-past-the-size-limit")
         .map(|(_, p)| p)
         .unwrap();
+    assert_eq!(sign(&found).len(), max);
+    assert!(codec().seal(&open(&found), PURPOSE).unwrap().len() <= max);
+    // Data as serde_json writes it, padded to the limit: unchanged, it seals to the same
+    // token; grown, it is refused.
+    let at_limit = (12_000..12_300)
+        .map(|n| payload(&format!(r#"{{"pad":"{}"}}"#, "x".repeat(n))))
+        .find(|p| sign(p).len() == max)
+        .unwrap();
     let token = sign(&at_limit);
-    assert_eq!(token.len(), sealed_session::codec::DEFAULT_MAX_TOKEN_LEN);
     let state = open(&at_limit);
-    // Unchanged, it seals to a token of the same length, within the limit.
-    assert_eq!(codec().seal(&state, PURPOSE).unwrap().len(), token.len());
+    assert_eq!(codec().seal(&state, PURPOSE).unwrap(), token);
     let mut grown = state.clone();
     grown.insert("fz", &1).unwrap();
     match codec().seal(&grown, PURPOSE) {
-        Err(SealError::TooLarge { len, max }) => {
-            assert_eq!(max, sealed_session::codec::DEFAULT_MAX_TOKEN_LEN);
+        Err(SealError::TooLarge { len, max: m }) => {
+            assert_eq!(m, max);
             assert!(len > max);
         }
         other => panic!("expected TooLarge, got {other:?}"),
     }
+}
+
+/// A token signed (or sealed) with a valid key whose data is not a JSON object serde_json
+/// reads: the codec refuses it with `Malformed`, and the middleware gives a fresh session,
+/// never one that holds the data. These opened when the data was only split into its
+/// entries on arrival and each value parsed at its first read: `{"a":tru}` was accepted,
+/// and sealed again as it came.
+#[tokio::test]
+async fn malformed_data_in_an_authentic_token_is_refused() {
+    let ring = || Keyring::new([Key::new("k2", Algorithm::Aes256Gcm, &MATERIAL).unwrap()]).unwrap();
+    let tc = TestClient::new(
+        Route::new().at("/", get(me)).with(
+            SealedSession::signed(ring())
+                .host_prefix(false)
+                // A minute after the payloads' issue time.
+                .clock(ManualClock::new(Timestamp::from_millis(1_764_000_060_000))),
+        ),
+    );
+    for json in [
+        r#"{"a":tru}"#,
+        r#"{"user":"alice","a":fals}"#,
+        r#"{"user":"alice","a":nul}"#,
+        r#"{"user":"alice","a":01}"#,
+        r#"{"user":"alice","a":"\x"}"#,
+        r#"{"user":"alice","a":"\ud800"}"#,
+        r#"{"user":"alice","a":"\udc00"}"#,
+        r#"{"user":"alice","a":"\u00"}"#,
+        "{\"user\":\"alice\",\"a\":\"tab\there\"}",
+        r#"{"user":"alice"} x"#,
+        r#"{"user":"alice"}}"#,
+        r#"{"user":"alice",}"#,
+        r#"{"user":"alice","a":[1,2}"#,
+        r#"{"user":"alice","a":1e400}"#,
+    ] {
+        let p = payload(json);
+        assert!(
+            matches!(
+                codec().open(&sign(&p), PURPOSE),
+                Err(OpenError::Malformed("session data is not a JSON object"))
+            ),
+            "{json}"
+        );
+        // Through the middleware: the token is refused, the session starts empty.
+        let resp = tc
+            .get("/")
+            .header("cookie", format!("sid={}", sign_for(&p, b"sid")))
+            .send()
+            .await;
+        resp.assert_status_is_ok();
+        resp.assert_json(serde_json::json!({ "new": true, "user": null }))
+            .await;
+    }
+    // A byte that is not UTF-8 inside a string, sealed (AES-256-GCM) rather than signed.
+    let p = [payload(r#"{"user":"al"#).as_slice(), b"\xff", br#"ice"}"#].concat();
+    assert!(matches!(
+        SealedCodec::new(ring()).open(&seal_for(&p, PURPOSE), PURPOSE),
+        Err(OpenError::Malformed("session data is not a JSON object"))
+    ));
+    // Well formed, the same session opens through both.
+    let good = payload(r#"{"user":"alice"}"#);
+    let resp = tc
+        .get("/")
+        .header("cookie", format!("sid={}", sign_for(&good, b"sid")))
+        .send()
+        .await;
+    resp.assert_json(serde_json::json!({ "new": false, "user": "alice" }))
+        .await;
+    assert!(
+        SealedCodec::new(ring())
+            .open(&seal_for(&good, PURPOSE), PURPOSE)
+            .is_ok()
+    );
 }
 
 /// Found by fuzzing (`session_data`): `get` read the first of two entries with the same key,

@@ -136,6 +136,36 @@ async fn a_replaced_token_leaves_the_cache_but_still_opens() {
 }
 
 #[tokio::test]
+async fn storing_the_value_a_key_holds_keeps_the_token_in_the_cache() {
+    let mw = SealedSession::new(keys());
+    let mut c = Client::new(app(mw.clone()));
+    c.send(true, "/login").await;
+    let sealed = token(&c);
+    // The same value again: no change, no new token, and the token stays in the cache.
+    c.send(true, "/login").await;
+    assert_eq!(token(&c), sealed);
+    assert_eq!(c.text(false, "/whoami").await, "alice");
+    let stats = mw.stats();
+    assert_eq!((stats.opened, stats.opened_cached), (0, 2), "{stats:?}");
+}
+
+/// A change lets go of the token's cache entry before it changes the data (the entry shares
+/// it with the request). The old token, sent again, opens to the data it was sealed with.
+#[tokio::test]
+async fn a_change_leaves_the_replaced_token_s_data_as_it_was() {
+    let mw = SealedSession::new(keys());
+    let mut c = Client::new(app(mw.clone()));
+    c.send(true, "/login").await;
+    let old = Some(format!("{NAME}={}", token(&c)));
+    c.send(true, "/put/user/text").await;
+    assert_eq!(c.text(false, "/whoami").await, "plain text");
+    let resp = c.send_with(false, "/whoami", old).await;
+    assert_eq!(body(resp).await, "alice");
+    let stats = mw.stats();
+    assert_eq!((stats.opened, stats.opened_cached), (1, 2), "{stats:?}");
+}
+
+#[tokio::test]
 async fn a_token_opened_once_is_answered_from_the_cache_after() {
     // Sealed by another instance (same keys): the first request decodes it, later ones not.
     let mut issuer = Client::new(app(SealedSession::new(keys())));

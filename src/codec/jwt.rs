@@ -322,7 +322,7 @@ impl JwtCodec {
         state.set_subject(c.sub);
         if let Some(data) = c.data {
             match data.get().as_bytes().first() {
-                Some(b'{') => state.set_raw_data(Box::<str>::from(data).into_boxed_bytes()),
+                Some(b'{') => state.set_data_json(data.get())?,
                 _ if data.get() == "null" => {}
                 _ => return Err(OpenError::Malformed("data claim is not a JSON object")),
             }
@@ -387,14 +387,7 @@ impl Codec for JwtCodec {
                 max: MAX_SUBJECT_LEN,
             });
         }
-        // The data's JSON text, re-using the bytes it arrived in when unchanged.
-        let json;
-        let data = if state.is_empty() {
-            None
-        } else {
-            json = state.data_json()?;
-            Some(serde_json::from_slice::<&RawValue>(&json).map_err(SealError::Serialize)?)
-        };
+        let data = state.data_map();
         let iat = state.last_seen().as_millis() / 1000;
         let claims = ClaimsOut {
             iss: self.issuer.as_deref(),
@@ -478,7 +471,7 @@ struct ClaimsOut<'a> {
     jti: String,
     sess: SessMeta,
     #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<&'a RawValue>,
+    data: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Deserialize)]

@@ -30,7 +30,8 @@ use crate::policy::{Fresh, Policy};
 use crate::state::SessionState;
 
 /// Default longest token a codec opens or makes: 16 KiB of text (room for a chunked cookie).
-pub const DEFAULT_MAX_TOKEN_LEN: usize = 16 * 1024;
+/// The same value as [`Limits::token_len`](crate::Limits::token_len)'s default.
+pub use crate::limits::DEFAULT_MAX_TOKEN_LEN;
 
 /// A token that authenticated and decoded. Only a codec makes one.
 #[derive(Debug)]

@@ -210,10 +210,6 @@ impl Inner {
         let purpose = shared.purpose(self.secure);
         match &shared.backend {
             Backend::Token(codec) => {
-                if shared.cache.is_some() {
-                    // The data as its token will carry it, once: kept as it is sealed.
-                    self.state.settle()?;
-                }
                 let token = codec.seal(&self.state, purpose.as_bytes())?;
                 if let Some(cache) = &shared.cache {
                     let hit = Hit {
@@ -240,6 +236,15 @@ impl Inner {
                 Ok(token)
             }
             Backend::Store { ids, .. } => Ok(ids.sign(&self.state.id(), purpose.as_bytes())),
+        }
+    }
+
+    /// Drops the open cache's entry for the token the request arrived with, before the data
+    /// changes: a new token will replace that one, and the entry shares the data with this
+    /// session, so keeping it would make the change copy the data.
+    pub(super) fn release_cached(&mut self) {
+        if let (Some(cache), Some((hash, id))) = (&self.shared.cache, self.cached_as.take()) {
+            cache.remove(hash, id);
         }
     }
 

@@ -145,7 +145,9 @@ impl Session {
         let mut inner = self.lock();
         Session::revive(&mut inner);
         let max_depth = inner.shared.max_depth;
-        if inner.state.insert_bounded(key, value, max_depth)? {
+        if let Some(value) = inner.state.change_for(key, value, max_depth)? {
+            inner.release_cached();
+            inner.state.set(key, value);
             inner.changed = true;
         }
         Ok(())
@@ -154,6 +156,9 @@ impl Session {
     /// Removes `key`, returning its value as JSON.
     pub fn remove(&self, key: &str) -> Result<Option<Value>, SessionError> {
         let mut inner = self.lock();
+        if inner.state.contains(key)? {
+            inner.release_cached();
+        }
         let old = inner.state.remove(key)?;
         if old.is_some() {
             inner.changed = true;
