@@ -89,7 +89,7 @@ struct Padded(AtomicUsize);
 
 /// Opened tokens of one endpoint; see the [module documentation](self).
 pub(crate) struct OpenCache {
-    hasher: std::hash::RandomState,
+    hasher: foldhash::fast::RandomState,
     sets: Box<[Mutex<Set>]>,
     /// Bytes charged to the budget, written on every write of a session by every thread:
     /// on cache lines of its own, away from the fields every request reads.
@@ -122,7 +122,7 @@ impl OpenCache {
             .max(1)
             .next_power_of_two();
         Some(OpenCache {
-            hasher: std::hash::RandomState::new(),
+            hasher: foldhash::fast::RandomState::default(),
             sets: (0..sets).map(|_| Mutex::new(Set::default())).collect(),
             bytes: Padded::default(),
             max_bytes,
@@ -145,7 +145,7 @@ impl OpenCache {
     }
 
     fn set(&self, hash: u64) -> Option<&Mutex<Set>> {
-        // `sets.len()` is a power of two; SipHash mixes every bit.
+        // `sets.len()` is a power of two; foldhash mixes every bit.
         let i = hash as usize & (self.sets.len() - 1);
         self.sets.get(i)
     }

@@ -1,21 +1,10 @@
-//! The Set-Cookie values that send, split or remove the session cookie. Each is a
-//! [`cookie::Cookie`] formatted by the `cookie` crate; this file decides only which cookies
-//! to send and how to cut a token into chunks.
-//!
-//! A removal has an empty value, `Max-Age=0` and `Expires` at the Unix epoch (for browsers
-//! that predate `Max-Age`), and the Path, Domain and flags the cookie was set with.
-//!
-//! The `cookie` crate writes `Secure` on every Partitioned cookie, as CHIPS requires (a
-//! browser refuses a Partitioned cookie without it).
+//! The Set-Cookie values that send, split or remove the session cookie.
 
-use std::borrow::Cow;
 use std::time::Duration;
 
-use ::cookie::{Cookie, CookieBuilder};
 use poem::http::HeaderValue;
-use time::OffsetDateTime;
 
-use super::{BROWSER_COOKIE_LIMIT, CookieConfig, Incoming};
+use super::{BROWSER_COOKIE_LIMIT, CookieConfig, Incoming, SameSite};
 
 /// A session too large to send: more chunks than allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +21,62 @@ pub struct TooLarge {
 }
 
 impl CookieConfig {
+    /// The attribute part of a Set-Cookie header (everything after the value).
+    fn attributes(&self, secure: bool, max_age: Option<Duration>, removal: bool) -> String {
+        let mut a = String::with_capacity(96);
+        self.push_attributes(&mut a, secure, max_age, removal);
+        a
+    }
+
+    /// Appends [`CookieConfig::attributes`] to `a`: to a `String`, or to [`Len`] to count
+    /// them.
+    fn push_attributes(
+        &self,
+        a: &mut impl std::fmt::Write,
+        secure: bool,
+        max_age: Option<Duration>,
+        removal: bool,
+    ) {
+        // Writing to a `String` or counting cannot fail.
+        let _ = self.try_push_attributes(a, secure, max_age, removal);
+    }
+
+    fn try_push_attributes(
+        &self,
+        a: &mut impl std::fmt::Write,
+        secure: bool,
+        max_age: Option<Duration>,
+        removal: bool,
+    ) -> std::fmt::Result {
+        a.write_str("; Path=")?;
+        a.write_str(&self.path)?;
+        if let Some(d) = &self.domain {
+            a.write_str("; Domain=")?;
+            a.write_str(d)?;
+        }
+        if removal {
+            a.write_str("; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT")?;
+        } else if let Some(age) = max_age {
+            write!(a, "; Max-Age={}", age.as_secs())?;
+        }
+        if secure {
+            a.write_str("; Secure")?;
+        }
+        if self.http_only {
+            a.write_str("; HttpOnly")?;
+        }
+        match self.same_site {
+            Some(SameSite::Strict) => a.write_str("; SameSite=Strict")?,
+            Some(SameSite::Lax) => a.write_str("; SameSite=Lax")?,
+            Some(SameSite::None) => a.write_str("; SameSite=None")?,
+            None => {}
+        }
+        if self.partitioned {
+            a.write_str("; Partitioned")?;
+        }
+        Ok(())
+    }
+
     /// The Set-Cookie values that send `token` under `name`, removing what the request
     /// carried in the other form. Refuses, sending nothing, when the token needs more than
     /// `max_chunks` cookies.
@@ -60,27 +105,28 @@ impl CookieConfig {
         incoming: &Incoming,
     ) -> Result<(), TooLarge> {
         let max_age = if self.persistent { max_age } else { None };
-        let set = |name: Cow<'_, str>, value: &str| {
-            let cookie = self.cookie(name, value, secure);
-            match max_age {
-                // Past `time::Duration::MAX` (292 billion years): the longest it can say.
-                Some(age) => cookie.max_age(age.try_into().unwrap_or(time::Duration::MAX)),
-                None => cookie,
-            }
-            .build()
-            .to_string()
-        };
-        let one = set(name.into(), token);
+        // The common case, one cookie, in one buffer of exactly its length: `HeaderValue`
+        // takes a buffer with no spare capacity as it is, but one with spare capacity costs
+        // `bytes` an allocation of its own (the shared header of a `Bytes`) and its drop an
+        // atomic count.
+        let mut attrs = Len(0);
+        self.push_attributes(&mut attrs, secure, max_age, false);
+        let mut one = String::with_capacity(name.len() + 1 + token.len() + attrs.0);
+        one.push_str(name);
+        one.push('=');
+        one.push_str(token);
+        self.push_attributes(&mut one, secure, max_age, false);
         if one.len() <= BROWSER_COOKIE_LIMIT {
             push(out, one);
             for i in 0..incoming.chunks {
-                push(out, self.removal(format!("{name}.{i}").into(), secure));
+                self.push_removal(out, &format!("{name}.{i}"), secure);
             }
             return Ok(());
         }
+        let attrs = self.attributes(secure, max_age, false);
         // Chunk names grow with the index; size each chunk for the longest name.
-        let longest = set(format!("{name}.{}", self.max_chunks).into(), "").len();
-        let room = BROWSER_COOKIE_LIMIT.saturating_sub(longest);
+        let longest_name = name.len() + 1 + self.max_chunks.to_string().len();
+        let room = BROWSER_COOKIE_LIMIT.saturating_sub(longest_name + 1 + attrs.len());
         let chunks = if room == 0 {
             usize::MAX
         } else {
@@ -102,15 +148,15 @@ impl CookieConfig {
             let (Some(head), Some(tail)) = (rest.get(..cut), rest.get(cut..)) else {
                 break;
             };
-            push(out, set(format!("{name}.{i}").into(), head));
+            push(out, format!("{name}.{i}={head}{attrs}"));
             rest = tail;
             i += 1;
         }
         for stale in i..incoming.chunks {
-            push(out, self.removal(format!("{name}.{stale}").into(), secure));
+            self.push_removal(out, &format!("{name}.{stale}"), secure);
         }
         if incoming.plain {
-            push(out, self.removal(name.into(), secure));
+            self.push_removal(out, name, secure);
         }
         Ok(())
     }
@@ -120,38 +166,29 @@ impl CookieConfig {
     pub fn clear(&self, name: &str, secure: bool, incoming: &Incoming) -> Vec<HeaderValue> {
         let mut out = Vec::new();
         if incoming.plain || incoming.chunks == 0 {
-            push(&mut out, self.removal(name.into(), secure));
+            self.push_removal(&mut out, name, secure);
         }
         for i in 0..incoming.chunks {
-            push(&mut out, self.removal(format!("{name}.{i}").into(), secure));
+            self.push_removal(&mut out, &format!("{name}.{i}"), secure);
         }
         out
     }
 
-    /// The cookie `name=value` with the configured Path, Domain, HttpOnly, SameSite and
-    /// Partitioned, and `Secure` when `secure`.
-    fn cookie<'c>(&'c self, name: Cow<'c, str>, value: &'c str, secure: bool) -> CookieBuilder<'c> {
-        let mut cookie = Cookie::build((name, value))
-            .path(self.path.as_str())
-            .secure(secure)
-            .http_only(self.http_only)
-            .partitioned(self.partitioned);
-        if let Some(domain) = &self.domain {
-            cookie = cookie.domain(domain.as_str());
-        }
-        if let Some(same_site) = self.same_site {
-            cookie = cookie.same_site(same_site);
-        }
-        cookie
+    fn push_removal(&self, out: &mut impl Extend<HeaderValue>, name: &str, secure: bool) {
+        push(
+            out,
+            format!("{name}={}", self.attributes(secure, None, true)),
+        );
     }
+}
 
-    /// The Set-Cookie value that removes the cookie `name`.
-    fn removal(&self, name: Cow<'_, str>, secure: bool) -> String {
-        self.cookie(name, "", secure)
-            .max_age(time::Duration::ZERO)
-            .expires(OffsetDateTime::UNIX_EPOCH)
-            .build()
-            .to_string()
+/// A `fmt::Write` that counts the bytes written to it.
+struct Len(usize);
+
+impl std::fmt::Write for Len {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0 += s.len();
+        Ok(())
     }
 }
 
@@ -168,91 +205,59 @@ fn push(out: &mut impl Extend<HeaderValue>, s: String) {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use super::CookieConfig;
 
-    use super::super::{BROWSER_COOKIE_LIMIT, CookieConfig, Incoming, SameSite};
-
-    fn one(c: &CookieConfig, token: &str, secure: bool, age: Option<Duration>) -> String {
-        let out = c
-            .write("sid", token, secure, age, &Incoming::default())
-            .unwrap();
-        assert_eq!(out.len(), 1);
-        out[0].to_str().unwrap().to_owned()
-    }
-
+    /// `write_into` sizes its buffer by counting the attributes first: the count must be
+    /// what is written, for every attribute and every width of `Max-Age`.
     #[test]
-    fn the_default_cookie_and_its_removal() {
-        let c = CookieConfig::default();
-        assert_eq!(
-            one(&c, "dG9rZW4", true, Some(Duration::from_secs(60))),
-            "sid=dG9rZW4; HttpOnly; SameSite=Lax; Secure; Path=/"
-        );
-        let cleared = c.clear("sid", true, &Incoming::default());
-        assert_eq!(
-            cleared[0].to_str().unwrap(),
-            "sid=; HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=0; \
-             Expires=Thu, 01 Jan 1970 00:00:00 GMT"
-        );
-    }
+    fn counted_attributes_are_the_written_ones() {
+        use std::time::Duration;
 
-    #[test]
-    fn every_attribute_as_configured() {
-        let c = CookieConfig::default()
-            .path("/app")
-            .domain("example.com")
-            .http_only(false)
-            .same_site(Some(SameSite::None))
-            .persistent(true);
-        assert_eq!(
-            one(&c, "t", true, Some(Duration::from_secs(86_400))),
-            "sid=t; SameSite=None; Secure; Path=/app; Domain=example.com; Max-Age=86400"
-        );
-        // SameSite=None without Secure stays without it when told so.
-        assert_eq!(
-            one(&c, "t", false, Some(Duration::from_secs(u64::MAX))),
-            format!(
-                "sid=t; SameSite=None; Path=/app; Domain=example.com; Max-Age={}",
-                i64::MAX
-            )
-        );
-        let c = c.same_site(None).partitioned(true);
-        // The `cookie` crate writes Secure with Partitioned, as CHIPS requires.
-        assert_eq!(
-            one(&c, "t", false, None),
-            "sid=t; Partitioned; Secure; Path=/app; Domain=example.com"
-        );
-    }
+        use super::{Len, SameSite};
 
-    #[test]
-    fn chunks_fill_the_browser_limit_and_no_more() {
-        let c = CookieConfig::default().persistent(true);
-        let age = Some(Duration::from_secs(86_400));
-        let fits = "A".repeat(BROWSER_COOKIE_LIMIT - one(&c, "", true, age).len());
-        assert_eq!(one(&c, &fits, true, age).len(), BROWSER_COOKIE_LIMIT);
+        let same_sites = [
+            None,
+            Some(SameSite::Strict),
+            Some(SameSite::Lax),
+            Some(SameSite::None),
+        ];
+        let ages = [
+            None,
+            Some(Duration::ZERO),
+            Some(Duration::from_secs(9)),
+            Some(Duration::from_secs(86_400)),
+            Some(Duration::from_secs(u64::MAX)),
+        ];
+        for (domain, same_site, flags) in [None, Some("example.com")]
+            .into_iter()
+            .flat_map(|d| same_sites.map(|s| (d, s)))
+            .flat_map(|(d, s)| (0..16u8).map(move |f| (d, s, f)))
+        {
+            let mut c = CookieConfig::default()
+                .path("/app")
+                .same_site(same_site)
+                .http_only(flags & 1 != 0)
+                .partitioned(flags & 2 != 0);
+            if let Some(d) = domain {
+                c = c.domain(d);
+            }
+            for age in ages {
+                let (secure, removal) = (flags & 4 != 0, flags & 8 != 0);
+                let mut counted = Len(0);
+                c.push_attributes(&mut counted, secure, age, removal);
+                let written = c.attributes(secure, age, removal);
+                assert_eq!(counted.0, written.len(), "{written}");
 
-        let long = format!("{fits}B");
-        let incoming = Incoming {
-            plain: true,
-            chunks: 4,
-            ..Incoming::default()
-        };
-        let out = c.write("sid", &long, true, age, &incoming).unwrap();
-        let values: Vec<&str> = out.iter().map(|v| v.to_str().unwrap()).collect();
-        let mut token = String::new();
-        for (i, v) in values.iter().take(2).enumerate() {
-            assert!(v.len() <= BROWSER_COOKIE_LIMIT, "{}", v.len());
-            let (pair, _) = v.split_once(';').unwrap();
-            token.push_str(pair.strip_prefix(&format!("sid.{i}=")).unwrap());
+                let mut out = Vec::new();
+                c.write_into(&mut out, "sid", "dG9rZW4", secure, age, &Default::default())
+                    .unwrap();
+                let one = out.first().unwrap().as_bytes();
+                // `write_into` sends `Max-Age` only for a persistent cookie.
+                let sent_age = if c.persistent { age } else { None };
+                let expected = format!("sid=dG9rZW4{}", c.attributes(secure, sent_age, false));
+                assert_eq!(one.len(), expected.len());
+                assert_eq!(one, expected.as_bytes());
+            }
         }
-        assert_eq!(token, long);
-        // Stale chunks 2 and 3 and the plain cookie are removed.
-        assert_eq!(values.len(), 5);
-        for (v, name) in values[2..].iter().zip(["sid.2=;", "sid.3=;", "sid=;"]) {
-            assert!(v.starts_with(name) && v.contains("; Max-Age=0;"), "{v}");
-        }
-
-        let c = c.max_chunks(1).unwrap();
-        let err = c.write("sid", &long, true, age, &incoming).unwrap_err();
-        assert_eq!((err.chunks, err.max_chunks), (2, 1));
     }
 }
