@@ -2,22 +2,23 @@
 //! events inside it (open, refusal by reason, issue, re-issue, revocation), which never carry
 //! the token, and the in-process `Stats` snapshot.
 
+mod common {
+    pub mod fixtures;
+}
 mod http;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::fixtures::{clock, keys};
 use http::handlers::{everywhere, logout, touch, user};
 use http::{Capture, Jar, capture, send};
 use poem::http::StatusCode;
 use poem::test::TestClient;
 use poem::{Endpoint, EndpointExt, Route, get, handler, post};
 use sealed_session::denylist::{Denylist, MemoryDenylist};
-use sealed_session::{
-    BearerConfig, Keyring, Limits, ManualClock, SealedSession, Session, Stats, Timestamp,
-};
+use sealed_session::{BearerConfig, Limits, SealedSession, Session, Stats};
 
-const T0: Timestamp = Timestamp::from_millis(1_764_000_000_000);
 const NAME: &str = "__Host-sid";
 
 #[handler]
@@ -35,10 +36,6 @@ fn routes() -> Route {
         .at("/touch", post(touch))
         .at("/logout", post(logout))
         .at("/everywhere", post(everywhere))
-}
-
-fn keys() -> Keyring {
-    Keyring::from_secret("observability tests secret, long enough!").unwrap()
 }
 
 /// The middle of a token: what a log line that leaked it would contain.
@@ -83,7 +80,7 @@ fn messages(cap: &Capture) -> Vec<String> {
 #[tokio::test(flavor = "current_thread")]
 async fn each_request_has_a_span_naming_mode_transport_and_outcome() {
     let (cap, _g) = capture();
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let tc = TestClient::new(routes().with(SealedSession::new(keys()).clock(clock.clone())));
     let mut jar = Jar::default();
 
@@ -142,7 +139,7 @@ async fn each_request_has_a_span_naming_mode_transport_and_outcome() {
 #[tokio::test(flavor = "current_thread")]
 async fn bearer_refusals_and_revocations_are_events_without_the_token() {
     let (cap, _g) = capture();
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let denylist: Arc<dyn Denylist> = Arc::new(MemoryDenylist::with_clock(clock.clone()));
     let mw = SealedSession::new(keys())
         .bearer(BearerConfig::new())
@@ -220,7 +217,7 @@ async fn logged_in(tc: &TestClient<impl Endpoint>) -> (Jar, String) {
 #[tokio::test(flavor = "current_thread")]
 async fn stats_count_refusals_by_reason_issues_reissues_and_revocations() {
     let (_cap, _g) = capture();
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let memory = MemoryDenylist::with_clock(clock.clone());
     let mw = SealedSession::new(keys())
         .idle_timeout(Some(Duration::from_secs(600)))
