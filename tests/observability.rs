@@ -11,27 +11,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::fixtures::{clock, keys};
-use http::handlers::{everywhere, logout, touch, user};
+use http::handlers::{everywhere, login_admin_subject_token, logout, touch, user};
 use http::{Capture, Jar, capture, send};
 use poem::http::StatusCode;
 use poem::test::TestClient;
-use poem::{Endpoint, EndpointExt, Route, get, handler, post};
+use poem::{Endpoint, EndpointExt, Route, get, post};
 use sealed_session::denylist::{Denylist, MemoryDenylist};
-use sealed_session::{BearerConfig, Limits, SealedSession, Session, Stats};
+use sealed_session::{BearerConfig, Limits, SealedSession, Stats};
 
 const NAME: &str = "__Host-sid";
 
-#[handler]
-fn login(session: &Session) -> poem::Result<String> {
-    session.regenerate()?;
-    session.insert("user", "alice")?;
-    session.set_subject("alice");
-    Ok(session.token()?.unwrap_or_default())
-}
-
 fn routes() -> Route {
     Route::new()
-        .at("/login", post(login))
+        .at("/login", post(login_admin_subject_token))
         .at("/me", get(user))
         .at("/touch", post(touch))
         .at("/logout", post(logout))
@@ -99,7 +91,7 @@ async fn each_request_has_a_span_naming_mode_transport_and_outcome() {
     let token = jar.get(NAME).unwrap().to_owned();
 
     cap.clear();
-    assert_eq!(send(&tc, &mut jar, false, "/me").await.1, "alice");
+    assert_eq!(send(&tc, &mut jar, false, "/me").await.1, "admin");
     assert_eq!(request_span(&cap)["outcome"], "unchanged");
     assert_eq!(messages(&cap), vec!["session opened"]);
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::fixtures::{clock, keys};
-use http::handlers::{everywhere, login_admin_subject, logout, user};
+use http::handlers::{everywhere, login_admin_subject, login_admin_subject_token, logout, user};
 use http::{Jar, capture, send};
 use poem::http::StatusCode;
 use poem::test::TestClient;
@@ -20,17 +20,9 @@ use sealed_session::denylist::{
 };
 use sealed_session::{BearerConfig, Clock, SealedSession, Session, SessionId, Timestamp};
 
-#[handler]
-fn login(session: &Session) -> poem::Result<String> {
-    session.regenerate()?;
-    session.insert("user", "admin")?;
-    session.set_subject("admin");
-    Ok(session.token()?.unwrap_or_default())
-}
-
 fn routes() -> Route {
     Route::new()
-        .at("/login", post(login))
+        .at("/login", post(login_admin_subject_token))
         .at("/me", get(user))
         .at("/logout", post(logout))
         .at("/relogin", post(login_admin_subject))
