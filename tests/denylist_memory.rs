@@ -228,10 +228,13 @@ fn concurrent_revocations_and_checks_agree() {
 
 #[test]
 fn debug_output_shows_sizes_only() {
-    let (clock, memory, _list) = setup();
+    let (clock, memory, list) = setup();
     memory.insert(id(1), clock.now().saturating_add(Duration::from_secs(1)));
+    block_on(list.revoke_subject("alice", clock.now())).unwrap();
     let s = format!("{memory:?}");
     assert!(s.contains("revoked_sessions: 1"), "{s}");
+    assert!(!s.contains(&id(1).to_string()), "no revoked id: {s}");
+    assert!(!s.contains("alice"), "no revoked subject: {s}");
 }
 
 #[test]
