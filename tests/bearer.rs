@@ -1,19 +1,21 @@
 //! The bearer transport: tokens in `Authorization: Bearer`, new tokens in a response header,
 //! 401s with RFC 6750 challenges.
 
+mod common {
+    pub mod fixtures;
+}
 mod http;
 
 use std::time::Duration;
 
+use common::fixtures::{clock, keys};
 use http::capture;
 use http::handlers::count;
 use poem::http::{HeaderValue, StatusCode};
 use poem::test::TestClient;
 use poem::web::Json;
 use poem::{Endpoint, EndpointExt, Route, get, handler, post};
-use sealed_session::{BearerConfig, Keyring, ManualClock, SealedSession, Session, Timestamp};
-
-const T0: Timestamp = Timestamp::from_millis(1_764_000_000_000);
+use sealed_session::{BearerConfig, ManualClock, SealedSession, Session};
 
 #[handler]
 fn login(session: &Session) -> poem::Result<Json<serde_json::Value>> {
@@ -27,10 +29,6 @@ fn me(session: &Session) -> poem::Result<Json<serde_json::Value>> {
     Ok(Json(
         serde_json::json!({ "user": session.get::<String>("user")? }),
     ))
-}
-
-fn keys() -> Keyring {
-    Keyring::from_secret("bearer test secret, long enough to pass!").unwrap()
 }
 
 fn app(clock: &ManualClock) -> impl Endpoint {
@@ -63,7 +61,7 @@ async fn token_from_login(tc: &TestClient<impl Endpoint>) -> String {
 
 #[tokio::test]
 async fn login_token_round_trip_and_refresh_header() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let tc = TestClient::new(app(&clock));
     // No header: an empty session, no token sent.
     let resp = tc.get("/me").send().await;
@@ -105,7 +103,7 @@ async fn login_token_round_trip_and_refresh_header() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn bad_tokens_get_a_401_with_an_rfc6750_challenge() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let tc = TestClient::new(app(&clock));
     let token = token_from_login(&tc).await;
     let mut tampered = token.clone().into_bytes();
@@ -160,7 +158,7 @@ async fn bad_tokens_get_a_401_with_an_rfc6750_challenge() {
 /// the first (or any) one of them.
 #[tokio::test(flavor = "current_thread")]
 async fn two_authorization_headers_are_refused_not_served_as_the_first() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let tc = TestClient::new(app(&clock));
     let token = token_from_login(&tc).await;
     let bearer = format!("Bearer {token}");
@@ -212,7 +210,7 @@ async fn two_authorization_headers_are_refused_not_served_as_the_first() {
 
 #[tokio::test]
 async fn another_scheme_is_no_session() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let tc = TestClient::new(app(&clock));
     let resp = tc
         .get("/me")
@@ -228,7 +226,7 @@ async fn another_scheme_is_no_session() {
 /// scheme was read.
 #[tokio::test]
 async fn other_schemes_are_no_session_whatever_their_bytes_or_length() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let tc = TestClient::new(app(&clock));
     let long = format!("Basic {}", "A".repeat(4000));
     for value in [
@@ -261,7 +259,7 @@ async fn other_schemes_are_no_session_whatever_their_bytes_or_length() {
 async fn a_bearer_token_is_not_a_cookie_token() {
     // The purpose binding differs between the bearer transport ("sid") and the cookie
     // ("__Host-sid"), so a token cannot be moved from one to the other.
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let tc = TestClient::new(app(&clock));
     let token = token_from_login(&tc).await;
     let cookie_app = Route::new()

@@ -2,22 +2,20 @@
 //! session `Set-Cookie`, or the bearer refresh header) is sent with
 //! `Cache-Control: private, no-store`, whatever the handler set.
 
+mod common {
+    pub mod fixtures;
+}
 mod http;
 
 use std::time::Duration;
 
+use common::fixtures::{clock, keys};
 use http::set_cookies;
 use poem::http::header::CACHE_CONTROL;
 use poem::test::TestClient;
 use poem::web::WithHeader;
 use poem::{EndpointExt, IntoResponse, Route, get, handler, post};
-use sealed_session::{
-    BearerConfig, Keyring, ManualClock, SealedSession, Secure, Session, Timestamp,
-};
-
-fn keys() -> Keyring {
-    Keyring::from_secret("cache control tests secret, long enough!").unwrap()
-}
+use sealed_session::{BearerConfig, SealedSession, Secure, Session};
 
 /// Signs in, and says the page may be kept by any cache for an hour.
 #[handler]
@@ -58,7 +56,7 @@ fn cache_control(resp: &poem::test::TestResponse) -> Vec<String> {
 
 #[tokio::test]
 async fn a_new_session_cookie_overrides_a_public_cache_control() {
-    let clock = ManualClock::new(Timestamp::from_millis(1_764_000_000_000));
+    let clock = clock();
     let app = routes().with(
         SealedSession::new(keys())
             .secure(Secure::Never)

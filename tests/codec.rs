@@ -3,16 +3,19 @@
 // What only the `test-vectors` tests use is unused without that feature.
 #![cfg_attr(not(feature = "test-vectors"), allow(dead_code, unused_imports))]
 
+mod common {
+    pub mod fixtures;
+}
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::fixtures::{T0, T0_MS};
 use serde_json::json;
 
 use sealed_session::{
     Algorithm, Codec, DataError, Key, Keyring, OpenError, SealError, SealedCodec, SessionId,
     SessionState, SignedCodec, Timestamp,
 };
-
-const T0: u64 = 1_764_000_000_000;
 
 fn key(id: &str, alg: Algorithm) -> Key {
     Key::generate(id, alg).unwrap()
@@ -25,10 +28,10 @@ fn ring(keys: impl IntoIterator<Item = Key>) -> Keyring {
 fn state() -> SessionState {
     let mut st = SessionState::new(
         SessionId::generate().unwrap(),
-        Timestamp::from_millis(T0),
-        Timestamp::from_millis(T0 + 86_400_000),
+        T0,
+        Timestamp::from_millis(T0_MS + 86_400_000),
     );
-    st.set_last_seen(Timestamp::from_millis(T0 + 1234));
+    st.set_last_seen(Timestamp::from_millis(T0_MS + 1234));
     st.set_subject(Some("user-42".into()));
     st.insert("user", "alice").unwrap();
     st.insert("cart", &[3, 5, 8]).unwrap();
@@ -87,8 +90,8 @@ fn round_trip_of_an_empty_session_without_subject() {
     for codec in codecs(&ring) {
         let st = SessionState::new(
             SessionId::from_bytes([0xab; 16]),
-            Timestamp::from_millis(T0),
-            Timestamp::from_millis(T0 + 1),
+            T0,
+            Timestamp::from_millis(T0_MS + 1),
         );
         let token = codec.seal(&st, b"").unwrap();
         let mut back = codec.open(&token, b"").unwrap().into_state();

@@ -2,10 +2,15 @@
 //! by garbage), both codecs refuse it with an error and never panic; and any session
 //! survives a round trip.
 
+mod common {
+    pub mod fixtures;
+}
+
 use std::sync::LazyLock;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::fixtures::T0;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
@@ -36,7 +41,7 @@ static CODECS: LazyLock<Vec<Box<dyn Codec>>> = LazyLock::new(|| {
 static TOKENS: LazyLock<Vec<String>> = LazyLock::new(|| {
     let mut st = SessionState::new(
         SessionId::from_bytes([7; 16]),
-        Timestamp::from_millis(1_764_000_000_000),
+        T0,
         Timestamp::from_millis(1_764_086_400_000),
     );
     st.set_subject(Some("user-42".into()));

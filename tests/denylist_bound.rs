@@ -2,11 +2,15 @@
 //! revoked, and a flood of anonymous "get a cookie, log it out" cycles leaves the denylist
 //! within its bound, failing closed (every logged-out session stays refused).
 
+mod common {
+    pub mod fixtures;
+}
 mod http;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::fixtures::{clock, keys};
 use http::handlers::{count, login_admin_subject, logout, user};
 use http::{Jar, send};
 use poem::test::TestClient;
@@ -14,11 +18,7 @@ use poem::{EndpointExt, Route, get, handler, post};
 use sealed_session::denylist::{
     Check, DEFAULT_MAX_REVOKED_SESSIONS, Denylist, MemoryDenylist, Revocation, RevokedBy,
 };
-use sealed_session::{Clock, Keyring, ManualClock, SealedSession, Secure, Session, SessionId};
-
-fn keys() -> Keyring {
-    Keyring::from_secret("denylist bound tests secret, long enough").unwrap()
-}
+use sealed_session::{Clock, ManualClock, SealedSession, Secure, Session, SessionId};
 
 /// Stores a value and destroys the session in the same request: its token never left.
 #[handler]
@@ -73,7 +73,7 @@ async fn an_id_whose_token_was_never_sent_is_not_revoked() {
 #[tokio::test]
 async fn ten_thousand_anonymous_logouts_stay_within_the_bound() {
     const BOUND: usize = 1_000;
-    let clock = ManualClock::new(sealed_session::Timestamp::from_millis(1_764_000_000_000));
+    let clock = clock();
     let denylist = MemoryDenylist::builder()
         .clock(Arc::new(clock.clone()))
         .max_revoked_sessions(BOUND)

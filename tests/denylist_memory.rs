@@ -1,16 +1,19 @@
 //! The in-memory denylist: revocation, expiry, per-subject revocation at its boundary, and
 //! concurrent use. Time is a `ManualClock`; nothing sleeps.
 
+mod common {
+    pub mod fixtures;
+}
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::fixtures::{T0_MS, clock};
 use sealed_session::denylist::{Check, Denylist, DenylistError, Health, MemoryDenylist, RevokedBy};
 use sealed_session::{Clock, MAX_SUBJECT_LEN, ManualClock, SessionId, Timestamp};
 
-const T0: u64 = 1_764_000_000_000;
-
 fn setup() -> (ManualClock, MemoryDenylist, Arc<dyn Denylist>) {
-    let clock = ManualClock::new(Timestamp::from_millis(T0));
+    let clock = clock();
     let memory = MemoryDenylist::builder()
         .clock(Arc::new(clock.clone()))
         .subject_ttl(Duration::from_secs(3600))
@@ -94,7 +97,7 @@ fn revoking_an_already_expired_session_stores_nothing() {
     let (clock, memory, list) = setup();
     let now = clock.now();
     block_on(list.revoke(id(1), now)).unwrap();
-    block_on(list.revoke(id(2), Timestamp::from_millis(T0 - 1))).unwrap();
+    block_on(list.revoke(id(2), Timestamp::from_millis(T0_MS - 1))).unwrap();
     assert!(memory.is_empty());
 }
 
@@ -225,10 +228,13 @@ fn concurrent_revocations_and_checks_agree() {
 
 #[test]
 fn debug_output_shows_sizes_only() {
-    let (clock, memory, _list) = setup();
+    let (clock, memory, list) = setup();
     memory.insert(id(1), clock.now().saturating_add(Duration::from_secs(1)));
+    block_on(list.revoke_subject("alice", clock.now())).unwrap();
     let s = format!("{memory:?}");
     assert!(s.contains("revoked_sessions: 1"), "{s}");
+    assert!(!s.contains(&id(1).to_string()), "no revoked id: {s}");
+    assert!(!s.contains("alice"), "no revoked subject: {s}");
 }
 
 #[test]
@@ -238,7 +244,7 @@ fn check_at_answers_as_of_the_given_time_not_the_denylists_clock() {
     let until = now.saturating_add(Duration::from_secs(60));
     block_on(list.revoke(id(1), until)).unwrap();
     block_on(list.revoke_subject("alice", now)).unwrap();
-    let earlier = Timestamp::from_millis(T0 - 1000);
+    let earlier = Timestamp::from_millis(T0_MS - 1000);
 
     // Before the entry's expiry: revoked, whatever the denylist's own clock says.
     let just_before = Timestamp::from_millis(until.as_millis() - 1);

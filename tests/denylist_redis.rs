@@ -7,20 +7,20 @@
 #![cfg(feature = "redis")]
 
 mod common {
+    pub mod fixtures;
     pub mod redis;
 }
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::fixtures::clock;
 use common::redis::{Proxy, RedisServer};
 use sealed_session::denylist::{
     Check, Denylist, DenylistError, Health, RedisDenylist, RedisDenylistBuilder, RevokedBy,
     StartMode,
 };
-use sealed_session::{Clock, ManualClock, SessionId, SystemClock, Timestamp};
-
-const T0: u64 = 1_764_000_000_000;
+use sealed_session::{Clock, SessionId, SystemClock};
 
 fn id(n: u32) -> SessionId {
     let mut b = [0x3c; 16];
@@ -238,7 +238,7 @@ async fn outage_replica_keeps_answering_revocations_fail_then_unavailable_then_r
     let Some(mut server) = RedisServer::start("outage test") else {
         return;
     };
-    let clock = ManualClock::new(Timestamp::from_millis(T0));
+    let clock = clock();
     let dyn_clock: Arc<dyn Clock> = Arc::new(clock.clone());
     let a = fast(&server.url(), dyn_clock.clone())
         .resync_every(Duration::from_millis(300))
@@ -351,7 +351,7 @@ async fn messages_missed_while_cut_off_heal_on_reconnect() {
     let Some(server) = RedisServer::start("cut-off test") else {
         return;
     };
-    let clock = ManualClock::new(Timestamp::from_millis(T0));
+    let clock = clock();
     let dyn_clock: Arc<dyn Clock> = Arc::new(clock.clone());
     let proxy = Proxy::start(server.port()).await;
     let a = fast(&server.url(), dyn_clock.clone())
@@ -402,7 +402,7 @@ async fn start_modes() {
     };
     let url = server.url();
     server.stop();
-    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp::from_millis(T0)));
+    let clock: Arc<dyn Clock> = Arc::new(clock());
 
     // Default: refuse to start.
     let err = fast(&url, clock.clone()).build().await.unwrap_err();
@@ -559,7 +559,7 @@ fn a_replica_whose_task_stopped_fails_closed_by_time() {
     else {
         return;
     };
-    let clock = ManualClock::new(Timestamp::from_millis(T0));
+    let clock = clock();
     let shared: Arc<dyn Clock> = Arc::new(clock.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -4,12 +4,16 @@
 //! that counts what the middleware asks of the store; the Redis store runs the same
 //! middleware code and is tested in `tests/store_redis.rs`.
 
+mod common {
+    pub mod fixtures;
+}
 mod http;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::fixtures::{T0, clock, ring};
 use http::Client;
 use http::handlers::{count, login_admin, logout, max_age, noop, session_id, set_key, touch, user};
 use poem::http::StatusCode;
@@ -18,18 +22,11 @@ use poem::web::Data;
 use poem::{Endpoint, EndpointExt, Route, get, handler, post};
 use sealed_session::codec::SessionIdCodec;
 use sealed_session::store::{BoxFuture, MemoryStore, Store, StoreError};
-use sealed_session::{Key, Keyring, ManualClock, SealedSession, Session, SessionId, Timestamp};
+use sealed_session::{Keyring, ManualClock, SealedSession, Session, SessionId, Timestamp};
 use tokio::sync::{Barrier, Notify};
 
-const T0: Timestamp = Timestamp::from_millis(1_764_000_000_000);
 const NAME: &str = "__Host-sid";
 const FAR: Timestamp = Timestamp::from_millis(u64::MAX / 2);
-
-fn ring(id: &str, byte: u8) -> Keyring {
-    let mut k = [byte; 32];
-    k[0] = 0;
-    Keyring::new([Key::new(id, Default::default(), &k).unwrap()]).unwrap()
-}
 
 // ---- A store that counts, can fail, and can forget about expiry ----
 
@@ -253,7 +250,7 @@ fn app(
 
 #[tokio::test]
 async fn save_uninitialized_false_neither_stores_nor_sets_a_cookie_for_an_untouched_session() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = Probe::new(&clock);
     let mut c = Client::new(app(&store, &clock, |m| m));
     for (post_, uri) in [(false, "/noop"), (false, "/user"), (true, "/touch")] {
@@ -271,7 +268,7 @@ async fn save_uninitialized_false_neither_stores_nor_sets_a_cookie_for_an_untouc
 
 #[tokio::test]
 async fn save_uninitialized_true_stores_every_new_session_and_sets_its_cookie() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = Probe::new(&clock);
     let mut c = Client::new(app(&store, &clock, |m| m.save_uninitialized(true)));
     let (_, set) = c.send(false, "/noop").await;
@@ -296,7 +293,7 @@ async fn save_uninitialized_true_stores_every_new_session_and_sets_its_cookie() 
 
 #[tokio::test]
 async fn an_unchanged_session_is_written_only_when_renewal_is_due() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = Probe::new(&clock);
     let mut c = Client::new(app(&store, &clock, |m| m));
     c.send(true, "/login").await;
@@ -338,7 +335,7 @@ async fn an_unchanged_session_is_written_only_when_renewal_is_due() {
 
 #[tokio::test]
 async fn rolling_re_sets_the_cookie_and_rewrites_the_record_on_every_response() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = Probe::new(&clock);
     let mut c = Client::new(app(&store, &clock, |m| m.rolling(true)));
     let (_, set) = c.send(false, "/noop").await;
@@ -358,7 +355,7 @@ async fn rolling_re_sets_the_cookie_and_rewrites_the_record_on_every_response() 
 #[tokio::test]
 async fn a_persistent_cookie_is_re_sent_with_max_age_whenever_the_session_is_written() {
     // express-session with cookie.maxAge: the cookie is set again when the session changed.
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = Probe::new(&clock);
     let mut c = Client::new(app(&store, &clock, |m| m.persistent(true)));
     let (_, set) = c.send(true, "/login").await;
@@ -382,7 +379,7 @@ async fn a_persistent_cookie_is_re_sent_with_max_age_whenever_the_session_is_wri
 
 #[tokio::test]
 async fn regenerate_gives_a_new_id_deletes_the_old_record_and_sets_a_new_cookie() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = Probe::new(&clock);
     let mut c = Client::new(app(&store, &clock, |m| m));
     c.send(true, "/set/cart/3").await;
@@ -405,7 +402,7 @@ async fn regenerate_gives_a_new_id_deletes_the_old_record_and_sets_a_new_cookie(
 
 #[tokio::test]
 async fn destroy_deletes_the_record_and_clears_the_cookie() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = Probe::new(&clock);
     let mut c = Client::new(app(&store, &clock, |m| m));
     c.send(true, "/login").await;
@@ -435,7 +432,7 @@ async fn destroy_deletes_the_record_and_clears_the_cookie() {
 
 #[tokio::test]
 async fn reload_discards_unsaved_changes_and_fails_for_a_session_not_in_the_store() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = Probe::new(&clock);
     let mut c = Client::new(app(&store, &clock, |m| m));
     c.send(true, "/login").await;
@@ -457,7 +454,7 @@ async fn reload_discards_unsaved_changes_and_fails_for_a_session_not_in_the_stor
 
 #[tokio::test]
 async fn save_persists_mid_request_and_the_end_of_the_request_does_not_write_again() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = Probe::new(&clock);
     let mut c = Client::new(app(&store, &clock, |m| m));
     c.send(true, "/login").await;
@@ -478,7 +475,7 @@ async fn save_persists_mid_request_and_the_end_of_the_request_does_not_write_aga
 
 #[tokio::test]
 async fn touch_rewrites_the_record_and_resets_the_idle_clock() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = Probe::new(&clock);
     let mut c = Client::new(app(&store, &clock, |m| m));
     c.send(true, "/login").await;
@@ -502,7 +499,7 @@ async fn touch_rewrites_the_record_and_resets_the_idle_clock() {
 
 #[tokio::test]
 async fn the_session_id_is_the_store_key_and_stays_until_regenerated() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = Probe::new(&clock);
     let mut c = Client::new(app(&store, &clock, |m| m));
     let unsaved = c.text_ok(false, "/id").await;
@@ -521,7 +518,7 @@ async fn the_session_id_is_the_store_key_and_stays_until_regenerated() {
 
 #[tokio::test]
 async fn set_max_age_shortens_this_sessions_life_in_the_store_and_on_the_server() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = Probe::new(&clock);
     let mut c = Client::new(app(&store, &clock, |m| m));
     c.send(true, "/login").await;
@@ -540,7 +537,7 @@ async fn set_max_age_shortens_this_sessions_life_in_the_store_and_on_the_server(
 
 #[tokio::test]
 async fn unknown_and_forged_ids_get_a_new_id_and_their_cookie_is_cleared() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = Probe::new(&clock);
     let keys = ring("k1", 1);
     // Validly signed, but not in the store (expired, destroyed, or planted).
@@ -566,7 +563,7 @@ async fn unknown_and_forged_ids_get_a_new_id_and_their_cookie_is_cleared() {
 
 #[tokio::test]
 async fn a_cookie_signed_with_an_older_key_is_re_signed_and_its_record_rewritten() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = Probe::new(&clock);
     let mut c = Client::new(app(&store, &clock, |m| m));
     c.send(true, "/login").await;
@@ -611,7 +608,7 @@ async fn stateless_reload_and_save_do_nothing() {
 
 #[tokio::test]
 async fn expiry_is_enforced_by_the_server_even_when_the_store_keeps_the_record() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let mut store = Probe::new(&clock);
     store.ignore_expiry = true;
     let mut c = Client::new(app(&store, &clock, |m| {
@@ -637,7 +634,7 @@ async fn expiry_is_enforced_by_the_server_even_when_the_store_keeps_the_record()
 
 #[tokio::test]
 async fn the_secure_cookie_is_sent_over_plain_http_and_the_session_ignores_the_path() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = Probe::new(&clock);
     // A plain-HTTP request (the test client's): express-session would not set a secure cookie.
     let mut c = Client::new(app(&store, &clock, |m| m));
@@ -658,7 +655,7 @@ async fn the_secure_cookie_is_sent_over_plain_http_and_the_session_ignores_the_p
 
 #[tokio::test]
 async fn concurrent_changes_the_last_write_wins() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = Probe::new(&clock);
     let mut c = Client::new(app(&store, &clock, |m| m));
     assert_eq!(c.text_ok(true, "/count").await, "1");
@@ -681,7 +678,7 @@ async fn concurrent_changes_the_last_write_wins() {
 async fn a_renewal_write_can_overwrite_a_concurrent_change() {
     // The cost of having no `touch`: a read-only request that renews the session writes
     // the whole record as it loaded it. See docs/EXPRESS.md, "resave".
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = Probe::new(&clock);
     let mut c = Client::new(app(&store, &clock, |m| m));
     assert_eq!(c.text_ok(true, "/count").await, "1");
@@ -762,7 +759,7 @@ async fn interleave<E: Endpoint>(
 async fn a_request_in_flight_cannot_bring_back_a_destroyed_session() {
     // express-session's race: a request that loaded the session before a logout writes it
     // back afterwards, logged in. Here its write only replaces a record that still exists.
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = Probe::new(&clock);
     let mut c = Client::new(app(&store, &clock, |m| m));
     c.send(true, "/login").await;
@@ -818,7 +815,7 @@ async fn a_request_in_flight_cannot_bring_back_a_destroyed_session() {
 
 #[tokio::test]
 async fn a_request_in_flight_cannot_bring_back_a_regenerated_session() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = Probe::new(&clock);
     let mut c = Client::new(app(&store, &clock, |m| m));
     c.send(true, "/count").await;
@@ -847,7 +844,7 @@ async fn a_request_in_flight_cannot_bring_back_a_regenerated_session() {
 
 #[tokio::test]
 async fn a_renewal_in_flight_cannot_bring_back_a_destroyed_session() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = Probe::new(&clock);
     let mut c = Client::new(app(&store, &clock, |m| m));
     c.send(true, "/login").await;
@@ -865,7 +862,7 @@ async fn a_renewal_in_flight_cannot_bring_back_a_destroyed_session() {
 
 #[tokio::test]
 async fn save_after_a_concurrent_logout_is_a_409_and_stores_nothing() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = Probe::new(&clock);
     let mut c = Client::new(app(&store, &clock, |m| m));
     c.send(true, "/login").await;
@@ -885,7 +882,7 @@ async fn save_after_a_concurrent_logout_is_a_409_and_stores_nothing() {
 
 #[tokio::test]
 async fn a_failing_store_is_a_503_for_save_and_destroy_and_nothing_is_reported_done() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = Probe::new(&clock);
     let mut c = Client::new(app(&store, &clock, |m| m));
     c.send(true, "/login").await;
@@ -922,7 +919,7 @@ async fn a_failing_store_is_a_503_for_save_and_destroy_and_nothing_is_reported_d
 
 #[tokio::test]
 async fn memory_store_sweeps_expired_records_every_1024_saves() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = MemoryStore::with_clock(clock.clone());
     let soon = T0.saturating_add(Duration::from_secs(1));
     for _ in 0..1000 {

@@ -12,8 +12,13 @@
 //! This test forks, so it runs without the test harness: `main` is the only thread, and the
 //! child can use the allocator and the library safely.
 
+mod common {
+    pub mod fixtures;
+}
+
 #[cfg(unix)]
 fn main() {
+    use common::fixtures::T0;
     use sealed_session::{
         Algorithm, Codec as _, Key, Keyring, SealedCodec, SessionId, SessionState, Timestamp,
     };
@@ -21,10 +26,9 @@ fn main() {
     let codec = SealedCodec::new(
         Keyring::new([Key::generate("k1", Algorithm::Aes256Gcm).unwrap()]).unwrap(),
     );
-    let now = Timestamp::from_millis(1_764_000_000_000);
     let state = SessionState::new(
         SessionId::generate().unwrap(),
-        now,
+        T0,
         Timestamp::from_millis(1_764_086_400_000),
     );
     // The parent has drawn: whatever it keeps of its randomness, the copies inherit.

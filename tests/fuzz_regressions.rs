@@ -10,10 +10,15 @@
 //!   an `Authorization` header value; another scheme than `Bearer` must be no session, not a
 //!   401.
 
+mod common {
+    pub mod fixtures;
+}
+
 use std::path::PathBuf;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::fixtures::keys;
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use poem::http::{HeaderValue, StatusCode};
@@ -337,11 +342,10 @@ fn me(session: &Session) -> poem::Result<Json<Value>> {
 
 #[tokio::test]
 async fn authorization_header_regressions_of_other_schemes_are_no_session() {
-    let ring = Keyring::from_secret("fuzz regression secret, long enough!!!!").unwrap();
     let tc = TestClient::new(
         Route::new()
             .at("/", get(me))
-            .with(SealedSession::new(ring).bearer(BearerConfig::new().max_len(4096))),
+            .with(SealedSession::new(keys()).bearer(BearerConfig::new().max_len(4096))),
     );
     for (name, input) in inputs("authorization_header") {
         let value = &input[1..];

@@ -2,20 +2,24 @@
 //! validation, interoperability with plain `jsonwebtoken` calls, and checked-in vectors.
 #![cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
 
+mod common {
+    pub mod fixtures;
+}
+
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::fixtures::{T0, T0_MS, clock};
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use sealed_session::{
     Codec, JwtAlgorithm, JwtCodec, JwtConfigError, JwtKey, JwtKeyError, JwtKeyring, KeyError,
-    ManualClock, OpenError, Policy, SealError, SessionId, SessionState, Timestamp,
+    OpenError, Policy, SealError, SessionId, SessionState, Timestamp,
 };
 use serde_json::{Value, json};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/jwt/");
-const T0: u64 = 1_764_000_000_000;
 const ISS: &str = "https://issuer.test";
 const AUD: &str = "api";
 
@@ -165,7 +169,7 @@ fn assert_same_session(got: &mut SessionState, want: &mut SessionState) {
 fn round_trip_every_algorithm() {
     for alg in JwtAlgorithm::ALL {
         let codec = codec(alg);
-        let mut want = session(T0);
+        let mut want = session(T0_MS);
         let token = codec.seal(&want, b"ignored").unwrap();
         let (header, claims, _) = parts(&token);
         assert_eq!(header["alg"], alg.name(), "{alg}");
@@ -173,7 +177,7 @@ fn round_trip_every_algorithm() {
         assert_eq!(header["typ"], "JWT");
         assert_eq!(claims["jti"], want.id().to_string());
         let (opened, fresh) = codec
-            .open_checked(&token, b"other purpose", &Policy::new(), at(T0 + 6_000))
+            .open_checked(&token, b"other purpose", &Policy::new(), at(T0_MS + 6_000))
             .unwrap();
         assert!(!fresh.renew);
         assert_eq!(opened.key_id(), kid(alg));
@@ -185,18 +189,18 @@ fn round_trip_every_algorithm() {
 #[test]
 fn claims_layout() {
     let codec = codec(JwtAlgorithm::HS256).not_before(true);
-    let token = codec.seal(&session(T0), b"").unwrap();
+    let token = codec.seal(&session(T0_MS), b"").unwrap();
     let (_, claims, _) = parts(&token);
-    let last_seen_s = (T0 + 5_000) / 1000;
+    let last_seen_s = (T0_MS + 5_000) / 1000;
     assert_eq!(
         claims,
         json!({
             "iss": ISS, "sub": "alice", "aud": AUD,
             // Idle timeout (1 hour by default) before the 24-hour absolute deadline.
-            "exp": (T0 + 5_000 + 3_600_000) / 1000,
+            "exp": (T0_MS + 5_000 + 3_600_000) / 1000,
             "nbf": last_seen_s, "iat": last_seen_s,
             "jti": SessionId::from_bytes(*b"0123456789abcdef").to_string(),
-            "sess": {"v": 1, "iat_ms": T0, "seen_ms": T0 + 5_000, "deadline_ms": T0 + 86_400_000},
+            "sess": {"v": 1, "iat_ms": T0_MS, "seen_ms": T0_MS + 5_000, "deadline_ms": T0_MS + 86_400_000},
             "data": {"user": "alice", "views": 3, "nested": {"a": [1, 2], "exp": "not a claim"}},
         })
     );
@@ -207,23 +211,23 @@ fn claims_layout() {
         .build()
         .unwrap()
         .idle_timeout(None);
-    let state = SessionState::new(SessionId::from_bytes([9; 16]), at(T0), at(T0 + 7_200_500));
+    let state = SessionState::new(SessionId::from_bytes([9; 16]), T0, at(T0_MS + 7_200_500));
     let (_, claims, _) = parts(&bare.seal(&state, b"").unwrap());
     let obj = claims.as_object().unwrap();
     let mut names: Vec<&str> = obj.keys().map(String::as_str).collect();
     names.sort_unstable();
     assert_eq!(names, ["exp", "iat", "jti", "sess"]);
-    assert_eq!(claims["exp"], (T0 + 7_200_500) / 1000);
+    assert_eq!(claims["exp"], (T0_MS + 7_200_500) / 1000);
 }
 
 #[test]
 fn codec_policy_sets_idle_deadline_in_exp() {
     let policy = Policy::new().idle_timeout(Some(Duration::from_secs(600)));
     let codec = codec(JwtAlgorithm::HS256).policy(&policy);
-    let state = session(T0);
-    assert_eq!(codec.token_deadline(&state), at(T0 + 5_000 + 600_000));
+    let state = session(T0_MS);
+    assert_eq!(codec.token_deadline(&state), at(T0_MS + 5_000 + 600_000));
     let (_, claims, _) = parts(&codec.seal(&state, b"").unwrap());
-    assert_eq!(claims["exp"], (T0 + 605_000) / 1000);
+    assert_eq!(claims["exp"], (T0_MS + 605_000) / 1000);
 }
 
 #[test]
@@ -236,7 +240,7 @@ fn generated_keys_round_trip_and_reload_from_their_export() {
     ] {
         let (k, exported) = JwtKey::generate("gen", alg).unwrap();
         let token = bound(JwtKeyring::new([k]).unwrap())
-            .seal(&session(T0), b"")
+            .seal(&session(T0_MS), b"")
             .unwrap();
         let reloaded = if alg.is_symmetric() {
             JwtKey::hmac_base64("gen", alg, &exported).unwrap()
@@ -245,7 +249,7 @@ fn generated_keys_round_trip_and_reload_from_their_export() {
         };
         let codec = bound(JwtKeyring::new([reloaded]).unwrap());
         codec
-            .open_checked(&token, b"", &Policy::new(), at(T0 + 6_000))
+            .open_checked(&token, b"", &Policy::new(), at(T0_MS + 6_000))
             .unwrap();
     }
     for alg in [
@@ -373,7 +377,7 @@ fn rotation_by_kid() {
     let k2 =
         JwtKey::from_pem("k2", JwtAlgorithm::EdDSA, &private_pem(JwtAlgorithm::EdDSA)).unwrap();
     let old = bound(JwtKeyring::new([k1.clone()]).unwrap());
-    let token = old.seal(&session(T0), b"").unwrap();
+    let token = old.seal(&session(T0_MS), b"").unwrap();
 
     // k2 is new and primary, k1 still verifies: the token opens and asks to be re-issued.
     let rotated_ring = old.keyring().rotate(k2.clone(), 2).unwrap();
@@ -383,7 +387,7 @@ fn rotation_by_kid() {
     );
     let rotated = bound(rotated_ring);
     let (opened, _) = rotated
-        .open_checked(&token, b"", &Policy::new(), at(T0 + 6_000))
+        .open_checked(&token, b"", &Policy::new(), at(T0_MS + 6_000))
         .unwrap();
     assert_eq!(opened.key_id(), "k1");
     assert!(opened.needs_reissue());
@@ -391,7 +395,7 @@ fn rotation_by_kid() {
     assert_eq!(parts(&reissued).0["kid"], "k2");
     assert_eq!(parts(&reissued).0["alg"], "EdDSA");
     let (opened, _) = rotated
-        .open_checked(&reissued, b"", &Policy::new(), at(T0 + 6_000))
+        .open_checked(&reissued, b"", &Policy::new(), at(T0_MS + 6_000))
         .unwrap();
     assert!(!opened.needs_reissue());
 
@@ -399,7 +403,7 @@ fn rotation_by_kid() {
     let only_new = bound(JwtKeyring::new([k2]).unwrap());
     assert_eq!(
         only_new
-            .open_checked(&token, b"", &Policy::new(), at(T0 + 6_000))
+            .open_checked(&token, b"", &Policy::new(), at(T0_MS + 6_000))
             .unwrap_err(),
         OpenError::UnknownKeyId("k1".to_owned())
     );
@@ -410,12 +414,12 @@ fn same_kid_with_another_key_is_a_bad_seal_not_a_fallback() {
     let a = JwtKey::hmac("k", JwtAlgorithm::HS256, &secret(JwtAlgorithm::HS256)).unwrap();
     let b = JwtKey::hmac("k", JwtAlgorithm::HS256, &secret(JwtAlgorithm::HS384)).unwrap();
     let token = bound(JwtKeyring::new([a]).unwrap())
-        .seal(&session(T0), b"")
+        .seal(&session(T0_MS), b"")
         .unwrap();
     let other = bound(JwtKeyring::new([b]).unwrap());
     assert_eq!(
         other
-            .open_checked(&token, b"", &Policy::new(), at(T0 + 6_000))
+            .open_checked(&token, b"", &Policy::new(), at(T0_MS + 6_000))
             .unwrap_err(),
         OpenError::BadSeal
     );
@@ -432,14 +436,14 @@ fn forge(genuine: &str, header: Value, signature: &str) -> String {
 
 fn open_err(codec: &JwtCodec, token: &str) -> OpenError {
     codec
-        .open_checked(token, b"", &Policy::new(), at(T0 + 6_000))
+        .open_checked(token, b"", &Policy::new(), at(T0_MS + 6_000))
         .unwrap_err()
 }
 
 #[test]
 fn alg_none_is_refused() {
     let codec = codec(JwtAlgorithm::ES256);
-    let genuine = codec.seal(&session(T0), b"").unwrap();
+    let genuine = codec.seal(&session(T0_MS), b"").unwrap();
     for alg in ["none", "None", "NONE", "nOnE", ""] {
         for sig in ["", "AAAA"] {
             let t = forge(
@@ -479,7 +483,7 @@ fn algorithm_confusion_is_refused() {
             ] {
                 let mut header = Header::new(hs);
                 header.kid = Some(kid(alg));
-                let claims = parts(&codec.seal(&session(T0), b"").unwrap()).1;
+                let claims = parts(&codec.seal(&session(T0_MS), b"").unwrap()).1;
                 let forged =
                     jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&secret_text))
                         .unwrap();
@@ -492,7 +496,7 @@ fn algorithm_confusion_is_refused() {
         }
     }
     // The other way round: an asymmetric alg under an HMAC key's kid.
-    let genuine = codec.seal(&session(T0), b"").unwrap();
+    let genuine = codec.seal(&session(T0_MS), b"").unwrap();
     let sig = genuine.rsplit('.').next().unwrap();
     for alg in ["RS256", "ES256", "EdDSA", "HS512"] {
         let t = forge(
@@ -507,7 +511,7 @@ fn algorithm_confusion_is_refused() {
 #[test]
 fn unknown_missing_and_malformed_kid_are_refused() {
     let codec = codec(JwtAlgorithm::HS256);
-    let genuine = codec.seal(&session(T0), b"").unwrap();
+    let genuine = codec.seal(&session(T0_MS), b"").unwrap();
     let sig = genuine.rsplit('.').next().unwrap();
     let t = forge(&genuine, json!({"alg": "HS256", "kid": "nope"}), sig);
     assert_eq!(
@@ -559,7 +563,7 @@ fn unknown_missing_and_malformed_kid_are_refused() {
 fn tampering_is_a_bad_seal() {
     for alg in JwtAlgorithm::ALL {
         let codec = codec(alg);
-        let genuine = codec.seal(&session(T0), b"").unwrap();
+        let genuine = codec.seal(&session(T0_MS), b"").unwrap();
         let (header, mut claims, sig) = parts(&genuine);
         claims["sub"] = json!("admin");
         let t = format!("{}.{}.{sig}", b64(&header), b64(&claims));
@@ -581,9 +585,9 @@ fn tampering_is_a_bad_seal() {
             "{alg}"
         );
         let t = &genuine[..genuine.len() - 8];
-        assert!(codec.open_checked(t, b"", &Policy::new(), at(T0)).is_err());
+        assert!(codec.open_checked(t, b"", &Policy::new(), T0).is_err());
         // Signature of one token on another's claims.
-        let other = codec.seal(&session(T0 + 1_000), b"").unwrap();
+        let other = codec.seal(&session(T0_MS + 1_000), b"").unwrap();
         let t = format!("{h}.{}.{s}", other.split('.').nth(1).unwrap());
         assert_eq!(open_err(&codec, &t), OpenError::BadSeal, "{alg}: swapped");
     }
@@ -592,11 +596,11 @@ fn tampering_is_a_bad_seal() {
 #[test]
 fn garbage_and_truncations_are_errors_not_panics() {
     let codec = codec(JwtAlgorithm::ES256);
-    let genuine = codec.seal(&session(T0), b"").unwrap();
+    let genuine = codec.seal(&session(T0_MS), b"").unwrap();
     for i in 0..genuine.len() {
         assert!(
             codec
-                .open_checked(&genuine[..i], b"", &Policy::new(), at(T0 + 6_000))
+                .open_checked(&genuine[..i], b"", &Policy::new(), at(T0_MS + 6_000))
                 .is_err(),
             "prefix {i}"
         );
@@ -637,7 +641,7 @@ fn oversized_tokens_are_refused_before_parsing() {
             max: 8192
         }
     );
-    let mut big = session(T0);
+    let mut big = session(T0_MS);
     big.insert("blob", &"y".repeat(9_000)).unwrap();
     assert!(matches!(
         codec.seal(&big, b""),
@@ -647,10 +651,10 @@ fn oversized_tokens_are_refused_before_parsing() {
     let roomy = codec.clone().max_token_len(64 * 1024);
     let t = roomy.seal(&big, b"").unwrap();
     roomy
-        .open_checked(&t, b"", &Policy::new(), at(T0 + 6_000))
+        .open_checked(&t, b"", &Policy::new(), at(T0_MS + 6_000))
         .unwrap();
     let tight = codec.clone().max_token_len(100);
-    let t = codec.seal(&session(T0), b"").unwrap();
+    let t = codec.seal(&session(T0_MS), b"").unwrap();
     assert!(matches!(
         tight.open(&t, b""),
         Err(OpenError::TooLarge { max: 100, .. })
@@ -673,13 +677,13 @@ mod fuzz {
         #[test]
         fn mutated_tokens_never_open(pos in 0usize..2000, byte in 0u8..128) {
             let codec = codec(JwtAlgorithm::HS256);
-            let genuine = codec.seal(&session(T0), b"").unwrap();
+            let genuine = codec.seal(&session(T0_MS), b"").unwrap();
             let mut b = genuine.clone().into_bytes();
             let i = pos % b.len();
             prop_assume!(b[i] != byte);
             b[i] = byte;
             if let Ok(t) = String::from_utf8(b) {
-                let r = codec.open_checked(&t, b"", &Policy::new(), at(T0 + 6_000));
+                let r = codec.open_checked(&t, b"", &Policy::new(), at(T0_MS + 6_000));
                 // The last signature character may carry only padding bits in some values.
                 if r.is_ok() {
                     prop_assert_eq!(i, genuine.len() - 1);
@@ -694,19 +698,19 @@ mod fuzz {
 
 #[test]
 fn exp_and_leeway() {
-    let clock = ManualClock::new(at(T0));
+    let clock = clock();
     let codec = codec(JwtAlgorithm::HS256)
         .idle_timeout(None)
         .clock(clock.clone());
-    let mut s = session(T0);
-    s.set_expires_at(at(T0 + 3_600_000));
+    let mut s = session(T0_MS);
+    s.set_expires_at(at(T0_MS + 3_600_000));
     let token = codec.seal(&s, b"").unwrap();
-    let exp = at(T0 + 3_600_000);
+    let exp = at(T0_MS + 3_600_000);
 
-    clock.set(at(T0 + 3_599_999));
+    clock.set(at(T0_MS + 3_599_999));
     codec.open(&token, b"").unwrap();
     // Inside the 60-second leeway, `open` still accepts (as any JWT verifier would)...
-    clock.set(at(T0 + 3_659_999));
+    clock.set(at(T0_MS + 3_659_999));
     codec.open(&token, b"").unwrap();
     // ...but the server's policy has no leeway on expiry.
     assert_eq!(
@@ -715,27 +719,27 @@ fn exp_and_leeway() {
                 &token,
                 b"",
                 &Policy::new().idle_timeout(None),
-                at(T0 + 3_600_000)
+                at(T0_MS + 3_600_000)
             )
             .unwrap_err(),
         OpenError::Expired {
             expired_at: exp,
-            now: at(T0 + 3_600_000)
+            now: at(T0_MS + 3_600_000)
         }
     );
-    clock.set(at(T0 + 3_660_000));
+    clock.set(at(T0_MS + 3_660_000));
     assert_eq!(
         codec.open(&token, b"").unwrap_err(),
         OpenError::Expired {
             expired_at: exp,
-            now: at(T0 + 3_660_000)
+            now: at(T0_MS + 3_660_000)
         }
     );
     // Zero leeway: refused from the second of `exp` on.
     let strict = codec.clone().leeway(Duration::ZERO);
-    clock.set(at(T0 + 3_599_999));
+    clock.set(at(T0_MS + 3_599_999));
     strict.open(&token, b"").unwrap();
-    clock.set(at(T0 + 3_600_000));
+    clock.set(at(T0_MS + 3_600_000));
     assert!(matches!(
         strict.open(&token, b""),
         Err(OpenError::Expired { .. })
@@ -747,17 +751,17 @@ fn exp_and_leeway() {
 #[test]
 fn a_deadline_past_max_age_from_issue_is_capped_by_the_policy() {
     let codec = codec(JwtAlgorithm::HS256).idle_timeout(None);
-    let mut forever = session(T0);
+    let mut forever = session(T0_MS);
     forever.set_expires_at(at(u64::MAX));
     let token = codec.seal(&forever, b"").unwrap();
     let policy = Policy::new()
         .max_age(Duration::from_secs(3600))
         .idle_timeout(None);
-    let deadline = at(T0 + 3_600_000);
+    let deadline = at(T0_MS + 3_600_000);
     codec
-        .open_checked(&token, b"", &policy, at(T0 + 3_599_999))
+        .open_checked(&token, b"", &policy, at(T0_MS + 3_599_999))
         .unwrap();
-    for now in [deadline, at(T0 + 365 * 86_400_000)] {
+    for now in [deadline, at(T0_MS + 365 * 86_400_000)] {
         assert_eq!(
             codec.open_checked(&token, b"", &policy, now).unwrap_err(),
             OpenError::Expired {
@@ -771,19 +775,19 @@ fn a_deadline_past_max_age_from_issue_is_capped_by_the_policy() {
 #[test]
 fn idle_deadline_in_exp_is_reported_as_idle_timeout() {
     let codec = codec(JwtAlgorithm::HS256).idle_timeout(Some(Duration::from_secs(600)));
-    let token = codec.seal(&session(T0), b"").unwrap();
-    // last_seen = T0 + 5 s; idle deadline T0 + 605 s; 60 s leeway.
+    let token = codec.seal(&session(T0_MS), b"").unwrap();
+    // last_seen = T0_MS + 5 s; idle deadline T0_MS + 605 s; 60 s leeway.
     let policy = Policy::new().idle_timeout(None);
     codec
-        .open_checked(&token, b"", &policy, at(T0 + 664_999))
+        .open_checked(&token, b"", &policy, at(T0_MS + 664_999))
         .unwrap();
     assert_eq!(
         codec
-            .open_checked(&token, b"", &policy, at(T0 + 665_000))
+            .open_checked(&token, b"", &policy, at(T0_MS + 665_000))
             .unwrap_err(),
         OpenError::IdleTimeout {
-            last_seen: at(T0 + 5_000),
-            now: at(T0 + 665_000)
+            last_seen: at(T0_MS + 5_000),
+            now: at(T0_MS + 665_000)
         }
     );
 }
@@ -791,8 +795,8 @@ fn idle_deadline_in_exp_is_reported_as_idle_timeout() {
 #[test]
 fn nbf_and_iat_in_the_future_are_refused_beyond_the_leeway() {
     let codec = codec(JwtAlgorithm::HS256).not_before(true);
-    let token = codec.seal(&session(T0), b"").unwrap();
-    let iat = at((T0 + 5_000) / 1000 * 1000);
+    let token = codec.seal(&session(T0_MS), b"").unwrap();
+    let iat = at((T0_MS + 5_000) / 1000 * 1000);
     // 60 s early is inside the leeway; 61 s is not.
     codec
         .open_checked(&token, b"", &Policy::new(), at(iat.as_millis() - 60_000))
@@ -808,21 +812,21 @@ fn nbf_and_iat_in_the_future_are_refused_beyond_the_leeway() {
     );
     // An `nbf` later than `iat`, minted by a plain jsonwebtoken call with our key.
     let mut claims = parts(&token).1;
-    claims["nbf"] = json!(T0 / 1000 + 3_000);
+    claims["nbf"] = json!(T0_MS / 1000 + 3_000);
     let mut header = Header::new(jsonwebtoken::Algorithm::HS256);
     header.kid = Some("hs256".to_owned());
     let t = jsonwebtoken::encode(&header, &claims, &encoding_key(JwtAlgorithm::HS256)).unwrap();
     assert_eq!(
         codec
-            .open_checked(&t, b"", &Policy::new(), at(T0 + 6_000))
+            .open_checked(&t, b"", &Policy::new(), at(T0_MS + 6_000))
             .unwrap_err(),
         OpenError::FromTheFuture {
-            claimed: at(T0 + 3_000_000),
-            now: at(T0 + 6_000)
+            claimed: at(T0_MS + 3_000_000),
+            now: at(T0_MS + 6_000)
         }
     );
     codec
-        .open_checked(&t, b"", &Policy::new(), at(T0 + 2_940_000))
+        .open_checked(&t, b"", &Policy::new(), at(T0_MS + 2_940_000))
         .unwrap();
 }
 
@@ -840,9 +844,9 @@ fn binding(r: &JwtKeyring, iss: Option<&str>, aud: Option<&str>) -> JwtCodec {
 
 #[test]
 fn issuer_and_audience_are_checked_when_configured() {
-    let now = at(T0 + 6_000);
+    let now = at(T0_MS + 6_000);
     let ours = codec(JwtAlgorithm::ES256);
-    let token = ours.seal(&session(T0), b"").unwrap();
+    let token = ours.seal(&session(T0_MS), b"").unwrap();
     let r = ring(JwtAlgorithm::ES256);
     let wrong_iss = binding(&r, Some("https://other"), Some(AUD));
     let wrong_aud = binding(&r, Some(ISS), Some("other"));
@@ -856,10 +860,10 @@ fn issuer_and_audience_are_checked_when_configured() {
     );
     // Tokens without iss / aud, to verifiers that require them.
     let no_iss = binding(&r, None, Some(AUD))
-        .seal(&session(T0), b"")
+        .seal(&session(T0_MS), b"")
         .unwrap();
     let no_aud = binding(&r, Some(ISS), None)
-        .seal(&session(T0), b"")
+        .seal(&session(T0_MS), b"")
         .unwrap();
     assert_eq!(
         open_err(&ours, &no_iss),
@@ -946,7 +950,7 @@ fn a_token_minted_for_another_audience_with_the_same_keys_is_refused() {
         .audience("billing")
         .build()
         .unwrap();
-    let token = billing.seal(&session(T0), b"").unwrap();
+    let token = billing.seal(&session(T0_MS), b"").unwrap();
     let ours = bound(r);
     assert_eq!(
         open_err(&ours, &token),
@@ -967,7 +971,7 @@ fn a_token_minted_for_another_audience_with_the_same_keys_is_refused() {
     claims["aud"] = json!(["billing", AUD]);
     let shared =
         jsonwebtoken::encode(&header, &claims, &encoding_key(JwtAlgorithm::ES256)).unwrap();
-    ours.open_checked(&shared, b"", &Policy::new(), at(T0 + 6_000))
+    ours.open_checked(&shared, b"", &Policy::new(), at(T0_MS + 6_000))
         .unwrap();
 }
 
@@ -1042,7 +1046,7 @@ fn plain_jsonwebtoken_tokens_verify_here() {
 #[test]
 fn a_jwt_without_the_session_claim_is_refused() {
     let codec = codec(JwtAlgorithm::HS256);
-    let mut claims = parts(&codec.seal(&session(T0), b"").unwrap()).1;
+    let mut claims = parts(&codec.seal(&session(T0_MS), b"").unwrap()).1;
     claims.as_object_mut().unwrap().remove("sess");
     let mut header = Header::new(jsonwebtoken::Algorithm::HS256);
     header.kid = Some("hs256".to_owned());
@@ -1064,10 +1068,10 @@ fn foreign_claims_that_do_not_fit_a_session_are_malformed() {
     header.kid = Some("hs256".to_owned());
     // A well-formed session token, so that each case fails for the one claim it breaks.
     let base = json!({"iss": ISS, "aud": AUD, "jti": SessionId::from_bytes([7; 16]).to_string(),
-                      "iat": T0 / 1000, "exp": T0 / 1000 + 600,
-                      "sess": {"v": 1, "iat_ms": T0, "seen_ms": T0, "deadline_ms": T0 + 600_000}});
+                      "iat": T0_MS / 1000, "exp": T0_MS / 1000 + 600,
+                      "sess": {"v": 1, "iat_ms": T0_MS, "seen_ms": T0_MS, "deadline_ms": T0_MS + 600_000}});
     let t = jsonwebtoken::encode(&header, &base, &encoding_key(JwtAlgorithm::HS256)).unwrap();
-    codec.open_checked(&t, b"", &Policy::new(), at(T0)).unwrap();
+    codec.open_checked(&t, b"", &Policy::new(), T0).unwrap();
     let mut cases = Vec::new();
     for (k, v) in [
         ("jti", json!("not-a-session-id")),
@@ -1092,9 +1096,7 @@ fn foreign_claims_that_do_not_fit_a_session_are_malformed() {
     }
     for c in cases {
         let t = jsonwebtoken::encode(&header, &c, &encoding_key(JwtAlgorithm::HS256)).unwrap();
-        let e = codec
-            .open_checked(&t, b"", &Policy::new(), at(T0))
-            .unwrap_err();
+        let e = codec.open_checked(&t, b"", &Policy::new(), T0).unwrap_err();
         assert!(
             matches!(
                 e,
@@ -1149,7 +1151,7 @@ fn jwks_has_public_keys_only() {
 // Checked-in vectors
 
 const VECTORS: &str = "tokens.json";
-const VECTOR_NOW: u64 = T0 + 6_000;
+const VECTOR_NOW: u64 = T0_MS + 6_000;
 
 /// Writes `tests/vectors/jwt/tokens.json`. Run once:
 /// `WRITE_JWT_VECTORS=1 cargo test --test jwt -- --ignored write_vectors`.
@@ -1161,10 +1163,12 @@ fn write_vectors() {
     }
     let mut valid = Vec::new();
     for alg in JwtAlgorithm::ALL {
-        let token = codec(alg).seal(&session(T0), b"").unwrap();
+        let token = codec(alg).seal(&session(T0_MS), b"").unwrap();
         valid.push(json!({"alg": alg.name(), "kid": kid(alg), "token": token}));
     }
-    let genuine = codec(JwtAlgorithm::ES256).seal(&session(T0), b"").unwrap();
+    let genuine = codec(JwtAlgorithm::ES256)
+        .seal(&session(T0_MS), b"")
+        .unwrap();
     let claims = parts(&genuine).1;
     let mut confused = Header::new(jsonwebtoken::Algorithm::HS256);
     confused.kid = Some("rs256".to_owned());
@@ -1191,9 +1195,9 @@ fn write_vectors() {
     ];
     let doc = json!({
         "comment": "Made by tests/jwt.rs write_vectors; keys in this folder. Open with issuer, audience and now_ms as given, every fixture key in the ring.",
-        "issuer": ISS, "audience": AUD, "now_ms": VECTOR_NOW, "expired_at_ms": T0 + 5_000 + 3_600_000 + 60_000,
+        "issuer": ISS, "audience": AUD, "now_ms": VECTOR_NOW, "expired_at_ms": T0_MS + 5_000 + 3_600_000 + 60_000,
         "session": {"id": SessionId::from_bytes(*b"0123456789abcdef").to_string(), "sub": "alice",
-                    "issued_at_ms": T0, "last_seen_ms": T0 + 5_000, "expires_at_ms": T0 + 86_400_000,
+                    "issued_at_ms": T0_MS, "last_seen_ms": T0_MS + 5_000, "expires_at_ms": T0_MS + 86_400_000,
                     "data": {"user": "alice", "views": 3, "nested": {"a": [1, 2], "exp": "not a claim"}}},
         "valid": valid,
         "invalid": invalid,

@@ -1,8 +1,13 @@
 //! Key ring: construction, refusals of weak or malformed keys, secrecy of `Debug`, the
 //! key-ring string round trip and derivation from secrets.
 
+mod common {
+    pub mod fixtures;
+}
+
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+use common::fixtures::T0;
 
 use sealed_session::{
     Algorithm, Codec, Key, KeyError, Keyring, SealedCodec, SessionId, SessionState, SignedCodec,
@@ -14,7 +19,7 @@ fn material(seed: u8) -> [u8; 32] {
 }
 
 fn state() -> SessionState {
-    let now = Timestamp::from_millis(1_764_000_000_000);
+    let now = T0;
     let mut st = SessionState::new(
         SessionId::from_bytes([9; 16]),
         now,

@@ -3,8 +3,12 @@
 //! documented answer (431 for the `Cookie` header; a fresh session for cookies, a 401 for
 //! bearer tokens otherwise), logged once at `info` with its reason and never the token.
 
+mod common {
+    pub mod fixtures;
+}
 mod http;
 
+use common::fixtures::keys;
 use http::handlers::user;
 use http::{Capture, Jar, capture, send, set_cookies};
 use poem::http::StatusCode;
@@ -17,7 +21,7 @@ use sealed_session::limits::{
     DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_TOKEN_LEN, LimitError, MAX_CHUNKS, MAX_JSON_DEPTH,
 };
 use sealed_session::{
-    BearerConfig, CookieConfig, Keyring, Limits, SealedCodec, SealedSession, Session, SessionId,
+    BearerConfig, CookieConfig, Limits, SealedCodec, SealedSession, Session, SessionId,
     SessionState, Timestamp,
 };
 use serde_json::Value;
@@ -53,10 +57,6 @@ fn pad(session: &Session, Path(n): Path<usize>) -> poem::Result<Json<Value>> {
     session.insert("user", "alice")?;
     session.insert("pad", &"x".repeat(n))?;
     Ok(Json(serde_json::json!({ "token": session.token()? })))
-}
-
-fn keys() -> Keyring {
-    Keyring::from_secret("limits test secret, long enough to pass!").unwrap()
 }
 
 fn app(mw: SealedSession) -> impl Endpoint {

@@ -6,6 +6,7 @@
 #![cfg(all(feature = "metrics", any(feature = "jwt", feature = "jwt-rust-crypto")))]
 
 mod common {
+    pub mod fixtures;
     pub mod redis;
 }
 mod http;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::fixtures::{T0, clock, ring};
 use http::handlers::{everywhere, logout, touch, user};
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use poem::http::StatusCode;
@@ -27,11 +29,10 @@ use sealed_session::denylist::{Denylist, MemoryDenylist};
 use sealed_session::stats::{REASONS, describe_metrics};
 use sealed_session::store::MemoryStore;
 use sealed_session::{
-    BearerConfig, JwtAlgorithm, JwtCodec, JwtKey, JwtKeyring, Key as SessionKey, Keyring, Limits,
-    ManualClock, SealedSession, Session, Timestamp,
+    BearerConfig, JwtAlgorithm, JwtCodec, JwtKey, JwtKeyring, Limits, ManualClock, SealedSession,
+    Session,
 };
 
-const T0: Timestamp = Timestamp::from_millis(1_764_000_000_000);
 const NAME: &str = "__Host-sid";
 
 /// A recorder that keeps every counter and gauge as `name{label=value,...}`.
@@ -134,12 +135,6 @@ fn app(mw: SealedSession) -> impl poem::Endpoint {
         .with(mw)
 }
 
-fn ring(id: &str, byte: u8) -> Keyring {
-    let mut k = [byte; 32];
-    k[0] = 1;
-    Keyring::new([SessionKey::new(id, sealed_session::Algorithm::Aes256Gcm, &k).unwrap()]).unwrap()
-}
-
 /// POSTs `path` and returns the session cookie's value.
 async fn mint(mw: SealedSession, path: &str, cookie: Option<&str>) -> String {
     let tc = TestClient::new(app(mw));
@@ -166,7 +161,7 @@ async fn read(mw: SealedSession, cookie: &str) -> String {
 }
 
 async fn script() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let base = || SealedSession::new(ring("k1", 9)).clock(clock.clone());
     let token = mint(base(), "/login", None).await; // issued
     let cookie = format!("{NAME}={token}");
@@ -220,7 +215,7 @@ async fn script() {
         .assert_status(StatusCode::BAD_REQUEST); // duplicate_authorization
 
     // Expiry: absolute, then idle.
-    let c = ManualClock::new(T0);
+    let c = common::fixtures::clock();
     let short = || {
         SealedSession::new(ring("k1", 9))
             .clock(c.clone())
@@ -230,7 +225,7 @@ async fn script() {
     let t = mint(short(), "/login", None).await; // issued
     c.advance(Duration::from_secs(100));
     read(short(), &format!("{NAME}={t}")).await; // expired
-    let c = ManualClock::new(T0);
+    let c = common::fixtures::clock();
     let idle = || {
         SealedSession::new(ring("k1", 9))
             .clock(c.clone())
@@ -363,7 +358,7 @@ fn the_staleness_gauge_follows_a_redis_outage() {
     let staleness = || recorder.gauge("sealed_session_denylist_staleness_seconds");
     metrics::with_local_recorder(&recorder, || {
         rt.block_on(async {
-            let clock = ManualClock::new(T0);
+            let clock = clock();
             let denylist = RedisDenylist::builder(server.url())
                 .key_prefix("metrics:deny:")
                 .clock(Arc::new(clock.clone()))

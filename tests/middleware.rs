@@ -1,9 +1,13 @@
 //! The Poem middleware's behaviour, through Poem's test client.
 
+mod common {
+    pub mod fixtures;
+}
 mod http;
 
 use std::time::Duration;
 
+use common::fixtures::{T0, clock, key, ring};
 use http::handlers::{login_admin, logout, max_age, noop, session_id, set_key, touch};
 use http::{Client, SetCookie, capture, set_cookies};
 use poem::http::StatusCode;
@@ -11,11 +15,10 @@ use poem::test::TestClient;
 use poem::web::Path;
 use poem::{Endpoint, EndpointExt, Route, get, handler, post};
 use sealed_session::{
-    Algorithm, Codec, Key, Keyring, ManualClock, SealedCodec, SealedSession, Secure, Session,
-    SessionId, SessionState, Timestamp,
+    Codec, Keyring, ManualClock, SealedCodec, SealedSession, Secure, Session, SessionId,
+    SessionState, Timestamp,
 };
 
-const T0: Timestamp = Timestamp::from_millis(1_764_000_000_000);
 const NAME: &str = "__Host-sid";
 
 #[handler]
@@ -63,14 +66,8 @@ fn routes() -> Route {
         .at("/max-age/:secs", post(max_age))
 }
 
-fn ring(id: &str, byte: u8) -> Key {
-    let mut k = [byte; 32];
-    k[0] = 1;
-    Key::new(id, Algorithm::Aes256Gcm, &k).unwrap()
-}
-
 fn keys() -> Keyring {
-    Keyring::new([ring("k1", 9)]).unwrap()
+    ring("k1", 9)
 }
 
 fn app(mw: SealedSession) -> impl Endpoint {
@@ -138,8 +135,8 @@ async fn typed_get_of_the_wrong_type_is_an_error() {
 
 #[tokio::test]
 async fn older_key_token_is_reissued_under_the_primary() {
-    let old = Keyring::new([ring("k1", 9)]).unwrap();
-    let new = Keyring::new([ring("k2", 5), ring("k1", 9)]).unwrap();
+    let old = ring("k1", 9);
+    let new = Keyring::new([key("k2", 5), key("k1", 9)]).unwrap();
     let mut a = Client::new(app(SealedSession::new(old)));
     a.send(true, "/set/user/alice").await;
     let old_token = a.jar.get(NAME).unwrap().to_owned();
@@ -151,7 +148,7 @@ async fn older_key_token_is_reissued_under_the_primary() {
     assert_eq!(set.len(), 1, "re-issued under the primary key");
     assert_ne!(set[0].value, old_token);
     // The new token opens with a ring that holds only the new key.
-    let only_new = Keyring::new([ring("k2", 5)]).unwrap();
+    let only_new = ring("k2", 5);
     let mut c = Client::new(app(SealedSession::new(only_new)));
     c.jar = b.jar.clone();
     assert_eq!(c.text(false, "/get/user").await, "alice");
@@ -209,7 +206,7 @@ async fn refused(
 
 #[tokio::test(flavor = "current_thread")]
 async fn bad_cookies_give_a_fresh_session_and_are_cleared() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let mw = || SealedSession::new(keys()).clock(clock.clone());
     // Expired (absolute) and idle-expired.
     refused(
@@ -236,13 +233,13 @@ async fn bad_cookies_give_a_fresh_session_and_are_cleared() {
     let tampered = String::from_utf8(bytes).unwrap();
     refused(mw(), None, Some(tampered), "bad_seal").await;
     // Wrong key: a token sealed under a key with the same id but other material.
-    let other = Keyring::new([ring("k1", 3)]).unwrap();
+    let other = ring("k1", 3);
     let mut o = Client::new(app(SealedSession::new(other).clock(clock.clone())));
     o.send(true, "/set/user/mallory").await;
     let forged = o.jar.get(NAME).unwrap().to_owned();
     refused(mw(), None, Some(forged), "bad_seal").await;
     // Unknown key id.
-    let stranger = Keyring::new([ring("zz", 3)]).unwrap();
+    let stranger = ring("zz", 3);
     let mut s = Client::new(app(SealedSession::new(stranger).clock(clock.clone())));
     s.send(true, "/set/user/mallory").await;
     refused(
@@ -321,7 +318,7 @@ async fn regenerate_gives_a_new_id_and_drops_old_data() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn renewal_only_after_the_renewal_interval_and_rolling_every_time() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let mw = SealedSession::new(keys())
         .clock(clock.clone())
         .idle_timeout(Some(Duration::from_secs(400)))
@@ -353,7 +350,7 @@ async fn renewal_only_after_the_renewal_interval_and_rolling_every_time() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn touch_reissues_and_max_age_override_moves_the_deadline() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let mw = SealedSession::new(keys())
         .clock(clock.clone())
         .idle_timeout(None)
@@ -379,7 +376,7 @@ async fn touch_reissues_and_max_age_override_moves_the_deadline() {
 /// the token it asks for is not refused before it.
 #[tokio::test(flavor = "current_thread")]
 async fn no_session_outlives_max_age_from_its_issue_time() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let mw = || {
         SealedSession::new(keys())
             .clock(clock.clone())

@@ -2,43 +2,32 @@
 //! events inside it (open, refusal by reason, issue, re-issue, revocation), which never carry
 //! the token, and the in-process `Stats` snapshot.
 
+mod common {
+    pub mod fixtures;
+}
 mod http;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::handlers::{everywhere, logout, touch, user};
+use common::fixtures::{clock, keys};
+use http::handlers::{everywhere, login_admin_subject_token, logout, touch, user};
 use http::{Capture, Jar, capture, send};
 use poem::http::StatusCode;
 use poem::test::TestClient;
-use poem::{Endpoint, EndpointExt, Route, get, handler, post};
+use poem::{Endpoint, EndpointExt, Route, get, post};
 use sealed_session::denylist::{Denylist, MemoryDenylist};
-use sealed_session::{
-    BearerConfig, Keyring, Limits, ManualClock, SealedSession, Session, Stats, Timestamp,
-};
+use sealed_session::{BearerConfig, Limits, SealedSession, Stats};
 
-const T0: Timestamp = Timestamp::from_millis(1_764_000_000_000);
 const NAME: &str = "__Host-sid";
-
-#[handler]
-fn login(session: &Session) -> poem::Result<String> {
-    session.regenerate()?;
-    session.insert("user", "alice")?;
-    session.set_subject("alice");
-    Ok(session.token()?.unwrap_or_default())
-}
 
 fn routes() -> Route {
     Route::new()
-        .at("/login", post(login))
+        .at("/login", post(login_admin_subject_token))
         .at("/me", get(user))
         .at("/touch", post(touch))
         .at("/logout", post(logout))
         .at("/everywhere", post(everywhere))
-}
-
-fn keys() -> Keyring {
-    Keyring::from_secret("observability tests secret, long enough!").unwrap()
 }
 
 /// The middle of a token: what a log line that leaked it would contain.
@@ -83,7 +72,7 @@ fn messages(cap: &Capture) -> Vec<String> {
 #[tokio::test(flavor = "current_thread")]
 async fn each_request_has_a_span_naming_mode_transport_and_outcome() {
     let (cap, _g) = capture();
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let tc = TestClient::new(routes().with(SealedSession::new(keys()).clock(clock.clone())));
     let mut jar = Jar::default();
 
@@ -102,7 +91,7 @@ async fn each_request_has_a_span_naming_mode_transport_and_outcome() {
     let token = jar.get(NAME).unwrap().to_owned();
 
     cap.clear();
-    assert_eq!(send(&tc, &mut jar, false, "/me").await.1, "alice");
+    assert_eq!(send(&tc, &mut jar, false, "/me").await.1, "admin");
     assert_eq!(request_span(&cap)["outcome"], "unchanged");
     assert_eq!(messages(&cap), vec!["session opened"]);
 
@@ -142,7 +131,7 @@ async fn each_request_has_a_span_naming_mode_transport_and_outcome() {
 #[tokio::test(flavor = "current_thread")]
 async fn bearer_refusals_and_revocations_are_events_without_the_token() {
     let (cap, _g) = capture();
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let denylist: Arc<dyn Denylist> = Arc::new(MemoryDenylist::with_clock(clock.clone()));
     let mw = SealedSession::new(keys())
         .bearer(BearerConfig::new())
@@ -220,7 +209,7 @@ async fn logged_in(tc: &TestClient<impl Endpoint>) -> (Jar, String) {
 #[tokio::test(flavor = "current_thread")]
 async fn stats_count_refusals_by_reason_issues_reissues_and_revocations() {
     let (_cap, _g) = capture();
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let memory = MemoryDenylist::with_clock(clock.clone());
     let mw = SealedSession::new(keys())
         .idle_timeout(Some(Duration::from_secs(600)))

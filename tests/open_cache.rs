@@ -2,22 +2,25 @@
 //! memory, but only for exactly the bytes that opened, under the same cookie name, with
 //! expiry, idle time, revocation, key rotation and the data limits checked as without it.
 
+mod common {
+    pub mod fixtures;
+}
 mod http;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::fixtures::{T0, clock, key, ring};
 use http::handlers::{count, logout, user};
 use http::{Client, body};
 use poem::web::Path;
 use poem::{Endpoint, EndpointExt, Route, get, handler, post};
 use sealed_session::{
-    Algorithm, Clock, Codec, Key, Keyring, Limits, ManualClock, MemoryDenylist, SealedCodec,
-    SealedSession, Secure, Session, SessionId, SessionState, SystemClock, Timestamp,
+    Clock, Codec, Keyring, Limits, MemoryDenylist, SealedCodec, SealedSession, Secure, Session,
+    SessionId, SessionState, SystemClock,
 };
 use serde_json::{Value, json};
 
-const T0: Timestamp = Timestamp::from_millis(1_764_000_000_000);
 const NAME: &str = "__Host-sid";
 
 #[handler]
@@ -75,13 +78,8 @@ fn routes() -> Route {
         .at("/dump/:keys", get(dump))
 }
 
-fn key(id: &str, byte: u8) -> Key {
-    let bytes: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(byte) ^ byte).collect();
-    Key::new(id, Algorithm::Aes256Gcm, &bytes).unwrap()
-}
-
 fn keys() -> Keyring {
-    Keyring::new([key("k1", 7)]).unwrap()
+    ring("k1", 7)
 }
 
 fn app(mw: SealedSession) -> impl Endpoint {
@@ -306,7 +304,7 @@ async fn a_token_made_for_one_cookie_name_is_not_accepted_under_another() {
 
 #[tokio::test]
 async fn expiry_and_idle_time_are_checked_on_every_cached_answer() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let mw = SealedSession::new(keys())
         .clock(clock.clone())
         .idle_timeout(Some(Duration::from_secs(30 * 60)))
@@ -385,7 +383,7 @@ async fn a_token_under_a_retired_key_is_re_issued_each_time_it_comes_from_the_ca
 
 /// How a token sealed under key id `k2` begins (version, kind, key id length and id).
 fn k2_prefix() -> String {
-    let codec = SealedCodec::new(Keyring::new([key("k2", 8)]).unwrap());
+    let codec = SealedCodec::new(ring("k2", 8));
     let state = SessionState::new(SessionId::from_bytes([0; 16]), T0, T0);
     let t = codec.seal(&state, b"x").unwrap();
     t[..4].to_owned()
@@ -396,7 +394,7 @@ async fn a_cache_belongs_to_one_middleware_and_its_keys() {
     let mut a = Client::new(app(SealedSession::new(keys())));
     a.send(true, "/login").await;
     assert_eq!(a.text(false, "/whoami").await, "alice");
-    let other = Keyring::new([key("k1", 9)]).unwrap();
+    let other = ring("k1", 9);
     let mut b = Client::new(app(SealedSession::new(other)));
     b.jar = a.jar.clone();
     assert_eq!(b.text(false, "/whoami").await, "<none>");

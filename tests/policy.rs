@@ -1,14 +1,18 @@
 //! Expiry policy at its exact boundaries, with a hand-driven clock: absolute deadline, idle
 //! timeout, clock leeway for times in the future, renewal and rolling.
 
+mod common {
+    pub mod fixtures;
+}
+
 use std::time::Duration;
 
+use common::fixtures::{T0, clock};
 use sealed_session::{
-    Algorithm, Clock, Codec, Key, Keyring, ManualClock, OpenError, Policy, SealedCodec, SessionId,
-    SessionState, SignedCodec, Timestamp,
+    Algorithm, Clock, Codec, Key, Keyring, OpenError, Policy, SealedCodec, SessionId, SessionState,
+    SignedCodec, Timestamp,
 };
 
-const T0: Timestamp = Timestamp::from_millis(1_764_000_000_000);
 const MS: Duration = Duration::from_millis(1);
 const MIN: Duration = Duration::from_secs(60);
 
@@ -228,7 +232,7 @@ fn open_checked_applies_the_policy_with_an_injected_clock() {
         .max_age(30 * MIN)
         .idle_timeout(Some(10 * MIN))
         .renew_after(2 * MIN);
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     for codec in [
         Box::new(SealedCodec::new(ring.clone())) as Box<dyn Codec>,
         Box::new(SignedCodec::new(ring.clone())),
@@ -292,7 +296,7 @@ fn open_checked_applies_the_policy_with_an_injected_clock() {
 
 #[test]
 fn manual_clock_clones_share_time() {
-    let a = ManualClock::new(T0);
+    let a = clock();
     let b = a.clone();
     a.advance(MIN);
     assert_eq!(b.now(), at(MIN));

@@ -1,12 +1,16 @@
 //! Revocation through the middleware: logout, regenerate and "log out everywhere" revoke,
 //! and a replayed cookie or token is refused like an expired one.
 
+mod common {
+    pub mod fixtures;
+}
 mod http;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::handlers::{everywhere, login_admin_subject, logout, user};
+use common::fixtures::{clock, keys};
+use http::handlers::{everywhere, login_admin_subject, login_admin_subject_token, logout, user};
 use http::{Jar, capture, send};
 use poem::http::StatusCode;
 use poem::test::TestClient;
@@ -14,29 +18,15 @@ use poem::{Endpoint, EndpointExt, Route, get, handler, post};
 use sealed_session::denylist::{
     BoxFuture, Check, Denylist, DenylistError, Health, MemoryDenylist, Status,
 };
-use sealed_session::{
-    BearerConfig, Clock, Keyring, ManualClock, SealedSession, Session, SessionId, Timestamp,
-};
-
-#[handler]
-fn login(session: &Session) -> poem::Result<String> {
-    session.regenerate()?;
-    session.insert("user", "admin")?;
-    session.set_subject("admin");
-    Ok(session.token()?.unwrap_or_default())
-}
+use sealed_session::{BearerConfig, Clock, SealedSession, Session, SessionId, Timestamp};
 
 fn routes() -> Route {
     Route::new()
-        .at("/login", post(login))
+        .at("/login", post(login_admin_subject_token))
         .at("/me", get(user))
         .at("/logout", post(logout))
         .at("/relogin", post(login_admin_subject))
         .at("/everywhere", post(everywhere))
-}
-
-fn keys() -> Keyring {
-    Keyring::from_secret("revocation tests secret, long enough!!!").unwrap()
 }
 
 fn app(d: Arc<dyn Denylist>) -> impl Endpoint {
@@ -80,7 +70,7 @@ async fn regenerate_revokes_the_previous_id() {
 
 #[tokio::test]
 async fn logout_everywhere_ends_every_session_of_the_user() {
-    let clock = ManualClock::new(Timestamp::from_millis(1_764_000_000_000));
+    let clock = clock();
     let d: Arc<dyn Denylist> = Arc::new(MemoryDenylist::with_clock(clock.clone()));
     let tc =
         TestClient::new(routes().with(SealedSession::new(keys()).denylist(d).clock(clock.clone())));
@@ -240,7 +230,7 @@ fn shorten_then_logout(session: &Session) -> poem::Result<()> {
 
 #[tokio::test]
 async fn a_revocation_lasts_as_long_as_the_token_that_is_out_there() {
-    let clock = ManualClock::new(Timestamp::from_millis(1_764_000_000_000));
+    let clock = clock();
     let d: Arc<dyn Denylist> = Arc::new(MemoryDenylist::with_clock(clock.clone()));
     let tc = TestClient::new(
         routes()
@@ -351,7 +341,7 @@ fn slow_everywhere(gate: Arc<tokio::sync::Notify>) -> impl Endpoint<Output = Str
 /// request's start.
 #[tokio::test(flavor = "current_thread")]
 async fn logout_everywhere_cuts_off_at_the_moment_of_the_call() {
-    let clock = ManualClock::new(Timestamp::from_millis(1_764_000_000_000));
+    let clock = clock();
     let d: Arc<dyn Denylist> = Arc::new(MemoryDenylist::with_clock(clock.clone()));
     let gate = Arc::new(tokio::sync::Notify::new());
     let app = routes()
@@ -400,7 +390,7 @@ async fn everywhere_then_relogin(session: &Session) -> poem::Result<()> {
 
 #[tokio::test]
 async fn a_session_started_after_logout_everywhere_in_the_same_request_survives() {
-    let clock = ManualClock::new(Timestamp::from_millis(1_764_000_000_000));
+    let clock = clock();
     let d: Arc<dyn Denylist> = Arc::new(MemoryDenylist::with_clock(clock.clone()));
     let app = routes()
         .at("/password", post(everywhere_then_relogin))
@@ -437,7 +427,7 @@ fn slow_cycle(gate: Arc<tokio::sync::Notify>) -> impl Endpoint<Output = String> 
 /// and renewal, even when the request that cycles it began before the revocation.
 #[tokio::test(flavor = "current_thread")]
 async fn cycle_id_and_renewal_do_not_outlive_a_subject_revocation() {
-    let clock = ManualClock::new(Timestamp::from_millis(1_764_000_000_000));
+    let clock = clock();
     let memory = MemoryDenylist::with_clock(clock.clone());
     let d: Arc<dyn Denylist> = Arc::new(memory.clone());
     let gate = Arc::new(tokio::sync::Notify::new());
@@ -477,7 +467,7 @@ fn shorten(session: &Session) {
 /// logout with the short one revokes the id for as long as the long one could live.
 #[tokio::test]
 async fn a_revocation_outlives_every_token_of_the_id() {
-    let clock = ManualClock::new(Timestamp::from_millis(1_764_000_000_000));
+    let clock = clock();
     let d: Arc<dyn Denylist> = Arc::new(MemoryDenylist::with_clock(clock.clone()));
     let app = routes().at("/shorten", post(shorten)).with(
         SealedSession::new(keys())

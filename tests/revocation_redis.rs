@@ -8,6 +8,7 @@
 #![cfg(feature = "redis")]
 
 mod common {
+    pub mod fixtures;
     pub mod redis;
 }
 mod http;
@@ -15,18 +16,15 @@ mod http;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::fixtures::keys;
 use common::redis::RedisServer;
 use http::handlers::{login_admin_subject, logout, user};
 use http::{Jar, send};
 use poem::http::StatusCode;
 use poem::test::TestClient;
 use poem::{Endpoint, EndpointExt, Route, get, post};
+use sealed_session::SealedSession;
 use sealed_session::denylist::{Denylist, RedisDenylist};
-use sealed_session::{Keyring, SealedSession};
-
-fn keys() -> Keyring {
-    Keyring::from_secret("shared by every instance, long enough!!").unwrap()
-}
 
 async fn denylist(url: &str) -> Arc<dyn Denylist> {
     Arc::new(

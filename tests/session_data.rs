@@ -1,14 +1,17 @@
 //! Session data: reads deserialize one key, writes patch the arrived bytes; whatever the
 //! sequence of operations, the result equals the same operations on a plain JSON map.
 
+mod common {
+    pub mod fixtures;
+}
+
+use common::fixtures::{T0, keys};
 use proptest::prelude::*;
-use sealed_session::{Codec, Keyring, SealedCodec, SessionId, SessionState, Timestamp};
+use sealed_session::{Codec, SealedCodec, SessionId, SessionState};
 use serde_json::{Map, Value, json};
 
-const T0: Timestamp = Timestamp::from_millis(1_764_000_000_000);
-
 fn codec() -> SealedCodec {
-    SealedCodec::new(Keyring::from_secret("session data test secret, long enough!!").unwrap())
+    SealedCodec::new(keys())
 }
 
 /// A state whose data arrived as bytes (opened from a token), as in a real request.

@@ -2,6 +2,7 @@
 //! for every store, and the middleware's behaviour in store mode.
 
 mod common {
+    pub mod fixtures;
     pub mod store_conformance;
 }
 mod http;
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use common::fixtures::{T0, clock, ring};
 use common::store_conformance::{Expiry, conformance};
 use http::Client;
 use http::handlers::{count, login_admin, logout, session_id, user};
@@ -19,15 +21,14 @@ use poem::{Endpoint, EndpointExt, Route, get, handler, post};
 use sealed_session::codec::SessionIdCodec;
 use sealed_session::store::{BoxFuture, MemoryStore, Store, StoreError};
 use sealed_session::{
-    Key, Keyring, ManualClock, OpenError, SealedSession, Session, SessionId, Timestamp,
+    Keyring, ManualClock, OpenError, SealedSession, Session, SessionId, Timestamp,
 };
 
-const T0: Timestamp = Timestamp::from_millis(1_764_000_000_000);
 const NAME: &str = "__Host-sid";
 
 #[tokio::test]
 async fn memory_store_conformance() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = MemoryStore::with_clock(clock.clone());
     conformance(&store, Expiry::Manual(&clock)).await;
 }
@@ -54,14 +55,14 @@ impl Store for Minimal {
 
 #[tokio::test]
 async fn the_default_save_existing_passes_the_conformance_suite() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = Minimal(MemoryStore::with_clock(clock.clone()));
     conformance(&store, Expiry::Manual(&clock)).await;
 }
 
 #[tokio::test]
 async fn memory_store_sweeps_expired_records() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = MemoryStore::with_clock(clock.clone());
     for _ in 0..100 {
         let id = SessionId::generate().unwrap();
@@ -74,12 +75,6 @@ async fn memory_store_sweeps_expired_records() {
     clock.advance(Duration::from_secs(1));
     store.sweep();
     assert!(store.is_empty(), "memory is bounded by live sessions");
-}
-
-fn ring(id: &str, byte: u8) -> Keyring {
-    let mut k = [byte; 32];
-    k[0] = 0;
-    Keyring::new([Key::new(id, Default::default(), &k).unwrap()]).unwrap()
 }
 
 #[test]
@@ -157,7 +152,7 @@ fn app(store: impl Store, keys: Keyring, clock: &ManualClock) -> impl Endpoint {
 
 #[tokio::test]
 async fn store_mode_login_counts_and_logout_deletes_the_record() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = MemoryStore::with_clock(clock.clone());
     let mut c = Client::new(app(store.clone(), ring("k1", 1), &clock));
     let (_, set) = c.send(false, "/user").await;
@@ -186,7 +181,7 @@ async fn store_mode_login_counts_and_logout_deletes_the_record() {
 
 #[tokio::test]
 async fn regenerate_deletes_the_old_record_and_unknown_ids_are_never_adopted() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = MemoryStore::with_clock(clock.clone());
     let keys = ring("k1", 1);
     let mut c = Client::new(app(store.clone(), keys.clone(), &clock));
@@ -212,7 +207,7 @@ async fn regenerate_deletes_the_old_record_and_unknown_ids_are_never_adopted() {
 
 #[tokio::test]
 async fn store_mode_save_reload_and_expiry() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = MemoryStore::with_clock(clock.clone());
     let mut c = Client::new(app(store.clone(), ring("k1", 1), &clock));
     c.send(true, "/login").await;
@@ -231,7 +226,7 @@ async fn store_mode_save_reload_and_expiry() {
 
 #[tokio::test]
 async fn two_instances_share_sessions_through_one_store() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = MemoryStore::with_clock(clock.clone());
     let mut a = Client::new(app(store.clone(), ring("k1", 1), &clock));
     a.send(true, "/login").await;
@@ -252,7 +247,7 @@ async fn two_instances_share_sessions_through_one_store() {
 
 #[tokio::test]
 async fn a_stale_signing_key_re_signs_the_cookie() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = MemoryStore::with_clock(clock.clone());
     let mut a = Client::new(app(store.clone(), ring("k1", 1), &clock));
     a.send(true, "/login").await;
@@ -363,7 +358,7 @@ impl Store for Counting {
 
 #[tokio::test]
 async fn a_session_saved_mid_request_is_not_written_again_unless_it_changes() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = Counting::new(&clock);
     let mut c = Client::new(app(store.clone(), ring("k1", 1), &clock));
     c.send(true, "/login").await;
@@ -385,7 +380,7 @@ async fn a_session_saved_mid_request_is_not_written_again_unless_it_changes() {
 
 #[tokio::test]
 async fn a_new_session_saved_then_reloaded_keeps_its_cookie() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = MemoryStore::with_clock(clock.clone());
     let mut c = Client::new(app(store.clone(), ring("k1", 1), &clock));
     let (resp, set) = c.send(true, "/save-reload").await;
@@ -398,7 +393,7 @@ async fn a_new_session_saved_then_reloaded_keeps_its_cookie() {
 
 #[tokio::test]
 async fn save_after_destroy_stores_nothing() {
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = MemoryStore::with_clock(clock.clone());
     let mut c = Client::new(app(store.clone(), ring("k1", 1), &clock));
     c.send(true, "/login").await;

@@ -8,6 +8,7 @@
 #![cfg(feature = "redis")]
 
 mod common {
+    pub mod fixtures;
     pub mod redis;
     pub mod store_conformance;
 }
@@ -16,6 +17,7 @@ mod http;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::fixtures::{self, T0, clock};
 use common::redis::{Proxy, RedisServer};
 use common::store_conformance::{Expiry, conformance};
 use http::handlers::{count, login_admin, logout, session_id, user};
@@ -23,9 +25,7 @@ use http::{Client, SetCookie, body};
 use poem::http::StatusCode;
 use poem::{Endpoint, EndpointExt, Route, get, post};
 use sealed_session::store::{RedisStore, Store, StoreError};
-use sealed_session::{Clock, Key, Keyring, ManualClock, SealedSession, SessionId, Timestamp};
-
-const T0: Timestamp = Timestamp::from_millis(1_764_000_000_000);
+use sealed_session::{Clock, Keyring, SealedSession, SessionId, Timestamp};
 
 async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
     redis::Client::open(url)
@@ -102,7 +102,7 @@ async fn the_ttl_is_the_time_left_on_the_stores_clock() {
         return;
     };
     let url = server.url();
-    let clock = ManualClock::new(T0);
+    let clock = clock();
     let store = RedisStore::builder(url.clone())
         .clock(Arc::new(clock.clone()))
         .build()
@@ -218,10 +218,10 @@ async fn a_stalled_redis_fails_each_operation_at_the_timeout() {
     assert!(chain.contains("timed out"), "{chain}");
 
     // Through the middleware: a 503 at the timeout, not a hang and not a new session.
-    let mut c = Client::new(app(store.clone(), ring()));
+    let mut c = Client::new(app(store.clone(), fixtures::keys()));
     c.jar.set(
         "__Host-sid",
-        &sealed_session::codec::SessionIdCodec::new(ring()).sign(&id, b"__Host-sid"),
+        &sealed_session::codec::SessionIdCodec::new(fixtures::keys()).sign(&id, b"__Host-sid"),
     );
     let start = Instant::now();
     let (resp, set) = c.send(false, "/user").await;
@@ -231,12 +231,6 @@ async fn a_stalled_redis_fails_each_operation_at_the_timeout() {
 }
 
 // ---- The middleware in store mode, on Redis ----
-
-fn ring() -> Keyring {
-    let mut k = [7u8; 32];
-    k[0] = 0;
-    Keyring::new([Key::new("k1", Default::default(), &k).unwrap()]).unwrap()
-}
 
 /// One application instance (on the system clock, as Redis expires keys in real time).
 fn app(store: RedisStore, keys: Keyring) -> impl Endpoint {
@@ -288,8 +282,8 @@ async fn two_instances_share_sessions_and_logout_on_one_ends_it_on_the_other() {
         .build()
         .await
         .unwrap();
-    let mut a = Client::new(app(store_a, ring()));
-    let mut b = Client::new(app(store_b, ring()));
+    let mut a = Client::new(app(store_a, fixtures::keys()));
+    let mut b = Client::new(app(store_b, fixtures::keys()));
 
     assert_eq!(a.text_ok(false, "/user").await, "<none>");
     assert!(
@@ -344,8 +338,8 @@ async fn redis_stopped_is_a_503_and_service_resumes_after_restart() {
         .build()
         .await
         .unwrap();
-    let mut c = Client::new(app(store.clone(), ring()));
-    let mut newcomer = Client::new(app(store, ring()));
+    let mut c = Client::new(app(store.clone(), fixtures::keys()));
+    let mut newcomer = Client::new(app(store, fixtures::keys()));
     c.text_ok(true, "/login").await;
     assert_eq!(c.text_ok(false, "/user").await, "admin");
     let cookie = c.jar.clone();
@@ -388,7 +382,7 @@ async fn a_cut_connection_is_a_503_and_the_session_survives_it() {
         .build()
         .await
         .unwrap();
-    let mut c = Client::new(app(store, ring()));
+    let mut c = Client::new(app(store, fixtures::keys()));
     c.text_ok(true, "/login").await;
     assert_eq!(c.text_ok(true, "/count").await, "1");
 

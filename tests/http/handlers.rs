@@ -72,6 +72,15 @@ pub fn login_admin_subject(session: &Session) -> poem::Result<()> {
     Ok(())
 }
 
+/// [`login_admin_subject`], answering the new token.
+#[handler]
+pub fn login_admin_subject_token(session: &Session) -> poem::Result<String> {
+    session.regenerate()?;
+    session.insert("user", "admin")?;
+    session.set_subject("admin");
+    Ok(session.token()?.unwrap_or_default())
+}
+
 /// Destroys the session.
 #[handler]
 pub fn logout(session: &Session) -> poem::Result<()> {
