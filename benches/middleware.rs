@@ -176,8 +176,8 @@ fn bench(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let keys = Keyring::from_secret("bench secret bench secret bench secret!!").expect("key");
-    let ours = routes_ours().with(SealedSession::new(keys.clone()));
-    let ours_nocache = routes_ours().with(SealedSession::new(keys).open_cache(0));
+    let ours = routes_ours().with(SealedSession::sealed(keys.clone()));
+    let ours_nocache = routes_ours().with(SealedSession::sealed(keys).open_cache(0));
     let poem = routes_poem().with(CookieSession::new(PoemCookieConfig::private(
         CookieKey::generate(),
     )));

@@ -126,7 +126,7 @@ async fn apps(url: &str) -> Apps {
         .expect("connect to Redis");
     let ours: App = Box::new(poem::endpoint::ToDynEndpoint(
         routes_ours()
-            .with(SealedSession::stored(store, keys))
+            .with(SealedSession::server_store(store, keys))
             .map_to_response(),
     ));
     // As examples/compare.rs sets up its `poem-redis` mode.

@@ -434,7 +434,7 @@ fn bearer_session(env: &ServerEnv, _keys: Keyring) -> Result<SealedSession> {
 }
 #[cfg(not(any(feature = "jwt", feature = "jwt-rust-crypto")))]
 fn bearer_session(_env: &ServerEnv, keys: Keyring) -> Result<SealedSession> {
-    Ok(SealedSession::new(keys).bearer(BearerConfig::new()))
+    Ok(SealedSession::sealed(keys).bearer(BearerConfig::new()))
 }
 
 #[cfg(feature = "redis")]
@@ -448,7 +448,7 @@ async fn redis_denylist(url: &str) -> Result<Arc<dyn Denylist>> {
 #[cfg(feature = "redis")]
 async fn redis_store_session(url: &str, keys: Keyring) -> Result<SealedSession> {
     let store = sealed_session::store::RedisStore::connect(url).await?;
-    Ok(SealedSession::stored(store, keys))
+    Ok(SealedSession::server_store(store, keys))
 }
 #[cfg(not(feature = "redis"))]
 async fn redis_store_session(_url: &str, _keys: Keyring) -> Result<SealedSession> {
@@ -471,11 +471,11 @@ async fn build_app(mode: Mode, env: &ServerEnv) -> Result<BoxEndpoint<'static, R
         Mode::NoneCookie => routes_filler().map_to_response().boxed(),
         Mode::NoneWork => routes_work().map_to_response().boxed(),
         Mode::Sealed => routes_ours()
-            .with(SealedSession::new(keys))
+            .with(SealedSession::sealed(keys))
             .map_to_response()
             .boxed(),
         Mode::SealedNoCache => routes_ours()
-            .with(SealedSession::new(keys).open_cache(0))
+            .with(SealedSession::sealed(keys).open_cache(0))
             .map_to_response()
             .boxed(),
         Mode::Signed => routes_ours()
@@ -487,15 +487,15 @@ async fn build_app(mode: Mode, env: &ServerEnv) -> Result<BoxEndpoint<'static, R
             .map_to_response()
             .boxed(),
         Mode::SealedDenyMemory => routes_ours()
-            .with(SealedSession::new(keys).denylist(Arc::new(MemoryDenylist::new())))
+            .with(SealedSession::sealed(keys).denylist(Arc::new(MemoryDenylist::new())))
             .map_to_response()
             .boxed(),
         Mode::SealedDenyRedis => routes_ours()
-            .with(SealedSession::new(keys).denylist(redis_denylist(&redis_url()?).await?))
+            .with(SealedSession::sealed(keys).denylist(redis_denylist(&redis_url()?).await?))
             .map_to_response()
             .boxed(),
         Mode::StoreMemory => routes_ours()
-            .with(SealedSession::stored(MemoryStore::new(), keys))
+            .with(SealedSession::server_store(MemoryStore::new(), keys))
             .map_to_response()
             .boxed(),
         Mode::StoreRedis => routes_ours()
@@ -2493,7 +2493,7 @@ and the client sends no session state.
 - **no sessions, 0.5 µs more handler work**: the no-session routes, each handler
   busy-waiting 0.5 µs by the clock before it answers: what that much work of any kind costs
   a request in this harness, a yardstick for the rows with sessions.
-- **sealed cookie**: `SealedSession::new(keys)`, AES-256-GCM, defaults (`__Host-sid`),
+- **sealed cookie**: `SealedSession::sealed(keys)`, AES-256-GCM, defaults (`__Host-sid`),
   which include the open cache (1 MiB): a token that comes back is answered from memory
   instead of being decoded and authenticated again.
 - **sealed cookie, open cache off**: the same with `.open_cache(0)`: every request decodes
@@ -2502,11 +2502,11 @@ and the client sends no session state.
 - **JWT bearer**: `SealedSession::with_codec(JwtCodec (HS256)).bearer(BearerConfig::new())`:
   the token in `Authorization: Bearer`, new tokens in `X-Session-Token`.
 - **sealed cookie + MemoryDenylist / RedisDenylist**: the sealed cookie with revocation,
-  `SealedSession::new(keys).denylist(..)`: `destroy()` at logout revokes the session id
+  `SealedSession::sealed(keys).denylist(..)`: `destroy()` at logout revokes the session id
   (until the session's own deadline) and every request is checked against the denylist
   (a local look-up). `RedisDenylist` shares revocations through Redis and keeps a local
   replica current over pub/sub.
-- **store-backed, memory / Redis**: `SealedSession::stored(store, keys)`: the express-session
+- **store-backed, memory / Redis**: `SealedSession::server_store(store, keys)`: the express-session
   design, a signed session id in the cookie and the session in `MemoryStore` /
   `RedisStore::connect(url)`.
 - **Poem CookieSession (private)**: `CookieSession::new(CookieConfig::private(key))`.

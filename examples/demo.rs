@@ -305,7 +305,11 @@ fn sealed_app(
     denylist: Arc<dyn Denylist>,
 ) -> BoxEndpoint<'static> {
     routes()
-        .with(SealedSession::new(keys).cookie(cookie).denylist(denylist))
+        .with(
+            SealedSession::sealed(keys)
+                .cookie(cookie)
+                .denylist(denylist),
+        )
         .with(Tracing)
         .map_to_response()
         .boxed()

@@ -37,7 +37,7 @@ fn app(clock: &ManualClock) -> impl Endpoint {
         .at("/me", get(me))
         .at("/count", post(count))
         .with(
-            SealedSession::new(keys())
+            SealedSession::sealed(keys())
                 .bearer(BearerConfig::new().max_len(2048))
                 .idle_timeout(Some(Duration::from_secs(60)))
                 .clock(clock.clone()),
@@ -264,7 +264,7 @@ async fn a_bearer_token_is_not_a_cookie_token() {
     let token = token_from_login(&tc).await;
     let cookie_app = Route::new()
         .at("/me", get(me))
-        .with(SealedSession::new(keys()).clock(clock.clone()));
+        .with(SealedSession::sealed(keys()).clock(clock.clone()));
     let resp = TestClient::new(cookie_app)
         .get("/me")
         .header("cookie", format!("__Host-sid={token}"))

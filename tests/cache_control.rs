@@ -58,7 +58,7 @@ fn cache_control(resp: &poem::test::TestResponse) -> Vec<String> {
 async fn a_new_session_cookie_overrides_a_public_cache_control() {
     let clock = clock();
     let app = routes().with(
-        SealedSession::new(keys())
+        SealedSession::sealed(keys())
             .secure(Secure::Never)
             .clock(clock.clone()),
     );
@@ -88,7 +88,7 @@ async fn a_new_session_cookie_overrides_a_public_cache_control() {
 
 #[tokio::test]
 async fn a_bearer_refresh_header_overrides_a_public_cache_control() {
-    let app = routes().with(SealedSession::new(keys()).bearer(BearerConfig::new()));
+    let app = routes().with(SealedSession::sealed(keys()).bearer(BearerConfig::new()));
     let tc = TestClient::new(app);
     let resp = tc.post("/login").send().await;
     resp.assert_status_is_ok();

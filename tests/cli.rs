@@ -674,7 +674,7 @@ fn login(session: &Session) -> poem::Result<&'static str> {
 async fn cookie_from_the_middleware() {
     let app = Route::new()
         .at("/login", get(login))
-        .with(SealedSession::new(ring()));
+        .with(SealedSession::sealed(ring()));
     let resp = TestClient::new(app).get("/login").send().await;
     resp.assert_status_is_ok();
     let set_cookie = resp

@@ -52,7 +52,7 @@ async fn an_id_whose_token_was_never_sent_is_not_revoked() {
     let denylist = MemoryDenylist::new();
     let tc = TestClient::new(
         routes().with(
-            SealedSession::new(keys())
+            SealedSession::sealed(keys())
                 .secure(Secure::Never)
                 .denylist(Arc::new(denylist.clone())),
         ),
@@ -80,7 +80,7 @@ async fn ten_thousand_anonymous_logouts_stay_within_the_bound() {
         .build();
     let tc = TestClient::new(
         routes().with(
-            SealedSession::new(keys())
+            SealedSession::sealed(keys())
                 .secure(Secure::Never)
                 .clock(clock.clone())
                 .denylist(Arc::new(denylist.clone())),

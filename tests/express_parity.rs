@@ -1,4 +1,4 @@
-//! Store-backed sessions (`SealedSession::stored`) against express-session, option by option
+//! Store-backed sessions (`SealedSession::server_store`) against express-session, option by option
 //! and method by method: each test pins down one row of `docs/EXPRESS.md`, where we behave
 //! as express-session does and where we differ (and why). On `MemoryStore`, through a probe
 //! that counts what the middleware asks of the store; the Redis store runs the same
@@ -236,7 +236,7 @@ fn app(
     clock: &ManualClock,
     f: impl FnOnce(SealedSession) -> SealedSession,
 ) -> impl Endpoint {
-    let mw = SealedSession::stored(store.clone(), ring("k1", 1))
+    let mw = SealedSession::server_store(store.clone(), ring("k1", 1))
         .clock(clock.clone())
         .idle_timeout(Some(Duration::from_secs(600)));
     routes()
@@ -573,7 +573,7 @@ async fn a_cookie_signed_with_an_older_key_is_re_signed_and_its_record_rewritten
     let k2 = ring("k2", 2).keys().next().unwrap().clone();
     let rotated = Keyring::new([k2, k1]).unwrap();
     let ep = routes().with(
-        SealedSession::stored(store.clone(), rotated)
+        SealedSession::server_store(store.clone(), rotated)
             .clock(clock.clone())
             .idle_timeout(Some(Duration::from_secs(600))),
     );
@@ -592,7 +592,7 @@ async fn a_cookie_signed_with_an_older_key_is_re_signed_and_its_record_rewritten
 #[tokio::test]
 async fn stateless_reload_and_save_do_nothing() {
     let ep = routes()
-        .with(SealedSession::new(ring("k1", 1)))
+        .with(SealedSession::sealed(ring("k1", 1)))
         .data(Probe::default())
         .data(Arc::new(Barrier::new(2)));
     let mut c = Client::new(ep);
@@ -687,7 +687,7 @@ async fn a_renewal_write_can_overwrite_a_concurrent_change() {
     let gates = Arc::new((Notify::new(), Notify::new()));
     let ep = routes()
         .with(
-            SealedSession::stored(store.clone(), ring("k1", 1))
+            SealedSession::server_store(store.clone(), ring("k1", 1))
                 .clock(clock.clone())
                 .idle_timeout(Some(Duration::from_secs(600))),
         )
@@ -724,7 +724,7 @@ fn gated(store: &Probe, clock: &ManualClock) -> (TestClient<impl Endpoint>, Arc<
     let gates = Arc::new((Notify::new(), Notify::new()));
     let ep = routes()
         .with(
-            SealedSession::stored(store.clone(), ring("k1", 1))
+            SealedSession::server_store(store.clone(), ring("k1", 1))
                 .clock(clock.clone())
                 .idle_timeout(Some(Duration::from_secs(600))),
         )

@@ -345,7 +345,7 @@ async fn authorization_header_regressions_of_other_schemes_are_no_session() {
     let tc = TestClient::new(
         Route::new()
             .at("/", get(me))
-            .with(SealedSession::new(keys()).bearer(BearerConfig::new().max_len(4096))),
+            .with(SealedSession::sealed(keys()).bearer(BearerConfig::new().max_len(4096))),
     );
     for (name, input) in inputs("authorization_header") {
         let value = &input[1..];

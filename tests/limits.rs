@@ -70,12 +70,16 @@ fn app(mw: SealedSession) -> impl Endpoint {
 
 /// A session cookie's token minted by a middleware with no tight limits.
 async fn mint(path: &str) -> String {
-    mint_with(path, SealedSession::new(keys())).await
+    mint_with(path, SealedSession::sealed(keys())).await
 }
 
 /// The same for the bearer transport (whose tokens are bound to the bare name).
 async fn mint_bearer(path: &str) -> String {
-    mint_with(path, SealedSession::new(keys()).bearer(BearerConfig::new())).await
+    mint_with(
+        path,
+        SealedSession::sealed(keys()).bearer(BearerConfig::new()),
+    )
+    .await
 }
 
 async fn mint_with(path: &str, mw: SealedSession) -> String {
@@ -172,7 +176,7 @@ fn chunk_counts_over_the_hard_maximum_are_refused_when_configured() {
             msg.contains("limit of 32") && msg.contains("MAX_CHUNKS"),
             "{msg}"
         );
-        assert!(SealedSession::new(keys()).max_chunks(n).is_err(), "{n}");
+        assert!(SealedSession::sealed(keys()).max_chunks(n).is_err(), "{n}");
         assert!(CookieConfig::new().max_chunks(n).is_err(), "{n}");
     }
     let at = Limits::new().max_chunks(MAX_CHUNKS).unwrap();
@@ -186,7 +190,11 @@ async fn no_chunk_index_makes_the_middleware_work_in_proportion_to_it() {
     let (_cap, _g) = capture();
     // The largest chunk count there is: the reader keeps at most that many chunks, ignores
     // indexes from 4 x MAX_CHUNKS on, and so clears at most that many cookies.
-    let mw = || SealedSession::new(keys()).max_chunks(MAX_CHUNKS).unwrap();
+    let mw = || {
+        SealedSession::sealed(keys())
+            .max_chunks(MAX_CHUNKS)
+            .unwrap()
+    };
     for idx in ["4294967295", "18446744073709551615", "99999999999999999999"] {
         let cookie = format!("{NAME}.{idx}=x");
         let (status, body, set) = get_user(mw(), &[&cookie]).await;
@@ -208,7 +216,7 @@ async fn only_canonical_chunk_names_are_read() {
     let token = mint("/login").await;
     let (head, tail) = token.split_at(token.len() / 2);
     let pair = |a: &str, b: &str| format!("{NAME}.{a}={head}; {NAME}.{b}={tail}");
-    let (_, body, _) = get_user(SealedSession::new(keys()), &[&pair("0", "1")]).await;
+    let (_, body, _) = get_user(SealedSession::sealed(keys()), &[&pair("0", "1")]).await;
     assert_eq!(body, "alice");
     for (a, b) in [
         ("00", "1"),
@@ -219,7 +227,7 @@ async fn only_canonical_chunk_names_are_read() {
         ("0", "1 "),
         ("0", "0x1"),
     ] {
-        let (status, body, _) = get_user(SealedSession::new(keys()), &[&pair(a, b)]).await;
+        let (status, body, _) = get_user(SealedSession::sealed(keys()), &[&pair(a, b)]).await;
         assert_eq!(
             (status, body.as_str()),
             (StatusCode::OK, "<none>"),
@@ -228,7 +236,7 @@ async fn only_canonical_chunk_names_are_read() {
     }
     // A second spelling of chunk 0, sent first, does not stand in for it.
     let shadowed = format!("{NAME}.00=AAAA; {}", pair("0", "1"));
-    let (_, body, _) = get_user(SealedSession::new(keys()), &[&shadowed]).await;
+    let (_, body, _) = get_user(SealedSession::sealed(keys()), &[&shadowed]).await;
     assert_eq!(body, "alice");
 }
 
@@ -247,9 +255,9 @@ async fn cookie_header_at_the_limit_is_read_one_byte_over_is_431() {
         cap.clear();
         let mw = || {
             if max == DEFAULT_MAX_COOKIE_HEADER_LEN {
-                SealedSession::new(keys())
+                SealedSession::sealed(keys())
             } else {
-                SealedSession::new(keys()).limits(Limits::new().cookie_header_len(max))
+                SealedSession::sealed(keys()).limits(Limits::new().cookie_header_len(max))
             }
         };
         let at = cookie_header_of(&token, max);
@@ -274,7 +282,7 @@ async fn cookie_headers_are_bounded_together() {
     let token = mint("/login").await;
     let first = format!("{NAME}={token}");
     let max = first.len() + 100;
-    let mw = || SealedSession::new(keys()).limits(Limits::new().cookie_header_len(max));
+    let mw = || SealedSession::sealed(keys()).limits(Limits::new().cookie_header_len(max));
     let fill = |n: usize| format!("pad={}", "p".repeat(n - 4));
     let (status, body, _) = get_user(mw(), &[&first, &fill(100)]).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "alice"));
@@ -306,9 +314,11 @@ async fn chunks_at_the_limit_are_joined_one_more_gives_a_fresh_session() {
     ] {
         cap.clear();
         let mw = || match how {
-            "limits" => SealedSession::new(keys()).limits(Limits::new().max_chunks(max).unwrap()),
-            "builder" => SealedSession::new(keys()).max_chunks(max).unwrap(),
-            _ => SealedSession::new(keys()),
+            "limits" => {
+                SealedSession::sealed(keys()).limits(Limits::new().max_chunks(max).unwrap())
+            }
+            "builder" => SealedSession::sealed(keys()).max_chunks(max).unwrap(),
+            _ => SealedSession::sealed(keys()),
         };
         let (status, body, _) = get_user(mw(), &[&chunked(&token, max)]).await;
         assert_eq!((status, body.as_str()), (StatusCode::OK, "alice"), "{how}");
@@ -328,11 +338,11 @@ async fn the_last_chunk_setting_wins() {
     let (_cap, _g) = capture();
     let token = mint("/login").await;
     // `limits` after `max_chunks`, and `max_chunks` after `limits`.
-    let a = SealedSession::new(keys())
+    let a = SealedSession::sealed(keys())
         .max_chunks(2)
         .unwrap()
         .limits(Limits::new().max_chunks(3).unwrap());
-    let b = SealedSession::new(keys())
+    let b = SealedSession::sealed(keys())
         .limits(Limits::new().max_chunks(2).unwrap())
         .max_chunks(3)
         .unwrap();
@@ -347,7 +357,7 @@ async fn token_at_the_limit_is_opened_one_byte_over_gives_a_fresh_session() {
     let (cap, _g) = capture();
     let token = mint("/login").await;
     let cookie = format!("{NAME}={token}");
-    let mw = |n| SealedSession::new(keys()).limits(Limits::new().token_len(n));
+    let mw = |n| SealedSession::sealed(keys()).limits(Limits::new().token_len(n));
     let (status, body, _) = get_user(mw(token.len()), &[&cookie]).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "alice"));
     no_refusal(&cap);
@@ -365,7 +375,7 @@ async fn token_limit_applies_to_joined_chunks() {
     let (cap, _g) = capture();
     // The bound is on the joined token, whatever the size of each chunk.
     let big = mint(&format!("/pad/{}", 9000)).await;
-    let mw = |n| SealedSession::new(keys()).limits(Limits::new().token_len(n));
+    let mw = |n| SealedSession::sealed(keys()).limits(Limits::new().token_len(n));
     let (_, body, _) = get_user(mw(big.len()), &[&chunked(&big, 4)]).await;
     assert_eq!(body, "alice");
     no_refusal(&cap);
@@ -385,7 +395,7 @@ async fn data_at_the_limit_is_opened_one_byte_over_gives_a_fresh_session() {
     .unwrap()
     .len();
     let cookie = format!("{NAME}={token}");
-    let mw = |n| SealedSession::new(keys()).limits(Limits::new().data_len(n));
+    let mw = |n| SealedSession::sealed(keys()).limits(Limits::new().data_len(n));
     let (_, body, _) = get_user(mw(data_len), &[&cookie]).await;
     assert_eq!(body, "alice");
     no_refusal(&cap);
@@ -402,7 +412,7 @@ async fn data_at_the_depth_limit_is_opened_one_level_over_gives_a_fresh_session(
         // `{"user":..,"k":[..]}` with depth - 1 nested arrays is `depth` levels deep.
         let token = mint(&format!("/deep/{}", depth - 1)).await;
         let cookie = format!("{NAME}={token}");
-        let mw = |n| SealedSession::new(keys()).limits(Limits::new().json_depth(n));
+        let mw = |n| SealedSession::sealed(keys()).limits(Limits::new().json_depth(n));
         let (_, body, _) = get_user(mw(depth), &[&cookie]).await;
         assert_eq!(body, "alice", "{depth}");
         no_refusal(&cap);
@@ -414,11 +424,14 @@ async fn data_at_the_depth_limit_is_opened_one_level_over_gives_a_fresh_session(
         );
         refused_once(&cap, "data_too_deep", &token);
         if depth == DEFAULT_MAX_JSON_DEPTH {
-            let (_, body, _) = get_user(SealedSession::new(keys()), &[&cookie]).await;
+            let (_, body, _) = get_user(SealedSession::sealed(keys()), &[&cookie]).await;
             assert_eq!(body, "alice", "the default is {DEFAULT_MAX_JSON_DEPTH}");
             let deeper = mint(&format!("/deep/{depth}")).await;
-            let (_, body, _) =
-                get_user(SealedSession::new(keys()), &[&format!("{NAME}={deeper}")]).await;
+            let (_, body, _) = get_user(
+                SealedSession::sealed(keys()),
+                &[&format!("{NAME}={deeper}")],
+            )
+            .await;
             assert_eq!(body, "<none>");
         }
     }
@@ -442,14 +455,14 @@ async fn data_deeper_than_serde_json_parses_is_refused_not_a_500() {
         .seal(&state, NAME.as_bytes())
         .unwrap();
     let cookie = format!("{NAME}={token}");
-    let mw = SealedSession::new(keys()).limits(Limits::new().json_depth(usize::MAX));
+    let mw = SealedSession::sealed(keys()).limits(Limits::new().json_depth(usize::MAX));
     let (status, body, _) = get_user(mw, &[&cookie]).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "<none>"));
     refused_once(&cap, "data_too_deep", &token);
 }
 
 fn bearer_app(limits: Limits) -> impl Endpoint {
-    app(SealedSession::new(keys())
+    app(SealedSession::sealed(keys())
         .bearer(BearerConfig::new())
         .limits(limits))
 }
@@ -495,7 +508,7 @@ async fn a_refused_cookie_session_starts_over_cleanly() {
     let (_cap, _g) = capture();
     // After a refusal the client gets a working session again.
     let token = mint("/deep/10").await;
-    let mw = SealedSession::new(keys()).limits(Limits::new().json_depth(4));
+    let mw = SealedSession::sealed(keys()).limits(Limits::new().json_depth(4));
     let tc = TestClient::new(app(mw));
     let mut jar = Jar::default();
     jar.set(NAME, &token);
@@ -513,7 +526,7 @@ async fn a_handler_cannot_store_data_deeper_than_the_limit() {
     // At the limit: stored, sent, and opened again by the same middleware.
     for depth in [3, DEFAULT_MAX_JSON_DEPTH] {
         let limits = Limits::new().json_depth(depth);
-        let tc = TestClient::new(app(SealedSession::new(keys()).limits(limits)));
+        let tc = TestClient::new(app(SealedSession::sealed(keys()).limits(limits)));
         // `{"user":..,"k":[..]}` with depth - 1 nested arrays is `depth` levels deep.
         let resp = tc.post(format!("/deep/{}", depth - 1)).send().await;
         resp.assert_status_is_ok();

@@ -162,7 +162,7 @@ async fn read(mw: SealedSession, cookie: &str) -> String {
 
 async fn script() {
     let clock = clock();
-    let base = || SealedSession::new(ring("k1", 9)).clock(clock.clone());
+    let base = || SealedSession::sealed(ring("k1", 9)).clock(clock.clone());
     let token = mint(base(), "/login", None).await; // issued
     let cookie = format!("{NAME}={token}");
     assert_eq!(read(base(), &cookie).await, "alice");
@@ -176,14 +176,14 @@ async fn script() {
     raw[0] = 9;
     read(base(), &format!("{NAME}={}", URL_SAFE_NO_PAD.encode(&raw))).await; // unsupported_version
     let stranger = mint(
-        SealedSession::new(ring("zz", 3)).clock(clock.clone()),
+        SealedSession::sealed(ring("zz", 3)).clock(clock.clone()),
         "/login",
         None,
     )
     .await; // issued
     read(base(), &format!("{NAME}={stranger}")).await; // unknown_key_id
     let forged = mint(
-        SealedSession::new(ring("k1", 3)).clock(clock.clone()),
+        SealedSession::sealed(ring("k1", 3)).clock(clock.clone()),
         "/login",
         None,
     )
@@ -191,7 +191,7 @@ async fn script() {
     read(base(), &format!("{NAME}={forged}")).await; // bad_seal
     let later = ManualClock::new(T0.saturating_add(Duration::from_secs(3600)));
     let future = mint(
-        SealedSession::new(ring("k1", 9)).clock(later.clone()),
+        SealedSession::sealed(ring("k1", 9)).clock(later.clone()),
         "/login",
         None,
     )
@@ -217,7 +217,7 @@ async fn script() {
     // Expiry: absolute, then idle.
     let c = common::fixtures::clock();
     let short = || {
-        SealedSession::new(ring("k1", 9))
+        SealedSession::sealed(ring("k1", 9))
             .clock(c.clone())
             .max_age(Duration::from_secs(100))
             .idle_timeout(None)
@@ -227,7 +227,7 @@ async fn script() {
     read(short(), &format!("{NAME}={t}")).await; // expired
     let c = common::fixtures::clock();
     let idle = || {
-        SealedSession::new(ring("k1", 9))
+        SealedSession::sealed(ring("k1", 9))
             .clock(c.clone())
             .idle_timeout(Some(Duration::from_secs(60)))
     };
@@ -251,13 +251,13 @@ async fn script() {
 
     // Store-backed: a signed id that another store does not hold.
     let t = mint(
-        SealedSession::stored(MemoryStore::new(), ring("k1", 9)),
+        SealedSession::server_store(MemoryStore::new(), ring("k1", 9)),
         "/login",
         None,
     )
     .await; // issued
     read(
-        SealedSession::stored(MemoryStore::new(), ring("k1", 9)),
+        SealedSession::server_store(MemoryStore::new(), ring("k1", 9)),
         &format!("{NAME}={t}"),
     )
     .await; // not_found

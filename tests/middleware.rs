@@ -76,7 +76,7 @@ fn app(mw: SealedSession) -> impl Endpoint {
 
 #[tokio::test]
 async fn no_cookie_until_changed_then_exactly_one() {
-    let mut c = Client::new(app(SealedSession::new(keys())));
+    let mut c = Client::new(app(SealedSession::sealed(keys())));
     let (_, set) = c.send(false, "/noop").await;
     assert!(set.is_empty(), "an untouched new session sends nothing");
     let (_, set) = c.send(false, "/get/user").await;
@@ -115,7 +115,7 @@ async fn no_cookie_until_changed_then_exactly_one() {
 
 #[tokio::test]
 async fn save_uninitialized_sends_a_cookie_for_a_new_session() {
-    let mut c = Client::new(app(SealedSession::new(keys()).save_uninitialized(true)));
+    let mut c = Client::new(app(SealedSession::sealed(keys()).save_uninitialized(true)));
     let (_, set) = c.send(false, "/noop").await;
     assert_eq!(set.len(), 1);
     let (_, set) = c.send(false, "/noop").await;
@@ -127,7 +127,7 @@ async fn save_uninitialized_sends_a_cookie_for_a_new_session() {
 
 #[tokio::test]
 async fn typed_get_of_the_wrong_type_is_an_error() {
-    let mut c = Client::new(app(SealedSession::new(keys())));
+    let mut c = Client::new(app(SealedSession::sealed(keys())));
     c.send(true, "/set/n/seven").await;
     let (resp, _) = c.send(false, "/num").await;
     resp.assert_status(StatusCode::INTERNAL_SERVER_ERROR);
@@ -137,11 +137,11 @@ async fn typed_get_of_the_wrong_type_is_an_error() {
 async fn older_key_token_is_reissued_under_the_primary() {
     let old = ring("k1", 9);
     let new = Keyring::new([key("k2", 5), key("k1", 9)]).unwrap();
-    let mut a = Client::new(app(SealedSession::new(old)));
+    let mut a = Client::new(app(SealedSession::sealed(old)));
     a.send(true, "/set/user/alice").await;
     let old_token = a.jar.get(NAME).unwrap().to_owned();
 
-    let mut b = Client::new(app(SealedSession::new(new.clone())));
+    let mut b = Client::new(app(SealedSession::sealed(new.clone())));
     b.jar = a.jar.clone();
     let (resp, set) = b.send(false, "/get/user").await;
     assert_eq!(resp.0.into_body().into_string().await.unwrap(), "alice");
@@ -149,7 +149,7 @@ async fn older_key_token_is_reissued_under_the_primary() {
     assert_ne!(set[0].value, old_token);
     // The new token opens with a ring that holds only the new key.
     let only_new = ring("k2", 5);
-    let mut c = Client::new(app(SealedSession::new(only_new)));
+    let mut c = Client::new(app(SealedSession::sealed(only_new)));
     c.jar = b.jar.clone();
     assert_eq!(c.text(false, "/get/user").await, "alice");
     // And an unchanged session under the primary is not re-issued again.
@@ -207,7 +207,7 @@ async fn refused(
 #[tokio::test(flavor = "current_thread")]
 async fn bad_cookies_give_a_fresh_session_and_are_cleared() {
     let clock = clock();
-    let mw = || SealedSession::new(keys()).clock(clock.clone());
+    let mw = || SealedSession::sealed(keys()).clock(clock.clone());
     // Expired (absolute) and idle-expired.
     refused(
         mw().max_age(Duration::from_secs(100)).idle_timeout(None),
@@ -234,13 +234,13 @@ async fn bad_cookies_give_a_fresh_session_and_are_cleared() {
     refused(mw(), None, Some(tampered), "bad_seal").await;
     // Wrong key: a token sealed under a key with the same id but other material.
     let other = ring("k1", 3);
-    let mut o = Client::new(app(SealedSession::new(other).clock(clock.clone())));
+    let mut o = Client::new(app(SealedSession::sealed(other).clock(clock.clone())));
     o.send(true, "/set/user/mallory").await;
     let forged = o.jar.get(NAME).unwrap().to_owned();
     refused(mw(), None, Some(forged), "bad_seal").await;
     // Unknown key id.
     let stranger = ring("zz", 3);
-    let mut s = Client::new(app(SealedSession::new(stranger).clock(clock.clone())));
+    let mut s = Client::new(app(SealedSession::sealed(stranger).clock(clock.clone())));
     s.send(true, "/set/user/mallory").await;
     refused(
         mw(),
@@ -256,17 +256,17 @@ async fn bad_cookies_give_a_fresh_session_and_are_cleared() {
 
 #[tokio::test]
 async fn a_token_for_another_cookie_name_is_refused() {
-    let mut a = Client::new(app(SealedSession::new(keys()).name("other")));
+    let mut a = Client::new(app(SealedSession::sealed(keys()).name("other")));
     a.send(true, "/set/user/alice").await;
     let token = a.jar.get("__Host-other").unwrap().to_owned();
-    let mut b = Client::new(app(SealedSession::new(keys())));
+    let mut b = Client::new(app(SealedSession::sealed(keys())));
     b.jar.set(NAME, &token);
     assert_eq!(b.text(false, "/get/user").await, "<none>");
 }
 
 #[tokio::test]
 async fn destroy_clears_with_the_same_path_and_domain() {
-    let mw = SealedSession::new(keys())
+    let mw = SealedSession::sealed(keys())
         .path("/app")
         .domain("example.com")
         .name("s");
@@ -289,14 +289,14 @@ async fn destroy_clears_with_the_same_path_and_domain() {
 
 #[tokio::test]
 async fn destroy_without_a_session_sends_nothing() {
-    let mut c = Client::new(app(SealedSession::new(keys())));
+    let mut c = Client::new(app(SealedSession::sealed(keys())));
     let (_, set) = c.send(true, "/destroy").await;
     assert!(set.is_empty(), "{set:?}");
 }
 
 #[tokio::test]
 async fn changes_are_written_when_the_handler_fails() {
-    let mut c = Client::new(app(SealedSession::new(keys())));
+    let mut c = Client::new(app(SealedSession::sealed(keys())));
     let (resp, set) = c.send(true, "/fail").await;
     resp.assert_status(StatusCode::BAD_REQUEST);
     assert_eq!(set.len(), 1);
@@ -305,7 +305,7 @@ async fn changes_are_written_when_the_handler_fails() {
 
 #[tokio::test]
 async fn regenerate_gives_a_new_id_and_drops_old_data() {
-    let mut c = Client::new(app(SealedSession::new(keys())));
+    let mut c = Client::new(app(SealedSession::sealed(keys())));
     c.send(true, "/set/cart/3").await;
     let before = c.text(false, "/id").await;
     let (_, set) = c.send(true, "/regenerate").await;
@@ -319,7 +319,7 @@ async fn regenerate_gives_a_new_id_and_drops_old_data() {
 #[tokio::test(flavor = "current_thread")]
 async fn renewal_only_after_the_renewal_interval_and_rolling_every_time() {
     let clock = clock();
-    let mw = SealedSession::new(keys())
+    let mw = SealedSession::sealed(keys())
         .clock(clock.clone())
         .idle_timeout(Some(Duration::from_secs(400)))
         .renew_after(Duration::from_secs(100));
@@ -335,7 +335,7 @@ async fn renewal_only_after_the_renewal_interval_and_rolling_every_time() {
     clock.advance(Duration::from_secs(399));
     assert_eq!(c.text(false, "/get/user").await, "alice");
 
-    let rolling = SealedSession::new(keys())
+    let rolling = SealedSession::sealed(keys())
         .clock(clock.clone())
         .rolling(true);
     let mut r = Client::new(app(rolling));
@@ -351,7 +351,7 @@ async fn renewal_only_after_the_renewal_interval_and_rolling_every_time() {
 #[tokio::test(flavor = "current_thread")]
 async fn touch_reissues_and_max_age_override_moves_the_deadline() {
     let clock = clock();
-    let mw = SealedSession::new(keys())
+    let mw = SealedSession::sealed(keys())
         .clock(clock.clone())
         .idle_timeout(None)
         .max_age(Duration::from_secs(1000))
@@ -378,7 +378,7 @@ async fn touch_reissues_and_max_age_override_moves_the_deadline() {
 async fn no_session_outlives_max_age_from_its_issue_time() {
     let clock = clock();
     let mw = || {
-        SealedSession::new(keys())
+        SealedSession::sealed(keys())
             .clock(clock.clone())
             .idle_timeout(None)
             .max_age(Duration::from_secs(1000))
@@ -416,7 +416,7 @@ async fn no_session_outlives_max_age_from_its_issue_time() {
 
 #[tokio::test]
 async fn large_sessions_are_chunked_reassembled_and_shrunk() {
-    let mut c = Client::new(app(SealedSession::new(keys())));
+    let mut c = Client::new(app(SealedSession::sealed(keys())));
     let (_, set) = c.send(true, "/big/9000").await;
     assert_eq!(
         set.len(),
@@ -449,7 +449,7 @@ async fn large_sessions_are_chunked_reassembled_and_shrunk() {
 
 #[tokio::test]
 async fn a_session_too_large_is_a_clear_error_and_the_old_cookie_stays() {
-    let mut c = Client::new(app(SealedSession::new(keys()).max_chunks(2).unwrap()));
+    let mut c = Client::new(app(SealedSession::sealed(keys()).max_chunks(2).unwrap()));
     c.send(true, "/set/user/alice").await;
     let before = c.jar.clone();
     let (resp, set) = c.send(true, "/big/9000").await;
@@ -469,7 +469,7 @@ async fn a_session_too_large_is_a_clear_error_and_the_old_cookie_stays() {
 
 #[tokio::test]
 async fn incomplete_chunks_are_refused_and_cleared() {
-    let mut c = Client::new(app(SealedSession::new(keys())));
+    let mut c = Client::new(app(SealedSession::sealed(keys())));
     c.send(true, "/big/9000").await;
     c.jar.cookies.remove("__Host-sid.1");
     let (resp, set) = c.send(false, "/get/big").await;
@@ -482,7 +482,7 @@ async fn incomplete_chunks_are_refused_and_cleared() {
 
 #[tokio::test]
 async fn secure_auto_follows_the_scheme_and_trusts_proxies_only_when_told() {
-    let mw = SealedSession::new(keys()).secure(Secure::Auto);
+    let mw = SealedSession::sealed(keys()).secure(Secure::Auto);
     let tc = TestClient::new(app(mw.clone()));
     let resp = tc.post("/set/user/alice").send().await;
     let set = set_cookies(&resp);
@@ -530,7 +530,7 @@ async fn a_session_extractor_without_the_middleware_is_a_500_with_a_message() {
 
 #[tokio::test]
 async fn cookies_that_are_not_text_neither_break_nor_hide_the_session() {
-    let mut c = Client::new(app(SealedSession::new(keys())));
+    let mut c = Client::new(app(SealedSession::sealed(keys())));
     c.send(true, "/set/user/alice")
         .await
         .0

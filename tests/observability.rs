@@ -73,7 +73,7 @@ fn messages(cap: &Capture) -> Vec<String> {
 async fn each_request_has_a_span_naming_mode_transport_and_outcome() {
     let (cap, _g) = capture();
     let clock = clock();
-    let tc = TestClient::new(routes().with(SealedSession::new(keys()).clock(clock.clone())));
+    let tc = TestClient::new(routes().with(SealedSession::sealed(keys()).clock(clock.clone())));
     let mut jar = Jar::default();
 
     send(&tc, &mut jar, true, "/login").await;
@@ -133,7 +133,7 @@ async fn bearer_refusals_and_revocations_are_events_without_the_token() {
     let (cap, _g) = capture();
     let clock = clock();
     let denylist: Arc<dyn Denylist> = Arc::new(MemoryDenylist::with_clock(clock.clone()));
-    let mw = SealedSession::new(keys())
+    let mw = SealedSession::sealed(keys())
         .bearer(BearerConfig::new())
         .denylist(denylist)
         .clock(clock.clone());
@@ -177,7 +177,7 @@ async fn bearer_refusals_and_revocations_are_events_without_the_token() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_cookie_header_over_the_limit_is_one_event_and_a_rejected_span() {
     let (cap, _g) = capture();
-    let mw = SealedSession::new(keys()).limits(Limits::new().cookie_header_len(64));
+    let mw = SealedSession::sealed(keys()).limits(Limits::new().cookie_header_len(64));
     let tc = TestClient::new(routes().with(mw));
     let secret = "s3cr3t-cookie-value-that-must-not-be-logged";
     let resp = tc
@@ -211,7 +211,7 @@ async fn stats_count_refusals_by_reason_issues_reissues_and_revocations() {
     let (_cap, _g) = capture();
     let clock = clock();
     let memory = MemoryDenylist::with_clock(clock.clone());
-    let mw = SealedSession::new(keys())
+    let mw = SealedSession::sealed(keys())
         .idle_timeout(Some(Duration::from_secs(600)))
         .denylist(Arc::new(memory.clone()))
         .clock(clock.clone());
@@ -258,14 +258,14 @@ async fn stats_count_refusals_by_reason_issues_reissues_and_revocations() {
     let status = s.denylist.expect("a denylist is configured");
     assert_eq!((status.revoked_sessions, status.revoked_subjects), (2, 1));
     // Without a denylist there is no status.
-    assert_eq!(SealedSession::new(keys()).stats().denylist, None);
-    assert_eq!(SealedSession::new(keys()).stats().refusals_total(), 0);
+    assert_eq!(SealedSession::sealed(keys()).stats().denylist, None);
+    assert_eq!(SealedSession::sealed(keys()).stats().refusals_total(), 0);
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_flood_of_forged_tokens_is_counted_exactly_and_logged_once_a_second() {
     let (cap, _g) = capture();
-    let mw = SealedSession::new(keys());
+    let mw = SealedSession::sealed(keys());
     let handle = mw.clone();
     let tc = TestClient::new(routes().with(mw));
     let (_, token) = logged_in(&tc).await;

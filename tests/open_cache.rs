@@ -93,7 +93,7 @@ fn token<E: Endpoint>(c: &Client<E>) -> String {
 
 #[tokio::test]
 async fn a_token_that_comes_back_is_answered_from_the_cache() {
-    let mw = SealedSession::new(keys());
+    let mw = SealedSession::sealed(keys());
     let mut c = Client::new(app(mw.clone()));
     c.send(true, "/login").await;
     for _ in 0..3 {
@@ -105,7 +105,7 @@ async fn a_token_that_comes_back_is_answered_from_the_cache() {
     assert_eq!(stats.opened_cached, 3, "{stats:?}");
 
     // Off: every request decodes its token.
-    let mw = SealedSession::new(keys()).open_cache(0);
+    let mw = SealedSession::sealed(keys()).open_cache(0);
     let mut c = Client::new(app(mw.clone()));
     c.send(true, "/login").await;
     for _ in 0..3 {
@@ -119,7 +119,7 @@ async fn a_token_that_comes_back_is_answered_from_the_cache() {
 async fn a_replaced_token_leaves_the_cache_but_still_opens() {
     // A stateless token stays valid until it expires (without a denylist): replacing it
     // only frees its place in the cache for tokens still in use.
-    let mw = SealedSession::new(keys());
+    let mw = SealedSession::sealed(keys());
     let mut c = Client::new(app(mw.clone()));
     c.send(true, "/login").await;
     let first = Some(format!("{NAME}={}", token(&c)));
@@ -135,7 +135,7 @@ async fn a_replaced_token_leaves_the_cache_but_still_opens() {
 
 #[tokio::test]
 async fn storing_the_value_a_key_holds_keeps_the_token_in_the_cache() {
-    let mw = SealedSession::new(keys());
+    let mw = SealedSession::sealed(keys());
     let mut c = Client::new(app(mw.clone()));
     c.send(true, "/login").await;
     let sealed = token(&c);
@@ -151,7 +151,7 @@ async fn storing_the_value_a_key_holds_keeps_the_token_in_the_cache() {
 /// it with the request). The old token, sent again, opens to the data it was sealed with.
 #[tokio::test]
 async fn a_change_leaves_the_replaced_token_s_data_as_it_was() {
-    let mw = SealedSession::new(keys());
+    let mw = SealedSession::sealed(keys());
     let mut c = Client::new(app(mw.clone()));
     c.send(true, "/login").await;
     let old = Some(format!("{NAME}={}", token(&c)));
@@ -166,9 +166,9 @@ async fn a_change_leaves_the_replaced_token_s_data_as_it_was() {
 #[tokio::test]
 async fn a_token_opened_once_is_answered_from_the_cache_after() {
     // Sealed by another instance (same keys): the first request decodes it, later ones not.
-    let mut issuer = Client::new(app(SealedSession::new(keys())));
+    let mut issuer = Client::new(app(SealedSession::sealed(keys())));
     issuer.send(true, "/login").await;
-    let mw = SealedSession::new(keys());
+    let mw = SealedSession::sealed(keys());
     let mut c = Client::new(app(mw.clone()));
     c.jar = issuer.jar.clone();
     for _ in 0..3 {
@@ -180,8 +180,8 @@ async fn a_token_opened_once_is_answered_from_the_cache_after() {
 
 #[tokio::test]
 async fn every_write_is_read_back_from_the_cache_as_a_fresh_open_would_read_it() {
-    let cached = SealedSession::new(keys());
-    let uncached = SealedSession::new(keys()).open_cache(0);
+    let cached = SealedSession::sealed(keys());
+    let uncached = SealedSession::sealed(keys()).open_cache(0);
     let mut a = Client::new(app(cached.clone()));
     let mut b = Client::new(app(uncached));
     let steps = [
@@ -204,7 +204,7 @@ async fn every_write_is_read_back_from_the_cache_as_a_fresh_open_would_read_it()
         "every token came back from the cache: {stats:?}"
     );
     // And the tokens themselves open to the same data anywhere.
-    let mut c = Client::new(app(SealedSession::new(keys())));
+    let mut c = Client::new(app(SealedSession::sealed(keys())));
     c.jar = a.jar.clone();
     assert_eq!(
         c.text(false, &dump_uri).await,
@@ -223,7 +223,7 @@ fn urlencode(s: &str) -> String {
 
 #[tokio::test]
 async fn no_changed_byte_is_answered_from_the_cache() {
-    let mw = SealedSession::new(keys());
+    let mw = SealedSession::sealed(keys());
     let mut c = Client::new(app(mw.clone()));
     c.send(true, "/login").await;
     let good = token(&c);
@@ -269,7 +269,7 @@ async fn no_changed_byte_is_answered_from_the_cache() {
 async fn a_token_made_for_one_cookie_name_is_not_accepted_under_another() {
     // `Secure::Auto`: over HTTPS the cookie is `__Host-sid`, over HTTP `sid`; each name is
     // the token's purpose, and the cache answers only for the purpose a token opened for.
-    let mw = SealedSession::new(keys())
+    let mw = SealedSession::sealed(keys())
         .secure(Secure::Auto)
         .trust_proxy(true);
     let c = Client::new(app(mw.clone()));
@@ -305,7 +305,7 @@ async fn a_token_made_for_one_cookie_name_is_not_accepted_under_another() {
 #[tokio::test]
 async fn expiry_and_idle_time_are_checked_on_every_cached_answer() {
     let clock = clock();
-    let mw = SealedSession::new(keys())
+    let mw = SealedSession::sealed(keys())
         .clock(clock.clone())
         .idle_timeout(Some(Duration::from_secs(30 * 60)))
         .max_age(Duration::from_secs(3600));
@@ -338,7 +338,7 @@ async fn expiry_and_idle_time_are_checked_on_every_cached_answer() {
 #[tokio::test]
 async fn a_revoked_token_is_refused_though_it_is_cached() {
     let denylist = Arc::new(MemoryDenylist::new());
-    let mw = SealedSession::new(keys()).denylist(denylist);
+    let mw = SealedSession::sealed(keys()).denylist(denylist);
     let mut c = Client::new(app(mw.clone()));
     c.send(true, "/login").await;
     let copy = Some(format!("{NAME}={}", token(&c)));
@@ -364,7 +364,7 @@ async fn a_token_under_a_retired_key_is_re_issued_each_time_it_comes_from_the_ca
     state.insert("user", "alice").unwrap();
     let t = old.seal(&state, NAME.as_bytes()).unwrap();
     let ring = Keyring::new([key("k2", 8), key("k1", 7)]).unwrap();
-    let mw = SealedSession::new(ring);
+    let mw = SealedSession::sealed(ring);
     let c = Client::new(app(mw.clone()));
     for _ in 0..3 {
         let resp = c
@@ -391,11 +391,11 @@ fn k2_prefix() -> String {
 
 #[tokio::test]
 async fn a_cache_belongs_to_one_middleware_and_its_keys() {
-    let mut a = Client::new(app(SealedSession::new(keys())));
+    let mut a = Client::new(app(SealedSession::sealed(keys())));
     a.send(true, "/login").await;
     assert_eq!(a.text(false, "/whoami").await, "alice");
     let other = ring("k1", 9);
-    let mut b = Client::new(app(SealedSession::new(other)));
+    let mut b = Client::new(app(SealedSession::sealed(other)));
     b.jar = a.jar.clone();
     assert_eq!(b.text(false, "/whoami").await, "<none>");
 }
@@ -404,7 +404,7 @@ async fn a_cache_belongs_to_one_middleware_and_its_keys() {
 async fn data_over_this_middlewares_limit_is_refused_even_just_after_it_was_sealed() {
     // The handler may store what the limit refuses on the way back (the data limit is
     // checked when a token arrives); the cache must not accept what opening would refuse.
-    let mw = SealedSession::new(keys()).limits(Limits::default().data_len(40));
+    let mw = SealedSession::sealed(keys()).limits(Limits::default().data_len(40));
     let mut c = Client::new(app(mw.clone()));
     c.send(true, "/login").await;
     assert_eq!(c.text(false, "/whoami").await, "alice");

@@ -30,7 +30,7 @@ fn routes() -> Route {
 }
 
 fn app(d: Arc<dyn Denylist>) -> impl Endpoint {
-    routes().with(SealedSession::new(keys()).denylist(d))
+    routes().with(SealedSession::sealed(keys()).denylist(d))
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -72,8 +72,13 @@ async fn regenerate_revokes_the_previous_id() {
 async fn logout_everywhere_ends_every_session_of_the_user() {
     let clock = clock();
     let d: Arc<dyn Denylist> = Arc::new(MemoryDenylist::with_clock(clock.clone()));
-    let tc =
-        TestClient::new(routes().with(SealedSession::new(keys()).denylist(d).clock(clock.clone())));
+    let tc = TestClient::new(
+        routes().with(
+            SealedSession::sealed(keys())
+                .denylist(d)
+                .clock(clock.clone()),
+        ),
+    );
     let (mut laptop, mut phone) = (Jar::default(), Jar::default());
     send(&tc, &mut laptop, true, "/login").await;
     send(&tc, &mut phone, true, "/login").await;
@@ -89,7 +94,7 @@ async fn logout_everywhere_ends_every_session_of_the_user() {
 
 #[tokio::test]
 async fn logout_everywhere_without_a_denylist_is_a_clear_error() {
-    let tc = TestClient::new(routes().with(SealedSession::new(keys())));
+    let tc = TestClient::new(routes().with(SealedSession::sealed(keys())));
     let mut jar = Jar::default();
     send(&tc, &mut jar, true, "/login").await;
     let (status, body) = send(&tc, &mut jar, true, "/everywhere").await;
@@ -102,7 +107,7 @@ async fn a_revoked_bearer_token_gets_a_401() {
     let d: Arc<dyn Denylist> = Arc::new(MemoryDenylist::new());
     let tc = TestClient::new(
         routes().with(
-            SealedSession::new(keys())
+            SealedSession::sealed(keys())
                 .bearer(BearerConfig::new())
                 .denylist(d),
         ),
@@ -192,7 +197,7 @@ impl Denylist for CannotRecord {
 #[tokio::test]
 async fn an_unavailable_denylist_is_a_503_and_a_failed_revocation_is_never_reported_as_logout() {
     // Sessions made without a denylist, presented to instances whose denylist is down.
-    let plain = TestClient::new(routes().with(SealedSession::new(keys())));
+    let plain = TestClient::new(routes().with(SealedSession::sealed(keys())));
     let mut jar = Jar::default();
     send(&plain, &mut jar, true, "/login").await;
 
@@ -236,7 +241,7 @@ async fn a_revocation_lasts_as_long_as_the_token_that_is_out_there() {
         routes()
             .at("/shorten-logout", post(shorten_then_logout))
             .with(
-                SealedSession::new(keys())
+                SealedSession::sealed(keys())
                     .max_age(Duration::from_secs(3600))
                     .idle_timeout(None)
                     .denylist(d)
@@ -294,7 +299,7 @@ async fn a_token_handed_out_then_destroyed_in_the_same_request_is_revoked() {
         routes()
             .at("/issue-destroy", post(issue_then_destroy))
             .with(
-                SealedSession::new(keys())
+                SealedSession::sealed(keys())
                     .bearer(BearerConfig::default())
                     .denylist(d.clone()),
             ),
@@ -346,7 +351,11 @@ async fn logout_everywhere_cuts_off_at_the_moment_of_the_call() {
     let gate = Arc::new(tokio::sync::Notify::new());
     let app = routes()
         .at("/password", post(slow_everywhere(gate.clone())))
-        .with(SealedSession::new(keys()).denylist(d).clock(clock.clone()));
+        .with(
+            SealedSession::sealed(keys())
+                .denylist(d)
+                .clock(clock.clone()),
+        );
     let tc = TestClient::new(app);
     let mut alice = Jar::default();
     send(&tc, &mut alice, true, "/login").await;
@@ -394,7 +403,11 @@ async fn a_session_started_after_logout_everywhere_in_the_same_request_survives(
     let d: Arc<dyn Denylist> = Arc::new(MemoryDenylist::with_clock(clock.clone()));
     let app = routes()
         .at("/password", post(everywhere_then_relogin))
-        .with(SealedSession::new(keys()).denylist(d).clock(clock.clone()));
+        .with(
+            SealedSession::sealed(keys())
+                .denylist(d)
+                .clock(clock.clone()),
+        );
     let tc = TestClient::new(app);
     let mut here = Jar::default();
     send(&tc, &mut here, true, "/login").await;
@@ -432,7 +445,7 @@ async fn cycle_id_and_renewal_do_not_outlive_a_subject_revocation() {
     let d: Arc<dyn Denylist> = Arc::new(memory.clone());
     let gate = Arc::new(tokio::sync::Notify::new());
     let app = routes().at("/cycle", post(slow_cycle(gate.clone()))).with(
-        SealedSession::new(keys())
+        SealedSession::sealed(keys())
             .denylist(d)
             .clock(clock.clone())
             .rolling(true),
@@ -470,7 +483,7 @@ async fn a_revocation_outlives_every_token_of_the_id() {
     let clock = clock();
     let d: Arc<dyn Denylist> = Arc::new(MemoryDenylist::with_clock(clock.clone()));
     let app = routes().at("/shorten", post(shorten)).with(
-        SealedSession::new(keys())
+        SealedSession::sealed(keys())
             .denylist(d)
             .clock(clock.clone())
             .idle_timeout(None),

@@ -45,7 +45,7 @@ fn app(d: Arc<dyn Denylist>) -> impl Endpoint {
         .at("/login", post(login_admin_subject))
         .at("/me", get(user))
         .at("/logout", post(logout))
-        .with(SealedSession::new(keys()).denylist(d))
+        .with(SealedSession::sealed(keys()).denylist(d))
 }
 
 /// Polls instance B with the same cookie until it is refused; returns how long that took.

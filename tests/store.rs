@@ -144,7 +144,7 @@ fn app(store: impl Store, keys: Keyring, clock: &ManualClock) -> impl Endpoint {
         .at("/destroy-save", post(destroy_then_save))
         .at("/id", get(session_id))
         .with(
-            SealedSession::stored(store, keys)
+            SealedSession::server_store(store, keys)
                 .clock(clock.clone())
                 .idle_timeout(Some(Duration::from_secs(600))),
         )
@@ -304,7 +304,7 @@ async fn a_failing_store_is_a_503_not_a_new_session() {
     let keys = ring("k1", 1);
     let ep = Route::new()
         .at("/count", post(count))
-        .with(SealedSession::stored(Down, keys.clone()));
+        .with(SealedSession::server_store(Down, keys.clone()));
     let tc = TestClient::new(ep);
     let resp = tc.post("/count").send().await;
     resp.assert_status(StatusCode::SERVICE_UNAVAILABLE);

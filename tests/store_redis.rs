@@ -240,7 +240,7 @@ fn app(store: RedisStore, keys: Keyring) -> impl Endpoint {
         .at("/count", post(count))
         .at("/logout", post(logout))
         .at("/id", get(session_id))
-        .with(SealedSession::stored(store, keys).idle_timeout(Some(Duration::from_secs(600))))
+        .with(SealedSession::server_store(store, keys).idle_timeout(Some(Duration::from_secs(600))))
 }
 
 /// Repeats a request until it succeeds; panics after `limit`.

@@ -155,7 +155,7 @@ static COOKIE_BACKENDS: LazyLock<Vec<Backend>> = LazyLock::new(|| {
     vec![
         Backend {
             name: "sealed",
-            ep: boxed(app.with(middleware(SealedSession::new(fixtures::ring())))),
+            ep: boxed(app.with(middleware(SealedSession::sealed(fixtures::ring())))),
             opener: Opener::Codec(Arc::new(SealedCodec::new(fixtures::ring()))),
             acceptable: acceptable(),
         },
@@ -167,7 +167,7 @@ static COOKIE_BACKENDS: LazyLock<Vec<Backend>> = LazyLock::new(|| {
         },
         Backend {
             name: "stored",
-            ep: boxed(app.with(middleware(SealedSession::stored(store, fixtures::ring())))),
+            ep: boxed(app.with(middleware(SealedSession::server_store(store, fixtures::ring())))),
             opener: Opener::Ids(SessionIdCodec::new(fixtures::ring())),
             acceptable: acceptable(),
         },
@@ -181,7 +181,7 @@ static BEARER_BACKENDS: LazyLock<Vec<Backend>> = LazyLock::new(|| {
         Backend {
             name: "sealed",
             ep: boxed(app.with(middleware(
-                SealedSession::new(fixtures::ring()).bearer(bearer()),
+                SealedSession::sealed(fixtures::ring()).bearer(bearer()),
             ))),
             opener: Opener::Codec(Arc::new(SealedCodec::new(fixtures::ring()))),
             acceptable: acceptable(),

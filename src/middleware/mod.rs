@@ -41,7 +41,7 @@ pub use endpoint::SealedSessionEndpoint;
 ///
 /// let keys = Keyring::from_secret("at least thirty-two bytes of real secret, please")?;
 /// let app = Route::new().at("/", get(index)).with(
-///     SealedSession::new(keys)
+///     SealedSession::sealed(keys)
 ///         .name("sid")
 ///         .max_age(Duration::from_secs(8 * 3600))
 ///         .idle_timeout(Some(Duration::from_secs(30 * 60))),
@@ -80,20 +80,51 @@ struct Config {
     stats: Arc<Counters>,
 }
 
+/// One constructor per design: [`SealedSession::sealed`] (the default choice),
+/// [`SealedSession::signed`], [`SealedSession::jwt`] and [`SealedSession::server_store`];
+/// [`SealedSession::with_codec`] for a codec of your own.
 impl SealedSession {
-    /// Sealed (encrypted) sessions with the keys of `ring`.
-    pub fn new(ring: Keyring) -> Self {
+    /// Sealed sessions: the whole session in an encrypted, authenticated cookie (AES-256-GCM
+    /// by default), sealed with the newest key of `ring` and opened with any of them. The
+    /// client can neither read nor change it.
+    ///
+    /// ```
+    /// use sealed_session::{Keyring, SealedSession};
+    ///
+    /// let ring = Keyring::from_secret("at least thirty-two bytes of real secret, please")?;
+    /// let sessions = SealedSession::sealed(ring);
+    /// # Ok::<(), sealed_session::KeyError>(())
+    /// ```
+    pub fn sealed(ring: Keyring) -> Self {
         SealedSession::with_codec(SealedCodec::new(ring))
     }
 
-    /// Signed sessions (readable by the client, tamper-proof) with the keys of `ring`.
+    /// Signed sessions: the whole session in a cookie the client can read but not change
+    /// (HMAC-SHA256 with the newest key of `ring`).
+    ///
+    /// ```
+    /// use sealed_session::{Keyring, SealedSession};
+    ///
+    /// let ring = Keyring::from_secret("at least thirty-two bytes of real secret, please")?;
+    /// let sessions = SealedSession::signed(ring);
+    /// # Ok::<(), sealed_session::KeyError>(())
+    /// ```
     pub fn signed(ring: Keyring) -> Self {
         SealedSession::with_codec(SignedCodec::new(ring))
     }
 
-    /// Store-backed sessions, the express-session design: the cookie holds the session id
+    /// Server-store sessions, the express-session design: the cookie holds the session id
     /// signed with the keys of `ring`, and the session lives in `store`.
-    pub fn stored(store: impl Store, ring: Keyring) -> Self {
+    ///
+    /// ```
+    /// use sealed_session::{Keyring, SealedSession};
+    /// use sealed_session::store::MemoryStore;
+    ///
+    /// let ring = Keyring::from_secret("at least thirty-two bytes of real secret, please")?;
+    /// let sessions = SealedSession::server_store(MemoryStore::new(), ring);
+    /// # Ok::<(), sealed_session::KeyError>(())
+    /// ```
+    pub fn server_store(store: impl Store, ring: Keyring) -> Self {
         SealedSession::with_backend(Backend::Store {
             ids: SessionIdCodec::new(ring),
             store: Arc::new(store),

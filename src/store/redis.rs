@@ -115,7 +115,7 @@ impl RedisStoreBuilder {
 ///     .build()
 ///     .await?;
 /// let ring = Keyring::from_secret("a long random secret of at least thirty-two bytes")?;
-/// let sessions = SealedSession::stored(store, ring);
+/// let sessions = SealedSession::server_store(store, ring);
 /// # let _ = sessions;
 /// # Ok(())
 /// # }

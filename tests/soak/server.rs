@@ -170,7 +170,7 @@ pub fn child_main() {
             .at("/incr", post(incr))
             .at("/logout", post(logout))
             .at("/status", get(status))
-            .with(SealedSession::new(ring).denylist(denylist.clone()))
+            .with(SealedSession::sealed(ring).denylist(denylist.clone()))
             .data(denylist);
         let acceptor = bind(port).await;
         let port = acceptor.local_addr()[0]

@@ -19,9 +19,8 @@ mod write;
 
 use crate::limits::{LimitError, chunk_count};
 
-pub use read::Incoming;
+pub(crate) use read::Incoming;
 pub(crate) use read::TokenBytes;
-pub use write::TooLarge;
 
 pub use ::cookie::SameSite;
 

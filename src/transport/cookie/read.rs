@@ -15,20 +15,21 @@ use super::CookieConfig;
 
 /// The session cookies a request carried.
 #[derive(Debug, Default)]
-pub struct Incoming {
+pub(crate) struct Incoming {
     /// The token, reassembled from chunks when chunked. `None` when absent, when the chunks
     /// do not form a sequence, or when its bytes are not text (such a cookie can only be
     /// refused; `plain` or `chunks` still say it came).
-    pub token: Option<String>,
+    #[cfg(test)]
+    pub(crate) token: Option<String>,
     /// A plain (unchunked) cookie was present.
-    pub plain: bool,
+    pub(crate) plain: bool,
     /// Number of chunk cookies present (the highest index + 1).
-    pub chunks: usize,
+    pub(crate) chunks: usize,
 }
 
 impl Incoming {
     /// Whether any session cookie came with the request.
-    pub fn any(&self) -> bool {
+    pub(crate) fn any(&self) -> bool {
         self.plain || self.chunks > 0
     }
 }
@@ -79,8 +80,10 @@ fn unquote(value: &[u8]) -> &[u8] {
 }
 
 impl CookieConfig {
-    /// Reads the session cookie named `name` from the request's Cookie headers.
-    pub fn read(&self, headers: &HeaderMap, name: &str) -> Incoming {
+    /// Reads the session cookie named `name` from the request's Cookie headers (the tests'
+    /// view of [`CookieConfig::scan`]).
+    #[cfg(test)]
+    pub(crate) fn read(&self, headers: &HeaderMap, name: &str) -> Incoming {
         match self.scan(headers, name, usize::MAX) {
             Ok((mut incoming, token)) => {
                 incoming.token = token.and_then(|t| String::from_utf8(t.into_owned()).ok());

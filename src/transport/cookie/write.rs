@@ -11,13 +11,13 @@ use super::{BROWSER_COOKIE_LIMIT, CookieConfig, Incoming, SameSite};
 #[error(
     "session cookie would be {len} bytes in {chunks} cookies, over the limit of {max_chunks} cookies of at most 4096 bytes each; store less in the session"
 )]
-pub struct TooLarge {
+pub(crate) struct TooLarge {
     /// Token length.
-    pub len: usize,
+    pub(crate) len: usize,
     /// Cookies it would need.
-    pub chunks: usize,
+    pub(crate) chunks: usize,
     /// The configured limit.
-    pub max_chunks: usize,
+    pub(crate) max_chunks: usize,
 }
 
 impl CookieConfig {
@@ -77,24 +77,9 @@ impl CookieConfig {
         Ok(())
     }
 
-    /// The Set-Cookie values that send `token` under `name`, removing what the request
-    /// carried in the other form. Refuses, sending nothing, when the token needs more than
-    /// `max_chunks` cookies.
-    pub fn write(
-        &self,
-        name: &str,
-        token: &str,
-        secure: bool,
-        max_age: Option<Duration>,
-        incoming: &Incoming,
-    ) -> Result<Vec<HeaderValue>, TooLarge> {
-        let mut out = Vec::with_capacity(1 + incoming.chunks);
-        self.write_into(&mut out, name, token, secure, max_age, incoming)?;
-        Ok(out)
-    }
-
-    /// [`CookieConfig::write`] into `out` (the middleware appends to the response's headers
-    /// directly, without a `Vec` per response).
+    /// Appends to `out` the Set-Cookie values that send `token` under `name`, removing what
+    /// the request carried in the other form. Refuses, sending nothing, when the token needs
+    /// more than `max_chunks` cookies.
     pub(crate) fn write_into(
         &self,
         out: &mut impl Extend<HeaderValue>,
@@ -163,7 +148,7 @@ impl CookieConfig {
 
     /// The Set-Cookie values that clear every session cookie the request carried (with the
     /// same Path and Domain they were set with).
-    pub fn clear(&self, name: &str, secure: bool, incoming: &Incoming) -> Vec<HeaderValue> {
+    pub(crate) fn clear(&self, name: &str, secure: bool, incoming: &Incoming) -> Vec<HeaderValue> {
         let mut out = Vec::new();
         if incoming.plain || incoming.chunks == 0 {
             self.push_removal(&mut out, name, secure);
