@@ -81,8 +81,8 @@ struct Config {
 }
 
 /// One constructor per design: [`SealedSession::sealed`] (the default choice),
-/// [`SealedSession::signed`], [`SealedSession::jwt`] and [`SealedSession::server_store`];
-/// [`SealedSession::with_codec`] for a codec of your own.
+/// [`SealedSession::signed`], `SealedSession::jwt` (with a JWT feature) and
+/// [`SealedSession::server_store`]; [`SealedSession::with_codec`] for a codec of your own.
 impl SealedSession {
     /// Sealed sessions: the whole session in an encrypted, authenticated cookie (AES-256-GCM
     /// by default), sealed with the newest key of `ring` and opened with any of them. The
@@ -333,7 +333,7 @@ impl SealedSession {
     /// Keep a clone of the `Arc` to revoke every session of a user
     /// ([`Denylist::revoke_subject`]). A revoked session is treated like an expired one (a
     /// fresh session for cookies, a 401 for bearer tokens); a denylist that is
-    /// [`Check::Unavailable`] (a Redis replica past its staleness bound) is answered with a
+    /// [`Check::Unavailable`](crate::denylist::Check::Unavailable) (a Redis replica past its staleness bound) is answered with a
     /// 503. A revocation that cannot be recorded turns the response into a 503 rather than
     /// report a logout that did not happen. Default: none (stateless sessions then end only
     /// by expiry).

@@ -260,7 +260,7 @@ impl Session {
     /// now (on every instance sharing the denylist), then destroys this one. Use it when a
     /// password changes. Needs a denylist on the middleware and a subject on the session.
     /// To do the same for another user (an administrator's action), call
-    /// [`Denylist::revoke_subject`] on the denylist you gave the middleware.
+    /// [`Denylist::revoke_subject`](crate::denylist::Denylist::revoke_subject) on the denylist you gave the middleware.
     pub async fn logout_everywhere(&self) -> Result<(), SessionError> {
         let (denylist, subject, now) = {
             let mut inner = self.lock();
@@ -378,7 +378,7 @@ impl Session {
     /// to save: nothing is written.
     ///
     /// A session that came with the request is written only if the store still holds it
-    /// ([`Store::save_existing`]). When another request ended it meanwhile (a logout with the
+    /// ([`Store::save_existing`](crate::store::Store::save_existing)). When another request ended it meanwhile (a logout with the
     /// same cookie, `regenerate`, or expiry), it stays ended: nothing is written, this
     /// request's session becomes empty as after `destroy` (a value stored afterwards starts a
     /// new session), no cookie is sent for it, and `save` returns [`SessionError::Ended`]
