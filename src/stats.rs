@@ -62,12 +62,9 @@ pub const ISSUED_TOTAL: &str = "sealed_session_issued_total";
 pub const REISSUES_TOTAL: &str = "sealed_session_reissues_total";
 /// `sealed_session_revocations_total{kind}`: revocations recorded through the middleware.
 pub const REVOCATIONS_TOTAL: &str = "sealed_session_revocations_total";
-/// `sealed_session_denylist_overflows_total{kind}`: revocations that found the denylist full.
-pub const DENYLIST_OVERFLOWS_TOTAL: &str = "sealed_session_denylist_overflows_total";
-/// `sealed_session_denylist_entries{kind}`: entries a denylist holds.
-pub const DENYLIST_ENTRIES: &str = "sealed_session_denylist_entries";
-/// `sealed_session_denylist_staleness_seconds`: age of the Redis replica's last confirmation.
-pub const DENYLIST_STALENESS_SECONDS: &str = "sealed_session_denylist_staleness_seconds";
+pub use crate::denylist::metrics::{
+    DENYLIST_ENTRIES, DENYLIST_OVERFLOWS_TOTAL, DENYLIST_STALENESS_SECONDS,
+};
 
 /// Every refusal reason, in the order [`Stats::refusals`] lists them.
 pub const REASONS: [&str; 16] = [
@@ -396,27 +393,6 @@ impl Denylist for Counted {
     fn status(&self) -> Status {
         self.inner.status()
     }
-}
-
-/// Sets the denylist size gauges (`metrics` feature).
-#[cfg(feature = "metrics")]
-pub(crate) fn denylist_entries(sessions: usize, subjects: usize) {
-    // Exact below 2^53 entries.
-    ::metrics::gauge!(DENYLIST_ENTRIES, "kind" => "session").set(sessions as f64);
-    ::metrics::gauge!(DENYLIST_ENTRIES, "kind" => "subject").set(subjects as f64);
-}
-
-/// Counts a revocation that found the denylist full (`metrics` feature).
-#[cfg(feature = "metrics")]
-pub(crate) fn denylist_overflow(kind: &'static str) {
-    ::metrics::counter!(DENYLIST_OVERFLOWS_TOTAL, "kind" => kind).increment(1);
-}
-
-/// Sets the replica staleness gauge (`metrics` feature): `None` before the first load.
-#[cfg(all(feature = "metrics", feature = "redis"))]
-pub(crate) fn denylist_staleness(stale_for: Option<std::time::Duration>) {
-    ::metrics::gauge!(DENYLIST_STALENESS_SECONDS)
-        .set(stale_for.map_or(f64::INFINITY, |d| d.as_secs_f64()));
 }
 
 /// Registers a description (and unit) of every metric with the installed recorder, for

@@ -167,7 +167,10 @@ static COOKIE_BACKENDS: LazyLock<Vec<Backend>> = LazyLock::new(|| {
         },
         Backend {
             name: "stored",
-            ep: boxed(app.with(middleware(SealedSession::server_store(store, fixtures::ring())))),
+            ep: boxed(app.with(middleware(SealedSession::server_store(
+                store,
+                fixtures::ring(),
+            )))),
             opener: Opener::Ids(SessionIdCodec::new(fixtures::ring())),
             acceptable: acceptable(),
         },

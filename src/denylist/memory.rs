@@ -239,7 +239,7 @@ impl Replica {
     fn overflowed(&self, kind: &'static str, bound: usize) {
         self.overflows.fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
-        crate::stats::denylist_overflow(kind);
+        crate::denylist::metrics::denylist_overflow(kind);
         let _ = (kind, bound);
     }
 
@@ -323,7 +323,7 @@ impl Replica {
         #[cfg(feature = "metrics")]
         {
             let (sessions, subjects) = self.sizes();
-            crate::stats::denylist_entries(sessions, subjects);
+            crate::denylist::metrics::denylist_entries(sessions, subjects);
         }
     }
 }

@@ -72,6 +72,7 @@
 //! ```
 
 mod memory;
+pub(crate) mod metrics;
 #[cfg(feature = "redis")]
 mod redis;
 mod table;

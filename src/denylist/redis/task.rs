@@ -51,7 +51,7 @@ impl Task {
         loop {
             // Once a heartbeat while connected, once a retry while not.
             #[cfg(feature = "metrics")]
-            crate::stats::denylist_staleness(shared.stale_for(shared.clock.now()));
+            crate::denylist::metrics::denylist_staleness(shared.stale_for(shared.clock.now()));
             if connected {
                 let wait = self
                     .heartbeat
