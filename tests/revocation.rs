@@ -323,11 +323,19 @@ async fn a_token_handed_out_then_destroyed_in_the_same_request_is_revoked() {
     assert_eq!(resp.0.status(), StatusCode::UNAUTHORIZED);
 }
 
-/// A password change that waits on `gate` before it logs out everywhere, as a slow request
-/// would.
-fn slow_everywhere(gate: Arc<tokio::sync::Notify>) -> impl Endpoint<Output = String> {
+/// An endpoint that waits on `gate`, as a slow request would, then runs `then` on the
+/// request's session and answers `done`.
+fn slow<F, Fut>(
+    gate: Arc<tokio::sync::Notify>,
+    done: &'static str,
+    then: F,
+) -> impl Endpoint<Output = String>
+where
+    F: Fn(Session) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = poem::Result<()>> + Send,
+{
     poem::endpoint::make(move |req: poem::Request| {
-        let gate = gate.clone();
+        let (gate, then) = (gate.clone(), then.clone());
         async move {
             let session = req
                 .extensions()
@@ -335,10 +343,22 @@ fn slow_everywhere(gate: Arc<tokio::sync::Notify>) -> impl Endpoint<Output = Str
                 .cloned()
                 .ok_or_else(|| poem::Error::from_status(StatusCode::INTERNAL_SERVER_ERROR))?;
             gate.notified().await;
-            session.logout_everywhere().await?;
-            Ok::<_, poem::Error>("logged out everywhere".to_owned())
+            then(session).await?;
+            Ok::<_, poem::Error>(done.to_owned())
         }
     })
+}
+
+/// A password change that waits on `gate` before it logs out everywhere.
+fn slow_everywhere(gate: Arc<tokio::sync::Notify>) -> impl Endpoint<Output = String> {
+    slow(
+        gate,
+        "logged out everywhere",
+        |session: Session| async move {
+            session.logout_everywhere().await?;
+            Ok(())
+        },
+    )
 }
 
 /// A thief's login that begins after a slow password change began, and finishes before it
@@ -418,21 +438,12 @@ async fn a_session_started_after_logout_everywhere_in_the_same_request_survives(
     assert_eq!(send(&tc, &mut elsewhere, false, "/me").await.1, "<none>");
 }
 
-/// Cycles the session's id after waiting on `gate`.
+/// Cycles the session's id (and renews it) after waiting on `gate`.
 fn slow_cycle(gate: Arc<tokio::sync::Notify>) -> impl Endpoint<Output = String> {
-    poem::endpoint::make(move |req: poem::Request| {
-        let gate = gate.clone();
-        async move {
-            let session = req
-                .extensions()
-                .get::<Session>()
-                .cloned()
-                .ok_or_else(|| poem::Error::from_status(StatusCode::INTERNAL_SERVER_ERROR))?;
-            gate.notified().await;
-            session.cycle_id()?;
-            session.touch();
-            Ok::<_, poem::Error>("cycled".to_owned())
-        }
+    slow(gate, "cycled", |session: Session| async move {
+        session.cycle_id()?;
+        session.touch();
+        Ok(())
     })
 }
 
