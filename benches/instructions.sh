@@ -67,15 +67,19 @@ declare -A per
 # the open cache, the token that arrives is the one just sealed); write: the same old cookie
 # every time (a replayed token; with the open cache it was replaced, so it is decoded again).
 # _nocache: the open cache off.
-for case in none/read none/write sealed_session/read sealed_session/write sealed_session/write_chain \
+# app_read: what applications read on most requests (a user object and a counter), beside
+# read (one string).
+for case in none/read none/app_read none/write sealed_session/read sealed_session/app_read \
+    sealed_session/write sealed_session/write_chain \
     sealed_session_nocache/read sealed_session_nocache/write_chain \
-    poem_cookie_session/read poem_cookie_session/write poem_cookie_session/write_chain; do
+    poem_cookie_session/read poem_cookie_session/app_read poem_cookie_session/write \
+    poem_cookie_session/write_chain; do
   small=$(count "$case" 200); large=$(count "$case" 1200)
   per[$case]=$(( (large - small) / 1000 ))   # the difference cancels start-up cost
   base=none/${case#*/}; base=${base%_chain}
   printf '%-38s %8d instructions/request, adds %6d\n' "$case" "${per[$case]}" $(( per[$case] - per[$base] ))
 done
-for pair in read:read write_chain:write write:write; do
+for pair in read:read app_read:app_read write_chain:write write:write; do
   op=${pair%%:*}; base=none/${pair#*:}
   ours=$(( per[sealed_session/$op] - per[$base] )); theirs=$(( per[poem_cookie_session/$op] - per[$base] ))
   python3 -c "print(f'$op: sealed-session adds $ours, Poem CookieSession adds $theirs instructions; ratio {$ours/$theirs:.2f} (target <= 0.50)')"

@@ -32,6 +32,20 @@ fn data() -> serde_json::Value {
 fn ours_read(session: &Session) -> String {
     format!("{:?}", session.get::<String>("user").ok().flatten())
 }
+/// What applications read on most requests: who the user is (an object) and a counter.
+struct User {
+    user: String,
+    roles: Vec<String>,
+}
+#[handler]
+fn ours_app_read(session: &Session) -> poem::Result<String> {
+    let user = User {
+        user: session.get("user")?.unwrap_or_default(),
+        roles: session.get("roles")?.unwrap_or_default(),
+    };
+    let views = session.get::<u64>("views")?.unwrap_or(0);
+    Ok(format!("{} {} {views}", user.user, user.roles.len()))
+}
 #[handler]
 fn ours_write(session: &Session) -> poem::Result<String> {
     let n = session.get::<u64>("views")?.unwrap_or(0) + 1;
@@ -50,6 +64,15 @@ fn ours_seed(session: &Session) -> poem::Result<()> {
 #[handler]
 fn poem_read(session: &PoemSession) -> String {
     format!("{:?}", session.get::<String>("user"))
+}
+#[handler]
+fn poem_app_read(session: &PoemSession) -> String {
+    let user = User {
+        user: session.get("user").unwrap_or_default(),
+        roles: session.get("roles").unwrap_or_default(),
+    };
+    let views = session.get::<u64>("views").unwrap_or(0);
+    format!("{} {} {views}", user.user, user.roles.len())
 }
 #[handler]
 fn poem_write(session: &PoemSession) -> String {
@@ -73,12 +96,14 @@ fn none_read() -> String {
 fn routes_ours() -> Route {
     Route::new()
         .at("/read", get(ours_read))
+        .at("/app_read", get(ours_app_read))
         .at("/write", get(ours_write))
         .at("/seed", get(ours_seed))
 }
 fn routes_poem() -> Route {
     Route::new()
         .at("/read", get(poem_read))
+        .at("/app_read", get(poem_app_read))
         .at("/write", get(poem_write))
         .at("/seed", get(poem_seed))
 }
@@ -125,7 +150,7 @@ async fn call<E: Endpoint + ?Sized>(ep: &E, path: &str, cookie: &str) {
     black_box(resp);
 }
 
-/// With `SS_COUNT=<variant>/<read|write>` set (for example `sealed_session/write`), runs
+/// With `SS_COUNT=<variant>/<read|app_read|write|write_chain>` set (for example `sealed_session/write`), runs
 /// that one case a fixed number of times and exits, for `benches/instructions.sh`, which
 /// counts instructions per request under valgrind: a measure the machine's load cannot move.
 fn count_mode(rt: &tokio::runtime::Runtime, apps: &Apps, case: &str) {
@@ -183,6 +208,7 @@ fn bench(c: &mut Criterion) {
     )));
     let none = Route::new()
         .at("/read", get(none_read))
+        .at("/app_read", get(none_read))
         .at("/write", get(none_read));
     let ours_cookie = rt.block_on(cookie_of(&ours));
     let poem_cookie = rt.block_on(cookie_of(&poem));
