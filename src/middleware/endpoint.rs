@@ -77,13 +77,13 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             Err(answer) => return Ok(*answer),
         };
         let secure = carrier.is_secure();
-        let purpose = self.shared.purpose(secure).clone();
+        let purpose: &str = self.shared.purpose(secure);
         let opened = match (token, &self.cfg.backend) {
             (Token::Bytes(t), Backend::Token(codec)) => {
-                self.open_token(&**codec, &t, &purpose, secure, now)
+                self.open_token(&**codec, &t, purpose, secure, now)
             }
             (Token::Bytes(t), Backend::Store { ids, store }) => {
-                self.open_stored(ids, &**store, &t, &purpose, now).await
+                self.open_stored(ids, &**store, &t, purpose, now).await
             }
             (Token::Absent, _) => self.fresh(now, None),
             (Token::Refused(e), _) => self.fresh(now, Some(e)),
@@ -113,7 +113,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             Err(e) => e.into_response(),
         };
         let refused = arrival.refused.is_some();
-        let how = (&carrier, &*purpose);
+        let how = (&carrier, purpose);
         super::respond::finish(&self.cfg, &span, how, &session, refused, &mut resp).await;
         Ok(resp)
     }

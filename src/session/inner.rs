@@ -62,10 +62,6 @@ pub(crate) struct Inner {
     /// or [`Session::token`] handed one to the handler. Only such an id is revoked when it
     /// ends: nobody can present a token that was never sent.
     pub(super) exposed: bool,
-    /// The latest deadline any token of the current id carries: the one that arrived, or one
-    /// sealed during this request. Revoking the id lasts until then, even if the handler
-    /// shortened the session (`set_max_age`) before ending it.
-    pub(super) issued_until: Timestamp,
     /// A refused token's session whose revocation is not yet recorded in the shared
     /// denylist (see [`Denylist::pending`]): ended again, with its `until`, if this request
     /// ends the session, so that a retried logout is not reported as done.
@@ -179,7 +175,6 @@ impl Inner {
         arrival: &Arrival,
     ) -> Inner {
         Inner {
-            issued_until: state.expires_at(),
             loaded: (!arrival.is_new).then(|| state.id()),
             state,
             is_new: arrival.is_new,
@@ -230,7 +225,6 @@ impl Inner {
                         freed,
                     );
                 }
-                self.issued_until = self.issued_until.max(self.state.expires_at());
                 self.changed = false;
                 self.reissue = false;
                 Ok(token)

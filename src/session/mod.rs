@@ -240,7 +240,6 @@ impl Session {
         let mut inner = self.lock();
         Session::end_current(&mut inner);
         inner.state.set_id(id);
-        inner.issued_until = inner.state.expires_at();
         inner.exposed = false;
         inner.lifecycle = Lifecycle::Live;
         inner.changed = true;
@@ -418,7 +417,6 @@ impl Session {
         // everywhere" of this request is not refused by it.
         let now = inner.refresh_now();
         inner.state = SessionState::new(id, now, now.saturating_add(inner.shared.max_age));
-        inner.issued_until = inner.state.expires_at();
         inner.lifecycle = lifecycle;
         inner.changed = lifecycle == Lifecycle::Live;
         inner.reissue = false;
@@ -436,12 +434,10 @@ impl Session {
         // and revoking it would let any visitor grow the denylist.
         if inner.exposed || inner.saved.is_some() {
             let state = &inner.state;
-            // Until the latest deadline any token of the id can carry: a policy caps every
-            // token's at its issue time plus `max_age`, whatever a concurrent request set.
-            let until = state
-                .expires_at()
-                .max(inner.issued_until)
-                .max(state.issued_at().saturating_add(inner.shared.max_age));
+            // Until the latest deadline any token of the id can carry: the policy caps every
+            // token's at its issue time plus `max_age`, whatever this or a concurrent
+            // request set with `set_max_age`.
+            let until = state.issued_at().saturating_add(inner.shared.max_age);
             let revocation = Revocation::new(
                 state.id(),
                 until,
