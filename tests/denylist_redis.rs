@@ -585,3 +585,77 @@ fn a_replica_whose_task_stopped_fails_closed_by_time() {
         Check::Unavailable
     );
 }
+
+/// What a client that can write to Redis puts on the revocation channel, or in the sets, is
+/// parsed strictly: unreadable messages and members are ignored, never a panic, and the
+/// replica goes on applying the readable ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_messages_and_members_are_ignored() {
+    let Some(server) = RedisServer::start("unreadable_messages_and_members_are_ignored") else {
+        return;
+    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let d = fast(&server.url(), clock.clone()).build().await.unwrap();
+    let mut conn = raw(&server.url()).await;
+    let issued = clock.now();
+    let until = issued.saturating_add(Duration::from_secs(3600)).as_millis();
+    let long_subject = "x".repeat(5000);
+    let junk = [
+        "".to_owned(),
+        "a".to_owned(),
+        "a notanid 1 2".to_owned(),
+        format!("a {} {until}", id(1)),
+        format!("a {} {until} notatime", id(1)),
+        format!("a {} -5 {until}", id(1)),
+        format!("r {} 99999999999999999999999", id(2)),
+        format!("s {until} {long_subject}"),
+        "s notatime alice".to_owned(),
+        "z 1 2".to_owned(),
+    ];
+    for message in &junk {
+        let () = redis::cmd("PUBLISH")
+            .arg("test:deny:events")
+            .arg(message)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let () = redis::cmd("PUBLISH")
+        .arg("test:deny:events")
+        .arg(&[0xffu8, 0xfe, b' ', b'1'][..])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // Unreadable members in the sets a resynchronisation loads.
+    let () = redis::cmd("ZADD")
+        .arg("test:deny:anonymous")
+        .arg(issued.as_millis())
+        .arg("notanid 1")
+        .arg(issued.as_millis())
+        .arg(format!("{} notatime", id(3)))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // A readable message after them is applied.
+    let () = redis::cmd("PUBLISH")
+        .arg("test:deny:events")
+        .arg(format!("a {} {until} {}", id(4), issued.as_millis()))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    wait_until(
+        "the readable message to apply",
+        Duration::from_secs(5),
+        || d.check(&id(4), None, issued).is_revoked(),
+    )
+    .await;
+    for n in 1..=3 {
+        assert!(d.check(&id(n), None, issued).is_allowed(), "id {n}");
+    }
+    assert!(d.check(&id(5), Some("alice"), issued).is_allowed());
+    assert_eq!(d.status().revoked_sessions, 1);
+    // A later instance loads the sets, unreadable members included, and agrees.
+    let e = fast(&server.url(), clock.clone()).build().await.unwrap();
+    assert!(e.check(&id(3), None, issued).is_allowed());
+    assert!(healthy(&d) && healthy(&e));
+}
