@@ -174,6 +174,21 @@ impl OpenCache {
             self.charge(0, credit);
             return;
         };
+        self.insert_checked(token, hash, secure, hit, credit, heap);
+    }
+
+    /// [`OpenCache::insert`] for a state the caller has already checked against this
+    /// cache's data limits (the endpoint's, which it was built with): `heap` is what
+    /// [`SessionState::check_data`](crate::SessionState) returned.
+    pub(crate) fn insert_checked(
+        &self,
+        token: &str,
+        hash: u64,
+        secure: bool,
+        hit: Hit,
+        credit: usize,
+        heap: usize,
+    ) {
         let size = token.len() + heap + std::mem::size_of::<Slot>();
         if size > self.max_entry {
             self.charge(0, credit);

@@ -19,7 +19,7 @@ pub const DEFAULT_MAX_CHUNKS: usize = 4;
 /// already 128 KiB of `Cookie` header, four times [`DEFAULT_MAX_COOKIE_HEADER_LEN`] and more
 /// than common proxies accept in one header (nginx: 8 KiB). The bound is also what keeps
 /// reading cheap: the parser keeps at most this many chunks, and ignores a chunk whose index
-/// is past four times the configured count without allocating for it.
+/// is four times the configured count or more (16 at least) without allocating for it.
 pub const MAX_CHUNKS: usize = 32;
 /// Default bound on a session token's text, whichever the transport: 16 KiB. Also the
 /// codecs' own default bound (`codec::DEFAULT_MAX_TOKEN_LEN`).
@@ -169,8 +169,8 @@ impl Limits {
     }
 
     /// The deepest nesting of session data accepted, counting the data object itself as
-    /// level 1 (`{"a":[1]}` is 2 levels deep), checked once the token opened, in one pass
-    /// that does not recurse. Clamped to 1..=[`MAX_JSON_DEPTH`] (127). Default: 32
+    /// level 1 (`{"a":[1]}` is 2 levels deep), checked once the token opened (serde_json's
+    /// parse, then a walk of the data bounded by this limit). Clamped to 1..=[`MAX_JSON_DEPTH`] (127). Default: 32
     /// ([`DEFAULT_MAX_JSON_DEPTH`]).
     #[must_use]
     pub fn json_depth(mut self, n: usize) -> Self {

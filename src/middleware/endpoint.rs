@@ -220,7 +220,8 @@ impl<E> SealedSessionEndpoint<E> {
                     .open_checked(token, purpose.as_bytes(), policy, now)
                     .and_then(|(opened, f)| {
                         let state = opened.state();
-                        state.check_data(limits.get_data_len(), limits.get_json_depth())?;
+                        let heap =
+                            state.check_data(limits.get_data_len(), limits.get_json_depth())?;
                         let stale_key = opened.needs_reissue();
                         let state = opened.into_state();
                         self.cfg.stats.opened(false);
@@ -229,7 +230,8 @@ impl<E> SealedSessionEndpoint<E> {
                                 state: state.clone(),
                                 stale_key,
                             };
-                            cache.insert(token, hash, secure, hit, 0);
+                            // Checked just above, with the limits the cache was built with.
+                            cache.insert_checked(token, hash, secure, hit, 0, heap);
                         }
                         Ok((state, f.renew, stale_key))
                     })

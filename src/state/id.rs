@@ -7,6 +7,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::error::SealError;
 
+/// The length of a session id's text form: 16 bytes in unpadded base64url.
+pub(crate) const TEXT_LEN: usize = 22;
+
 /// A 128-bit random session id. Shown as 22 base64url characters.
 ///
 /// ```
@@ -37,9 +40,16 @@ impl SessionId {
         &self.0
     }
 
+    /// Appends the 22-character base64url form to `out` (what `Display` shows, without the
+    /// formatting machinery: for keys built once per store operation).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn push_to(&self, out: &mut String) {
+        URL_SAFE_NO_PAD.encode_string(self.0, out);
+    }
+
     /// Parses the 22-character base64url form.
     pub fn parse(s: &str) -> Option<SessionId> {
-        if s.len() != 22 {
+        if s.len() != TEXT_LEN {
             return None;
         }
         let v = URL_SAFE_NO_PAD.decode(s).ok()?;
@@ -49,7 +59,7 @@ impl SessionId {
 
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut buf = [0u8; 22];
+        let mut buf = [0u8; TEXT_LEN];
         match URL_SAFE_NO_PAD.encode_slice(self.0, &mut buf) {
             Ok(n) => f.write_str(std::str::from_utf8(buf.get(..n).unwrap_or(&[])).unwrap_or("")),
             Err(_) => Err(fmt::Error),

@@ -6,7 +6,7 @@
 
 mod data;
 mod format;
-mod id;
+pub(crate) mod id;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

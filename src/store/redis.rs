@@ -4,8 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, IntoConnectionInfo};
 
@@ -185,9 +183,9 @@ impl RedisStore {
     pub fn key(&self, id: &SessionId) -> String {
         // Appended straight after the prefix: `format!` would go through the formatting
         // machinery, once per store operation.
-        let mut key = String::with_capacity(self.prefix.len() + 22);
+        let mut key = String::with_capacity(self.prefix.len() + crate::state::id::TEXT_LEN);
         key.push_str(&self.prefix);
-        URL_SAFE_NO_PAD.encode_string(id.as_bytes(), &mut key);
+        id.push_to(&mut key);
         key
     }
 

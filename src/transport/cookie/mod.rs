@@ -12,7 +12,7 @@
 //! name, and no second cookie can stand in for it.
 //!
 //! This file holds the configuration; `read.rs` reads the Cookie header, `write.rs` makes the
-//! Set-Cookie values (formatted by the `cookie` crate).
+//! Set-Cookie values (formatted by hand: docs/PERFORMANCE.md says why).
 
 mod read;
 mod write;

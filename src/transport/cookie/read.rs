@@ -93,9 +93,9 @@ impl CookieConfig {
         }
     }
 
-    /// [`CookieConfig::read`] for the middleware: the token's bytes as they are in the
-    /// headers (copied only when reassembled from chunks; not checked to be text), and the
-    /// rest in an [`Incoming`] without its `token`. Refuses, with the length counted so far,
+    /// Reads the session cookie named `name` from the request's Cookie headers: the token's
+    /// bytes as they are in the headers (copied only when reassembled from chunks; not
+    /// checked to be text), and which session cookies came, in an [`Incoming`]. Refuses, with the length counted so far,
     /// Cookie headers whose values add up to more than `max_len` bytes, before scanning past
     /// the bound.
     pub(crate) fn scan<'h>(
