@@ -138,7 +138,7 @@ pub enum OpenError {
         max: usize,
     },
     /// The session came split across more cookies than the configured limit
-    /// ([`Limits::max_chunks`](crate::Limits::max_chunks)); they were not joined.
+    /// ([`SealedSession::max_chunks`](crate::SealedSession::max_chunks)); they were not joined.
     #[error("session cookie came in {chunks} chunks, over the limit of {max}")]
     TooManyChunks {
         /// Chunks present (the highest index plus one).

@@ -11,7 +11,8 @@ use crate::error::OpenError;
 pub const DEFAULT_MAX_COOKIE_HEADER_LEN: usize = 32 * 1024;
 /// Default bound on the number of cookies one session token is split across: 4.
 pub const DEFAULT_MAX_CHUNKS: usize = 4;
-/// The most cookies [`Limits::max_chunks`] (and the builders' `max_chunks`) accepts: 32.
+/// The most cookies [`SealedSession::max_chunks`](crate::SealedSession::max_chunks) and
+/// [`CookieConfig::max_chunks`](crate::CookieConfig::max_chunks) accept: 32.
 ///
 /// Why 32: a browser keeps cookies of at most 4096 bytes, and RFC 6265 (section 6.1) only
 /// promises 50 cookies per domain (Chrome and Firefox keep 180), shared with every other cookie the
@@ -64,7 +65,6 @@ pub(crate) fn chunk_count(n: usize) -> Result<usize, LimitError> {
 /// | limit | default | over the limit |
 /// |---|---|---|
 /// | [`cookie_header_len`](Limits::cookie_header_len): all `Cookie` header values together, in bytes | 32 KiB | **431** Request Header Fields Too Large; the handler does not run |
-/// | [`max_chunks`](Limits::max_chunks): cookies one session is split across | 4 | a fresh, empty session; the cookies are cleared |
 /// | [`token_len`](Limits::token_len): the session token's text, reassembled from its chunks | 16 KiB | cookies: a fresh session; bearer: a 401 |
 /// | [`data_len`](Limits::data_len): the session data's JSON text, once the token opened | 16 KiB | cookies: a fresh session; bearer: a 401 |
 /// | [`json_depth`](Limits::json_depth): nesting of the session data (the data object itself is level 1) | 32 | cookies: a fresh session; bearer: a 401 |
@@ -85,11 +85,12 @@ pub(crate) fn chunk_count(n: usize) -> Result<usize, LimitError> {
 /// Other bounds apply too, and the smaller wins: the codec's own token limit
 /// ([`SealedCodec::max_token_len`](crate::SealedCodec::max_token_len), 16 KiB;
 /// `JwtCodec::max_token_len`, 8 KiB), [`BearerConfig::max_len`](crate::BearerConfig::max_len)
-/// (8 KiB) on the `Authorization` header, and hyper's bound on the whole header section. The
-/// chunk count is the cookie transport's own setting: [`SealedSession::limits`],
-/// [`SealedSession::max_chunks`](crate::SealedSession::max_chunks) and
-/// [`SealedSession::cookie`](crate::SealedSession::cookie) all set it, and the last call
-/// wins.
+/// (8 KiB) on the `Authorization` header, and hyper's bound on the whole header section.
+///
+/// The number of cookies one session may be split across is the cookie's own setting
+/// ([`SealedSession::max_chunks`](crate::SealedSession::max_chunks), default 4, at most
+/// [`MAX_CHUNKS`]): more chunk cookies than that give a fresh, empty session and are
+/// cleared (`too_many_chunks`).
 ///
 /// The data limits apply to data that arrived in a token; a store-backed session's record
 /// comes from the server's own store and is not checked. Data a handler stores is bounded on
@@ -101,18 +102,16 @@ pub(crate) fn chunk_count(n: usize) -> Result<usize, LimitError> {
 /// [`SealedSession::limits`]: crate::SealedSession::limits
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    cookie_header_len: usize,
-    max_chunks: usize,
+    pub(crate) cookie_header_len: usize,
     token_len: usize,
-    data_len: usize,
-    json_depth: usize,
+    pub(crate) data_len: usize,
+    pub(crate) json_depth: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             cookie_header_len: DEFAULT_MAX_COOKIE_HEADER_LEN,
-            max_chunks: DEFAULT_MAX_CHUNKS,
             token_len: DEFAULT_MAX_TOKEN_LEN,
             data_len: DEFAULT_MAX_DATA_LEN,
             json_depth: DEFAULT_MAX_JSON_DEPTH,
@@ -121,7 +120,7 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// The defaults: a 32 KiB `Cookie` header, 4 chunks, a 16 KiB token, 16 KiB of data
+    /// The defaults: a 32 KiB `Cookie` header, a 16 KiB token, 16 KiB of data
     /// nested at most 32 levels deep.
     pub fn new() -> Self {
         Limits::default()
@@ -135,18 +134,6 @@ impl Limits {
     pub fn cookie_header_len(mut self, n: usize) -> Self {
         self.cookie_header_len = n;
         self
-    }
-
-    /// The most cookies one session may be split across, when writing and when reading
-    /// (0 counts as 1). Over it when reading: a fresh session. Default: 4 (about 16 KB).
-    ///
-    /// # Errors
-    ///
-    /// [`LimitError::TooManyChunks`] for more than [`MAX_CHUNKS`] (32), whose documentation
-    /// says why.
-    pub fn max_chunks(mut self, n: usize) -> Result<Self, LimitError> {
-        self.max_chunks = chunk_count(n)?;
-        Ok(self)
     }
 
     /// The longest session token accepted, in bytes of text (for cookies, after the chunks
@@ -176,27 +163,6 @@ impl Limits {
     pub fn json_depth(mut self, n: usize) -> Self {
         self.json_depth = n.clamp(1, MAX_JSON_DEPTH);
         self
-    }
-
-    /// The `Cookie` header bound.
-    pub fn get_cookie_header_len(&self) -> usize {
-        self.cookie_header_len
-    }
-    /// The chunk bound.
-    pub fn get_max_chunks(&self) -> usize {
-        self.max_chunks
-    }
-    /// The token bound.
-    pub fn get_token_len(&self) -> usize {
-        self.token_len
-    }
-    /// The data size bound.
-    pub fn get_data_len(&self) -> usize {
-        self.data_len
-    }
-    /// The nesting bound.
-    pub fn get_json_depth(&self) -> usize {
-        self.json_depth
     }
 
     /// Refuses a token over the token bound.

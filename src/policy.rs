@@ -22,11 +22,11 @@ use crate::state::SessionState;
 /// Expiry policy. Every setter names its default.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
-    max_age: Duration,
-    idle_timeout: Option<Duration>,
+    pub(crate) max_age: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
     renew_after: Option<Duration>,
     rolling: bool,
-    leeway: Duration,
+    pub(crate) leeway: Duration,
 }
 
 impl Default for Policy {
@@ -98,25 +98,13 @@ impl Policy {
         self
     }
 
-    /// The absolute lifetime.
-    pub fn get_max_age(&self) -> Duration {
-        self.max_age
-    }
-    /// The clock leeway (for the JWT codec).
-    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
-    pub(crate) fn clock_leeway(&self) -> Duration {
-        self.leeway
-    }
-    /// The idle timeout.
-    pub fn get_idle_timeout(&self) -> Option<Duration> {
-        self.idle_timeout
-    }
-    /// Whether every response re-issues the token.
+    /// Whether every response re-issues the token ([`Policy::rolling`]).
     pub fn is_rolling(&self) -> bool {
         self.rolling
     }
 
-    /// The effective renewal interval.
+    /// The effective renewal interval: [`Policy::renew_after`], or a quarter of the idle
+    /// timeout.
     pub fn renewal_interval(&self) -> Option<Duration> {
         self.renew_after.or(self.idle_timeout.map(|d| d / 4))
     }

@@ -138,12 +138,15 @@ fn no_refusal(cap: &Capture) {
 
 #[test]
 fn defaults_are_documented_values() {
-    let l = Limits::default();
-    assert_eq!(l.get_cookie_header_len(), 32 * 1024);
-    assert_eq!(l.get_max_chunks(), 4);
-    assert_eq!(l.get_token_len(), 16 * 1024);
-    assert_eq!(l.get_data_len(), 16 * 1024);
-    assert_eq!(l.get_json_depth(), 32);
+    assert_eq!(
+        Limits::default(),
+        Limits::new()
+            .cookie_header_len(32 * 1024)
+            .token_len(16 * 1024)
+            .data_len(16 * 1024)
+            .json_depth(32)
+    );
+    assert_ne!(Limits::default(), Limits::new().json_depth(31));
     assert_eq!(
         (
             DEFAULT_MAX_COOKIE_HEADER_LEN,
@@ -154,16 +157,19 @@ fn defaults_are_documented_values() {
         ),
         (32 * 1024, 4, 16 * 1024, 16 * 1024, 32)
     );
-    assert_eq!(Limits::new().json_depth(0).get_json_depth(), 1);
-    assert_eq!(Limits::new().json_depth(1000).get_json_depth(), 127);
-    assert_eq!(Limits::new().max_chunks(0).unwrap().get_max_chunks(), 1);
+    assert_eq!(Limits::new().json_depth(0), Limits::new().json_depth(1));
+    assert_eq!(
+        Limits::new().json_depth(1000),
+        Limits::new().json_depth(127)
+    );
+    assert_ne!(Limits::new().json_depth(127), Limits::new().json_depth(126));
 }
 
 #[test]
 fn chunk_counts_over_the_hard_maximum_are_refused_when_configured() {
     assert_eq!(MAX_CHUNKS, 32);
     for n in [MAX_CHUNKS + 1, 4096, 1 << 32, usize::MAX] {
-        let err = Limits::new().max_chunks(n).unwrap_err();
+        let err = CookieConfig::new().max_chunks(n).unwrap_err();
         assert_eq!(
             err,
             LimitError::TooManyChunks {
@@ -177,12 +183,9 @@ fn chunk_counts_over_the_hard_maximum_are_refused_when_configured() {
             "{msg}"
         );
         assert!(SealedSession::sealed(keys()).max_chunks(n).is_err(), "{n}");
-        assert!(CookieConfig::new().max_chunks(n).is_err(), "{n}");
     }
-    let at = Limits::new().max_chunks(MAX_CHUNKS).unwrap();
-    assert_eq!(at.get_max_chunks(), MAX_CHUNKS);
-    let cookie = CookieConfig::new().max_chunks(MAX_CHUNKS).unwrap();
-    assert_eq!(cookie.get_max_chunks(), MAX_CHUNKS);
+    assert!(CookieConfig::new().max_chunks(MAX_CHUNKS).is_ok());
+    assert!(SealedSession::sealed(keys()).max_chunks(MAX_CHUNKS).is_ok());
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -204,10 +207,21 @@ async fn no_chunk_index_makes_the_middleware_work_in_proportion_to_it() {
             "{idx}: an ignored cookie is not cleared: {set:?}"
         );
     }
+    // The highest index still read: refused, and only the cookie that came is cleared (not
+    // every index below it, which would let one small cookie ask for 128 removals).
     let last = 4 * MAX_CHUNKS - 1;
     let (status, body, set) = get_user(mw(), &[&format!("{NAME}.{last}=x")]).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "<none>"));
-    assert_eq!(set.len(), 4 * MAX_CHUNKS, "{set:?}");
+    assert_eq!(set.len(), 1, "{set:?}");
+    assert!(set[0].starts_with(&format!("{NAME}.{last}=;")), "{set:?}");
+    // Scattered chunks: exactly those are cleared.
+    let (_, _, set) = get_user(mw(), &[&format!("{NAME}.3=x; {NAME}.40=y; {NAME}.90=z")]).await;
+    let mut cleared: Vec<&str> = set.iter().map(|c| c.split('=').next().unwrap()).collect();
+    cleared.sort_unstable();
+    let expected = [3, 40, 90].map(|i| format!("{NAME}.{i}"));
+    let mut expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+    expected.sort_unstable();
+    assert_eq!(cleared, expected);
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -308,15 +322,14 @@ async fn chunks_at_the_limit_are_joined_one_more_gives_a_fresh_session() {
     let (cap, _g) = capture();
     let token = mint("/login").await;
     for (max, how) in [
-        (3, "limits"),
+        (3, "cookie"),
         (3, "builder"),
         (DEFAULT_MAX_CHUNKS, "default"),
     ] {
         cap.clear();
         let mw = || match how {
-            "limits" => {
-                SealedSession::sealed(keys()).limits(Limits::new().max_chunks(max).unwrap())
-            }
+            "cookie" => SealedSession::sealed(keys())
+                .cookie(CookieConfig::new().name("sid").max_chunks(max).unwrap()),
             "builder" => SealedSession::sealed(keys()).max_chunks(max).unwrap(),
             _ => SealedSession::sealed(keys()),
         };
@@ -337,15 +350,18 @@ async fn chunks_at_the_limit_are_joined_one_more_gives_a_fresh_session() {
 async fn the_last_chunk_setting_wins() {
     let (_cap, _g) = capture();
     let token = mint("/login").await;
-    // `limits` after `max_chunks`, and `max_chunks` after `limits`.
+    // `cookie` after `max_chunks`, and `max_chunks` after `cookie`; `limits` leaves it alone.
+    let cookie = |n| CookieConfig::new().name("sid").max_chunks(n).unwrap();
     let a = SealedSession::sealed(keys())
         .max_chunks(2)
         .unwrap()
-        .limits(Limits::new().max_chunks(3).unwrap());
+        .cookie(cookie(3))
+        .limits(Limits::new());
     let b = SealedSession::sealed(keys())
-        .limits(Limits::new().max_chunks(2).unwrap())
+        .cookie(cookie(2))
         .max_chunks(3)
-        .unwrap();
+        .unwrap()
+        .limits(Limits::new());
     for mw in [a, b] {
         let (_, body, _) = get_user(mw, &[&chunked(&token, 3)]).await;
         assert_eq!(body, "alice");

@@ -197,8 +197,14 @@ fn default_renewal_is_a_quarter_of_the_idle_timeout() {
 
     // The documented defaults.
     let d = Policy::default();
-    assert_eq!(d.get_max_age(), 24 * 60 * MIN);
-    assert_eq!(d.get_idle_timeout(), Some(60 * MIN));
+    assert_eq!(
+        d,
+        Policy::new()
+            .max_age(24 * 60 * MIN)
+            .idle_timeout(Some(60 * MIN))
+            .leeway(Duration::from_secs(60))
+            .rolling(false)
+    );
     assert_eq!(d.renewal_interval(), Some(15 * MIN));
     assert!(!d.is_rolling());
 }

@@ -123,7 +123,7 @@ impl JwtCodec {
             issuer,
             audience,
             leeway: Duration::from_secs(60),
-            idle_timeout: Policy::default().get_idle_timeout(),
+            idle_timeout: Policy::default().idle_timeout,
             not_before: false,
             max_len: DEFAULT_MAX_JWT_LEN,
             clock: Arc::new(SystemClock),
@@ -156,8 +156,7 @@ impl JwtCodec {
     /// [`SealedSession::jwt`]: crate::SealedSession::jwt
     #[must_use]
     pub fn policy(self, policy: &Policy) -> Self {
-        self.idle_timeout(policy.get_idle_timeout())
-            .leeway(policy.clock_leeway())
+        self.idle_timeout(policy.idle_timeout).leeway(policy.leeway)
     }
 
     /// Writes an `nbf` (not before) claim equal to `iat`. Default: off. An `nbf` in a token

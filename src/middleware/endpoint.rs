@@ -156,7 +156,7 @@ impl<E> SealedSessionEndpoint<E> {
             .cookie
             .is_secure(is_https(req, cfg.cookie.trusts_proxy()));
         let purpose = self.shared.purpose(secure);
-        let max = cfg.limits.get_cookie_header_len();
+        let max = cfg.limits.cookie_header_len;
         let (incoming, token) = match cfg.cookie.scan(req.headers(), purpose, max) {
             Ok(scanned) => scanned,
             Err(len) => return Err(Box::new(header_too_large(&cfg.stats, span, len, max))),
@@ -220,8 +220,7 @@ impl<E> SealedSessionEndpoint<E> {
                     .open_checked(token, purpose.as_bytes(), policy, now)
                     .and_then(|(opened, f)| {
                         let state = opened.state();
-                        let heap =
-                            state.check_data(limits.get_data_len(), limits.get_json_depth())?;
+                        let heap = state.check_data(limits.data_len, limits.json_depth)?;
                         let stale_key = opened.needs_reissue();
                         let state = opened.into_state();
                         self.cfg.stats.opened(false);

@@ -254,7 +254,7 @@ impl SealedSession {
         self.map_cookie(|c| c.persistent(on))
     }
     /// Most cookies a large session may be split across (0 counts as 1). Default: 4. The
-    /// same setting as [`Limits::max_chunks`]; the last call wins.
+    /// same setting as [`CookieConfig::max_chunks`]; the last call wins.
     ///
     /// # Errors
     ///
@@ -266,14 +266,12 @@ impl SealedSession {
         Ok(self)
     }
     /// Bounds on what the middleware reads from the client: the `Cookie` header, the
-    /// number of chunks, the token, the session data's size and nesting. Default:
-    /// [`Limits::default`], whose documentation gives each bound, its default and what a
-    /// request over it gets. Also sets the cookie's chunk count (as
-    /// [`SealedSession::max_chunks`] does; the last call wins).
+    /// token, the session data's size and nesting. Default: [`Limits::default`], whose
+    /// documentation gives each bound, its default and what a request over it gets. The
+    /// number of cookie chunks is the cookie's own setting ([`SealedSession::max_chunks`]).
     #[must_use]
     pub fn limits(mut self, limits: Limits) -> Self {
         self.cfg.limits = limits;
-        self.cfg.cookie.set_max_chunks(limits.get_max_chunks());
         self
     }
     /// Trust `X-Forwarded-Proto` (express-session's `proxy`). Default: false.
@@ -392,18 +390,16 @@ impl<E: Endpoint> Middleware<E> for SealedSession {
                     Arc::from(cfg.cookie.full_name(true)),
                 ],
                 cache: match &cfg.backend {
-                    Backend::Token(codec) if codec.open_is_pure() => OpenCache::new(
-                        cfg.open_cache,
-                        cfg.limits.get_data_len(),
-                        cfg.limits.get_json_depth(),
-                    )
-                    .map(Arc::new),
+                    Backend::Token(codec) if codec.open_is_pure() => {
+                        OpenCache::new(cfg.open_cache, cfg.limits.data_len, cfg.limits.json_depth)
+                            .map(Arc::new)
+                    }
                     _ => None,
                 },
-                max_age: cfg.policy.get_max_age(),
-                idle_timeout: cfg.policy.get_idle_timeout(),
+                max_age: cfg.policy.max_age,
+                idle_timeout: cfg.policy.idle_timeout,
                 clock: cfg.clock.clone(),
-                max_depth: cfg.limits.get_json_depth(),
+                max_depth: cfg.limits.json_depth,
             }),
             cfg: Arc::new(cfg.clone()),
         }

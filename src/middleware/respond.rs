@@ -233,7 +233,7 @@ pub(super) fn header_too_large(stats: &Counters, span: &Span, len: usize, max: u
 
 /// Why chunk cookies that did not form a token were refused.
 pub(super) fn chunks_refused(cookie: &CookieConfig, incoming: &Incoming) -> OpenError {
-    let max = cookie.get_max_chunks();
+    let max = cookie.max_chunks;
     if incoming.chunks > max {
         OpenError::TooManyChunks {
             chunks: incoming.chunks,

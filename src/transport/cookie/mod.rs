@@ -53,7 +53,7 @@ pub struct CookieConfig {
     partitioned: bool,
     host_prefix: bool,
     persistent: bool,
-    max_chunks: usize,
+    pub(crate) max_chunks: usize,
     trust_proxy: bool,
 }
 
@@ -69,7 +69,7 @@ impl Default for CookieConfig {
             partitioned: false,
             host_prefix: true,
             persistent: false,
-            max_chunks: 4,
+            max_chunks: crate::limits::DEFAULT_MAX_CHUNKS,
             trust_proxy: false,
         }
     }
@@ -151,11 +151,6 @@ impl CookieConfig {
         self.max_chunks = chunk_count(n)?;
         Ok(self)
     }
-    /// Sets a chunk count already checked (by [`Limits`](crate::Limits)); clamped to
-    /// 1..=[`MAX_CHUNKS`](crate::limits::MAX_CHUNKS) all the same.
-    pub(crate) fn set_max_chunks(&mut self, n: usize) {
-        self.max_chunks = n.clamp(1, crate::limits::MAX_CHUNKS);
-    }
     /// Trust `X-Forwarded-Proto` from a reverse proxy when deciding whether the request came
     /// over HTTPS (express-session's `proxy`). Default: false.
     #[must_use]
@@ -167,11 +162,6 @@ impl CookieConfig {
     /// Whether the session cookie is Persistent (carries Max-Age).
     pub fn is_persistent(&self) -> bool {
         self.persistent
-    }
-
-    /// The most cookies one session may be split across.
-    pub fn get_max_chunks(&self) -> usize {
-        self.max_chunks
     }
 
     /// Whether trusting `X-Forwarded-Proto` is on.

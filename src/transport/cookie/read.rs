@@ -25,12 +25,21 @@ pub(crate) struct Incoming {
     pub(crate) plain: bool,
     /// Number of chunk cookies present (the highest index + 1).
     pub(crate) chunks: usize,
+    /// The chunk indexes present, one bit each: the reader ignores indexes from
+    /// `max(4 * max_chunks, 16)` on, at most 128, so they all fit.
+    pub(crate) present: u128,
 }
 
 impl Incoming {
     /// Whether any session cookie came with the request.
     pub(crate) fn any(&self) -> bool {
         self.plain || self.chunks > 0
+    }
+
+    /// The indexes of the chunk cookies the request carried, from `from` on, in order: what
+    /// a response clears, so that one cookie `sid.127` costs one removal, not 128.
+    pub(crate) fn chunk_indexes(&self, from: usize) -> impl Iterator<Item = usize> + '_ {
+        (from..u128::BITS as usize).filter(|&i| self.present & (1u128 << i) != 0)
     }
 }
 
@@ -130,11 +139,15 @@ impl CookieConfig {
                         incoming.plain = true;
                     }
                     // Absurd indexes are ignored without allocating for them: `parts` never
-                    // grows past `max_chunks` (at most `MAX_CHUNKS`), and `chunks`, which
-                    // sizes the removals sent back, stays below this bound.
+                    // grows past `max_chunks` (at most `MAX_CHUNKS`), and `present` keeps
+                    // one bit for each index below this bound (at most 128).
                     Some((Some(idx), _)) if idx >= self.max_chunks.saturating_mul(4).max(16) => {}
                     Some((Some(idx), v)) => {
                         incoming.chunks = incoming.chunks.max(idx + 1);
+                        incoming.present |= u32::try_from(idx)
+                            .ok()
+                            .and_then(|i| 1u128.checked_shl(i))
+                            .unwrap_or(0);
                         if idx < self.max_chunks {
                             if parts.len() <= idx {
                                 parts.resize(idx + 1, None);

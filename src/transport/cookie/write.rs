@@ -103,7 +103,7 @@ impl CookieConfig {
         self.push_attributes(&mut one, secure, max_age, false);
         if one.len() <= BROWSER_COOKIE_LIMIT {
             push(out, one);
-            for i in 0..incoming.chunks {
+            for i in incoming.chunk_indexes(0) {
                 self.push_removal(out, &format!("{name}.{i}"), secure);
             }
             return Ok(());
@@ -137,7 +137,7 @@ impl CookieConfig {
             rest = tail;
             i += 1;
         }
-        for stale in i..incoming.chunks {
+        for stale in incoming.chunk_indexes(i) {
             self.push_removal(out, &format!("{name}.{stale}"), secure);
         }
         if incoming.plain {
@@ -153,7 +153,7 @@ impl CookieConfig {
         if incoming.plain || incoming.chunks == 0 {
             self.push_removal(&mut out, name, secure);
         }
-        for i in 0..incoming.chunks {
+        for i in incoming.chunk_indexes(0) {
             self.push_removal(&mut out, &format!("{name}.{i}"), secure);
         }
         out
