@@ -38,8 +38,17 @@ impl Incoming {
 
     /// The indexes of the chunk cookies the request carried, from `from` on, in order: what
     /// a response clears, so that one cookie `sid.127` costs one removal, not 128.
-    pub(crate) fn chunk_indexes(&self, from: usize) -> impl Iterator<Item = usize> + '_ {
-        (from..u128::BITS as usize).filter(|&i| self.present & (1u128 << i) != 0)
+    pub(crate) fn chunk_indexes(&self, from: usize) -> impl Iterator<Item = usize> {
+        // The set bits from `from` on, lowest first.
+        let mut bits = u32::try_from(from)
+            .ok()
+            .and_then(|f| u128::MAX.checked_shl(f))
+            .map_or(0, |mask| self.present & mask);
+        std::iter::from_fn(move || {
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits.checked_sub(1)?;
+            Some(i)
+        })
     }
 }
 
@@ -216,6 +225,19 @@ mod tests {
         // A missing chunk: no token.
         let i = c.read(&headers(b"sid.1=B"), "sid");
         assert_eq!((i.token, i.chunks), (None, 2));
+    }
+
+    #[test]
+    fn chunk_indexes_are_those_that_came_from_the_first_asked() {
+        let c = CookieConfig::default().max_chunks(32).unwrap();
+        let i = c.read(&headers(b"sid.127=a; sid.0=b; sid.5=c; sid.64=d"), "sid");
+        assert_eq!(i.chunk_indexes(0).collect::<Vec<_>>(), [0, 5, 64, 127]);
+        assert_eq!(i.chunk_indexes(5).collect::<Vec<_>>(), [5, 64, 127]);
+        assert_eq!(i.chunk_indexes(6).collect::<Vec<_>>(), [64, 127]);
+        assert_eq!(i.chunk_indexes(128).count(), 0);
+        assert_eq!(i.chunk_indexes(usize::MAX).count(), 0);
+        let none = c.read(&headers(b"sid=a"), "sid");
+        assert_eq!(none.chunk_indexes(0).count(), 0);
     }
 
     #[test]
