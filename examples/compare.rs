@@ -249,9 +249,17 @@ fn ours_login(session: &Session) -> poem::Result<&'static str> {
     }
     Ok("ok")
 }
+/// The read route's page: what an application reads on most requests, the signed-in user
+/// (name and roles) and a counter, not one string.
+fn page(user: &str, roles: &[String], views: u64) -> String {
+    format!("{user} ({} roles), {views} views", roles.len())
+}
 #[handler]
 fn ours_read(session: &Session) -> poem::Result<String> {
-    session.get::<String>("user")?.ok_or_else(unauthorized)
+    let user = session.get::<String>("user")?.ok_or_else(unauthorized)?;
+    let roles = session.get::<Vec<String>>("roles")?.unwrap_or_default();
+    let views = session.get::<u64>("views")?.unwrap_or(0);
+    Ok(page(&user, &roles, views))
 }
 #[handler]
 fn ours_write(session: &Session) -> poem::Result<String> {
@@ -279,7 +287,10 @@ fn poem_login(session: &PoemSession) -> &'static str {
 }
 #[handler]
 fn poem_read(session: &PoemSession) -> poem::Result<String> {
-    session.get::<String>("user").ok_or_else(unauthorized)
+    let user = session.get::<String>("user").ok_or_else(unauthorized)?;
+    let roles = session.get::<Vec<String>>("roles").unwrap_or_default();
+    let views = session.get::<u64>("views").unwrap_or(0);
+    Ok(page(&user, &roles, views))
 }
 #[handler]
 fn poem_write(session: &PoemSession) -> poem::Result<String> {
@@ -345,10 +356,16 @@ fn busy_work() {
         std::hint::spin_loop();
     }
 }
+/// The page the session rows' read route makes, from data the no-session rows have without
+/// a session.
+fn sessionless_page() -> String {
+    let roles = ["admin".to_owned(), "editor".to_owned()];
+    page("alice@example.com", &roles, 1)
+}
 #[handler]
 fn work_read() -> String {
     busy_work();
-    "alice@example.com".to_owned()
+    sessionless_page()
 }
 #[handler]
 fn work_write() -> String {
@@ -357,7 +374,7 @@ fn work_write() -> String {
 }
 #[handler]
 fn none_read() -> String {
-    "alice@example.com".to_owned()
+    sessionless_page()
 }
 #[handler]
 fn none_write() -> String {
@@ -2481,7 +2498,8 @@ const DOC_EXPLAIN: &str = r#"
 
 One application, the same in every mode: `POST /login` starts a session (regenerates the id
 and stores about 200 bytes of JSON: user, roles, a CSRF token, a cart, a theme, a counter);
-`GET /read` reads the user (401 without one); `POST /write` checks the user and increments
+`GET /read` reads what an application reads on most requests, the user (name and roles)
+and the counter (401 without a user); `POST /write` checks the user and increments
 the counter (the session changes on every request); `POST /logout` ends the session
 (`destroy()`; Poem's `purge()`). Our modes use `sealed_session::Session`; the Poem peers the
 same handlers on `poem::session::Session`; "no sessions" has the routes without middleware
