@@ -9,7 +9,9 @@
 //! Ids: `jwt/<ALG>/{ours,raw}_{encode,decode}`, and the per-request cost in the middleware:
 //! `jwt/<ALG>/middleware_request` (a bearer request whose handler changes the session, so
 //! the middleware decodes and re-encodes) beside `jwt/<ALG>/no_session_request` (the same
-//! request to the same handler without sessions). `python3 benches/ratios.py jwt` prints
+//! request to the same handler without sessions), and `jwt/<ALG>/middleware_read` (a bearer
+//! request that only reads, sending the same token again as a single-page app does: the open
+//! cache answers it). `python3 benches/ratios.py jwt` prints
 //! (middleware_request - no_session_request) / (raw_encode + raw_decode); target <= 1.3.
 
 use std::hint::black_box;
@@ -139,18 +141,22 @@ fn bench(c: &mut Criterion) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime");
-        let app = Route::new().at("/count", get(count)).with(
-            SealedSession::with_codec(
-                JwtCodec::builder(codec.keyring().clone())
-                    .issuer("https://issuer.test")
-                    .audience("api")
-                    .build()
-                    .expect("codec")
-                    .policy(&policy),
-            )
-            .bearer(BearerConfig::new()),
-        );
-        let bare = Route::new().at("/count", get(count_without_session));
+        let mw = SealedSession::with_codec(
+            JwtCodec::builder(codec.keyring().clone())
+                .issuer("https://issuer.test")
+                .audience("api")
+                .build()
+                .expect("codec")
+                .policy(&policy),
+        )
+        .bearer(BearerConfig::new());
+        let routes = || Route::new().at("/count", get(count)).at("/read", get(read));
+        let app = routes().with(mw.clone());
+        // Every token verified and parsed again, as before the open cache took JWTs.
+        let uncached = routes().with(mw.open_cache(0));
+        let bare = Route::new()
+            .at("/count", get(count_without_session))
+            .at("/read", get(count_without_session));
         let token = rt.block_on(async {
             let resp = app
                 .get_response(Request::builder().uri_str("/count").finish())
@@ -172,6 +178,21 @@ fn bench(c: &mut Criterion) {
                 Some("middleware_request") => rt.block_on(async {
                     for _ in 0..iters {
                         request(&app, &token).await;
+                    }
+                }),
+                Some("middleware_read") => rt.block_on(async {
+                    for _ in 0..iters {
+                        request_at(&app, "/read", &token).await;
+                    }
+                }),
+                Some("middleware_read_uncached") => rt.block_on(async {
+                    for _ in 0..iters {
+                        request_at(&uncached, "/read", &token).await;
+                    }
+                }),
+                Some("no_session_read") => rt.block_on(async {
+                    for _ in 0..iters {
+                        request_at(&bare, "/read", &token).await;
                     }
                 }),
                 Some("no_session_request") => rt.block_on(async {
@@ -217,6 +238,9 @@ fn bench(c: &mut Criterion) {
         g.bench_function("no_session_request", |b| {
             b.to_async(&rt).iter(|| request(&bare, &token))
         });
+        g.bench_function("middleware_read", |b| {
+            b.to_async(&rt).iter(|| request_at(&app, "/read", &token))
+        });
         g.finish();
     }
 }
@@ -228,14 +252,25 @@ fn count(session: &Session) -> String {
     n.to_string()
 }
 
+/// A read: the same token comes back on every request, as a single-page app sends it.
+#[handler]
+fn read(session: &Session) -> String {
+    let n = session.get::<u64>("views").ok().flatten().unwrap_or(0);
+    n.to_string()
+}
+
 #[handler]
 fn count_without_session() -> String {
     1u64.to_string()
 }
 
 async fn request(ep: &impl Endpoint, auth: &str) {
+    request_at(ep, "/count", auth).await;
+}
+
+async fn request_at(ep: &impl Endpoint, path: &str, auth: &str) {
     let req = Request::builder()
-        .uri_str("/count")
+        .uri_str(path)
         .header("authorization", auth)
         .finish();
     black_box(ep.get_response(req).await);

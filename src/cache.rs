@@ -10,10 +10,14 @@
 //!   a token that differs in any byte goes through the codec as before.
 //! - What does not depend on the token alone is checked on every request, cached or not:
 //!   expiry and idle time ([`Policy::check`](crate::Policy::check), at the request's time)
-//!   and revocation (the denylist).
+//!   and revocation (the denylist). A token whose own times bound when it opens (a JWT's
+//!   `exp`, `nbf` and `iat`) is answered only within that span
+//!   ([`Validity`](crate::codec::Validity)); outside it the codec opens it again, and
+//!   refuses it.
 //! - A cache belongs to one endpoint, so to one codec, one key ring and one set of limits;
 //!   a middleware with other keys has another cache. Codecs whose `open` depends on more
-//!   than the token ([`Codec::open_is_pure`]) are not cached.
+//!   than the token and its own times ([`Codec::open_is_pure`](crate::Codec::open_is_pure))
+//!   are not cached.
 //! - The slot is picked by a keyed hash (a folded multiply with a per-process random key) of
 //!   the token's tail, which holds its authentication tag (random-looking, and different for
 //!   every token made). The hash only spreads tokens: a client that made two tokens collide
@@ -33,6 +37,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::codec::Validity;
 use crate::state::{SessionId, SessionState};
 
 /// Default memory budget of an endpoint's open cache: 1 MiB.
@@ -51,6 +56,9 @@ pub(crate) struct Hit {
     pub(crate) state: SessionState,
     /// Opened with a key that is no longer primary.
     pub(crate) stale_key: bool,
+    /// When the token opens by its own times: outside it, the token goes through the codec
+    /// again (which refuses it, and says why).
+    pub(crate) validity: Validity,
 }
 
 struct Slot {
@@ -308,6 +316,7 @@ mod tests {
         Hit {
             state: state(user),
             stale_key: false,
+            validity: Validity::ALWAYS,
         }
     }
 
@@ -410,6 +419,7 @@ mod tests {
                     s
                 },
                 stale_key: false,
+                validity: Validity::ALWAYS,
             },
             freed,
         );
@@ -474,6 +484,7 @@ mod tests {
             Hit {
                 state: nested,
                 stale_key: false,
+                validity: Validity::ALWAYS,
             },
         );
         put(&c, "flat", false, hit("alice"));

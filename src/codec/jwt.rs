@@ -44,7 +44,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::jwt_builder::JwtCodecBuilder;
-use super::{Codec, Opened};
+use super::{Codec, Opened, Validity};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::{OpenError, SealError};
 use crate::jwt_keys::{JwtKeyring, valid_kid};
@@ -188,6 +188,12 @@ impl JwtCodec {
         &self.ring
     }
 
+    /// The `iat` (and `nbf`, when written) a token of `state` gets, in seconds: its
+    /// `last_seen`, rounded down.
+    fn iat(state: &SessionState) -> u64 {
+        state.last_seen().as_millis() / 1000
+    }
+
     /// The `exp` a token of `state` gets, in milliseconds (the token carries it in whole
     /// seconds, rounded down): the earlier of the absolute deadline and the idle deadline.
     pub fn token_deadline(&self, state: &SessionState) -> Timestamp {
@@ -266,8 +272,28 @@ impl JwtCodec {
         let claims = jsonwebtoken::decode::<ClaimsIn>(token, &key.decoding, validation)
             .map_err(|e| map_decode_error(e.kind()))?
             .claims;
+        let latest = [claims.nbf, Some(claims.iat)].into_iter().flatten().max();
+        let validity = self.validity(claims.exp, latest.unwrap_or(0));
         let state = self.check_claims(claims, now)?;
-        Ok(Opened::new(state, key.kid(), index == 0))
+        Ok(Opened::new(state, key.kid(), index == 0).with_validity(validity))
+    }
+
+    /// When a token with these claims (in seconds) opens, as [`JwtCodec::check_claims`]
+    /// judges its times: from `latest_claim` (the later of `nbf` and `iat`) less the leeway,
+    /// until `exp` plus the leeway.
+    fn validity(&self, exp: u64, latest_claim: u64) -> Validity {
+        let leeway = u64::try_from(self.leeway.as_millis()).unwrap_or(u64::MAX);
+        let exp = secs_to_ms(exp);
+        Validity {
+            from: Timestamp::from_millis(secs_to_ms(latest_claim).saturating_sub(leeway)),
+            // `now - leeway >= exp` (saturating at 0) refuses: from `exp + leeway` on, and
+            // always for an `exp` of 0.
+            until: Timestamp::from_millis(if exp == 0 {
+                0
+            } else {
+                exp.saturating_add(leeway)
+            }),
+        }
     }
 
     /// Checks the times of authenticated claims at `now` and builds the session state.
@@ -387,7 +413,7 @@ impl Codec for JwtCodec {
             });
         }
         let data = state.data_map();
-        let iat = state.last_seen().as_millis() / 1000;
+        let iat = Self::iat(state);
         let claims = ClaimsOut {
             iss: self.issuer.as_deref(),
             sub: state.subject(),
@@ -413,6 +439,18 @@ impl Codec for JwtCodec {
             });
         }
         Ok(token)
+    }
+
+    /// A JWT's `exp`, `nbf` and `iat` are checked when it opens, so it is kept by the open
+    /// cache only within the [`Validity`] they give ([`JwtCodec::sealed_validity`]).
+    fn open_is_pure(&self) -> bool {
+        true
+    }
+
+    /// From the token's `iat` (and `nbf`) less the leeway to its `exp` plus the leeway.
+    fn sealed_validity(&self, state: &SessionState) -> Validity {
+        let exp = self.token_deadline(state).as_millis() / 1000;
+        self.validity(exp, Self::iat(state))
     }
 
     /// Authenticates and decodes `token`, checking `exp`, `nbf` and `iat` against the codec's

@@ -33,12 +33,38 @@ use crate::state::SessionState;
 /// The same value as [`Limits::token_len`](crate::Limits::token_len)'s default.
 pub use crate::limits::DEFAULT_MAX_TOKEN_LEN;
 
+/// The span of time in which a token opens, as far as its own times say: from `from` on,
+/// until (not at) `until`. Outside it the codec refuses the token (expired, or from the
+/// future); inside it the [`Policy`] still decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Validity {
+    /// The first millisecond at which the token opens.
+    pub from: Timestamp,
+    /// The first millisecond at which it no longer opens.
+    pub until: Timestamp,
+}
+
+impl Validity {
+    /// A token whose opening does not depend on the time (sealed and signed tokens: their
+    /// expiry is the policy's to check).
+    pub const ALWAYS: Validity = Validity {
+        from: Timestamp::from_millis(0),
+        until: Timestamp::from_millis(u64::MAX),
+    };
+
+    /// Whether the token opens at `now`.
+    pub fn contains(&self, now: Timestamp) -> bool {
+        self.from <= now && now < self.until
+    }
+}
+
 /// A token that authenticated and decoded. Only a codec makes one.
 #[derive(Debug)]
 pub struct Opened {
     state: SessionState,
     key_id: String,
     stale_key: bool,
+    validity: Validity,
 }
 
 impl Opened {
@@ -47,7 +73,19 @@ impl Opened {
             state,
             key_id: key_id.to_owned(),
             stale_key: !primary,
+            validity: Validity::ALWAYS,
         }
+    }
+
+    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+    pub(crate) fn with_validity(mut self, validity: Validity) -> Opened {
+        self.validity = validity;
+        self
+    }
+
+    /// When the token opens, by its own times ([`Validity::ALWAYS`] for tokens without).
+    pub fn validity(&self) -> Validity {
+        self.validity
     }
 
     /// The session inside.
@@ -86,20 +124,23 @@ pub trait Codec: Send + Sync + 'static {
     /// Authenticates and decodes a token. Hostile input: never panics.
     fn open(&self, token: &str, purpose: &[u8]) -> Result<Opened, OpenError>;
 
-    /// Whether [`Codec::open`] is a function of the token and the purpose alone: the same
-    /// bytes always open to the same session (or fail the same way), whatever the time and
-    /// whatever was opened before. Only then may the middleware keep what a token opened to
-    /// and hand it out again when the same bytes come back (its open cache; expiry and
-    /// revocation are still checked on every request). Default `false`, so a codec that
-    /// checks times itself, as [`JwtCodec`] does, is opened every time.
-    // Without a JWT feature there is no `JwtCodec`: the link leads to the features list.
-    #[cfg_attr(
-        not(any(feature = "jwt", feature = "jwt-rust-crypto")),
-        doc = "",
-        doc = "[`JwtCodec`]: crate#features"
-    )]
+    /// Whether [`Codec::open`] is a function of the token, the purpose and the time alone,
+    /// and depends on the time only through the [`Validity`] it reports: the same bytes
+    /// always open to the same session within that span (or fail the same way), whatever was
+    /// opened before. Only then may the middleware keep what a token opened to and hand it
+    /// out again when the same bytes come back within the span (its open cache; expiry and
+    /// revocation are still checked on every request, and outside the span the token goes
+    /// through the codec again). Default `false`: a codec is opened every time.
     fn open_is_pure(&self) -> bool {
         false
+    }
+
+    /// The [`Validity`] a token this codec has just sealed from `state` reports when opened
+    /// (the open cache keeps a token the middleware sealed under it). Default:
+    /// [`Validity::ALWAYS`], right for codecs whose `open` does not look at the time.
+    fn sealed_validity(&self, state: &SessionState) -> Validity {
+        let _ = state;
+        Validity::ALWAYS
     }
 
     /// [`Codec::open`], then [`Policy::check`] at `now`.

@@ -202,7 +202,10 @@ impl<E> SealedSessionEndpoint<E> {
         let policy = &self.cfg.policy;
         // The open cache compares bytes; anything else needs text, and a token is base64.
         let cache = self.shared.cache.as_ref().map(|c| (c, c.hash(token)));
-        let cached = cache.and_then(|(c, hash)| c.get(token, hash, secure));
+        // A token kept for its bytes, within the span its own times allow.
+        let cached = cache
+            .and_then(|(c, hash)| c.get(token, hash, secure))
+            .filter(|hit| hit.validity.contains(now));
         let opened = match cached {
             // The same bytes opened before: only what depends on the time is checked again.
             Some(hit) => {
@@ -222,12 +225,14 @@ impl<E> SealedSessionEndpoint<E> {
                         let state = opened.state();
                         let heap = state.check_data(limits.data_len, limits.json_depth)?;
                         let stale_key = opened.needs_reissue();
+                        let validity = opened.validity();
                         let state = opened.into_state();
                         self.cfg.stats.opened(false);
                         if let Some((cache, hash)) = cache {
                             let hit = Hit {
                                 state: state.clone(),
                                 stale_key,
+                                validity,
                             };
                             // Checked just above, with the limits the cache was built with.
                             cache.insert_checked(token, hash, secure, hit, 0, heap);

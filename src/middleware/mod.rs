@@ -185,8 +185,9 @@ impl SealedSession {
     ///
     /// A token is answered from the cache only for exactly the bytes that opened (compared
     /// in constant time) and the same cookie name; expiry, idle time and revocation are
-    /// checked on every request as without it. Used with the sealed and signed codecs (any
-    /// codec whose [`Codec::open_is_pure`]), not the JWT codec or store-backed sessions.
+    /// checked on every request as without it. Used with the sealed, signed and JWT codecs
+    /// (any codec whose [`Codec::open_is_pure`]; a JWT only between its `iat` and `exp`), not
+    /// with store-backed sessions.
     /// The cost: up to this much memory, holding plaintext sessions until evicted.
     #[must_use]
     pub fn open_cache(mut self, max_bytes: usize) -> Self {

@@ -210,6 +210,7 @@ impl Inner {
                     let hit = Hit {
                         state: self.state.clone(),
                         stale_key: false,
+                        validity: codec.sealed_validity(&self.state),
                     };
                     // The client sends the new token from now on: the one it replaces goes,
                     // and the budget is updated once for both.
