@@ -25,7 +25,6 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use aes_gcm::aead::rand_core::{OsRng, RngCore};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet, PublicKeyUse};
@@ -33,6 +32,7 @@ use jsonwebtoken::{DecodingKey, EncodingKey, Header};
 use zeroize::Zeroizing;
 
 use crate::error::KeyError;
+use crate::keys::{check_id, check_not_degenerate, fill_random};
 
 /// Longest `kid`, in characters. Longer than the 16 of [`crate::Keyring`] so that RFC 7638
 /// thumbprints (43 characters) fit.
@@ -248,27 +248,6 @@ pub(crate) fn install_crypto_provider() {
     let _ = provider.install_default();
 }
 
-/// Checks a `kid`: 1 to 64 characters from `A-Z a-z 0-9 . _ -`.
-pub(crate) fn valid_kid(kid: &str) -> bool {
-    !kid.is_empty()
-        && kid.len() <= MAX_JWT_KID_LEN
-        && kid
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-}
-
-fn check_kid(kid: &str) -> Result<(), JwtKeyError> {
-    if valid_kid(kid) {
-        Ok(())
-    } else {
-        Err(KeyError::InvalidKeyId {
-            id: kid.chars().take(64).collect(),
-            max: MAX_JWT_KID_LEN,
-        }
-        .into())
-    }
-}
-
 /// PKCS#8 v1 prefix of an Ed25519 private key (RFC 8410): the 32-byte seed follows.
 const ED25519_PKCS8_PREFIX: [u8; 16] = [
     0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
@@ -300,7 +279,7 @@ impl JwtKey {
     /// assert!(matches!(weak, Err(JwtKeyError::Key(KeyError::TooShort { need: 32, got: 6, .. }))));
     /// ```
     pub fn hmac(kid: &str, alg: JwtAlgorithm, secret: &[u8]) -> Result<JwtKey, JwtKeyError> {
-        check_kid(kid)?;
+        check_id(kid, MAX_JWT_KID_LEN)?;
         if !alg.is_symmetric() {
             return Err(JwtKeyError::WrongKeyKind {
                 kid: kid.to_owned(),
@@ -317,14 +296,7 @@ impl JwtKey {
             }
             .into());
         }
-        if let Some(first) = secret.first()
-            && secret.iter().all(|b| b == first)
-        {
-            return Err(KeyError::Degenerate {
-                what: "HMAC secret",
-            }
-            .into());
-        }
+        check_not_degenerate("HMAC secret", secret)?;
         JwtKey::build(
             kid,
             alg,
@@ -336,7 +308,7 @@ impl JwtKey {
 
     /// An HMAC key from base64 (standard or URL-safe alphabet, padded or not).
     pub fn hmac_base64(kid: &str, alg: JwtAlgorithm, b64: &str) -> Result<JwtKey, JwtKeyError> {
-        check_kid(kid)?;
+        check_id(kid, MAX_JWT_KID_LEN)?;
         let b64 = b64.trim();
         let secret = Zeroizing::new(
             URL_SAFE_NO_PAD
@@ -354,7 +326,7 @@ impl JwtKey {
     /// The verifying key and the public JWK are derived from it. Refuses RSA keys under
     /// 2048 bits, a key of another type than `alg`, and a key that fails its self-test.
     pub fn from_pem(kid: &str, alg: JwtAlgorithm, pem: &[u8]) -> Result<JwtKey, JwtKeyError> {
-        check_kid(kid)?;
+        check_id(kid, MAX_JWT_KID_LEN)?;
         let bad_pem = || JwtKeyError::BadPem {
             kid: kid.to_owned(),
             alg,
@@ -386,12 +358,10 @@ impl JwtKey {
         kid: &str,
         alg: JwtAlgorithm,
     ) -> Result<(JwtKey, Zeroizing<String>), JwtKeyError> {
-        check_kid(kid)?;
+        check_id(kid, MAX_JWT_KID_LEN)?;
         if alg.is_symmetric() {
             let mut secret = Zeroizing::new(vec![0u8; alg.min_secret_len()]);
-            OsRng
-                .try_fill_bytes(&mut secret[..])
-                .map_err(|_| KeyError::Rng)?;
+            fill_random(&mut secret[..])?;
             let key = JwtKey::hmac(kid, alg, &secret)?;
             return Ok((key, Zeroizing::new(URL_SAFE_NO_PAD.encode(&secret[..]))));
         }
@@ -403,9 +373,7 @@ impl JwtKey {
         }
         let mut der = Zeroizing::new([0u8; 48]);
         der[..16].copy_from_slice(&ED25519_PKCS8_PREFIX);
-        OsRng
-            .try_fill_bytes(&mut der[16..])
-            .map_err(|_| KeyError::Rng)?;
+        fill_random(&mut der[16..])?;
         let b64 = Zeroizing::new(STANDARD.encode(&der[..]));
         let pem = Zeroizing::new(format!(
             "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",

@@ -10,7 +10,7 @@
 use std::cell::Cell;
 
 use crate::error::OpenError;
-use crate::keys::{MAX_KEY_ID_LEN, validate_key_id};
+use crate::keys::{MAX_KEY_ID_LEN, valid_id};
 
 /// The format version this build writes and reads.
 pub(crate) const VERSION: u8 = 1;
@@ -65,8 +65,10 @@ impl<'a> Header<'a> {
         let key_id = rest
             .get(..klen)
             .ok_or(OpenError::Malformed("key id truncated"))?;
-        let id_str = std::str::from_utf8(key_id).map_err(|_| OpenError::Malformed("bad key id"))?;
-        validate_key_id(id_str).map_err(|_| OpenError::Malformed("bad key id"))?;
+        // Only ASCII passes, so the id is UTF-8 too.
+        if !valid_id(key_id, MAX_KEY_ID_LEN) {
+            return Err(OpenError::Malformed("bad key id"));
+        }
         Ok(Header {
             key_id,
             len: 3 + klen,

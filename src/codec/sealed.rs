@@ -204,9 +204,7 @@ impl Codec for SealedCodec {
     fn open(&self, token: &str, purpose: &[u8]) -> Result<Opened, OpenError> {
         let mut raw = decode_text(token, self.max_len)?;
         let header = Header::parse(&raw, KIND_SEALED)?;
-        let (key, primary) = self.ring.find(header.key_id).ok_or_else(|| {
-            OpenError::UnknownKeyId(String::from_utf8_lossy(header.key_id).into_owned())
-        })?;
+        let (key, primary) = self.ring.find(header.key_id)?;
         let header_len = header.len;
         let nonce_len = key.alg.nonce_len();
         let body_start = header_len + nonce_len;

@@ -85,9 +85,7 @@ impl Codec for SignedCodec {
     fn open(&self, token: &str, purpose: &[u8]) -> Result<Opened, OpenError> {
         let raw = decode_text(token, self.max_len)?;
         let header = Header::parse(&raw, KIND_SIGNED)?;
-        let (key, primary) = self.ring.find(header.key_id).ok_or_else(|| {
-            OpenError::UnknownKeyId(String::from_utf8_lossy(header.key_id).into_owned())
-        })?;
+        let (key, primary) = self.ring.find(header.key_id)?;
         let header_len = header.len;
         let tag_start = raw
             .len()
