@@ -9,7 +9,7 @@
 
 use std::cell::Cell;
 
-use crate::error::OpenError;
+use crate::error::{OpenError, SealError};
 use crate::keys::{MAX_KEY_ID_LEN, valid_id};
 
 /// The format version this build writes and reads.
@@ -151,6 +151,16 @@ impl AssociatedData {
 /// the two crates to that.
 pub(crate) fn encode_text(raw: &[u8]) -> String {
     base64_simd::URL_SAFE_NO_PAD.encode_to_string(raw)
+}
+
+/// Refuses to make a token whose text, for `raw_len` bytes, would pass `max` characters.
+pub(crate) fn check_text_len(raw_len: usize, max: usize) -> Result<(), SealError> {
+    // Unpadded base64: 4 characters per 3 bytes, rounded up.
+    let len = (raw_len * 4).div_ceil(3);
+    if len > max {
+        return Err(SealError::TooLarge { len, max });
+    }
+    Ok(())
 }
 
 /// The largest buffer [`SCRATCH`] keeps between seals.
