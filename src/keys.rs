@@ -510,7 +510,8 @@ impl Keyring {
 
     /// A new ring with `key` as the new primary, keeping at most `keep` keys in all.
     pub fn rotate(&self, key: Key, keep: usize) -> Result<Keyring, KeyError> {
-        Keyring::new(std::iter::once(key).chain(self.keys().cloned()).take(keep.max(1)))
+        let keep = keep.max(1);
+        Keyring::new(std::iter::once(key).chain(self.keys().cloned()).take(keep))
     }
 
     /// The ring in key-ring string form. This exposes key material.
