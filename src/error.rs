@@ -189,23 +189,32 @@ pub enum OpenError {
 impl OpenError {
     /// A short, stable, lower-case label for logs and metrics (`"bad_seal"`, `"expired"`, ...).
     pub fn reason(&self) -> &'static str {
+        let reasons = &crate::stats::REASONS;
+        reasons
+            .get(self.reason_index())
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// The position of this error's reason in [`REASONS`](crate::stats::REASONS).
+    pub(crate) fn reason_index(&self) -> usize {
         match self {
-            OpenError::Malformed(_) => "malformed",
-            OpenError::UnsupportedVersion { .. } => "unsupported_version",
-            OpenError::UnknownKeyId(_) => "unknown_key_id",
-            OpenError::BadSeal => "bad_seal",
-            OpenError::Expired { .. } => "expired",
-            OpenError::IdleTimeout { .. } => "idle_timeout",
-            OpenError::FromTheFuture { .. } => "from_the_future",
-            OpenError::TooLarge { .. } => "too_large",
-            OpenError::Revoked => "revoked",
-            OpenError::ClaimMismatch { .. } => "claim_mismatch",
-            OpenError::NotFound => "not_found",
-            OpenError::CookieHeaderTooLarge { .. } => "cookie_header_too_large",
-            OpenError::TooManyChunks { .. } => "too_many_chunks",
-            OpenError::DataTooLarge { .. } => "data_too_large",
-            OpenError::DataTooDeep { .. } => "data_too_deep",
-            OpenError::DuplicateAuthorization { .. } => "duplicate_authorization",
+            OpenError::Malformed(_) => 0,
+            OpenError::UnsupportedVersion { .. } => 1,
+            OpenError::UnknownKeyId(_) => 2,
+            OpenError::BadSeal => 3,
+            OpenError::Expired { .. } => 4,
+            OpenError::IdleTimeout { .. } => 5,
+            OpenError::FromTheFuture { .. } => 6,
+            OpenError::TooLarge { .. } => 7,
+            OpenError::Revoked => 8,
+            OpenError::ClaimMismatch { .. } => 9,
+            OpenError::NotFound => 10,
+            OpenError::CookieHeaderTooLarge { .. } => 11,
+            OpenError::TooManyChunks { .. } => 12,
+            OpenError::DataTooLarge { .. } => 13,
+            OpenError::DataTooDeep { .. } => 14,
+            OpenError::DuplicateAuthorization { .. } => 15,
         }
     }
 }

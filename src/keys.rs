@@ -14,7 +14,6 @@ use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::KeyInit;
 #[cfg(not(feature = "aws-lc"))]
 use aes_gcm::aead::generic_array::GenericArray;
-use aes_gcm::aead::rand_core::{OsRng, RngCore};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use chacha20poly1305::{ChaCha20Poly1305, XChaCha20Poly1305};
@@ -23,7 +22,7 @@ use hmac::Hmac;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::error::KeyError;
+use crate::error::{KeyError, OpenError};
 
 /// Length of key material and of secrets, in bytes (the minimum for a secret).
 pub const KEY_LEN: usize = 32;
@@ -93,24 +92,34 @@ impl FromStr for Algorithm {
     }
 }
 
-/// Checks a key id: 1 to 16 characters from `A-Z a-z 0-9 . _ -`.
-pub(crate) fn validate_key_id(id: &str) -> Result<(), KeyError> {
-    let ok = !id.is_empty()
-        && id.len() <= MAX_KEY_ID_LEN
+/// Whether `id` is 1 to `max` characters from `A-Z a-z 0-9 . _ -`: a key id (at most
+/// [`MAX_KEY_ID_LEN`]) or a JWT `kid`.
+pub(crate) fn valid_id(id: &[u8], max: usize) -> bool {
+    !id.is_empty()
+        && id.len() <= max
         && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
-    if ok {
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+/// [`valid_id`], as a refusal naming the id.
+pub(crate) fn check_id(id: &str, max: usize) -> Result<(), KeyError> {
+    if valid_id(id.as_bytes(), max) {
         Ok(())
     } else {
         Err(KeyError::InvalidKeyId {
             id: id.chars().take(64).collect(),
-            max: MAX_KEY_ID_LEN,
+            max,
         })
     }
 }
 
-fn check_not_degenerate(what: &'static str, bytes: &[u8]) -> Result<(), KeyError> {
+/// Fills `out` from the operating system's generator, as nonces and session ids are.
+pub(crate) fn fill_random(out: &mut [u8]) -> Result<(), KeyError> {
+    crate::random::fill(out).map_err(|_| KeyError::Rng)
+}
+
+pub(crate) fn check_not_degenerate(what: &'static str, bytes: &[u8]) -> Result<(), KeyError> {
     match bytes.first() {
         Some(first) if bytes.iter().all(|b| b == first) => Err(KeyError::Degenerate { what }),
         _ => Ok(()),
@@ -138,7 +147,7 @@ impl Key {
     /// assert!(matches!(key, Err(KeyError::TooShort { need: 32, got: 31, .. })));
     /// ```
     pub fn new(id: &str, alg: Algorithm, bytes: &[u8]) -> Result<Key, KeyError> {
-        validate_key_id(id)?;
+        check_id(id, MAX_KEY_ID_LEN)?;
         if bytes.len() < KEY_LEN {
             return Err(KeyError::TooShort {
                 what: "key",
@@ -161,11 +170,9 @@ impl Key {
 
     /// A fresh random key from the operating system's RNG.
     pub fn generate(id: &str, alg: Algorithm) -> Result<Key, KeyError> {
-        validate_key_id(id)?;
+        check_id(id, MAX_KEY_ID_LEN)?;
         let mut material = Zeroizing::new([0u8; KEY_LEN]);
-        OsRng
-            .try_fill_bytes(&mut material[..])
-            .map_err(|_| KeyError::Rng)?;
+        fill_random(&mut material[..])?;
         Ok(Key {
             id: id.to_owned(),
             alg,
@@ -175,7 +182,7 @@ impl Key {
 
     /// A key from base64 (standard or URL-safe alphabet, padded or not) of 32 bytes.
     pub fn from_base64(id: &str, alg: Algorithm, b64: &str) -> Result<Key, KeyError> {
-        validate_key_id(id)?;
+        check_id(id, MAX_KEY_ID_LEN)?;
         let bytes = Zeroizing::new(
             decode_any_base64(b64.trim())
                 .ok_or_else(|| KeyError::BadBase64 { id: id.to_owned() })?,
@@ -200,7 +207,7 @@ impl Key {
         hkdf_expand(SECRET_SALT, secret, &[SECRET_INFO], &mut material[..]);
         let id = match id {
             Some(id) => {
-                validate_key_id(id)?;
+                check_id(id, MAX_KEY_ID_LEN)?;
                 id.to_owned()
             }
             None => derived_key_id(&material),
@@ -459,7 +466,7 @@ impl Keyring {
     /// a restart; use it for tests and first runs.
     pub fn generate() -> Result<Keyring, KeyError> {
         let mut id = [0u8; 4];
-        OsRng.try_fill_bytes(&mut id).map_err(|_| KeyError::Rng)?;
+        fill_random(&mut id)?;
         let id = format!("g{}", URL_SAFE_NO_PAD.encode(id));
         Keyring::new([Key::generate(&id, Algorithm::Aes256Gcm)?])
     }
@@ -509,13 +516,12 @@ impl Keyring {
 
     /// The ring in key-ring string form. This exposes key material.
     pub fn to_ring_string(&self) -> Zeroizing<String> {
-        let parts: Vec<Zeroizing<String>> = self.keys().map(Key::to_ring_entry).collect();
         let mut s = Zeroizing::new(String::new());
-        for (i, p) in parts.iter().enumerate() {
+        for (i, key) in self.keys().enumerate() {
             if i > 0 {
                 s.push(',');
             }
-            s.push_str(p);
+            s.push_str(&key.to_ring_entry());
         }
         s
     }
@@ -526,12 +532,13 @@ impl Keyring {
     }
 
     /// The key with this id and whether it is the primary, found without trying keys.
-    pub(crate) fn find(&self, id: &[u8]) -> Option<(&RingKey, bool)> {
+    pub(crate) fn find(&self, id: &[u8]) -> Result<(&RingKey, bool), OpenError> {
         self.keys
             .iter()
             .enumerate()
             .find(|(_, k)| k.id.as_bytes() == id)
             .map(|(i, k)| (k, i == 0))
+            .ok_or_else(|| OpenError::UnknownKeyId(String::from_utf8_lossy(id).into_owned()))
     }
 }
 

@@ -1,5 +1,5 @@
-//! Randomness for nonces and session ids: every draw is one call to the operating system's
-//! generator ([`getrandom`]), and no random byte is kept in the process.
+//! Randomness for nonces, session ids and generated keys: every draw is one call to the
+//! operating system's generator ([`getrandom`]), and no random byte is kept in the process.
 //!
 //! # Why nothing is kept
 //!

@@ -66,7 +66,7 @@ pub use crate::denylist::metrics::{
     DENYLIST_ENTRIES, DENYLIST_OVERFLOWS_TOTAL, DENYLIST_STALENESS_SECONDS,
 };
 
-/// Every refusal reason, in the order [`Stats::refusals`] lists them.
+/// Every refusal reason ([`OpenError::reason`]), in the order [`Stats::refusals`] lists them.
 pub const REASONS: [&str; 16] = [
     "malformed",
     "unsupported_version",
@@ -85,28 +85,6 @@ pub const REASONS: [&str; 16] = [
     "data_too_deep",
     "duplicate_authorization",
 ];
-
-/// The position of `e`'s reason in [`REASONS`].
-fn reason_index(e: &OpenError) -> usize {
-    match e {
-        OpenError::Malformed(_) => 0,
-        OpenError::UnsupportedVersion { .. } => 1,
-        OpenError::UnknownKeyId(_) => 2,
-        OpenError::BadSeal => 3,
-        OpenError::Expired { .. } => 4,
-        OpenError::IdleTimeout { .. } => 5,
-        OpenError::FromTheFuture { .. } => 6,
-        OpenError::TooLarge { .. } => 7,
-        OpenError::Revoked => 8,
-        OpenError::ClaimMismatch { .. } => 9,
-        OpenError::NotFound => 10,
-        OpenError::CookieHeaderTooLarge { .. } => 11,
-        OpenError::TooManyChunks { .. } => 12,
-        OpenError::DataTooLarge { .. } => 13,
-        OpenError::DataTooDeep { .. } => 14,
-        OpenError::DuplicateAuthorization { .. } => 15,
-    }
-}
 
 /// The shortest time between two refusal log lines of one reason, per middleware; the
 /// refusals in between are counted, and the next line says how many it left out.
@@ -200,7 +178,7 @@ impl Counters {
     /// [`REFUSAL_LOG_INTERVAL`] ago.
     pub(crate) fn refused(&self, e: &OpenError, span: &Span) {
         let reason = e.reason();
-        let index = reason_index(e);
+        let index = e.reason_index();
         if let Some(suppressed) = self.refusal_logs.get(index).and_then(|g| g.admit(now_ms())) {
             match e {
                 OpenError::Expired { .. } | OpenError::IdleTimeout { .. } | OpenError::Revoked => {
@@ -474,7 +452,7 @@ mod tests {
         ];
         assert_eq!(all.len(), REASONS.len());
         for (i, e) in all.iter().enumerate() {
-            assert_eq!(reason_index(e), i);
+            assert_eq!(e.reason_index(), i);
             assert_eq!(REASONS.get(i), Some(&e.reason()));
         }
     }

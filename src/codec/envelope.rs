@@ -9,8 +9,8 @@
 
 use std::cell::Cell;
 
-use crate::error::OpenError;
-use crate::keys::{MAX_KEY_ID_LEN, validate_key_id};
+use crate::error::{OpenError, SealError};
+use crate::keys::{MAX_KEY_ID_LEN, valid_id};
 
 /// The format version this build writes and reads.
 pub(crate) const VERSION: u8 = 1;
@@ -65,8 +65,10 @@ impl<'a> Header<'a> {
         let key_id = rest
             .get(..klen)
             .ok_or(OpenError::Malformed("key id truncated"))?;
-        let id_str = std::str::from_utf8(key_id).map_err(|_| OpenError::Malformed("bad key id"))?;
-        validate_key_id(id_str).map_err(|_| OpenError::Malformed("bad key id"))?;
+        // Only ASCII passes, so the id is UTF-8 too.
+        if !valid_id(key_id, MAX_KEY_ID_LEN) {
+            return Err(OpenError::Malformed("bad key id"));
+        }
         Ok(Header {
             key_id,
             len: 3 + klen,
@@ -149,6 +151,16 @@ impl AssociatedData {
 /// the two crates to that.
 pub(crate) fn encode_text(raw: &[u8]) -> String {
     base64_simd::URL_SAFE_NO_PAD.encode_to_string(raw)
+}
+
+/// Refuses to make a token whose text, for `raw_len` bytes, would pass `max` characters.
+pub(crate) fn check_text_len(raw_len: usize, max: usize) -> Result<(), SealError> {
+    // Unpadded base64: 4 characters per 3 bytes, rounded up.
+    let len = (raw_len * 4).div_ceil(3);
+    if len > max {
+        return Err(SealError::TooLarge { len, max });
+    }
+    Ok(())
 }
 
 /// The largest buffer [`SCRATCH`] keeps between seals.

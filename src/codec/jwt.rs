@@ -47,7 +47,8 @@ use super::jwt_builder::JwtCodecBuilder;
 use super::{Codec, Opened, Validity};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::{OpenError, SealError};
-use crate::jwt_keys::{JwtKeyring, valid_kid};
+use crate::jwt_keys::{JwtKeyring, MAX_JWT_KID_LEN};
+use crate::keys::valid_id;
 use crate::policy::{Fresh, Policy};
 use crate::state::{MAX_SUBJECT_LEN, SessionId, SessionState};
 
@@ -256,7 +257,7 @@ impl JwtCodec {
         let kid = header
             .kid
             .ok_or(OpenError::Malformed("JWT header has no kid"))?;
-        if !valid_kid(&kid) {
+        if !valid_id(kid.as_bytes(), MAX_JWT_KID_LEN) {
             return Err(OpenError::Malformed("JWT kid is not a valid key id"));
         }
         let (index, key) = self

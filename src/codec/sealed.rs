@@ -13,8 +13,8 @@
 use aes_gcm::aead::{AeadInPlace, generic_array::GenericArray};
 
 use super::envelope::{
-    AssociatedData, Header, KIND_SEALED, decode_text, encode_text, keep_token_buffer, token_buffer,
-    write_header,
+    AssociatedData, Header, KIND_SEALED, check_text_len, decode_text, encode_text,
+    keep_token_buffer, token_buffer, write_header,
 };
 use super::{Codec, DEFAULT_MAX_TOKEN_LEN, Opened};
 use crate::error::{OpenError, SealError};
@@ -168,14 +168,7 @@ impl SealedCodec {
         }
         let body_start = raw.len();
         state.encode_into(&mut raw)?;
-        // Unpadded base64: 4 characters per 3 bytes, rounded up.
-        let text_len = ((raw.len() + TAG_LEN) * 4).div_ceil(3);
-        if text_len > self.max_len {
-            return Err(SealError::TooLarge {
-                len: text_len,
-                max: self.max_len,
-            });
-        }
+        check_text_len(raw.len() + TAG_LEN, self.max_len)?;
         let ad = AssociatedData::new(&raw[..header_len], purpose);
         let (head, body) = raw.split_at_mut(body_start);
         let tag = encrypt(&key.aead, &head[header_len..], ad.as_bytes(), body)?;
@@ -204,9 +197,7 @@ impl Codec for SealedCodec {
     fn open(&self, token: &str, purpose: &[u8]) -> Result<Opened, OpenError> {
         let mut raw = decode_text(token, self.max_len)?;
         let header = Header::parse(&raw, KIND_SEALED)?;
-        let (key, primary) = self.ring.find(header.key_id).ok_or_else(|| {
-            OpenError::UnknownKeyId(String::from_utf8_lossy(header.key_id).into_owned())
-        })?;
+        let (key, primary) = self.ring.find(header.key_id)?;
         let header_len = header.len;
         let nonce_len = key.alg.nonce_len();
         let body_start = header_len + nonce_len;

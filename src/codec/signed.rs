@@ -9,8 +9,8 @@
 //! anyone holding the token can decode the session data (like Rails' signed cookies).
 
 use super::envelope::{
-    AssociatedData, Header, KIND_SIGNED, decode_text, encode_text, keep_token_buffer, token_buffer,
-    write_header,
+    AssociatedData, Header, KIND_SIGNED, check_text_len, decode_text, encode_text,
+    keep_token_buffer, token_buffer, write_header,
 };
 use super::{Codec, DEFAULT_MAX_TOKEN_LEN, Opened};
 use crate::error::{OpenError, SealError};
@@ -64,14 +64,7 @@ impl Codec for SignedCodec {
         write_header(&mut raw, KIND_SIGNED, &key.id);
         let header_len = raw.len();
         state.encode_into(&mut raw)?;
-        // Unpadded base64: 4 characters per 3 bytes, rounded up.
-        let text_len = ((raw.len() + TAG_LEN) * 4).div_ceil(3);
-        if text_len > self.max_len {
-            return Err(SealError::TooLarge {
-                len: text_len,
-                max: self.max_len,
-            });
-        }
+        check_text_len(raw.len() + TAG_LEN, self.max_len)?;
         let tag = key.mac.tag(&[
             AssociatedData::new(&raw[..header_len], purpose).as_bytes(),
             &raw[header_len..],
@@ -85,9 +78,7 @@ impl Codec for SignedCodec {
     fn open(&self, token: &str, purpose: &[u8]) -> Result<Opened, OpenError> {
         let raw = decode_text(token, self.max_len)?;
         let header = Header::parse(&raw, KIND_SIGNED)?;
-        let (key, primary) = self.ring.find(header.key_id).ok_or_else(|| {
-            OpenError::UnknownKeyId(String::from_utf8_lossy(header.key_id).into_owned())
-        })?;
+        let (key, primary) = self.ring.find(header.key_id)?;
         let header_len = header.len;
         let tag_start = raw
             .len()

@@ -54,9 +54,7 @@ impl SessionIdCodec {
     pub fn verify(&self, token: &str, purpose: &[u8]) -> Result<(SessionId, bool), OpenError> {
         let raw = decode_text(token, MAX_TEXT_LEN)?;
         let header = Header::parse(&raw, KIND_SESSION_ID)?;
-        let (key, primary) = self.ring.find(header.key_id).ok_or_else(|| {
-            OpenError::UnknownKeyId(String::from_utf8_lossy(header.key_id).into_owned())
-        })?;
+        let (key, primary) = self.ring.find(header.key_id)?;
         let body = raw
             .get(header.len..)
             .ok_or(OpenError::Malformed("truncated"))?;

@@ -70,9 +70,9 @@ impl RedisStoreBuilder {
             .url
             .as_str()
             .into_connection_info()
-            .map_err(|e| backend("parse the Redis URL", Cause::Redis(e)))?;
+            .map_err(|e| backend(OpError::Redis("parse the Redis URL", e)))?;
         let client = redis::Client::open(info)
-            .map_err(|e| backend("open a Redis client", Cause::Redis(e)))?;
+            .map_err(|e| backend(OpError::Redis("open a Redis client", e)))?;
         let config = ConnectionManagerConfig::new()
             // One connection attempt per reconnection, started by the next operation after a
             // failure: during an outage operations fail at once (a 503) instead of queueing
@@ -269,40 +269,18 @@ impl Store for RedisStore {
 }
 
 /// What went wrong in one Redis operation: the `source` of [`StoreError::Backend`].
-#[derive(Debug)]
-struct OpError {
-    op: &'static str,
-    cause: Cause,
+#[derive(Debug, thiserror::Error)]
+enum OpError {
+    #[error("Redis {0} failed")]
+    Redis(&'static str, #[source] redis::RedisError),
+    #[error("Redis {0} timed out after {1:?}")]
+    TimedOut(&'static str, Duration),
 }
 
-#[derive(Debug)]
-enum Cause {
-    Redis(redis::RedisError),
-    TimedOut(Duration),
-}
-
-impl std::fmt::Display for OpError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.cause {
-            Cause::Redis(_) => write!(f, "Redis {} failed", self.op),
-            Cause::TimedOut(after) => write!(f, "Redis {} timed out after {after:?}", self.op),
-        }
-    }
-}
-
-impl std::error::Error for OpError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.cause {
-            Cause::Redis(e) => Some(e),
-            Cause::TimedOut(_) => None,
-        }
-    }
-}
-
-fn backend(op: &'static str, cause: Cause) -> StoreError {
+fn backend(error: OpError) -> StoreError {
     StoreError::Backend {
         store: STORE,
-        source: Box::new(OpError { op, cause }),
+        source: Box::new(error),
     }
 }
 
@@ -314,8 +292,8 @@ async fn limit<T>(
     match tokio::time::timeout(timeout, fut).await {
         Ok(Ok(v)) => Ok(v),
         // The connection's own limits are the same: whichever fires first, the same error.
-        Ok(Err(e)) if e.is_timeout() => Err(backend(op, Cause::TimedOut(timeout))),
-        Ok(Err(e)) => Err(backend(op, Cause::Redis(e))),
-        Err(_) => Err(backend(op, Cause::TimedOut(timeout))),
+        Ok(Err(e)) if e.is_timeout() => Err(backend(OpError::TimedOut(op, timeout))),
+        Ok(Err(e)) => Err(backend(OpError::Redis(op, e))),
+        Err(_) => Err(backend(OpError::TimedOut(op, timeout))),
     }
 }

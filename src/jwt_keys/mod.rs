@@ -21,11 +21,13 @@
 //! for RSA signing than the RustCrypto backend on the same machine (see
 //! `docs/FORMAT.md, appendix`), at the price of a C compiler at build time.
 
+mod algorithm;
+
+pub use algorithm::{JwtAlgorithm, JwtKeyError};
+
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
-use aes_gcm::aead::rand_core::{OsRng, RngCore};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet, PublicKeyUse};
@@ -33,6 +35,7 @@ use jsonwebtoken::{DecodingKey, EncodingKey, Header};
 use zeroize::Zeroizing;
 
 use crate::error::KeyError;
+use crate::keys::{check_id, check_not_degenerate, fill_random};
 
 /// Longest `kid`, in characters. Longer than the 16 of [`crate::Keyring`] so that RFC 7638
 /// thumbprints (43 characters) fit.
@@ -40,202 +43,6 @@ pub const MAX_JWT_KID_LEN: usize = 64;
 
 /// Smallest RSA modulus accepted, in bits.
 pub const MIN_RSA_BITS: usize = 2048;
-
-/// A JWT signature algorithm this crate signs and verifies with.
-///
-/// Each key has exactly one; a token naming another algorithm than its key's is refused.
-/// The names are those of RFC 7518 (`HS256`, ..., `EdDSA`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum JwtAlgorithm {
-    /// HMAC-SHA256 with a shared secret of at least 32 bytes.
-    HS256,
-    /// HMAC-SHA384 with a shared secret of at least 48 bytes.
-    HS384,
-    /// HMAC-SHA512 with a shared secret of at least 64 bytes.
-    HS512,
-    /// RSASSA-PKCS1-v1_5 with SHA-256, RSA key of at least 2048 bits.
-    RS256,
-    /// RSASSA-PSS with SHA-256, RSA key of at least 2048 bits.
-    PS256,
-    /// ECDSA on P-256 with SHA-256.
-    ES256,
-    /// ECDSA on P-384 with SHA-384.
-    ES384,
-    /// EdDSA on Ed25519.
-    EdDSA,
-}
-
-impl JwtAlgorithm {
-    /// Every supported algorithm.
-    pub const ALL: [JwtAlgorithm; 8] = [
-        JwtAlgorithm::HS256,
-        JwtAlgorithm::HS384,
-        JwtAlgorithm::HS512,
-        JwtAlgorithm::RS256,
-        JwtAlgorithm::PS256,
-        JwtAlgorithm::ES256,
-        JwtAlgorithm::ES384,
-        JwtAlgorithm::EdDSA,
-    ];
-
-    /// The RFC 7518 name, as in the `alg` header: `"HS256"`, ..., `"EdDSA"`.
-    pub const fn name(self) -> &'static str {
-        match self {
-            JwtAlgorithm::HS256 => "HS256",
-            JwtAlgorithm::HS384 => "HS384",
-            JwtAlgorithm::HS512 => "HS512",
-            JwtAlgorithm::RS256 => "RS256",
-            JwtAlgorithm::PS256 => "PS256",
-            JwtAlgorithm::ES256 => "ES256",
-            JwtAlgorithm::ES384 => "ES384",
-            JwtAlgorithm::EdDSA => "EdDSA",
-        }
-    }
-
-    /// Whether keys of this algorithm are shared secrets (HMAC), which are never published.
-    pub const fn is_symmetric(self) -> bool {
-        matches!(
-            self,
-            JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512
-        )
-    }
-
-    /// Shortest HMAC secret, in bytes: the hash output size (RFC 7518 section 3.2).
-    /// Zero for asymmetric algorithms.
-    pub const fn min_secret_len(self) -> usize {
-        match self {
-            JwtAlgorithm::HS256 => 32,
-            JwtAlgorithm::HS384 => 48,
-            JwtAlgorithm::HS512 => 64,
-            _ => 0,
-        }
-    }
-
-    /// The matching `jsonwebtoken` algorithm.
-    pub fn to_jsonwebtoken(self) -> jsonwebtoken::Algorithm {
-        use jsonwebtoken::Algorithm as A;
-        match self {
-            JwtAlgorithm::HS256 => A::HS256,
-            JwtAlgorithm::HS384 => A::HS384,
-            JwtAlgorithm::HS512 => A::HS512,
-            JwtAlgorithm::RS256 => A::RS256,
-            JwtAlgorithm::PS256 => A::PS256,
-            JwtAlgorithm::ES256 => A::ES256,
-            JwtAlgorithm::ES384 => A::ES384,
-            JwtAlgorithm::EdDSA => A::EdDSA,
-        }
-    }
-
-    /// How to make a key of this algorithm with the `openssl` command line.
-    pub const fn openssl_hint(self) -> &'static str {
-        match self {
-            JwtAlgorithm::HS256 => "openssl rand -base64 32",
-            JwtAlgorithm::HS384 => "openssl rand -base64 48",
-            JwtAlgorithm::HS512 => "openssl rand -base64 64",
-            JwtAlgorithm::RS256 | JwtAlgorithm::PS256 => {
-                "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out key.pem"
-            }
-            JwtAlgorithm::ES256 => {
-                "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out key.pem"
-            }
-            JwtAlgorithm::ES384 => {
-                "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out key.pem"
-            }
-            JwtAlgorithm::EdDSA => "openssl genpkey -algorithm ED25519 -out key.pem",
-        }
-    }
-}
-
-impl fmt::Display for JwtAlgorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for JwtAlgorithm {
-    type Err = JwtKeyError;
-    /// Parses an RFC 7518 name, ignoring ASCII case (`es256`, `EdDSA`, ...).
-    fn from_str(s: &str) -> Result<Self, JwtKeyError> {
-        JwtAlgorithm::ALL
-            .into_iter()
-            .find(|a| a.name().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| JwtKeyError::UnknownAlgorithm(s.chars().take(32).collect()))
-    }
-}
-
-/// Why a JWT key or key ring was refused. Never carries key material.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum JwtKeyError {
-    /// A refusal shared with the sealed-token [`crate::Keyring`]: an invalid or duplicate
-    /// `kid`, an empty ring, a short or degenerate HMAC secret, a failed RNG.
-    #[error(transparent)]
-    Key(#[from] KeyError),
-    /// The algorithm name is not one this crate signs with (`none` never is).
-    #[error(
-        "unknown JWT algorithm {0:?}; expected one of HS256, HS384, HS512, RS256, PS256, ES256, ES384, EdDSA"
-    )]
-    UnknownAlgorithm(String),
-    /// A secret was given for an asymmetric algorithm, or a PEM key for an HMAC one.
-    #[error("key {kid:?}: {alg} needs {expected}")]
-    WrongKeyKind {
-        /// The key id.
-        kid: String,
-        /// The algorithm asked for.
-        alg: JwtAlgorithm,
-        /// What the algorithm needs: "a shared secret" or "a PEM private key".
-        expected: &'static str,
-    },
-    /// The PEM text is not a private key of the algorithm's type (or not PEM at all).
-    #[error(
-        "key {kid:?}: not a PKCS#8 (or PKCS#1 for RSA) PEM private key usable with {alg}; make one with `{hint}`"
-    )]
-    BadPem {
-        /// The key id.
-        kid: String,
-        /// The algorithm asked for.
-        alg: JwtAlgorithm,
-        /// An `openssl` command that makes a suitable key.
-        hint: &'static str,
-    },
-    /// An RSA key is shorter than [`MIN_RSA_BITS`].
-    #[error("key {kid:?}: RSA modulus is {bits} bits; at least {min} are required")]
-    WeakRsaKey {
-        /// The key id.
-        kid: String,
-        /// The modulus length found.
-        bits: usize,
-        /// The minimum.
-        min: usize,
-    },
-    /// The key could not sign a probe and verify it again (an unusable key or a crypto
-    /// backend that refuses it).
-    #[error("key {kid:?} ({alg}) failed its sign-and-verify self-test")]
-    SelfTest {
-        /// The key id.
-        kid: String,
-        /// The key's algorithm.
-        alg: JwtAlgorithm,
-    },
-    /// No usable `jsonwebtoken` crypto provider is installed in this process (another
-    /// component initialized `jsonwebtoken` without one before this crate could install its
-    /// own).
-    #[error(
-        "no usable jsonwebtoken CryptoProvider: install one with CryptoProvider::install_default before using jsonwebtoken"
-    )]
-    NoCryptoProvider,
-    /// This crate does not generate keys of this algorithm.
-    #[error(
-        "cannot generate {alg} keys here; make one with `{hint}` and load it with JwtKey::from_pem"
-    )]
-    GenerateUnsupported {
-        /// The algorithm asked for.
-        alg: JwtAlgorithm,
-        /// An `openssl` command that makes one.
-        hint: &'static str,
-    },
-}
 
 /// Installs this crate's crypto provider as `jsonwebtoken`'s process default, unless one is
 /// already installed. Idempotent and cheap after the first call.
@@ -246,27 +53,6 @@ pub(crate) fn install_crypto_provider() {
     let provider = &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
     // `Err` means a provider is already installed (ours earlier, or the application's): keep it.
     let _ = provider.install_default();
-}
-
-/// Checks a `kid`: 1 to 64 characters from `A-Z a-z 0-9 . _ -`.
-pub(crate) fn valid_kid(kid: &str) -> bool {
-    !kid.is_empty()
-        && kid.len() <= MAX_JWT_KID_LEN
-        && kid
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-}
-
-fn check_kid(kid: &str) -> Result<(), JwtKeyError> {
-    if valid_kid(kid) {
-        Ok(())
-    } else {
-        Err(KeyError::InvalidKeyId {
-            id: kid.chars().take(64).collect(),
-            max: MAX_JWT_KID_LEN,
-        }
-        .into())
-    }
 }
 
 /// PKCS#8 v1 prefix of an Ed25519 private key (RFC 8410): the 32-byte seed follows.
@@ -300,7 +86,7 @@ impl JwtKey {
     /// assert!(matches!(weak, Err(JwtKeyError::Key(KeyError::TooShort { need: 32, got: 6, .. }))));
     /// ```
     pub fn hmac(kid: &str, alg: JwtAlgorithm, secret: &[u8]) -> Result<JwtKey, JwtKeyError> {
-        check_kid(kid)?;
+        check_id(kid, MAX_JWT_KID_LEN)?;
         if !alg.is_symmetric() {
             return Err(JwtKeyError::WrongKeyKind {
                 kid: kid.to_owned(),
@@ -317,14 +103,7 @@ impl JwtKey {
             }
             .into());
         }
-        if let Some(first) = secret.first()
-            && secret.iter().all(|b| b == first)
-        {
-            return Err(KeyError::Degenerate {
-                what: "HMAC secret",
-            }
-            .into());
-        }
+        check_not_degenerate("HMAC secret", secret)?;
         JwtKey::build(
             kid,
             alg,
@@ -336,7 +115,7 @@ impl JwtKey {
 
     /// An HMAC key from base64 (standard or URL-safe alphabet, padded or not).
     pub fn hmac_base64(kid: &str, alg: JwtAlgorithm, b64: &str) -> Result<JwtKey, JwtKeyError> {
-        check_kid(kid)?;
+        check_id(kid, MAX_JWT_KID_LEN)?;
         let b64 = b64.trim();
         let secret = Zeroizing::new(
             URL_SAFE_NO_PAD
@@ -354,7 +133,7 @@ impl JwtKey {
     /// The verifying key and the public JWK are derived from it. Refuses RSA keys under
     /// 2048 bits, a key of another type than `alg`, and a key that fails its self-test.
     pub fn from_pem(kid: &str, alg: JwtAlgorithm, pem: &[u8]) -> Result<JwtKey, JwtKeyError> {
-        check_kid(kid)?;
+        check_id(kid, MAX_JWT_KID_LEN)?;
         let bad_pem = || JwtKeyError::BadPem {
             kid: kid.to_owned(),
             alg,
@@ -386,12 +165,10 @@ impl JwtKey {
         kid: &str,
         alg: JwtAlgorithm,
     ) -> Result<(JwtKey, Zeroizing<String>), JwtKeyError> {
-        check_kid(kid)?;
+        check_id(kid, MAX_JWT_KID_LEN)?;
         if alg.is_symmetric() {
             let mut secret = Zeroizing::new(vec![0u8; alg.min_secret_len()]);
-            OsRng
-                .try_fill_bytes(&mut secret[..])
-                .map_err(|_| KeyError::Rng)?;
+            fill_random(&mut secret[..])?;
             let key = JwtKey::hmac(kid, alg, &secret)?;
             return Ok((key, Zeroizing::new(URL_SAFE_NO_PAD.encode(&secret[..]))));
         }
@@ -403,9 +180,7 @@ impl JwtKey {
         }
         let mut der = Zeroizing::new([0u8; 48]);
         der[..16].copy_from_slice(&ED25519_PKCS8_PREFIX);
-        OsRng
-            .try_fill_bytes(&mut der[16..])
-            .map_err(|_| KeyError::Rng)?;
+        fill_random(&mut der[16..])?;
         let b64 = Zeroizing::new(STANDARD.encode(&der[..]));
         let pem = Zeroizing::new(format!(
             "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
