@@ -19,7 +19,7 @@ use sealed_session::{
 use crate::input::{Found, candidate_names};
 use crate::keys::{LoadedRing, load_jwt_key};
 use crate::timefmt::{human, relative};
-use crate::{CliError, exit};
+use crate::{CliError, exit, usage};
 
 /// JWT verification settings.
 #[derive(Default)]
@@ -168,7 +168,7 @@ impl Report {
             reason: None,
             error: None,
             hint: None,
-            source: found.source.name(),
+            source: found.source,
             cookie_name: found.cookie_name.clone(),
             chunks: found.chunks,
             token_length: found.token.len(),
@@ -480,7 +480,7 @@ fn inspect_jwt(r: &mut Report, token: &str, opts: &Options) -> Result<(), CliErr
             }
         },
         (None, None) => {
-            return Err(CliError::Usage(
+            return Err(usage(
                 "the JWT header has no alg; pass --jwt-alg".to_owned(),
             ));
         }
@@ -492,9 +492,11 @@ fn inspect_jwt(r: &mut Report, token: &str, opts: &Options) -> Result<(), CliErr
         .or(header_kid)
         .unwrap_or_else(|| "k1".to_owned());
     let key = load_jwt_key(key_file, &kid, alg)?;
-    let ring = JwtKeyring::new([key]).map_err(|source| CliError::JwtKey {
-        from: "--jwt-key".to_owned(),
-        source,
+    let ring = JwtKeyring::new([key]).map_err(|source| {
+        usage(format!(
+            "invalid JWT key in {}: {source}",
+            "--jwt-key".to_owned()
+        ))
     })?;
     // The application's binding as given: what is not given is not checked.
     let mut builder = JwtCodec::builder(ring).allow_missing_issuer_or_audience();
@@ -506,7 +508,7 @@ fn inspect_jwt(r: &mut Report, token: &str, opts: &Options) -> Result<(), CliErr
     }
     let codec = builder
         .build()
-        .map_err(CliError::JwtConfig)?
+        .map_err(|e| usage(format!("invalid --issuer or --audience: {e}")))?
         .leeway(opts.leeway)
         .idle_timeout(opts.idle_timeout);
     // First authenticate at the token's own issue time, so that an expired token still
@@ -545,6 +547,17 @@ fn inspect_jwt(r: &mut Report, token: &str, opts: &Options) -> Result<(), CliErr
     Ok(())
 }
 
+/// Redis could not be reached: exit 4, and why.
+#[cfg(feature = "redis")]
+fn redis_error(why: String) -> CliError {
+    CliError {
+        code: exit::REDIS,
+        message: format!(
+            "Redis denylist unreachable: {why}; check --redis and that Redis is running"
+        ),
+    }
+}
+
 #[cfg(feature = "redis")]
 fn check_revocation(r: &mut Report, redis: &RedisOptions) -> Result<(), CliError> {
     use sealed_session::denylist::{Check, Denylist, RedisDenylist};
@@ -561,7 +574,7 @@ fn check_revocation(r: &mut Report, redis: &RedisOptions) -> Result<(), CliError
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| CliError::Redis(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| redis_error(format!("cannot start the async runtime: {e}")))?;
     let check = runtime.block_on(async {
         let mut builder = RedisDenylist::builder(redis.url.clone())
             .timeout(redis.timeout)
@@ -579,7 +592,7 @@ fn check_revocation(r: &mut Report, redis: &RedisOptions) -> Result<(), CliError
                 let _ = write!(msg, ": {s}");
                 source = s.source();
             }
-            CliError::Redis(msg)
+            redis_error(msg)
         })?;
         let check = denylist.check(&id, subject.as_deref(), issued_at);
         denylist.shutdown();
@@ -607,10 +620,12 @@ fn check_revocation(r: &mut Report, redis: &RedisOptions) -> Result<(), CliError
 
 #[cfg(not(feature = "redis"))]
 fn check_revocation(_: &mut Report, _: &RedisOptions) -> Result<(), CliError> {
-    Err(CliError::Unsupported(
-        "this build has no Redis support; rebuild with `--features cli,redis` to use --redis"
-            .to_owned(),
-    ))
+    Err(CliError {
+        code: exit::UNSUPPORTED,
+        message:
+            "this build has no Redis support; rebuild with `--features cli,redis` to use --redis"
+                .to_owned(),
+    })
 }
 
 fn line(out: &mut String, label: &str, value: &str) {

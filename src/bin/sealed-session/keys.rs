@@ -7,7 +7,7 @@ use sealed_session::{
 };
 use zeroize::Zeroizing;
 
-use crate::CliError;
+use crate::{CliError, usage};
 
 /// What `--alg` names: a key of the ring (sealed, signed and store-backed sessions) or a JWT
 /// algorithm.
@@ -24,7 +24,7 @@ pub fn parse_alg(s: &str) -> Result<AnyAlg, CliError> {
     s.parse::<JwtAlgorithm>()
         .map(AnyAlg::Jwt)
         .map_err(|_| {
-            CliError::Usage(format!(
+            usage(format!(
                 "unknown algorithm {:?}: use aes256gcm, chacha20poly1305 or xchacha20poly1305 for a key-ring key (sealed, signed and store-backed sessions), or HS256, HS384, HS512, EdDSA, ES256, ES384, RS256, PS256 for a JWT key",
                 s.chars().take(40).collect::<String>()
             ))
@@ -35,10 +35,11 @@ pub fn parse_alg(s: &str) -> Result<AnyAlg, CliError> {
 pub fn read_secret_file(path: &Path) -> Result<Zeroizing<String>, CliError> {
     std::fs::read_to_string(path)
         .map(Zeroizing::new)
-        .map_err(|source| CliError::Io {
-            what: "read the key file",
-            path: path.display().to_string(),
-            source,
+        .map_err(|source| {
+            usage(format!(
+                "cannot read the key file {}: {source}",
+                path.display()
+            ))
         })
 }
 
@@ -65,10 +66,8 @@ fn ring_text_from_file(text: &str) -> Zeroizing<String> {
 }
 
 fn parse_ring(text: &str, from: &str) -> Result<Keyring, CliError> {
-    text.parse::<Keyring>().map_err(|source| CliError::Key {
-        from: from.to_owned(),
-        source,
-    })
+    text.parse::<Keyring>()
+        .map_err(|source| usage(format!("invalid key material in {from}: {source}")))
 }
 
 /// A ring and where it came from (`--keys`, `--keys-file PATH`, `SESSION_KEYS`, ...).
@@ -120,10 +119,7 @@ pub fn load_ring(
                     from: "SESSION_SECRET".to_owned(),
                 })
             })
-            .map_err(|source| CliError::Key {
-                from: "SESSION_SECRET".to_owned(),
-                source,
-            });
+            .map_err(|source| usage(format!("invalid key material in SESSION_SECRET: {source}")));
     }
     Ok(None)
 }
@@ -137,16 +133,17 @@ pub fn load_jwt_key(path: &Path, kid: &str, alg: JwtAlgorithm) -> Result<JwtKey,
     } else {
         JwtKey::hmac_base64(kid, alg, text.trim())
     };
-    key.map_err(|source| CliError::JwtKey { from, source })
+    key.map_err(|source| usage(format!("invalid JWT key in {from}: {source}")))
 }
 
 /// `keygen`: the text to print (a ring entry, an HMAC secret or a PEM) and a note for stderr.
 pub fn keygen(alg: AnyAlg, id: &str) -> Result<(Zeroizing<String>, String), CliError> {
     match alg {
         AnyAlg::Ring(alg) => {
-            let key = Key::generate(id, alg).map_err(|source| CliError::Key {
-                from: "the new key (--id)".to_owned(),
-                source,
+            let key = Key::generate(id, alg).map_err(|source| {
+                usage(format!(
+                    "invalid key material in the new key (--id): {source}"
+                ))
             })?;
             Ok((
                 key.to_ring_entry(),
@@ -168,15 +165,15 @@ pub fn keygen(alg: AnyAlg, id: &str) -> Result<(Zeroizing<String>, String), CliE
                     "{jalg} private key (PKCS#8 PEM) for kid {id}; load it with JwtKey::from_pem or `inspect --jwt-key FILE`"
                 ),
             )),
-            Err(JwtKeyError::GenerateUnsupported { alg, hint }) => {
-                Err(CliError::Unsupported(format!(
+            Err(JwtKeyError::GenerateUnsupported { alg, hint }) => Err(CliError {
+                code: crate::exit::UNSUPPORTED,
+                message: format!(
                     "sealed-session cannot generate {alg} keys; make one with:\n    {hint}\nthen use the PEM file with JwtKey::from_pem, or `sealed-session inspect --jwt-key key.pem`"
-                )))
-            }
-            Err(source) => Err(CliError::JwtKey {
-                from: "the new key (--id)".to_owned(),
-                source,
+                ),
             }),
+            Err(source) => Err(usage(format!(
+                "invalid JWT key in the new key (--id): {source}"
+            ))),
         },
     }
 }
@@ -200,7 +197,7 @@ pub fn load_rotate_ring(ring: Option<&str>, file: Option<&Path>) -> Result<Loade
             ring,
             from: "SESSION_KEYS".to_owned(),
         }),
-        None => Err(CliError::Usage(
+        None => Err(usage(
             "no key ring to rotate: give it as the RING argument, with --file PATH, or in SESSION_KEYS; to start a ring, run `sealed-session keygen`".to_owned(),
         )),
     }
@@ -248,29 +245,27 @@ pub fn rotate(
 ) -> Result<(Keyring, String), CliError> {
     let keep = match keep {
         Some(0) => {
-            return Err(CliError::Usage(
-                "--keep must be at least 1 (the new key)".to_owned(),
-            ));
+            return Err(usage("--keep must be at least 1 (the new key)".to_owned()));
         }
         Some(n) => n,
         None => usize::MAX,
     };
     let key_error = |source| match source {
-        KeyError::DuplicateKeyId(id) => CliError::Usage(format!(
+        KeyError::DuplicateKeyId(id) => usage(format!(
             "key id {id:?} is already in the ring; choose another with --id"
         )),
-        source => CliError::Key {
-            from: "the new key (--id)".to_owned(),
-            source,
-        },
+        source => usage(format!(
+            "invalid key material in the new key (--id): {source}"
+        )),
     };
     let (ring, head) = match step {
         Step::Replace | Step::Stage => {
             let alg = alg.unwrap_or_else(|| old.primary_algorithm());
             let id = id.map_or_else(|| next_id(old), str::to_owned);
-            let key = Key::generate(&id, alg).map_err(|source| CliError::Key {
-                from: "the new key (--id)".to_owned(),
-                source,
+            let key = Key::generate(&id, alg).map_err(|source| {
+                usage(format!(
+                    "invalid key material in the new key (--id): {source}"
+                ))
             })?;
             if step == Step::Replace {
                 let ring = old.rotate(key, keep).map_err(key_error)?;
@@ -299,7 +294,7 @@ pub fn rotate(
             let target = match id {
                 Some(id) => id.to_owned(),
                 None => old.ids().nth(1).map(str::to_owned).ok_or_else(|| {
-                    CliError::Usage(
+                    usage(
                         "the ring has one key: nothing to promote (stage one with `rotate --stage`)"
                             .to_owned(),
                     )
@@ -309,7 +304,7 @@ pub fn rotate(
                 .keys()
                 .find(|k| k.id() == target)
                 .cloned()
-                .ok_or_else(|| CliError::Usage(format!("no key {target:?} in the ring")))?;
+                .ok_or_else(|| usage(format!("no key {target:?} in the ring")))?;
             let ring = Keyring::new(
                 std::iter::once(key.clone())
                     .chain(old.keys().filter(|k| k.id() != target).cloned())

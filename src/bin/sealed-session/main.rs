@@ -15,9 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use sealed_session::{
-    Algorithm, Clock, JwtAlgorithm, JwtConfigError, JwtKeyError, KeyError, SystemClock,
-};
+use sealed_session::{Algorithm, Clock, JwtAlgorithm, SystemClock};
 
 /// Exit codes scripts can rely on.
 pub mod exit {
@@ -225,47 +223,28 @@ struct InspectArgs {
     json: bool,
 }
 
-/// Why a command could not run (as opposed to a token being refused).
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    #[error("{0}")]
-    Usage(String),
-    #[error("cannot {what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("invalid key material in {from}: {source}")]
-    Key {
-        from: String,
-        #[source]
-        source: KeyError,
-    },
-    #[error("invalid JWT key in {from}: {source}")]
-    JwtKey {
-        from: String,
-        #[source]
-        source: JwtKeyError,
-    },
-    #[error("invalid --issuer or --audience: {0}")]
-    JwtConfig(#[source] JwtConfigError),
-    #[error(transparent)]
-    Input(#[from] input::InputError),
-    #[error("Redis denylist unreachable: {0}; check --redis and that Redis is running")]
-    Redis(String),
-    #[error("{0}")]
-    Unsupported(String),
+/// Why a command could not run (as opposed to a token being refused): its exit code, and a
+/// message that names the file or argument at fault, never key material.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: u8,
+    pub message: String,
 }
 
-impl CliError {
-    fn code(&self) -> u8 {
-        match self {
-            CliError::Redis(_) => exit::REDIS,
-            CliError::Unsupported(_) => exit::UNSUPPORTED,
-            _ => exit::USAGE,
-        }
+/// A usage error (exit 2) with this message.
+fn usage(message: impl Into<String>) -> CliError {
+    CliError {
+        code: exit::USAGE,
+        message: message.into(),
+    }
+}
+
+/// `items` joined with `, `, or `none`.
+fn list_or_none(items: &[&str]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
     }
 }
 
@@ -273,11 +252,7 @@ fn print_stdout(text: &str) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
-        .map_err(|source| CliError::Io {
-            what: "write to",
-            path: "standard output".to_owned(),
-            source,
-        })
+        .map_err(|source| usage(format!("cannot write to standard output: {source}")))
 }
 
 fn read_input(arg: Option<String>) -> Result<String, CliError> {
@@ -286,7 +261,7 @@ fn read_input(arg: Option<String>) -> Result<String, CliError> {
         _ => {
             let stdin = std::io::stdin();
             if arg.is_none() && stdin.is_terminal() {
-                return Err(CliError::Usage(
+                return Err(usage(
                     "no input: give a token, Set-Cookie value or Cookie header as an argument, or pipe it in (see `sealed-session inspect --help`)".to_owned(),
                 ));
             }
@@ -296,11 +271,7 @@ fn read_input(arg: Option<String>) -> Result<String, CliError> {
                 .lock()
                 .take(1 << 20)
                 .read_to_string(&mut s)
-                .map_err(|source| CliError::Io {
-                    what: "read",
-                    path: "standard input".to_owned(),
-                    source,
-                })?;
+                .map_err(|source| usage(format!("cannot read standard input: {source}")))?;
             Ok(s)
         }
     }
@@ -329,7 +300,7 @@ fn run(cli: Cli) -> Result<u8, CliError> {
                 None => None,
                 Some(keys::AnyAlg::Ring(a)) => Some(a),
                 Some(keys::AnyAlg::Jwt(j)) => {
-                    return Err(CliError::Usage(format!(
+                    return Err(usage(format!(
                         "rotate works on key rings ({}); {j} is a JWT algorithm: make a JWT key with `sealed-session keygen --alg {j}`",
                         Algorithm::ALL.map(Algorithm::name).join(", ")
                     )));
@@ -372,15 +343,16 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             } = *args;
             #[cfg(not(feature = "redis"))]
             if redis.is_some() {
-                return Err(CliError::Unsupported(
-                    "this build has no Redis support; rebuild with `--features cli,redis` to use --redis".to_owned(),
-                ));
+                return Err(CliError {
+                    code: exit::UNSUPPORTED,
+                    message: "this build has no Redis support; rebuild with `--features cli,redis` to use --redis".to_owned(),
+                });
             }
             let jwt_alg = jwt_alg
                 .as_deref()
                 .map(str::parse::<JwtAlgorithm>)
                 .transpose()
-                .map_err(|e| CliError::Usage(format!("--jwt-alg: {e}")))?;
+                .map_err(|e| usage(format!("--jwt-alg: {e}")))?;
             let text = read_input(input)?;
             let found = input::find_token(&text, &name)?;
             let opts = inspect::Options {
@@ -405,9 +377,8 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             };
             let report = inspect::inspect(&found, &opts)?;
             let text = if json {
-                let mut s = serde_json::to_string_pretty(&report).map_err(|e| {
-                    CliError::Usage(format!("cannot write the report as JSON: {e}"))
-                })?;
+                let mut s = serde_json::to_string_pretty(&report)
+                    .map_err(|e| usage(format!("cannot write the report as JSON: {e}")))?;
                 s.push('\n');
                 s
             } else {
@@ -424,8 +395,8 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(e.code())
+            eprintln!("error: {}", e.message);
+            ExitCode::from(e.code)
         }
     }
 }
