@@ -10,6 +10,7 @@ mod keys;
 mod timefmt;
 
 use std::io::{IsTerminal, Read, Write};
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -86,8 +87,8 @@ The key goes to standard output and nowhere else; notes go to standard error.
     Keygen {
         /// aes256gcm (default), chacha20poly1305, xchacha20poly1305 for the key ring;
         /// HS256, HS384, HS512, EdDSA (ES256, ES384, RS256, PS256: use openssl) for JWTs.
-        #[arg(long, default_value = "aes256gcm")]
-        alg: String,
+        #[arg(long, default_value = "aes256gcm", value_parser = keys::parse_alg)]
+        alg: keys::AnyAlg,
         /// The key id: 1 to 16 characters (64 for JWT kids) of A-Z a-z 0-9 . _ -
         #[arg(long, default_value = "k1")]
         id: String,
@@ -104,34 +105,7 @@ Examples:
   sealed-session rotate --alg xchacha20poly1305 --id k9 \"$SESSION_KEYS\"
 
 {EXIT_CODES}"))]
-    Rotate {
-        /// The key ring (id:algorithm:base64, comma-separated, newest first). Prefer --file
-        /// or SESSION_KEYS: arguments are visible to other users of the machine.
-        ring: Option<String>,
-        /// Read the ring from this file (one entry per line or comma-separated; `#` comments
-        /// and a SESSION_KEYS= prefix are allowed).
-        #[arg(long, value_name = "PATH", conflicts_with = "ring")]
-        file: Option<PathBuf>,
-        /// Algorithm of the new key. Default: that of the current primary key.
-        #[arg(long)]
-        alg: Option<String>,
-        /// Id of the new key. Default: k<N>, N one more than the largest k-number in the ring
-        /// or than its number of keys.
-        #[arg(long)]
-        id: Option<String>,
-        /// Keep at most N keys in all, the new one included; older ones are retired.
-        #[arg(long, value_name = "N")]
-        keep: Option<usize>,
-        /// Step 1 of a rotation across several instances: add the new key in second place,
-        /// so that every instance opens it before any seals with it. Deploy that ring
-        /// everywhere, then run `rotate --promote`.
-        #[arg(long, conflicts_with = "promote")]
-        stage: bool,
-        /// Step 2: make the second key (or the one named by --id) the primary, without a new
-        /// key.
-        #[arg(long, conflicts_with = "alg")]
-        promote: bool,
-    },
+    Rotate(RotateArgs),
     /// Decode a session token, Set-Cookie value or Cookie header, and check it with the keys.
     #[command(after_help = format!("\
 INPUT is a bare token, a Set-Cookie value ('__Host-sid=...; Path=/; ...', several lines for
@@ -168,6 +142,38 @@ Examples:
     Inspect(Box<InspectArgs>),
 }
 
+/// `rotate`'s arguments.
+#[derive(Args)]
+struct RotateArgs {
+    /// The key ring (id:algorithm:base64, comma-separated, newest first). Prefer --file
+    /// or SESSION_KEYS: arguments are visible to other users of the machine.
+    ring: Option<String>,
+    /// Read the ring from this file (one entry per line or comma-separated; `#` comments
+    /// and a SESSION_KEYS= prefix are allowed).
+    #[arg(long, value_name = "PATH", conflicts_with = "ring")]
+    file: Option<PathBuf>,
+    /// Algorithm of the new key. Default: that of the current primary key.
+    #[arg(long, value_parser = keys::parse_ring_alg)]
+    alg: Option<Algorithm>,
+    /// Id of the new key. Default: k<N>, N one more than the largest k-number in the ring
+    /// or than its number of keys.
+    #[arg(long)]
+    id: Option<String>,
+    /// Keep at most N keys in all, the new one included; older ones are retired.
+    #[arg(long, value_name = "N")]
+    keep: Option<NonZeroUsize>,
+    /// Step 1 of a rotation across several instances: add the new key in second place,
+    /// so that every instance opens it before any seals with it. Deploy that ring
+    /// everywhere, then run `rotate --promote`.
+    #[arg(long, conflicts_with = "promote")]
+    stage: bool,
+    /// Step 2: make the second key (or the one named by --id) the primary, without a new
+    /// key.
+    #[arg(long, conflicts_with = "alg")]
+    promote: bool,
+}
+
+/// `inspect`'s arguments.
 #[derive(Args)]
 struct InspectArgs {
     /// Token, Set-Cookie value or Cookie header; '-' or nothing reads standard input.
@@ -190,7 +196,7 @@ struct InspectArgs {
     jwt_key: Option<PathBuf>,
     /// JWT algorithm of --jwt-key. Default: the token's alg.
     #[arg(long, value_name = "ALG")]
-    jwt_alg: Option<String>,
+    jwt_alg: Option<JwtAlgorithm>,
     /// kid of --jwt-key. Default: the token's kid.
     #[arg(long)]
     kid: Option<String>,
@@ -280,41 +286,15 @@ fn read_input(arg: Option<String>) -> Result<String, CliError> {
 fn run(cli: Cli) -> Result<u8, CliError> {
     match cli.command {
         Command::Keygen { alg, id } => {
-            let (text, note) = keys::keygen(keys::parse_alg(&alg)?, &id)?;
+            let (text, note) = keys::keygen(alg, &id)?;
             eprintln!("{note}");
             let mut out = zeroize::Zeroizing::new(text.trim_end().to_owned());
             out.push('\n');
             print_stdout(&out)?;
             Ok(exit::OK)
         }
-        Command::Rotate {
-            ring,
-            file,
-            alg,
-            id,
-            keep,
-            stage,
-            promote,
-        } => {
-            let alg = match alg.as_deref().map(keys::parse_alg).transpose()? {
-                None => None,
-                Some(keys::AnyAlg::Ring(a)) => Some(a),
-                Some(keys::AnyAlg::Jwt(j)) => {
-                    return Err(usage(format!(
-                        "rotate works on key rings ({}); {j} is a JWT algorithm: make a JWT key with `sealed-session keygen --alg {j}`",
-                        Algorithm::ALL.map(Algorithm::name).join(", ")
-                    )));
-                }
-            };
-            let loaded = keys::load_rotate_ring(ring.as_deref(), file.as_deref())?;
-            let step = if promote {
-                keys::Step::Promote
-            } else if stage {
-                keys::Step::Stage
-            } else {
-                keys::Step::Replace
-            };
-            let (new, note) = keys::rotate(&loaded.ring, step, alg, id.as_deref(), keep)?;
+        Command::Rotate(args) => {
+            let (new, note) = keys::rotate(&args)?;
             eprintln!("{note}");
             let mut out = new.to_ring_string();
             out.push('\n');
@@ -348,17 +328,16 @@ fn run(cli: Cli) -> Result<u8, CliError> {
                     message: "this build has no Redis support; rebuild with `--features cli,redis` to use --redis".to_owned(),
                 });
             }
-            let jwt_alg = jwt_alg
-                .as_deref()
-                .map(str::parse::<JwtAlgorithm>)
-                .transpose()
-                .map_err(|e| usage(format!("--jwt-alg: {e}")))?;
             let text = read_input(input)?;
             let found = input::find_token(&text, &name)?;
             let opts = inspect::Options {
                 name,
                 purpose,
-                ring: keys::load_ring(keys.as_deref(), keys_file.as_deref())?,
+                ring: keys::load_ring(
+                    keys.as_deref().map(|k| ("--keys", k)),
+                    keys_file.as_deref().map(|p| ("--keys-file", p)),
+                    true,
+                )?,
                 jwt: inspect::JwtOptions {
                     key_file: jwt_key,
                     alg: jwt_alg,
