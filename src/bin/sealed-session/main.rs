@@ -7,6 +7,7 @@
 mod input;
 mod inspect;
 mod keys;
+mod report;
 mod timefmt;
 
 use std::io::{IsTerminal, Read, Write};
@@ -16,24 +17,22 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use sealed_session::{Algorithm, Clock, JwtAlgorithm, SystemClock};
+use sealed_session::{Algorithm, JwtAlgorithm, Timestamp};
+use zeroize::Zeroizing;
 
-/// Exit codes scripts can rely on.
+/// Exit codes scripts can rely on; `EXIT_CODES` is what the help says of them.
 pub mod exit {
-    /// Success: the token is valid (verified, not expired, not revoked), or the key was made.
+    /// The token is valid (verified, not expired, not revoked), or the key was made.
     pub const OK: u8 = 0;
-    /// The token is refused: forged, tampered, malformed, unknown key, expired, idle,
-    /// from the future, wrong issuer/audience, or revoked.
+    /// The token is refused: forged, malformed, unknown key, expired, idle, ..., or revoked.
     pub const REFUSED: u8 = 1;
-    /// Usage error or bad input: bad arguments, unreadable file, invalid key material, no
-    /// session cookie in the input.
+    /// Bad arguments or input: unreadable file, invalid key material, no session cookie.
     pub const USAGE: u8 = 2;
     /// No key to verify the token with: what can be read without it was printed.
     pub const NO_KEY: u8 = 3;
     /// Redis (the revocation denylist) could not be reached or could not vouch for the session.
     pub const REDIS: u8 = 4;
-    /// Not possible here: a key type this tool cannot generate (the openssl command to
-    /// run is printed), or --redis in a build without the `redis` feature.
+    /// A key type this tool cannot generate, or --redis in a build without the `redis` feature.
     pub const UNSUPPORTED: u8 = 5;
 }
 
@@ -214,7 +213,7 @@ struct InspectArgs {
     leeway: Duration,
     /// Check as of this time (milliseconds since the epoch, or RFC 3339). Default: now.
     #[arg(long, value_name = "TIME", value_parser = timefmt::parse_now)]
-    now: Option<sealed_session::Timestamp>,
+    now: Option<Timestamp>,
     /// Check revocation in this Redis denylist (redis://host:port/db; feature `redis`).
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
@@ -258,120 +257,66 @@ fn print_stdout(text: &str) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
-        .map_err(|source| usage(format!("cannot write to standard output: {source}")))
+        .map_err(|e| usage(format!("cannot write to standard output: {e}")))
 }
 
-fn read_input(arg: Option<String>) -> Result<String, CliError> {
-    match arg.as_deref() {
-        Some(s) if s != "-" => Ok(s.to_owned()),
-        _ => {
-            let stdin = std::io::stdin();
-            if arg.is_none() && stdin.is_terminal() {
-                return Err(usage(
-                    "no input: give a token, Set-Cookie value or Cookie header as an argument, or pipe it in (see `sealed-session inspect --help`)".to_owned(),
-                ));
-            }
-            let mut s = String::new();
-            // Far more than any cookie header; refuse the rest rather than read without end.
-            stdin
-                .lock()
-                .take(1 << 20)
-                .read_to_string(&mut s)
-                .map_err(|source| usage(format!("cannot read standard input: {source}")))?;
-            Ok(s)
-        }
+fn read_input(arg: Option<&str>) -> Result<String, CliError> {
+    if let Some(s) = arg.filter(|s| *s != "-") {
+        return Ok(s.to_owned());
     }
+    let stdin = std::io::stdin();
+    if arg.is_none() && stdin.is_terminal() {
+        return Err(usage(
+            "no input: give a token, Set-Cookie value or Cookie header as an argument, or pipe it in (see `sealed-session inspect --help`)",
+        ));
+    }
+    let mut s = String::new();
+    // Far more than any cookie header; refuse the rest rather than read without end.
+    stdin
+        .lock()
+        .take(1 << 20)
+        .read_to_string(&mut s)
+        .map_err(|e| usage(format!("cannot read standard input: {e}")))?;
+    Ok(s)
 }
 
 fn run(cli: Cli) -> Result<u8, CliError> {
-    match cli.command {
+    let (mut out, note) = match cli.command {
         Command::Keygen { alg, id } => {
-            let (text, note) = keys::keygen(alg, &id)?;
-            eprintln!("{note}");
-            let mut out = zeroize::Zeroizing::new(text.trim_end().to_owned());
-            out.push('\n');
-            print_stdout(&out)?;
-            Ok(exit::OK)
+            let (key, note) = keys::keygen(alg, &id)?;
+            (Zeroizing::new(key.trim_end().to_owned()), note)
         }
         Command::Rotate(args) => {
-            let (new, note) = keys::rotate(&args)?;
-            eprintln!("{note}");
-            let mut out = new.to_ring_string();
-            out.push('\n');
-            print_stdout(&out)?;
-            Ok(exit::OK)
+            let (ring, note) = keys::rotate(&args)?;
+            (ring.to_ring_string(), note)
         }
         Command::Inspect(args) => {
-            let InspectArgs {
-                input,
-                name,
-                purpose,
-                keys,
-                keys_file,
-                jwt_key,
-                jwt_alg,
-                kid,
-                issuer,
-                audience,
-                idle_timeout,
-                leeway,
-                now,
-                redis,
-                redis_prefix,
-                redis_timeout,
-                json,
-            } = *args;
-            #[cfg(not(feature = "redis"))]
-            if redis.is_some() {
+            if cfg!(not(feature = "redis")) && args.redis.is_some() {
                 return Err(CliError {
                     code: exit::UNSUPPORTED,
                     message: "this build has no Redis support; rebuild with `--features cli,redis` to use --redis".to_owned(),
                 });
             }
-            let text = read_input(input)?;
-            let found = input::find_token(&text, &name)?;
-            let opts = inspect::Options {
-                name,
-                purpose,
-                ring: keys::load_ring(
-                    keys.as_deref().map(|k| ("--keys", k)),
-                    keys_file.as_deref().map(|p| ("--keys-file", p)),
-                    true,
-                )?,
-                jwt: inspect::JwtOptions {
-                    key_file: jwt_key,
-                    alg: jwt_alg,
-                    kid,
-                    issuer,
-                    audience,
-                },
-                idle_timeout: idle_timeout.0,
-                leeway,
-                now: now.unwrap_or_else(|| SystemClock.now()),
-                redis: redis.map(|url| inspect::RedisOptions {
-                    url,
-                    prefix: redis_prefix,
-                    timeout: redis_timeout,
-                }),
-            };
-            let report = inspect::inspect(&found, &opts)?;
-            let text = if json {
-                let mut s = serde_json::to_string_pretty(&report)
-                    .map_err(|e| usage(format!("cannot write the report as JSON: {e}")))?;
-                s.push('\n');
-                s
-            } else {
-                inspect::render(&report)
-            };
-            print_stdout(&text)?;
-            Ok(report.exit_code)
+            let text = read_input(args.input.as_deref())?;
+            let found = input::find_token(&text, &args.name)?;
+            let ring = keys::load_ring(
+                args.keys.as_deref().map(|k| ("--keys", k)),
+                args.keys_file.as_deref().map(|p| ("--keys-file", p)),
+                true,
+            )?;
+            let report = inspect::inspect(&args, &found, ring)?;
+            print_stdout(&report.render(args.json)?)?;
+            return Ok(report.exit_code);
         }
-    }
+    };
+    eprintln!("{note}");
+    out.push('\n');
+    print_stdout(&out)?;
+    Ok(exit::OK)
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
+    match run(Cli::parse()) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {}", e.message);
