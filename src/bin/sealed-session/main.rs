@@ -270,14 +270,9 @@ fn read_input(arg: Option<&str>) -> Result<String, CliError> {
             "no input: give a token, Set-Cookie value or Cookie header as an argument, or pipe it in (see `sealed-session inspect --help`)",
         ));
     }
-    let mut s = String::new();
     // Far more than any cookie header; refuse the rest rather than read without end.
-    stdin
-        .lock()
-        .take(1 << 20)
-        .read_to_string(&mut s)
-        .map_err(|e| usage(format!("cannot read standard input: {e}")))?;
-    Ok(s)
+    std::io::read_to_string(stdin.lock().take(1 << 20))
+        .map_err(|e| usage(format!("cannot read standard input: {e}")))
 }
 
 fn run(cli: Cli) -> Result<u8, CliError> {
