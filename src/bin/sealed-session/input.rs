@@ -110,7 +110,9 @@ pub fn find_token(input: &str, name: &str) -> Result<Found, CliError> {
     for wanted in candidate_names(name) {
         let plain = cookies.iter().find(|(k, _)| *k == wanted).map(|(_, v)| *v);
         // `wanted.N` cookies by N; reversed, so that the first of two with the same N wins.
-        let chunks: BTreeMap<usize, &str> = (cookies.iter().rev())
+        let chunks: BTreeMap<usize, &str> = cookies
+            .iter()
+            .rev()
             .filter(|(_, v)| !v.is_empty())
             .filter_map(|(k, v)| {
                 let i = k.strip_prefix(wanted.as_str())?.strip_prefix('.')?;

@@ -113,8 +113,10 @@ impl Report {
     /// Shows the issue, last-seen and expiry times, and whether the session has expired.
     fn show_times(&mut self, [issued, seen, expires]: [Option<Timestamp>; 3], ctx: &Ctx) {
         let time = |t: Option<Timestamp>| t.map(|t| Time::new(t, ctx.now));
-        let idle_at =
-            (ctx.policy.get_idle_timeout()).and_then(|d| seen.map(|t| t.saturating_add(d)));
+        let idle_at = ctx
+            .policy
+            .get_idle_timeout()
+            .and_then(|d| seen.map(|t| t.saturating_add(d)));
         self.issued_at = time(issued);
         self.last_seen = time(seen);
         self.expires_at = time(expires);
@@ -136,8 +138,9 @@ impl Report {
         self.hint = hint(e, self, ctx);
     }
 
-    /// The verdict on an authenticated token: valid, or refused (expired, idle, ...).
-    fn judge<T>(&mut self, verdict: Result<T, OpenError>, ctx: &Ctx) {
+    /// The token authenticated; `verdict` says whether it is valid or refused (expired,
+    /// idle, ...).
+    fn authenticated<T>(&mut self, verdict: Result<T, OpenError>, ctx: &Ctx) {
         self.verified = true;
         match verdict {
             Ok(_) => {
@@ -274,13 +277,13 @@ fn inspect_ring_token(r: &mut Report, token: &str, ctx: &Ctx) {
         OpenedAny::State(state) => {
             let verdict = ctx.policy.check(&state, ctx.now);
             r.show_state(state, ctx);
-            r.judge(verdict, ctx);
+            r.authenticated(verdict, ctx);
         }
         OpenedAny::Id(id) => {
             r.session_id = Some(id.to_string());
             r.unreadable = store_backed.to_vec();
             r.notes.push("store-backed session: the signed id is valid; its data and expiry live in the server's store".to_owned());
-            r.judge(Ok(()), ctx);
+            r.authenticated(Ok(()), ctx);
         }
     }
 }
@@ -382,7 +385,7 @@ fn inspect_jwt(r: &mut Report, token: &str, ctx: &Ctx) -> Result<(), CliError> {
         Ok(opened) => {
             r.key_is_primary = Some(true);
             r.show_state(opened.into_state(), ctx);
-            r.judge(codec.open_checked(token, b"", &ctx.policy, ctx.now), ctx);
+            r.authenticated(codec.open_checked(token, b"", &ctx.policy, ctx.now), ctx);
         }
     }
     Ok(())

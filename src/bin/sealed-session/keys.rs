@@ -52,7 +52,9 @@ fn read_secret_file(path: &Path) -> Result<Zeroizing<String>, CliError> {
 /// A key-ring string as written in a file: blank lines and `#` comments ignored, lines
 /// joined with `,`, an optional `SESSION_KEYS=` prefix and quotes dropped.
 fn ring_text_from_file(text: &str) -> Zeroizing<String> {
-    let entries: Vec<&str> = (text.lines().map(str::trim))
+    let entries: Vec<&str> = text
+        .lines()
+        .map(str::trim)
         .filter(|line| !line.is_empty() && !line.starts_with('#'))
         .map(|line| {
             let line = line.strip_prefix("export ").map_or(line, str::trim_start);
