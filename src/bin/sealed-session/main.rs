@@ -7,34 +7,32 @@
 mod input;
 mod inspect;
 mod keys;
+mod report;
 mod timefmt;
 
 use std::io::{IsTerminal, Read, Write};
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use sealed_session::{
-    Algorithm, Clock, JwtAlgorithm, JwtConfigError, JwtKeyError, KeyError, SystemClock,
-};
+use sealed_session::{Algorithm, JwtAlgorithm, Timestamp};
+use zeroize::Zeroizing;
 
-/// Exit codes scripts can rely on.
+/// Exit codes scripts can rely on; `EXIT_CODES` is what the help says of them.
 pub mod exit {
-    /// Success: the token is valid (verified, not expired, not revoked), or the key was made.
+    /// The token is valid (verified, not expired, not revoked), or the key was made.
     pub const OK: u8 = 0;
-    /// The token is refused: forged, tampered, malformed, unknown key, expired, idle,
-    /// from the future, wrong issuer/audience, or revoked.
+    /// The token is refused: forged, malformed, unknown key, expired, idle, ..., or revoked.
     pub const REFUSED: u8 = 1;
-    /// Usage error or bad input: bad arguments, unreadable file, invalid key material, no
-    /// session cookie in the input.
+    /// Bad arguments or input: unreadable file, invalid key material, no session cookie.
     pub const USAGE: u8 = 2;
     /// No key to verify the token with: what can be read without it was printed.
     pub const NO_KEY: u8 = 3;
     /// Redis (the revocation denylist) could not be reached or could not vouch for the session.
     pub const REDIS: u8 = 4;
-    /// Not possible here: a key type this tool cannot generate (the openssl command to
-    /// run is printed), or --redis in a build without the `redis` feature.
+    /// A key type this tool cannot generate, or --redis in a build without the `redis` feature.
     pub const UNSUPPORTED: u8 = 5;
 }
 
@@ -88,8 +86,8 @@ The key goes to standard output and nowhere else; notes go to standard error.
     Keygen {
         /// aes256gcm (default), chacha20poly1305, xchacha20poly1305 for the key ring;
         /// HS256, HS384, HS512, EdDSA (ES256, ES384, RS256, PS256: use openssl) for JWTs.
-        #[arg(long, default_value = "aes256gcm")]
-        alg: String,
+        #[arg(long, default_value = "aes256gcm", value_parser = keys::parse_alg)]
+        alg: keys::AnyAlg,
         /// The key id: 1 to 16 characters (64 for JWT kids) of A-Z a-z 0-9 . _ -
         #[arg(long, default_value = "k1")]
         id: String,
@@ -106,34 +104,7 @@ Examples:
   sealed-session rotate --alg xchacha20poly1305 --id k9 \"$SESSION_KEYS\"
 
 {EXIT_CODES}"))]
-    Rotate {
-        /// The key ring (id:algorithm:base64, comma-separated, newest first). Prefer --file
-        /// or SESSION_KEYS: arguments are visible to other users of the machine.
-        ring: Option<String>,
-        /// Read the ring from this file (one entry per line or comma-separated; `#` comments
-        /// and a SESSION_KEYS= prefix are allowed).
-        #[arg(long, value_name = "PATH", conflicts_with = "ring")]
-        file: Option<PathBuf>,
-        /// Algorithm of the new key. Default: that of the current primary key.
-        #[arg(long)]
-        alg: Option<String>,
-        /// Id of the new key. Default: k<N>, N one more than the largest k-number in the ring
-        /// or than its number of keys.
-        #[arg(long)]
-        id: Option<String>,
-        /// Keep at most N keys in all, the new one included; older ones are retired.
-        #[arg(long, value_name = "N")]
-        keep: Option<usize>,
-        /// Step 1 of a rotation across several instances: add the new key in second place,
-        /// so that every instance opens it before any seals with it. Deploy that ring
-        /// everywhere, then run `rotate --promote`.
-        #[arg(long, conflicts_with = "promote")]
-        stage: bool,
-        /// Step 2: make the second key (or the one named by --id) the primary, without a new
-        /// key.
-        #[arg(long, conflicts_with = "alg")]
-        promote: bool,
-    },
+    Rotate(RotateArgs),
     /// Decode a session token, Set-Cookie value or Cookie header, and check it with the keys.
     #[command(after_help = format!("\
 INPUT is a bare token, a Set-Cookie value ('__Host-sid=...; Path=/; ...', several lines for
@@ -170,6 +141,38 @@ Examples:
     Inspect(Box<InspectArgs>),
 }
 
+/// `rotate`'s arguments.
+#[derive(Args)]
+struct RotateArgs {
+    /// The key ring (id:algorithm:base64, comma-separated, newest first). Prefer --file
+    /// or SESSION_KEYS: arguments are visible to other users of the machine.
+    ring: Option<String>,
+    /// Read the ring from this file (one entry per line or comma-separated; `#` comments
+    /// and a SESSION_KEYS= prefix are allowed).
+    #[arg(long, value_name = "PATH", conflicts_with = "ring")]
+    file: Option<PathBuf>,
+    /// Algorithm of the new key. Default: that of the current primary key.
+    #[arg(long, value_parser = keys::parse_ring_alg)]
+    alg: Option<Algorithm>,
+    /// Id of the new key. Default: k<N>, N one more than the largest k-number in the ring
+    /// or than its number of keys.
+    #[arg(long)]
+    id: Option<String>,
+    /// Keep at most N keys in all, the new one included; older ones are retired.
+    #[arg(long, value_name = "N")]
+    keep: Option<NonZeroUsize>,
+    /// Step 1 of a rotation across several instances: add the new key in second place,
+    /// so that every instance opens it before any seals with it. Deploy that ring
+    /// everywhere, then run `rotate --promote`.
+    #[arg(long, conflicts_with = "promote")]
+    stage: bool,
+    /// Step 2: make the second key (or the one named by --id) the primary, without a new
+    /// key.
+    #[arg(long, conflicts_with = "alg")]
+    promote: bool,
+}
+
+/// `inspect`'s arguments.
 #[derive(Args)]
 struct InspectArgs {
     /// Token, Set-Cookie value or Cookie header; '-' or nothing reads standard input.
@@ -192,7 +195,7 @@ struct InspectArgs {
     jwt_key: Option<PathBuf>,
     /// JWT algorithm of --jwt-key. Default: the token's alg.
     #[arg(long, value_name = "ALG")]
-    jwt_alg: Option<String>,
+    jwt_alg: Option<JwtAlgorithm>,
     /// kid of --jwt-key. Default: the token's kid.
     #[arg(long)]
     kid: Option<String>,
@@ -210,7 +213,7 @@ struct InspectArgs {
     leeway: Duration,
     /// Check as of this time (milliseconds since the epoch, or RFC 3339). Default: now.
     #[arg(long, value_name = "TIME", value_parser = timefmt::parse_now)]
-    now: Option<sealed_session::Timestamp>,
+    now: Option<Timestamp>,
     /// Check revocation in this Redis denylist (redis://host:port/db; feature `redis`).
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
@@ -225,47 +228,28 @@ struct InspectArgs {
     json: bool,
 }
 
-/// Why a command could not run (as opposed to a token being refused).
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    #[error("{0}")]
-    Usage(String),
-    #[error("cannot {what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("invalid key material in {from}: {source}")]
-    Key {
-        from: String,
-        #[source]
-        source: KeyError,
-    },
-    #[error("invalid JWT key in {from}: {source}")]
-    JwtKey {
-        from: String,
-        #[source]
-        source: JwtKeyError,
-    },
-    #[error("invalid --issuer or --audience: {0}")]
-    JwtConfig(#[source] JwtConfigError),
-    #[error(transparent)]
-    Input(#[from] input::InputError),
-    #[error("Redis denylist unreachable: {0}; check --redis and that Redis is running")]
-    Redis(String),
-    #[error("{0}")]
-    Unsupported(String),
+/// Why a command could not run (as opposed to a token being refused): its exit code, and a
+/// message that names the file or argument at fault, never key material.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: u8,
+    pub message: String,
 }
 
-impl CliError {
-    fn code(&self) -> u8 {
-        match self {
-            CliError::Redis(_) => exit::REDIS,
-            CliError::Unsupported(_) => exit::UNSUPPORTED,
-            _ => exit::USAGE,
-        }
+/// A usage error (exit 2) with this message.
+fn usage(message: impl Into<String>) -> CliError {
+    CliError {
+        code: exit::USAGE,
+        message: message.into(),
+    }
+}
+
+/// `items` joined with `, `, or `none`.
+fn list_or_none(items: &[&str]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
     }
 }
 
@@ -273,159 +257,65 @@ fn print_stdout(text: &str) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
-        .map_err(|source| CliError::Io {
-            what: "write to",
-            path: "standard output".to_owned(),
-            source,
-        })
+        .map_err(|e| usage(format!("cannot write to standard output: {e}")))
 }
 
-fn read_input(arg: Option<String>) -> Result<String, CliError> {
-    match arg.as_deref() {
-        Some(s) if s != "-" => Ok(s.to_owned()),
-        _ => {
-            let stdin = std::io::stdin();
-            if arg.is_none() && stdin.is_terminal() {
-                return Err(CliError::Usage(
-                    "no input: give a token, Set-Cookie value or Cookie header as an argument, or pipe it in (see `sealed-session inspect --help`)".to_owned(),
-                ));
-            }
-            let mut s = String::new();
-            // Far more than any cookie header; refuse the rest rather than read without end.
-            stdin
-                .lock()
-                .take(1 << 20)
-                .read_to_string(&mut s)
-                .map_err(|source| CliError::Io {
-                    what: "read",
-                    path: "standard input".to_owned(),
-                    source,
-                })?;
-            Ok(s)
-        }
+fn read_input(arg: Option<&str>) -> Result<String, CliError> {
+    if let Some(s) = arg.filter(|s| *s != "-") {
+        return Ok(s.to_owned());
     }
+    let stdin = std::io::stdin();
+    if arg.is_none() && stdin.is_terminal() {
+        return Err(usage(
+            "no input: give a token, Set-Cookie value or Cookie header as an argument, or pipe it in (see `sealed-session inspect --help`)",
+        ));
+    }
+    // Far more than any cookie header; refuse the rest rather than read without end.
+    std::io::read_to_string(stdin.lock().take(1 << 20))
+        .map_err(|e| usage(format!("cannot read standard input: {e}")))
 }
 
 fn run(cli: Cli) -> Result<u8, CliError> {
-    match cli.command {
+    let (mut out, note) = match cli.command {
         Command::Keygen { alg, id } => {
-            let (text, note) = keys::keygen(keys::parse_alg(&alg)?, &id)?;
-            eprintln!("{note}");
-            let mut out = zeroize::Zeroizing::new(text.trim_end().to_owned());
-            out.push('\n');
-            print_stdout(&out)?;
-            Ok(exit::OK)
+            let (key, note) = keys::keygen(alg, &id)?;
+            (Zeroizing::new(key.trim_end().to_owned()), note)
         }
-        Command::Rotate {
-            ring,
-            file,
-            alg,
-            id,
-            keep,
-            stage,
-            promote,
-        } => {
-            let alg = match alg.as_deref().map(keys::parse_alg).transpose()? {
-                None => None,
-                Some(keys::AnyAlg::Ring(a)) => Some(a),
-                Some(keys::AnyAlg::Jwt(j)) => {
-                    return Err(CliError::Usage(format!(
-                        "rotate works on key rings ({}); {j} is a JWT algorithm: make a JWT key with `sealed-session keygen --alg {j}`",
-                        Algorithm::ALL.map(Algorithm::name).join(", ")
-                    )));
-                }
-            };
-            let loaded = keys::load_rotate_ring(ring.as_deref(), file.as_deref())?;
-            let step = if promote {
-                keys::Step::Promote
-            } else if stage {
-                keys::Step::Stage
-            } else {
-                keys::Step::Replace
-            };
-            let (new, note) = keys::rotate(&loaded.ring, step, alg, id.as_deref(), keep)?;
-            eprintln!("{note}");
-            let mut out = new.to_ring_string();
-            out.push('\n');
-            print_stdout(&out)?;
-            Ok(exit::OK)
+        Command::Rotate(args) => {
+            let (ring, note) = keys::rotate(&args)?;
+            (ring.to_ring_string(), note)
         }
         Command::Inspect(args) => {
-            let InspectArgs {
-                input,
-                name,
-                purpose,
-                keys,
-                keys_file,
-                jwt_key,
-                jwt_alg,
-                kid,
-                issuer,
-                audience,
-                idle_timeout,
-                leeway,
-                now,
-                redis,
-                redis_prefix,
-                redis_timeout,
-                json,
-            } = *args;
-            #[cfg(not(feature = "redis"))]
-            if redis.is_some() {
-                return Err(CliError::Unsupported(
-                    "this build has no Redis support; rebuild with `--features cli,redis` to use --redis".to_owned(),
-                ));
+            if cfg!(not(feature = "redis")) && args.redis.is_some() {
+                return Err(CliError {
+                    code: exit::UNSUPPORTED,
+                    message: "this build has no Redis support; rebuild with `--features cli,redis` to use --redis".to_owned(),
+                });
             }
-            let jwt_alg = jwt_alg
-                .as_deref()
-                .map(str::parse::<JwtAlgorithm>)
-                .transpose()
-                .map_err(|e| CliError::Usage(format!("--jwt-alg: {e}")))?;
-            let text = read_input(input)?;
-            let found = input::find_token(&text, &name)?;
-            let opts = inspect::Options {
-                name,
-                purpose,
-                ring: keys::load_ring(keys.as_deref(), keys_file.as_deref())?,
-                jwt: inspect::JwtOptions {
-                    key_file: jwt_key,
-                    alg: jwt_alg,
-                    kid,
-                    issuer,
-                    audience,
-                },
-                idle_timeout: idle_timeout.0,
-                leeway,
-                now: now.unwrap_or_else(|| SystemClock.now()),
-                redis: redis.map(|url| inspect::RedisOptions {
-                    url,
-                    prefix: redis_prefix,
-                    timeout: redis_timeout,
-                }),
-            };
-            let report = inspect::inspect(&found, &opts)?;
-            let text = if json {
-                let mut s = serde_json::to_string_pretty(&report).map_err(|e| {
-                    CliError::Usage(format!("cannot write the report as JSON: {e}"))
-                })?;
-                s.push('\n');
-                s
-            } else {
-                inspect::render(&report)
-            };
-            print_stdout(&text)?;
-            Ok(report.exit_code)
+            let text = read_input(args.input.as_deref())?;
+            let found = input::find_token(&text, &args.name)?;
+            let ring = keys::load_ring(
+                args.keys.as_deref().map(|k| ("--keys", k)),
+                args.keys_file.as_deref().map(|p| ("--keys-file", p)),
+                true,
+            )?;
+            let report = inspect::inspect(&args, &found, ring)?;
+            print_stdout(&report.render(args.json)?)?;
+            return Ok(report.exit_code);
         }
-    }
+    };
+    eprintln!("{note}");
+    out.push('\n');
+    print_stdout(&out)?;
+    Ok(exit::OK)
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
+    match run(Cli::parse()) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(e.code())
+            eprintln!("error: {}", e.message);
+            ExitCode::from(e.code)
         }
     }
 }
