@@ -114,8 +114,9 @@ impl Report {
     fn show_times(&mut self, [issued, seen, expires]: [Option<Timestamp>; 3], ctx: &Ctx) {
         let time = |t: Option<Timestamp>| t.map(|t| Time::new(t, ctx.now));
         let idle_at = ctx
-            .policy
-            .get_idle_timeout()
+            .args
+            .idle_timeout
+            .0
             .and_then(|d| seen.map(|t| t.saturating_add(d)));
         self.issued_at = time(issued);
         self.last_seen = time(seen);
@@ -178,7 +179,7 @@ fn hint(e: &OpenError, r: &Report, ctx: &Ctx) -> Option<String> {
         }
         OpenError::IdleTimeout { .. } => format!(
             "the session was idle longer than the idle timeout ({}); --idle-timeout sets the timeout to check against",
-            ctx.policy.get_idle_timeout().map_or_else(|| "none".to_owned(), human)
+            ctx.args.idle_timeout.0.map_or_else(|| "none".to_owned(), human)
         ),
         OpenError::FromTheFuture { .. } => {
             "the token claims a time ahead of this machine's clock (beyond --leeway): compare the clocks, or pass --now".to_owned()
