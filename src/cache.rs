@@ -37,6 +37,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::clock::Timestamp;
 use crate::codec::Validity;
 use crate::state::{SessionId, SessionState};
 
@@ -183,6 +184,26 @@ impl OpenCache {
             return;
         };
         self.insert_checked(token, hash, secure, hit, credit, heap);
+    }
+
+    /// Keeps the session id a store-backed session's signed-id `token` verified to (a state
+    /// with that id and nothing else: the session itself is loaded from the store on every
+    /// request).
+    pub(crate) fn insert_id(
+        &self,
+        token: &str,
+        hash: u64,
+        secure: bool,
+        id: SessionId,
+        stale_key: bool,
+    ) {
+        let never = Timestamp::from_millis(0);
+        let hit = Hit {
+            state: SessionState::new(id, never, never),
+            stale_key,
+            validity: Validity::ALWAYS,
+        };
+        self.insert_checked(token, hash, secure, hit, 0, 0);
     }
 
     /// [`OpenCache::insert`] for a state the caller has already checked against this

@@ -403,3 +403,37 @@ async fn save_after_destroy_stores_nothing() {
     assert!(set[0].is_removal(), "{set:?}");
     assert!(store.is_empty(), "no record for the destroyed session");
 }
+
+/// The open cache keeps the ids that signed cookies verified to; the record is still loaded
+/// from the store on every request, and only the exact bytes are answered from the cache.
+#[tokio::test]
+async fn a_verified_id_is_kept_for_its_exact_cookie_and_the_record_still_decides() {
+    let clock = clock();
+    let store = MemoryStore::with_clock(clock.clone());
+    let mut c = Client::new(app(store.clone(), ring("k1", 1), &clock));
+    c.send(true, "/login").await;
+    let cookie = c.jar.get(NAME).unwrap().to_owned();
+    for _ in 0..3 {
+        assert_eq!(c.text(false, "/user").await, "admin");
+    }
+    // Every one-character change of the cached cookie is refused: a fresh session.
+    for i in 0..cookie.len() {
+        let mut forged = cookie.clone().into_bytes();
+        forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+        let forged = format!("{NAME}={}", String::from_utf8(forged).unwrap());
+        let resp = c.send_with(false, "/user", Some(forged)).await;
+        assert_eq!(http::body(resp).await, "<none>", "character {i} changed");
+    }
+    // Under the other cookie name (no `__Host-` prefix) it is another purpose: refused.
+    let resp = c
+        .send_with(false, "/user", Some(format!("sid={cookie}")))
+        .await;
+    assert_eq!(http::body(resp).await, "<none>");
+    // Once the record is gone, the cookie whose id is still kept opens nothing.
+    let (_, set) = c.send(true, "/logout").await;
+    assert!(set[0].is_removal());
+    let resp = c
+        .send_with(false, "/user", Some(format!("{NAME}={cookie}")))
+        .await;
+    assert_eq!(http::body(resp).await, "<none>");
+}

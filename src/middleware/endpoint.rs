@@ -83,7 +83,8 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
                 self.open_token(&**codec, &t, purpose, secure, now)
             }
             (Token::Bytes(t), Backend::Store { ids, store }) => {
-                self.open_stored(ids, &**store, &t, purpose, now).await
+                self.open_stored(ids, &**store, &t, purpose, secure, now)
+                    .await
             }
             (Token::Absent, _) => self.fresh(now, None),
             (Token::Refused(e), _) => self.fresh(now, Some(e)),
@@ -245,22 +246,35 @@ impl<E> SealedSessionEndpoint<E> {
     }
 
     /// Opens the signed session id a request carried and loads its session from the store;
-    /// a fresh session when the id is refused or its session is not found.
+    /// a fresh session when the id is refused or its session is not found. The open cache
+    /// keeps the ids that verified (the session itself always comes from the store).
     async fn open_stored(
         &self,
         ids: &SessionIdCodec,
         store: &dyn Store,
         token: &[u8],
         purpose: &str,
+        secure: bool,
         now: Timestamp,
     ) -> Result<(SessionState, Arrival)> {
         if let Err(e) = self.cfg.limits.check_token(token) {
             return self.fresh(now, Some(e));
         }
-        let Ok(token) = std::str::from_utf8(token) else {
-            return self.fresh(now, Some(OpenError::Malformed("token is not text")));
+        let cache = self.shared.cache.as_ref().map(|c| (c, c.hash(token)));
+        let verified = match cache.and_then(|(c, hash)| c.get(token, hash, secure)) {
+            Some(hit) => Ok((hit.state.id(), hit.stale_key)),
+            None => {
+                let Ok(token) = std::str::from_utf8(token) else {
+                    return self.fresh(now, Some(OpenError::Malformed("token is not text")));
+                };
+                let verified = ids.verify(token, purpose.as_bytes());
+                if let (Some((cache, hash)), Ok((id, stale_key))) = (cache, &verified) {
+                    cache.insert_id(token, hash, secure, *id, *stale_key);
+                }
+                verified
+            }
         };
-        let opened = match ids.verify(token, purpose.as_bytes()) {
+        let opened = match verified {
             Err(e) => Err(e),
             Ok((id, stale)) => {
                 // A store that cannot answer is not a reason to start a new session.

@@ -186,8 +186,9 @@ impl SealedSession {
     /// A token is answered from the cache only for exactly the bytes that opened (compared
     /// in constant time) and the same cookie name; expiry, idle time and revocation are
     /// checked on every request as without it. Used with the sealed, signed and JWT codecs
-    /// (any codec whose [`Codec::open_is_pure`]; a JWT only between its `iat` and `exp`), not
-    /// with store-backed sessions.
+    /// (any codec whose [`Codec::open_is_pure`]; a JWT only between its `iat` and `exp`).
+    /// Store-backed sessions keep only the session id each signed cookie verified to: the
+    /// session itself is loaded from the store on every request.
     /// The cost: up to this much memory, holding plaintext sessions until evicted.
     #[must_use]
     pub fn open_cache(mut self, max_bytes: usize) -> Self {
@@ -391,11 +392,9 @@ impl<E: Endpoint> Middleware<E> for SealedSession {
                     Arc::from(cfg.cookie.full_name(true)),
                 ],
                 cache: match &cfg.backend {
-                    Backend::Token(codec) if codec.open_is_pure() => {
-                        OpenCache::new(cfg.open_cache, cfg.limits.data_len, cfg.limits.json_depth)
-                            .map(Arc::new)
-                    }
-                    _ => None,
+                    Backend::Token(codec) if !codec.open_is_pure() => None,
+                    _ => OpenCache::new(cfg.open_cache, cfg.limits.data_len, cfg.limits.json_depth)
+                        .map(Arc::new),
                 },
                 max_age: cfg.policy.max_age,
                 idle_timeout: cfg.policy.idle_timeout,
