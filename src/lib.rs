@@ -58,16 +58,18 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod adapter;
+mod builder;
 mod cache;
 mod clock;
 pub mod codec;
 pub mod denylist;
+pub mod engine;
 mod error;
 #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
 mod jwt_keys;
 mod keys;
 pub mod limits;
-mod middleware;
 mod policy;
 mod random;
 mod session;
@@ -76,6 +78,11 @@ pub mod stats;
 pub mod store;
 pub mod transport;
 
+#[cfg(feature = "poem")]
+pub use adapter::poem::SealedSessionEndpoint;
+#[cfg(feature = "tower")]
+pub use adapter::tower::{SessionLayer, SessionService};
+pub use builder::SealedSession;
 pub use cache::DEFAULT_OPEN_CACHE_BYTES;
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use codec::{Codec, Opened, SealedCodec, SignedCodec};
@@ -83,14 +90,13 @@ pub use denylist::{Check, Denylist, MemoryDenylist};
 pub use error::{DataError, KeyError, OpenError, SealError};
 pub use keys::{Algorithm, KEY_LEN, Key, Keyring, MAX_KEY_ID_LEN};
 pub use limits::{LimitError, Limits};
-pub use middleware::{SealedSession, SealedSessionEndpoint};
 pub use policy::{Fresh, Policy};
 pub use session::{Session, SessionError};
 pub use state::{MAX_SUBJECT_LEN, SessionId, SessionState};
 pub use stats::Stats;
 pub use transport::bearer::BearerConfig;
 pub use transport::cookie::{CookieConfig, SameSite, Secure};
-#[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+#[cfg(all(feature = "poem", any(feature = "jwt", feature = "jwt-rust-crypto")))]
 pub use transport::jwks::Jwks;
 #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
 pub use {

@@ -256,7 +256,8 @@ impl Counters {
 
 /// What one middleware (and its clones, and the endpoints they made) has done since it was
 /// built: a snapshot from [`SealedSession::stats`](crate::SealedSession::stats) or
-/// [`SealedSessionEndpoint::stats`](crate::SealedSessionEndpoint::stats).
+/// [`Engine::stats`](crate::engine::Engine::stats) (which the Poem endpoint and the tower
+/// layer also offer).
 ///
 /// Counts are read with relaxed loads, one counter after another: exact once the requests
 /// being counted have finished, and never torn, but a snapshot taken under load may mix

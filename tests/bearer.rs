@@ -1,5 +1,6 @@
 //! The bearer transport: tokens in `Authorization: Bearer`, new tokens in a response header,
 //! 401s with RFC 6750 challenges.
+#![cfg(feature = "poem")]
 
 mod common {
     pub mod fixtures;

@@ -9,6 +9,7 @@
 //! for any target dir) and built first with this test's features (a no-op when it is up to
 //! date), so `cargo test --test browser` works on its own too: see `tests/common/demo.rs`,
 //! shared with `tests/demo_modes.rs` (the jwt mode and revocation).
+#![cfg(feature = "poem")]
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

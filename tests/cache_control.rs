@@ -1,6 +1,7 @@
 //! No session token in a shared cache: a response that carries a new session token (a
 //! session `Set-Cookie`, or the bearer refresh header) is sent with
 //! `Cache-Control: private, no-store`, whatever the handler set.
+#![cfg(feature = "poem")]
 
 mod common {
     pub mod fixtures;

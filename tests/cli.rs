@@ -1,6 +1,7 @@
 //! The `sealed-session` binary, run as a user would: on tokens made by the library, on a
 //! cookie made by the Poem middleware, and on hostile input.
 #![cfg(feature = "cli")]
+#![cfg(feature = "poem")]
 
 #[cfg(feature = "redis")]
 mod common {

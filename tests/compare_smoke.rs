@@ -5,6 +5,7 @@
 //! The Redis modes need `redis-server`: where it is on `PATH` (or `COMPARE_REDIS_SERVER`
 //! names it) they must be measured, and under `CI=true` it must be there; elsewhere they may
 //! be listed as skipped, with the reason.
+#![cfg(feature = "poem")]
 
 mod common {
     pub mod example;

@@ -6,6 +6,7 @@
 //! - `--mode sealed`: a cookie replayed after logout is refused (the in-memory denylist);
 //! - `--redis URL` (feature `redis`, a real `redis-server`): two demo processes share
 //!   sessions and revocations; without the feature `--redis` is refused with exit code 2.
+#![cfg(feature = "poem")]
 
 mod common {
     pub mod demo;

@@ -1,6 +1,7 @@
 //! Nobody can inflate the denylist: an id whose token never reached a client is never
 //! revoked, and a flood of anonymous "get a cookie, log it out" cycles leaves the denylist
 //! within its bound, failing closed (every logged-out session stays refused).
+#![cfg(feature = "poem")]
 
 mod common {
     pub mod fixtures;

@@ -3,6 +3,7 @@
 //! as express-session does and where we differ (and why). On `MemoryStore`, through a probe
 //! that counts what the middleware asks of the store; the Redis store runs the same
 //! middleware code and is tested in `tests/store_redis.rs`.
+#![cfg(feature = "poem")]
 
 mod common {
     pub mod fixtures;

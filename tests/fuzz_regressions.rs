@@ -9,6 +9,7 @@
 //! - `authorization_header/`: a byte choosing the fuzz target's backend (ignored here), then
 //!   an `Authorization` header value; another scheme than `Bearer` must be no session, not a
 //!   401.
+#![cfg(feature = "poem")]
 
 mod common {
     pub mod fixtures;

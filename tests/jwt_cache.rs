@@ -3,6 +3,7 @@
 //! still run on every request: the token's own `exp`, `nbf` and `iat`, the policy's expiry
 //! and idle timeout, and revocation.
 #![cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+#![cfg(feature = "poem")]
 
 mod common {
     pub mod fixtures;

@@ -1,6 +1,7 @@
 //! JWT sessions through the middleware: bearer and cookie transports, kid rotation, and the
 //! JWK Set endpoint.
 #![cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+#![cfg(feature = "poem")]
 
 use poem::http::StatusCode;
 use poem::test::TestClient;

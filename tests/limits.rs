@@ -2,6 +2,7 @@
 //! exactly at the limit is accepted and one byte, chunk or level more is refused with the
 //! documented answer (431 for the `Cookie` header; a fresh session for cookies, a 401 for
 //! bearer tokens otherwise), logged once at `info` with its reason and never the token.
+#![cfg(feature = "poem")]
 
 mod common {
     pub mod fixtures;

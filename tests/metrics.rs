@@ -2,7 +2,7 @@
 //! re-issue, revocations of both kinds), a recorder installed for the test holds exactly the
 //! documented counters and gauges. With `redis` too, the replica staleness gauge follows an
 //! outage.
-
+#![cfg(feature = "poem")]
 #![cfg(all(feature = "metrics", any(feature = "jwt", feature = "jwt-rust-crypto")))]
 
 mod common {

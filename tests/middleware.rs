@@ -1,4 +1,5 @@
 //! The Poem middleware's behaviour, through Poem's test client.
+#![cfg(feature = "poem")]
 
 mod common {
     pub mod fixtures;

@@ -1,6 +1,7 @@
 //! Observability without the `metrics` feature: the per-request `sealed_session` span and the
 //! events inside it (open, refusal by reason, issue, re-issue, revocation), which never carry
 //! the token, and the in-process `Stats` snapshot.
+#![cfg(feature = "poem")]
 
 mod common {
     pub mod fixtures;

@@ -1,6 +1,7 @@
 //! The open cache (`SealedSession::open_cache`): a token that comes back is answered from
 //! memory, but only for exactly the bytes that opened, under the same cookie name, with
 //! expiry, idle time, revocation, key rotation and the data limits checked as without it.
+#![cfg(feature = "poem")]
 
 mod common {
     pub mod fixtures;

@@ -1,5 +1,6 @@
 //! Revocation through the middleware: logout, regenerate and "log out everywhere" revoke,
 //! and a replayed cookie or token is refused like an expired one.
+#![cfg(feature = "poem")]
 
 mod common {
     pub mod fixtures;

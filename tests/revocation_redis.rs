@@ -4,7 +4,7 @@
 //!
 //! Without `redis-server` on PATH the tests print `SKIPPED: ...` and pass, except under
 //! `CI=true`, where they fail.
-
+#![cfg(feature = "poem")]
 #![cfg(feature = "redis")]
 
 mod common {

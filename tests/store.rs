@@ -1,5 +1,6 @@
 //! Store-backed sessions (the express-session design): the `Store` conformance suite, run
 //! for every store, and the middleware's behaviour in store mode.
+#![cfg(feature = "poem")]
 
 mod common {
     pub mod fixtures;

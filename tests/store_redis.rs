@@ -4,7 +4,7 @@
 //!
 //! Without `redis-server` on PATH each test prints `SKIPPED: ...` and passes, except under
 //! `CI=true`, where it fails.
-
+#![cfg(feature = "poem")]
 #![cfg(feature = "redis")]
 
 mod common {

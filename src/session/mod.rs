@@ -5,9 +5,7 @@ mod inner;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use poem::error::ResponseError;
-use poem::http::StatusCode;
-use poem::{FromRequest, Request, RequestBody};
+use http::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -24,10 +22,10 @@ pub(crate) use inner::{Arrival, Backend, Ended, Inner, Lifecycle, Outcome, Plan,
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SessionError {
-    /// The handler asked for a `Session`, but the session middleware is not installed on its
-    /// route. Answered as a 500 with this message.
+    /// The handler asked for a `Session`, but the session middleware (or layer) is not
+    /// installed on its route. Answered as a 500 with this message.
     #[error(
-        "no session: the sealed-session middleware is not installed on this route (add `.with(SealedSession::...)`)"
+        "no session: the sealed-session middleware is not installed on this route (add `.with(SealedSession::...)`, or `.layer(SealedSession::...layer())`)"
     )]
     MiddlewareMissing,
     /// Reading or writing a value failed (wrong type, not serializable, corrupt data).
@@ -66,8 +64,11 @@ pub enum SessionError {
     Ended,
 }
 
-impl ResponseError for SessionError {
-    fn status(&self) -> StatusCode {
+impl SessionError {
+    /// The status a handler's response gets for this error: 503 when the store or the
+    /// denylist failed, 409 for [`SessionError::Ended`], 500 otherwise. The Poem and axum
+    /// adapters answer with it.
+    pub fn status(&self) -> StatusCode {
         match self {
             SessionError::Store(_) | SessionError::Denylist(_) => StatusCode::SERVICE_UNAVAILABLE,
             SessionError::Ended => StatusCode::CONFLICT,
@@ -446,22 +447,5 @@ impl Session {
             );
             inner.ended.push(Ended::Session(revocation));
         }
-    }
-}
-
-impl<'a> FromRequest<'a> for &'a Session {
-    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
-        req.extensions()
-            .get::<Session>()
-            .ok_or_else(|| SessionError::MiddlewareMissing.into())
-    }
-}
-
-impl<'a> FromRequest<'a> for Session {
-    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
-        req.extensions()
-            .get::<Session>()
-            .cloned()
-            .ok_or_else(|| SessionError::MiddlewareMissing.into())
     }
 }

@@ -11,10 +11,10 @@
 //! than one method for including an access token"), whatever the schemes: it is never served
 //! as the first of them.
 
-use poem::Response;
-use poem::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
-use poem::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
+use crate::engine::Answer;
 use crate::error::OpenError;
 
 /// Default response header that carries a new token.
@@ -148,16 +148,16 @@ fn description(e: &OpenError) -> &'static str {
 /// The answer for a refused bearer token (RFC 6750, section 3.1): a 401 with
 /// `error="invalid_token"`; for a request with more than one `Authorization` header, a 400
 /// with `error="invalid_request"`.
-pub(crate) fn unauthorized(e: &OpenError) -> Response {
+pub(crate) fn unauthorized(e: &OpenError) -> Answer {
     let desc = description(e);
     let (status, error) = match e {
         OpenError::DuplicateAuthorization { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
         _ => (StatusCode::UNAUTHORIZED, "invalid_token"),
     };
     let challenge = format!("Bearer error=\"{error}\", error_description=\"{desc}\"");
-    let mut resp = poem::Error::from_string(desc, status).into_response();
-    if let Ok(v) = HeaderValue::try_from(challenge) {
-        resp.headers_mut().insert(WWW_AUTHENTICATE, v);
+    let answer = Answer::text(status, desc);
+    match HeaderValue::try_from(challenge) {
+        Ok(v) => answer.with_challenge(v),
+        Err(_) => answer,
     }
-    resp
 }

@@ -36,7 +36,9 @@ pub fn example_path(name: &str) -> TestResult<PathBuf> {
 /// `known_features_are_the_manifests` (in `tests/compare_smoke.rs`) keeps it in step with
 /// `Cargo.toml`: a feature missing here would make [`example_binary`] rebuild the crate and
 /// the example a second time, with other features.
-pub const FEATURES: [(&str, bool); 7] = [
+pub const FEATURES: [(&str, bool); 9] = [
+    ("poem", cfg!(feature = "poem")),
+    ("tower", cfg!(feature = "tower")),
     ("aws-lc", cfg!(feature = "aws-lc")),
     ("jwt", cfg!(feature = "jwt")),
     ("jwt-rust-crypto", cfg!(feature = "jwt-rust-crypto")),

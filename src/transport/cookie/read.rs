@@ -8,8 +8,8 @@
 
 use std::borrow::Cow;
 
-use poem::http::HeaderMap;
-use poem::http::header::COOKIE;
+use http::HeaderMap;
+use http::header::COOKIE;
 
 use super::CookieConfig;
 
@@ -192,8 +192,8 @@ impl CookieConfig {
 
 #[cfg(test)]
 mod tests {
-    use poem::http::header::COOKIE;
-    use poem::http::{HeaderMap, HeaderValue};
+    use http::header::COOKIE;
+    use http::{HeaderMap, HeaderValue};
 
     use super::CookieConfig;
 

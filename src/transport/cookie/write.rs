@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use poem::http::HeaderValue;
+use http::HeaderValue;
 
 use super::{BROWSER_COOKIE_LIMIT, CookieConfig, Incoming, SameSite};
 

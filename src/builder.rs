@@ -1,31 +1,28 @@
-//! The Poem middleware: opens the session token before the handler, and after it sends a
-//! new token only when the session changed or is due for renewal. This file is its builder;
-//! `endpoint.rs` handles a request up to the handler, `respond.rs` what comes after.
-
-mod endpoint;
-mod respond;
+//! The builder of a session middleware: one value holding every setting (the design and its
+//! keys, the cookie or bearer transport, the expiry policy, limits, denylist, clock). The
+//! Poem middleware is this value itself; the tower layer comes from `SealedSession::layer`;
+//! both run the [`Engine`] it builds.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use poem::{Endpoint, Middleware};
-
-use crate::cache::{DEFAULT_OPEN_CACHE_BYTES, OpenCache};
+use crate::cache::DEFAULT_OPEN_CACHE_BYTES;
 use crate::clock::{Clock, SystemClock};
 use crate::codec::{Codec, SealedCodec, SessionIdCodec, SignedCodec};
 use crate::denylist::Denylist;
+use crate::engine::{Config, Engine};
 use crate::keys::Keyring;
 use crate::limits::{LimitError, Limits};
 use crate::policy::Policy;
-use crate::session::{Backend, Shared};
+use crate::session::Backend;
 use crate::stats::{Counted, Counters, Stats};
 use crate::store::Store;
 use crate::transport::bearer::BearerConfig;
 use crate::transport::cookie::{CookieConfig, SameSite, Secure};
 
-pub use endpoint::SealedSessionEndpoint;
-
-/// Session middleware for Poem, configured through one builder.
+/// A session middleware, configured through one builder: the Poem middleware itself (with
+/// the `poem` feature), and the tower layer through `SealedSession::layer` (with the
+/// `tower` feature).
 ///
 /// ```
 /// use poem::{EndpointExt, Route, get, handler};
@@ -55,29 +52,6 @@ pub use endpoint::SealedSessionEndpoint;
 #[derive(Clone)]
 pub struct SealedSession {
     cfg: Config,
-}
-
-#[derive(Clone)]
-struct Config {
-    backend: Backend,
-    /// Set by [`SealedSession::jwt`]: the codec, given the policy when the middleware is
-    /// applied (it replaces `backend` then).
-    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
-    jwt: Option<crate::codec::JwtCodec>,
-    policy: Policy,
-    cookie: CookieConfig,
-    /// `Some` when tokens travel in the `Authorization` header instead of cookies.
-    bearer: Option<BearerConfig>,
-    save_uninitialized: bool,
-    clock: Arc<dyn Clock>,
-    /// The application's denylist, wrapped so that the revocations made through it are
-    /// counted; checks go to the denylist itself (`Counted::inner`).
-    denylist: Option<Arc<Counted>>,
-    limits: Limits,
-    /// Memory budget of each endpoint's open cache; 0 for none.
-    open_cache: usize,
-    /// Shared by every clone of the builder and every endpoint made from them.
-    stats: Arc<Counters>,
 }
 
 /// One constructor per design: [`SealedSession::sealed`] (the default choice),
@@ -362,46 +336,12 @@ impl SealedSession {
         self.cfg.clock = Arc::new(clock);
         self
     }
-}
 
-impl<E: Endpoint> Middleware<E> for SealedSession {
-    type Output = SealedSessionEndpoint<E>;
-
-    fn transform(&self, ep: E) -> Self::Output {
-        #[cfg_attr(
-            not(any(feature = "jwt", feature = "jwt-rust-crypto")),
-            allow(unused_mut)
-        )]
-        let mut cfg = self.cfg.clone();
-        #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
-        if let Some(jwt) = &cfg.jwt {
-            cfg.backend = Backend::Token(Arc::new(jwt.clone().policy(&cfg.policy)));
-        }
-        let cfg = &cfg;
-        SealedSessionEndpoint {
-            inner: ep,
-            mode: match &cfg.backend {
-                Backend::Token(codec) => codec.name(),
-                Backend::Store { .. } => "store",
-            },
-            shared: Arc::new(Shared {
-                backend: cfg.backend.clone(),
-                denylist: cfg.denylist.clone().map(|d| -> Arc<dyn Denylist> { d }),
-                purposes: [
-                    Arc::from(cfg.cookie.full_name(false)),
-                    Arc::from(cfg.cookie.full_name(true)),
-                ],
-                cache: match &cfg.backend {
-                    Backend::Token(codec) if !codec.open_is_pure() => None,
-                    _ => OpenCache::new(cfg.open_cache, cfg.limits.data_len, cfg.limits.json_depth)
-                        .map(Arc::new),
-                },
-                max_age: cfg.policy.max_age,
-                idle_timeout: cfg.policy.idle_timeout,
-                clock: cfg.clock.clone(),
-                max_depth: cfg.limits.json_depth,
-            }),
-            cfg: Arc::new(cfg.clone()),
-        }
+    /// The engine this configuration runs: what the Poem middleware and the tower layer call
+    /// for each request, and what an adapter for another framework would call. Each call
+    /// makes a new engine, with its own open cache; the statistics are shared with this
+    /// builder.
+    pub fn engine(&self) -> Engine {
+        Engine::new(&self.cfg)
     }
 }

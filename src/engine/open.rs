@@ -1,60 +1,36 @@
-//! The endpoint [`SealedSession`](super::SealedSession) makes: for each request, it reads the
-//! token, opens it into the request's [`Session`], runs the handler, then hands the session
-//! to [`respond`](super::respond) for the response's headers.
+//! Before the handler: how the request carries its session, and the token opened (with the
+//! open cache, the codec or the store, and the denylist) into the session's state.
 
-use std::sync::Arc;
-
-use poem::http::StatusCode;
-use poem::{Endpoint, IntoResponse, Request, Response, Result};
+use http::StatusCode;
+use http::header::HeaderMap;
 use tracing::Span;
 
-use super::Config;
-use super::respond::{Carrier, chunks_refused, header_too_large, internal, outcome, unauthorized};
+use super::respond::{Carrier, chunks_refused, header_too_large, internal, unauthorized};
+use super::{Answer, Engine};
 use crate::cache::Hit;
 use crate::clock::Timestamp;
 use crate::codec::{Codec, SessionIdCodec};
 use crate::denylist::Check;
 use crate::error::OpenError;
-use crate::session::{Arrival, Backend, Inner, Session, Shared};
+use crate::session::Arrival;
 use crate::state::{SessionId, SessionState};
-use crate::stats::Stats;
 use crate::store::Store;
 use crate::transport::bearer::BearerIn;
 use crate::transport::cookie::TokenBytes;
 
-/// The endpoint made by [`SealedSession`](super::SealedSession).
-pub struct SealedSessionEndpoint<E> {
-    pub(super) inner: E,
-    pub(super) cfg: Arc<Config>,
-    /// The codec's name, or `"store"`: the `mode` of the request span.
-    pub(super) mode: &'static str,
-    /// What this endpoint's sessions share: how tokens are made and checked, the cookie
-    /// names, and the open cache.
-    pub(super) shared: Arc<Shared>,
-}
-
-impl<E> SealedSessionEndpoint<E> {
-    /// What this endpoint (and the middleware it came from, with its clones) has done so
-    /// far; see [`SealedSession::stats`](super::SealedSession::stats).
-    pub fn stats(&self) -> Stats {
-        self.cfg
-            .stats
-            .snapshot(self.cfg.denylist.as_deref().map(|d| &*d.inner))
-    }
-}
-
 /// A token as the request carried it.
-enum Token<'r> {
+pub(super) enum Token<'r> {
     Absent,
     Bytes(TokenBytes<'r>),
     /// Cookie chunks that do not form a token.
     Refused(OpenError),
 }
 
-fn is_https(req: &Request, trust_proxy: bool) -> bool {
+/// Whether the request came over HTTPS: as the connection says, or, behind a trusted
+/// proxy, as the first `X-Forwarded-Proto` value says.
+fn is_https(headers: &HeaderMap, connection_https: bool, trust_proxy: bool) -> bool {
     if trust_proxy
-        && let Some(proto) = req
-            .headers()
+        && let Some(proto) = headers
             .get("x-forwarded-proto")
             .and_then(|v| v.to_str().ok())
     {
@@ -63,104 +39,37 @@ fn is_https(req: &Request, trust_proxy: bool) -> bool {
             .next()
             .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
     }
-    req.scheme().as_str() == "https" || req.uri().scheme_str() == Some("https")
+    connection_https
 }
 
-impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
-    type Output = Response;
-
-    async fn call(&self, mut req: Request) -> Result<Response> {
-        let span = self.span();
-        let now = self.cfg.clock.now();
-        let (carrier, token) = match self.read(&req, &span) {
-            Ok(read) => read,
-            Err(answer) => return Ok(*answer),
-        };
-        let secure = carrier.is_secure();
-        let purpose: &str = self.shared.purpose(secure);
-        let opened = match (token, &self.cfg.backend) {
-            (Token::Bytes(t), Backend::Token(codec)) => {
-                self.open_token(&**codec, &t, purpose, secure, now)
-            }
-            (Token::Bytes(t), Backend::Store { ids, store }) => {
-                self.open_stored(ids, &**store, &t, purpose, secure, now)
-                    .await
-            }
-            (Token::Absent, _) => self.fresh(now, None),
-            (Token::Refused(e), _) => self.fresh(now, Some(e)),
-        };
-        let (state, arrival) = opened.inspect_err(|_| outcome(&span, "unavailable"))?;
-        if let Some(e) = &arrival.refused {
-            self.cfg.stats.refused(e, &span);
-            if matches!(carrier, Carrier::Bearer) {
-                return Ok(unauthorized(e, &span));
-            }
-        }
-        if !arrival.is_new {
-            tracing::trace!(
-                target: "sealed_session",
-                parent: &span,
-                reissue = arrival.reissue,
-                stale_key = arrival.stale_key,
-                "session opened"
-            );
-        }
-        let inner = Inner::new(self.shared.clone(), state, now, secure, &arrival);
-        let session = Session::new(inner);
-        req.extensions_mut().insert(session.clone());
-        // Changes are written even when the handler fails.
-        let mut resp = match self.inner.call(req).await {
-            Ok(r) => r.into_response(),
-            Err(e) => e.into_response(),
-        };
-        let refused = arrival.refused.is_some();
-        let how = (&carrier, purpose);
-        super::respond::finish(&self.cfg, &span, how, &session, refused, &mut resp).await;
-        Ok(resp)
-    }
-}
-
-impl<E> SealedSessionEndpoint<E> {
-    /// One span per request, the parent of the middleware's events. Disabled, the span and
-    /// its records cost a level check each.
-    fn span(&self) -> Span {
-        tracing::debug_span!(
-            target: "sealed_session",
-            "sealed_session",
-            mode = self.mode,
-            transport = if self.cfg.bearer.is_some() { "bearer" } else { "cookie" },
-            outcome = tracing::field::Empty,
-            reason = tracing::field::Empty,
-        )
-    }
-
+impl Engine {
     /// How the request carries its session, and the token; or the answer when the request
     /// is refused before its handler (a bad bearer header, oversized cookies).
-    fn read<'r>(
+    pub(super) fn read<'r>(
         &self,
-        req: &'r Request,
+        headers: &'r HeaderMap,
+        connection_https: bool,
         span: &Span,
-    ) -> std::result::Result<(Carrier, Token<'r>), Box<Response>> {
+    ) -> Result<(Carrier, Token<'r>), Answer> {
         let cfg = &*self.cfg;
         if let Some(b) = &cfg.bearer {
-            let token = match b.read(req.headers()) {
+            let token = match b.read(headers) {
                 BearerIn::Absent => Token::Absent,
                 BearerIn::Token(t) => Token::Bytes(TokenBytes::Borrowed(t.as_bytes())),
                 BearerIn::Refused(e) => {
                     cfg.stats.refused(&e, span);
-                    return Err(Box::new(unauthorized(&e, span)));
+                    return Err(unauthorized(&e, span));
                 }
             };
             return Ok((Carrier::Bearer, token));
         }
-        let secure = cfg
-            .cookie
-            .is_secure(is_https(req, cfg.cookie.trusts_proxy()));
+        let https = is_https(headers, connection_https, cfg.cookie.trusts_proxy());
+        let secure = cfg.cookie.is_secure(https);
         let purpose = self.shared.purpose(secure);
         let max = cfg.limits.cookie_header_len;
-        let (incoming, token) = match cfg.cookie.scan(req.headers(), purpose, max) {
+        let (incoming, token) = match cfg.cookie.scan(headers, purpose, max) {
             Ok(scanned) => scanned,
-            Err(len) => return Err(Box::new(header_too_large(&cfg.stats, span, len, max))),
+            Err(len) => return Err(header_too_large(&cfg.stats, span, len, max)),
         };
         let token = match token {
             Some(t) => Token::Bytes(t),
@@ -172,7 +81,11 @@ impl<E> SealedSessionEndpoint<E> {
     }
 
     /// A new session for a request that brought no token or one that was `refused`.
-    fn fresh(&self, now: Timestamp, refused: Option<OpenError>) -> Result<(SessionState, Arrival)> {
+    pub(super) fn fresh(
+        &self,
+        now: Timestamp,
+        refused: Option<OpenError>,
+    ) -> Result<(SessionState, Arrival), Answer> {
         let id = SessionId::generate().map_err(internal)?;
         let state = SessionState::new(id, now, self.cfg.policy.expires_at(now));
         let arrival = Arrival {
@@ -189,14 +102,14 @@ impl<E> SealedSessionEndpoint<E> {
     /// Opens the token a request carried (its bytes as they came: a cookie is not checked to
     /// be text before this) with a token codec; a fresh session when it is refused. `secure`
     /// says which of the endpoint's two purposes `purpose` is (the open cache keys on it).
-    fn open_token(
+    pub(super) fn open_token(
         &self,
         codec: &dyn Codec,
         token: &[u8],
         purpose: &str,
         secure: bool,
         now: Timestamp,
-    ) -> Result<(SessionState, Arrival)> {
+    ) -> Result<(SessionState, Arrival), Answer> {
         if let Err(e) = self.cfg.limits.check_token(token) {
             return self.fresh(now, Some(e));
         }
@@ -248,7 +161,7 @@ impl<E> SealedSessionEndpoint<E> {
     /// Opens the signed session id a request carried and loads its session from the store;
     /// a fresh session when the id is refused or its session is not found. The open cache
     /// keeps the ids that verified (the session itself always comes from the store).
-    async fn open_stored(
+    pub(super) async fn open_stored(
         &self,
         ids: &SessionIdCodec,
         store: &dyn Store,
@@ -256,7 +169,7 @@ impl<E> SealedSessionEndpoint<E> {
         purpose: &str,
         secure: bool,
         now: Timestamp,
-    ) -> Result<(SessionState, Arrival)> {
+    ) -> Result<(SessionState, Arrival), Answer> {
         if let Err(e) = self.cfg.limits.check_token(token) {
             return self.fresh(now, Some(e));
         }
@@ -280,7 +193,7 @@ impl<E> SealedSessionEndpoint<E> {
                 // A store that cannot answer is not a reason to start a new session.
                 let record = store.load(&id).await.map_err(|e| {
                     tracing::error!(target: "sealed_session", error = %e, "session store unavailable");
-                    poem::Error::new(e, StatusCode::SERVICE_UNAVAILABLE)
+                    Answer::text(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
                 })?;
                 record
                     .ok_or(OpenError::NotFound)
@@ -305,7 +218,7 @@ impl<E> SealedSessionEndpoint<E> {
         opened: std::result::Result<(SessionState, bool, bool), OpenError>,
         cached_hash: Option<u64>,
         now: Timestamp,
-    ) -> Result<(SessionState, Arrival)> {
+    ) -> Result<(SessionState, Arrival), Answer> {
         let mut unconfirmed = None;
         let opened = match (opened, &self.cfg.denylist) {
             (Ok(opened), Some(counted)) => {
@@ -319,9 +232,9 @@ impl<E> SealedSessionEndpoint<E> {
                     }
                     Check::Unavailable => {
                         tracing::error!(target: "sealed_session", "revocation list unavailable; refusing sessions");
-                        return Err(poem::Error::from_string(
-                            "sessions cannot be checked for revocation right now",
+                        return Err(Answer::text(
                             StatusCode::SERVICE_UNAVAILABLE,
+                            "sessions cannot be checked for revocation right now",
                         ));
                     }
                 }

@@ -1,12 +1,11 @@
 //! After the handler: the session's [`Plan`] turned into the response's headers, with the
 //! revocations and store writes it waits for.
 
-use poem::Response;
-use poem::http::header::SET_COOKIE;
-use poem::http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::header::{self, SET_COOKIE};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use tracing::Span;
 
-use super::Config;
+use super::{Answer, Config};
 use crate::denylist::Denylist as _;
 use crate::error::OpenError;
 use crate::session::{Backend, Ended, Outcome, Plan, Sending, Session};
@@ -15,6 +14,7 @@ use crate::transport::bearer::{self, BearerConfig};
 use crate::transport::cookie::{CookieConfig, Incoming};
 
 /// How the request carried its session.
+#[derive(Debug)]
 pub(super) enum Carrier {
     Cookie { secure: bool, incoming: Incoming },
     Bearer,
@@ -28,7 +28,7 @@ impl Carrier {
 }
 
 /// The 401 for a refused bearer token, the handler not run.
-pub(super) fn unauthorized(e: &OpenError, span: &Span) -> Response {
+pub(super) fn unauthorized(e: &OpenError, span: &Span) -> Answer {
     outcome(span, "rejected");
     bearer::unauthorized(e)
 }
@@ -40,20 +40,20 @@ pub(super) fn outcome(span: &Span, label: &'static str) {
     }
 }
 
-pub(super) fn internal(e: impl std::error::Error + Send + Sync + 'static) -> poem::Error {
-    poem::Error::new(e, StatusCode::INTERNAL_SERVER_ERROR)
+pub(super) fn internal(e: impl std::error::Error) -> Answer {
+    Answer::text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
 /// Everything after the handler: the plan, the revocations and store write it needs, and
-/// the session's headers on `resp` (or the error response that replaces it).
+/// the session's headers on the response's `headers` (or the answer that replaces it).
 pub(super) async fn finish(
     cfg: &Config,
     span: &Span,
     (carrier, purpose): (&Carrier, &str),
     session: &Session,
     refused: bool,
-    resp: &mut Response,
-) {
+    headers: &mut HeaderMap,
+) -> Result<(), Answer> {
     let how = Sending {
         had_cookie: matches!(carrier, Carrier::Cookie { incoming, .. } if incoming.any()),
         bearer: matches!(carrier, Carrier::Bearer),
@@ -67,17 +67,11 @@ pub(super) async fn finish(
         Err(e) => {
             // Sessions the handler ended are ended even if the new one cannot be sent.
             let ended = session.take_ended();
-            *resp = match end_sessions(cfg, span, &ended).await {
-                Ok(()) => not_saved(span, &e.to_string()),
-                Err(answer) => answer,
-            };
-            return;
+            end_sessions(cfg, span, &ended).await?;
+            return Err(not_saved(span, &e.to_string()));
         }
     };
-    if let Err(answer) = end_sessions(cfg, span, &plan.ended).await {
-        *resp = answer;
-        return;
-    }
+    end_sessions(cfg, span, &plan.ended).await?;
     // Store-backed: the session may be found ended by another request when writing it.
     let mut ended_elsewhere = false;
     if let Backend::Store { store, .. } = &cfg.backend
@@ -96,15 +90,21 @@ pub(super) async fn finish(
             }
             Err(e) => {
                 tracing::error!(target: "sealed_session", error = %e, "session not saved to the store");
-                *resp = unavailable(
+                return Err(unavailable(
                     span,
                     "the session could not be saved: the session store is unavailable",
-                );
-                return;
+                ));
             }
         }
     }
-    respond(cfg, span, (carrier, purpose), plan, resp, ended_elsewhere);
+    respond(
+        cfg,
+        span,
+        (carrier, purpose),
+        plan,
+        headers,
+        ended_elsewhere,
+    )
 }
 
 /// Adds the session's headers to the handler's response (or replaces it with a 500 when
@@ -114,20 +114,17 @@ fn respond(
     span: &Span,
     (carrier, purpose): (&Carrier, &str),
     plan: Plan,
-    resp: &mut Response,
+    headers: &mut HeaderMap,
     ended_elsewhere: bool,
-) {
+) -> Result<(), Answer> {
     // Store-backed writes that keep the cookie as it is carry no token.
     let sends_token = plan.token.is_some();
     match (&plan.outcome, carrier, plan.token) {
         (Outcome::Clear, Carrier::Cookie { secure, incoming }, _) => {
-            append_all(
-                resp.headers_mut(),
-                cfg.cookie.clear(purpose, *secure, incoming),
-            );
+            append_all(headers, cfg.cookie.clear(purpose, *secure, incoming));
         }
         (Outcome::Write, Carrier::Cookie { secure, incoming }, Some(token)) => {
-            let mut set_cookies = SetCookies(resp.headers_mut());
+            let mut set_cookies = SetCookies(headers);
             if let Err(e) = cfg.cookie.write_into(
                 &mut set_cookies,
                 purpose,
@@ -136,26 +133,22 @@ fn respond(
                 Some(plan.max_age),
                 incoming,
             ) {
-                *resp = not_saved(span, &e.to_string());
-                return;
+                return Err(not_saved(span, &e.to_string()));
             }
         }
         (Outcome::Write, Carrier::Bearer, Some(token)) => {
             let header = cfg.bearer.as_ref().map(BearerConfig::header);
             match (header, HeaderValue::try_from(token)) {
                 (Some(h), Ok(v)) => {
-                    resp.headers_mut().insert(h.clone(), v);
+                    headers.insert(h.clone(), v);
                 }
-                _ => {
-                    *resp = not_saved(span, "the token is not a valid header value");
-                    return;
-                }
+                _ => return Err(not_saved(span, "the token is not a valid header value")),
             }
         }
         _ => {}
     }
     if plan.outcome == Outcome::Clear || plan.outcome == Outcome::Write && sends_token {
-        no_store(resp.headers_mut(), span);
+        no_store(headers, span);
     }
     if matches!(plan.outcome, Outcome::Write) && !ended_elsewhere {
         cfg.stats.sent(plan.is_new, span);
@@ -170,23 +163,23 @@ fn respond(
             Outcome::Clear => "cleared",
         },
     );
+    Ok(())
 }
 
 /// The answer when a session cannot be sent: nothing a browser would drop goes out, and the
 /// previous cookie stays.
-fn not_saved(span: &Span, msg: &str) -> Response {
+fn not_saved(span: &Span, msg: &str) -> Answer {
     outcome(span, "not_saved");
     tracing::error!(target: "sealed_session", error = %msg, "session not saved");
-    poem::Error::from_string(
-        format!("session not saved: {msg}"),
+    Answer::text(
         StatusCode::INTERNAL_SERVER_ERROR,
+        format!("session not saved: {msg}"),
     )
-    .into_response()
 }
 
 /// Revokes (token modes, with a denylist) or deletes (store mode) the sessions a request
 /// ended; on failure, the response to send instead.
-async fn end_sessions(cfg: &Config, span: &Span, ended: &[Ended]) -> Result<(), Response> {
+async fn end_sessions(cfg: &Config, span: &Span, ended: &[Ended]) -> Result<(), Answer> {
     match (&cfg.backend, &cfg.denylist) {
         (Backend::Token(_), Some(denylist)) => {
             for end in ended {
@@ -221,14 +214,13 @@ async fn end_sessions(cfg: &Config, span: &Span, ended: &[Ended]) -> Result<(), 
 
 /// The answer to a request whose `Cookie` headers pass the configured bound: no cookie is
 /// read and the handler does not run.
-pub(super) fn header_too_large(stats: &Counters, span: &Span, len: usize, max: usize) -> Response {
+pub(super) fn header_too_large(stats: &Counters, span: &Span, len: usize, max: usize) -> Answer {
     stats.refused(&OpenError::CookieHeaderTooLarge { len, max }, span);
     outcome(span, "rejected");
-    poem::Error::from_string(
-        "the request's cookies are too large",
+    Answer::text(
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "the request's cookies are too large",
     )
-    .into_response()
 }
 
 /// Why chunk cookies that did not form a token were refused.
@@ -269,9 +261,9 @@ fn no_store(headers: &mut HeaderMap, span: &Span) {
     }
 }
 
-fn unavailable(span: &Span, msg: &str) -> Response {
+fn unavailable(span: &Span, msg: &str) -> Answer {
     outcome(span, "unavailable");
-    poem::Error::from_string(msg, StatusCode::SERVICE_UNAVAILABLE).into_response()
+    Answer::text(StatusCode::SERVICE_UNAVAILABLE, msg)
 }
 
 fn append_all(headers: &mut HeaderMap, values: Vec<HeaderValue>) {

@@ -1,0 +1,90 @@
+//! The Poem adapter (feature `poem`): [`SealedSession`] is a Poem middleware, and `&Session`
+//! (or `Session`) a handler argument. Each request goes through the [`Engine`].
+
+use poem::error::ResponseError;
+use poem::http::StatusCode;
+use poem::{
+    Endpoint, FromRequest, IntoResponse, Middleware, Request, RequestBody, Response, Result,
+};
+
+use crate::builder::SealedSession;
+use crate::engine::{Answer, Engine};
+use crate::session::{Session, SessionError};
+use crate::stats::Stats;
+
+/// The endpoint made by [`SealedSession`] as a Poem middleware.
+pub struct SealedSessionEndpoint<E> {
+    inner: E,
+    engine: Engine,
+}
+
+impl<E> SealedSessionEndpoint<E> {
+    /// What this endpoint (and the middleware it came from, with its clones) has done so
+    /// far; see [`SealedSession::stats`].
+    pub fn stats(&self) -> Stats {
+        self.engine.stats()
+    }
+}
+
+impl<E: Endpoint> Middleware<E> for SealedSession {
+    type Output = SealedSessionEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        SealedSessionEndpoint {
+            inner: ep,
+            engine: self.engine(),
+        }
+    }
+}
+
+fn response(answer: Answer) -> Response {
+    let (parts, body) = answer.into_response::<String>().into_parts();
+    let mut resp = Response::builder().status(parts.status).body(body);
+    *resp.headers_mut() = parts.headers;
+    resp
+}
+
+impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> Result<Response> {
+        let https = req.scheme().as_str() == "https" || req.uri().scheme_str() == Some("https");
+        let started = match self.engine.start(req.headers(), https).await {
+            Ok(started) => started,
+            Err(answer) => return Ok(response(answer)),
+        };
+        req.extensions_mut().insert(started.session().clone());
+        // Changes are written even when the handler fails.
+        let mut resp = match self.inner.call(req).await {
+            Ok(r) => r.into_response(),
+            Err(e) => e.into_response(),
+        };
+        if let Err(answer) = self.engine.finish(started, resp.headers_mut()).await {
+            resp = response(answer);
+        }
+        Ok(resp)
+    }
+}
+
+impl ResponseError for SessionError {
+    fn status(&self) -> StatusCode {
+        SessionError::status(self)
+    }
+}
+
+impl<'a> FromRequest<'a> for &'a Session {
+    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> Result<Self> {
+        req.extensions()
+            .get::<Session>()
+            .ok_or_else(|| SessionError::MiddlewareMissing.into())
+    }
+}
+
+impl<'a> FromRequest<'a> for Session {
+    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> Result<Self> {
+        req.extensions()
+            .get::<Session>()
+            .cloned()
+            .ok_or_else(|| SessionError::MiddlewareMissing.into())
+    }
+}

@@ -1,0 +1,306 @@
+//! The per-request engine, on the `http` crate's types and no web framework: before the
+//! handler it opens what the request carries (a cookie or a bearer token, with every codec,
+//! the policy, the denylist and the store) into the request's [`Session`]; after the
+//! handler it turns the session's outcome into response headers. The Poem middleware and
+//! the tower layer are adapters over it: each reads its framework's request, calls
+//! [`Engine::start`], puts the [`Session`] where handlers find it, runs the handler and calls
+//! [`Engine::finish`].
+//!
+//! `open.rs` opens the request's token; `respond.rs` writes the response's headers.
+
+mod open;
+mod respond;
+
+use std::sync::Arc;
+
+use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use tracing::Span;
+
+use crate::cache::OpenCache;
+use crate::clock::Clock;
+use crate::denylist::Denylist;
+use crate::limits::Limits;
+use crate::policy::Policy;
+use crate::session::{Backend, Inner, Session, Shared};
+use crate::stats::{Counted, Counters, Stats};
+use crate::transport::bearer::BearerConfig;
+use crate::transport::cookie::CookieConfig;
+
+use open::Token;
+use respond::{Carrier, outcome};
+
+/// What a middleware is configured with: the builder's settings, as every request reads
+/// them.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) backend: Backend,
+    /// Set by `SealedSession::jwt`: the codec, given the policy when the engine is built
+    /// (it replaces `backend` then).
+    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+    pub(crate) jwt: Option<crate::codec::JwtCodec>,
+    pub(crate) policy: Policy,
+    pub(crate) cookie: CookieConfig,
+    /// `Some` when tokens travel in the `Authorization` header instead of cookies.
+    pub(crate) bearer: Option<BearerConfig>,
+    pub(crate) save_uninitialized: bool,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// The application's denylist, wrapped so that the revocations made through it are
+    /// counted; checks go to the denylist itself (`Counted::inner`).
+    pub(crate) denylist: Option<Arc<Counted>>,
+    pub(crate) limits: Limits,
+    /// Memory budget of each engine's open cache; 0 for none.
+    pub(crate) open_cache: usize,
+    /// Shared by every clone of the builder and every engine made from them.
+    pub(crate) stats: Arc<Counters>,
+}
+
+/// The session engine of one middleware (or layer): made by
+/// [`SealedSession::engine`](crate::SealedSession::engine), shared by every request through
+/// it. Cheap to clone.
+///
+/// Framework adapters use it; an application normally uses the Poem middleware or the
+/// tower layer instead. One request, with the `http` crate's types:
+///
+/// ```
+/// use sealed_session::{Keyring, SealedSession, Secure};
+///
+/// # tokio_test_block_on(async {
+/// let ring = Keyring::from_secret("at least thirty-two bytes of real secret, please")?;
+/// let engine = SealedSession::sealed(ring).secure(Secure::Never).engine();
+/// let request = http::HeaderMap::new();
+/// let started = engine.start(&request, false).await.expect("no refusal");
+/// started.session().insert("user", "alice")?;
+/// let mut response = http::HeaderMap::new();
+/// engine.finish(started, &mut response).await.expect("sent");
+/// assert!(response[http::header::SET_COOKIE].to_str()?.starts_with("sid="));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # });
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     let waker = std::task::Waker::noop();
+/// #     let mut cx = std::task::Context::from_waker(&waker);
+/// #     let mut f = std::pin::pin!(f);
+/// #     loop {
+/// #         if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) { return out; }
+/// #     }
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Engine {
+    cfg: Arc<Config>,
+    /// What this engine's sessions share: how tokens are made and checked, the cookie
+    /// names, and the open cache.
+    shared: Arc<Shared>,
+    /// The codec's name, or `"store"`: the `mode` of the request span.
+    mode: &'static str,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request whose session is open: hand [`Started::session`] to the handler, then give
+/// this back to [`Engine::finish`].
+#[derive(Debug)]
+pub struct Started {
+    session: Session,
+    carrier: Carrier,
+    /// The request brought a token that was refused (it is cleared, or re-issued).
+    refused: bool,
+    span: Span,
+}
+
+impl Started {
+    /// The request's session, for the handler (put it in the request's extensions).
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+}
+
+/// A response the engine makes itself: before the handler, in place of it (431 for a
+/// `Cookie` header over the limit; 401 or 400 for a refused bearer token, with
+/// `WWW-Authenticate`; 503 when revocation cannot be checked or the store cannot be read;
+/// 500 when no session id can be drawn), or after it, in place of the handler's response
+/// (500 when the session cannot be sent; 503 when it cannot be ended or saved). The body is
+/// plain text naming the cause, never a token.
+#[derive(Debug)]
+pub struct Answer {
+    status: StatusCode,
+    /// `WWW-Authenticate`, for a refused bearer token (RFC 6750).
+    challenge: Option<HeaderValue>,
+    body: String,
+}
+
+impl Answer {
+    /// A plain-text answer.
+    pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Answer {
+        Answer {
+            status,
+            challenge: None,
+            body: body.into(),
+        }
+    }
+
+    /// The answer with a `WWW-Authenticate` header.
+    pub(crate) fn with_challenge(mut self, challenge: HeaderValue) -> Answer {
+        self.challenge = Some(challenge);
+        self
+    }
+
+    /// Its status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The answer as an `http` response: its status, `Content-Type: text/plain;
+    /// charset=utf-8`, `WWW-Authenticate` for a bearer refusal, and a body made from its
+    /// text.
+    pub fn into_response<B: From<String>>(self) -> http::Response<B> {
+        let mut resp = http::Response::new(B::from(self.body));
+        *resp.status_mut() = self.status;
+        let headers = resp.headers_mut();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if let Some(challenge) = self.challenge {
+            headers.insert(WWW_AUTHENTICATE, challenge);
+        }
+        resp
+    }
+}
+
+impl Engine {
+    /// The engine of `cfg`.
+    pub(crate) fn new(cfg: &Config) -> Engine {
+        #[cfg_attr(
+            not(any(feature = "jwt", feature = "jwt-rust-crypto")),
+            allow(unused_mut)
+        )]
+        let mut cfg = cfg.clone();
+        #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+        if let Some(jwt) = &cfg.jwt {
+            cfg.backend = Backend::Token(Arc::new(jwt.clone().policy(&cfg.policy)));
+        }
+        let shared = Shared {
+            backend: cfg.backend.clone(),
+            denylist: cfg.denylist.clone().map(|d| -> Arc<dyn Denylist> { d }),
+            purposes: [
+                Arc::from(cfg.cookie.full_name(false)),
+                Arc::from(cfg.cookie.full_name(true)),
+            ],
+            cache: match &cfg.backend {
+                Backend::Token(codec) if !codec.open_is_pure() => None,
+                _ => OpenCache::new(cfg.open_cache, cfg.limits.data_len, cfg.limits.json_depth)
+                    .map(Arc::new),
+            },
+            max_age: cfg.policy.max_age,
+            idle_timeout: cfg.policy.idle_timeout,
+            clock: cfg.clock.clone(),
+            max_depth: cfg.limits.json_depth,
+        };
+        Engine {
+            mode: match &cfg.backend {
+                Backend::Token(codec) => codec.name(),
+                Backend::Store { .. } => "store",
+            },
+            shared: Arc::new(shared),
+            cfg: Arc::new(cfg),
+        }
+    }
+
+    /// What this engine (and the builder it came from, with its clones) has done so far;
+    /// see [`SealedSession::stats`](crate::SealedSession::stats).
+    pub fn stats(&self) -> Stats {
+        self.cfg
+            .stats
+            .snapshot(self.cfg.denylist.as_deref().map(|d| &*d.inner))
+    }
+
+    /// Before the handler: opens the session the request's `headers` carry. `https`: the
+    /// request came over HTTPS, as the connection says (with `trust_proxy`, the engine also
+    /// reads `X-Forwarded-Proto`). An `Err` is the answer to send instead of running the
+    /// handler.
+    pub async fn start(&self, headers: &HeaderMap, https: bool) -> Result<Started, Answer> {
+        let span = self.span();
+        let now = self.cfg.clock.now();
+        let (carrier, token) = self.read(headers, https, &span)?;
+        let secure = carrier.is_secure();
+        let purpose: &str = self.shared.purpose(secure);
+        let opened = match (token, &self.cfg.backend) {
+            (Token::Bytes(t), Backend::Token(codec)) => {
+                self.open_token(&**codec, &t, purpose, secure, now)
+            }
+            (Token::Bytes(t), Backend::Store { ids, store }) => {
+                self.open_stored(ids, &**store, &t, purpose, secure, now)
+                    .await
+            }
+            (Token::Absent, _) => self.fresh(now, None),
+            (Token::Refused(e), _) => self.fresh(now, Some(e)),
+        };
+        let (state, arrival) = opened.inspect_err(|_| outcome(&span, "unavailable"))?;
+        if let Some(e) = &arrival.refused {
+            self.cfg.stats.refused(e, &span);
+            if matches!(carrier, Carrier::Bearer) {
+                return Err(respond::unauthorized(e, &span));
+            }
+        }
+        if !arrival.is_new {
+            tracing::trace!(
+                target: "sealed_session",
+                parent: &span,
+                reissue = arrival.reissue,
+                stale_key = arrival.stale_key,
+                "session opened"
+            );
+        }
+        let inner = Inner::new(self.shared.clone(), state, now, secure, &arrival);
+        Ok(Started {
+            session: Session::new(inner),
+            carrier,
+            refused: arrival.refused.is_some(),
+            span,
+        })
+    }
+
+    /// After the handler: the revocations and store writes the session's outcome needs, and
+    /// its headers on the handler's response `headers` (`Set-Cookie`, the bearer token
+    /// header, `Cache-Control`). An `Err` is the answer to send instead of the handler's
+    /// response (the session could not be sent, ended or saved). Changes are written
+    /// whatever the handler's status.
+    pub async fn finish(&self, started: Started, headers: &mut HeaderMap) -> Result<(), Answer> {
+        let Started {
+            session,
+            carrier,
+            refused,
+            span,
+        } = started;
+        let purpose: &str = self.shared.purpose(carrier.is_secure());
+        respond::finish(
+            &self.cfg,
+            &span,
+            (&carrier, purpose),
+            &session,
+            refused,
+            headers,
+        )
+        .await
+    }
+
+    /// One span per request, the parent of the engine's events. Disabled, the span and its
+    /// records cost a level check each.
+    fn span(&self) -> Span {
+        tracing::debug_span!(
+            target: "sealed_session",
+            "sealed_session",
+            mode = self.mode,
+            transport = if self.cfg.bearer.is_some() { "bearer" } else { "cookie" },
+            outcome = tracing::field::Empty,
+            reason = tracing::field::Empty,
+        )
+    }
+}
