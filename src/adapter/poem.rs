@@ -59,7 +59,7 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             Ok(r) => r.into_response(),
             Err(e) => e.into_response(),
         };
-        if let Err(answer) = self.engine.finish(started, resp.headers_mut()).await {
+        if let Err(answer) = self.engine.finish(&started, resp.headers_mut()).await {
             resp = response(answer);
         }
         Ok(resp)

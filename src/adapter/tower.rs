@@ -108,7 +108,7 @@ where
             req.extensions_mut().insert(started.session().clone());
             // Changes are written whatever the handler's status.
             let mut resp = inner.call(req).await?;
-            if let Err(answer) = engine.finish(started, resp.headers_mut()).await {
+            if let Err(answer) = engine.finish(&started, resp.headers_mut()).await {
                 resp = answer.into_response();
             }
             Ok(resp)

@@ -72,7 +72,7 @@ pub(crate) struct Config {
 /// let started = engine.start(&request, false).await.expect("no refusal");
 /// started.session().insert("user", "alice")?;
 /// let mut response = http::HeaderMap::new();
-/// engine.finish(started, &mut response).await.expect("sent");
+/// engine.finish(&started, &mut response).await.expect("sent");
 /// assert!(response[http::header::SET_COOKIE].to_str()?.starts_with("sid="));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # });
@@ -235,9 +235,11 @@ impl Engine {
             (Token::Bytes(t), Backend::Token(codec)) => {
                 self.open_token(&**codec, &t, purpose, secure, now)
             }
+            // Boxed: the store's future is large and most requests do not take this path;
+            // kept inline it would grow every request's future, and Poem allocates each
+            // request's future past the allocator's fast sizes.
             (Token::Bytes(t), Backend::Store { ids, store }) => {
-                self.open_stored(ids, &**store, &t, purpose, secure, now)
-                    .await
+                Box::pin(self.open_stored(ids, &**store, &t, purpose, secure, now)).await
             }
             (Token::Absent, _) => self.fresh(now, None),
             (Token::Refused(e), _) => self.fresh(now, Some(e)),
@@ -272,27 +274,25 @@ impl Engine {
     /// header, `Cache-Control`). An `Err` is the answer to send instead of the handler's
     /// response (the session could not be sent, ended or saved). Changes are written
     /// whatever the handler's status.
-    pub async fn finish(&self, started: Started, headers: &mut HeaderMap) -> Result<(), Answer> {
-        let Started {
-            session,
-            carrier,
-            refused,
-            span,
-        } = started;
-        let purpose: &str = self.shared.purpose(carrier.is_secure());
+    pub fn finish<'a>(
+        &'a self,
+        started: &'a Started,
+        headers: &'a mut HeaderMap,
+    ) -> impl Future<Output = Result<(), Answer>> + Send + 'a {
+        let purpose: &str = self.shared.purpose(started.carrier.is_secure());
         respond::finish(
             &self.cfg,
-            &span,
-            (&carrier, purpose),
-            &session,
-            refused,
+            &started.span,
+            (&started.carrier, purpose),
+            &started.session,
+            started.refused,
             headers,
         )
-        .await
     }
 
     /// One span per request, the parent of the engine's events. Disabled, the span and its
     /// records cost a level check each.
+    #[inline]
     fn span(&self) -> Span {
         tracing::debug_span!(
             target: "sealed_session",

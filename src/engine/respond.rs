@@ -67,17 +67,28 @@ pub(super) async fn finish(
         Err(e) => {
             // Sessions the handler ended are ended even if the new one cannot be sent.
             let ended = session.take_ended();
-            end_sessions(cfg, span, &ended).await?;
+            Box::pin(end_sessions(cfg, span, &ended)).await?;
             return Err(not_saved(span, &e.to_string()));
         }
     };
-    end_sessions(cfg, span, &plan.ended).await?;
+    if !plan.ended.is_empty() {
+        // Boxed, as the store write below: rare, and large futures (see `Engine::start`).
+        Box::pin(end_sessions(cfg, span, &plan.ended)).await?;
+    }
     // Store-backed: the session may be found ended by another request when writing it.
     let mut ended_elsewhere = false;
     if let Backend::Store { store, .. } = &cfg.backend
         && let Some((id, record, until)) = &plan.record
     {
-        match crate::store::write(&**store, id, record, *until, plan.existing).await {
+        match Box::pin(crate::store::write(
+            &**store,
+            id,
+            record,
+            *until,
+            plan.existing,
+        ))
+        .await
+        {
             Ok(true) => {}
             // Ended by another request (logout, regenerate) or expired meanwhile: it stays
             // ended. No cookie goes out, neither the dead id nor a removal, which could erase
