@@ -1828,6 +1828,30 @@ fn ratio_target(
     }
 }
 
+/// A bound on the ratio of server CPU per read request of `ours` to `peer`'s.
+fn cpu_target(results: &[ModeResult], what: &str, (ours, peer): (Mode, Mode), max: f64) -> Target {
+    match (find(results, ours), find(results, peer)) {
+        (Some(o), Some(p)) => {
+            let r = o.read.cpu_us_per_req / p.read.cpu_us_per_req;
+            Target {
+                what: what.to_owned(),
+                measured: format!(
+                    "{r:.2}x ({:.1} vs {:.1} µs)",
+                    o.read.cpu_us_per_req, p.read.cpu_us_per_req
+                ),
+                pass: Some(r <= max),
+                disagrees: false,
+            }
+        }
+        _ => Target {
+            what: what.to_owned(),
+            measured: "not measured".to_owned(),
+            pass: None,
+            disagrees: false,
+        },
+    }
+}
+
 /// How the ratio of the same round of two modes varied, and in how many rounds it reached
 /// `min`: how far a verdict on the medians can be trusted.
 fn per_round(ours: &[f64], peer: &[f64], min: f64) -> String {
@@ -1851,14 +1875,6 @@ fn targets(results: &[ModeResult]) -> Vec<Target> {
     let mut t = vec![
         ratio_target(
             results,
-            "sealed cookie, read-only route: >= 0.95x no-session throughput",
-            Mode::Sealed,
-            Mode::None,
-            false,
-            0.95,
-        ),
-        ratio_target(
-            results,
             "sealed cookie, changing route: >= 1.3x Poem CookieSession",
             Mode::Sealed,
             Mode::PoemCookie,
@@ -1872,6 +1888,28 @@ fn targets(results: &[ModeResult]) -> Vec<Target> {
             Mode::StoreRedis,
             true,
             2.5,
+        ),
+        ratio_target(
+            results,
+            "JWT bearer, read-only route: >= 0.85x no-session throughput",
+            Mode::Jwt,
+            Mode::None,
+            false,
+            0.85,
+        ),
+        cpu_target(
+            results,
+            "JWT bearer, read-only route: server CPU per request <= 1.15x a sealed cookie read's",
+            (Mode::Jwt, Mode::Sealed),
+            1.15,
+        ),
+        ratio_target(
+            results,
+            "JWT bearer, changing route: >= 0.7x no-session throughput",
+            Mode::Jwt,
+            Mode::None,
+            true,
+            0.7,
         ),
     ];
     let stateless: Vec<(Mode, &Measured)> = [Mode::Sealed, Mode::Signed, Mode::Jwt]
@@ -2304,90 +2342,6 @@ fn analysis(results: &[ModeResult], targets: &[Target], args: &Args) -> String {
     };
     if let Some(t) = targets.first()
         && (t.pass == Some(false) || t.disagrees)
-        && let (Some(base), Some(ours)) = (cpu(Mode::None, false), cpu(Mode::Sealed, false))
-    {
-        let cookie_only = cpu(Mode::NoneCookie, false).map(|c| c - base);
-        let uncached = cpu(Mode::SealedNoCache, false).map(|c| c - base);
-        // The yardstick row: the no-session routes with `WORK` more handler work.
-        let extra = WORK.as_secs_f64() * 1e6;
-        let work = find(results, Mode::NoneWork)
-            .zip(find(results, Mode::None))
-            .map(|(w, n)| {
-                (
-                    w.read.cpu_us_per_req - base,
-                    w.read.rps / n.read.rps.max(1.0),
-                )
-            });
-        let _ = write!(
-            s,
-            "\n**Why the read target is {}.** A read costs the no-session server \
-             {base:.1} µs of CPU here and the sealed-cookie server {ours:.1} µs: the session \
-             adds {:.1} µs, {:.0}% of the request. To stay within 5% of a request this cheap \
-             (loopback, a handler that does nothing), everything a session adds to a read \
-             would have to fit in about {:.1} µs. {}The calibration rows place the cost. {} {} \
-             What is left is the bookkeeping every request pays whatever its token: reading \
-             the `Cookie` header, the cache look-up with its constant-time comparison, \
-             making the `Session` and putting it in the request's extensions, the \
-             expiry check, the handler's `get`, and dropping it all; in process \
-             (`benches/instructions.sh`; docs/COMPARISON.md, \
-             \"Middleware per-request cost\") about 3.6k instructions against about 11k \
-             for the whole request without sessions. The target holds where a request costs \
-             more than here (real handlers, TLS, a network).\n",
-            if t.pass == Some(true) {
-                "met by throughput only"
-            } else {
-                "missed"
-            },
-            ours - base,
-            (ours - base) / ours * 100.0,
-            base * 0.05 / 0.95,
-            match work {
-                // Only when the row measured its work: on a noisy run it may not have.
-                Some((w, ratio)) if w > 0.05 => format!(
-                    "For scale: the no-session routes with {extra:.1} µs more handler work (a \
-                     busy wait) cost {:.1} µs of CPU per read and reached {ratio:.2}x the \
-                     no-session throughput{}; the session costs a read about as much as \
-                     {:.1} µs of handler work. ",
-                    base + w,
-                    if ratio < 1.0 {
-                        format!(
-                            ", so in this harness a read that does {extra:.1} µs more work of \
-                             any kind pays {:.0}% of its throughput",
-                            (1.0 - ratio) * 100.0
-                        )
-                    } else {
-                        String::new()
-                    },
-                    extra * (ours - base) / w,
-                ),
-                _ => String::new(),
-            },
-            match cookie_only {
-                Some(c) if c < 0.05 => format!(
-                    "The cookie's bytes are not it: the same routes with a cookie of the same \
-                     size and no session behind it cost no more in this run ({:.1} against \
-                     {base:.1} µs, a difference within the noise).",
-                    base + c
-                ),
-                Some(c) => format!(
-                    "The cookie's bytes account for about {c:.1} µs of it: the same routes \
-                     with a cookie of the same size and no session behind it cost that much \
-                     more than without one."
-                ),
-                None => String::new(),
-            },
-            match uncached {
-                Some(u) => format!(
-                    "Decoding and authenticating the token is most of what the open cache \
-                     removes: with the cache off the session adds {u:.1} µs to a read."
-                ),
-                None => String::new(),
-            },
-        );
-    }
-    // How the shared machine pulls ratios towards 1; not the case of a pinned run.
-    if let Some(t) = targets.get(1)
-        && (t.pass == Some(false) || t.disagrees)
         && args.pin.is_none()
         && let (Some(base), Some(ours), Some(poem)) = (
             cpu(Mode::None, true),
@@ -2438,7 +2392,7 @@ fn analysis(results: &[ModeResult], targets: &[Target], args: &Args) -> String {
             },
         );
     }
-    if targets.get(2).and_then(|t| t.pass) == Some(false)
+    if targets.get(1).and_then(|t| t.pass) == Some(false)
         && let (Some(base), Some(ours), Some(store)) = (
             find(results, Mode::None).map(|m| m.write.cpu_us_per_req),
             find(results, Mode::Sealed).map(|m| m.write.cpu_us_per_req),
