@@ -76,6 +76,10 @@ use sealed_session::{BearerConfig, Keyring, SealedSession, Session};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+#[cfg(feature = "tower")]
+#[path = "support/compare_axum.rs"]
+mod axum_app;
+
 type Error = Box<dyn std::error::Error + Send + Sync>;
 type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -120,9 +124,12 @@ enum Mode {
     StoreRedis,
     PoemCookie,
     PoemRedis,
+    AxumNone,
+    AxumSealed,
+    AxumTowerSessions,
 }
 
-const ALL_MODES: [Mode; 13] = [
+const ALL_MODES: [Mode; 16] = [
     Mode::None,
     Mode::NoneCookie,
     Mode::NoneWork,
@@ -136,6 +143,9 @@ const ALL_MODES: [Mode; 13] = [
     Mode::StoreRedis,
     Mode::PoemCookie,
     Mode::PoemRedis,
+    Mode::AxumNone,
+    Mode::AxumSealed,
+    Mode::AxumTowerSessions,
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,6 +171,9 @@ impl Mode {
             Mode::StoreRedis => "store-redis",
             Mode::PoemCookie => "poem-cookie",
             Mode::PoemRedis => "poem-redis",
+            Mode::AxumNone => "axum-none",
+            Mode::AxumSealed => "axum-sealed",
+            Mode::AxumTowerSessions => "axum-tower-sessions",
         }
     }
 
@@ -179,6 +192,9 @@ impl Mode {
             Mode::StoreRedis => "store-backed, Redis",
             Mode::PoemCookie => "Poem CookieSession (private)",
             Mode::PoemRedis => "Poem ServerSession + RedisStorage",
+            Mode::AxumNone => "axum, no sessions",
+            Mode::AxumSealed => "axum + sealed cookie (SealedSession::layer)",
+            Mode::AxumTowerSessions => "axum + tower-sessions (MemoryStore)",
         }
     }
 
@@ -188,7 +204,7 @@ impl Mode {
 
     fn transport(self) -> Transport {
         match self {
-            Mode::None | Mode::NoneWork => Transport::None,
+            Mode::None | Mode::NoneWork | Mode::AxumNone => Transport::None,
             Mode::Jwt => Transport::Bearer,
             _ => Transport::Cookie,
         }
@@ -201,8 +217,18 @@ impl Mode {
         )
     }
 
+    fn is_axum(self) -> bool {
+        matches!(
+            self,
+            Mode::AxumNone | Mode::AxumSealed | Mode::AxumTowerSessions
+        )
+    }
+
     /// Why this mode cannot run in this build or on this machine.
     fn skip_reason(self, redis: &Option<PathBuf>) -> Option<String> {
+        if self.is_axum() && !cfg!(feature = "tower") {
+            return Some("skipped: built without the tower feature (axum rows)".into());
+        }
         if matches!(self, Mode::StoreRedis | Mode::SealedDenyRedis) && !cfg!(feature = "redis") {
             return Some("skipped: built without the redis feature".into());
         }
@@ -536,6 +562,9 @@ async fn build_app(mode: Mode, env: &ServerEnv) -> Result<BoxEndpoint<'static, R
                 .map_to_response()
                 .boxed()
         }
+        Mode::AxumNone | Mode::AxumSealed | Mode::AxumTowerSessions => {
+            return Err(format!("{} is served by axum", mode.key()).into());
+        }
     })
 }
 
@@ -558,6 +587,10 @@ fn serve(mode: Mode, threads: usize) -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        #[cfg(feature = "tower")]
+        if mode.is_axum() {
+            return axum_app::serve(mode, &env).await;
+        }
         let app = build_app(mode, &env).await?;
         let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await?;
         let port = acceptor

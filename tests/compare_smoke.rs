@@ -20,7 +20,7 @@ use common::example::{FEATURES, TestResult, example_binary, find_program, manife
 use serde_json::Value;
 
 /// Every mode of the harness, by key: a mode dropped from the run is a failure.
-const MODES: [&str; 13] = [
+const MODES: [&str; 16] = [
     "none",
     "none+cookie",
     "none+work",
@@ -34,6 +34,9 @@ const MODES: [&str; 13] = [
     "store-redis",
     "poem-cookie",
     "poem-redis",
+    "axum-none",
+    "axum-sealed",
+    "axum-tower-sessions",
 ];
 const REDIS_MODES: [&str; 3] = ["sealed+deny-redis", "store-redis", "poem-redis"];
 /// Modes that also need the crate's `redis` feature.
@@ -207,6 +210,14 @@ fn quick_run_measures_every_mode_and_writes_the_whole_report() -> TestResult {
                     "{key}: no sessions made for the memory column: {m}"
                 );
                 assert!(svg.contains(key), "{key}: not in the chart");
+            }
+            "skipped" if key.starts_with("axum") => {
+                let tower = cfg!(feature = "tower");
+                assert!(!tower, "{key} skipped ({reason}) with tower on");
+                assert!(
+                    report.contains(reason),
+                    "{key}: the report must give the reason"
+                );
             }
             "skipped" => {
                 assert!(
