@@ -127,9 +127,10 @@ enum Mode {
     AxumNone,
     AxumSealed,
     AxumTowerSessions,
+    AxumCookieStore,
 }
 
-const ALL_MODES: [Mode; 16] = [
+const ALL_MODES: [Mode; 17] = [
     Mode::None,
     Mode::NoneCookie,
     Mode::NoneWork,
@@ -146,6 +147,7 @@ const ALL_MODES: [Mode; 16] = [
     Mode::AxumNone,
     Mode::AxumSealed,
     Mode::AxumTowerSessions,
+    Mode::AxumCookieStore,
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,6 +176,7 @@ impl Mode {
             Mode::AxumNone => "axum-none",
             Mode::AxumSealed => "axum-sealed",
             Mode::AxumTowerSessions => "axum-tower-sessions",
+            Mode::AxumCookieStore => "axum-cookie-store",
         }
     }
 
@@ -195,6 +198,7 @@ impl Mode {
             Mode::AxumNone => "axum, no sessions",
             Mode::AxumSealed => "axum + sealed cookie (SealedSession::layer)",
             Mode::AxumTowerSessions => "axum + tower-sessions (MemoryStore)",
+            Mode::AxumCookieStore => "axum + tower-sessions-cookie-store (private)",
         }
     }
 
@@ -220,7 +224,7 @@ impl Mode {
     fn is_axum(self) -> bool {
         matches!(
             self,
-            Mode::AxumNone | Mode::AxumSealed | Mode::AxumTowerSessions
+            Mode::AxumNone | Mode::AxumSealed | Mode::AxumTowerSessions | Mode::AxumCookieStore
         )
     }
 
@@ -562,7 +566,7 @@ async fn build_app(mode: Mode, env: &ServerEnv) -> Result<BoxEndpoint<'static, R
                 .map_to_response()
                 .boxed()
         }
-        Mode::AxumNone | Mode::AxumSealed | Mode::AxumTowerSessions => {
+        Mode::AxumNone | Mode::AxumSealed | Mode::AxumTowerSessions | Mode::AxumCookieStore => {
             return Err(format!("{} is served by axum", mode.key()).into());
         }
     })

@@ -20,7 +20,7 @@ use common::example::{FEATURES, TestResult, example_binary, find_program, manife
 use serde_json::Value;
 
 /// Every mode of the harness, by key: a mode dropped from the run is a failure.
-const MODES: [&str; 16] = [
+const MODES: [&str; 17] = [
     "none",
     "none+cookie",
     "none+work",
@@ -37,6 +37,7 @@ const MODES: [&str; 16] = [
     "axum-none",
     "axum-sealed",
     "axum-tower-sessions",
+    "axum-cookie-store",
 ];
 const REDIS_MODES: [&str; 3] = ["sealed+deny-redis", "store-redis", "poem-redis"];
 /// Modes that also need the crate's `redis` feature.

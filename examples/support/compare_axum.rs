@@ -1,7 +1,8 @@
 //! The comparison harness's application on axum 0.8 (feature `tower`): the same four routes
 //! as the Poem rows, with no sessions, with this crate's tower layer, and with
 //! tower-sessions (its `MemoryStore`, the peer the tower ecosystem offers), so that the axum
-//! rows compare the designs on the same framework.
+//! rows compare the designs on the same framework; and with tower-sessions-cookie-store
+//! (private cookies), the tower ecosystem's whole-session-in-a-cookie peer.
 
 use std::net::SocketAddr;
 
@@ -143,6 +144,25 @@ fn app(mode: Mode, env: &ServerEnv) -> Result<Router> {
                 .route("/write", post(peer::write))
                 .route("/logout", post(peer::logout))
                 .layer(layer)
+        }
+        Mode::AxumCookieStore => {
+            use tower_sessions_cookie_store::{
+                CookieSessionConfig, CookieSessionManagerLayer, Expiry, Key, SameSite,
+            };
+            // The whole session in an encrypted cookie, as the sealed rows: the closest peer.
+            let config = CookieSessionConfig::default()
+                .with_secure(true)
+                .with_same_site(SameSite::Lax)
+                .with_expiry(Expiry::OnInactivity(time::Duration::hours(1)));
+            Router::new()
+                .route("/login", post(peer::login))
+                .route("/read", get(peer::read))
+                .route("/write", post(peer::write))
+                .route("/logout", post(peer::logout))
+                .layer(
+                    CookieSessionManagerLayer::private(Key::derive_from(&env.secret))
+                        .with_config(config),
+                )
         }
         other => return Err(format!("{} is not an axum mode", other.key()).into()),
     })
