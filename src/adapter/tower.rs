@@ -44,6 +44,11 @@ pub struct SessionLayer {
 impl SealedSession {
     /// This configuration as a tower layer (feature `tower`), for axum and hyper: handlers
     /// take a [`Session`] argument. Each call makes a new engine, with its own open cache.
+    ///
+    /// With [`Secure::Auto`](crate::Secure::Auto), a request counts as HTTPS when its URI
+    /// names the scheme (absolute form), or, with `trust_proxy`, when `X-Forwarded-Proto`
+    /// says so: a plain hyper server does not know whether TLS was terminated in front of
+    /// it. The default, [`Secure::Always`](crate::Secure::Always), does not depend on it.
     pub fn layer(&self) -> SessionLayer {
         SessionLayer {
             engine: self.engine(),
