@@ -6,7 +6,11 @@
 //! - `--mode sealed`: a cookie replayed after logout is refused (the in-memory denylist);
 //! - `--redis URL` (feature `redis`, a real `redis-server`): two demo processes share
 //!   sessions and revocations; without the feature `--redis` is refused with exit code 2.
-#![cfg(feature = "poem")]
+//!
+//! Every scenario runs against both examples of the demo: `examples/demo.rs` (Poem; tests
+//! `on_poem::*`) and `examples/axum_demo.rs` (axum through the tower layer, feature `tower`;
+//! tests `on_axum::*`), through `for_each_demo!` (`tests/common/demo.rs`).
+#![cfg(any(feature = "poem", feature = "tower"))]
 
 mod common {
     pub mod demo;
@@ -19,9 +23,19 @@ use std::process::Command;
 #[cfg(feature = "redis")]
 use std::time::{Duration, Instant};
 
-use common::demo::{Demo, TestResult, demo_binary, http};
+use common::demo::{Demo, TestResult, demo_binary, for_each_demo, http};
 
 const SECRET: &str = "demo modes test secret: not for production, 0123456789abcdef";
+
+for_each_demo! {
+    fn sealed_cookie_replayed_after_logout_is_refused;
+    #[cfg(not(feature = "redis"))]
+    fn redis_without_the_feature_is_refused_with_exit_code_2;
+    #[cfg(feature = "redis")]
+    fn unreachable_redis_is_refused_with_exit_code_2;
+    #[cfg(feature = "redis")]
+    fn two_demos_share_sessions_and_revocations_through_redis;
+}
 
 // ---------------------------------------------------------------------------------------
 // jwt mode
@@ -33,6 +47,16 @@ mod jwt {
     use common::demo::{Reply, request};
 
     const JSON: &str = "application/json";
+
+    for_each_demo! {
+        fn jwt_login_count_logout_and_revoked_token;
+        fn jwks_serves_the_kid_of_an_asymmetric_key;
+        fn hs256_publishes_no_jwks;
+        fn a_shared_key_file_shares_sessions;
+        fn jwt_start_up_refusals_exit_with_code_2;
+        #[cfg(feature = "redis")]
+        fn jwt_demos_share_revocations_through_redis;
+    }
 
     fn login(demo: &Demo, username: &str, password: &str) -> TestResult<Reply> {
         let body = serde_json::json!({ "username": username, "password": password }).to_string();
@@ -52,9 +76,8 @@ mod jwt {
             .to_owned())
     }
 
-    #[test]
-    fn jwt_login_count_logout_and_revoked_token() -> TestResult {
-        let demo = Demo::start(&["--mode", "jwt"], &[])?;
+    fn jwt_login_count_logout_and_revoked_token(example: &'static str) -> TestResult {
+        let demo = Demo::start(example, &["--mode", "jwt"], &[])?;
         demo.wait_for_output("session mode: jwt")?;
         demo.wait_for_output("x-session-token")?;
         demo.wait_for_output("revocation: in-memory denylist")?;
@@ -157,9 +180,8 @@ mod jwt {
         Ok(())
     }
 
-    #[test]
-    fn jwks_serves_the_kid_of_an_asymmetric_key() -> TestResult {
-        let demo = Demo::start(&["--mode", "jwt", "--jwt-kid", "demo-k7"], &[])?;
+    fn jwks_serves_the_kid_of_an_asymmetric_key(example: &'static str) -> TestResult {
+        let demo = Demo::start(example, &["--mode", "jwt", "--jwt-kid", "demo-k7"], &[])?;
         let r = http(&demo, "GET", "/.well-known/jwks.json", None, "")?;
         assert_eq!(r.status, 200, "{}", r.body);
         assert!(r.header("content-type").is_some_and(|t| t.contains("json")));
@@ -181,9 +203,8 @@ mod jwt {
         Ok(())
     }
 
-    #[test]
-    fn hs256_publishes_no_jwks() -> TestResult {
-        let demo = Demo::start(&["--mode", "jwt", "--jwt-alg", "HS256"], &[])?;
+    fn hs256_publishes_no_jwks(example: &'static str) -> TestResult {
+        let demo = Demo::start(example, &["--mode", "jwt", "--jwt-alg", "HS256"], &[])?;
         demo.wait_for_output("no /.well-known/jwks.json")?;
         let r = http(&demo, "GET", "/.well-known/jwks.json", None, "")?;
         assert_eq!(r.status, 404, "{}", r.body);
@@ -193,15 +214,14 @@ mod jwt {
     }
 
     /// Two jwt-mode processes given the same `JWT_KEY_FILE` accept each other's tokens.
-    #[test]
-    fn a_shared_key_file_shares_sessions() -> TestResult {
+    fn a_shared_key_file_shares_sessions(example: &'static str) -> TestResult {
         let pem = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/vectors/jwt/eddsa.key.pem"
         );
         let env = [("JWT_KEY_FILE", pem)];
-        let a = Demo::start(&["--mode", "jwt"], &env)?;
-        let b = Demo::start(&["--mode", "jwt"], &env)?;
+        let a = Demo::start(example, &["--mode", "jwt"], &env)?;
+        let b = Demo::start(example, &["--mode", "jwt"], &env)?;
         a.wait_for_output("key from JWT_KEY_FILE")?;
         let token = token_of(&login(&a, "admin", "letmein")?)?;
         let r = bearer(&b, "GET", "/api/me", &token)?;
@@ -213,8 +233,7 @@ mod jwt {
         Ok(())
     }
 
-    #[test]
-    fn jwt_start_up_refusals_exit_with_code_2() -> TestResult {
+    fn jwt_start_up_refusals_exit_with_code_2(example: &'static str) -> TestResult {
         let bad_pem = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/vectors/jwt/es256.key.pem"
@@ -229,7 +248,7 @@ mod jwt {
             (&["--mode", "jwt"][..], Some(bad_pem), "JWT_KEY_FILE"),
             (&["--jwt-alg", "EdDSA"][..], None, "--mode jwt"),
         ] {
-            let mut cmd = Command::new(demo_binary()?);
+            let mut cmd = Command::new(demo_binary(example)?);
             cmd.args(["--addr", "127.0.0.1:0"]).args(args);
             cmd.env_remove("JWT_KEY_FILE");
             if let Some(f) = env {
@@ -247,8 +266,7 @@ mod jwt {
     /// jwt mode with `--redis`: two processes with the same `JWT_KEY_FILE` share tokens, and
     /// a logout on A revokes the token on B.
     #[cfg(feature = "redis")]
-    #[test]
-    fn jwt_demos_share_revocations_through_redis() -> TestResult {
+    fn jwt_demos_share_revocations_through_redis(example: &'static str) -> TestResult {
         let Some(redis) = common::redis::RedisServer::start("jwt_demos_share_revocations") else {
             return Ok(());
         };
@@ -258,8 +276,8 @@ mod jwt {
             "/tests/vectors/jwt/eddsa.key.pem"
         );
         let env = [("JWT_KEY_FILE", pem)];
-        let a = Demo::start(&["--mode", "jwt", "--redis", &url], &env)?;
-        let b = Demo::start(&["--mode", "jwt", "--redis", &url], &env)?;
+        let a = Demo::start(example, &["--mode", "jwt", "--redis", &url], &env)?;
+        let b = Demo::start(example, &["--mode", "jwt", "--redis", &url], &env)?;
         let token = token_of(&login(&a, "admin", "letmein")?)?;
         assert_eq!(bearer(&b, "GET", "/api/me", &token)?.status, 200);
         assert_eq!(bearer(&a, "POST", "/api/logout", &token)?.status, 200);
@@ -324,9 +342,8 @@ fn logged_in(demo: &Demo, cookie: &str) -> TestResult<bool> {
     }
 }
 
-#[test]
-fn sealed_cookie_replayed_after_logout_is_refused() -> TestResult {
-    let demo = Demo::start(&[], &[("SESSION_SECRET", SECRET)])?;
+fn sealed_cookie_replayed_after_logout_is_refused(example: &'static str) -> TestResult {
+    let demo = Demo::start(example, &[], &[("SESSION_SECRET", SECRET)])?;
     demo.wait_for_output("session mode: sealed")?;
     demo.wait_for_output("revocation: in-memory denylist")?;
 
@@ -361,9 +378,8 @@ fn sealed_cookie_replayed_after_logout_is_refused() -> TestResult {
 // ---------------------------------------------------------------------------------------
 
 #[cfg(not(feature = "redis"))]
-#[test]
-fn redis_without_the_feature_is_refused_with_exit_code_2() -> TestResult {
-    let out = Command::new(demo_binary()?)
+fn redis_without_the_feature_is_refused_with_exit_code_2(example: &'static str) -> TestResult {
+    let out = Command::new(demo_binary(example)?)
         .args(["--addr", "127.0.0.1:0", "--redis", "redis://127.0.0.1:1/"])
         .env("SESSION_SECRET", SECRET)
         .output()?;
@@ -374,12 +390,11 @@ fn redis_without_the_feature_is_refused_with_exit_code_2() -> TestResult {
 }
 
 #[cfg(feature = "redis")]
-#[test]
-fn unreachable_redis_is_refused_with_exit_code_2() -> TestResult {
+fn unreachable_redis_is_refused_with_exit_code_2(example: &'static str) -> TestResult {
     // A port nothing listens on (free when asked).
     let port = common::demo::free_port()?;
     let started = Instant::now();
-    let out = Command::new(demo_binary()?)
+    let out = Command::new(demo_binary(example)?)
         .args(["--addr", "127.0.0.1:0", "--redis"])
         .arg(format!("redis://:hunter2@127.0.0.1:{port}/"))
         .env("SESSION_SECRET", SECRET)
@@ -399,15 +414,14 @@ fn unreachable_redis_is_refused_with_exit_code_2() -> TestResult {
 /// Two demo processes on different ports, one Redis, the same `SESSION_SECRET`: a session
 /// made on A works on B, and after logout on A, B refuses the replayed cookie.
 #[cfg(feature = "redis")]
-#[test]
-fn two_demos_share_sessions_and_revocations_through_redis() -> TestResult {
+fn two_demos_share_sessions_and_revocations_through_redis(example: &'static str) -> TestResult {
     let Some(redis) = common::redis::RedisServer::start("two_demos_share_revocations") else {
         return Ok(());
     };
     let url = redis.url();
     let env = [("SESSION_SECRET", SECRET)];
-    let a = Demo::start(&["--redis", &url], &env)?;
-    let b = Demo::start(&["--redis", &url], &env)?;
+    let a = Demo::start(example, &["--redis", &url], &env)?;
+    let b = Demo::start(example, &["--redis", &url], &env)?;
     assert_ne!(a.addr, b.addr);
     b.wait_for_output("revocation: Redis denylist")?;
 
