@@ -9,7 +9,9 @@
 //!
 //! Every scenario runs against both examples of the demo: `examples/demo.rs` (Poem; tests
 //! `on_poem::*`) and `examples/axum_demo.rs` (axum through the tower layer, feature `tower`;
-//! tests `on_axum::*`), through `for_each_demo!` (`tests/common/demo.rs`).
+//! tests `on_axum::*`), through `for_each_demo!` (`tests/common/demo.rs`). With both
+//! features, two more run them side by side: the same start-up output and usage, and a
+//! session made on one is a session on the other.
 #![cfg(any(feature = "poem", feature = "tower"))]
 
 mod common {
@@ -455,5 +457,74 @@ fn two_demos_share_sessions_and_revocations_through_redis(example: &'static str)
     // A new login on B works on A too.
     let again = form_login(&b)?;
     assert!(logged_in(&a, &again)?);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Both examples at once: one application
+// ---------------------------------------------------------------------------------------
+
+/// The Poem and axum demos print the same start-up output (but the port) and the same usage
+/// (but the program's name), in both modes.
+#[cfg(all(feature = "poem", feature = "tower"))]
+#[test]
+fn poem_and_axum_demos_print_the_same() -> TestResult {
+    use common::demo::{AXUM, POEM};
+    let pem = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/vectors/jwt/eddsa.key.pem"
+    );
+    let runs = [
+        (&[][..], ("SESSION_SECRET", SECRET)),
+        (&["--mode", "jwt"][..], ("JWT_KEY_FILE", pem)),
+    ];
+    for (args, env) in runs {
+        let output = |example| -> TestResult<String> {
+            let demo = Demo::start(example, args, &[env])?;
+            demo.wait_for_output("log in with")?;
+            Ok(demo.output().replace(&demo.addr.to_string(), "ADDR"))
+        };
+        let (poem, axum) = (output(POEM)?, output(AXUM)?);
+        assert!(poem.starts_with("listening on http://ADDR\n"), "{poem}");
+        assert_eq!(poem, axum, "{args:?}");
+    }
+    let usage = |example| -> TestResult<String> {
+        let out = Command::new(demo_binary(example)?).arg("--help").output()?;
+        assert!(out.status.success());
+        Ok(String::from_utf8(out.stdout)?)
+    };
+    let poem = usage(POEM)?;
+    let axum = usage(AXUM)?;
+    assert_eq!(
+        poem.replacen("usage: demo ", "usage: axum_demo ", 1)
+            .replacen(
+                "--example demo --features redis",
+                "--example axum_demo --features redis,tower",
+                1
+            ),
+        axum
+    );
+    Ok(())
+}
+
+/// Given the same `SESSION_SECRET`, a session made on one demo is a session on the other:
+/// the Poem middleware and the tower layer read and write the same cookies.
+#[cfg(all(feature = "poem", feature = "tower"))]
+#[test]
+fn poem_and_axum_demos_share_sessions() -> TestResult {
+    use common::demo::{AXUM, POEM};
+    let env = [("SESSION_SECRET", SECRET)];
+    let poem = Demo::start(POEM, &[], &env)?;
+    let axum = Demo::start(AXUM, &[], &env)?;
+    let cookie = form_login(&poem)?;
+    assert!(logged_in(&axum, &cookie)?, "Poem's session refused by axum");
+    let cookie = form_login(&axum)?;
+    assert!(logged_in(&poem, &cookie)?, "axum's session refused by Poem");
+    // The counter goes on from one to the other.
+    let r = http(&poem, "GET", "/views", Some(&cookie), "")?;
+    assert_eq!(r.json()?, serde_json::json!({ "views": 1 }));
+    let cookie = r.session_cookie().ok_or("no new cookie")?;
+    let r = http(&axum, "GET", "/views", Some(&cookie), "")?;
+    assert_eq!(r.json()?, serde_json::json!({ "views": 2 }));
     Ok(())
 }
