@@ -1,19 +1,23 @@
-//! The login demo (`examples/demo.rs`) run as a subprocess and driven two ways:
+//! The login demo run as a subprocess and driven two ways, each scenario against both of its
+//! examples, `examples/demo.rs` (Poem; tests `on_poem::*`) and `examples/axum_demo.rs` (axum
+//! through the tower layer, feature `tower`; tests `on_axum::*`):
 //!
 //! - over plain HTTP (a few lines of HTTP/1.1 on a `TcpStream`), always;
 //! - by a real headless Chromium through chromedriver (Debian's `chromium` and
 //!   `chromium-driver`), when both are installed. Without them the browser test prints
 //!   `SKIPPED: ...` and passes, except under `CI=true`, where it fails.
 //!
-//! The demo binary is found next to this test's own binary (`target/<profile>/examples/demo`,
-//! for any target dir) and built first with this test's features (a no-op when it is up to
-//! date), so `cargo test --test browser` works on its own too: see `tests/common/demo.rs`,
-//! shared with `tests/demo_modes.rs` (the jwt mode and revocation).
-#![cfg(feature = "poem")]
+//! The demo binaries are found next to this test's own binary
+//! (`target/<profile>/examples/demo`, for any target dir) and built first with this test's
+//! features (a no-op when they are up to date), so `cargo test --test browser` works on its
+//! own too: see `tests/common/demo.rs`, shared with `tests/demo_modes.rs` (the jwt mode and
+//! revocation).
+#![cfg(any(feature = "poem", feature = "tower"))]
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use fantoccini::cookies::Cookie;
@@ -25,14 +29,26 @@ mod common {
     pub mod example;
 }
 
-use common::demo::{COOKIE, Demo, KillOnDrop, TestResult, demo_binary, free_port, http};
+use common::demo::{
+    COOKIE, Demo, KillOnDrop, TestResult, demo_binary, for_each_demo, free_port, http,
+};
 use common::example::find_program;
 
 const SECRET: &str = "browser test secret: not for production, 0123456789abcdef";
 
-/// The demo in sealed mode (the default), on a free port.
-fn start_demo() -> TestResult<Demo> {
-    Demo::start(&["--mode", "sealed"], &[("SESSION_SECRET", SECRET)])
+for_each_demo! {
+    fn routes_over_http;
+    fn weak_secret_is_refused_with_exit_code_2;
+    fn login_flow_in_headless_chromium;
+}
+
+/// The demo `example` in sealed mode (the default), on a free port.
+fn start_demo(example: &'static str) -> TestResult<Demo> {
+    Demo::start(
+        example,
+        &["--mode", "sealed"],
+        &[("SESSION_SECRET", SECRET)],
+    )
 }
 
 /// Flips one character in the middle of a cookie value, staying in the base64url alphabet.
@@ -43,9 +59,8 @@ fn tamper(value: &str) -> String {
     chars.into_iter().collect()
 }
 
-#[test]
-fn routes_over_http() -> TestResult {
-    let demo = start_demo()?;
+fn routes_over_http(example: &'static str) -> TestResult {
+    let demo = start_demo(example)?;
 
     // Anonymous: the login form, and no cookie (nothing stored yet).
     let r = http(&demo, "GET", "/", None, "")?;
@@ -159,13 +174,12 @@ fn routes_over_http() -> TestResult {
     Ok(())
 }
 
-#[test]
-fn weak_secret_is_refused_with_exit_code_2() -> TestResult {
+fn weak_secret_is_refused_with_exit_code_2(example: &'static str) -> TestResult {
     for (var, value) in [
         ("SESSION_SECRET", "too short"),
         ("SESSION_KEYS", "k1:notbase64!"),
     ] {
-        let out = Command::new(demo_binary()?)
+        let out = Command::new(demo_binary(example)?)
             .args(["--addr", "127.0.0.1:0"])
             .env_remove("SESSION_SECRET")
             .env_remove("SESSION_KEYS")
@@ -179,7 +193,7 @@ fn weak_secret_is_refused_with_exit_code_2() -> TestResult {
         );
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
-    let out = Command::new(demo_binary()?)
+    let out = Command::new(demo_binary(example)?)
         .args(["--mode", "nosuch"])
         .output()?;
     assert_eq!(out.status.code(), Some(2));
@@ -453,8 +467,11 @@ async fn browser_scenario(c: &Client, demo: &Demo) -> TestResult {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn login_flow_in_headless_chromium() -> TestResult {
+/// One browser at a time: the Poem and axum runs of the scenario would otherwise start two
+/// Chromiums at once, which on a small machine makes the waits above flaky.
+static BROWSER: Mutex<()> = Mutex::new(());
+
+fn login_flow_in_headless_chromium(example: &'static str) -> TestResult {
     let (Some(chromium), Some(chromedriver)) =
         (find_program("chromium"), find_program("chromedriver"))
     else {
@@ -466,12 +483,19 @@ async fn login_flow_in_headless_chromium() -> TestResult {
         println!("SKIPPED: {msg}");
         return Ok(());
     };
-    let demo = start_demo()?;
+    let _one_browser = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let demo = start_demo(example)?;
     let driver = Driver::start(&chromedriver)?;
     let profile = TempDir::new()?;
-    let client = connect(&driver, &chromium, &profile.0).await?;
-    let result = browser_scenario(&client, &demo).await;
-    // Close the browser whatever happened; chromedriver and the demo die on drop.
-    let _ = client.close().await;
-    result
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let client = connect(&driver, &chromium, &profile.0).await?;
+        let result = browser_scenario(&client, &demo).await;
+        // Close the browser whatever happened; chromedriver and the demo die on drop.
+        let _ = client.close().await;
+        result
+    })
 }

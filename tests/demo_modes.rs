@@ -6,7 +6,13 @@
 //! - `--mode sealed`: a cookie replayed after logout is refused (the in-memory denylist);
 //! - `--redis URL` (feature `redis`, a real `redis-server`): two demo processes share
 //!   sessions and revocations; without the feature `--redis` is refused with exit code 2.
-#![cfg(feature = "poem")]
+//!
+//! Every scenario runs against both examples of the demo: `examples/demo.rs` (Poem; tests
+//! `on_poem::*`) and `examples/axum_demo.rs` (axum through the tower layer, feature `tower`;
+//! tests `on_axum::*`), through `for_each_demo!` (`tests/common/demo.rs`). With both
+//! features, two more run them side by side: the same start-up output and usage, and a
+//! session made on one is a session on the other.
+#![cfg(any(feature = "poem", feature = "tower"))]
 
 mod common {
     pub mod demo;
@@ -19,9 +25,19 @@ use std::process::Command;
 #[cfg(feature = "redis")]
 use std::time::{Duration, Instant};
 
-use common::demo::{Demo, TestResult, demo_binary, http};
+use common::demo::{Demo, TestResult, demo_binary, for_each_demo, http};
 
 const SECRET: &str = "demo modes test secret: not for production, 0123456789abcdef";
+
+for_each_demo! {
+    fn sealed_cookie_replayed_after_logout_is_refused;
+    #[cfg(not(feature = "redis"))]
+    fn redis_without_the_feature_is_refused_with_exit_code_2;
+    #[cfg(feature = "redis")]
+    fn unreachable_redis_is_refused_with_exit_code_2;
+    #[cfg(feature = "redis")]
+    fn two_demos_share_sessions_and_revocations_through_redis;
+}
 
 // ---------------------------------------------------------------------------------------
 // jwt mode
@@ -33,6 +49,16 @@ mod jwt {
     use common::demo::{Reply, request};
 
     const JSON: &str = "application/json";
+
+    for_each_demo! {
+        fn jwt_login_count_logout_and_revoked_token;
+        fn jwks_serves_the_kid_of_an_asymmetric_key;
+        fn hs256_publishes_no_jwks;
+        fn a_shared_key_file_shares_sessions;
+        fn jwt_start_up_refusals_exit_with_code_2;
+        #[cfg(feature = "redis")]
+        fn jwt_demos_share_revocations_through_redis;
+    }
 
     fn login(demo: &Demo, username: &str, password: &str) -> TestResult<Reply> {
         let body = serde_json::json!({ "username": username, "password": password }).to_string();
@@ -52,9 +78,8 @@ mod jwt {
             .to_owned())
     }
 
-    #[test]
-    fn jwt_login_count_logout_and_revoked_token() -> TestResult {
-        let demo = Demo::start(&["--mode", "jwt"], &[])?;
+    fn jwt_login_count_logout_and_revoked_token(example: &'static str) -> TestResult {
+        let demo = Demo::start(example, &["--mode", "jwt"], &[])?;
         demo.wait_for_output("session mode: jwt")?;
         demo.wait_for_output("x-session-token")?;
         demo.wait_for_output("revocation: in-memory denylist")?;
@@ -157,9 +182,8 @@ mod jwt {
         Ok(())
     }
 
-    #[test]
-    fn jwks_serves_the_kid_of_an_asymmetric_key() -> TestResult {
-        let demo = Demo::start(&["--mode", "jwt", "--jwt-kid", "demo-k7"], &[])?;
+    fn jwks_serves_the_kid_of_an_asymmetric_key(example: &'static str) -> TestResult {
+        let demo = Demo::start(example, &["--mode", "jwt", "--jwt-kid", "demo-k7"], &[])?;
         let r = http(&demo, "GET", "/.well-known/jwks.json", None, "")?;
         assert_eq!(r.status, 200, "{}", r.body);
         assert!(r.header("content-type").is_some_and(|t| t.contains("json")));
@@ -181,9 +205,8 @@ mod jwt {
         Ok(())
     }
 
-    #[test]
-    fn hs256_publishes_no_jwks() -> TestResult {
-        let demo = Demo::start(&["--mode", "jwt", "--jwt-alg", "HS256"], &[])?;
+    fn hs256_publishes_no_jwks(example: &'static str) -> TestResult {
+        let demo = Demo::start(example, &["--mode", "jwt", "--jwt-alg", "HS256"], &[])?;
         demo.wait_for_output("no /.well-known/jwks.json")?;
         let r = http(&demo, "GET", "/.well-known/jwks.json", None, "")?;
         assert_eq!(r.status, 404, "{}", r.body);
@@ -193,15 +216,14 @@ mod jwt {
     }
 
     /// Two jwt-mode processes given the same `JWT_KEY_FILE` accept each other's tokens.
-    #[test]
-    fn a_shared_key_file_shares_sessions() -> TestResult {
+    fn a_shared_key_file_shares_sessions(example: &'static str) -> TestResult {
         let pem = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/vectors/jwt/eddsa.key.pem"
         );
         let env = [("JWT_KEY_FILE", pem)];
-        let a = Demo::start(&["--mode", "jwt"], &env)?;
-        let b = Demo::start(&["--mode", "jwt"], &env)?;
+        let a = Demo::start(example, &["--mode", "jwt"], &env)?;
+        let b = Demo::start(example, &["--mode", "jwt"], &env)?;
         a.wait_for_output("key from JWT_KEY_FILE")?;
         let token = token_of(&login(&a, "admin", "letmein")?)?;
         let r = bearer(&b, "GET", "/api/me", &token)?;
@@ -213,8 +235,7 @@ mod jwt {
         Ok(())
     }
 
-    #[test]
-    fn jwt_start_up_refusals_exit_with_code_2() -> TestResult {
+    fn jwt_start_up_refusals_exit_with_code_2(example: &'static str) -> TestResult {
         let bad_pem = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/vectors/jwt/es256.key.pem"
@@ -229,7 +250,7 @@ mod jwt {
             (&["--mode", "jwt"][..], Some(bad_pem), "JWT_KEY_FILE"),
             (&["--jwt-alg", "EdDSA"][..], None, "--mode jwt"),
         ] {
-            let mut cmd = Command::new(demo_binary()?);
+            let mut cmd = Command::new(demo_binary(example)?);
             cmd.args(["--addr", "127.0.0.1:0"]).args(args);
             cmd.env_remove("JWT_KEY_FILE");
             if let Some(f) = env {
@@ -247,8 +268,7 @@ mod jwt {
     /// jwt mode with `--redis`: two processes with the same `JWT_KEY_FILE` share tokens, and
     /// a logout on A revokes the token on B.
     #[cfg(feature = "redis")]
-    #[test]
-    fn jwt_demos_share_revocations_through_redis() -> TestResult {
+    fn jwt_demos_share_revocations_through_redis(example: &'static str) -> TestResult {
         let Some(redis) = common::redis::RedisServer::start("jwt_demos_share_revocations") else {
             return Ok(());
         };
@@ -258,8 +278,8 @@ mod jwt {
             "/tests/vectors/jwt/eddsa.key.pem"
         );
         let env = [("JWT_KEY_FILE", pem)];
-        let a = Demo::start(&["--mode", "jwt", "--redis", &url], &env)?;
-        let b = Demo::start(&["--mode", "jwt", "--redis", &url], &env)?;
+        let a = Demo::start(example, &["--mode", "jwt", "--redis", &url], &env)?;
+        let b = Demo::start(example, &["--mode", "jwt", "--redis", &url], &env)?;
         let token = token_of(&login(&a, "admin", "letmein")?)?;
         assert_eq!(bearer(&b, "GET", "/api/me", &token)?.status, 200);
         assert_eq!(bearer(&a, "POST", "/api/logout", &token)?.status, 200);
@@ -324,9 +344,8 @@ fn logged_in(demo: &Demo, cookie: &str) -> TestResult<bool> {
     }
 }
 
-#[test]
-fn sealed_cookie_replayed_after_logout_is_refused() -> TestResult {
-    let demo = Demo::start(&[], &[("SESSION_SECRET", SECRET)])?;
+fn sealed_cookie_replayed_after_logout_is_refused(example: &'static str) -> TestResult {
+    let demo = Demo::start(example, &[], &[("SESSION_SECRET", SECRET)])?;
     demo.wait_for_output("session mode: sealed")?;
     demo.wait_for_output("revocation: in-memory denylist")?;
 
@@ -361,9 +380,8 @@ fn sealed_cookie_replayed_after_logout_is_refused() -> TestResult {
 // ---------------------------------------------------------------------------------------
 
 #[cfg(not(feature = "redis"))]
-#[test]
-fn redis_without_the_feature_is_refused_with_exit_code_2() -> TestResult {
-    let out = Command::new(demo_binary()?)
+fn redis_without_the_feature_is_refused_with_exit_code_2(example: &'static str) -> TestResult {
+    let out = Command::new(demo_binary(example)?)
         .args(["--addr", "127.0.0.1:0", "--redis", "redis://127.0.0.1:1/"])
         .env("SESSION_SECRET", SECRET)
         .output()?;
@@ -374,12 +392,11 @@ fn redis_without_the_feature_is_refused_with_exit_code_2() -> TestResult {
 }
 
 #[cfg(feature = "redis")]
-#[test]
-fn unreachable_redis_is_refused_with_exit_code_2() -> TestResult {
+fn unreachable_redis_is_refused_with_exit_code_2(example: &'static str) -> TestResult {
     // A port nothing listens on (free when asked).
     let port = common::demo::free_port()?;
     let started = Instant::now();
-    let out = Command::new(demo_binary()?)
+    let out = Command::new(demo_binary(example)?)
         .args(["--addr", "127.0.0.1:0", "--redis"])
         .arg(format!("redis://:hunter2@127.0.0.1:{port}/"))
         .env("SESSION_SECRET", SECRET)
@@ -399,15 +416,14 @@ fn unreachable_redis_is_refused_with_exit_code_2() -> TestResult {
 /// Two demo processes on different ports, one Redis, the same `SESSION_SECRET`: a session
 /// made on A works on B, and after logout on A, B refuses the replayed cookie.
 #[cfg(feature = "redis")]
-#[test]
-fn two_demos_share_sessions_and_revocations_through_redis() -> TestResult {
+fn two_demos_share_sessions_and_revocations_through_redis(example: &'static str) -> TestResult {
     let Some(redis) = common::redis::RedisServer::start("two_demos_share_revocations") else {
         return Ok(());
     };
     let url = redis.url();
     let env = [("SESSION_SECRET", SECRET)];
-    let a = Demo::start(&["--redis", &url], &env)?;
-    let b = Demo::start(&["--redis", &url], &env)?;
+    let a = Demo::start(example, &["--redis", &url], &env)?;
+    let b = Demo::start(example, &["--redis", &url], &env)?;
     assert_ne!(a.addr, b.addr);
     b.wait_for_output("revocation: Redis denylist")?;
 
@@ -441,5 +457,74 @@ fn two_demos_share_sessions_and_revocations_through_redis() -> TestResult {
     // A new login on B works on A too.
     let again = form_login(&b)?;
     assert!(logged_in(&a, &again)?);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Both examples at once: one application
+// ---------------------------------------------------------------------------------------
+
+/// The Poem and axum demos print the same start-up output (but the port) and the same usage
+/// (but the program's name), in both modes.
+#[cfg(all(feature = "poem", feature = "tower"))]
+#[test]
+fn poem_and_axum_demos_print_the_same() -> TestResult {
+    use common::demo::{AXUM, POEM};
+    let pem = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/vectors/jwt/eddsa.key.pem"
+    );
+    let runs = [
+        (&[][..], ("SESSION_SECRET", SECRET)),
+        (&["--mode", "jwt"][..], ("JWT_KEY_FILE", pem)),
+    ];
+    for (args, env) in runs {
+        let output = |example| -> TestResult<String> {
+            let demo = Demo::start(example, args, &[env])?;
+            demo.wait_for_output("log in with")?;
+            Ok(demo.output().replace(&demo.addr.to_string(), "ADDR"))
+        };
+        let (poem, axum) = (output(POEM)?, output(AXUM)?);
+        assert!(poem.starts_with("listening on http://ADDR\n"), "{poem}");
+        assert_eq!(poem, axum, "{args:?}");
+    }
+    let usage = |example| -> TestResult<String> {
+        let out = Command::new(demo_binary(example)?).arg("--help").output()?;
+        assert!(out.status.success());
+        Ok(String::from_utf8(out.stdout)?)
+    };
+    let poem = usage(POEM)?;
+    let axum = usage(AXUM)?;
+    assert_eq!(
+        poem.replacen("usage: demo ", "usage: axum_demo ", 1)
+            .replacen(
+                "--example demo --features redis",
+                "--example axum_demo --features redis,tower",
+                1
+            ),
+        axum
+    );
+    Ok(())
+}
+
+/// Given the same `SESSION_SECRET`, a session made on one demo is a session on the other:
+/// the Poem middleware and the tower layer read and write the same cookies.
+#[cfg(all(feature = "poem", feature = "tower"))]
+#[test]
+fn poem_and_axum_demos_share_sessions() -> TestResult {
+    use common::demo::{AXUM, POEM};
+    let env = [("SESSION_SECRET", SECRET)];
+    let poem = Demo::start(POEM, &[], &env)?;
+    let axum = Demo::start(AXUM, &[], &env)?;
+    let cookie = form_login(&poem)?;
+    assert!(logged_in(&axum, &cookie)?, "Poem's session refused by axum");
+    let cookie = form_login(&axum)?;
+    assert!(logged_in(&poem, &cookie)?, "axum's session refused by Poem");
+    // The counter goes on from one to the other.
+    let r = http(&poem, "GET", "/views", Some(&cookie), "")?;
+    assert_eq!(r.json()?, serde_json::json!({ "views": 1 }));
+    let cookie = r.session_cookie().ok_or("no new cookie")?;
+    let r = http(&axum, "GET", "/views", Some(&cookie), "")?;
+    assert_eq!(r.json()?, serde_json::json!({ "views": 2 }));
     Ok(())
 }

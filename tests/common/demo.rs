@@ -1,8 +1,14 @@
-//! The login demo (`examples/demo.rs`) as a subprocess, and a tiny HTTP/1.1 client to drive
-//! it, shared by `tests/browser.rs` and `tests/demo_modes.rs`.
+//! The login demo as a subprocess, and a tiny HTTP/1.1 client to drive it, shared by
+//! `tests/browser.rs` and `tests/demo_modes.rs`.
 //!
-//! The demo binary is built and found by `tests/common/example.rs`, with the **same
-//! features as the test crate**, so `cargo test --all-features` tests an all-features demo
+//! The demo comes in two examples that must behave the same: `examples/demo.rs` (Poem,
+//! [`POEM`]) and `examples/axum_demo.rs` (axum through the tower layer, [`AXUM`], feature
+//! `tower`). A test scenario is a function taking the example's name; [`for_each_demo!`]
+//! makes one `#[test]` of it per example, the axum one only with the `tower` feature and the
+//! Poem one only with `poem`.
+//!
+//! The demo binaries are built and found by `tests/common/example.rs`, with the **same
+//! features as the test crate**, so `cargo test --all-features` tests all-features demos
 //! (with `--redis`).
 //!
 //! Use from a test file with `mod common { pub mod demo; pub mod example; }`.
@@ -22,6 +28,44 @@ use std::time::{Duration, Instant};
 /// The session cookie's name as the demo sends it (Secure, so with the `__Host-` prefix).
 pub const COOKIE: &str = "__Host-sid";
 
+/// The Poem demo, `examples/demo.rs` (feature `poem`).
+pub const POEM: &str = "demo";
+/// The axum demo, `examples/axum_demo.rs` (feature `tower`).
+pub const AXUM: &str = "axum_demo";
+
+/// `for_each_demo! { fn scenario; #[cfg(feature = "redis")] fn other; }` makes, for each
+/// function `scenario(example: &'static str) -> TestResult` of the enclosing module, the
+/// tests `on_poem::scenario` (with [`POEM`], feature `poem`) and `on_axum::scenario` (with
+/// [`AXUM`], feature `tower`). Attributes before a `fn` go on both tests.
+macro_rules! for_each_demo {
+    ($($(#[$attr:meta])* fn $name:ident;)+) => {
+        /// The scenarios against `examples/demo.rs` (Poem).
+        #[cfg(feature = "poem")]
+        mod on_poem {
+            $(
+                $(#[$attr])*
+                #[test]
+                fn $name() -> $crate::common::demo::TestResult {
+                    super::$name($crate::common::demo::POEM)
+                }
+            )+
+        }
+
+        /// The scenarios against `examples/axum_demo.rs` (axum through the tower layer).
+        #[cfg(feature = "tower")]
+        mod on_axum {
+            $(
+                $(#[$attr])*
+                #[test]
+                fn $name() -> $crate::common::demo::TestResult {
+                    super::$name($crate::common::demo::AXUM)
+                }
+            )+
+        }
+    };
+}
+pub(crate) use for_each_demo;
+
 // ---------------------------------------------------------------------------------------
 // Processes
 // ---------------------------------------------------------------------------------------
@@ -36,30 +80,33 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// `target/<profile>/examples/demo`.
-pub fn demo_path() -> TestResult<PathBuf> {
-    example_path("demo")
+/// `target/<profile>/examples/EXAMPLE` ([`POEM`] or [`AXUM`]).
+pub fn demo_path(example: &'static str) -> TestResult<PathBuf> {
+    example_path(example)
 }
 
-/// Builds the demo (a no-op when up to date) with this test crate's features, once per test
-/// process (see `tests/common/example.rs`).
-pub fn demo_binary() -> TestResult<PathBuf> {
-    example_binary("demo")
+/// Builds the demo `example` ([`POEM`] or [`AXUM`]; a no-op when up to date) with this test
+/// crate's features, once per example and test process (see `tests/common/example.rs`).
+pub fn demo_binary(example: &'static str) -> TestResult<PathBuf> {
+    example_binary(example)
 }
 
 /// The demo, listening on a free port; killed when dropped.
 pub struct Demo {
     _child: KillOnDrop,
     pub addr: SocketAddr,
+    /// Which example runs ([`POEM`] or [`AXUM`]), for messages.
+    pub example: &'static str,
     lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl Demo {
-    /// Runs the demo with `args` (plus `--addr 127.0.0.1:0`) and the environment `env`
-    /// (`SESSION_KEYS`, `SESSION_SECRET` and `JWT_KEY_FILE` are removed first, then `env` is
-    /// applied), and waits until it prints the address it listens on.
-    pub fn start(args: &[&str], env: &[(&str, &str)]) -> TestResult<Demo> {
-        let mut cmd = Command::new(demo_binary()?);
+    /// Runs the demo `example` ([`POEM`] or [`AXUM`]) with `args` (plus
+    /// `--addr 127.0.0.1:0`) and the environment `env` (`SESSION_KEYS`, `SESSION_SECRET` and
+    /// `JWT_KEY_FILE` are removed first, then `env` is applied), and waits until it prints the
+    /// address it listens on.
+    pub fn start(example: &'static str, args: &[&str], env: &[(&str, &str)]) -> TestResult<Demo> {
+        let mut cmd = Command::new(demo_binary(example)?);
         cmd.args(["--addr", "127.0.0.1:0"])
             .args(args)
             .env_remove("SESSION_KEYS")
@@ -90,12 +137,13 @@ impl Demo {
                 // Keep draining so the demo never blocks on a full pipe.
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .map_err(|_| "the demo did not print `listening on http://...` within 30 s")?;
+        let addr = rx.recv_timeout(Duration::from_secs(30)).map_err(|_| {
+            format!("the {example} example did not print `listening on http://...` within 30 s")
+        })?;
         Ok(Demo {
             _child: child,
             addr: addr.parse()?,
+            example,
             lines,
         })
     }
@@ -120,7 +168,11 @@ impl Demo {
             }
             if Instant::now() > deadline {
                 let all = self.output();
-                return Err(format!("no output line contains {needle:?}; got:\n{all}").into());
+                return Err(format!(
+                    "no output line of the {} example contains {needle:?}; got:\n{all}",
+                    self.example
+                )
+                .into());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
