@@ -2,8 +2,9 @@
 //! and method by method: each test pins down one row of `docs/EXPRESS.md`, where we behave
 //! as express-session does and where we differ (and why). On `MemoryStore`, through a probe
 //! that counts what the middleware asks of the store; the Redis store runs the same
-//! middleware code and is tested in `tests/store_redis.rs`.
-#![cfg(feature = "poem")]
+//! middleware code and is tested in `tests/store_redis.rs`. Every scenario runs on the Poem
+//! middleware and on the tower layer (see `http::app`).
+#![cfg(any(feature = "poem", feature = "tower"))]
 
 mod common {
     pub mod fixtures;
@@ -14,16 +15,17 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ::http::StatusCode;
 use common::fixtures::{T0, clock, ring};
-use http::Client;
-use http::handlers::{count, login_admin, logout, max_age, noop, session_id, set_key, touch, user};
-use poem::http::StatusCode;
-use poem::test::{TestClient, TestResponse};
-use poem::web::Data;
-use poem::{Endpoint, EndpointExt, Route, get, handler, post};
+use http::app::{Adapter, App, Client, Resp, RespExt, Routes, both};
+use http::handlers::plain::{
+    count, login_admin, logout, max_age, noop, session_id, set_key, touch, user,
+};
 use sealed_session::codec::SessionIdCodec;
 use sealed_session::store::{BoxFuture, MemoryStore, Store, StoreError};
-use sealed_session::{Keyring, ManualClock, SealedSession, Session, SessionId, Timestamp};
+use sealed_session::{
+    Keyring, ManualClock, SealedSession, Session, SessionError, SessionId, Timestamp,
+};
 use tokio::sync::{Barrier, Notify};
 
 const NAME: &str = "__Host-sid";
@@ -126,26 +128,22 @@ impl Store for Probe {
 
 // ---- The application ----
 
-#[handler]
-fn regenerate_only(session: &Session) -> poem::Result<()> {
+fn regenerate_only(session: &Session) -> Result<(), SessionError> {
     session.regenerate()?;
     Ok(())
 }
-#[handler]
-fn destroy_then_insert(session: &Session) -> poem::Result<()> {
+fn destroy_then_insert(session: &Session) -> Result<(), SessionError> {
     session.destroy()?;
     session.insert("after", "destroy")?;
     Ok(())
 }
-#[handler]
-async fn save_mid_request(session: &Session, store: Data<&Probe>) -> poem::Result<String> {
+async fn save_mid_request(session: Session, store: Probe) -> Result<String, SessionError> {
     session.insert("saved", "yes")?;
     session.save().await?;
     // Still inside the handler: is it in the store already?
     Ok(store.holds(&session.id().to_string()).await.to_string())
 }
-#[handler]
-async fn reload(session: &Session) -> poem::Result<String> {
+async fn reload(session: Session) -> Result<String, SessionError> {
     session.insert("user", "mallory")?;
     session.reload().await?;
     Ok(session
@@ -153,8 +151,7 @@ async fn reload(session: &Session) -> poem::Result<String> {
         .unwrap_or_else(|| "<none>".to_owned()))
 }
 /// The store goes down during the request, then the handler reloads.
-#[handler]
-async fn reload_in_outage(session: &Session, store: Data<&Probe>) -> poem::Result<String> {
+async fn reload_in_outage(session: Session, store: Probe) -> Result<String, SessionError> {
     store.fail_load.store(true, Ordering::SeqCst);
     let res = session.reload().await;
     store.fail_load.store(false, Ordering::SeqCst);
@@ -162,19 +159,14 @@ async fn reload_in_outage(session: &Session, store: Data<&Probe>) -> poem::Resul
     Ok("reloaded".to_owned())
 }
 /// Reads the counter, waits until a second request has read it too, then increments it.
-#[handler]
-async fn count_together(session: &Session, barrier: Data<&Arc<Barrier>>) -> poem::Result<()> {
+async fn count_together(session: Session, barrier: Arc<Barrier>) -> Result<(), SessionError> {
     let n = session.get::<u64>("n")?.unwrap_or(0) + 1;
     barrier.wait().await;
     session.insert("n", &n)?;
     Ok(())
 }
 /// A read-only request that says when it has its session, then waits to be let go.
-#[handler]
-async fn slow_read(
-    session: &Session,
-    Data(gates): Data<&Arc<(Notify, Notify)>>,
-) -> poem::Result<()> {
+async fn slow_read(session: Session, gates: Arc<(Notify, Notify)>) -> Result<(), SessionError> {
     session.get::<u64>("n")?;
     gates.0.notify_one();
     gates.1.notified().await;
@@ -183,11 +175,10 @@ async fn slow_read(
 
 /// Counts, but waits between loading the session and changing it: it says when it has its
 /// session, then waits to be let go.
-#[handler]
 async fn slow_count(
-    session: &Session,
-    Data(gates): Data<&Arc<(Notify, Notify)>>,
-) -> poem::Result<String> {
+    session: Session,
+    gates: Arc<(Notify, Notify)>,
+) -> Result<String, SessionError> {
     let n = session.get::<u64>("n")?.unwrap_or(0) + 1;
     gates.0.notify_one();
     gates.1.notified().await;
@@ -195,11 +186,10 @@ async fn slow_count(
     Ok(n.to_string())
 }
 /// `slow_count`, then `save()` before answering.
-#[handler]
 async fn slow_count_save(
-    session: &Session,
-    Data(gates): Data<&Arc<(Notify, Notify)>>,
-) -> poem::Result<String> {
+    session: Session,
+    gates: Arc<(Notify, Notify)>,
+) -> Result<String, SessionError> {
     let n = session.get::<u64>("n")?.unwrap_or(0) + 1;
     gates.0.notify_one();
     gates.1.notified().await;
@@ -208,52 +198,66 @@ async fn slow_count_save(
     Ok(n.to_string())
 }
 
-fn routes() -> Route {
-    Route::new()
-        .at("/noop", get(noop))
-        .at("/user", get(user))
-        .at("/login", post(login_admin))
-        .at("/set/:k/:v", post(set_key))
-        .at("/count", post(count))
-        .at("/regenerate-only", post(regenerate_only))
-        .at("/logout", post(logout))
-        .at("/destroy-insert", post(destroy_then_insert))
-        .at("/touch", post(touch))
-        .at("/save", post(save_mid_request))
-        .at("/reload", post(reload))
-        .at("/reload-in-outage", post(reload_in_outage))
-        .at("/id", get(session_id))
-        .at("/max-age/:secs", post(max_age))
-        .at("/count-together", post(count_together))
-        .at("/slow-read", get(slow_read))
-        .at("/slow-count", post(slow_count))
-        .at("/slow-count-save", post(slow_count_save))
+/// A pair of gates for the slow handlers.
+fn gates() -> Arc<(Notify, Notify)> {
+    Arc::new((Notify::new(), Notify::new()))
+}
+
+/// The routes, their handlers given `store` (the probe they look at, which need not be the
+/// session's), `gates` and a barrier of their own.
+fn routes(store: &Probe, gates: &Arc<(Notify, Notify)>) -> Routes {
+    let barrier = Arc::new(Barrier::new(2));
+    let (s1, s2) = (store.clone(), store.clone());
+    let (g1, g2, g3) = (gates.clone(), gates.clone(), gates.clone());
+    Routes::new()
+        .get("/noop", noop)
+        .get("/user", user)
+        .post("/login", login_admin)
+        .post("/set/:k/:v", set_key)
+        .post("/count", count)
+        .post("/regenerate-only", regenerate_only)
+        .post("/logout", logout)
+        .post("/destroy-insert", destroy_then_insert)
+        .post("/touch", touch)
+        .post("/save", move |s: Session| save_mid_request(s, s1.clone()))
+        .post("/reload", reload)
+        .post("/reload-in-outage", move |s: Session| {
+            reload_in_outage(s, s2.clone())
+        })
+        .get("/id", session_id)
+        .post("/max-age/:secs", max_age)
+        .post("/count-together", move |s: Session| {
+            count_together(s, barrier.clone())
+        })
+        .get("/slow-read", move |s: Session| slow_read(s, g1.clone()))
+        .post("/slow-count", move |s: Session| slow_count(s, g2.clone()))
+        .post("/slow-count-save", move |s: Session| {
+            slow_count_save(s, g3.clone())
+        })
 }
 
 /// The store-backed middleware on `store`, on `clock`, 10-minute idle timeout (renewal after
 /// 150 s), configured further by `f`.
 fn app(
+    on: Adapter,
     store: &Probe,
     clock: &ManualClock,
     f: impl FnOnce(SealedSession) -> SealedSession,
-) -> impl Endpoint {
+) -> App {
     let mw = SealedSession::server_store(store.clone(), ring("k1", 1))
         .clock(clock.clone())
         .idle_timeout(Some(Duration::from_secs(600)));
-    routes()
-        .with(f(mw))
-        .data(store.clone())
-        .data(Arc::new(Barrier::new(2)))
-        .data(Arc::new((Notify::new(), Notify::new())))
+    on.app(&routes(store, &gates()), f(mw))
 }
 
 // ---- saveUninitialized ----
 
-#[tokio::test]
-async fn save_uninitialized_false_neither_stores_nor_sets_a_cookie_for_an_untouched_session() {
+async fn save_uninitialized_false_neither_stores_nor_sets_a_cookie_for_an_untouched_session(
+    on: Adapter,
+) {
     let clock = clock();
     let store = Probe::new(&clock);
-    let mut c = Client::new(app(&store, &clock, |m| m));
+    let mut c = Client::new(app(on, &store, &clock, |m| m));
     for (post_, uri) in [(false, "/noop"), (false, "/user"), (true, "/touch")] {
         let (resp, set) = c.send(post_, uri).await;
         resp.assert_status_is_ok();
@@ -267,11 +271,10 @@ async fn save_uninitialized_false_neither_stores_nor_sets_a_cookie_for_an_untouc
     assert_eq!((store.saves(), store.len()), (1, 1));
 }
 
-#[tokio::test]
-async fn save_uninitialized_true_stores_every_new_session_and_sets_its_cookie() {
+async fn save_uninitialized_true_stores_every_new_session_and_sets_its_cookie(on: Adapter) {
     let clock = clock();
     let store = Probe::new(&clock);
-    let mut c = Client::new(app(&store, &clock, |m| m.save_uninitialized(true)));
+    let mut c = Client::new(app(on, &store, &clock, |m| m.save_uninitialized(true)));
     let (_, set) = c.send(false, "/noop").await;
     assert_eq!(set.len(), 1, "{set:?}");
     assert_eq!((store.saves(), store.len()), (1, 1));
@@ -283,7 +286,7 @@ async fn save_uninitialized_true_stores_every_new_session_and_sets_its_cookie() 
     assert_eq!(store.saves(), 1);
     // Every visitor without a cookie costs a record.
     for _ in 0..3 {
-        Client::new(app(&store, &clock, |m| m.save_uninitialized(true)))
+        Client::new(app(on, &store, &clock, |m| m.save_uninitialized(true)))
             .send(false, "/noop")
             .await;
     }
@@ -292,11 +295,10 @@ async fn save_uninitialized_true_stores_every_new_session_and_sets_its_cookie() 
 
 // ---- resave: none; writes only on change or renewal ----
 
-#[tokio::test]
-async fn an_unchanged_session_is_written_only_when_renewal_is_due() {
+async fn an_unchanged_session_is_written_only_when_renewal_is_due(on: Adapter) {
     let clock = clock();
     let store = Probe::new(&clock);
-    let mut c = Client::new(app(&store, &clock, |m| m));
+    let mut c = Client::new(app(on, &store, &clock, |m| m));
     c.send(true, "/login").await;
     let written = store.saves();
     assert_eq!(
@@ -334,11 +336,10 @@ async fn an_unchanged_session_is_written_only_when_renewal_is_due() {
 
 // ---- rolling ----
 
-#[tokio::test]
-async fn rolling_re_sets_the_cookie_and_rewrites_the_record_on_every_response() {
+async fn rolling_re_sets_the_cookie_and_rewrites_the_record_on_every_response(on: Adapter) {
     let clock = clock();
     let store = Probe::new(&clock);
-    let mut c = Client::new(app(&store, &clock, |m| m.rolling(true)));
+    let mut c = Client::new(app(on, &store, &clock, |m| m.rolling(true)));
     let (_, set) = c.send(false, "/noop").await;
     assert!(set.is_empty(), "an untouched new session: still nothing");
     c.send(true, "/login").await;
@@ -353,12 +354,11 @@ async fn rolling_re_sets_the_cookie_and_rewrites_the_record_on_every_response() 
     }
 }
 
-#[tokio::test]
-async fn a_persistent_cookie_is_re_sent_with_max_age_whenever_the_session_is_written() {
+async fn a_persistent_cookie_is_re_sent_with_max_age_whenever_the_session_is_written(on: Adapter) {
     // express-session with cookie.maxAge: the cookie is set again when the session changed.
     let clock = clock();
     let store = Probe::new(&clock);
-    let mut c = Client::new(app(&store, &clock, |m| m.persistent(true)));
+    let mut c = Client::new(app(on, &store, &clock, |m| m.persistent(true)));
     let (_, set) = c.send(true, "/login").await;
     assert_eq!(set[0].attr("Max-Age"), Some("600"));
     clock.advance(Duration::from_secs(10));
@@ -378,11 +378,10 @@ async fn a_persistent_cookie_is_re_sent_with_max_age_whenever_the_session_is_wri
 
 // ---- regenerate, destroy, reload, save, touch, id, cookie.maxAge ----
 
-#[tokio::test]
-async fn regenerate_gives_a_new_id_deletes_the_old_record_and_sets_a_new_cookie() {
+async fn regenerate_gives_a_new_id_deletes_the_old_record_and_sets_a_new_cookie(on: Adapter) {
     let clock = clock();
     let store = Probe::new(&clock);
-    let mut c = Client::new(app(&store, &clock, |m| m));
+    let mut c = Client::new(app(on, &store, &clock, |m| m));
     c.send(true, "/set/cart/3").await;
     let old_id = c.text_ok(false, "/id").await;
     let old_cookie = c.jar.clone();
@@ -394,18 +393,17 @@ async fn regenerate_gives_a_new_id_deletes_the_old_record_and_sets_a_new_cookie(
     assert!(store.holds(&new_id).await, "the new, empty one is stored");
     assert_eq!(store.len(), 1);
     // The old cookie, replayed, is a session no more.
-    let mut replay = Client::new(app(&store, &clock, |m| m));
+    let mut replay = Client::new(app(on, &store, &clock, |m| m));
     replay.jar = old_cookie;
     let (resp, set) = replay.send(false, "/user").await;
-    assert_eq!(resp.0.into_body().into_string().await.unwrap(), "<none>");
+    assert_eq!(resp.into_body(), "<none>");
     assert!(set[0].is_removal(), "and is cleared: {set:?}");
 }
 
-#[tokio::test]
-async fn destroy_deletes_the_record_and_clears_the_cookie() {
+async fn destroy_deletes_the_record_and_clears_the_cookie(on: Adapter) {
     let clock = clock();
     let store = Probe::new(&clock);
-    let mut c = Client::new(app(&store, &clock, |m| m));
+    let mut c = Client::new(app(on, &store, &clock, |m| m));
     c.send(true, "/login").await;
     let id = c.text_ok(false, "/id").await;
     let (resp, set) = c.send(true, "/logout").await;
@@ -431,11 +429,10 @@ async fn destroy_deletes_the_record_and_clears_the_cookie() {
     );
 }
 
-#[tokio::test]
-async fn reload_discards_unsaved_changes_and_fails_for_a_session_not_in_the_store() {
+async fn reload_discards_unsaved_changes_and_fails_for_a_session_not_in_the_store(on: Adapter) {
     let clock = clock();
     let store = Probe::new(&clock);
-    let mut c = Client::new(app(&store, &clock, |m| m));
+    let mut c = Client::new(app(on, &store, &clock, |m| m));
     c.send(true, "/login").await;
     assert_eq!(
         c.text_ok(true, "/reload").await,
@@ -444,7 +441,7 @@ async fn reload_discards_unsaved_changes_and_fails_for_a_session_not_in_the_stor
     );
     assert_eq!(c.text_ok(false, "/user").await, "admin");
     // A new session was never stored: reload() is an error (`SessionError::Gone`, a 500).
-    let mut n = Client::new(app(&store, &clock, |m| m));
+    let mut n = Client::new(app(on, &store, &clock, |m| m));
     let (resp, set) = n.send(true, "/reload").await;
     resp.assert_status(StatusCode::INTERNAL_SERVER_ERROR);
     // What the failed handler changed is still written, as with every handler that fails
@@ -453,11 +450,10 @@ async fn reload_discards_unsaved_changes_and_fails_for_a_session_not_in_the_stor
     assert_eq!(n.text_ok(false, "/user").await, "mallory");
 }
 
-#[tokio::test]
-async fn save_persists_mid_request_and_the_end_of_the_request_does_not_write_again() {
+async fn save_persists_mid_request_and_the_end_of_the_request_does_not_write_again(on: Adapter) {
     let clock = clock();
     let store = Probe::new(&clock);
-    let mut c = Client::new(app(&store, &clock, |m| m));
+    let mut c = Client::new(app(on, &store, &clock, |m| m));
     c.send(true, "/login").await;
     let written = store.saves();
     assert_eq!(
@@ -467,18 +463,17 @@ async fn save_persists_mid_request_and_the_end_of_the_request_does_not_write_aga
     );
     assert_eq!(store.saves(), written + 1);
     // A new session saved mid-request gets its cookie.
-    let mut n = Client::new(app(&store, &clock, |m| m));
+    let mut n = Client::new(app(on, &store, &clock, |m| m));
     let (resp, set) = n.send(true, "/save").await;
     resp.assert_status_is_ok();
     assert_eq!(set.len(), 1);
     assert!(store.holds(&n.text_ok(false, "/id").await).await);
 }
 
-#[tokio::test]
-async fn touch_rewrites_the_record_and_resets_the_idle_clock() {
+async fn touch_rewrites_the_record_and_resets_the_idle_clock(on: Adapter) {
     let clock = clock();
     let store = Probe::new(&clock);
-    let mut c = Client::new(app(&store, &clock, |m| m));
+    let mut c = Client::new(app(on, &store, &clock, |m| m));
     c.send(true, "/login").await;
     let written = store.saves();
     clock.advance(Duration::from_secs(100));
@@ -498,11 +493,10 @@ async fn touch_rewrites_the_record_and_resets_the_idle_clock() {
     );
 }
 
-#[tokio::test]
-async fn the_session_id_is_the_store_key_and_stays_until_regenerated() {
+async fn the_session_id_is_the_store_key_and_stays_until_regenerated(on: Adapter) {
     let clock = clock();
     let store = Probe::new(&clock);
-    let mut c = Client::new(app(&store, &clock, |m| m));
+    let mut c = Client::new(app(on, &store, &clock, |m| m));
     let unsaved = c.text_ok(false, "/id").await;
     assert_eq!(unsaved.len(), 22, "128 bits, base64url");
     assert_ne!(
@@ -517,11 +511,10 @@ async fn the_session_id_is_the_store_key_and_stays_until_regenerated() {
     assert_eq!(c.text_ok(false, "/id").await, id, "changes keep the id");
 }
 
-#[tokio::test]
-async fn set_max_age_shortens_this_sessions_life_in_the_store_and_on_the_server() {
+async fn set_max_age_shortens_this_sessions_life_in_the_store_and_on_the_server(on: Adapter) {
     let clock = clock();
     let store = Probe::new(&clock);
-    let mut c = Client::new(app(&store, &clock, |m| m));
+    let mut c = Client::new(app(on, &store, &clock, |m| m));
     c.send(true, "/login").await;
     c.send(true, "/max-age/30").await;
     assert_eq!(
@@ -536,8 +529,7 @@ async fn set_max_age_shortens_this_sessions_life_in_the_store_and_on_the_server(
 
 // ---- Ids from the client, signatures, keys ----
 
-#[tokio::test]
-async fn unknown_and_forged_ids_get_a_new_id_and_their_cookie_is_cleared() {
+async fn unknown_and_forged_ids_get_a_new_id_and_their_cookie_is_cleared(on: Adapter) {
     let clock = clock();
     let store = Probe::new(&clock);
     let keys = ring("k1", 1);
@@ -547,10 +539,10 @@ async fn unknown_and_forged_ids_get_a_new_id_and_their_cookie_is_cleared() {
     // Forged: signed with another key.
     let forged = SessionIdCodec::new(ring("k1", 2)).sign(&planted, NAME.as_bytes());
     for cookie in [signed, forged, "s%3Aexpress-style.sig".to_owned()] {
-        let mut c = Client::new(app(&store, &clock, |m| m));
+        let mut c = Client::new(app(on, &store, &clock, |m| m));
         c.jar.set(NAME, &cookie);
         let (resp, set) = c.send(false, "/user").await;
-        assert_eq!(resp.0.into_body().into_string().await.unwrap(), "<none>");
+        assert_eq!(resp.into_body(), "<none>");
         assert!(set.len() == 1 && set[0].is_removal(), "cleared: {set:?}");
         c.jar.set(NAME, &cookie);
         let (_, set) = c.send(true, "/count").await;
@@ -562,18 +554,18 @@ async fn unknown_and_forged_ids_get_a_new_id_and_their_cookie_is_cleared() {
     assert!(!store.holds(&planted.to_string()).await);
 }
 
-#[tokio::test]
-async fn a_cookie_signed_with_an_older_key_is_re_signed_and_its_record_rewritten() {
+async fn a_cookie_signed_with_an_older_key_is_re_signed_and_its_record_rewritten(on: Adapter) {
     let clock = clock();
     let store = Probe::new(&clock);
-    let mut c = Client::new(app(&store, &clock, |m| m));
+    let mut c = Client::new(app(on, &store, &clock, |m| m));
     c.send(true, "/login").await;
     let old = c.jar.get(NAME).unwrap().to_owned();
     // The same application after a key rotation: a new primary key, the old one kept.
     let k1 = ring("k1", 1).keys().next().unwrap().clone();
     let k2 = ring("k2", 2).keys().next().unwrap().clone();
     let rotated = Keyring::new([k2, k1]).unwrap();
-    let ep = routes().with(
+    let ep = on.app(
+        &routes(&store, &gates()),
         SealedSession::server_store(store.clone(), rotated)
             .clock(clock.clone())
             .idle_timeout(Some(Duration::from_secs(600))),
@@ -582,7 +574,7 @@ async fn a_cookie_signed_with_an_older_key_is_re_signed_and_its_record_rewritten
     r.jar = c.jar.clone();
     let written = store.saves();
     let (resp, set) = r.send(false, "/user").await;
-    assert_eq!(resp.0.into_body().into_string().await.unwrap(), "admin");
+    assert_eq!(resp.into_body(), "admin");
     assert_eq!(set.len(), 1, "re-signed at once: {set:?}");
     assert_ne!(set[0].value, old);
     assert_eq!(store.saves(), written + 1, "and the record rewritten");
@@ -590,12 +582,11 @@ async fn a_cookie_signed_with_an_older_key_is_re_signed_and_its_record_rewritten
     assert!(set.is_empty(), "then an ordinary session again");
 }
 
-#[tokio::test]
-async fn stateless_reload_and_save_do_nothing() {
-    let ep = routes()
-        .with(SealedSession::sealed(ring("k1", 1)))
-        .data(Probe::default())
-        .data(Arc::new(Barrier::new(2)));
+async fn stateless_reload_and_save_do_nothing(on: Adapter) {
+    let ep = on.app(
+        &routes(&Probe::default(), &gates()),
+        SealedSession::sealed(ring("k1", 1)),
+    );
     let mut c = Client::new(ep);
     c.send(true, "/login").await;
     // reload() has nothing to read: the unsaved change stays.
@@ -607,12 +598,11 @@ async fn stateless_reload_and_save_do_nothing() {
 
 // ---- Expiry ----
 
-#[tokio::test]
-async fn expiry_is_enforced_by_the_server_even_when_the_store_keeps_the_record() {
+async fn expiry_is_enforced_by_the_server_even_when_the_store_keeps_the_record(on: Adapter) {
     let clock = clock();
     let mut store = Probe::new(&clock);
     store.ignore_expiry = true;
-    let mut c = Client::new(app(&store, &clock, |m| {
+    let mut c = Client::new(app(on, &store, &clock, |m| {
         m.max_age(Duration::from_secs(1000)).rolling(true)
     }));
     c.send(true, "/login").await;
@@ -633,19 +623,18 @@ async fn expiry_is_enforced_by_the_server_even_when_the_store_keeps_the_record()
 
 // ---- Cookie attributes and paths ----
 
-#[tokio::test]
-async fn the_secure_cookie_is_sent_over_plain_http_and_the_session_ignores_the_path() {
+async fn the_secure_cookie_is_sent_over_plain_http_and_the_session_ignores_the_path(on: Adapter) {
     let clock = clock();
     let store = Probe::new(&clock);
     // A plain-HTTP request (the test client's): express-session would not set a secure cookie.
-    let mut c = Client::new(app(&store, &clock, |m| m));
+    let mut c = Client::new(app(on, &store, &clock, |m| m));
     let (_, set) = c.send(true, "/login").await;
     assert!(set[0].has_flag("Secure") && set[0].has_flag("HttpOnly"));
     assert_eq!(set[0].attr("SameSite"), Some("Lax"));
     assert!(set[0].attr("Max-Age").is_none(), "a browser-session cookie");
     // Path=/app, yet the session works on /login, where the middleware is installed:
     // express-session would skip a request outside cookie.path.
-    let mut p = Client::new(app(&store, &clock, |m| m.path("/app").name("s")));
+    let mut p = Client::new(app(on, &store, &clock, |m| m.path("/app").name("s")));
     let (resp, set) = p.send(true, "/login").await;
     resp.assert_status_is_ok();
     assert_eq!(set[0].name, "s");
@@ -654,11 +643,10 @@ async fn the_secure_cookie_is_sent_over_plain_http_and_the_session_ignores_the_p
 
 // ---- Races between concurrent requests ----
 
-#[tokio::test]
-async fn concurrent_changes_the_last_write_wins() {
+async fn concurrent_changes_the_last_write_wins(on: Adapter) {
     let clock = clock();
     let store = Probe::new(&clock);
-    let mut c = Client::new(app(&store, &clock, |m| m));
+    let mut c = Client::new(app(on, &store, &clock, |m| m));
     assert_eq!(c.text_ok(true, "/count").await, "1");
     let cookie = c.jar.header();
     // Two requests each read n = 1 before either writes: both write 2.
@@ -675,26 +663,22 @@ async fn concurrent_changes_the_last_write_wins() {
     );
 }
 
-#[tokio::test]
-async fn a_renewal_write_can_overwrite_a_concurrent_change() {
+async fn a_renewal_write_can_overwrite_a_concurrent_change(on: Adapter) {
     // The cost of having no `touch`: a read-only request that renews the session writes
     // the whole record as it loaded it. See docs/EXPRESS.md, "resave".
     let clock = clock();
     let store = Probe::new(&clock);
-    let mut c = Client::new(app(&store, &clock, |m| m));
+    let mut c = Client::new(app(on, &store, &clock, |m| m));
     assert_eq!(c.text_ok(true, "/count").await, "1");
     let cookie = c.jar.header();
     clock.advance(Duration::from_secs(151)); // renewal due
-    let gates = Arc::new((Notify::new(), Notify::new()));
-    let ep = routes()
-        .with(
-            SealedSession::server_store(store.clone(), ring("k1", 1))
-                .clock(clock.clone())
-                .idle_timeout(Some(Duration::from_secs(600))),
-        )
-        .data(store.clone())
-        .data(gates.clone());
-    let tc = TestClient::new(ep);
+    let gates = gates();
+    let tc = on.app(
+        &routes(&store, &gates),
+        SealedSession::server_store(store.clone(), ring("k1", 1))
+            .clock(clock.clone())
+            .idle_timeout(Some(Duration::from_secs(600))),
+    );
     let cookie = cookie.unwrap();
     let (slow, fast) = tokio::join!(
         tc.get("/slow-read").header("cookie", cookie.clone()).send(),
@@ -711,38 +695,32 @@ async fn a_renewal_write_can_overwrite_a_concurrent_change() {
     );
     slow.assert_status_is_ok();
     fast.assert_status_is_ok();
-    assert_eq!(
-        fast.0.into_body().into_string().await.unwrap(),
-        "2",
-        "the change was made"
-    );
+    assert_eq!(fast.into_body(), "2", "the change was made");
     // The slow request ended last and renewed the record it loaded: n = 1 again.
     assert_eq!(c.text_ok(true, "/count").await, "2", "the change was lost");
 }
 
 /// The app of [`app`] with its own pair of gates, for [`interleave`].
-fn gated(store: &Probe, clock: &ManualClock) -> (TestClient<impl Endpoint>, Arc<(Notify, Notify)>) {
-    let gates = Arc::new((Notify::new(), Notify::new()));
-    let ep = routes()
-        .with(
-            SealedSession::server_store(store.clone(), ring("k1", 1))
-                .clock(clock.clone())
-                .idle_timeout(Some(Duration::from_secs(600))),
-        )
-        .data(store.clone())
-        .data(gates.clone());
-    (TestClient::new(ep), gates)
+fn gated(on: Adapter, store: &Probe, clock: &ManualClock) -> (App, Arc<(Notify, Notify)>) {
+    let gates = gates();
+    let app = on.app(
+        &routes(store, &gates),
+        SealedSession::server_store(store.clone(), ring("k1", 1))
+            .clock(clock.clone())
+            .idle_timeout(Some(Duration::from_secs(600))),
+    );
+    (app, gates)
 }
 
 /// Two requests with the same cookie: `slow` (a gated handler) loads its session and waits;
 /// `fast` runs from start to end meanwhile; then `slow` goes on and ends last.
-async fn interleave<E: Endpoint>(
-    tc: &TestClient<E>,
+async fn interleave(
+    tc: &App,
     gates: &(Notify, Notify),
     cookie: &str,
     (slow_post, slow): (bool, &str),
     fast: &str,
-) -> (TestResponse, TestResponse) {
+) -> (Resp, Resp) {
     let slow_req = if slow_post {
         tc.post(slow)
     } else {
@@ -756,17 +734,16 @@ async fn interleave<E: Endpoint>(
     })
 }
 
-#[tokio::test]
-async fn a_request_in_flight_cannot_bring_back_a_destroyed_session() {
+async fn a_request_in_flight_cannot_bring_back_a_destroyed_session(on: Adapter) {
     // express-session's race: a request that loaded the session before a logout writes it
     // back afterwards, logged in. Here its write only replaces a record that still exists.
     let clock = clock();
     let store = Probe::new(&clock);
-    let mut c = Client::new(app(&store, &clock, |m| m));
+    let mut c = Client::new(app(on, &store, &clock, |m| m));
     c.send(true, "/login").await;
     let id = c.text_ok(false, "/id").await;
     let old = c.jar.header().unwrap();
-    let (tc, gates) = gated(&store, &clock);
+    let (tc, gates) = gated(on, &store, &clock);
     let (cap, _g) = http::capture();
     let (slow, fast) = interleave(&tc, &gates, &old, (true, "/slow-count"), "/logout").await;
     fast.assert_status_is_ok();
@@ -777,7 +754,7 @@ async fn a_request_in_flight_cannot_bring_back_a_destroyed_session() {
         "the late request sends no cookie: {:?}",
         http::set_cookies(&slow)
     );
-    assert_eq!(slow.0.into_body().into_string().await.unwrap(), "1");
+    assert_eq!(slow.into_body(), "1");
     assert!(!store.holds(&id).await, "the record stays deleted");
     assert_eq!(store.len(), 0);
     let ended: Vec<_> = cap
@@ -808,21 +785,20 @@ async fn a_request_in_flight_cannot_bring_back_a_destroyed_session() {
     );
     let replay = c.send_with(false, "/user", Some(old)).await;
     assert_eq!(
-        replay.0.into_body().into_string().await.unwrap(),
+        replay.into_body(),
         "<none>",
         "the old cookie opens no session"
     );
 }
 
-#[tokio::test]
-async fn a_request_in_flight_cannot_bring_back_a_regenerated_session() {
+async fn a_request_in_flight_cannot_bring_back_a_regenerated_session(on: Adapter) {
     let clock = clock();
     let store = Probe::new(&clock);
-    let mut c = Client::new(app(&store, &clock, |m| m));
+    let mut c = Client::new(app(on, &store, &clock, |m| m));
     c.send(true, "/count").await;
     let old_id = c.text_ok(false, "/id").await;
     let old = c.jar.header().unwrap();
-    let (tc, gates) = gated(&store, &clock);
+    let (tc, gates) = gated(on, &store, &clock);
     let (slow, fast) = interleave(&tc, &gates, &old, (true, "/slow-count"), "/login").await;
     fast.assert_status_is_ok();
     slow.assert_status_is_ok();
@@ -840,35 +816,33 @@ async fn a_request_in_flight_cannot_bring_back_a_regenerated_session() {
     assert!(store.holds(&new_id).await);
     assert_eq!(store.len(), 1);
     let replay = c.send_with(false, "/user", Some(old)).await;
-    assert_eq!(replay.0.into_body().into_string().await.unwrap(), "<none>");
+    assert_eq!(replay.into_body(), "<none>");
 }
 
-#[tokio::test]
-async fn a_renewal_in_flight_cannot_bring_back_a_destroyed_session() {
+async fn a_renewal_in_flight_cannot_bring_back_a_destroyed_session(on: Adapter) {
     let clock = clock();
     let store = Probe::new(&clock);
-    let mut c = Client::new(app(&store, &clock, |m| m));
+    let mut c = Client::new(app(on, &store, &clock, |m| m));
     c.send(true, "/login").await;
     let old = c.jar.header().unwrap();
     clock.advance(Duration::from_secs(151)); // renewal due: an unchanged session is written
-    let (tc, gates) = gated(&store, &clock);
+    let (tc, gates) = gated(on, &store, &clock);
     let (slow, fast) = interleave(&tc, &gates, &old, (false, "/slow-read"), "/logout").await;
     fast.assert_status_is_ok();
     slow.assert_status_is_ok();
     assert!(http::set_cookies(&slow).is_empty());
     assert_eq!(store.len(), 0, "the renewal did not write the record back");
     let replay = c.send_with(false, "/user", Some(old)).await;
-    assert_eq!(replay.0.into_body().into_string().await.unwrap(), "<none>");
+    assert_eq!(replay.into_body(), "<none>");
 }
 
-#[tokio::test]
-async fn save_after_a_concurrent_logout_is_a_409_and_stores_nothing() {
+async fn save_after_a_concurrent_logout_is_a_409_and_stores_nothing(on: Adapter) {
     let clock = clock();
     let store = Probe::new(&clock);
-    let mut c = Client::new(app(&store, &clock, |m| m));
+    let mut c = Client::new(app(on, &store, &clock, |m| m));
     c.send(true, "/login").await;
     let old = c.jar.header().unwrap();
-    let (tc, gates) = gated(&store, &clock);
+    let (tc, gates) = gated(on, &store, &clock);
     let (slow, fast) = interleave(&tc, &gates, &old, (true, "/slow-count-save"), "/logout").await;
     fast.assert_status_is_ok();
     // `save()` returned `SessionError::Ended`, which the handler passed on.
@@ -876,16 +850,15 @@ async fn save_after_a_concurrent_logout_is_a_409_and_stores_nothing() {
     assert!(http::set_cookies(&slow).is_empty());
     assert_eq!(store.len(), 0);
     let replay = c.send_with(false, "/user", Some(old)).await;
-    assert_eq!(replay.0.into_body().into_string().await.unwrap(), "<none>");
+    assert_eq!(replay.into_body(), "<none>");
 }
 
 // ---- Errors ----
 
-#[tokio::test]
-async fn a_failing_store_is_a_503_for_save_and_destroy_and_nothing_is_reported_done() {
+async fn a_failing_store_is_a_503_for_save_and_destroy_and_nothing_is_reported_done(on: Adapter) {
     let clock = clock();
     let store = Probe::new(&clock);
-    let mut c = Client::new(app(&store, &clock, |m| m));
+    let mut c = Client::new(app(on, &store, &clock, |m| m));
     c.send(true, "/login").await;
     let before = c.jar.clone();
     store.fail_save.store(true, Ordering::SeqCst);
@@ -943,3 +916,30 @@ async fn memory_store_sweeps_expired_records_every_1024_saves() {
         .unwrap();
     assert_eq!(store.len(), 24, "the 1024th save swept the expired ones");
 }
+
+both!(
+    save_uninitialized_false_neither_stores_nor_sets_a_cookie_for_an_untouched_session,
+    save_uninitialized_true_stores_every_new_session_and_sets_its_cookie,
+    an_unchanged_session_is_written_only_when_renewal_is_due,
+    rolling_re_sets_the_cookie_and_rewrites_the_record_on_every_response,
+    a_persistent_cookie_is_re_sent_with_max_age_whenever_the_session_is_written,
+    regenerate_gives_a_new_id_deletes_the_old_record_and_sets_a_new_cookie,
+    destroy_deletes_the_record_and_clears_the_cookie,
+    reload_discards_unsaved_changes_and_fails_for_a_session_not_in_the_store,
+    save_persists_mid_request_and_the_end_of_the_request_does_not_write_again,
+    touch_rewrites_the_record_and_resets_the_idle_clock,
+    the_session_id_is_the_store_key_and_stays_until_regenerated,
+    set_max_age_shortens_this_sessions_life_in_the_store_and_on_the_server,
+    unknown_and_forged_ids_get_a_new_id_and_their_cookie_is_cleared,
+    a_cookie_signed_with_an_older_key_is_re_signed_and_its_record_rewritten,
+    stateless_reload_and_save_do_nothing,
+    expiry_is_enforced_by_the_server_even_when_the_store_keeps_the_record,
+    the_secure_cookie_is_sent_over_plain_http_and_the_session_ignores_the_path,
+    concurrent_changes_the_last_write_wins,
+    a_renewal_write_can_overwrite_a_concurrent_change,
+    a_request_in_flight_cannot_bring_back_a_destroyed_session,
+    a_request_in_flight_cannot_bring_back_a_regenerated_session,
+    a_renewal_in_flight_cannot_bring_back_a_destroyed_session,
+    save_after_a_concurrent_logout_is_a_409_and_stores_nothing,
+    a_failing_store_is_a_503_for_save_and_destroy_and_nothing_is_reported_done,
+);

@@ -1,26 +1,25 @@
 //! JWT sessions through the middleware: bearer and cookie transports, kid rotation, and the
-//! JWK Set endpoint.
+//! JWK Set endpoint. The session scenarios run on the Poem middleware and on the tower layer
+//! (see `http::app`); the JWK Set endpoint is Poem's.
 #![cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
-#![cfg(feature = "poem")]
+#![cfg(any(feature = "poem", feature = "tower"))]
 
-use poem::http::StatusCode;
-use poem::test::TestClient;
-use poem::web::Json;
-use poem::{Endpoint, EndpointExt, Route, get, handler, post};
+mod http;
+
+use ::http::StatusCode;
+use http::app::{Adapter, App, Json, RespExt, Routes, both};
 use sealed_session::{
-    BearerConfig, Jwks, JwtAlgorithm, JwtCodec, JwtKey, JwtKeyring, SealedSession, Session,
+    BearerConfig, JwtAlgorithm, JwtCodec, JwtKey, JwtKeyring, SealedSession, Session, SessionError,
 };
 
-#[handler]
-fn login(session: &Session) -> poem::Result<Json<serde_json::Value>> {
+fn login(session: &Session) -> Result<Json, SessionError> {
     session.regenerate()?;
     session.insert("user", "admin")?;
     session.set_subject("admin");
     Ok(Json(serde_json::json!({ "token": session.token()? })))
 }
 
-#[handler]
-fn me(session: &Session) -> poem::Result<Json<serde_json::Value>> {
+fn me(session: &Session) -> Result<Json, SessionError> {
     let views = session.get::<u64>("views")?.unwrap_or(0) + 1;
     session.insert("views", &views)?;
     Ok(Json(
@@ -42,30 +41,30 @@ fn codec(ring: JwtKeyring, iss: &str) -> JwtCodec {
         .unwrap()
 }
 
-fn api(ring: &JwtKeyring) -> impl Endpoint {
-    Route::new()
-        .at("/api/login", post(login))
-        .at("/api/me", get(me))
-        .with(SealedSession::with_codec(codec(ring.clone(), "demo")).bearer(BearerConfig::new()))
+fn routes() -> Routes {
+    Routes::new().post("/api/login", login).get("/api/me", me)
 }
 
-async fn token_of(tc: &TestClient<impl Endpoint>) -> String {
-    let v: serde_json::Value = tc
-        .post("/api/login")
-        .send()
-        .await
-        .0
-        .into_body()
-        .into_json()
-        .await
-        .unwrap();
+fn api(on: Adapter, ring: &JwtKeyring) -> App {
+    on.app(
+        &routes(),
+        SealedSession::with_codec(codec(ring.clone(), "demo")).bearer(BearerConfig::new()),
+    )
+}
+
+/// A response's body as JSON.
+fn json(resp: &http::app::Resp) -> serde_json::Value {
+    serde_json::from_str(resp.body()).unwrap()
+}
+
+async fn token_of(tc: &App) -> String {
+    let v = json(&tc.post("/api/login").send().await);
     v["token"].as_str().unwrap().to_owned()
 }
 
-#[tokio::test]
-async fn jwt_bearer_sessions_count_and_refresh() {
+async fn jwt_bearer_sessions_count_and_refresh(on: Adapter) {
     let (_, ring) = ring("k1");
-    let tc = TestClient::new(api(&ring));
+    let tc = api(on, &ring);
     let token = token_of(&tc).await;
     assert_eq!(token.split('.').count(), 3, "a compact JWS");
     let resp = tc
@@ -75,21 +74,20 @@ async fn jwt_bearer_sessions_count_and_refresh() {
         .await;
     resp.assert_status_is_ok();
     let next = resp
-        .0
         .headers()
         .get("x-session-token")
         .unwrap()
         .to_str()
         .unwrap()
         .to_owned();
-    let v: serde_json::Value = resp.0.into_body().into_json().await.unwrap();
+    let v = json(&resp);
     assert_eq!(v, serde_json::json!({"user": "admin", "views": 1}));
     let resp = tc
         .get("/api/me")
         .header("authorization", format!("Bearer {next}"))
         .send()
         .await;
-    let v: serde_json::Value = resp.0.into_body().into_json().await.unwrap();
+    let v = json(&resp);
     assert_eq!(v["views"], 2);
     // Tampered: 401 with an RFC 6750 challenge.
     let mut bad = token.clone();
@@ -101,8 +99,7 @@ async fn jwt_bearer_sessions_count_and_refresh() {
         .await;
     resp.assert_status(StatusCode::UNAUTHORIZED);
     assert!(
-        resp.0
-            .headers()
+        resp.headers()
             .get("www-authenticate")
             .unwrap()
             .to_str()
@@ -111,24 +108,21 @@ async fn jwt_bearer_sessions_count_and_refresh() {
     );
 }
 
-#[tokio::test]
-async fn a_token_of_another_issuer_is_refused() {
+async fn a_token_of_another_issuer_is_refused(on: Adapter) {
     let (key, ring) = ring("k1");
-    let other = TestClient::new(
-        Route::new().at("/api/login", post(login)).with(
-            SealedSession::with_codec(codec(JwtKeyring::new([key]).unwrap(), "other"))
-                .bearer(BearerConfig::new()),
-        ),
+    let other = on.app(
+        &Routes::new().post("/api/login", login),
+        SealedSession::with_codec(codec(JwtKeyring::new([key]).unwrap(), "other"))
+            .bearer(BearerConfig::new()),
     );
     let token = token_of(&other).await;
-    let resp = TestClient::new(api(&ring))
+    let resp = api(on, &ring)
         .get("/api/me")
         .header("authorization", format!("Bearer {token}"))
         .send()
         .await;
     resp.assert_status(StatusCode::UNAUTHORIZED);
     let challenge = resp
-        .0
         .headers()
         .get("www-authenticate")
         .unwrap()
@@ -138,20 +132,18 @@ async fn a_token_of_another_issuer_is_refused() {
     assert!(challenge.contains("issuer or audience"), "{challenge}");
 }
 
-#[tokio::test]
-async fn an_old_kid_is_reissued_under_the_new_one_and_a_removed_kid_is_refused() {
+async fn an_old_kid_is_reissued_under_the_new_one_and_a_removed_kid_is_refused(on: Adapter) {
     let (old_key, old_ring) = ring("k1");
-    let token = token_of(&TestClient::new(api(&old_ring))).await;
+    let token = token_of(&api(on, &old_ring)).await;
     let (new_key, _) = JwtKey::generate("k2", JwtAlgorithm::EdDSA).unwrap();
     let rotated = JwtKeyring::new([new_key.clone(), old_key]).unwrap();
-    let resp = TestClient::new(api(&rotated))
+    let resp = api(on, &rotated)
         .get("/api/me")
         .header("authorization", format!("Bearer {token}"))
         .send()
         .await;
     resp.assert_status_is_ok();
     let reissued = resp
-        .0
         .headers()
         .get("x-session-token")
         .unwrap()
@@ -165,7 +157,7 @@ async fn an_old_kid_is_reissued_under_the_new_one_and_a_removed_kid_is_refused()
     .unwrap();
     assert_eq!(header["kid"], "k2");
     let only_new = JwtKeyring::new([new_key]).unwrap();
-    let resp = TestClient::new(api(&only_new))
+    let resp = api(on, &only_new)
         .get("/api/me")
         .header("authorization", format!("Bearer {token}"))
         .send()
@@ -173,18 +165,11 @@ async fn an_old_kid_is_reissued_under_the_new_one_and_a_removed_kid_is_refused()
     resp.assert_status(StatusCode::UNAUTHORIZED);
 }
 
-#[tokio::test]
-async fn a_jwt_can_travel_in_a_cookie_too() {
+async fn a_jwt_can_travel_in_a_cookie_too(on: Adapter) {
     let (_, ring) = ring("k1");
-    let tc = TestClient::new(
-        Route::new()
-            .at("/api/login", post(login))
-            .at("/api/me", get(me))
-            .with(SealedSession::with_codec(codec(ring, "demo"))),
-    );
+    let tc = on.app(&routes(), SealedSession::with_codec(codec(ring, "demo")));
     let resp = tc.post("/api/login").send().await;
     let cookie = resp
-        .0
         .headers()
         .get("set-cookie")
         .unwrap()
@@ -194,12 +179,19 @@ async fn a_jwt_can_travel_in_a_cookie_too() {
     let pair = cookie.split(';').next().unwrap().to_owned();
     assert!(pair.starts_with("__Host-sid=ey"), "{pair}");
     let resp = tc.get("/api/me").header("cookie", pair).send().await;
-    let v: serde_json::Value = resp.0.into_body().into_json().await.unwrap();
+    let v = json(&resp);
     assert_eq!(v["user"], "admin");
 }
 
+/// Poem only: `Jwks` is a Poem endpoint (no session, no middleware: nothing of either adapter
+/// runs); an axum application serves `JwtKeyring::jwks_json` itself.
+#[cfg(feature = "poem")]
 #[tokio::test]
 async fn the_jwk_set_endpoint_publishes_public_keys_only() {
+    use poem::test::TestClient;
+    use poem::{Route, get};
+    use sealed_session::Jwks;
+
     let (_, ring) = ring("k1");
     let tc = TestClient::new(Route::new().at("/.well-known/jwks.json", get(Jwks::new(&ring))));
     let resp = tc.get("/.well-known/jwks.json").send().await;
@@ -245,24 +237,17 @@ fn exp_of(token: &str) -> u64 {
 
 /// `SealedSession::jwt` gives the middleware's policy to the codec: the `exp` other
 /// verifiers read is the idle deadline this middleware enforces, not the codec's default.
-#[tokio::test]
-async fn the_jwt_constructor_gives_the_codec_the_middlewares_policy() {
+async fn the_jwt_constructor_gives_the_codec_the_middlewares_policy(on: Adapter) {
     let (_, ring) = ring("k1");
     let idle = std::time::Duration::from_secs(5 * 60);
     let app = |mw: SealedSession| {
-        Route::new()
-            .at("/api/login", post(login))
-            .with(mw.bearer(BearerConfig::new()).idle_timeout(Some(idle)))
+        on.app(
+            &Routes::new().post("/api/login", login),
+            mw.bearer(BearerConfig::new()).idle_timeout(Some(idle)),
+        )
     };
-    let with_policy = token_of(&TestClient::new(app(SealedSession::jwt(codec(
-        ring.clone(),
-        "demo",
-    )))))
-    .await;
-    let without = token_of(&TestClient::new(app(SealedSession::with_codec(codec(
-        ring, "demo",
-    )))))
-    .await;
+    let with_policy = token_of(&app(SealedSession::jwt(codec(ring.clone(), "demo")))).await;
+    let without = token_of(&app(SealedSession::with_codec(codec(ring, "demo")))).await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -274,3 +259,11 @@ async fn the_jwt_constructor_gives_the_codec_the_middlewares_policy() {
         "with_codec keeps the codec's own 1-hour idle timeout"
     );
 }
+
+both!(
+    jwt_bearer_sessions_count_and_refresh,
+    a_token_of_another_issuer_is_refused,
+    an_old_kid_is_reissued_under_the_new_one_and_a_removed_kid_is_refused,
+    a_jwt_can_travel_in_a_cookie_too,
+    the_jwt_constructor_gives_the_codec_the_middlewares_policy,
+);

@@ -1,5 +1,6 @@
-//! The Poem middleware's behaviour, through Poem's test client.
-#![cfg(feature = "poem")]
+//! The session middleware's behaviour, on the Poem middleware and on the tower layer (see
+//! `http::app`).
+#![cfg(any(feature = "poem", feature = "tower"))]
 
 mod common {
     pub mod fixtures;
@@ -8,76 +9,71 @@ mod http;
 
 use std::time::Duration;
 
+use ::http::StatusCode;
 use common::fixtures::{T0, clock, key, ring};
-use http::handlers::{login_admin, logout, max_age, noop, session_id, set_key, touch};
-use http::{Client, SetCookie, capture, set_cookies};
-use poem::http::StatusCode;
-use poem::test::TestClient;
-use poem::web::Path;
-use poem::{Endpoint, EndpointExt, Route, get, handler, post};
+use http::app::{Adapter, App, Client, Fail, Req, RespExt, Routes, both};
+use http::handlers::plain::{login_admin, logout, max_age, noop, session_id, set_key, touch};
+use http::{SetCookie, capture, set_cookies};
 use sealed_session::{
-    Codec, Keyring, ManualClock, SealedCodec, SealedSession, Secure, Session, SessionId,
-    SessionState, Timestamp,
+    Codec, Keyring, ManualClock, SealedCodec, SealedSession, Secure, Session, SessionError,
+    SessionId, SessionState, Timestamp,
 };
 
 const NAME: &str = "__Host-sid";
 
-#[handler]
-fn get_key(session: &Session, Path(key): Path<String>) -> poem::Result<String> {
-    Ok(match session.get::<String>(&key)? {
+fn get_key(req: &Req) -> Result<String, SessionError> {
+    let key: String = req.param("key");
+    Ok(match req.session.get::<String>(&key)? {
         Some(v) => v,
         None => "<none>".to_owned(),
     })
 }
 
-#[handler]
-fn get_num(session: &Session) -> poem::Result<String> {
+fn get_num(session: &Session) -> Result<String, SessionError> {
     // A typed read of a string value as a number must be an error, not a silent None.
     Ok(format!("{:?}", session.get::<u64>("n")?))
 }
 
-#[handler]
-fn fail_after_set(session: &Session) -> poem::Result<()> {
+fn fail_after_set(session: &Session) -> Result<(), Fail> {
     session.insert("attempt", "1")?;
-    Err(poem::Error::from_string("boom", StatusCode::BAD_REQUEST))
+    Err(Fail::status(StatusCode::BAD_REQUEST, "boom"))
 }
 
-#[handler]
-fn big(session: &Session, Path(n): Path<usize>) -> poem::Result<()> {
+fn big(req: &Req) -> Result<(), SessionError> {
+    let n: usize = req.param("n");
     // Incompressible-looking data of n characters.
     let s: String = (0..n)
         .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
         .collect();
-    session.insert("big", &s)?;
+    req.session.insert("big", &s)?;
     Ok(())
 }
 
-fn routes() -> Route {
-    Route::new()
-        .at("/get/:key", get(get_key))
-        .at("/set/:key/:val", post(set_key))
-        .at("/num", get(get_num))
-        .at("/noop", get(noop))
-        .at("/id", get(session_id))
-        .at("/destroy", post(logout))
-        .at("/regenerate", post(login_admin))
-        .at("/touch", post(touch))
-        .at("/fail", post(fail_after_set))
-        .at("/big/:n", post(big))
-        .at("/max-age/:secs", post(max_age))
+fn routes() -> Routes {
+    Routes::new()
+        .get("/get/:key", get_key)
+        .post("/set/:key/:val", set_key)
+        .get("/num", get_num)
+        .get("/noop", noop)
+        .get("/id", session_id)
+        .post("/destroy", logout)
+        .post("/regenerate", login_admin)
+        .post("/touch", touch)
+        .post("/fail", fail_after_set)
+        .post("/big/:n", big)
+        .post("/max-age/:secs", max_age)
 }
 
 fn keys() -> Keyring {
     ring("k1", 9)
 }
 
-fn app(mw: SealedSession) -> impl Endpoint {
-    routes().with(mw)
+fn app(a: Adapter, mw: SealedSession) -> App {
+    a.app(&routes(), mw)
 }
 
-#[tokio::test]
-async fn no_cookie_until_changed_then_exactly_one() {
-    let mut c = Client::new(app(SealedSession::sealed(keys())));
+async fn no_cookie_until_changed_then_exactly_one(on: Adapter) {
+    let mut c = Client::new(app(on, SealedSession::sealed(keys())));
     let (_, set) = c.send(false, "/noop").await;
     assert!(set.is_empty(), "an untouched new session sends nothing");
     let (_, set) = c.send(false, "/get/user").await;
@@ -96,7 +92,7 @@ async fn no_cookie_until_changed_then_exactly_one() {
         "browser-session cookie by default"
     );
     assert_eq!(
-        resp.0.headers().get("cache-control").unwrap(),
+        resp.headers().get("cache-control").unwrap(),
         "private, no-store",
         "a response that sets a session must not be cached"
     );
@@ -114,9 +110,11 @@ async fn no_cookie_until_changed_then_exactly_one() {
     assert_eq!(c.text(false, "/get/user").await, "bob");
 }
 
-#[tokio::test]
-async fn save_uninitialized_sends_a_cookie_for_a_new_session() {
-    let mut c = Client::new(app(SealedSession::sealed(keys()).save_uninitialized(true)));
+async fn save_uninitialized_sends_a_cookie_for_a_new_session(on: Adapter) {
+    let mut c = Client::new(app(
+        on,
+        SealedSession::sealed(keys()).save_uninitialized(true),
+    ));
     let (_, set) = c.send(false, "/noop").await;
     assert_eq!(set.len(), 1);
     let (_, set) = c.send(false, "/noop").await;
@@ -126,31 +124,29 @@ async fn save_uninitialized_sends_a_cookie_for_a_new_session() {
     );
 }
 
-#[tokio::test]
-async fn typed_get_of_the_wrong_type_is_an_error() {
-    let mut c = Client::new(app(SealedSession::sealed(keys())));
+async fn typed_get_of_the_wrong_type_is_an_error(on: Adapter) {
+    let mut c = Client::new(app(on, SealedSession::sealed(keys())));
     c.send(true, "/set/n/seven").await;
     let (resp, _) = c.send(false, "/num").await;
     resp.assert_status(StatusCode::INTERNAL_SERVER_ERROR);
 }
 
-#[tokio::test]
-async fn older_key_token_is_reissued_under_the_primary() {
+async fn older_key_token_is_reissued_under_the_primary(on: Adapter) {
     let old = ring("k1", 9);
     let new = Keyring::new([key("k2", 5), key("k1", 9)]).unwrap();
-    let mut a = Client::new(app(SealedSession::sealed(old)));
+    let mut a = Client::new(app(on, SealedSession::sealed(old)));
     a.send(true, "/set/user/alice").await;
     let old_token = a.jar.get(NAME).unwrap().to_owned();
 
-    let mut b = Client::new(app(SealedSession::sealed(new.clone())));
+    let mut b = Client::new(app(on, SealedSession::sealed(new.clone())));
     b.jar = a.jar.clone();
     let (resp, set) = b.send(false, "/get/user").await;
-    assert_eq!(resp.0.into_body().into_string().await.unwrap(), "alice");
+    assert_eq!(resp.into_body(), "alice");
     assert_eq!(set.len(), 1, "re-issued under the primary key");
     assert_ne!(set[0].value, old_token);
     // The new token opens with a ring that holds only the new key.
     let only_new = ring("k2", 5);
-    let mut c = Client::new(app(SealedSession::sealed(only_new)));
+    let mut c = Client::new(app(on, SealedSession::sealed(only_new)));
     c.jar = b.jar.clone();
     assert_eq!(c.text(false, "/get/user").await, "alice");
     // And an unchanged session under the primary is not re-issued again.
@@ -161,12 +157,13 @@ async fn older_key_token_is_reissued_under_the_primary() {
 /// Each bad cookie: the handler sees a fresh empty session, the cookie is cleared, and one
 /// tracing event names the reason without the token.
 async fn refused(
+    on: Adapter,
     mw: SealedSession,
     clock: Option<(&ManualClock, Duration)>,
     cookie: Option<String>,
     reason: &str,
 ) {
-    let mut c = Client::new(app(mw));
+    let mut c = Client::new(app(on, mw));
     c.send(true, "/set/user/alice").await;
     if let Some((clock, d)) = clock {
         clock.advance(d);
@@ -177,11 +174,7 @@ async fn refused(
     let token = c.jar.get(NAME).unwrap().to_owned();
     let (cap, _g) = capture();
     let (resp, set) = c.send(false, "/get/user").await;
-    assert_eq!(
-        resp.0.into_body().into_string().await.unwrap(),
-        "<none>",
-        "{reason}"
-    );
+    assert_eq!(resp.into_body(), "<none>", "{reason}");
     assert_eq!(set.len(), 1, "{reason}: {set:?}");
     assert!(
         set[0].is_removal() && set[0].name == NAME,
@@ -205,12 +198,12 @@ async fn refused(
     assert!(c.jar.get(NAME).is_none());
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn bad_cookies_give_a_fresh_session_and_are_cleared() {
+async fn bad_cookies_give_a_fresh_session_and_are_cleared(on: Adapter) {
     let clock = clock();
     let mw = || SealedSession::sealed(keys()).clock(clock.clone());
     // Expired (absolute) and idle-expired.
     refused(
+        on,
         mw().max_age(Duration::from_secs(100)).idle_timeout(None),
         Some((&clock, Duration::from_secs(100))),
         None,
@@ -218,6 +211,7 @@ async fn bad_cookies_give_a_fresh_session_and_are_cleared() {
     )
     .await;
     refused(
+        on,
         mw().idle_timeout(Some(Duration::from_secs(60))),
         Some((&clock, Duration::from_secs(60))),
         None,
@@ -225,25 +219,29 @@ async fn bad_cookies_give_a_fresh_session_and_are_cleared() {
     )
     .await;
     // Tampered: flip one character in the middle.
-    let mut c = Client::new(app(mw()));
+    let mut c = Client::new(app(on, mw()));
     c.send(true, "/set/user/alice").await;
     let good = c.jar.get(NAME).unwrap().to_owned();
     let mut bytes = good.clone().into_bytes();
     let mid = bytes.len() / 2;
     bytes[mid] = if bytes[mid] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(bytes).unwrap();
-    refused(mw(), None, Some(tampered), "bad_seal").await;
+    refused(on, mw(), None, Some(tampered), "bad_seal").await;
     // Wrong key: a token sealed under a key with the same id but other material.
     let other = ring("k1", 3);
-    let mut o = Client::new(app(SealedSession::sealed(other).clock(clock.clone())));
+    let mut o = Client::new(app(on, SealedSession::sealed(other).clock(clock.clone())));
     o.send(true, "/set/user/mallory").await;
     let forged = o.jar.get(NAME).unwrap().to_owned();
-    refused(mw(), None, Some(forged), "bad_seal").await;
+    refused(on, mw(), None, Some(forged), "bad_seal").await;
     // Unknown key id.
     let stranger = ring("zz", 3);
-    let mut s = Client::new(app(SealedSession::sealed(stranger).clock(clock.clone())));
+    let mut s = Client::new(app(
+        on,
+        SealedSession::sealed(stranger).clock(clock.clone()),
+    ));
     s.send(true, "/set/user/mallory").await;
     refused(
+        on,
         mw(),
         None,
         Some(s.jar.get(NAME).unwrap().to_owned()),
@@ -251,27 +249,25 @@ async fn bad_cookies_give_a_fresh_session_and_are_cleared() {
     )
     .await;
     // Garbage and oversized.
-    refused(mw(), None, Some("not a token!".to_owned()), "malformed").await;
-    refused(mw(), None, Some("A".repeat(20_000)), "too_large").await;
+    refused(on, mw(), None, Some("not a token!".to_owned()), "malformed").await;
+    refused(on, mw(), None, Some("A".repeat(20_000)), "too_large").await;
 }
 
-#[tokio::test]
-async fn a_token_for_another_cookie_name_is_refused() {
-    let mut a = Client::new(app(SealedSession::sealed(keys()).name("other")));
+async fn a_token_for_another_cookie_name_is_refused(on: Adapter) {
+    let mut a = Client::new(app(on, SealedSession::sealed(keys()).name("other")));
     a.send(true, "/set/user/alice").await;
     let token = a.jar.get("__Host-other").unwrap().to_owned();
-    let mut b = Client::new(app(SealedSession::sealed(keys())));
+    let mut b = Client::new(app(on, SealedSession::sealed(keys())));
     b.jar.set(NAME, &token);
     assert_eq!(b.text(false, "/get/user").await, "<none>");
 }
 
-#[tokio::test]
-async fn destroy_clears_with_the_same_path_and_domain() {
+async fn destroy_clears_with_the_same_path_and_domain(on: Adapter) {
     let mw = SealedSession::sealed(keys())
         .path("/app")
         .domain("example.com")
         .name("s");
-    let mut c = Client::new(app(mw));
+    let mut c = Client::new(app(on, mw));
     let (_, set) = c.send(true, "/set/user/alice").await;
     assert_eq!(
         set[0].name, "s",
@@ -288,25 +284,22 @@ async fn destroy_clears_with_the_same_path_and_domain() {
     assert_eq!(c.text(false, "/get/user").await, "<none>");
 }
 
-#[tokio::test]
-async fn destroy_without_a_session_sends_nothing() {
-    let mut c = Client::new(app(SealedSession::sealed(keys())));
+async fn destroy_without_a_session_sends_nothing(on: Adapter) {
+    let mut c = Client::new(app(on, SealedSession::sealed(keys())));
     let (_, set) = c.send(true, "/destroy").await;
     assert!(set.is_empty(), "{set:?}");
 }
 
-#[tokio::test]
-async fn changes_are_written_when_the_handler_fails() {
-    let mut c = Client::new(app(SealedSession::sealed(keys())));
+async fn changes_are_written_when_the_handler_fails(on: Adapter) {
+    let mut c = Client::new(app(on, SealedSession::sealed(keys())));
     let (resp, set) = c.send(true, "/fail").await;
     resp.assert_status(StatusCode::BAD_REQUEST);
     assert_eq!(set.len(), 1);
     assert_eq!(c.text(false, "/get/attempt").await, "1");
 }
 
-#[tokio::test]
-async fn regenerate_gives_a_new_id_and_drops_old_data() {
-    let mut c = Client::new(app(SealedSession::sealed(keys())));
+async fn regenerate_gives_a_new_id_and_drops_old_data(on: Adapter) {
+    let mut c = Client::new(app(on, SealedSession::sealed(keys())));
     c.send(true, "/set/cart/3").await;
     let before = c.text(false, "/id").await;
     let (_, set) = c.send(true, "/regenerate").await;
@@ -317,14 +310,13 @@ async fn regenerate_gives_a_new_id_and_drops_old_data() {
     assert_eq!(c.text(false, "/get/cart").await, "<none>");
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn renewal_only_after_the_renewal_interval_and_rolling_every_time() {
+async fn renewal_only_after_the_renewal_interval_and_rolling_every_time(on: Adapter) {
     let clock = clock();
     let mw = SealedSession::sealed(keys())
         .clock(clock.clone())
         .idle_timeout(Some(Duration::from_secs(400)))
         .renew_after(Duration::from_secs(100));
-    let mut c = Client::new(app(mw));
+    let mut c = Client::new(app(on, mw));
     c.send(true, "/set/user/alice").await;
     clock.advance(Duration::from_secs(99));
     let (_, set) = c.send(false, "/get/user").await;
@@ -339,7 +331,7 @@ async fn renewal_only_after_the_renewal_interval_and_rolling_every_time() {
     let rolling = SealedSession::sealed(keys())
         .clock(clock.clone())
         .rolling(true);
-    let mut r = Client::new(app(rolling));
+    let mut r = Client::new(app(on, rolling));
     r.send(true, "/set/user/alice").await;
     for _ in 0..3 {
         let (_, set) = r.send(false, "/get/user").await;
@@ -349,15 +341,14 @@ async fn renewal_only_after_the_renewal_interval_and_rolling_every_time() {
     assert_eq!(set.len(), 1);
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn touch_reissues_and_max_age_override_moves_the_deadline() {
+async fn touch_reissues_and_max_age_override_moves_the_deadline(on: Adapter) {
     let clock = clock();
     let mw = SealedSession::sealed(keys())
         .clock(clock.clone())
         .idle_timeout(None)
         .max_age(Duration::from_secs(1000))
         .persistent(true);
-    let mut c = Client::new(app(mw));
+    let mut c = Client::new(app(on, mw));
     let (_, set) = c.send(true, "/set/user/alice").await;
     assert_eq!(set[0].attr("Max-Age"), Some("1000"));
     let (_, set) = c.send(true, "/touch").await;
@@ -375,8 +366,7 @@ async fn touch_reissues_and_max_age_override_moves_the_deadline() {
 /// A key holder's token that claims to live for ever (deadline 2^64-1 ms) ends `max_age`
 /// after its issue time; `set_max_age` cannot extend a session past that point either, and
 /// the token it asks for is not refused before it.
-#[tokio::test(flavor = "current_thread")]
-async fn no_session_outlives_max_age_from_its_issue_time() {
+async fn no_session_outlives_max_age_from_its_issue_time(on: Adapter) {
     let clock = clock();
     let mw = || {
         SealedSession::sealed(keys())
@@ -394,7 +384,7 @@ async fn no_session_outlives_max_age_from_its_issue_time() {
     let token = SealedCodec::new(keys())
         .seal(&forever, NAME.as_bytes())
         .unwrap();
-    let mut c = Client::new(app(mw()));
+    let mut c = Client::new(app(on, mw()));
     c.jar.set(NAME, &token);
     clock.advance(Duration::from_secs(999));
     assert_eq!(c.text(false, "/get/user").await, "mallory");
@@ -404,7 +394,7 @@ async fn no_session_outlives_max_age_from_its_issue_time() {
     clock.advance(Duration::from_secs(1));
     assert_eq!(c.text(false, "/get/user").await, "<none>");
 
-    let mut c = Client::new(app(mw()));
+    let mut c = Client::new(app(on, mw()));
     c.send(true, "/set/user/alice").await;
     clock.advance(Duration::from_secs(100));
     let (_, set) = c.send(true, "/max-age/100000").await;
@@ -415,9 +405,8 @@ async fn no_session_outlives_max_age_from_its_issue_time() {
     assert_eq!(c.text(false, "/get/user").await, "<none>");
 }
 
-#[tokio::test]
-async fn large_sessions_are_chunked_reassembled_and_shrunk() {
-    let mut c = Client::new(app(SealedSession::sealed(keys())));
+async fn large_sessions_are_chunked_reassembled_and_shrunk(on: Adapter) {
+    let mut c = Client::new(app(on, SealedSession::sealed(keys())));
     let (_, set) = c.send(true, "/big/9000").await;
     assert_eq!(
         set.len(),
@@ -448,9 +437,11 @@ async fn large_sessions_are_chunked_reassembled_and_shrunk() {
     assert_eq!(c.text(false, "/get/big").await.len(), 10);
 }
 
-#[tokio::test]
-async fn a_session_too_large_is_a_clear_error_and_the_old_cookie_stays() {
-    let mut c = Client::new(app(SealedSession::sealed(keys()).max_chunks(2).unwrap()));
+async fn a_session_too_large_is_a_clear_error_and_the_old_cookie_stays(on: Adapter) {
+    let mut c = Client::new(app(
+        on,
+        SealedSession::sealed(keys()).max_chunks(2).unwrap(),
+    ));
     c.send(true, "/set/user/alice").await;
     let before = c.jar.clone();
     let (resp, set) = c.send(true, "/big/9000").await;
@@ -459,7 +450,7 @@ async fn a_session_too_large_is_a_clear_error_and_the_old_cookie_stays() {
         "nothing a browser would drop is sent: {set:?}"
     );
     resp.assert_status(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = resp.0.into_body().into_string().await.unwrap();
+    let body = resp.into_body();
     assert!(
         body.contains("bytes") && body.contains("limit of 2"),
         "{body}"
@@ -468,23 +459,21 @@ async fn a_session_too_large_is_a_clear_error_and_the_old_cookie_stays() {
     assert_eq!(c.text(false, "/get/user").await, "alice");
 }
 
-#[tokio::test]
-async fn incomplete_chunks_are_refused_and_cleared() {
-    let mut c = Client::new(app(SealedSession::sealed(keys())));
+async fn incomplete_chunks_are_refused_and_cleared(on: Adapter) {
+    let mut c = Client::new(app(on, SealedSession::sealed(keys())));
     c.send(true, "/big/9000").await;
     c.jar.cookies.remove("__Host-sid.1");
     let (resp, set) = c.send(false, "/get/big").await;
-    assert_eq!(resp.0.into_body().into_string().await.unwrap(), "<none>");
+    assert_eq!(resp.into_body(), "<none>");
     assert!(
         set.iter().all(SetCookie::is_removal) && !set.is_empty(),
         "{set:?}"
     );
 }
 
-#[tokio::test]
-async fn secure_auto_follows_the_scheme_and_trusts_proxies_only_when_told() {
+async fn secure_auto_follows_the_scheme_and_trusts_proxies_only_when_told(on: Adapter) {
     let mw = SealedSession::sealed(keys()).secure(Secure::Auto);
-    let tc = TestClient::new(app(mw.clone()));
+    let tc = app(on, mw.clone());
     let resp = tc.post("/set/user/alice").send().await;
     let set = set_cookies(&resp);
     assert_eq!(
@@ -502,7 +491,7 @@ async fn secure_auto_follows_the_scheme_and_trusts_proxies_only_when_told() {
         "proxy header ignored by default"
     );
 
-    let tc = TestClient::new(app(mw.trust_proxy(true)));
+    let tc = app(on, mw.trust_proxy(true));
     let resp = tc
         .post("/set/user/alice")
         .header("x-forwarded-proto", "https")
@@ -513,33 +502,30 @@ async fn secure_auto_follows_the_scheme_and_trusts_proxies_only_when_told() {
     assert_eq!(set[0].name, NAME);
 }
 
-#[tokio::test]
-async fn signed_sessions_work_behind_the_same_api() {
-    let mut c = Client::new(app(SealedSession::signed(keys())));
+async fn signed_sessions_work_behind_the_same_api(on: Adapter) {
+    let mut c = Client::new(app(on, SealedSession::signed(keys())));
     c.send(true, "/set/user/alice").await;
     assert_eq!(c.text(false, "/get/user").await, "alice");
 }
 
-#[tokio::test]
-async fn a_session_extractor_without_the_middleware_is_a_500_with_a_message() {
-    let tc = TestClient::new(routes());
+async fn a_session_extractor_without_the_middleware_is_a_500_with_a_message(on: Adapter) {
+    let tc = on.bare(&routes());
     let resp = tc.get("/get/user").send().await;
     resp.assert_status(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = resp.0.into_body().into_string().await.unwrap();
+    let body = resp.into_body();
     assert!(body.contains("middleware is not installed"), "{body}");
 }
 
-#[tokio::test]
-async fn cookies_that_are_not_text_neither_break_nor_hide_the_session() {
-    let mut c = Client::new(app(SealedSession::sealed(keys())));
+async fn cookies_that_are_not_text_neither_break_nor_hide_the_session(on: Adapter) {
+    let mut c = Client::new(app(on, SealedSession::sealed(keys())));
     c.send(true, "/set/user/alice")
         .await
         .0
         .assert_status_is_ok();
     let token = c.jar.get(NAME).unwrap().to_owned();
     let get_user = |cookie: Vec<u8>| {
-        let cookie = poem::http::HeaderValue::from_bytes(&cookie).unwrap();
-        c.tc.get("/get/user").header("cookie", cookie).send()
+        let cookie = ::http::HeaderValue::from_bytes(&cookie).unwrap();
+        c.app.get("/get/user").header("cookie", cookie).send()
     };
 
     // Another application's cookie in Latin-1 or UTF-8, beside ours: ours still opens.
@@ -548,7 +534,7 @@ async fn cookies_that_are_not_text_neither_break_nor_hide_the_session() {
         header.extend_from_slice(format!("; {NAME}={token}").as_bytes());
         let resp = get_user(header).await;
         resp.assert_status_is_ok();
-        assert_eq!(http::body(resp).await, "alice");
+        assert_eq!(resp.into_body(), "alice");
     }
 
     // Our own cookie with bytes that are not text: a fresh session, never a 500.
@@ -558,10 +544,33 @@ async fn cookies_that_are_not_text_neither_break_nor_hide_the_session() {
         let resp = get_user(header).await;
         resp.assert_status_is_ok();
         let cleared = set_cookies(&resp);
-        assert_eq!(http::body(resp).await, "<none>");
+        assert_eq!(resp.into_body(), "<none>");
         assert!(
             cleared.iter().any(|s| s.name == NAME && s.is_removal()),
             "the unusable cookie is cleared: {cleared:?}"
         );
     }
 }
+
+both!(
+    no_cookie_until_changed_then_exactly_one,
+    save_uninitialized_sends_a_cookie_for_a_new_session,
+    typed_get_of_the_wrong_type_is_an_error,
+    older_key_token_is_reissued_under_the_primary,
+    bad_cookies_give_a_fresh_session_and_are_cleared,
+    a_token_for_another_cookie_name_is_refused,
+    destroy_clears_with_the_same_path_and_domain,
+    destroy_without_a_session_sends_nothing,
+    changes_are_written_when_the_handler_fails,
+    regenerate_gives_a_new_id_and_drops_old_data,
+    renewal_only_after_the_renewal_interval_and_rolling_every_time,
+    touch_reissues_and_max_age_override_moves_the_deadline,
+    no_session_outlives_max_age_from_its_issue_time,
+    large_sessions_are_chunked_reassembled_and_shrunk,
+    a_session_too_large_is_a_clear_error_and_the_old_cookie_stays,
+    incomplete_chunks_are_refused_and_cleared,
+    secure_auto_follows_the_scheme_and_trusts_proxies_only_when_told,
+    signed_sessions_work_behind_the_same_api,
+    a_session_extractor_without_the_middleware_is_a_500_with_a_message,
+    cookies_that_are_not_text_neither_break_nor_hide_the_session,
+);

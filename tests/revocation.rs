@@ -1,43 +1,48 @@
 //! Revocation through the middleware: logout, regenerate and "log out everywhere" revoke,
-//! and a replayed cookie or token is refused like an expired one.
-#![cfg(feature = "poem")]
+//! and a replayed cookie or token is refused like an expired one. Every scenario runs on the
+//! Poem middleware and on the tower layer (see `http::app`).
+#![cfg(any(feature = "poem", feature = "tower"))]
 
 mod common {
     pub mod fixtures;
 }
 mod http;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ::http::StatusCode;
 use common::fixtures::{clock, keys};
-use http::handlers::{everywhere, login_admin_subject, login_admin_subject_token, logout, user};
-use http::{Jar, capture, send};
-use poem::http::StatusCode;
-use poem::test::TestClient;
-use poem::{Endpoint, EndpointExt, Route, get, handler, post};
+use http::app::{Adapter, App, RespExt, Routes, both, send};
+use http::handlers::plain::{
+    everywhere, login_admin_subject, login_admin_subject_token, logout, user,
+};
+use http::{Jar, capture};
 use sealed_session::denylist::{
     BoxFuture, Check, Denylist, DenylistError, Health, MemoryDenylist, Status,
 };
-use sealed_session::{BearerConfig, Clock, SealedSession, Session, SessionId, Timestamp};
+use sealed_session::{
+    BearerConfig, Clock, SealedSession, Session, SessionError, SessionId, Timestamp,
+};
 
-fn routes() -> Route {
-    Route::new()
-        .at("/login", post(login_admin_subject_token))
-        .at("/me", get(user))
-        .at("/logout", post(logout))
-        .at("/relogin", post(login_admin_subject))
-        .at("/everywhere", post(everywhere))
+fn routes() -> Routes {
+    Routes::new()
+        .post("/login", login_admin_subject_token)
+        .get("/me", user)
+        .post("/logout", logout)
+        .post("/relogin", login_admin_subject)
+        .post("/everywhere", everywhere)
 }
 
-fn app(d: Arc<dyn Denylist>) -> impl Endpoint {
-    routes().with(SealedSession::sealed(keys()).denylist(d))
+fn app(on: Adapter, d: Arc<dyn Denylist>) -> App {
+    on.app(&routes(), SealedSession::sealed(keys()).denylist(d))
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn a_cookie_replayed_after_logout_is_refused() {
+async fn a_cookie_replayed_after_logout_is_refused(on: Adapter) {
     let d: Arc<dyn Denylist> = Arc::new(MemoryDenylist::new());
-    let tc = TestClient::new(app(d.clone()));
+    let tc = app(on, d.clone());
     let mut jar = Jar::default();
     send(&tc, &mut jar, true, "/login").await;
     let stolen = jar.clone();
@@ -52,10 +57,9 @@ async fn a_cookie_replayed_after_logout_is_refused() {
     assert!(replay.header().is_none(), "the revoked cookie is cleared");
 }
 
-#[tokio::test]
-async fn regenerate_revokes_the_previous_id() {
+async fn regenerate_revokes_the_previous_id(on: Adapter) {
     let d: Arc<dyn Denylist> = Arc::new(MemoryDenylist::new());
-    let tc = TestClient::new(app(d));
+    let tc = app(on, d);
     let mut jar = Jar::default();
     send(&tc, &mut jar, true, "/login").await;
     let before = jar.clone();
@@ -69,16 +73,14 @@ async fn regenerate_revokes_the_previous_id() {
     );
 }
 
-#[tokio::test]
-async fn logout_everywhere_ends_every_session_of_the_user() {
+async fn logout_everywhere_ends_every_session_of_the_user(on: Adapter) {
     let clock = clock();
     let d: Arc<dyn Denylist> = Arc::new(MemoryDenylist::with_clock(clock.clone()));
-    let tc = TestClient::new(
-        routes().with(
-            SealedSession::sealed(keys())
-                .denylist(d)
-                .clock(clock.clone()),
-        ),
+    let tc = on.app(
+        &routes(),
+        SealedSession::sealed(keys())
+            .denylist(d)
+            .clock(clock.clone()),
     );
     let (mut laptop, mut phone) = (Jar::default(), Jar::default());
     send(&tc, &mut laptop, true, "/login").await;
@@ -93,9 +95,8 @@ async fn logout_everywhere_ends_every_session_of_the_user() {
     assert_eq!(send(&tc, &mut phone, false, "/me").await.1, "admin");
 }
 
-#[tokio::test]
-async fn logout_everywhere_without_a_denylist_is_a_clear_error() {
-    let tc = TestClient::new(routes().with(SealedSession::sealed(keys())));
+async fn logout_everywhere_without_a_denylist_is_a_clear_error(on: Adapter) {
+    let tc = on.app(&routes(), SealedSession::sealed(keys()));
     let mut jar = Jar::default();
     send(&tc, &mut jar, true, "/login").await;
     let (status, body) = send(&tc, &mut jar, true, "/everywhere").await;
@@ -103,32 +104,21 @@ async fn logout_everywhere_without_a_denylist_is_a_clear_error() {
     assert!(body.contains("no denylist"), "{body}");
 }
 
-#[tokio::test]
-async fn a_revoked_bearer_token_gets_a_401() {
+async fn a_revoked_bearer_token_gets_a_401(on: Adapter) {
     let d: Arc<dyn Denylist> = Arc::new(MemoryDenylist::new());
-    let tc = TestClient::new(
-        routes().with(
-            SealedSession::sealed(keys())
-                .bearer(BearerConfig::new())
-                .denylist(d),
-        ),
+    let tc = on.app(
+        &routes(),
+        SealedSession::sealed(keys())
+            .bearer(BearerConfig::new())
+            .denylist(d),
     );
-    let token = tc
-        .post("/login")
-        .send()
-        .await
-        .0
-        .into_body()
-        .into_string()
-        .await
-        .unwrap();
+    let token = tc.post("/login").send().await.into_body();
     let auth = format!("Bearer {token}");
     tc.get("/me")
         .header("authorization", &auth)
         .send()
         .await
-        .assert_text("admin")
-        .await;
+        .assert_text("admin");
     tc.post("/logout")
         .header("authorization", &auth)
         .send()
@@ -137,7 +127,6 @@ async fn a_revoked_bearer_token_gets_a_401() {
     let resp = tc.get("/me").header("authorization", &auth).send().await;
     resp.assert_status(StatusCode::UNAUTHORIZED);
     let challenge = resp
-        .0
         .headers()
         .get("www-authenticate")
         .unwrap()
@@ -195,14 +184,15 @@ impl Denylist for CannotRecord {
     }
 }
 
-#[tokio::test]
-async fn an_unavailable_denylist_is_a_503_and_a_failed_revocation_is_never_reported_as_logout() {
+async fn an_unavailable_denylist_is_a_503_and_a_failed_revocation_is_never_reported_as_logout(
+    on: Adapter,
+) {
     // Sessions made without a denylist, presented to instances whose denylist is down.
-    let plain = TestClient::new(routes().with(SealedSession::sealed(keys())));
+    let plain = on.app(&routes(), SealedSession::sealed(keys()));
     let mut jar = Jar::default();
     send(&plain, &mut jar, true, "/login").await;
 
-    let down = TestClient::new(app(Arc::new(Down)));
+    let down = app(on, Arc::new(Down));
     let mut j = jar.clone();
     let (status, _) = send(&down, &mut j, false, "/me").await;
     assert_eq!(
@@ -211,7 +201,7 @@ async fn an_unavailable_denylist_is_a_503_and_a_failed_revocation_is_never_repor
         "possibly revoked sessions are not accepted"
     );
 
-    let cannot = TestClient::new(app(Arc::new(CannotRecord)));
+    let cannot = app(on, Arc::new(CannotRecord));
     let mut j = jar.clone();
     let (status, body) = send(&cannot, &mut j, true, "/logout").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
@@ -225,8 +215,7 @@ async fn an_unavailable_denylist_is_a_503_and_a_failed_revocation_is_never_repor
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 }
 
-#[handler]
-fn shorten_then_logout(session: &Session) -> poem::Result<()> {
+fn shorten_then_logout(session: &Session) -> Result<(), SessionError> {
     // Shortening the session in the same request must not shorten its revocation: the
     // cookie the client already holds still carries the original deadline.
     session.set_max_age(Duration::from_secs(1));
@@ -234,20 +223,16 @@ fn shorten_then_logout(session: &Session) -> poem::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn a_revocation_lasts_as_long_as_the_token_that_is_out_there() {
+async fn a_revocation_lasts_as_long_as_the_token_that_is_out_there(on: Adapter) {
     let clock = clock();
     let d: Arc<dyn Denylist> = Arc::new(MemoryDenylist::with_clock(clock.clone()));
-    let tc = TestClient::new(
-        routes()
-            .at("/shorten-logout", post(shorten_then_logout))
-            .with(
-                SealedSession::sealed(keys())
-                    .max_age(Duration::from_secs(3600))
-                    .idle_timeout(None)
-                    .denylist(d)
-                    .clock(clock.clone()),
-            ),
+    let tc = on.app(
+        &routes().post("/shorten-logout", shorten_then_logout),
+        SealedSession::sealed(keys())
+            .max_age(Duration::from_secs(3600))
+            .idle_timeout(None)
+            .denylist(d)
+            .clock(clock.clone()),
     );
     let mut jar = Jar::default();
     send(&tc, &mut jar, true, "/login").await;
@@ -259,21 +244,18 @@ async fn a_revocation_lasts_as_long_as_the_token_that_is_out_there() {
     assert_eq!(send(&tc, &mut replay, false, "/me").await.1, "<none>");
 }
 
-#[handler]
-fn relogin_too_big(session: &Session) -> poem::Result<()> {
+fn relogin_too_big(session: &Session) -> Result<(), SessionError> {
     session.regenerate()?;
     session.insert("blob", &"x".repeat(4000))?;
     Ok(())
 }
 
-#[tokio::test]
-async fn the_ended_session_is_revoked_even_when_the_new_one_cannot_be_sealed() {
+async fn the_ended_session_is_revoked_even_when_the_new_one_cannot_be_sealed(on: Adapter) {
     let d: Arc<dyn Denylist> = Arc::new(MemoryDenylist::new());
     let codec = sealed_session::SealedCodec::new(keys()).max_token_len(1024);
-    let tc = TestClient::new(
-        routes()
-            .at("/relogin-too-big", post(relogin_too_big))
-            .with(SealedSession::with_codec(codec).denylist(d.clone())),
+    let tc = on.app(
+        &routes().post("/relogin-too-big", relogin_too_big),
+        SealedSession::with_codec(codec).denylist(d.clone()),
     );
     let mut jar = Jar::default();
     send(&tc, &mut jar, true, "/login").await;
@@ -285,35 +267,22 @@ async fn the_ended_session_is_revoked_even_when_the_new_one_cannot_be_sealed() {
     assert_eq!(send(&tc, &mut replay, false, "/me").await.1, "<none>");
 }
 
-#[handler]
-fn issue_then_destroy(session: &Session) -> poem::Result<String> {
+fn issue_then_destroy(session: &Session) -> Result<String, SessionError> {
     session.insert("user", "admin")?;
     let token = session.token()?.unwrap_or_default();
     session.destroy()?;
     Ok(token)
 }
 
-#[tokio::test]
-async fn a_token_handed_out_then_destroyed_in_the_same_request_is_revoked() {
+async fn a_token_handed_out_then_destroyed_in_the_same_request_is_revoked(on: Adapter) {
     let d: Arc<dyn Denylist> = Arc::new(MemoryDenylist::new());
-    let tc = TestClient::new(
-        routes()
-            .at("/issue-destroy", post(issue_then_destroy))
-            .with(
-                SealedSession::sealed(keys())
-                    .bearer(BearerConfig::default())
-                    .denylist(d.clone()),
-            ),
+    let tc = on.app(
+        &routes().post("/issue-destroy", issue_then_destroy),
+        SealedSession::sealed(keys())
+            .bearer(BearerConfig::default())
+            .denylist(d.clone()),
     );
-    let token = tc
-        .post("/issue-destroy")
-        .send()
-        .await
-        .0
-        .into_body()
-        .into_string()
-        .await
-        .unwrap();
+    let token = tc.post("/issue-destroy").send().await.into_body();
     assert!(!token.is_empty());
     assert_eq!(d.status().revoked_sessions, 1);
     let resp = tc
@@ -321,37 +290,35 @@ async fn a_token_handed_out_then_destroyed_in_the_same_request_is_revoked() {
         .header("authorization", format!("Bearer {token}"))
         .send()
         .await;
-    assert_eq!(resp.0.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 }
 
-/// An endpoint that waits on `gate`, as a slow request would, then runs `then` on the
+/// The answer of a [`slow`] handler.
+type Slow = Pin<Box<dyn Future<Output = Result<&'static str, SessionError>> + Send>>;
+
+/// A handler that waits on `gate`, as a slow request would, then runs `then` on the
 /// request's session and answers `done`.
 fn slow<F, Fut>(
     gate: Arc<tokio::sync::Notify>,
     done: &'static str,
     then: F,
-) -> impl Endpoint<Output = String>
+) -> impl Fn(Session) -> Slow + Send + Sync + 'static
 where
     F: Fn(Session) -> Fut + Send + Sync + Clone + 'static,
-    Fut: std::future::Future<Output = poem::Result<()>> + Send,
+    Fut: Future<Output = Result<(), SessionError>> + Send + 'static,
 {
-    poem::endpoint::make(move |req: poem::Request| {
+    move |session: Session| {
         let (gate, then) = (gate.clone(), then.clone());
-        async move {
-            let session = req
-                .extensions()
-                .get::<Session>()
-                .cloned()
-                .ok_or_else(|| poem::Error::from_status(StatusCode::INTERNAL_SERVER_ERROR))?;
+        Box::pin(async move {
             gate.notified().await;
             then(session).await?;
-            Ok::<_, poem::Error>(done.to_owned())
-        }
-    })
+            Ok(done)
+        })
+    }
 }
 
 /// A password change that waits on `gate` before it logs out everywhere.
-fn slow_everywhere(gate: Arc<tokio::sync::Notify>) -> impl Endpoint<Output = String> {
+fn slow_everywhere(gate: Arc<tokio::sync::Notify>) -> impl Fn(Session) -> Slow + Send + Sync {
     slow(
         gate,
         "logged out everywhere",
@@ -365,19 +332,16 @@ fn slow_everywhere(gate: Arc<tokio::sync::Notify>) -> impl Endpoint<Output = Str
 /// A thief's login that begins after a slow password change began, and finishes before it
 /// logs out everywhere, is cut off too: the cut-off is the time of the call, not of the
 /// request's start.
-#[tokio::test(flavor = "current_thread")]
-async fn logout_everywhere_cuts_off_at_the_moment_of_the_call() {
+async fn logout_everywhere_cuts_off_at_the_moment_of_the_call(on: Adapter) {
     let clock = clock();
     let d: Arc<dyn Denylist> = Arc::new(MemoryDenylist::with_clock(clock.clone()));
     let gate = Arc::new(tokio::sync::Notify::new());
-    let app = routes()
-        .at("/password", post(slow_everywhere(gate.clone())))
-        .with(
-            SealedSession::sealed(keys())
-                .denylist(d)
-                .clock(clock.clone()),
-        );
-    let tc = TestClient::new(app);
+    let tc = on.app(
+        &routes().post("/password", slow_everywhere(gate.clone())),
+        SealedSession::sealed(keys())
+            .denylist(d)
+            .clock(clock.clone()),
+    );
     let mut alice = Jar::default();
     send(&tc, &mut alice, true, "/login").await;
     let mut thief = Jar::default();
@@ -409,8 +373,7 @@ async fn logout_everywhere_cuts_off_at_the_moment_of_the_call() {
 
 /// Logs out everywhere, then signs the current user in again in the same request ("change
 /// password, stay signed in here").
-#[handler]
-async fn everywhere_then_relogin(session: &Session) -> poem::Result<()> {
+async fn everywhere_then_relogin(session: Session) -> Result<(), SessionError> {
     session.logout_everywhere().await?;
     session.regenerate()?;
     session.insert("user", "admin")?;
@@ -418,18 +381,15 @@ async fn everywhere_then_relogin(session: &Session) -> poem::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn a_session_started_after_logout_everywhere_in_the_same_request_survives() {
+async fn a_session_started_after_logout_everywhere_in_the_same_request_survives(on: Adapter) {
     let clock = clock();
     let d: Arc<dyn Denylist> = Arc::new(MemoryDenylist::with_clock(clock.clone()));
-    let app = routes()
-        .at("/password", post(everywhere_then_relogin))
-        .with(
-            SealedSession::sealed(keys())
-                .denylist(d)
-                .clock(clock.clone()),
-        );
-    let tc = TestClient::new(app);
+    let tc = on.app(
+        &routes().post("/password", everywhere_then_relogin),
+        SealedSession::sealed(keys())
+            .denylist(d)
+            .clock(clock.clone()),
+    );
     let mut here = Jar::default();
     send(&tc, &mut here, true, "/login").await;
     let mut elsewhere = here.clone();
@@ -440,7 +400,7 @@ async fn a_session_started_after_logout_everywhere_in_the_same_request_survives(
 }
 
 /// Cycles the session's id (and renews it) after waiting on `gate`.
-fn slow_cycle(gate: Arc<tokio::sync::Notify>) -> impl Endpoint<Output = String> {
+fn slow_cycle(gate: Arc<tokio::sync::Notify>) -> impl Fn(Session) -> Slow + Send + Sync {
     slow(gate, "cycled", |session: Session| async move {
         session.cycle_id()?;
         session.touch();
@@ -450,19 +410,18 @@ fn slow_cycle(gate: Arc<tokio::sync::Notify>) -> impl Endpoint<Output = String> 
 
 /// A session whose sign-in precedes a subject revocation stays revoked through `cycle_id`
 /// and renewal, even when the request that cycles it began before the revocation.
-#[tokio::test(flavor = "current_thread")]
-async fn cycle_id_and_renewal_do_not_outlive_a_subject_revocation() {
+async fn cycle_id_and_renewal_do_not_outlive_a_subject_revocation(on: Adapter) {
     let clock = clock();
     let memory = MemoryDenylist::with_clock(clock.clone());
     let d: Arc<dyn Denylist> = Arc::new(memory.clone());
     let gate = Arc::new(tokio::sync::Notify::new());
-    let app = routes().at("/cycle", post(slow_cycle(gate.clone()))).with(
+    let tc = on.app(
+        &routes().post("/cycle", slow_cycle(gate.clone())),
         SealedSession::sealed(keys())
             .denylist(d)
             .clock(clock.clone())
             .rolling(true),
     );
-    let tc = TestClient::new(app);
     let mut alice = Jar::default();
     send(&tc, &mut alice, true, "/login").await;
     clock.advance(Duration::from_secs(1));
@@ -483,24 +442,22 @@ async fn cycle_id_and_renewal_do_not_outlive_a_subject_revocation() {
 }
 
 /// Shortens the session to a minute.
-#[handler]
 fn shorten(session: &Session) {
     session.set_max_age(Duration::from_secs(60));
 }
 
 /// Two tokens of one id are out there, a long one and one a later request shortened; a
 /// logout with the short one revokes the id for as long as the long one could live.
-#[tokio::test]
-async fn a_revocation_outlives_every_token_of_the_id() {
+async fn a_revocation_outlives_every_token_of_the_id(on: Adapter) {
     let clock = clock();
     let d: Arc<dyn Denylist> = Arc::new(MemoryDenylist::with_clock(clock.clone()));
-    let app = routes().at("/shorten", post(shorten)).with(
+    let tc = on.app(
+        &routes().post("/shorten", shorten),
         SealedSession::sealed(keys())
             .denylist(d)
             .clock(clock.clone())
             .idle_timeout(None),
     );
-    let tc = TestClient::new(app);
     let mut long = Jar::default();
     send(&tc, &mut long, true, "/login").await;
     let mut short = long.clone();
@@ -513,3 +470,19 @@ async fn a_revocation_outlives_every_token_of_the_id() {
         "the long token outlives the short one's deadline, not its revocation"
     );
 }
+
+both!(
+    a_cookie_replayed_after_logout_is_refused,
+    regenerate_revokes_the_previous_id,
+    logout_everywhere_ends_every_session_of_the_user,
+    logout_everywhere_without_a_denylist_is_a_clear_error,
+    a_revoked_bearer_token_gets_a_401,
+    an_unavailable_denylist_is_a_503_and_a_failed_revocation_is_never_reported_as_logout,
+    a_revocation_lasts_as_long_as_the_token_that_is_out_there,
+    the_ended_session_is_revoked_even_when_the_new_one_cannot_be_sealed,
+    a_token_handed_out_then_destroyed_in_the_same_request_is_revoked,
+    logout_everywhere_cuts_off_at_the_moment_of_the_call,
+    a_session_started_after_logout_everywhere_in_the_same_request_survives,
+    cycle_id_and_renewal_do_not_outlive_a_subject_revocation,
+    a_revocation_outlives_every_token_of_the_id,
+);

@@ -1,6 +1,7 @@
 //! Store-backed sessions (the express-session design): the `Store` conformance suite, run
-//! for every store, and the middleware's behaviour in store mode.
-#![cfg(feature = "poem")]
+//! for every store, and the middleware's behaviour in store mode (on the Poem middleware and
+//! on the tower layer: see `http::app`).
+#![cfg(any(feature = "poem", feature = "tower"))]
 
 mod common {
     pub mod fixtures;
@@ -12,17 +13,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use ::http::StatusCode;
 use common::fixtures::{T0, clock, ring};
 use common::store_conformance::{Expiry, conformance};
-use http::Client;
-use http::handlers::{count, login_admin, logout, session_id, user};
-use poem::http::StatusCode;
-use poem::test::TestClient;
-use poem::{Endpoint, EndpointExt, Route, get, handler, post};
+use http::app::{Adapter, App, Client, RespExt, Routes, both};
+use http::handlers::plain::{count, login_admin, logout, session_id, user};
 use sealed_session::codec::SessionIdCodec;
 use sealed_session::store::{BoxFuture, MemoryStore, Store, StoreError};
 use sealed_session::{
-    Keyring, ManualClock, OpenError, SealedSession, Session, SessionId, Timestamp,
+    Keyring, ManualClock, OpenError, SealedSession, Session, SessionError, SessionId, Timestamp,
 };
 
 const NAME: &str = "__Host-sid";
@@ -108,8 +107,7 @@ fn signed_ids_verify_rotate_and_refuse_forgeries() {
     assert!(old.verify(&"A".repeat(5000), NAME.as_bytes()).is_err());
 }
 
-#[handler]
-async fn save_then_reload(session: &Session) -> poem::Result<String> {
+async fn save_then_reload(session: Session) -> Result<String, SessionError> {
     session.insert("saved", "yes")?;
     session.save().await?;
     session.insert("unsaved", "yes")?;
@@ -120,42 +118,40 @@ async fn save_then_reload(session: &Session) -> poem::Result<String> {
         session.get::<String>("unsaved")?
     ))
 }
-#[handler]
-async fn count_and_save(session: &Session) -> poem::Result<()> {
+async fn count_and_save(session: Session) -> Result<(), SessionError> {
     let n = session.get::<u64>("n")?.unwrap_or(0) + 1;
     session.insert("n", &n)?;
     session.save().await?;
     Ok(())
 }
-#[handler]
-async fn destroy_then_save(session: &Session) -> poem::Result<()> {
+async fn destroy_then_save(session: Session) -> Result<(), SessionError> {
     session.destroy()?;
     session.save().await?;
     Ok(())
 }
 
-fn app(store: impl Store, keys: Keyring, clock: &ManualClock) -> impl Endpoint {
-    Route::new()
-        .at("/login", post(login_admin))
-        .at("/user", get(user))
-        .at("/count", post(count))
-        .at("/logout", post(logout))
-        .at("/save-reload", post(save_then_reload))
-        .at("/count-and-save", post(count_and_save))
-        .at("/destroy-save", post(destroy_then_save))
-        .at("/id", get(session_id))
-        .with(
-            SealedSession::server_store(store, keys)
-                .clock(clock.clone())
-                .idle_timeout(Some(Duration::from_secs(600))),
-        )
+fn app(on: Adapter, store: impl Store, keys: Keyring, clock: &ManualClock) -> App {
+    let routes = Routes::new()
+        .post("/login", login_admin)
+        .get("/user", user)
+        .post("/count", count)
+        .post("/logout", logout)
+        .post("/save-reload", save_then_reload)
+        .post("/count-and-save", count_and_save)
+        .post("/destroy-save", destroy_then_save)
+        .get("/id", session_id);
+    on.app(
+        &routes,
+        SealedSession::server_store(store, keys)
+            .clock(clock.clone())
+            .idle_timeout(Some(Duration::from_secs(600))),
+    )
 }
 
-#[tokio::test]
-async fn store_mode_login_counts_and_logout_deletes_the_record() {
+async fn store_mode_login_counts_and_logout_deletes_the_record(on: Adapter) {
     let clock = clock();
     let store = MemoryStore::with_clock(clock.clone());
-    let mut c = Client::new(app(store.clone(), ring("k1", 1), &clock));
+    let mut c = Client::new(app(on, store.clone(), ring("k1", 1), &clock));
     let (_, set) = c.send(false, "/user").await;
     assert!(
         set.is_empty() && store.is_empty(),
@@ -180,12 +176,11 @@ async fn store_mode_login_counts_and_logout_deletes_the_record() {
     assert!(store.is_empty(), "destroy deletes the record");
 }
 
-#[tokio::test]
-async fn regenerate_deletes_the_old_record_and_unknown_ids_are_never_adopted() {
+async fn regenerate_deletes_the_old_record_and_unknown_ids_are_never_adopted(on: Adapter) {
     let clock = clock();
     let store = MemoryStore::with_clock(clock.clone());
     let keys = ring("k1", 1);
-    let mut c = Client::new(app(store.clone(), keys.clone(), &clock));
+    let mut c = Client::new(app(on, store.clone(), keys.clone(), &clock));
     c.send(true, "/count").await;
     let first = c.text(false, "/id").await;
     c.send(true, "/login").await;
@@ -195,7 +190,7 @@ async fn regenerate_deletes_the_old_record_and_unknown_ids_are_never_adopted() {
     // An attacker plants a validly signed id that the store does not hold (for example one
     // from before a logout): the server starts a session with a fresh id, never that one.
     let planted = SessionId::generate().unwrap();
-    let mut v = Client::new(app(store.clone(), keys.clone(), &clock));
+    let mut v = Client::new(app(on, store.clone(), keys.clone(), &clock));
     v.jar.set(
         NAME,
         &SessionIdCodec::new(keys).sign(&planted, NAME.as_bytes()),
@@ -206,11 +201,10 @@ async fn regenerate_deletes_the_old_record_and_unknown_ids_are_never_adopted() {
     assert_ne!(now_id, planted.to_string(), "no fixation");
 }
 
-#[tokio::test]
-async fn store_mode_save_reload_and_expiry() {
+async fn store_mode_save_reload_and_expiry(on: Adapter) {
     let clock = clock();
     let store = MemoryStore::with_clock(clock.clone());
-    let mut c = Client::new(app(store.clone(), ring("k1", 1), &clock));
+    let mut c = Client::new(app(on, store.clone(), ring("k1", 1), &clock));
     c.send(true, "/login").await;
     assert_eq!(
         c.text(true, "/save-reload").await,
@@ -225,36 +219,40 @@ async fn store_mode_save_reload_and_expiry() {
     );
 }
 
-#[tokio::test]
-async fn two_instances_share_sessions_through_one_store() {
+async fn two_instances_share_sessions_through_one_store(on: Adapter) {
     let clock = clock();
     let store = MemoryStore::with_clock(clock.clone());
-    let mut a = Client::new(app(store.clone(), ring("k1", 1), &clock));
+    let mut a = Client::new(app(on, store.clone(), ring("k1", 1), &clock));
     a.send(true, "/login").await;
-    let mut b = Client::new(app(store.clone(), ring("k1", 1), &clock));
+    let mut b = Client::new(app(on, store.clone(), ring("k1", 1), &clock));
     b.jar = a.jar.clone();
     assert_eq!(b.text(false, "/user").await, "admin");
     // With a separate store, the second instance knows nothing of it.
     let mut lone = Client::new(app(
+        on,
         MemoryStore::with_clock(clock.clone()),
         ring("k1", 1),
         &clock,
     ));
     lone.jar = a.jar.clone();
     let (resp, set) = lone.send(false, "/user").await;
-    assert_eq!(resp.0.into_body().into_string().await.unwrap(), "<none>");
+    assert_eq!(resp.into_body(), "<none>");
     assert!(set[0].is_removal(), "the unknown id's cookie is cleared");
 }
 
-#[tokio::test]
-async fn a_stale_signing_key_re_signs_the_cookie() {
+async fn a_stale_signing_key_re_signs_the_cookie(on: Adapter) {
     let clock = clock();
     let store = MemoryStore::with_clock(clock.clone());
-    let mut a = Client::new(app(store.clone(), ring("k1", 1), &clock));
+    let mut a = Client::new(app(on, store.clone(), ring("k1", 1), &clock));
     a.send(true, "/login").await;
     let k1 = ring("k1", 1).keys().next().unwrap().clone();
     let k2 = ring("k2", 2).keys().next().unwrap().clone();
-    let mut b = Client::new(app(store.clone(), Keyring::new([k2, k1]).unwrap(), &clock));
+    let mut b = Client::new(app(
+        on,
+        store.clone(),
+        Keyring::new([k2, k1]).unwrap(),
+        &clock,
+    ));
     b.jar = a.jar.clone();
     let (resp, set) = b.send(false, "/user").await;
     resp.assert_status_is_ok();
@@ -262,8 +260,7 @@ async fn a_stale_signing_key_re_signs_the_cookie() {
     assert_ne!(set[0].value, a.jar.get(NAME).unwrap());
 }
 
-#[tokio::test]
-async fn a_failing_store_is_a_503_not_a_new_session() {
+async fn a_failing_store_is_a_503_not_a_new_session(on: Adapter) {
     struct Down;
     impl Store for Down {
         fn load<'a>(
@@ -303,14 +300,14 @@ async fn a_failing_store_is_a_503_not_a_new_session() {
         }
     }
     let keys = ring("k1", 1);
-    let ep = Route::new()
-        .at("/count", post(count))
-        .with(SealedSession::server_store(Down, keys.clone()));
-    let tc = TestClient::new(ep);
+    let tc = on.app(
+        &Routes::new().post("/count", count),
+        SealedSession::server_store(Down, keys.clone()),
+    );
     let resp = tc.post("/count").send().await;
     resp.assert_status(StatusCode::SERVICE_UNAVAILABLE);
     assert!(
-        resp.0.headers().get("set-cookie").is_none(),
+        resp.headers().get("set-cookie").is_none(),
         "no cookie for an unsaved session"
     );
     let signed = SessionIdCodec::new(keys).sign(&SessionId::generate().unwrap(), NAME.as_bytes());
@@ -357,11 +354,10 @@ impl Store for Counting {
     }
 }
 
-#[tokio::test]
-async fn a_session_saved_mid_request_is_not_written_again_unless_it_changes() {
+async fn a_session_saved_mid_request_is_not_written_again_unless_it_changes(on: Adapter) {
     let clock = clock();
     let store = Counting::new(&clock);
-    let mut c = Client::new(app(store.clone(), ring("k1", 1), &clock));
+    let mut c = Client::new(app(on, store.clone(), ring("k1", 1), &clock));
     c.send(true, "/login").await;
     let before = store.saves();
     let (resp, set) = c.send(true, "/count-and-save").await;
@@ -379,11 +375,10 @@ async fn a_session_saved_mid_request_is_not_written_again_unless_it_changes() {
     assert_eq!(c.text(true, "/count").await, "2");
 }
 
-#[tokio::test]
-async fn a_new_session_saved_then_reloaded_keeps_its_cookie() {
+async fn a_new_session_saved_then_reloaded_keeps_its_cookie(on: Adapter) {
     let clock = clock();
     let store = MemoryStore::with_clock(clock.clone());
-    let mut c = Client::new(app(store.clone(), ring("k1", 1), &clock));
+    let mut c = Client::new(app(on, store.clone(), ring("k1", 1), &clock));
     let (resp, set) = c.send(true, "/save-reload").await;
     resp.assert_status_is_ok();
     assert_eq!(store.len(), 1, "save() stored it");
@@ -392,11 +387,10 @@ async fn a_new_session_saved_then_reloaded_keeps_its_cookie() {
     assert_eq!(store.len(), 1, "the same session, not a new one");
 }
 
-#[tokio::test]
-async fn save_after_destroy_stores_nothing() {
+async fn save_after_destroy_stores_nothing(on: Adapter) {
     let clock = clock();
     let store = MemoryStore::with_clock(clock.clone());
-    let mut c = Client::new(app(store.clone(), ring("k1", 1), &clock));
+    let mut c = Client::new(app(on, store.clone(), ring("k1", 1), &clock));
     c.send(true, "/login").await;
     assert_eq!(store.len(), 1);
     let (resp, set) = c.send(true, "/destroy-save").await;
@@ -407,11 +401,10 @@ async fn save_after_destroy_stores_nothing() {
 
 /// The open cache keeps the ids that signed cookies verified to; the record is still loaded
 /// from the store on every request, and only the exact bytes are answered from the cache.
-#[tokio::test]
-async fn a_verified_id_is_kept_for_its_exact_cookie_and_the_record_still_decides() {
+async fn a_verified_id_is_kept_for_its_exact_cookie_and_the_record_still_decides(on: Adapter) {
     let clock = clock();
     let store = MemoryStore::with_clock(clock.clone());
-    let mut c = Client::new(app(store.clone(), ring("k1", 1), &clock));
+    let mut c = Client::new(app(on, store.clone(), ring("k1", 1), &clock));
     c.send(true, "/login").await;
     let cookie = c.jar.get(NAME).unwrap().to_owned();
     for _ in 0..3 {
@@ -423,18 +416,31 @@ async fn a_verified_id_is_kept_for_its_exact_cookie_and_the_record_still_decides
         forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
         let forged = format!("{NAME}={}", String::from_utf8(forged).unwrap());
         let resp = c.send_with(false, "/user", Some(forged)).await;
-        assert_eq!(http::body(resp).await, "<none>", "character {i} changed");
+        assert_eq!(resp.into_body(), "<none>", "character {i} changed");
     }
     // Under the other cookie name (no `__Host-` prefix) it is another purpose: refused.
     let resp = c
         .send_with(false, "/user", Some(format!("sid={cookie}")))
         .await;
-    assert_eq!(http::body(resp).await, "<none>");
+    assert_eq!(resp.into_body(), "<none>");
     // Once the record is gone, the cookie whose id is still kept opens nothing.
     let (_, set) = c.send(true, "/logout").await;
     assert!(set[0].is_removal());
     let resp = c
         .send_with(false, "/user", Some(format!("{NAME}={cookie}")))
         .await;
-    assert_eq!(http::body(resp).await, "<none>");
+    assert_eq!(resp.into_body(), "<none>");
 }
+
+both!(
+    store_mode_login_counts_and_logout_deletes_the_record,
+    regenerate_deletes_the_old_record_and_unknown_ids_are_never_adopted,
+    store_mode_save_reload_and_expiry,
+    two_instances_share_sessions_through_one_store,
+    a_stale_signing_key_re_signs_the_cookie,
+    a_failing_store_is_a_503_not_a_new_session,
+    a_session_saved_mid_request_is_not_written_again_unless_it_changes,
+    a_new_session_saved_then_reloaded_keeps_its_cookie,
+    save_after_destroy_stores_nothing,
+    a_verified_id_is_kept_for_its_exact_cookie_and_the_record_still_decides,
+);

@@ -2,6 +2,7 @@
 //! browser, and a tracing capture that records the events the middleware emits.
 #![allow(dead_code)]
 
+pub mod app;
 pub mod handlers;
 
 use std::collections::BTreeMap;
@@ -51,10 +52,26 @@ impl SetCookie {
     }
 }
 
+/// A response whose headers can be read: Poem's `TestResponse` or an `http::Response`.
+pub trait Headers {
+    fn header_map(&self) -> &poem::http::HeaderMap;
+}
+
+impl Headers for TestResponse {
+    fn header_map(&self) -> &poem::http::HeaderMap {
+        self.0.headers()
+    }
+}
+
+impl<B> Headers for ::http::Response<B> {
+    fn header_map(&self) -> &poem::http::HeaderMap {
+        self.headers()
+    }
+}
+
 /// All Set-Cookie headers of a response.
-pub fn set_cookies(resp: &TestResponse) -> Vec<SetCookie> {
-    resp.0
-        .headers()
+pub fn set_cookies(resp: &impl Headers) -> Vec<SetCookie> {
+    resp.header_map()
         .get_all(SET_COOKIE)
         .iter()
         .map(|v| SetCookie::parse(v.to_str().unwrap()))
@@ -69,7 +86,7 @@ pub struct Jar {
 
 impl Jar {
     /// Applies a response's Set-Cookie headers, returning them.
-    pub fn absorb(&mut self, resp: &TestResponse) -> Vec<SetCookie> {
+    pub fn absorb(&mut self, resp: &impl Headers) -> Vec<SetCookie> {
         let all = set_cookies(resp);
         for c in &all {
             if c.is_removal() {
