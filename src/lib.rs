@@ -1,6 +1,7 @@
 //! # sealed-session
 //!
-//! Sessions for [Poem](https://docs.rs/poem) with no server-side store: the whole session
+//! Sessions for [Poem](https://docs.rs/poem) and [axum](https://docs.rs/axum) (any tower
+//! service) with no server-side store: the whole session
 //! lives in an authenticated-encrypted cookie (or a signed one), keys rotate without logging
 //! anyone out, and expiry (absolute and idle) is enforced by the server, not only by the
 //! browser.
@@ -32,12 +33,16 @@
 //! [`SignedCodec`] (token formats, documented byte for byte in `docs/FORMAT.md`), [`Policy`]
 //! (expiry), [`Clock`] (time, injectable for tests).
 //!
-//! Beyond those: [`SealedSession`] (the Poem middleware) and [`Session`] (the handler's
-//! handle), the bearer transport ([`BearerConfig`]), JWT sessions ([`JwtCodec`], [`Jwks`]),
+//! Beyond those: [`SealedSession`] (the builder: the Poem middleware itself, and a tower
+//! layer through `SealedSession::layer`), the framework-neutral [`engine`] both run, and
+//! [`Session`] (the handler's handle), the bearer transport ([`BearerConfig`]), JWT sessions ([`JwtCodec`], [`Jwks`]),
 //! revocation ([`denylist`]), the express-session design ([`store`]) and bounds on all
 //! that the client sends ([`Limits`]).
 //!
 //! ## Features
+//! - `poem` (default): the Poem middleware, `&Session` as a handler argument, [`Jwks`].
+//! - `tower`: the tower layer (`SealedSession::layer`) for axum 0.8 and hyper, and
+//!   `Session` as an axum extractor.
 //! - `aws-lc` (default): AES-256-GCM, ChaCha20-Poly1305 and HMAC-SHA256 through aws-lc-rs;
 //!   without it the pure-Rust RustCrypto crates (same bytes on the wire).
 //! - `jwt` (default): the JWT codec on jsonwebtoken with aws-lc-rs; `jwt-rust-crypto` for its
@@ -49,11 +54,15 @@
 //!   staleness; names in [`stats`]). Without it, [`SealedSession::stats`] still gives an
 //!   in-process snapshot.
 //!
-// Built without a JWT feature, the JWT types above do not exist: their links lead to the
-// features list instead of breaking the docs build.
+// Built without a JWT feature (or, for `Jwks`, without Poem), the types above do not exist:
+// their links lead to the features list instead of breaking the docs build.
 #![cfg_attr(
     not(any(feature = "jwt", feature = "jwt-rust-crypto")),
-    doc = "[`JwtCodec`]: crate#features\n[`Jwks`]: crate#features"
+    doc = "[`JwtCodec`]: crate#features"
+)]
+#![cfg_attr(
+    not(all(feature = "poem", any(feature = "jwt", feature = "jwt-rust-crypto"))),
+    doc = "[`Jwks`]: crate#features"
 )]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
