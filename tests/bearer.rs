@@ -1,6 +1,7 @@
 //! The bearer transport: tokens in `Authorization: Bearer`, new tokens in a response header,
-//! 401s with RFC 6750 challenges.
-#![cfg(feature = "poem")]
+//! 401s with RFC 6750 challenges. Every scenario runs on the Poem middleware and on the
+//! tower layer (see `http::app`).
+#![cfg(any(feature = "poem", feature = "tower"))]
 
 mod common {
     pub mod fixtures;
@@ -9,48 +10,43 @@ mod http;
 
 use std::time::Duration;
 
+use ::http::{HeaderValue, StatusCode};
 use common::fixtures::{clock, keys};
+use http::app::{Adapter, App, Json, RespExt, Routes, both};
 use http::capture;
-use http::handlers::count;
-use poem::http::{HeaderValue, StatusCode};
-use poem::test::TestClient;
-use poem::web::Json;
-use poem::{Endpoint, EndpointExt, Route, get, handler, post};
-use sealed_session::{BearerConfig, ManualClock, SealedSession, Session};
+use http::handlers::plain::count;
+use sealed_session::{BearerConfig, ManualClock, SealedSession, Session, SessionError};
 
-#[handler]
-fn login(session: &Session) -> poem::Result<Json<serde_json::Value>> {
+fn login(session: &Session) -> Result<Json, SessionError> {
     session.regenerate()?;
     session.insert("user", "admin")?;
     Ok(Json(serde_json::json!({ "token": session.token()? })))
 }
 
-#[handler]
-fn me(session: &Session) -> poem::Result<Json<serde_json::Value>> {
+fn me(session: &Session) -> Result<Json, SessionError> {
     Ok(Json(
         serde_json::json!({ "user": session.get::<String>("user")? }),
     ))
 }
 
-fn app(clock: &ManualClock) -> impl Endpoint {
-    Route::new()
-        .at("/login", post(login))
-        .at("/me", get(me))
-        .at("/count", post(count))
-        .with(
-            SealedSession::sealed(keys())
-                .bearer(BearerConfig::new().max_len(2048))
-                .idle_timeout(Some(Duration::from_secs(60)))
-                .clock(clock.clone()),
-        )
+fn app(on: Adapter, clock: &ManualClock) -> App {
+    on.app(
+        &Routes::new()
+            .post("/login", login)
+            .get("/me", me)
+            .post("/count", count),
+        SealedSession::sealed(keys())
+            .bearer(BearerConfig::new().max_len(2048))
+            .idle_timeout(Some(Duration::from_secs(60)))
+            .clock(clock.clone()),
+    )
 }
 
-async fn token_from_login(tc: &TestClient<impl Endpoint>) -> String {
+async fn token_from_login(tc: &App) -> String {
     let resp = tc.post("/login").send().await;
     resp.assert_status_is_ok();
-    let header = resp.0.headers().get("x-session-token").cloned();
-    let body: serde_json::Value =
-        serde_json::from_str(&resp.0.into_body().into_string().await.unwrap()).unwrap();
+    let header = resp.headers().get("x-session-token").cloned();
+    let body: serde_json::Value = serde_json::from_str(resp.body()).unwrap();
     let token = body["token"].as_str().unwrap().to_owned();
     assert_eq!(
         header.unwrap().to_str().unwrap(),
@@ -60,15 +56,14 @@ async fn token_from_login(tc: &TestClient<impl Endpoint>) -> String {
     token
 }
 
-#[tokio::test]
-async fn login_token_round_trip_and_refresh_header() {
+async fn login_token_round_trip_and_refresh_header(on: Adapter) {
     let clock = clock();
-    let tc = TestClient::new(app(&clock));
+    let tc = app(on, &clock);
     // No header: an empty session, no token sent.
     let resp = tc.get("/me").send().await;
     resp.assert_status_is_ok();
     resp.assert_header_is_not_exist("x-session-token");
-    resp.assert_json(serde_json::json!({ "user": null })).await;
+    resp.assert_json(serde_json::json!({ "user": null }));
 
     let token = token_from_login(&tc).await;
     let resp = tc
@@ -77,8 +72,7 @@ async fn login_token_round_trip_and_refresh_header() {
         .send()
         .await;
     resp.assert_header_is_not_exist("x-session-token");
-    resp.assert_json(serde_json::json!({ "user": "admin" }))
-        .await;
+    resp.assert_json(serde_json::json!({ "user": "admin" }));
 
     let resp = tc
         .post("/count")
@@ -86,7 +80,6 @@ async fn login_token_round_trip_and_refresh_header() {
         .send()
         .await;
     let new = resp
-        .0
         .headers()
         .get("x-session-token")
         .unwrap()
@@ -99,13 +92,12 @@ async fn login_token_round_trip_and_refresh_header() {
         .header("authorization", format!("Bearer {new}"))
         .send()
         .await;
-    resp.assert_text("2").await;
+    resp.assert_text("2");
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn bad_tokens_get_a_401_with_an_rfc6750_challenge() {
+async fn bad_tokens_get_a_401_with_an_rfc6750_challenge(on: Adapter) {
     let clock = clock();
-    let tc = TestClient::new(app(&clock));
+    let tc = app(on, &clock);
     let token = token_from_login(&tc).await;
     let mut tampered = token.clone().into_bytes();
     let i = tampered.len() / 2;
@@ -124,7 +116,6 @@ async fn bad_tokens_get_a_401_with_an_rfc6750_challenge() {
             .await;
         resp.assert_status(StatusCode::UNAUTHORIZED);
         let challenge = resp
-            .0
             .headers()
             .get("www-authenticate")
             .unwrap()
@@ -145,7 +136,6 @@ async fn bad_tokens_get_a_401_with_an_rfc6750_challenge() {
         .await;
     resp.assert_status(StatusCode::UNAUTHORIZED);
     let challenge = resp
-        .0
         .headers()
         .get("www-authenticate")
         .unwrap()
@@ -157,10 +147,9 @@ async fn bad_tokens_get_a_401_with_an_rfc6750_challenge() {
 /// Two `Authorization` headers are ambiguous (the field takes one value, RFC 9110): the
 /// request is refused with RFC 6750's `invalid_request` before its handler, never served as
 /// the first (or any) one of them.
-#[tokio::test(flavor = "current_thread")]
-async fn two_authorization_headers_are_refused_not_served_as_the_first() {
+async fn two_authorization_headers_are_refused_not_served_as_the_first(on: Adapter) {
     let clock = clock();
-    let tc = TestClient::new(app(&clock));
+    let tc = app(on, &clock);
     let token = token_from_login(&tc).await;
     let bearer = format!("Bearer {token}");
     let basic = "Basic YWRtaW46bGV0bWVpbg==";
@@ -181,7 +170,6 @@ async fn two_authorization_headers_are_refused_not_served_as_the_first() {
             .await;
         resp.assert_status(StatusCode::BAD_REQUEST);
         let challenge = resp
-            .0
             .headers()
             .get("www-authenticate")
             .unwrap()
@@ -193,7 +181,7 @@ async fn two_authorization_headers_are_refused_not_served_as_the_first() {
             "{challenge}"
         );
         assert!(!challenge.contains(&token), "{challenge}");
-        assert!(resp.0.headers().get("x-session-token").is_none());
+        assert!(resp.headers().get("x-session-token").is_none());
         // One log line per reason per second: after the first, the refusal is counted, and
         // its line held back.
         let reasons = cap.reasons();
@@ -205,30 +193,27 @@ async fn two_authorization_headers_are_refused_not_served_as_the_first() {
     // The same token in one header is served.
     let resp = tc.get("/me").header("authorization", bearer).send().await;
     resp.assert_status_is_ok();
-    resp.assert_json(serde_json::json!({ "user": "admin" }))
-        .await;
+    resp.assert_json(serde_json::json!({ "user": "admin" }));
 }
 
-#[tokio::test]
-async fn another_scheme_is_no_session() {
+async fn another_scheme_is_no_session(on: Adapter) {
     let clock = clock();
-    let tc = TestClient::new(app(&clock));
+    let tc = app(on, &clock);
     let resp = tc
         .get("/me")
         .header("authorization", "Basic YWRtaW46bGV0bWVpbg==")
         .send()
         .await;
     resp.assert_status_is_ok();
-    resp.assert_json(serde_json::json!({ "user": null })).await;
+    resp.assert_json(serde_json::json!({ "user": null }));
 }
 
 /// Found by fuzzing (`fuzz/`, target `authorization_header`): credentials of another scheme
 /// that were not ASCII, or longer than the bearer limit, were answered with a 401 before the
 /// scheme was read.
-#[tokio::test]
-async fn other_schemes_are_no_session_whatever_their_bytes_or_length() {
+async fn other_schemes_are_no_session_whatever_their_bytes_or_length(on: Adapter) {
     let clock = clock();
-    let tc = TestClient::new(app(&clock));
+    let tc = app(on, &clock);
     let long = format!("Basic {}", "A".repeat(4000));
     for value in [
         &b"Basic \xb9\xff"[..],
@@ -242,7 +227,7 @@ async fn other_schemes_are_no_session_whatever_their_bytes_or_length() {
             .send()
             .await;
         resp.assert_status_is_ok();
-        resp.assert_json(serde_json::json!({ "user": null })).await;
+        resp.assert_json(serde_json::json!({ "user": null }));
     }
     // A bearer token is still refused when it is not ASCII or too long.
     let long = format!("Bearer {}", "A".repeat(4000));
@@ -256,20 +241,29 @@ async fn other_schemes_are_no_session_whatever_their_bytes_or_length() {
     }
 }
 
-#[tokio::test]
-async fn a_bearer_token_is_not_a_cookie_token() {
+async fn a_bearer_token_is_not_a_cookie_token(on: Adapter) {
     // The purpose binding differs between the bearer transport ("sid") and the cookie
     // ("__Host-sid"), so a token cannot be moved from one to the other.
     let clock = clock();
-    let tc = TestClient::new(app(&clock));
+    let tc = app(on, &clock);
     let token = token_from_login(&tc).await;
-    let cookie_app = Route::new()
-        .at("/me", get(me))
-        .with(SealedSession::sealed(keys()).clock(clock.clone()));
-    let resp = TestClient::new(cookie_app)
+    let cookie_app = on.app(
+        &Routes::new().get("/me", me),
+        SealedSession::sealed(keys()).clock(clock.clone()),
+    );
+    let resp = cookie_app
         .get("/me")
         .header("cookie", format!("__Host-sid={token}"))
         .send()
         .await;
-    resp.assert_json(serde_json::json!({ "user": null })).await;
+    resp.assert_json(serde_json::json!({ "user": null }));
 }
+
+both!(
+    login_token_round_trip_and_refresh_header,
+    bad_tokens_get_a_401_with_an_rfc6750_challenge,
+    two_authorization_headers_are_refused_not_served_as_the_first,
+    another_scheme_is_no_session,
+    other_schemes_are_no_session_whatever_their_bytes_or_length,
+    a_bearer_token_is_not_a_cookie_token,
+);

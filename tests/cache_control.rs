@@ -1,7 +1,8 @@
 //! No session token in a shared cache: a response that carries a new session token (a
 //! session `Set-Cookie`, or the bearer refresh header) is sent with
-//! `Cache-Control: private, no-store`, whatever the handler set.
-#![cfg(feature = "poem")]
+//! `Cache-Control: private, no-store`, whatever the handler set. Every scenario runs on the
+//! Poem middleware and on the tower layer (see `http::app`).
+#![cfg(any(feature = "poem", feature = "tower"))]
 
 mod common {
     pub mod fixtures;
@@ -10,60 +11,53 @@ mod http;
 
 use std::time::Duration;
 
+use ::http::header::CACHE_CONTROL;
 use common::fixtures::{clock, keys};
+use http::app::{Adapter, Reply, Resp, RespExt, Routes, both};
 use http::set_cookies;
-use poem::http::header::CACHE_CONTROL;
-use poem::test::TestClient;
-use poem::web::WithHeader;
-use poem::{EndpointExt, IntoResponse, Route, get, handler, post};
-use sealed_session::{BearerConfig, SealedSession, Secure, Session};
+use sealed_session::{BearerConfig, SealedSession, Secure, Session, SessionError};
 
 /// Signs in, and says the page may be kept by any cache for an hour.
-#[handler]
-fn public_login(session: &Session) -> poem::Result<WithHeader<String>> {
+fn public_login(session: &Session) -> Result<Reply, SessionError> {
     session.insert("user", "alice")?;
     let token = session.token()?.unwrap_or_default();
-    Ok(token.with_header(CACHE_CONTROL, "public, max-age=3600"))
+    Ok(Reply::text(token).with_header(CACHE_CONTROL, "public, max-age=3600"))
 }
 
 /// Reads the session, and says shared caches may keep the page for a minute.
-#[handler]
-fn public_page(session: &Session) -> poem::Result<WithHeader<String>> {
+fn public_page(session: &Session) -> Result<Reply, SessionError> {
     let user = session.get::<String>("user")?.unwrap_or_default();
-    Ok(user.with_header(CACHE_CONTROL, "s-maxage=60"))
+    Ok(Reply::text(user).with_header(CACHE_CONTROL, "s-maxage=60"))
 }
 
 /// Says the page may be cached, and leaves the session alone.
-#[handler]
-fn public_static() -> WithHeader<&'static str> {
-    "static".with_header(CACHE_CONTROL, "public, max-age=60")
+fn public_static(_: &Session) -> Reply {
+    Reply::text("static").with_header(CACHE_CONTROL, "public, max-age=60")
 }
 
-fn routes() -> Route {
-    Route::new()
-        .at("/login", post(public_login))
-        .at("/page", get(public_page))
-        .at("/static", get(public_static))
+fn routes() -> Routes {
+    Routes::new()
+        .post("/login", public_login)
+        .get("/page", public_page)
+        .get("/static", public_static)
 }
 
-fn cache_control(resp: &poem::test::TestResponse) -> Vec<String> {
-    resp.0
-        .headers()
+fn cache_control(resp: &Resp) -> Vec<String> {
+    resp.headers()
         .get_all(CACHE_CONTROL)
         .iter()
         .map(|v| v.to_str().unwrap_or_default().to_owned())
         .collect()
 }
 
-#[tokio::test]
-async fn a_new_session_cookie_overrides_a_public_cache_control() {
+async fn a_new_session_cookie_overrides_a_public_cache_control(on: Adapter) {
     let clock = clock();
-    let app = routes().with(
+    let tc = on.app(
+        &routes(),
         SealedSession::sealed(keys())
             .secure(Secure::Never)
             .clock(clock.clone()),
     );
-    let tc = TestClient::new(app);
     let resp = tc.post("/login").send().await;
     resp.assert_status_is_ok();
     assert_eq!(set_cookies(&resp).len(), 1);
@@ -87,11 +81,17 @@ async fn a_new_session_cookie_overrides_a_public_cache_control() {
     assert_eq!(cache_control(&resp), vec!["public, max-age=60".to_owned()]);
 }
 
-#[tokio::test]
-async fn a_bearer_refresh_header_overrides_a_public_cache_control() {
-    let app = routes().with(SealedSession::sealed(keys()).bearer(BearerConfig::new()));
-    let tc = TestClient::new(app);
+async fn a_bearer_refresh_header_overrides_a_public_cache_control(on: Adapter) {
+    let tc = on.app(
+        &routes(),
+        SealedSession::sealed(keys()).bearer(BearerConfig::new()),
+    );
     let resp = tc.post("/login").send().await;
     resp.assert_status_is_ok();
     assert_eq!(cache_control(&resp), vec!["private, no-store".to_owned()]);
 }
+
+both!(
+    a_new_session_cookie_overrides_a_public_cache_control,
+    a_bearer_refresh_header_overrides_a_public_cache_control,
+);

@@ -1,7 +1,8 @@
 //! Nobody can inflate the denylist: an id whose token never reached a client is never
 //! revoked, and a flood of anonymous "get a cookie, log it out" cycles leaves the denylist
-//! within its bound, failing closed (every logged-out session stays refused).
-#![cfg(feature = "poem")]
+//! within its bound, failing closed (every logged-out session stays refused). The HTTP
+//! scenarios run on the Poem middleware and on the tower layer (see `http::app`).
+#![cfg(any(feature = "poem", feature = "tower"))]
 
 mod common {
     pub mod fixtures;
@@ -12,51 +13,46 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::fixtures::{clock, keys};
-use http::handlers::{count, login_admin_subject, logout, user};
-use http::{Jar, send};
-use poem::test::TestClient;
-use poem::{EndpointExt, Route, get, handler, post};
+use http::Jar;
+use http::app::{Adapter, Routes, both, send};
+use http::handlers::plain::{count, login_admin_subject, logout, user};
 use sealed_session::denylist::{
     Check, DEFAULT_MAX_REVOKED_SESSIONS, Denylist, MemoryDenylist, Revocation, RevokedBy,
 };
-use sealed_session::{Clock, ManualClock, SealedSession, Secure, Session, SessionId};
+use sealed_session::{Clock, ManualClock, SealedSession, Secure, Session, SessionError, SessionId};
 
 /// Stores a value and destroys the session in the same request: its token never left.
-#[handler]
-fn store_then_destroy(session: &Session) -> poem::Result<()> {
+fn store_then_destroy(session: &Session) -> Result<(), SessionError> {
     session.insert("n", &1)?;
     session.destroy()?;
     Ok(())
 }
 
 /// Regenerates, then destroys: the regenerated id's token never left either.
-#[handler]
-fn regenerate_then_destroy(session: &Session) -> poem::Result<()> {
+fn regenerate_then_destroy(session: &Session) -> Result<(), SessionError> {
     session.regenerate()?;
     session.insert("user", "admin")?;
     session.destroy()?;
     Ok(())
 }
 
-fn routes() -> Route {
-    Route::new()
-        .at("/count", get(count))
-        .at("/me", get(user))
-        .at("/login", post(login_admin_subject))
-        .at("/logout", post(logout))
-        .at("/store-then-destroy", post(store_then_destroy))
-        .at("/regenerate-then-destroy", post(regenerate_then_destroy))
+fn routes() -> Routes {
+    Routes::new()
+        .get("/count", count)
+        .get("/me", user)
+        .post("/login", login_admin_subject)
+        .post("/logout", logout)
+        .post("/store-then-destroy", store_then_destroy)
+        .post("/regenerate-then-destroy", regenerate_then_destroy)
 }
 
-#[tokio::test]
-async fn an_id_whose_token_was_never_sent_is_not_revoked() {
+async fn an_id_whose_token_was_never_sent_is_not_revoked(on: Adapter) {
     let denylist = MemoryDenylist::new();
-    let tc = TestClient::new(
-        routes().with(
-            SealedSession::sealed(keys())
-                .secure(Secure::Never)
-                .denylist(Arc::new(denylist.clone())),
-        ),
+    let tc = on.app(
+        &routes(),
+        SealedSession::sealed(keys())
+            .secure(Secure::Never)
+            .denylist(Arc::new(denylist.clone())),
     );
     // A visitor with no cookie.
     let mut jar = Jar::default();
@@ -71,21 +67,19 @@ async fn an_id_whose_token_was_never_sent_is_not_revoked() {
 /// 10,000 anonymous visitors each get a cookie and log it out. The denylist stays within its
 /// bound, every replayed cookie is still refused, and a signed-in user's logout still
 /// revokes at once.
-#[tokio::test]
-async fn ten_thousand_anonymous_logouts_stay_within_the_bound() {
+async fn ten_thousand_anonymous_logouts_stay_within_the_bound(on: Adapter) {
     const BOUND: usize = 1_000;
     let clock = clock();
     let denylist = MemoryDenylist::builder()
         .clock(Arc::new(clock.clone()))
         .max_revoked_sessions(BOUND)
         .build();
-    let tc = TestClient::new(
-        routes().with(
-            SealedSession::sealed(keys())
-                .secure(Secure::Never)
-                .clock(clock.clone())
-                .denylist(Arc::new(denylist.clone())),
-        ),
+    let tc = on.app(
+        &routes(),
+        SealedSession::sealed(keys())
+            .secure(Secure::Never)
+            .clock(clock.clone())
+            .denylist(Arc::new(denylist.clone())),
     );
     // A signed-in user, before the flood.
     let mut alice = Jar::default();
@@ -121,6 +115,11 @@ async fn ten_thousand_anonymous_logouts_stay_within_the_bound() {
     let mut thief = stolen;
     assert_eq!(send(&tc, &mut thief, false, "/me").await.1, "<none>");
 }
+
+both!(
+    an_id_whose_token_was_never_sent_is_not_revoked,
+    ten_thousand_anonymous_logouts_stay_within_the_bound,
+);
 
 #[test]
 fn the_default_bound_is_documented_and_applied() {

@@ -1,50 +1,46 @@
 //! The open cache with bearer JWTs: a token that verified once is answered from the cache
 //! when the same bytes come back, and the checks that depend on the time or on server state
 //! still run on every request: the token's own `exp`, `nbf` and `iat`, the policy's expiry
-//! and idle timeout, and revocation.
+//! and idle timeout, and revocation. Every HTTP scenario runs on the Poem middleware and on
+//! the tower layer (see `http::app`).
 #![cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
-#![cfg(feature = "poem")]
+#![cfg(any(feature = "poem", feature = "tower"))]
 
 mod common {
     pub mod fixtures;
 }
+mod http;
 
 use std::time::Duration;
 
+use ::http::StatusCode;
 use common::fixtures::{T0, T0_MS};
-use poem::http::StatusCode;
-use poem::test::TestClient;
-use poem::web::Json;
-use poem::{Endpoint, EndpointExt, Route, get, handler, post};
+use http::app::{Adapter, App, Json, RespExt, Routes, both};
 use sealed_session::{
     BearerConfig, JwtAlgorithm, JwtCodec, JwtKey, JwtKeyring, ManualClock, MemoryDenylist,
-    SealedSession, Session, Timestamp,
+    SealedSession, Session, SessionError, Timestamp,
 };
 
 const MIN: Duration = Duration::from_secs(60);
 
-#[handler]
-fn login(session: &Session) -> poem::Result<Json<serde_json::Value>> {
+fn login(session: &Session) -> Result<Json, SessionError> {
     session.regenerate()?;
     session.insert("user", "admin")?;
     session.set_subject("admin");
     Ok(Json(serde_json::json!({ "token": session.token()? })))
 }
 
-#[handler]
-fn me(session: &Session) -> poem::Result<String> {
+fn me(session: &Session) -> Result<String, SessionError> {
     Ok(session.get::<String>("user")?.unwrap_or_default())
 }
 
-#[handler]
-fn bump(session: &Session) -> poem::Result<String> {
+fn bump(session: &Session) -> Result<String, SessionError> {
     let n = session.get::<u64>("n")?.unwrap_or(0) + 1;
     session.insert("n", &n)?;
     Ok(n.to_string())
 }
 
-#[handler]
-fn logout(session: &Session) -> poem::Result<()> {
+fn logout(session: &Session) -> Result<(), SessionError> {
     session.destroy()?;
     Ok(())
 }
@@ -75,44 +71,37 @@ fn mw(clock: &ManualClock, idle: Duration) -> SealedSession {
         .bearer(BearerConfig::new())
 }
 
-fn app(mw: SealedSession) -> impl Endpoint {
-    Route::new()
-        .at("/login", post(login))
-        .at("/me", get(me))
-        .at("/bump", post(bump))
-        .at("/logout", post(logout))
-        .with(mw)
+fn app(on: Adapter, mw: SealedSession) -> App {
+    on.app(
+        &Routes::new()
+            .post("/login", login)
+            .get("/me", me)
+            .post("/bump", bump)
+            .post("/logout", logout),
+        mw,
+    )
 }
 
-async fn token_of(tc: &TestClient<impl Endpoint>) -> String {
-    let v: serde_json::Value = tc
-        .post("/login")
-        .send()
-        .await
-        .0
-        .into_body()
-        .into_json()
-        .await
-        .unwrap();
+async fn token_of(tc: &App) -> String {
+    let v: serde_json::Value = serde_json::from_str(tc.post("/login").send().await.body()).unwrap();
     v["token"].as_str().unwrap().to_owned()
 }
 
 /// The status and body of `GET /me` with `token`.
-async fn me_with(tc: &TestClient<impl Endpoint>, token: &str) -> (StatusCode, String) {
+async fn me_with(tc: &App, token: &str) -> (StatusCode, String) {
     let resp = tc
         .get("/me")
         .header("authorization", format!("Bearer {token}"))
         .send()
         .await;
-    let status = resp.0.status();
-    (status, resp.0.into_body().into_string().await.unwrap())
+    let status = resp.status();
+    (status, resp.into_body())
 }
 
-#[tokio::test]
-async fn a_token_that_comes_back_is_verified_once() {
+async fn a_token_that_comes_back_is_verified_once(on: Adapter) {
     let clock = ManualClock::new(T0);
     let mw = mw(&clock, 60 * MIN);
-    let tc = TestClient::new(app(mw.clone()));
+    let tc = app(on, mw.clone());
     let token = token_of(&tc).await;
     for _ in 0..3 {
         assert_eq!(me_with(&tc, &token).await, (StatusCode::OK, "admin".into()));
@@ -122,8 +111,8 @@ async fn a_token_that_comes_back_is_verified_once() {
     assert_eq!((stats.opened, stats.opened_cached), (0, 3), "{stats:?}");
 
     // Made by another instance with the same keys: verified on its first request only.
-    let other = TestClient::new(app(mw.clone()));
-    let elsewhere = token_of(&TestClient::new(app(self::mw(&clock, 60 * MIN)))).await;
+    let other = app(on, mw.clone());
+    let elsewhere = token_of(&app(on, self::mw(&clock, 60 * MIN))).await;
     for _ in 0..3 {
         assert_eq!(me_with(&other, &elsewhere).await.0, StatusCode::OK);
     }
@@ -131,11 +120,10 @@ async fn a_token_that_comes_back_is_verified_once() {
     assert_eq!((stats.opened, stats.opened_cached), (1, 5), "{stats:?}");
 }
 
-#[tokio::test]
-async fn no_changed_byte_is_answered_from_the_cache() {
+async fn no_changed_byte_is_answered_from_the_cache(on: Adapter) {
     let clock = ManualClock::new(T0);
     let mw = mw(&clock, 60 * MIN);
-    let tc = TestClient::new(app(mw.clone()));
+    let tc = app(on, mw.clone());
     let token = token_of(&tc).await;
     assert_eq!(me_with(&tc, &token).await.0, StatusCode::OK);
     let bytes = token.as_bytes();
@@ -155,15 +143,14 @@ async fn no_changed_byte_is_answered_from_the_cache() {
     assert_eq!(me_with(&tc, &token).await.0, StatusCode::OK);
 }
 
-#[tokio::test]
-async fn a_cached_token_past_its_own_exp_is_refused() {
+async fn a_cached_token_past_its_own_exp_is_refused(on: Adapter) {
     // The token is made where sessions idle out after 5 minutes, so its `exp` is 5 minutes
     // after its `iat`; it is read where they idle out after an hour, so the policy alone
     // would take it: only the token's own `exp` (plus the 60 s leeway) ends it.
     let clock = ManualClock::new(T0);
-    let token = token_of(&TestClient::new(app(mw(&clock, 5 * MIN)))).await;
+    let token = token_of(&app(on, mw(&clock, 5 * MIN))).await;
     let reader = mw(&clock, 60 * MIN);
-    let tc = TestClient::new(app(reader.clone()));
+    let tc = app(on, reader.clone());
     assert_eq!(me_with(&tc, &token).await.0, StatusCode::OK);
     clock.advance(6 * MIN - Duration::from_millis(1));
     assert_eq!(
@@ -187,11 +174,10 @@ async fn a_cached_token_past_its_own_exp_is_refused() {
     );
 }
 
-#[tokio::test]
-async fn a_cached_token_is_refused_when_the_clock_goes_back_before_its_iat() {
+async fn a_cached_token_is_refused_when_the_clock_goes_back_before_its_iat(on: Adapter) {
     let clock = ManualClock::new(T0);
     let mw = mw(&clock, 60 * MIN);
-    let tc = TestClient::new(app(mw.clone()));
+    let tc = app(on, mw.clone());
     let token = token_of(&tc).await;
     assert_eq!(me_with(&tc, &token).await.0, StatusCode::OK);
     // A minute back is within the leeway; more is a token from the future.
@@ -202,12 +188,11 @@ async fn a_cached_token_is_refused_when_the_clock_goes_back_before_its_iat() {
     assert_eq!(mw.stats().refused("from_the_future"), 1);
 }
 
-#[tokio::test]
-async fn idle_timeout_and_revocation_are_checked_on_every_cached_answer() {
+async fn idle_timeout_and_revocation_are_checked_on_every_cached_answer(on: Adapter) {
     let clock = ManualClock::new(T0);
     let denylist = std::sync::Arc::new(MemoryDenylist::with_clock(clock.clone()));
     let mw = mw(&clock, 10 * MIN).denylist(denylist);
-    let tc = TestClient::new(app(mw.clone()));
+    let tc = app(on, mw.clone());
 
     // Idle: the policy refuses it, cached or not.
     let token = token_of(&tc).await;
@@ -229,11 +214,10 @@ async fn idle_timeout_and_revocation_are_checked_on_every_cached_answer() {
     assert_eq!(stats.refused("revoked"), 1, "{stats:?}");
 }
 
-#[tokio::test]
-async fn a_refreshed_token_is_answered_from_the_cache_and_the_old_one_still_verifies() {
+async fn a_refreshed_token_is_answered_from_the_cache_and_the_old_one_still_verifies(on: Adapter) {
     let clock = ManualClock::new(T0);
     let mw = mw(&clock, 60 * MIN);
-    let tc = TestClient::new(app(mw.clone()));
+    let tc = app(on, mw.clone());
     let token = token_of(&tc).await;
     let resp = tc
         .post("/bump")
@@ -241,7 +225,7 @@ async fn a_refreshed_token_is_answered_from_the_cache_and_the_old_one_still_veri
         .send()
         .await;
     resp.assert_status_is_ok();
-    let next = resp.0.headers()["x-session-token"]
+    let next = resp.headers()["x-session-token"]
         .to_str()
         .unwrap()
         .to_owned();
@@ -255,6 +239,15 @@ async fn a_refreshed_token_is_answered_from_the_cache_and_the_old_one_still_veri
     let stats = mw.stats();
     assert_eq!((stats.opened, stats.opened_cached), (1, 2), "{stats:?}");
 }
+
+both!(
+    a_token_that_comes_back_is_verified_once,
+    no_changed_byte_is_answered_from_the_cache,
+    a_cached_token_past_its_own_exp_is_refused,
+    a_cached_token_is_refused_when_the_clock_goes_back_before_its_iat,
+    idle_timeout_and_revocation_are_checked_on_every_cached_answer,
+    a_refreshed_token_is_answered_from_the_cache_and_the_old_one_still_verifies,
+);
 
 #[test]
 fn a_sealed_token_opens_with_the_validity_its_codec_announced() {

@@ -1,7 +1,8 @@
 //! Observability without the `metrics` feature: the per-request `sealed_session` span and the
 //! events inside it (open, refusal by reason, issue, re-issue, revocation), which never carry
-//! the token, and the in-process `Stats` snapshot.
-#![cfg(feature = "poem")]
+//! the token, and the in-process `Stats` snapshot. Every scenario runs on the Poem middleware
+//! and on the tower layer (see `http::app`).
+#![cfg(any(feature = "poem", feature = "tower"))]
 
 mod common {
     pub mod fixtures;
@@ -11,24 +12,23 @@ mod http;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ::http::StatusCode;
 use common::fixtures::{clock, keys};
-use http::handlers::{everywhere, login_admin_subject_token, logout, touch, user};
-use http::{Capture, Jar, capture, send};
-use poem::http::StatusCode;
-use poem::test::TestClient;
-use poem::{Endpoint, EndpointExt, Route, get, post};
+use http::app::{Adapter, App, RespExt, Routes, both, send};
+use http::handlers::plain::{everywhere, login_admin_subject_token, logout, touch, user};
+use http::{Capture, Jar, capture};
 use sealed_session::denylist::{Denylist, MemoryDenylist};
 use sealed_session::{BearerConfig, Limits, SealedSession, Stats};
 
 const NAME: &str = "__Host-sid";
 
-fn routes() -> Route {
-    Route::new()
-        .at("/login", post(login_admin_subject_token))
-        .at("/me", get(user))
-        .at("/touch", post(touch))
-        .at("/logout", post(logout))
-        .at("/everywhere", post(everywhere))
+fn routes() -> Routes {
+    Routes::new()
+        .post("/login", login_admin_subject_token)
+        .get("/me", user)
+        .post("/touch", touch)
+        .post("/logout", logout)
+        .post("/everywhere", everywhere)
 }
 
 /// The middle of a token: what a log line that leaked it would contain.
@@ -70,11 +70,13 @@ fn messages(cap: &Capture) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn each_request_has_a_span_naming_mode_transport_and_outcome() {
+async fn each_request_has_a_span_naming_mode_transport_and_outcome(on: Adapter) {
     let (cap, _g) = capture();
     let clock = clock();
-    let tc = TestClient::new(routes().with(SealedSession::sealed(keys()).clock(clock.clone())));
+    let tc = on.app(
+        &routes(),
+        SealedSession::sealed(keys()).clock(clock.clone()),
+    );
     let mut jar = Jar::default();
 
     send(&tc, &mut jar, true, "/login").await;
@@ -129,8 +131,7 @@ async fn each_request_has_a_span_naming_mode_transport_and_outcome() {
     never_logged(&cap, probe(&token));
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn bearer_refusals_and_revocations_are_events_without_the_token() {
+async fn bearer_refusals_and_revocations_are_events_without_the_token(on: Adapter) {
     let (cap, _g) = capture();
     let clock = clock();
     let denylist: Arc<dyn Denylist> = Arc::new(MemoryDenylist::with_clock(clock.clone()));
@@ -138,9 +139,9 @@ async fn bearer_refusals_and_revocations_are_events_without_the_token() {
         .bearer(BearerConfig::new())
         .denylist(denylist)
         .clock(clock.clone());
-    let tc = TestClient::new(routes().with(mw));
+    let tc = on.app(&routes(), mw);
     let resp = tc.post("/login").send().await;
-    let token = resp.0.into_body().into_string().await.unwrap();
+    let token = resp.into_body();
     let bearer = format!("Bearer {token}");
 
     cap.clear();
@@ -175,11 +176,10 @@ async fn bearer_refusals_and_revocations_are_events_without_the_token() {
     never_logged(&cap, probe(&token));
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn a_cookie_header_over_the_limit_is_one_event_and_a_rejected_span() {
+async fn a_cookie_header_over_the_limit_is_one_event_and_a_rejected_span(on: Adapter) {
     let (cap, _g) = capture();
     let mw = SealedSession::sealed(keys()).limits(Limits::new().cookie_header_len(64));
-    let tc = TestClient::new(routes().with(mw));
+    let tc = on.app(&routes(), mw);
     let secret = "s3cr3t-cookie-value-that-must-not-be-logged";
     let resp = tc
         .get("/me")
@@ -200,15 +200,14 @@ async fn a_cookie_header_over_the_limit_is_one_event_and_a_rejected_span() {
 }
 
 /// One client's cookie token after logging in.
-async fn logged_in(tc: &TestClient<impl Endpoint>) -> (Jar, String) {
+async fn logged_in(tc: &App) -> (Jar, String) {
     let mut jar = Jar::default();
     send(tc, &mut jar, true, "/login").await;
     let token = jar.get(NAME).unwrap().to_owned();
     (jar, token)
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn stats_count_refusals_by_reason_issues_reissues_and_revocations() {
+async fn stats_count_refusals_by_reason_issues_reissues_and_revocations(on: Adapter) {
     let (_cap, _g) = capture();
     let clock = clock();
     let memory = MemoryDenylist::with_clock(clock.clone());
@@ -218,9 +217,8 @@ async fn stats_count_refusals_by_reason_issues_reissues_and_revocations() {
         .clock(clock.clone());
     // A clone kept outside shares the counters with the endpoint.
     let handle = mw.clone();
-    let ep = routes().with(mw);
-    assert_eq!(ep.stats(), handle.stats());
-    let tc = TestClient::new(ep);
+    let tc = on.app(&routes(), mw);
+    assert_eq!(tc.stats(), handle.stats());
 
     let (mut jar, token) = logged_in(&tc).await; // issued 1
     send(&tc, &mut jar, false, "/me").await; // nothing
@@ -263,12 +261,11 @@ async fn stats_count_refusals_by_reason_issues_reissues_and_revocations() {
     assert_eq!(SealedSession::sealed(keys()).stats().refusals_total(), 0);
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn a_flood_of_forged_tokens_is_counted_exactly_and_logged_once_a_second() {
+async fn a_flood_of_forged_tokens_is_counted_exactly_and_logged_once_a_second(on: Adapter) {
     let (cap, _g) = capture();
     let mw = SealedSession::sealed(keys());
     let handle = mw.clone();
-    let tc = TestClient::new(routes().with(mw));
+    let tc = on.app(&routes(), mw);
     let (_, token) = logged_in(&tc).await;
     let mut bytes = token.into_bytes();
     let mid = bytes.len() / 2;
@@ -319,3 +316,11 @@ async fn a_flood_of_forged_tokens_is_counted_exactly_and_logged_once_a_second() 
         }
     }
 }
+
+both!(
+    each_request_has_a_span_naming_mode_transport_and_outcome,
+    bearer_refusals_and_revocations_are_events_without_the_token,
+    a_cookie_header_over_the_limit_is_one_event_and_a_rejected_span,
+    stats_count_refusals_by_reason_issues_reissues_and_revocations,
+    a_flood_of_forged_tokens_is_counted_exactly_and_logged_once_a_second,
+);

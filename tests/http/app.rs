@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use ::http::header::{CONTENT_TYPE, COOKIE, HeaderName, HeaderValue};
 use ::http::{Method, StatusCode};
-use sealed_session::{SealedSession, Session, SessionError};
+use sealed_session::{SealedSession, Session, SessionError, Stats};
 
 use super::{Jar, SetCookie};
 
@@ -90,11 +90,14 @@ impl Req {
     }
 }
 
-/// A successful answer: a status, a content type and a body.
+/// A successful answer: a status, a content type, other headers and a body.
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: StatusCode,
     pub content_type: Option<&'static str>,
+    /// Headers the handler sets, appended in order (as Poem's `with_header` and axum's
+    /// header tuples do).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
     pub body: String,
 }
 
@@ -104,8 +107,15 @@ impl Reply {
         Reply {
             status: StatusCode::OK,
             content_type: Some("text/plain; charset=utf-8"),
+            headers: Vec::new(),
             body: body.into(),
         }
+    }
+
+    /// This answer with the header `key: value` too.
+    pub fn with_header(mut self, key: HeaderName, value: &'static str) -> Reply {
+        self.headers.push((key, HeaderValue::from_static(value)));
+        self
     }
 }
 
@@ -158,6 +168,7 @@ impl IntoReply for () {
         Reply {
             status: StatusCode::OK,
             content_type: None,
+            headers: Vec::new(),
             body: String::new(),
         }
     }
@@ -167,6 +178,7 @@ impl IntoReply for Json {
         Reply {
             status: StatusCode::OK,
             content_type: Some("application/json; charset=utf-8"),
+            headers: Vec::new(),
             body: self.0.to_string(),
         }
     }
@@ -326,14 +338,26 @@ pub type Resp = ::http::Response<String>;
 
 type DynApp = dyn Fn(::http::Request<String>) -> BoxFuture<Resp> + Send + Sync;
 
+type DynStats = dyn Fn() -> Stats + Send + Sync;
+
 /// A mounted application: cheap to clone, each clone the same app (the same engine).
 #[derive(Clone)]
-pub struct App(Arc<DynApp>);
+pub struct App {
+    call: Arc<DynApp>,
+    /// The mounted middleware's or layer's own counters, when there is one.
+    stats: Option<Arc<DynStats>>,
+}
 
 impl App {
     /// Sends one request.
     pub fn call(&self, req: ::http::Request<String>) -> impl Future<Output = Resp> + Send + use<> {
-        (self.0)(req)
+        (self.call)(req)
+    }
+
+    /// What the mounted endpoint (Poem's `SealedSessionEndpoint::stats`) or layer
+    /// (`SessionLayer::stats`) has counted; panics for an app without the middleware.
+    pub fn stats(&self) -> Stats {
+        (self.stats.as_ref().expect("an app behind the middleware"))()
     }
 
     pub fn request(&self, method: Method, uri: impl Display) -> RequestBuilder {
@@ -387,6 +411,8 @@ pub trait RespExt {
     fn assert_status(&self, status: StatusCode);
     fn assert_text(&self, text: &str);
     fn assert_content_type(&self, content_type: &str);
+    fn assert_header_is_not_exist(&self, key: &str);
+    fn assert_json(&self, json: serde_json::Value);
 }
 
 impl RespExt for Resp {
@@ -410,6 +436,21 @@ impl RespExt for Resp {
                 .map(|v| v.to_str().unwrap()),
             Some(content_type)
         );
+    }
+    #[track_caller]
+    fn assert_header_is_not_exist(&self, key: &str) {
+        assert!(
+            !self.headers().contains_key(key),
+            "{key}: {:?}",
+            self.headers().get(key)
+        );
+    }
+    /// The body, parsed, is `json` (as Poem's `assert_json` compares them).
+    #[track_caller]
+    fn assert_json(&self, json: serde_json::Value) {
+        let body: serde_json::Value = serde_json::from_str(self.body())
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body()));
+        assert_eq!(body, json);
     }
 }
 
@@ -539,7 +580,11 @@ mod on_poem {
                         if let Some(ct) = reply.content_type {
                             resp = resp.content_type(ct);
                         }
-                        Ok(resp.body(reply.body))
+                        let mut resp = resp.body(reply.body);
+                        for (k, v) in reply.headers {
+                            resp.headers_mut().append(k, v);
+                        }
+                        Ok(resp)
                     }
                     // The handler's error, as a Poem handler returns it: the middleware
                     // sees an `Err`.
@@ -559,11 +604,16 @@ mod on_poem {
             }
             route = route.at(path, methods);
         }
-        let ep: Arc<poem::endpoint::BoxEndpoint<'static, poem::Response>> = match mw {
-            Some(mw) => Arc::new(route.with(mw).map_to_response().boxed()),
-            None => Arc::new(route.map_to_response().boxed()),
+        let (ep, stats): (Arc<poem::endpoint::BoxEndpoint<'static, poem::Response>>, _) = match mw {
+            Some(mw) => {
+                let ep = Arc::new(route.with(mw));
+                let counted = ep.clone();
+                let stats: Arc<DynStats> = Arc::new(move || counted.stats());
+                (Arc::new(ep.map_to_response().boxed()), Some(stats))
+            }
+            None => (Arc::new(route.map_to_response().boxed()), None),
         };
-        App(Arc::new(move |req: ::http::Request<String>| {
+        let call = Arc::new(move |req: ::http::Request<String>| {
             let ep = ep.clone();
             Box::pin(async move {
                 let (parts, body) = req.into_parts();
@@ -582,8 +632,9 @@ mod on_poem {
                 *out.status_mut() = status;
                 *out.headers_mut() = headers;
                 out
-            })
-        }))
+            }) as BoxFuture<Resp>
+        });
+        App { call, stats }
     }
 }
 
@@ -608,6 +659,9 @@ mod on_tower {
                     None => {
                         resp.headers_mut().remove(CONTENT_TYPE);
                     }
+                }
+                for (k, v) in reply.headers {
+                    resp.headers_mut().append(k, v);
                 }
                 resp
             }
@@ -665,10 +719,14 @@ mod on_tower {
             }
             router = router.route(&axum_path(path), methods);
         }
+        let mut stats: Option<Arc<DynStats>> = None;
         if let Some(mw) = mw {
-            router = router.layer(mw.layer());
+            let layer = mw.layer();
+            let counted = layer.clone();
+            stats = Some(Arc::new(move || counted.stats()));
+            router = router.layer(layer);
         }
-        App(Arc::new(move |req: ::http::Request<String>| {
+        let call = Arc::new(move |req: ::http::Request<String>| {
             let router = router.clone();
             Box::pin(async move {
                 let resp = router
@@ -678,7 +736,8 @@ mod on_tower {
                 let (parts, body) = resp.into_parts();
                 let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
                 ::http::Response::from_parts(parts, String::from_utf8(bytes.to_vec()).unwrap())
-            })
-        }))
+            }) as BoxFuture<Resp>
+        });
+        App { call, stats }
     }
 }
