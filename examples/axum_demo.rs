@@ -140,12 +140,11 @@ async fn views(session: Session) -> Result<Reply, SessionError> {
 #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
 mod jwt {
     use axum::extract::rejection::JsonRejection;
-    use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
     use axum::middleware::from_fn;
     use axum::response::Html;
     use axum::routing::{get, post};
     use axum::{Json, Router};
-    use sealed_session::{Session, SessionError};
+    use sealed_session::{Jwks, Session, SessionError};
 
     use crate::demo_app::Reply;
     use crate::demo_app::jwt::{self as shared, Credentials, JwtApp};
@@ -166,21 +165,7 @@ mod jwt {
             .route("/", get(move || async move { Html(home) }))
             .nest("/api", api);
         if ring.has_public_keys() {
-            // What the library's `Jwks` (a Poem endpoint) serves: the body built once, the
-            // same content type and caching.
-            let body = ring.jwks_json().to_owned();
-            router = router.route(
-                "/.well-known/jwks.json",
-                get(move || async move {
-                    (
-                        [
-                            (CONTENT_TYPE, "application/jwk-set+json"),
-                            (CACHE_CONTROL, "public, max-age=300"),
-                        ],
-                        body,
-                    )
-                }),
-            );
+            router = router.route_service("/.well-known/jwks.json", Jwks::new(&ring));
         }
         router.layer(from_fn(super::trace))
     }

@@ -40,9 +40,10 @@
 //! that the client sends ([`Limits`]).
 //!
 //! ## Features
-//! - `poem` (default): the Poem middleware, `&Session` as a handler argument, [`Jwks`].
+//! - `poem` (default): the Poem middleware, `&Session` as a handler argument, and [`Jwks`]
+//!   as a Poem endpoint.
 //! - `tower`: the tower layer (`SealedSession::layer`) for axum 0.8 and hyper, and
-//!   `Session` as an axum extractor.
+//!   `Session` as an axum extractor (and [`Jwks`] as a tower service).
 //! - `aws-lc` (default): AES-256-GCM, ChaCha20-Poly1305 and HMAC-SHA256 through aws-lc-rs;
 //!   without it the pure-Rust RustCrypto crates (same bytes on the wire).
 //! - `jwt` (default): the JWT codec on jsonwebtoken with aws-lc-rs; `jwt-rust-crypto` for its
@@ -54,15 +55,11 @@
 //!   staleness; names in [`stats`]). Without it, [`SealedSession::stats`] still gives an
 //!   in-process snapshot.
 //!
-// Built without a JWT feature (or, for `Jwks`, without Poem), the types above do not exist:
-// their links lead to the features list instead of breaking the docs build.
+// Built without a JWT feature, the JWT types above do not exist: their links lead to the
+// features list instead of breaking the docs build.
 #![cfg_attr(
     not(any(feature = "jwt", feature = "jwt-rust-crypto")),
-    doc = "[`JwtCodec`]: crate#features"
-)]
-#![cfg_attr(
-    not(all(feature = "poem", any(feature = "jwt", feature = "jwt-rust-crypto"))),
-    doc = "[`Jwks`]: crate#features"
+    doc = "[`JwtCodec`]: crate#features\n[`Jwks`]: crate#features"
 )]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -105,7 +102,7 @@ pub use state::{MAX_SUBJECT_LEN, SessionId, SessionState};
 pub use stats::Stats;
 pub use transport::bearer::BearerConfig;
 pub use transport::cookie::{CookieConfig, SameSite, Secure};
-#[cfg(all(feature = "poem", any(feature = "jwt", feature = "jwt-rust-crypto")))]
+#[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
 pub use transport::jwks::Jwks;
 #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
 pub use {

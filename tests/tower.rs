@@ -182,3 +182,26 @@ async fn a_bare_tower_service_gets_the_session_in_its_request_extensions() {
     let stats = layer.stats();
     assert_eq!(stats.issued, 1, "{stats:?}");
 }
+
+#[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+#[tokio::test]
+async fn the_jwk_set_is_a_tower_service_too() {
+    use sealed_session::{Jwks, JwtAlgorithm, JwtKeyring};
+    let ring = JwtKeyring::generate(JwtAlgorithm::EdDSA).unwrap();
+    let app: Router = Router::new().route_service("/.well-known/jwks.json", Jwks::new(&ring));
+    let resp = send(&app, "GET", "/.well-known/jwks.json", None).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers()[header::CONTENT_TYPE],
+        "application/jwk-set+json"
+    );
+    assert_eq!(resp.headers()[header::CACHE_CONTROL], "public, max-age=300");
+    let body: serde_json::Value = serde_json::from_str(&text(resp).await).unwrap();
+    assert_eq!(
+        body,
+        serde_json::from_str::<serde_json::Value>(ring.jwks_json()).unwrap()
+    );
+    let keys = body["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    assert!(keys[0].get("d").is_none(), "no private part: {body}");
+}

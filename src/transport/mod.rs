@@ -3,5 +3,5 @@
 
 pub mod bearer;
 pub mod cookie;
-#[cfg(all(feature = "poem", any(feature = "jwt", feature = "jwt-rust-crypto")))]
+#[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
 pub mod jwks;
