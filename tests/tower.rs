@@ -205,3 +205,59 @@ async fn the_jwk_set_is_a_tower_service_too() {
     assert_eq!(keys.len(), 1);
     assert!(keys[0].get("d").is_none(), "no private part: {body}");
 }
+
+/// A service inside the layer that fails after its handler ended the session (a logout
+/// followed by a timeout, say): the session is still deleted from the store, as the Poem
+/// middleware does when its handler fails.
+#[tokio::test]
+async fn an_inner_service_error_still_ends_the_sessions_the_handler_ended() {
+    use sealed_session::store::MemoryStore;
+
+    let store = MemoryStore::new();
+    let layer = SealedSession::server_store(store.clone(), keys())
+        .secure(Secure::Never)
+        .layer();
+    let svc =
+        ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(|req: Request<String>| async move {
+                let session = req.extensions().get::<Session>().cloned();
+                let Some(session) = session else {
+                    return Err("no session");
+                };
+                match req.uri().path() {
+                    "/login" => {
+                        session.regenerate().map_err(|_| "regenerate")?;
+                        session.insert("user", "alice").map_err(|_| "insert")?;
+                        Ok(Response::new("ok".to_owned()))
+                    }
+                    _ => {
+                        session.destroy().map_err(|_| "destroy")?;
+                        Err("the service failed after the logout")
+                    }
+                }
+            }));
+    let resp = svc
+        .clone()
+        .oneshot(Request::get("/login").body(String::new()).unwrap())
+        .await
+        .unwrap();
+    let set = resp.headers()[header::SET_COOKIE].to_str().unwrap();
+    let cookie = set.split(';').next().unwrap().to_owned();
+    assert_eq!(store.len(), 1, "the login stored its session");
+
+    let failed = svc
+        .oneshot(
+            Request::get("/logout")
+                .header(header::COOKIE, &cookie)
+                .body(String::new())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(failed.unwrap_err(), "the service failed after the logout");
+    assert_eq!(
+        store.len(),
+        0,
+        "the ended session is deleted though the service failed"
+    );
+}

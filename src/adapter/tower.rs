@@ -85,6 +85,7 @@ impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for SessionService<S>
 where
     S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send,
+    S::Error: Send,
     ReqBody: Send + 'static,
     ResBody: From<String> + Send + 'static,
 {
@@ -111,8 +112,18 @@ where
                 Err(answer) => return Ok(answer.into_response()),
             };
             req.extensions_mut().insert(started.session().clone());
-            // Changes are written whatever the handler's status.
-            let mut resp = inner.call(req).await?;
+            // Changes are written whatever the handler's status, and when the inner service
+            // fails (a timeout, say) the sessions the handler ended are still revoked or
+            // deleted: a logout is not lost with the response. No response carries the
+            // headers then, and an answer the engine would send instead has no response to
+            // replace: the inner service's error goes on.
+            let mut resp = match inner.call(req).await {
+                Ok(resp) => resp,
+                Err(e) => {
+                    let _ = engine.finish(&started, &mut http::HeaderMap::new()).await;
+                    return Err(e);
+                }
+            };
             if let Err(answer) = engine.finish(&started, resp.headers_mut()).await {
                 resp = answer.into_response();
             }

@@ -193,7 +193,11 @@ impl Engine {
                 // A store that cannot answer is not a reason to start a new session.
                 let record = store.load(&id).await.map_err(|e| {
                     tracing::error!(target: "sealed_session", error = %e, "session store unavailable");
-                    Answer::text(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+                    // The cause goes to the log, not to the client (it may name the store).
+                    Answer::text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "sessions cannot be loaded right now: the session store is unavailable",
+                    )
                 })?;
                 record
                     .ok_or(OpenError::NotFound)
