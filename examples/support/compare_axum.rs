@@ -104,6 +104,15 @@ mod peer {
         s.flush().await.map_err(failed)?;
         Ok("bye".to_owned())
     }
+
+    /// The four routes, for either tower-sessions layer.
+    pub fn routes() -> Router {
+        Router::new()
+            .route("/login", post(login))
+            .route("/read", get(read))
+            .route("/write", post(write))
+            .route("/logout", post(logout))
+    }
 }
 
 async fn none_login() -> &'static str {
@@ -138,12 +147,7 @@ fn app(mode: Mode, env: &ServerEnv) -> Result<Router> {
             let layer = SessionManagerLayer::new(MemoryStore::default())
                 .with_secure(true)
                 .with_expiry(Expiry::OnInactivity(time::Duration::hours(1)));
-            Router::new()
-                .route("/login", post(peer::login))
-                .route("/read", get(peer::read))
-                .route("/write", post(peer::write))
-                .route("/logout", post(peer::logout))
-                .layer(layer)
+            peer::routes().layer(layer)
         }
         Mode::AxumCookieStore => {
             use tower_sessions_cookie_store::{
@@ -154,15 +158,10 @@ fn app(mode: Mode, env: &ServerEnv) -> Result<Router> {
                 .with_secure(true)
                 .with_same_site(SameSite::Lax)
                 .with_expiry(Expiry::OnInactivity(time::Duration::hours(1)));
-            Router::new()
-                .route("/login", post(peer::login))
-                .route("/read", get(peer::read))
-                .route("/write", post(peer::write))
-                .route("/logout", post(peer::logout))
-                .layer(
-                    CookieSessionManagerLayer::private(Key::derive_from(&env.secret))
-                        .with_config(config),
-                )
+            peer::routes().layer(
+                CookieSessionManagerLayer::private(Key::derive_from(&env.secret))
+                    .with_config(config),
+            )
         }
         other => return Err(format!("{} is not an axum mode", other.key()).into()),
     })

@@ -21,9 +21,26 @@ use crate::transport::cookie::TokenBytes;
 /// A token as the request carried it.
 pub(super) enum Token<'r> {
     Absent,
+    /// Within the token bound ([`Limits::token_len`](crate::Limits::token_len)).
     Bytes(TokenBytes<'r>),
-    /// Cookie chunks that do not form a token.
+    /// Over the token bound, or cookie chunks that do not form a token.
     Refused(OpenError),
+}
+
+impl<'r> Token<'r> {
+    /// `bytes`, or their refusal when they pass the token bound: checked here once, before
+    /// any work on them.
+    fn bounded(bytes: TokenBytes<'r>, limits: &crate::Limits) -> Token<'r> {
+        match limits.check_token(&bytes) {
+            Ok(()) => Token::Bytes(bytes),
+            Err(e) => Token::Refused(e),
+        }
+    }
+}
+
+/// A token's bytes as text (a token is base64), or why it is refused.
+fn text(token: &[u8]) -> Result<&str, OpenError> {
+    std::str::from_utf8(token).map_err(|_| OpenError::Malformed("token is not text"))
 }
 
 /// Whether the request came over HTTPS: as the connection says, or, behind a trusted
@@ -55,7 +72,9 @@ impl Engine {
         if let Some(b) = &cfg.bearer {
             let token = match b.read(headers) {
                 BearerIn::Absent => Token::Absent,
-                BearerIn::Token(t) => Token::Bytes(TokenBytes::Borrowed(t.as_bytes())),
+                BearerIn::Token(t) => {
+                    Token::bounded(TokenBytes::Borrowed(t.as_bytes()), &cfg.limits)
+                }
                 BearerIn::Refused(e) => {
                     cfg.stats.refused(&e, span);
                     return Err(unauthorized(&e, span));
@@ -72,7 +91,7 @@ impl Engine {
             Err(len) => return Err(header_too_large(&cfg.stats, span, len, max)),
         };
         let token = match token {
-            Some(t) => Token::Bytes(t),
+            Some(t) => Token::bounded(t, &cfg.limits),
             // Chunks that do not form a sequence are refused like a bad token.
             None if incoming.any() => Token::Refused(chunks_refused(&cfg.cookie, &incoming)),
             None => Token::Absent,
@@ -110,9 +129,6 @@ impl Engine {
         secure: bool,
         now: Timestamp,
     ) -> Result<(SessionState, Arrival), Answer> {
-        if let Err(e) = self.cfg.limits.check_token(token) {
-            return self.fresh(now, Some(e));
-        }
         let policy = &self.cfg.policy;
         // The open cache compares bytes; anything else needs text, and a token is base64.
         let cache = self.shared.cache.as_ref().map(|c| (c, c.hash(token)));
@@ -129,8 +145,9 @@ impl Engine {
                     .map(|f| (hit.state, f.renew, hit.stale_key))
             }
             None => {
-                let Ok(token) = std::str::from_utf8(token) else {
-                    return self.fresh(now, Some(OpenError::Malformed("token is not text")));
+                let token = match text(token) {
+                    Ok(token) => token,
+                    Err(e) => return self.fresh(now, Some(e)),
                 };
                 let limits = &self.cfg.limits;
                 codec
@@ -170,15 +187,13 @@ impl Engine {
         secure: bool,
         now: Timestamp,
     ) -> Result<(SessionState, Arrival), Answer> {
-        if let Err(e) = self.cfg.limits.check_token(token) {
-            return self.fresh(now, Some(e));
-        }
         let cache = self.shared.cache.as_ref().map(|c| (c, c.hash(token)));
         let verified = match cache.and_then(|(c, hash)| c.get(token, hash, secure)) {
             Some(hit) => Ok((hit.state.id(), hit.stale_key)),
             None => {
-                let Ok(token) = std::str::from_utf8(token) else {
-                    return self.fresh(now, Some(OpenError::Malformed("token is not text")));
+                let token = match text(token) {
+                    Ok(token) => token,
+                    Err(e) => return self.fresh(now, Some(e)),
                 };
                 let verified = ids.verify(token, purpose.as_bytes());
                 if let (Some((cache, hash)), Ok((id, stale_key))) = (cache, &verified) {
