@@ -22,7 +22,7 @@ use http::handlers::plain::{
     count, login_admin, logout, max_age, noop, session_id, set_key, touch, user,
 };
 use sealed_session::codec::SessionIdCodec;
-use sealed_session::store::{BoxFuture, MemoryStore, Store, StoreError};
+use sealed_session::store::{BoxFuture, MemoryStore, Store, StoreError, Update};
 use sealed_session::{
     Keyring, ManualClock, SealedSession, Session, SessionError, SessionId, Timestamp,
 };
@@ -110,19 +110,20 @@ impl Store for Probe {
         self.inner.delete(id)
     }
     /// Counted as a save; `MemoryStore`'s atomic version underneath.
-    fn save_existing<'a>(
+    fn update<'a>(
         &'a self,
         id: &'a SessionId,
+        expected: &'a [u8],
         record: &'a [u8],
         expires_at: Timestamp,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+    ) -> BoxFuture<'a, Result<Update, StoreError>> {
         if self.fail_save.load(Ordering::SeqCst) {
             return Box::pin(async { Err(down()) });
         }
         self.saves.fetch_add(1, Ordering::SeqCst);
         *self.last_expiry.lock().unwrap() = Some(expires_at);
         let keep_until = if self.ignore_expiry { FAR } else { expires_at };
-        self.inner.save_existing(id, record, keep_until)
+        self.inner.update(id, expected, record, keep_until)
     }
 }
 
@@ -663,9 +664,10 @@ async fn concurrent_changes_the_last_write_wins(on: Adapter) {
     );
 }
 
-async fn a_renewal_write_can_overwrite_a_concurrent_change(on: Adapter) {
-    // The cost of having no `touch`: a read-only request that renews the session writes
-    // the whole record as it loaded it. See docs/EXPRESS.md, "resave".
+async fn a_renewal_write_keeps_a_concurrent_change(on: Adapter) {
+    // A read-only request that renews the session writes it over the record it loaded only
+    // if that is still there; here another request changed it meanwhile, so the renewal is
+    // applied to that request's record instead. See docs/EXPRESS.md, "Concurrent requests".
     let clock = clock();
     let store = Probe::new(&clock);
     let mut c = Client::new(app(on, &store, &clock, |m| m));
@@ -696,8 +698,9 @@ async fn a_renewal_write_can_overwrite_a_concurrent_change(on: Adapter) {
     slow.assert_status_is_ok();
     fast.assert_status_is_ok();
     assert_eq!(fast.into_body(), "2", "the change was made");
-    // The slow request ended last and renewed the record it loaded: n = 1 again.
-    assert_eq!(c.text_ok(true, "/count").await, "2", "the change was lost");
+    // The slow request ended last and renewed the record the fast one wrote: n = 2 is kept
+    // (with express-session's whole-record writes, n = 1 would be back).
+    assert_eq!(c.text_ok(true, "/count").await, "3", "the change was kept");
 }
 
 /// The app of [`app`] with its own pair of gates, for [`interleave`].
@@ -936,7 +939,7 @@ both!(
     expiry_is_enforced_by_the_server_even_when_the_store_keeps_the_record,
     the_secure_cookie_is_sent_over_plain_http_and_the_session_ignores_the_path,
     concurrent_changes_the_last_write_wins,
-    a_renewal_write_can_overwrite_a_concurrent_change,
+    a_renewal_write_keeps_a_concurrent_change,
     a_request_in_flight_cannot_bring_back_a_destroyed_session,
     a_request_in_flight_cannot_bring_back_a_regenerated_session,
     a_renewal_in_flight_cannot_bring_back_a_destroyed_session,

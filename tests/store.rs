@@ -5,6 +5,7 @@
 
 mod common {
     pub mod fixtures;
+    pub mod lost_updates;
     pub mod store_conformance;
 }
 mod http;
@@ -19,7 +20,7 @@ use common::store_conformance::{Expiry, conformance};
 use http::app::{Adapter, App, Client, RespExt, Routes, both};
 use http::handlers::plain::{count, login_admin, logout, session_id, user};
 use sealed_session::codec::SessionIdCodec;
-use sealed_session::store::{BoxFuture, MemoryStore, Store, StoreError};
+use sealed_session::store::{BoxFuture, MemoryStore, Store, StoreError, Update};
 use sealed_session::{
     Keyring, ManualClock, OpenError, SealedSession, Session, SessionError, SessionId, Timestamp,
 };
@@ -33,8 +34,8 @@ async fn memory_store_conformance() {
     conformance(&store, Expiry::Manual(&clock)).await;
 }
 
-/// A store that implements only the three required methods, so that `save_existing` is the
-/// trait's default (load, then save).
+/// A store that implements only the three required methods, so that `update` is the trait's
+/// default (load, compare, then save).
 struct Minimal(MemoryStore);
 impl Store for Minimal {
     fn load<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
@@ -54,7 +55,7 @@ impl Store for Minimal {
 }
 
 #[tokio::test]
-async fn the_default_save_existing_passes_the_conformance_suite() {
+async fn the_default_update_passes_the_conformance_suite() {
     let clock = clock();
     let store = Minimal(MemoryStore::with_clock(clock.clone()));
     conformance(&store, Expiry::Manual(&clock)).await;
@@ -432,7 +433,67 @@ async fn a_verified_id_is_kept_for_its_exact_cookie_and_the_record_still_decides
     assert_eq!(resp.into_body(), "<none>");
 }
 
+async fn concurrent_requests_lose_no_update_in_the_memory_store(on: Adapter) {
+    common::lost_updates::no_lost_updates(on, &MemoryStore::new(), 5).await;
+}
+
+/// A store in which another writer always got there first: each `update` finds the record
+/// changed (to what it holds) and writes nothing.
+#[derive(Clone)]
+struct AlwaysChanged(MemoryStore, Arc<AtomicUsize>);
+impl Store for AlwaysChanged {
+    fn load<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
+        self.0.load(id)
+    }
+    fn save<'a>(
+        &'a self,
+        id: &'a SessionId,
+        record: &'a [u8],
+        expires_at: Timestamp,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.0.save(id, record, expires_at)
+    }
+    fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.0.delete(id)
+    }
+    fn update<'a>(
+        &'a self,
+        id: &'a SessionId,
+        _: &'a [u8],
+        _: &'a [u8],
+        _: Timestamp,
+    ) -> BoxFuture<'a, Result<Update, StoreError>> {
+        self.1.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            Ok(match self.0.load(id).await? {
+                Some(current) => Update::Changed(current),
+                None => Update::Gone,
+            })
+        })
+    }
+}
+
+async fn a_write_that_keeps_losing_the_race_is_a_bounded_503(on: Adapter) {
+    let clock = clock();
+    let store = AlwaysChanged(MemoryStore::with_clock(clock.clone()), Arc::default());
+    let mut c = Client::new(app(on, store.clone(), ring("k1", 1), &clock));
+    assert_eq!(c.text_ok(true, "/count").await, "1");
+    let id = c.text_ok(false, "/id").await;
+    let (resp, set) = c.send(true, "/count").await;
+    resp.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+    assert!(set.is_empty(), "{set:?}");
+    assert_eq!(
+        store.1.load(Ordering::SeqCst),
+        8,
+        "tried a bounded number of times"
+    );
+    // The session is still there, under its id: a lost race is not a logout.
+    assert_eq!(c.text_ok(false, "/id").await, id);
+}
+
 both!(
+    concurrent_requests_lose_no_update_in_the_memory_store,
+    a_write_that_keeps_losing_the_race_is_a_bounded_503,
     store_mode_login_counts_and_logout_deletes_the_record,
     regenerate_deletes_the_old_record_and_unknown_ids_are_never_adopted,
     store_mode_save_reload_and_expiry,

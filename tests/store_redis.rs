@@ -9,6 +9,7 @@
 
 mod common {
     pub mod fixtures;
+    pub mod lost_updates;
     pub mod redis;
     pub mod store_conformance;
 }
@@ -48,6 +49,23 @@ async fn keys(url: &str) -> Vec<String> {
 
 fn is_redis_backend(e: &StoreError) -> bool {
     matches!(e, StoreError::Backend { store: "redis", .. })
+}
+
+/// Concurrent requests of one session through the middleware (both adapters), the store's
+/// compare-and-set script deciding: no update is lost, no logout undone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_lose_no_update_in_redis() {
+    let Some(server) = RedisServer::start("concurrent_requests_lose_no_update_in_redis") else {
+        return;
+    };
+    let store = RedisStore::builder(server.url())
+        .key_prefix("test:lost:")
+        .build()
+        .await
+        .unwrap();
+    common::lost_updates::no_lost_updates(http::app::Adapter::Poem, &store, 5).await;
+    #[cfg(feature = "tower")]
+    common::lost_updates::no_lost_updates(http::app::Adapter::Tower, &store, 5).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,12 +154,13 @@ async fn the_ttl_is_the_time_left_on_the_stores_clock() {
         .unwrap();
     let ttl = pttl(&mut conn).await;
     assert!((9_000..=10_000).contains(&ttl), "PTTL {ttl}");
-    // save_existing (`SET ... XX`) sets the TTL the same way.
-    assert!(
+    // update (the compare-and-set script) sets the TTL the same way.
+    assert_eq!(
         store
-            .save_existing(&id, b"r", T0.saturating_add(Duration::from_secs(80)))
+            .update(&id, b"r", b"r", T0.saturating_add(Duration::from_secs(80)))
             .await
-            .unwrap()
+            .unwrap(),
+        sealed_session::store::Update::Written
     );
     let ttl = pttl(&mut conn).await;
     assert!((29_000..=30_000).contains(&ttl), "PTTL {ttl}");

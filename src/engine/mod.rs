@@ -260,11 +260,12 @@ impl Engine {
                 "session opened"
             );
         }
-        let inner = Inner::new(self.shared.clone(), state, now, secure, &arrival);
+        let refused = arrival.refused.is_some();
+        let inner = Inner::new(self.shared.clone(), state, now, secure, arrival);
         Ok(Started {
             session: Session::new(inner),
             carrier,
-            refused: arrival.refused.is_some(),
+            refused,
             span,
         })
     }

@@ -114,6 +114,7 @@ impl Engine {
             refused,
             unconfirmed: None,
             cached_as: None,
+            loaded_record: None,
         };
         Ok((state, arrival))
     }
@@ -202,11 +203,12 @@ impl Engine {
                 verified
             }
         };
+        let mut loaded = None;
         let opened = match verified {
             Err(e) => Err(e),
             Ok((id, stale)) => {
                 // A store that cannot answer is not a reason to start a new session.
-                let record = store.load(&id).await.map_err(|e| {
+                loaded = store.load(&id).await.map_err(|e| {
                     tracing::error!(target: "sealed_session", error = %e, "session store unavailable");
                     // The cause goes to the log, not to the client (it may name the store).
                     Answer::text(
@@ -214,9 +216,10 @@ impl Engine {
                         "sessions cannot be loaded right now: the session store is unavailable",
                     )
                 })?;
-                record
+                loaded
+                    .as_deref()
                     .ok_or(OpenError::NotFound)
-                    .and_then(|r| SessionState::decode(&r))
+                    .and_then(SessionState::decode)
                     .and_then(|loaded| {
                         if loaded.id() != id {
                             return Err(OpenError::Malformed("store record of another session"));
@@ -227,7 +230,13 @@ impl Engine {
                     })
             }
         };
-        self.admitted(opened, None, now)
+        let (state, mut arrival) = self.admitted(opened, None, now)?;
+        // What a write of this session must find in the store, so that no concurrent
+        // request's update is lost (see `crate::store::write`).
+        if !arrival.is_new {
+            arrival.loaded_record = loaded;
+        }
+        Ok((state, arrival))
     }
 
     /// The session a token opened to, once the denylist (if any) allows it; a fresh session
@@ -273,6 +282,7 @@ impl Engine {
                     refused: None,
                     unconfirmed: None,
                     cached_as: cached_hash.map(|hash| (hash, state.id())),
+                    loaded_record: None,
                 };
                 Ok((state, arrival))
             }

@@ -78,23 +78,15 @@ pub(super) async fn finish(
     // Store-backed: the session may be found ended by another request when writing it.
     let mut ended_elsewhere = false;
     if let Backend::Store { store, .. } = &cfg.backend
-        && let Some((id, record, until)) = &plan.record
+        && let Some(write) = plan.record.take()
     {
-        match Box::pin(crate::store::write(
-            &**store,
-            id,
-            record,
-            *until,
-            plan.existing,
-        ))
-        .await
-        {
-            Ok(true) => {}
+        match Box::pin(crate::store::write(&**store, write)).await {
+            Ok(Some(_)) => {}
             // Ended by another request (logout, regenerate) or expired meanwhile: it stays
             // ended. No cookie goes out, neither the dead id nor a removal, which could erase
             // the cookie a concurrent `regenerate` sets; a dead id is refused and cleared on
             // its next use.
-            Ok(false) => {
+            Ok(None) => {
                 tracing::info!(target: "sealed_session", "session ended by another request; not saved");
                 plan.token = None;
                 ended_elsewhere = true;

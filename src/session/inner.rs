@@ -11,7 +11,7 @@ use crate::codec::{Codec, SessionIdCodec};
 use crate::denylist::{Denylist, Revocation};
 use crate::error::{OpenError, SealError};
 use crate::state::{SessionId, SessionState};
-use crate::store::Store;
+use crate::store::{Loaded, Store, Write};
 
 /// Where the session lives: in the token (stateless) or in a store (the token is an id).
 #[derive(Clone)]
@@ -79,9 +79,10 @@ pub(crate) struct Inner {
     /// Store-backed: the record [`Session::save`] wrote during this request, so that the
     /// middleware does not write the same bytes again (express-session's `savedHash`).
     pub(super) saved: Option<Vec<u8>>,
-    /// The id the request arrived with, when its session opened (not new). Store-backed: the
-    /// id whose record was loaded from the store.
-    pub(super) loaded: Option<SessionId>,
+    /// Store-backed: the record the request loaded from the store (or [`Session::save`] last
+    /// wrote) and its session, which a write of the same id must find in the store, so that
+    /// no concurrent request's update is lost (see `crate::store::write`).
+    pub(super) loaded: Option<Loaded>,
     /// Where the open cache keeps the token the request arrived with, and its session id:
     /// that entry is dropped when a new token replaces it.
     pub(super) cached_as: Option<(u64, SessionId)>,
@@ -163,6 +164,8 @@ pub(crate) struct Arrival {
     /// Where the open cache keeps the token that opened, with its session id: dropped from
     /// the cache when this request replaces the token.
     pub(crate) cached_as: Option<(u64, SessionId)>,
+    /// Store-backed: the record the session was loaded from.
+    pub(crate) loaded_record: Option<Vec<u8>>,
 }
 
 impl Inner {
@@ -172,10 +175,13 @@ impl Inner {
         state: SessionState,
         now: Timestamp,
         secure: bool,
-        arrival: &Arrival,
+        arrival: Arrival,
     ) -> Inner {
         Inner {
-            loaded: (!arrival.is_new).then(|| state.id()),
+            loaded: arrival.loaded_record.map(|record| Loaded {
+                record,
+                state: state.clone(),
+            }),
             state,
             is_new: arrival.is_new,
             changed: false,
@@ -252,19 +258,23 @@ impl Inner {
 
     /// When the session becomes unusable: the earlier of its deadline and its idle deadline.
     pub(super) fn deadline(&self) -> Timestamp {
-        let abs = self.state.expires_at();
-        match self.shared.idle_timeout {
-            Some(idle) => abs.min(self.state.last_seen().saturating_add(idle)),
-            None => abs,
-        }
+        crate::store::deadline(&self.state, self.shared.idle_timeout)
     }
 
-    /// Store-backed: whether a write of the current state replaces the record this request
-    /// loaded (same id: not new, not regenerated, cycled or destroyed since). Such a write
-    /// uses [`Store::save_existing`], so that a session another request ended in the meantime
-    /// is not written back.
-    pub(super) fn replaces_loaded(&self) -> bool {
-        self.loaded == Some(self.state.id())
+    /// Store-backed: the write of the current state as `record`. When it replaces the record
+    /// this request loaded (same id: not new, not regenerated, cycled or destroyed since), it
+    /// carries what was loaded, and is written only over that (see `crate::store::write`).
+    pub(super) fn store_write(&self, record: Vec<u8>) -> Write {
+        Write {
+            state: self.state.clone(),
+            record,
+            idle_timeout: self.shared.idle_timeout,
+            loaded: self
+                .loaded
+                .as_ref()
+                .filter(|l| l.state.id() == self.state.id())
+                .cloned(),
+        }
     }
 
     /// The store record of the state as of now.
@@ -309,11 +319,8 @@ pub(crate) struct Plan {
     pub(crate) outcome: Outcome,
     /// The token to send (a sealed token, or a signed id), when one must be sent.
     pub(crate) token: Option<String>,
-    /// Store-backed: the record to write, with its key and expiry.
-    pub(crate) record: Option<(SessionId, Vec<u8>, Timestamp)>,
-    /// Store-backed: the record replaces the one the request loaded, so it is written only if
-    /// that still exists (`Store::save_existing`).
-    pub(crate) existing: bool,
+    /// Store-backed: the record to write.
+    pub(crate) record: Option<Write>,
     /// Sessions this request ended (destroy, regenerate, cycle_id).
     pub(crate) ended: Vec<Ended>,
     /// Cookie Max-Age, for persistent cookies.
@@ -345,7 +352,6 @@ impl Inner {
             outcome,
             token: None,
             record: None,
-            existing: false,
             ended: Vec::new(),
             max_age: Duration::ZERO,
             is_new,
@@ -365,8 +371,7 @@ impl Inner {
                 let record = self.record()?;
                 // What `save` already wrote is not written again.
                 if self.saved.as_deref() != Some(record.as_slice()) {
-                    plan.record = Some((self.state.id(), record, self.deadline()));
-                    plan.existing = self.replaces_loaded();
+                    plan.record = Some(self.store_write(record));
                 }
                 // The cookie only changes with the id or the signing key; re-send it then,
                 // and when its Max-Age or `rolling` asks for it.

@@ -14,7 +14,7 @@ use crate::clock::Timestamp;
 use crate::denylist::{DenylistError, Revocation};
 use crate::error::{DataError, OpenError, SealError};
 use crate::state::{SessionId, SessionState};
-use crate::store::StoreError;
+use crate::store::{Loaded, StoreError};
 
 pub(crate) use inner::{Arrival, Backend, Ended, Inner, Lifecycle, Outcome, Plan, Sending, Shared};
 
@@ -363,8 +363,9 @@ impl Session {
         let state = SessionState::decode(&record).map_err(SessionError::Corrupt)?;
         let mut inner = self.lock();
         if inner.state.id() == id {
-            inner.state = state;
+            inner.state = state.clone();
             inner.changed = false;
+            inner.loaded = Some(Loaded { record, state });
         }
         Ok(())
     }
@@ -377,14 +378,17 @@ impl Session {
     /// After [`Session::destroy`] (and until something is stored again) there is no session
     /// to save: nothing is written.
     ///
-    /// A session that came with the request is written only if the store still holds it
-    /// ([`Store::save_existing`](crate::store::Store::save_existing)). When another request ended it meanwhile (a logout with the
-    /// same cookie, `regenerate`, or expiry), it stays ended: nothing is written, this
-    /// request's session becomes empty as after `destroy` (a value stored afterwards starts a
-    /// new session), no cookie is sent for it, and `save` returns [`SessionError::Ended`]
-    /// (a 409 Conflict when the handler returns it).
+    /// A session that came with the request is written only over the record it was loaded
+    /// from ([`Store::update`](crate::store::Store::update)). When another request of the
+    /// same session wrote it meanwhile, this request's changes (the keys it set or removed)
+    /// are applied to what that request wrote, and the session reads the result from then
+    /// on. When another request ended it meanwhile (a logout with the same cookie,
+    /// `regenerate`, or expiry), it stays ended: nothing is written, this request's session
+    /// becomes empty as after `destroy` (a value stored afterwards starts a new session), no
+    /// cookie is sent for it, and `save` returns [`SessionError::Ended`] (a 409 Conflict when
+    /// the handler returns it).
     pub async fn save(&self) -> Result<(), SessionError> {
-        let (store, id, record, deadline, existing) = {
+        let (store, write) = {
             let mut inner = self.lock();
             let Backend::Store { store, .. } = inner.shared.backend.clone() else {
                 return Ok(());
@@ -393,11 +397,17 @@ impl Session {
                 return Ok(());
             }
             let record = inner.record()?;
-            let existing = inner.replaces_loaded();
-            (store, inner.state.id(), record, inner.deadline(), existing)
+            (store, inner.store_write(record))
         };
-        if crate::store::write(&*store, &id, &record, deadline, existing).await? {
-            self.lock().saved = Some(record);
+        let (id, sent) = (write.state.id(), write.state.clone());
+        if let Some(written) = crate::store::write(&*store, write).await? {
+            let mut inner = self.lock();
+            if inner.state.id() == id {
+                // What another request wrote meanwhile, with what this one changed since.
+                inner.state = inner.state.merged(&sent, &written.state);
+            }
+            inner.saved = Some(written.record.clone());
+            inner.loaded = Some(written);
             return Ok(());
         }
         tracing::info!(target: "sealed_session", "session ended by another request; not saved");

@@ -7,6 +7,7 @@
 mod data;
 mod format;
 pub(crate) mod id;
+mod merge;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
-use super::{BoxFuture, Store, StoreError};
+use super::{BoxFuture, Store, StoreError, Update};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::state::SessionId;
 
@@ -111,22 +111,26 @@ impl Store for MemoryStore {
         Box::pin(std::future::ready(res))
     }
 
-    /// Checks and replaces under one write lock, so a concurrent `delete` either happens
-    /// before (nothing is written) or after (it deletes what this wrote).
-    fn save_existing<'a>(
+    /// Compares and replaces under one write lock, so a concurrent `save` or `delete`
+    /// either happens before (this sees it) or after (it overwrites what this wrote).
+    fn update<'a>(
         &'a self,
         id: &'a SessionId,
+        expected: &'a [u8],
         record: &'a [u8],
         expires_at: Timestamp,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+    ) -> BoxFuture<'a, Result<Update, StoreError>> {
         let now = self.clock.now();
         let res = self.records.write().map_err(|_| poisoned()).map(|mut r| {
             let key = *id.as_bytes();
-            let live = r.get(&key).is_some_and(|(_, exp)| *exp > now);
-            if live {
-                r.insert(key, (record.into(), expires_at));
+            match r.get(&key).filter(|(_, exp)| *exp > now) {
+                None => Update::Gone,
+                Some((current, _)) if **current != *expected => Update::Changed(current.to_vec()),
+                Some(_) => {
+                    r.insert(key, (record.into(), expires_at));
+                    Update::Written
+                }
             }
-            live
         });
         if self.saves.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             self.sweep();

@@ -10,12 +10,14 @@
 //!   per session (prefix `sess:` by default, as in connect-redis) that Redis expires itself.
 //!
 //! A `Store` is three async calls, small enough to put Postgres or MongoDB behind, plus
-//! [`Store::save_existing`], which has a default but should be overridden by any store that
-//! can replace a record only if it exists in one atomic step (for Postgres: an `UPDATE` and
-//! its row count):
+//! [`Store::update`], a compare-and-set, which has a default but should be overridden by any
+//! store that can replace a record only if it still holds the expected bytes, in one atomic
+//! step (for Postgres: an `UPDATE ... WHERE record = $expected` and its row count). With it
+//! the middleware loses no update between concurrent requests of one session: see
+//! [`Store::update`].
 //!
 //! ```
-//! use sealed_session::store::{BoxFuture, Store, StoreError};
+//! use sealed_session::store::{BoxFuture, Store, StoreError, Update};
 //! use sealed_session::{SessionId, Timestamp};
 //!
 //! struct Postgres; // a connection pool in real code
@@ -30,11 +32,12 @@
 //!     fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), StoreError>> {
 //!         Box::pin(async move { /* DELETE FROM sessions WHERE id = $1 */ Ok(()) })
 //!     }
-//!     fn save_existing<'a>(&'a self, id: &'a SessionId, record: &'a [u8], expires_at: Timestamp) -> BoxFuture<'a, Result<bool, StoreError>> {
+//!     fn update<'a>(&'a self, id: &'a SessionId, expected: &'a [u8], record: &'a [u8], expires_at: Timestamp) -> BoxFuture<'a, Result<Update, StoreError>> {
 //!         Box::pin(async move {
-//!             /* UPDATE sessions SET record = $2, expires_at = $3
-//!                WHERE id = $1 AND expires_at > now(): true when it updated one row */
-//!             Ok(false)
+//!             /* UPDATE sessions SET record = $3, expires_at = $4
+//!                WHERE id = $1 AND record = $2 AND expires_at > now();
+//!                one row: Written; none: SELECT the record again, Changed(it) or Gone */
+//!             Ok(Update::Gone)
 //!         })
 //!     }
 //! }
@@ -43,10 +46,12 @@
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+mod write;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisStore, RedisStoreBuilder};
 pub use memory::MemoryStore;
+pub(crate) use write::{Loaded, Write, deadline, write};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -70,23 +75,30 @@ pub enum StoreError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Other requests of the same session changed its record on every one of `attempts`
+    /// tries to write it (see [`Store::update`]); nothing was written.
+    #[error("the session changed in the store on each of {attempts} attempts to write it")]
+    Contended {
+        /// How many writes were tried.
+        attempts: u32,
+    },
+    /// The record of a session could not be made.
+    #[error("the session's record could not be made")]
+    Record(#[from] crate::error::SealError),
 }
 
-/// Writes a session's record: with [`Store::save_existing`] when it replaces the record the
-/// request loaded (`existing`), so that a session ended meanwhile stays ended, and with
-/// [`Store::save`] for a new id. Whether it was written.
-pub(crate) async fn write(
-    store: &dyn Store,
-    id: &SessionId,
-    record: &[u8],
-    expires_at: Timestamp,
-    existing: bool,
-) -> Result<bool, StoreError> {
-    if existing {
-        store.save_existing(id, record, expires_at).await
-    } else {
-        store.save(id, record, expires_at).await.map(|()| true)
-    }
+/// What [`Store::update`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Update {
+    /// The store held the expected record; it holds the new one now (or nothing, when the
+    /// new one's deadline had already passed).
+    Written,
+    /// The store holds no record of the session (deleted, or expired): nothing was written.
+    Gone,
+    /// The store holds another record than the expected one (another request wrote it since
+    /// it was loaded): nothing was written, and this is the record it holds.
+    Changed(Vec<u8>),
 }
 
 /// Where store-backed sessions live. Records are opaque bytes; the store only keeps them
@@ -106,32 +118,40 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes session `id` (no error when absent).
     fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), StoreError>>;
 
-    /// Replaces the record of session `id`, to be kept until `expires_at`, **only if the store
-    /// still holds one** (present and not expired). `Ok(true)` when it was replaced;
-    /// `Ok(false)` when there was none, and then nothing is written.
+    /// Replaces the record of session `id` with `record`, to be kept until `expires_at`,
+    /// **only if the store still holds `expected`** (present, not expired, and byte for
+    /// byte the same): a compare-and-set.
     ///
-    /// The middleware writes a session it loaded from the store with this, not with
-    /// [`Store::save`]: when another request destroyed or regenerated the session in the
-    /// meantime (a logout), the record is gone and must stay gone, instead of being brought
-    /// back by a request that loaded it before the delete.
+    /// The middleware writes a session it loaded from the store with this, `expected`
+    /// being the record it loaded:
+    /// - [`Update::Gone`]: another request ended the session meanwhile (a logout, or
+    ///   `regenerate`), or it expired. It stays ended; nothing is written back.
+    /// - [`Update::Changed`]: another request of the same session wrote it meanwhile. The
+    ///   middleware applies this request's own changes (the keys it set or removed) to the
+    ///   record the store now holds and tries again with that as `expected`, so that two
+    ///   concurrent requests that change different keys both keep their change.
     ///
-    /// The default loads, then saves if the load found a record. That is **not atomic**: a
-    /// delete between the two is still undone. A store that can check and write in one step
-    /// must override it: `MemoryStore` does both under its lock, `RedisStore` uses
-    /// `SET ... XX`, and a SQL store can `UPDATE ... WHERE id = $1 AND expires_at > now()`
-    /// and return whether a row was updated.
-    fn save_existing<'a>(
+    /// The default loads, compares, then saves. That is **not atomic**: a write between the
+    /// load and the save is lost, and a delete there is undone. A store that can compare
+    /// and write in one step must override it: `MemoryStore` does both under its lock,
+    /// `RedisStore` in a Lua script, and a SQL store can `UPDATE ... WHERE id = $1 AND
+    /// record = $2 AND expires_at > now()` and look at the row count.
+    fn update<'a>(
         &'a self,
         id: &'a SessionId,
+        expected: &'a [u8],
         record: &'a [u8],
         expires_at: Timestamp,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+    ) -> BoxFuture<'a, Result<Update, StoreError>> {
         Box::pin(async move {
-            if self.load(id).await?.is_none() {
-                return Ok(false);
+            match self.load(id).await? {
+                None => Ok(Update::Gone),
+                Some(current) if current != expected => Ok(Update::Changed(current)),
+                Some(_) => self
+                    .save(id, record, expires_at)
+                    .await
+                    .map(|()| Update::Written),
             }
-            self.save(id, record, expires_at).await?;
-            Ok(true)
         })
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, IntoConnectionInfo};
 
-use super::{BoxFuture, Store, StoreError};
+use super::{BoxFuture, Store, StoreError, Update};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::state::SessionId;
 
@@ -15,6 +15,21 @@ const STORE: &str = "redis";
 
 /// The key prefix when none is set, as in connect-redis.
 const DEFAULT_KEY_PREFIX: &str = "sess:";
+
+/// [`Store::update`] in one atomic step: `{1, nil}` when the key held the expected record
+/// (now replaced, or deleted for a TTL of 0), else `{0, current}` (`current` nil when the
+/// key is absent).
+static UPDATE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local current = redis.call('GET', KEYS[1])
+if current ~= ARGV[1] then return {0, current} end
+if ARGV[3] == '0' then redis.call('DEL', KEYS[1])
+else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+return {1, false}
+",
+    )
+});
 
 /// The longest time-to-live given to Redis: 100 years. Longer deadlines (there is no
 /// meaningful one) are shortened to this, so that Redis never refuses the expiry as too far.
@@ -126,9 +141,10 @@ impl RedisStoreBuilder {
 /// - save: `SET key record PX ttl`, the milliseconds from now (by the store's clock) until
 ///   the record's `expires_at`, so Redis drops it at its deadline (TTLs are capped at 100
 ///   years); a record whose deadline has already passed is deleted instead;
-/// - save only if it exists ([`Store::save_existing`]): `SET key record PX ttl XX`, which
-///   Redis answers with nil, writing nothing, when the key is absent (deleted or expired), in
-///   one atomic command; with a deadline already passed, `DEL key`, true when it deleted one;
+/// - compare-and-set ([`Store::update`]): a Lua script (`EVALSHA`, so one atomic step) that
+///   `GET`s the key and, only when it holds the expected record, `SET`s the new one with its
+///   `PX` (or `DEL`s it when the deadline has passed); otherwise it answers what the key
+///   holds (nil when absent: deleted or expired);
 /// - delete: `DEL key`.
 ///
 /// # Failures
@@ -233,29 +249,27 @@ impl Store for RedisStore {
         })
     }
 
-    fn save_existing<'a>(
+    fn update<'a>(
         &'a self,
         id: &'a SessionId,
+        expected: &'a [u8],
         record: &'a [u8],
         expires_at: Timestamp,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+    ) -> BoxFuture<'a, Result<Update, StoreError>> {
         Box::pin(async move {
-            let ms = self.ttl_ms(expires_at);
-            if ms == 0 {
-                let mut cmd = redis::cmd("DEL");
-                cmd.arg(self.key(id));
-                let deleted: u64 = self.query("DEL", cmd).await?;
-                return Ok(deleted > 0);
-            }
-            // `XX`: only if the key exists. Redis answers nil (and writes nothing) otherwise.
-            let mut cmd = redis::cmd("SET");
-            cmd.arg(self.key(id))
+            let mut invocation = UPDATE.key(self.key(id));
+            invocation
+                .arg(expected)
                 .arg(record)
-                .arg("PX")
-                .arg(ms)
-                .arg("XX");
-            let replaced: Option<()> = self.query("SET XX", cmd).await?;
-            Ok(replaced.is_some())
+                .arg(self.ttl_ms(expires_at));
+            let mut conn = self.conn.clone();
+            let (written, current): (i64, Option<Vec<u8>>) =
+                limit(self.timeout, "update", invocation.invoke_async(&mut conn)).await?;
+            Ok(match (written, current) {
+                (1, _) => Update::Written,
+                (_, Some(current)) => Update::Changed(current),
+                (_, None) => Update::Gone,
+            })
         })
     }
 

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use sealed_session::store::Store;
+use sealed_session::store::{Store, Update};
 use sealed_session::{Clock, ManualClock, SessionId, SystemClock, Timestamp};
 
 /// How the suite checks expiry.
@@ -59,11 +59,15 @@ pub async fn conformance(store: &dyn Store, expiry: Expiry<'_>) {
     store.save(&a, b"expired", past).await.unwrap();
     assert_eq!(store.load(&a).await.unwrap(), None, "saved already expired");
 
-    // save_existing: replaces a record that is there, never creates one.
+    // update: a compare-and-set that replaces only the expected record, never creates one.
     let e = SessionId::generate().unwrap();
-    assert!(
-        !store.save_existing(&e, b"revived", far).await.unwrap(),
-        "absent: false"
+    assert_eq!(
+        store
+            .update(&e, b"record-e", b"revived", far)
+            .await
+            .unwrap(),
+        Update::Gone,
+        "absent: gone"
     );
     assert_eq!(
         store.load(&e).await.unwrap(),
@@ -71,20 +75,49 @@ pub async fn conformance(store: &dyn Store, expiry: Expiry<'_>) {
         "absent: nothing created"
     );
     store.save(&e, b"record-e", far).await.unwrap();
-    assert!(
-        store.save_existing(&e, b"record-e2", far).await.unwrap(),
-        "present: true"
+    assert_eq!(
+        store
+            .update(&e, b"record-e", b"record-e2", far)
+            .await
+            .unwrap(),
+        Update::Written,
+        "expected: written"
     );
     assert_eq!(
         store.load(&e).await.unwrap().as_deref(),
         Some(&b"record-e2"[..]),
-        "present: replaced"
+        "expected: replaced"
     );
+    // A concurrent request's write: the record is no longer the one loaded.
+    assert_eq!(
+        store.update(&e, b"record-e", b"stale", far).await.unwrap(),
+        Update::Changed(b"record-e2".to_vec()),
+        "another record: changed, with what is there"
+    );
+    assert_eq!(
+        store.load(&e).await.unwrap().as_deref(),
+        Some(&b"record-e2"[..]),
+        "another record: not overwritten"
+    );
+    // A prefix of the record held, or the record with a byte more, is another record.
+    for other in [&b"record-e"[..], b"record-e2x", b"", b"record-e3"] {
+        assert!(
+            matches!(
+                store.update(&e, other, b"stale", far).await.unwrap(),
+                Update::Changed(_)
+            ),
+            "{other:?} is not the record held"
+        );
+    }
     // The logout race: a delete, then a write of the record loaded before it.
     store.delete(&e).await.unwrap();
-    assert!(
-        !store.save_existing(&e, b"record-e3", far).await.unwrap(),
-        "deleted: false"
+    assert_eq!(
+        store
+            .update(&e, b"record-e2", b"record-e3", far)
+            .await
+            .unwrap(),
+        Update::Gone,
+        "deleted: gone"
     );
     assert_eq!(store.load(&e).await.unwrap(), None, "deleted: not revived");
     assert_eq!(
@@ -92,9 +125,23 @@ pub async fn conformance(store: &dyn Store, expiry: Expiry<'_>) {
         Some(&b"record-b"[..]),
         "others intact"
     );
+    // Binary records compare byte for byte.
+    store.save(&e, &binary, far).await.unwrap();
+    let mut flipped = binary.clone();
+    flipped[200] ^= 1;
+    assert!(matches!(
+        store.update(&e, &flipped, b"x", far).await.unwrap(),
+        Update::Changed(current) if current == binary
+    ));
+    assert_eq!(
+        store.update(&e, &binary, &flipped, far).await.unwrap(),
+        Update::Written
+    );
     // Replacing with a deadline already past leaves nothing.
-    store.save(&e, b"record-e", far).await.unwrap();
-    assert!(store.save_existing(&e, b"expired", past).await.unwrap());
+    assert_eq!(
+        store.update(&e, &flipped, b"expired", past).await.unwrap(),
+        Update::Written
+    );
     assert_eq!(
         store.load(&e).await.unwrap(),
         None,
@@ -110,7 +157,10 @@ pub async fn conformance(store: &dyn Store, expiry: Expiry<'_>) {
             store.save(&c, b"short", in_10s).await.unwrap();
             store.save(&d, b"short", in_10s).await.unwrap();
             let in_20s = clock.now().saturating_add(Duration::from_secs(20));
-            assert!(store.save_existing(&d, b"longer", in_20s).await.unwrap());
+            assert_eq!(
+                store.update(&d, b"short", b"longer", in_20s).await.unwrap(),
+                Update::Written
+            );
             clock.advance(Duration::from_secs(9));
             assert!(store.load(&c).await.unwrap().is_some());
             clock.advance(Duration::from_secs(1));
@@ -119,15 +169,19 @@ pub async fn conformance(store: &dyn Store, expiry: Expiry<'_>) {
                 None,
                 "expired at its deadline"
             );
-            assert!(
-                !store.save_existing(&c, b"revived", in_20s).await.unwrap(),
-                "expired: false"
+            assert_eq!(
+                store
+                    .update(&c, b"short", b"revived", in_20s)
+                    .await
+                    .unwrap(),
+                Update::Gone,
+                "expired: gone"
             );
             assert_eq!(store.load(&c).await.unwrap(), None, "expired: not revived");
             assert_eq!(
                 store.load(&d).await.unwrap().as_deref(),
                 Some(&b"longer"[..]),
-                "save_existing moved the deadline"
+                "update moved the deadline"
             );
             clock.advance(Duration::from_secs(10));
             assert_eq!(
@@ -143,7 +197,10 @@ pub async fn conformance(store: &dyn Store, expiry: Expiry<'_>) {
             store.save(&c, b"short", deadline).await.unwrap();
             store.save(&d, b"short", deadline).await.unwrap();
             let later = SystemClock.now().saturating_add(Duration::from_secs(60));
-            assert!(store.save_existing(&d, b"longer", later).await.unwrap());
+            assert_eq!(
+                store.update(&d, b"short", b"longer", later).await.unwrap(),
+                Update::Written
+            );
             assert!(
                 store.load(&c).await.unwrap().is_some(),
                 "present before its deadline"
@@ -155,15 +212,16 @@ pub async fn conformance(store: &dyn Store, expiry: Expiry<'_>) {
                 None,
                 "expired at its deadline"
             );
-            assert!(
-                !store.save_existing(&c, b"revived", later).await.unwrap(),
-                "expired: false"
+            assert_eq!(
+                store.update(&c, b"short", b"revived", later).await.unwrap(),
+                Update::Gone,
+                "expired: gone"
             );
             assert_eq!(store.load(&c).await.unwrap(), None, "expired: not revived");
             assert_eq!(
                 store.load(&d).await.unwrap().as_deref(),
                 Some(&b"longer"[..]),
-                "save_existing moved the deadline"
+                "update moved the deadline"
             );
             store.delete(&d).await.unwrap();
         }

@@ -1,0 +1,106 @@
+//! How the middleware writes a store-backed session without losing the update of a
+//! concurrent request of the same session, and without bringing back a session another
+//! request ended.
+//!
+//! A session the request loaded is written with [`Store::update`], a compare-and-set against
+//! the record it loaded. When another request wrote the session in between, this request's
+//! own changes (from what it loaded to what it has now) are applied to the record the store
+//! holds now ([`SessionState::merged`]) and the write is tried again against that record.
+//! When the record is gone (a logout, `regenerate`, expiry), nothing is written.
+
+use std::time::Duration;
+
+use super::{Store, StoreError, Update};
+use crate::clock::Timestamp;
+use crate::error::SealError;
+use crate::state::SessionState;
+
+/// How many times a write is tried against records that other requests keep changing
+/// before it fails with [`StoreError::Contended`].
+pub(crate) const MAX_ATTEMPTS: u32 = 8;
+
+/// What a request loaded from the store: the record's bytes and the session they decoded to.
+#[derive(Clone, Debug)]
+pub(crate) struct Loaded {
+    pub(crate) record: Vec<u8>,
+    pub(crate) state: SessionState,
+}
+
+/// A store-backed session to write.
+#[derive(Debug)]
+pub(crate) struct Write {
+    /// The session as the request leaves it.
+    pub(crate) state: SessionState,
+    /// Its record.
+    pub(crate) record: Vec<u8>,
+    /// The idle timeout, for the record's deadline.
+    pub(crate) idle_timeout: Option<Duration>,
+    /// What the request loaded, when this write replaces it (same session id); `None` for a
+    /// new session (or a new id), which is written with [`Store::save`].
+    pub(crate) loaded: Option<Loaded>,
+}
+
+/// When the record of `state` stops being usable: the earlier of its absolute deadline and
+/// its idle deadline.
+pub(crate) fn deadline(state: &SessionState, idle_timeout: Option<Duration>) -> Timestamp {
+    let abs = state.expires_at();
+    match idle_timeout {
+        Some(idle) => abs.min(state.last_seen().saturating_add(idle)),
+        None => abs,
+    }
+}
+
+/// Writes `w`. What is in the store afterwards (the record and its session: this request's,
+/// or this request's changes merged into another's), or `None` when the session was ended by
+/// another request (or expired) and so was not written.
+pub(crate) async fn write(store: &dyn Store, w: Write) -> Result<Option<Loaded>, StoreError> {
+    let Some(loaded) = w.loaded else {
+        let until = deadline(&w.state, w.idle_timeout);
+        store.save(&w.state.id(), &w.record, until).await?;
+        return Ok(Some(Loaded {
+            record: w.record,
+            state: w.state,
+        }));
+    };
+    let id = w.state.id();
+    let (mut expected, mut next) = (
+        loaded.record,
+        Loaded {
+            record: w.record,
+            state: w.state.clone(),
+        },
+    );
+    for _ in 0..MAX_ATTEMPTS {
+        let until = deadline(&next.state, w.idle_timeout);
+        match store.update(&id, &expected, &next.record, until).await? {
+            Update::Written => return Ok(Some(next)),
+            Update::Gone => return Ok(None),
+            Update::Changed(current) => {
+                let theirs = match SessionState::decode(&current) {
+                    Ok(theirs) if theirs.id() == id => theirs,
+                    // Not a record of this session: it would be refused when loaded, so the
+                    // session is over either way.
+                    _ => {
+                        tracing::warn!(target: "sealed_session", "the store holds a record that is not this session's; not saved");
+                        return Ok(None);
+                    }
+                };
+                let state = w.state.merged(&loaded.state, &theirs);
+                next = Loaded {
+                    record: encode(&state)?,
+                    state,
+                };
+                expected = current;
+            }
+        }
+    }
+    Err(StoreError::Contended {
+        attempts: MAX_ATTEMPTS,
+    })
+}
+
+fn encode(state: &SessionState) -> Result<Vec<u8>, SealError> {
+    let mut out = Vec::with_capacity(state.encoded_len_hint());
+    state.encode_into(&mut out)?;
+    Ok(out)
+}
