@@ -45,6 +45,7 @@ pub struct RedisDenylistBuilder {
     stale_after: Duration,
     heartbeat: Duration,
     resync_every: Duration,
+    log_len: usize,
     backoff_min: Duration,
     backoff_max: Duration,
     timeout: Duration,
@@ -61,6 +62,7 @@ impl std::fmt::Debug for RedisDenylistBuilder {
             .field("stale_after", &self.stale_after)
             .field("heartbeat", &self.heartbeat)
             .field("resync_every", &self.resync_every)
+            .field("log_len", &self.log_len)
             .field("backoff", &(self.backoff_min, self.backoff_max))
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
@@ -120,10 +122,22 @@ impl RedisDenylistBuilder {
         self
     }
 
-    /// How often the whole replica is re-loaded from Redis, healing any missed message.
-    /// Default: 5 minutes (it is also re-loaded after every reconnection).
+    /// How often the replica catches up with Redis, healing any missed message. Default: 5
+    /// minutes (it also catches up after every reconnection). A catch-up reads the revocation
+    /// log from where the last one ended, so it costs what was revoked since, not the size
+    /// of the denylist; see [`RedisDenylistBuilder::log_len`].
     pub fn resync_every(mut self, every: Duration) -> Self {
         self.resync_every = every;
+        self
+    }
+
+    /// About how many revocations the log (`{prefix}log`, a Redis stream) keeps for replicas
+    /// to catch up from. A replica that comes back after more revocations than that (a long
+    /// outage) re-loads the whole denylist instead, as it does at start. Default: 100,000
+    /// (a few MB in Redis). Give every process the same value: each trims the log by its
+    /// own.
+    pub fn log_len(mut self, entries: usize) -> Self {
+        self.log_len = entries.max(1);
         self
     }
 
@@ -195,18 +209,19 @@ impl RedisDenylistBuilder {
         let manager = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|e| backend("configure the Redis connection", e))?;
 
-        let keys = Keys::new(&self.prefix);
+        let keys = Keys::new(&self.prefix, self.log_len);
         let mut sync = Syncer {
             shared: shared.clone(),
             conn: manager.clone(),
             keys: keys.clone(),
             timeout: self.timeout,
+            log_pos: None,
         };
         let started = match sync.sync().await {
-            Ok(counts) => {
+            Ok(report) => {
                 tracing::info!(
-                    revoked_sessions = counts.0,
-                    revoked_subjects = counts.1,
+                    revoked_sessions = report.sizes.0,
+                    revoked_subjects = report.sizes.1,
                     "denylist: connected to Redis, replica loaded"
                 );
                 true
@@ -251,6 +266,7 @@ impl RedisDenylist {
             stale_after: Duration::from_secs(30),
             heartbeat: Duration::from_secs(1),
             resync_every: Duration::from_secs(300),
+            log_len: 100_000,
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             timeout: Duration::from_secs(2),

@@ -35,19 +35,34 @@ impl Pending {
 /// announcement still follows the record; if it is lost, the call fails and the revocation is
 /// written again at the next reconnection. `EXEC` is the one reply read, so an error inside
 /// the transaction fails the call.
-fn revocation_pipe(record: &[redis::Cmd], events: &str, message: String) -> redis::Pipeline {
+///
+/// The transaction also appends the message to the revocation log (`XADD`, capped at about
+/// `keys.log_len` entries), from which a replica that missed messages catches up.
+fn revocation_pipe(record: &[redis::Cmd], keys: &Keys, message: String) -> redis::Pipeline {
     let mut pipe = redis::pipe();
     pipe.cmd("MULTI").ignore();
     for cmd in record {
         pipe.add_command(cmd.clone()).ignore();
     }
+    pipe.cmd("XADD")
+        .arg(&keys.log)
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(keys.log_len)
+        .arg("*")
+        .arg(LOG_FIELD)
+        .arg(&message)
+        .ignore();
     pipe.cmd("EXEC")
         .cmd("PUBLISH")
-        .arg(events)
+        .arg(&keys.events)
         .arg(message)
         .ignore();
     pipe
 }
+
+/// The field of a revocation log entry that holds the message.
+pub(super) const LOG_FIELD: &str = "m";
 
 /// The write of one session revocation: record it, trim expired entries, announce.
 pub(super) fn session_pipe(
@@ -66,7 +81,7 @@ pub(super) fn session_pipe(
     trim.arg(&keys.ids).arg("-inf").arg(now.as_millis());
     revocation_pipe(
         &[add, trim],
-        &keys.events,
+        keys,
         format!("r {member} {}", until.as_millis()),
     )
 }
@@ -90,7 +105,7 @@ fn anonymous_pipe(
     trim.arg(&keys.anonymous).arg("-inf").arg(horizon);
     revocation_pipe(
         &[add, trim],
-        &keys.events,
+        keys,
         format!("a {member} {}", issued_at.as_millis()),
     )
 }
@@ -120,11 +135,7 @@ pub(super) fn subject_pipe(
             .arg(format!("({}", before.as_millis()));
         record.push(covered);
     }
-    revocation_pipe(
-        &record,
-        &keys.events,
-        format!("s {} {subject}", before.as_millis()),
-    )
+    revocation_pipe(&record, keys, format!("s {} {subject}", before.as_millis()))
 }
 
 #[derive(Clone)]
@@ -134,16 +145,22 @@ pub(super) struct Keys {
     pub(super) anonymous: String,
     pub(super) subjects: String,
     pub(super) events: String,
+    /// The revocation log: a stream of the announced messages.
+    pub(super) log: String,
+    /// About how many entries the log keeps.
+    pub(super) log_len: usize,
 }
 
 impl Keys {
-    pub(super) fn new(prefix: &str) -> Keys {
+    pub(super) fn new(prefix: &str, log_len: usize) -> Keys {
         Keys {
             prefix: prefix.to_owned(),
             ids: format!("{prefix}ids"),
             anonymous: format!("{prefix}anonymous"),
             subjects: format!("{prefix}subjects"),
             events: format!("{prefix}events"),
+            log: format!("{prefix}log"),
+            log_len,
         }
     }
 }

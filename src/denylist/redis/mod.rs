@@ -45,11 +45,14 @@ use task::AbortOnDrop;
 ///   time in milliseconds (a sorted set rather than a hash, so that old entries are trimmed by
 ///   score in one command); the empty subject is the anonymous cut-off;
 /// - `{prefix}events`: the pub/sub channel announcing each revocation, as `r <id> <until>`,
-///   `a <id> <until> <issued_at>` or `s <before> <subject>`.
+///   `a <id> <until> <issued_at>` or `s <before> <subject>`;
+/// - `{prefix}log`: the revocation log, a stream of the same messages (field `m`), capped at
+///   about [`log_len`](RedisDenylistBuilder::log_len) entries (default 100,000), from which a
+///   replica that missed messages catches up.
 ///
 /// Every revocation is one pipeline: a `MULTI`/`EXEC` of `ZADD … GT` (never shortens an
-/// entry) and a `ZREMRANGEBYSCORE` trimming expired entries, then the `PUBLISH`. Redis 6.2 or
-/// later.
+/// entry), a `ZREMRANGEBYSCORE` trimming expired entries and the `XADD … MAXLEN ~` to the log,
+/// then the `PUBLISH`. Redis 6.2 or later.
 ///
 /// # The replica
 ///
@@ -58,16 +61,23 @@ use task::AbortOnDrop;
 /// both commands and the subscription, so a message published before a heartbeat's `PING`
 /// arrives before its `PONG`. A background task:
 ///
-/// - at start, subscribes and then loads both sets (`ZSCAN`, in pages), so nothing published
-///   in between is lost;
+/// - at start, subscribes, notes where the log ends, and then loads the sets whole (`ZSCAN`,
+///   in pages), so nothing published in between is lost;
 /// - applies each pub/sub message as it arrives;
 /// - sends a `PING` every heartbeat; each answer proves the replica was current when it was
 ///   sent;
-/// - re-loads everything periodically and after every reconnection, so a missed message heals;
+/// - after every reconnection, and periodically ([`resync_every`](RedisDenylistBuilder::resync_every),
+///   default 5 minutes), catches up: reads the log from the last entry it read (`XRANGE`,
+///   in pages), so a missed message heals at the cost of what was revoked since, not of the
+///   size of the denylist. Only when the log no longer holds that entry (trimmed past it, or
+///   Redis lost its data) does it load the sets whole again;
 /// - on a lost connection, retries with exponential backoff.
 ///
-/// Loading merges into the replica (revocations only ever grow until they expire), so a
-/// message applied during a load is never undone.
+/// Loading and catching up merge into the replica (revocations only ever grow until they
+/// expire), so a message applied twice changes nothing and one applied during a load is
+/// never undone. An instance of an older version of this crate, which keeps no log, still
+/// announces its revocations on the channel; a replica that misses one of those while
+/// disconnected gets it at its next whole load.
 ///
 /// # Failure behaviour
 ///

@@ -1,5 +1,7 @@
-//! Keeping the replica current: applying pub/sub messages as they arrive, and loading both
-//! sorted sets from Redis (`ZSCAN`, in pages) at start and after every reconnection.
+//! Keeping the replica current: applying pub/sub messages as they arrive; catching up from
+//! the revocation log (a stream of the same messages) after a reconnection and periodically,
+//! from where the last catch-up ended; and loading the sorted sets whole (`ZSCAN`, in pages)
+//! at start, or when the log no longer reaches back to where this replica left it.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -8,15 +10,20 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use redis::{PushInfo, PushKind, Value};
 
-use super::commands::{BACKEND, Keys, limit};
+use super::commands::{BACKEND, Keys, LOG_FIELD, limit};
 use super::state::{Shared, horizon};
 use crate::clock::Timestamp;
 use crate::denylist::DenylistError;
 use crate::denylist::memory::{Owner, check_subject};
 use crate::state::SessionId;
 
-/// Entries asked for per `ZSCAN` page.
+/// Entries asked for per `ZSCAN` or `XRANGE` page.
 const SCAN_PAGE: usize = 1000;
+
+/// The message of the entry a replica adds to an empty log at a full load, so that its
+/// position names an entry (whose loss, when Redis loses its data, it can tell). Not a
+/// revocation: applying it does nothing.
+const LOG_MARK: &[u8] = b"start";
 
 impl Shared {
     /// Called by the connection for every push: pub/sub messages and disconnections.
@@ -38,7 +45,16 @@ impl Shared {
 
     /// Applies one announced revocation; ignores (with a debug line) what it cannot parse.
     fn apply(&self, payload: &[u8]) {
-        let now = self.clock.now();
+        if self.apply_message(payload, self.clock.now()) {
+            self.replica.publish();
+        }
+    }
+
+    /// Applies one message of the channel or the log; whether it could be read.
+    fn apply_message(&self, payload: &[u8], now: Timestamp) -> bool {
+        if payload == LOG_MARK {
+            return true;
+        }
         let text = std::str::from_utf8(payload).ok();
         let mut parts = text.map(|t| t.splitn(3, ' '));
         let parsed = parts.as_mut().and_then(|p| {
@@ -73,15 +89,25 @@ impl Shared {
                 _ => None,
             }
         });
-        if parsed.is_some() {
-            self.replica.publish();
-        } else {
+        if parsed.is_none() {
             tracing::debug!(
                 len = payload.len(),
-                "denylist: ignored an unreadable message on the revocation channel"
+                "denylist: ignored an unreadable revocation message"
             );
         }
+        parsed.is_some()
     }
+}
+
+/// What one synchronisation did.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct SyncReport {
+    /// The replica's sizes afterwards (revoked ids, subjects).
+    pub(super) sizes: (usize, usize),
+    /// The sets were loaded whole (at start, or the log no longer reached back far enough).
+    pub(super) full: bool,
+    /// Entries read from Redis: set members for a full load, log entries for a catch-up.
+    pub(super) read: usize,
 }
 
 /// Loads Redis into the replica.
@@ -90,12 +116,16 @@ pub(super) struct Syncer {
     pub(super) conn: ConnectionManager,
     pub(super) keys: Keys,
     pub(super) timeout: Duration,
+    /// Where in the revocation log the replica is current to: the id of the last entry it
+    /// applied. `None` until the first full load.
+    pub(super) log_pos: Option<String>,
 }
 
 impl Syncer {
-    /// Subscribes, then loads both sets into the replica. On success the replica is current
-    /// as of the moment the load began; returns the replica's sizes.
-    pub(super) async fn sync(&mut self) -> Result<(usize, usize), DenylistError> {
+    /// Subscribes, then catches up from the revocation log, or loads the sets whole when it
+    /// cannot (see the module). On success the replica is current as of the moment the load
+    /// began.
+    pub(super) async fn sync(&mut self) -> Result<SyncReport, DenylistError> {
         let epoch = self.shared.disconnects.load(Ordering::Acquire);
         let events = self.keys.events.clone();
         let timeout = self.timeout;
@@ -108,32 +138,17 @@ impl Syncer {
         .await?;
         self.flush_pending().await?;
         let started = self.shared.clock.now();
-        let ids = self.keys.ids.clone();
-        let subjects = self.keys.subjects.clone();
-        let anonymous = self.keys.anonymous.clone();
-        // Subjects first: the anonymous cut-off among them covers older anonymous entries.
-        self.scan(&subjects, |shared, member, score| {
-            if check_subject(member).is_ok() {
-                shared.replica.insert_subject(member, score, started);
+        let caught_up = match self.log_pos.clone() {
+            Some(pos) => self.catch_up(pos, started).await?,
+            None => None,
+        };
+        let (full, read, pos) = match caught_up {
+            Some((read, pos)) => (false, read, pos),
+            None => {
+                let (read, pos) = self.load(started).await?;
+                (true, read, pos)
             }
-        })
-        .await?;
-        self.scan(&ids, |shared, member, score| {
-            if let Some(id) = SessionId::parse(member) {
-                let _ = shared.replica.insert(&id, score, Owner::Unknown, started);
-            }
-        })
-        .await?;
-        self.scan(&anonymous, |shared, member, issued_at| {
-            if let Some((id, until)) = member.split_once(' ')
-                && let (Some(id), Ok(until)) = (SessionId::parse(id), until.parse::<u64>())
-            {
-                let until = Timestamp::from_millis(until);
-                let owner = Owner::Anonymous(issued_at);
-                let _ = shared.replica.insert(&id, until, owner, started);
-            }
-        })
-        .await?;
+        };
         // A loss during the load may have dropped the subscription: the load does not count.
         if self.shared.disconnects.load(Ordering::Acquire) != epoch {
             return Err(DenylistError::Backend {
@@ -142,11 +157,129 @@ impl Syncer {
                 source: "connection lost during the load".into(),
             });
         }
+        self.log_pos = Some(pos);
         self.shared.replica.purge(started);
         self.shared.replica.publish();
         self.shared.mark_fresh(started);
         self.shared.connected.store(true, Ordering::Release);
-        Ok(self.shared.replica.sizes())
+        Ok(SyncReport {
+            sizes: self.shared.replica.sizes(),
+            full,
+            read,
+        })
+    }
+
+    /// Applies the log's entries after `pos`, page by page; how many it read and the new
+    /// position. `None` when the log no longer holds everything after `pos` (trimmed past it,
+    /// or Redis lost its data): the sets must be loaded whole.
+    async fn catch_up(
+        &mut self,
+        mut pos: String,
+        now: Timestamp,
+    ) -> Result<Option<(usize, String)>, DenylistError> {
+        // Trimming drops the oldest entries, so the log still holds all that followed `pos`
+        // exactly when `pos` itself is still there (and a Redis that lost its data has lost
+        // it too).
+        let mut cmd = redis::cmd("XRANGE");
+        cmd.arg(&self.keys.log).arg(&pos).arg(&pos);
+        let at: Value = self.query("read the revocation log", cmd).await?;
+        if !matches!(at, Value::Array(ref v) if !v.is_empty()) {
+            return Ok(None);
+        }
+        let mut read = 0;
+        loop {
+            let mut cmd = redis::cmd("XRANGE");
+            cmd.arg(&self.keys.log)
+                .arg(format!("({pos}"))
+                .arg("+")
+                .arg("COUNT")
+                .arg(SCAN_PAGE);
+            let reply: Value = self.query("read the revocation log", cmd).await?;
+            let entries = log_entries(reply).ok_or_else(|| DenylistError::Backend {
+                backend: BACKEND,
+                op: "read the revocation log",
+                source: "unexpected XRANGE reply".into(),
+            })?;
+            let page = entries.len();
+            for (id, message) in entries {
+                if let Some(m) = message {
+                    self.shared.apply_message(&m, now);
+                }
+                pos = id;
+            }
+            read += page;
+            if page < SCAN_PAGE {
+                return Ok(Some((read, pos)));
+            }
+        }
+    }
+
+    /// Loads the three sets whole into the replica; how many members it read, and the log
+    /// position to catch up from next time (read first, so that nothing logged during the
+    /// load is skipped: entries read twice change nothing).
+    async fn load(&mut self, started: Timestamp) -> Result<(usize, String), DenylistError> {
+        let mut cmd = redis::cmd("XREVRANGE");
+        cmd.arg(&self.keys.log)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1);
+        let tip: Value = self.query("read the revocation log", cmd).await?;
+        let tip = log_entries(tip).and_then(|e| e.into_iter().next());
+        let pos = match tip {
+            Some((id, _)) => id,
+            None => {
+                let mut cmd = redis::cmd("XADD");
+                cmd.arg(&self.keys.log)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(self.keys.log_len)
+                    .arg("*")
+                    .arg(LOG_FIELD)
+                    .arg(LOG_MARK);
+                self.query("start the revocation log", cmd).await?
+            }
+        };
+        let ids = self.keys.ids.clone();
+        let subjects = self.keys.subjects.clone();
+        let anonymous = self.keys.anonymous.clone();
+        // Subjects first: the anonymous cut-off among them covers older anonymous entries.
+        let mut read = 0;
+        read += self
+            .scan(&subjects, |shared, member, score| {
+                if check_subject(member).is_ok() {
+                    shared.replica.insert_subject(member, score, started);
+                }
+            })
+            .await?;
+        read += self
+            .scan(&ids, |shared, member, score| {
+                if let Some(id) = SessionId::parse(member) {
+                    let _ = shared.replica.insert(&id, score, Owner::Unknown, started);
+                }
+            })
+            .await?;
+        read += self
+            .scan(&anonymous, |shared, member, issued_at| {
+                if let Some((id, until)) = member.split_once(' ')
+                    && let (Some(id), Ok(until)) = (SessionId::parse(id), until.parse::<u64>())
+                {
+                    let until = Timestamp::from_millis(until);
+                    let owner = Owner::Anonymous(issued_at);
+                    let _ = shared.replica.insert(&id, until, owner, started);
+                }
+            })
+            .await?;
+        Ok((read, pos))
+    }
+
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        cmd: redis::Cmd,
+    ) -> Result<T, DenylistError> {
+        let mut conn = self.conn.clone();
+        limit(self.timeout, op, cmd.query_async(&mut conn)).await
     }
 
     /// Writes the revocations that failed while Redis was away. On error the rest stay
@@ -182,13 +315,14 @@ impl Syncer {
         Ok(())
     }
 
-    /// Walks one sorted set with `ZSCAN`, page by page.
+    /// Walks one sorted set with `ZSCAN`, page by page; how many members it read.
     async fn scan(
         &mut self,
         key: &str,
         mut each: impl FnMut(&Shared, &str, Timestamp),
-    ) -> Result<(), DenylistError> {
+    ) -> Result<usize, DenylistError> {
         let mut cursor: u64 = 0;
+        let mut read = 0;
         loop {
             let mut cmd = redis::cmd("ZSCAN");
             cmd.arg(key).arg(cursor).arg("COUNT").arg(SCAN_PAGE);
@@ -204,6 +338,7 @@ impl Syncer {
                 op: "load the denylist",
                 source: "unexpected ZSCAN reply".into(),
             })?;
+            read += items.len() / 2;
             for pair in items.chunks_exact(2) {
                 if let [member, score] = pair
                     && let (Some(m), Some(s)) = (text(member), score_ms(score))
@@ -212,11 +347,42 @@ impl Syncer {
                 }
             }
             if next == 0 {
-                return Ok(());
+                return Ok(read);
             }
             cursor = next;
         }
     }
+}
+
+/// `[[id, [field, value, …]], …]` from an `XRANGE` reply: each entry's id, and its message
+/// (the value of `LOG_FIELD`) when it has one.
+fn log_entries(reply: Value) -> Option<Vec<(String, Option<Vec<u8>>)>> {
+    let Value::Array(entries) = reply else {
+        return match reply {
+            Value::Nil => Some(Vec::new()),
+            _ => None,
+        };
+    };
+    entries
+        .into_iter()
+        .map(|entry| {
+            let Value::Array(parts) = entry else {
+                return None;
+            };
+            let mut parts = parts.into_iter();
+            let id = text(&parts.next()?)?.to_owned();
+            let fields: Vec<Value> = match parts.next()? {
+                Value::Array(f) => f,
+                Value::Map(m) => m.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+                _ => return None,
+            };
+            let message = fields.chunks_exact(2).find_map(|kv| match kv {
+                [k, Value::BulkString(v)] if text(k) == Some(LOG_FIELD) => Some(v.clone()),
+                _ => None,
+            });
+            Some((id, message))
+        })
+        .collect()
 }
 
 /// `[cursor, [member, score, …]]` from a `ZSCAN` reply.

@@ -65,11 +65,13 @@ impl Task {
                 } else if Instant::now() >= next_load {
                     next_load = Instant::now() + self.resync_every;
                     match self.sync.sync().await {
-                        Ok((ids, subjects)) => {
+                        Ok(report) => {
                             tracing::debug!(
-                                revoked_sessions = ids,
-                                revoked_subjects = subjects,
-                                "denylist: periodic reload from Redis"
+                                revoked_sessions = report.sizes.0,
+                                revoked_subjects = report.sizes.1,
+                                full_load = report.full,
+                                entries_read = report.read,
+                                "denylist: periodic catch-up with Redis"
                             );
                             epoch = shared.disconnects.load(Ordering::Acquire);
                             Ok(())
@@ -91,14 +93,16 @@ impl Task {
                 }
             } else {
                 match self.sync.sync().await {
-                    Ok((ids, subjects)) => {
+                    Ok(report) => {
                         connected = true;
                         stale_logged = false;
                         epoch = shared.disconnects.load(Ordering::Acquire);
                         next_load = Instant::now() + self.resync_every;
                         tracing::info!(
-                            revoked_sessions = ids,
-                            revoked_subjects = subjects,
+                            revoked_sessions = report.sizes.0,
+                            revoked_subjects = report.sizes.1,
+                            full_load = report.full,
+                            entries_read = report.read,
                             "denylist: connected to Redis and resynchronised the replica"
                         );
                         continue;
