@@ -49,6 +49,8 @@
 //! - `jwt` (default): the JWT codec on jsonwebtoken with aws-lc-rs; `jwt-rust-crypto` for its
 //!   pure-Rust backend.
 //! - `redis`: the Redis denylist and store.
+//! - `postgres`: `PostgresStore`, sessions in a PostgreSQL table (through sqlx).
+//! - `sqlite`: `SqliteStore`, sessions in an embedded SQLite file (through sqlx).
 //! - `cli`: the `sealed-session` command-line tool.
 //! - `metrics`: counters and gauges through the [`metrics`](https://docs.rs/metrics) facade
 //!   (refusals by reason, issues, re-issues, revocations, denylist size and Redis replica

@@ -42,7 +42,10 @@ impl SessionId {
 
     /// Appends the 22-character base64url form to `out` (what `Display` shows, without the
     /// formatting machinery: for keys built once per store operation).
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "redis", feature = "postgres", feature = "sqlite")),
+        allow(dead_code)
+    )]
     pub(crate) fn push_to(&self, out: &mut String) {
         URL_SAFE_NO_PAD.encode_string(self.0, out);
     }

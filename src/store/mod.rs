@@ -4,10 +4,15 @@
 //! In store-backed mode the cookie holds only a signed session id
 //! ([`SessionIdCodec`](crate::codec::SessionIdCodec)); the session (metadata and data, in
 //! the same binary layout a sealed token carries, see `docs/FORMAT.md`) lives in a
-//! [`Store`]. Two come with the crate:
+//! [`Store`]. These come with the crate:
 //! - [`MemoryStore`]: one process, with expiry, like express-session's `MemoryStore`;
 //! - `RedisStore` (feature `redis`): sessions shared by every instance through Redis, one key
-//!   per session (prefix `sess:` by default, as in connect-redis) that Redis expires itself.
+//!   per session (prefix `sess:` by default, as in connect-redis) that Redis expires itself;
+//! - `PostgresStore` (feature `postgres`): sessions shared by every instance through one
+//!   PostgreSQL table, one row per session, expired rows swept periodically (as
+//!   connect-pg-simple does);
+//! - `SqliteStore` (feature `sqlite`): sessions in an embedded SQLite file, for one machine
+//!   that must keep them across a restart with nothing to install.
 //!
 //! A `Store` is three async calls, small enough to put Postgres or MongoDB behind, plus
 //! [`Store::update`], a compare-and-set, which has a default but should be overridden by any
@@ -44,12 +49,22 @@
 //! ```
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod sql;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 mod write;
 
+#[cfg(feature = "postgres")]
+pub use self::postgres::{PostgresStore, PostgresStoreBuilder};
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisStore, RedisStoreBuilder};
+#[cfg(feature = "sqlite")]
+pub use self::sqlite::{SqliteStore, SqliteStoreBuilder};
 pub use memory::MemoryStore;
 pub(crate) use write::{Loaded, Write, deadline, write};
 
@@ -85,6 +100,18 @@ pub enum StoreError {
     /// The record of a session could not be made.
     #[error("the session's record could not be made")]
     Record(#[from] crate::error::SealError),
+    /// A SQL store's builder was given a table name that is not a plain SQL identifier (an
+    /// ASCII letter or `_`, then ASCII letters, digits or `_`, at most 48 bytes in all). The
+    /// name is written into the store's SQL, so anything else is refused before the database
+    /// is contacted, rather than risk SQL injection.
+    #[error(
+        "{name:?} is not a plain SQL table name (an ASCII letter or `_`, then ASCII letters, \
+         digits or `_`, at most 48 bytes)"
+    )]
+    InvalidTableName {
+        /// The name refused.
+        name: String,
+    },
 }
 
 /// What [`Store::update`] did.

@@ -36,13 +36,15 @@ pub fn example_path(name: &str) -> TestResult<PathBuf> {
 /// `known_features_are_the_manifests` (in `tests/compare_smoke.rs`) keeps it in step with
 /// `Cargo.toml`: a feature missing here would make [`example_binary`] rebuild the crate and
 /// the example a second time, with other features.
-pub const FEATURES: [(&str, bool); 9] = [
+pub const FEATURES: [(&str, bool); 11] = [
     ("poem", cfg!(feature = "poem")),
     ("tower", cfg!(feature = "tower")),
     ("aws-lc", cfg!(feature = "aws-lc")),
     ("jwt", cfg!(feature = "jwt")),
     ("jwt-rust-crypto", cfg!(feature = "jwt-rust-crypto")),
     ("redis", cfg!(feature = "redis")),
+    ("postgres", cfg!(feature = "postgres")),
+    ("sqlite", cfg!(feature = "sqlite")),
     ("cli", cfg!(feature = "cli")),
     ("metrics", cfg!(feature = "metrics")),
     ("test-vectors", cfg!(feature = "test-vectors")),
