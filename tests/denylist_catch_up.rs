@@ -212,12 +212,16 @@ async fn after_redis_loses_its_data_a_replica_reloads_the_whole_denylist() {
     let dyn_clock: Arc<dyn Clock> = Arc::new(clock.clone());
     let issued = clock.now();
     let until = issued.saturating_add(Duration::from_secs(3600));
-    let b = fast(&server.url(), dyn_clock.clone())
-        .build()
-        .await
-        .unwrap();
+    let proxy = Proxy::start(server.port()).await;
+    let b = fast(&proxy.url(), dyn_clock.clone()).build().await.unwrap();
     // Redis comes back empty (no persistence); an entry appears in the set without a log
-    // entry (as an instance of an older version, which kept no log, would write it).
+    // entry (as an instance of an older version, which kept no log, would write it), while
+    // B is still cut off, so that its reconnection finds it.
+    proxy.cut();
+    wait_until("B to report the outage", Duration::from_secs(5), || {
+        degraded(&b)
+    })
+    .await;
     server.restart();
     let mut conn = raw(&server.url()).await;
     let () = redis::cmd("ZADD")
@@ -227,8 +231,61 @@ async fn after_redis_loses_its_data_a_replica_reloads_the_whole_denylist() {
         .query_async(&mut conn)
         .await
         .unwrap();
+    proxy.restore().await;
     wait_until("B to reload", Duration::from_secs(5), || {
         b.check(&id(4), None, issued).is_revoked() && healthy(&b)
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_reload_every_a_replica_loads_the_whole_denylist_again() {
+    let Some(server) = RedisServer::start("whole reload past reload_every") else {
+        return;
+    };
+    let clock = clock();
+    let dyn_clock: Arc<dyn Clock> = Arc::new(clock.clone());
+    let issued = clock.now();
+    let until = issued.saturating_add(Duration::from_secs(7 * 3600));
+    let proxy = Proxy::start(server.port()).await;
+    let b = fast(&proxy.url(), dyn_clock.clone())
+        .reload_every(Duration::from_secs(6 * 3600))
+        .build()
+        .await
+        .unwrap();
+    let mut conn = raw(&server.url()).await;
+    // A revocation with no log entry, made while B is cut off: a catch-up cannot see it.
+    for (n, later) in [(1, Duration::ZERO), (2, Duration::from_secs(6 * 3600))] {
+        clock.advance(later);
+        // The next heartbeat confirms the replica at the new time.
+        wait_until("B to be confirmed", Duration::from_secs(5), || healthy(&b)).await;
+        let scans = calls(&mut conn, "zscan").await;
+        proxy.cut();
+        wait_until("B to report the outage", Duration::from_secs(5), || {
+            degraded(&b)
+        })
+        .await;
+        let () = redis::cmd("ZADD")
+            .arg("test:catch:ids")
+            .arg(until.as_millis())
+            .arg(id(n).to_string())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        proxy.restore().await;
+        wait_until("B to resynchronise", Duration::from_secs(5), || healthy(&b)).await;
+        let whole = calls(&mut conn, "zscan").await > scans;
+        if n == 1 {
+            assert!(!whole, "within reload_every: a catch-up");
+            assert_eq!(
+                b.check(&id(1), None, issued),
+                Check::Allowed,
+                "a catch-up reads the log only"
+            );
+        } else {
+            assert!(whole, "past reload_every: a whole load");
+            assert!(b.check(&id(1), None, issued).is_revoked());
+            assert!(b.check(&id(2), None, issued).is_revoked());
+        }
+    }
 }

@@ -277,9 +277,11 @@ impl Inner {
         }
     }
 
-    /// The store record of the state as of now.
+    /// The store record of the state as of now (`last_seen` never moves back: a concurrent
+    /// request merged in by `save` may have seen the session later).
     pub(super) fn record(&mut self) -> Result<Vec<u8>, SealError> {
-        self.state.set_last_seen(self.now);
+        self.state
+            .set_last_seen(self.now.max(self.state.last_seen()));
         let mut out = Vec::with_capacity(self.state.encoded_len_hint());
         self.state.encode_into(&mut out)?;
         Ok(out)

@@ -173,6 +173,11 @@ impl Session {
     }
 
     /// Removes every value; the session (and its id) goes on.
+    ///
+    /// Store-backed, the write that follows removes the keys this request had (see
+    /// [`Store::update`](crate::store::Store::update)): a key that a concurrent request of the
+    /// same session added meanwhile is kept. To end a session, call [`Session::destroy`] or
+    /// [`Session::regenerate`], which delete its record, instead.
     pub fn clear(&self) {
         let mut inner = self.lock();
         if !inner.state.is_empty() {
@@ -402,12 +407,13 @@ impl Session {
         let (id, sent) = (write.state.id(), write.state.clone());
         if let Some(written) = crate::store::write(&*store, write).await? {
             let mut inner = self.lock();
+            // Unless the handler moved on to another id while the store answered.
             if inner.state.id() == id {
                 // What another request wrote meanwhile, with what this one changed since.
                 inner.state = inner.state.merged(&sent, &written.state);
+                inner.saved = Some(written.record.clone());
+                inner.loaded = Some(written);
             }
-            inner.saved = Some(written.record.clone());
-            inner.loaded = Some(written);
             return Ok(());
         }
         tracing::info!(target: "sealed_session", "session ended by another request; not saved");

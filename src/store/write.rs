@@ -86,10 +86,13 @@ pub(crate) async fn write(store: &dyn Store, w: Write) -> Result<Option<Loaded>,
                     }
                 };
                 let state = w.state.merged(&loaded.state, &theirs);
-                next = Loaded {
-                    record: encode(&state)?,
-                    state,
-                };
+                let record = encode(&state)?;
+                // This request's changes are already there (a renewal that another request
+                // renewed later, say): nothing to write, and nothing to race for.
+                if record == current {
+                    return Ok(Some(Loaded { record, state }));
+                }
+                next = Loaded { record, state };
                 expected = current;
             }
         }

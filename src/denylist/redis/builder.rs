@@ -46,6 +46,7 @@ pub struct RedisDenylistBuilder {
     heartbeat: Duration,
     resync_every: Duration,
     log_len: usize,
+    reload_every: Duration,
     backoff_min: Duration,
     backoff_max: Duration,
     timeout: Duration,
@@ -63,6 +64,7 @@ impl std::fmt::Debug for RedisDenylistBuilder {
             .field("heartbeat", &self.heartbeat)
             .field("resync_every", &self.resync_every)
             .field("log_len", &self.log_len)
+            .field("reload_every", &self.reload_every)
             .field("backoff", &(self.backoff_min, self.backoff_max))
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
@@ -141,6 +143,17 @@ impl RedisDenylistBuilder {
         self
     }
 
+    /// How often, at the most, the replica loads the whole denylist again instead of
+    /// catching up from the log: the next synchronisation after this long since the last
+    /// whole load (at start, say) is a whole load. It heals what no log entry carries, such
+    /// as a revocation an instance of an older version of this crate made while this one
+    /// was disconnected. Default: 6 hours (at a million revocations, about 1.2 s of Redis
+    /// CPU per instance each time).
+    pub fn reload_every(mut self, every: Duration) -> Self {
+        self.reload_every = every;
+        self
+    }
+
     /// Delay between reconnection attempts: starts at `min`, doubles up to `max`.
     /// Default: 100 ms to 5 seconds.
     pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
@@ -216,6 +229,8 @@ impl RedisDenylistBuilder {
             keys: keys.clone(),
             timeout: self.timeout,
             log_pos: None,
+            reload_every: self.reload_every,
+            loaded_at: None,
         };
         let started = match sync.sync().await {
             Ok(report) => {
@@ -267,6 +282,7 @@ impl RedisDenylist {
             heartbeat: Duration::from_secs(1),
             resync_every: Duration::from_secs(300),
             log_len: 100_000,
+            reload_every: Duration::from_secs(6 * 3600),
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             timeout: Duration::from_secs(2),

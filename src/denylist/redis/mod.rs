@@ -69,15 +69,18 @@ use task::AbortOnDrop;
 /// - after every reconnection, and periodically ([`resync_every`](RedisDenylistBuilder::resync_every),
 ///   default 5 minutes), catches up: reads the log from the last entry it read (`XRANGE`,
 ///   in pages), so a missed message heals at the cost of what was revoked since, not of the
-///   size of the denylist. Only when the log no longer holds that entry (trimmed past it, or
-///   Redis lost its data) does it load the sets whole again;
+///   size of the denylist. It loads the sets whole again only when the log no longer holds
+///   that entry (trimmed past it, or Redis lost its data), and at most every
+///   [`reload_every`](RedisDenylistBuilder::reload_every) (default 6 hours);
 /// - on a lost connection, retries with exponential backoff.
 ///
 /// Loading and catching up merge into the replica (revocations only ever grow until they
 /// expire), so a message applied twice changes nothing and one applied during a load is
 /// never undone. An instance of an older version of this crate, which keeps no log, still
 /// announces its revocations on the channel; a replica that misses one of those while
-/// disconnected gets it at its next whole load.
+/// disconnected gets it at its next whole load (within `reload_every`). A Redis ACL user
+/// needs `XADD`, `XRANGE` and `XREVRANGE` on `{prefix}log` besides the sorted-set
+/// commands.
 ///
 /// # Failure behaviour
 ///

@@ -119,6 +119,11 @@ pub(super) struct Syncer {
     /// Where in the revocation log the replica is current to: the id of the last entry it
     /// applied. `None` until the first full load.
     pub(super) log_pos: Option<String>,
+    /// How long catch-ups may stand in for a whole load: past it since the last one, the
+    /// next synchronisation loads the sets whole (healing what no log entry carries).
+    pub(super) reload_every: Duration,
+    /// When the sets were last loaded whole.
+    pub(super) loaded_at: Option<Timestamp>,
 }
 
 impl Syncer {
@@ -138,9 +143,12 @@ impl Syncer {
         .await?;
         self.flush_pending().await?;
         let started = self.shared.clock.now();
+        let reload_due = self
+            .loaded_at
+            .is_none_or(|at| started.saturating_since(at) >= self.reload_every);
         let caught_up = match self.log_pos.clone() {
-            Some(pos) => self.catch_up(pos, started).await?,
-            None => None,
+            Some(pos) if !reload_due => self.catch_up(pos, started).await?,
+            _ => None,
         };
         let (full, read, pos) = match caught_up {
             Some((read, pos)) => (false, read, pos),
@@ -158,6 +166,9 @@ impl Syncer {
             });
         }
         self.log_pos = Some(pos);
+        if full {
+            self.loaded_at = Some(started);
+        }
         self.shared.replica.purge(started);
         self.shared.replica.publish();
         self.shared.mark_fresh(started);
@@ -179,33 +190,34 @@ impl Syncer {
     ) -> Result<Option<(usize, String)>, DenylistError> {
         // Trimming drops the oldest entries, so the log still holds all that followed `pos`
         // exactly when `pos` itself is still there (and a Redis that lost its data has lost
-        // it too).
-        let mut cmd = redis::cmd("XRANGE");
-        cmd.arg(&self.keys.log).arg(&pos).arg(&pos);
-        let at: Value = self.query("read the revocation log", cmd).await?;
-        if !matches!(at, Value::Array(ref v) if !v.is_empty()) {
-            return Ok(None);
-        }
+        // it too). Each page is read from `pos` inclusive and must start with it: a trim
+        // between two pages (other instances keep appending) is seen, not skipped over.
         let mut read = 0;
         loop {
             let mut cmd = redis::cmd("XRANGE");
             cmd.arg(&self.keys.log)
-                .arg(format!("({pos}"))
+                .arg(&pos)
                 .arg("+")
                 .arg("COUNT")
-                .arg(SCAN_PAGE);
+                .arg(SCAN_PAGE + 1);
             let reply: Value = self.query("read the revocation log", cmd).await?;
             let entries = log_entries(reply).ok_or_else(|| DenylistError::Backend {
                 backend: BACKEND,
                 op: "read the revocation log",
                 source: "unexpected XRANGE reply".into(),
             })?;
-            let page = entries.len();
+            let mut entries = entries.into_iter();
+            match entries.next() {
+                Some((first, _)) if first == pos => {}
+                _ => return Ok(None),
+            }
+            let mut page = 0;
             for (id, message) in entries {
                 if let Some(m) = message {
                     self.shared.apply_message(&m, now);
                 }
                 pos = id;
+                page += 1;
             }
             read += page;
             if page < SCAN_PAGE {
