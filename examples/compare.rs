@@ -23,12 +23,15 @@
 //! handler busy-waits 0.5 µs: a yardstick for what a given cost per request does to the
 //! ratios here), `sealed` (AES-256-GCM cookie),
 //! `sealed-nocache` (the same with the open cache off), `signed` (HMAC cookie),
-//! `jwt` (HS256 JWT in `Authorization: Bearer`), `store-memory` and `store-redis` (the
-//! express-session design: signed id cookie, data in a store), and Poem's own
-//! `poem-cookie` (CookieSession, private) and `poem-redis` (ServerSession + RedisStorage).
-//! The Redis modes start their own `redis-server` (from `PATH`, or `COMPARE_REDIS_SERVER`) on
-//! a free loopback port and are listed as skipped, with the reason, when there is none.
-//! `store-redis` also needs the crate's `redis` feature.
+//! `jwt` (HS256 JWT in `Authorization: Bearer`), `store-memory`, `store-redis`,
+//! `store-postgres` and `store-sqlite` (the express-session design: signed id cookie, data in
+//! a store), and Poem's own `poem-cookie` (CookieSession, private) and `poem-redis`
+//! (ServerSession + RedisStorage). The Redis modes start their own `redis-server` (from
+//! `PATH`, or `COMPARE_REDIS_SERVER`) on a free loopback port and are listed as skipped, with
+//! the reason, when there is none; `store-postgres` starts its own PostgreSQL the same way
+//! (`initdb` in a temporary directory; skipped without one), and `store-sqlite` opens a file
+//! in a temporary directory. `store-redis`, `store-postgres` and `store-sqlite` also need the
+//! crate's `redis`, `postgres` and `sqlite` features.
 //!
 //! How it measures (also written into docs/COMPARISON.md):
 //! - Every server is a child process of this binary (`compare --serve MODE`), on
@@ -79,6 +82,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 #[cfg(feature = "tower")]
 #[path = "support/compare_axum.rs"]
 mod axum_app;
+#[path = "support/compare_sql.rs"]
+mod sql;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 type Result<T, E = Error> = std::result::Result<T, E>;
@@ -122,6 +127,8 @@ enum Mode {
     SealedDenyRedis,
     StoreMemory,
     StoreRedis,
+    StorePostgres,
+    StoreSqlite,
     PoemCookie,
     PoemRedis,
     AxumNone,
@@ -130,7 +137,7 @@ enum Mode {
     AxumCookieStore,
 }
 
-const ALL_MODES: [Mode; 17] = [
+const ALL_MODES: [Mode; 19] = [
     Mode::None,
     Mode::NoneCookie,
     Mode::NoneWork,
@@ -142,6 +149,8 @@ const ALL_MODES: [Mode; 17] = [
     Mode::SealedDenyRedis,
     Mode::StoreMemory,
     Mode::StoreRedis,
+    Mode::StorePostgres,
+    Mode::StoreSqlite,
     Mode::PoemCookie,
     Mode::PoemRedis,
     Mode::AxumNone,
@@ -171,6 +180,8 @@ impl Mode {
             Mode::SealedDenyRedis => "sealed+deny-redis",
             Mode::StoreMemory => "store-memory",
             Mode::StoreRedis => "store-redis",
+            Mode::StorePostgres => "store-postgres",
+            Mode::StoreSqlite => "store-sqlite",
             Mode::PoemCookie => "poem-cookie",
             Mode::PoemRedis => "poem-redis",
             Mode::AxumNone => "axum-none",
@@ -193,6 +204,8 @@ impl Mode {
             Mode::SealedDenyRedis => "sealed cookie + RedisDenylist",
             Mode::StoreMemory => "store-backed, memory",
             Mode::StoreRedis => "store-backed, Redis",
+            Mode::StorePostgres => "store-backed, PostgreSQL (its CPU not counted)",
+            Mode::StoreSqlite => "store-backed, SQLite file (WAL)",
             Mode::PoemCookie => "Poem CookieSession (private)",
             Mode::PoemRedis => "Poem ServerSession + RedisStorage",
             Mode::AxumNone => "axum, no sessions",
@@ -239,7 +252,11 @@ impl Mode {
         if self.uses_redis() && redis.is_none() {
             return Some("skipped: no redis-server found (PATH or COMPARE_REDIS_SERVER)".into());
         }
-        None
+        match self {
+            Mode::StorePostgres => sql::postgres_missing(),
+            Mode::StoreSqlite => sql::sqlite_missing(),
+            _ => None,
+        }
     }
 }
 
@@ -454,6 +471,10 @@ struct ServerEnv {
     /// 32 random bytes, hex: Poem's cookie key and the JWT HMAC key are derived from it.
     secret: Vec<u8>,
     redis_url: Option<String>,
+    /// `store-postgres`: the database's URL.
+    postgres_url: Option<String>,
+    /// `store-sqlite`: the database file, which both instances open.
+    sqlite_path: Option<String>,
 }
 
 impl ServerEnv {
@@ -465,6 +486,8 @@ impl ServerEnv {
             keys,
             secret,
             redis_url: std::env::var("COMPARE_REDIS_URL").ok(),
+            postgres_url: std::env::var("COMPARE_POSTGRES_URL").ok(),
+            sqlite_path: std::env::var("COMPARE_SQLITE_PATH").ok(),
         })
     }
 }
@@ -549,6 +572,26 @@ async fn build_app(mode: Mode, env: &ServerEnv) -> Result<BoxEndpoint<'static, R
             .with(redis_store_session(&redis_url()?, keys).await?)
             .map_to_response()
             .boxed(),
+        Mode::StorePostgres => {
+            let url = env
+                .postgres_url
+                .as_deref()
+                .ok_or("this mode needs COMPARE_POSTGRES_URL")?;
+            routes_ours()
+                .with(sql::postgres_session(url, keys).await?)
+                .map_to_response()
+                .boxed()
+        }
+        Mode::StoreSqlite => {
+            let path = env
+                .sqlite_path
+                .as_deref()
+                .ok_or("this mode needs COMPARE_SQLITE_PATH")?;
+            routes_ours()
+                .with(sql::sqlite_session(path, keys).await?)
+                .map_to_response()
+                .boxed()
+        }
         Mode::PoemCookie => routes_poem()
             .with(CookieSession::new(PoemCookieConfig::private(
                 CookieKey::derive_from(&env.secret),
@@ -761,7 +804,12 @@ struct ServerProc {
 }
 
 impl ServerProc {
-    fn start(mode: Mode, run: &RunEnv, redis: Option<&RedisServer>) -> Result<ServerProc> {
+    fn start(
+        mode: Mode,
+        run: &RunEnv,
+        redis: Option<&RedisServer>,
+        sql: &SqlBackend,
+    ) -> Result<ServerProc> {
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.args(["--serve", mode.key(), "--server-threads"])
             .arg(run.server_threads.to_string())
@@ -775,6 +823,15 @@ impl ServerProc {
                 "COMPARE_REDIS_URL",
                 format!("redis://127.0.0.1:{}/", r.port),
             );
+        }
+        match sql {
+            SqlBackend::None => {}
+            SqlBackend::Postgres(server) => {
+                cmd.env("COMPARE_POSTGRES_URL", server.url());
+            }
+            SqlBackend::Sqlite(dir) => {
+                cmd.env("COMPARE_SQLITE_PATH", dir.join("sessions.db"));
+            }
         }
         let mut child = cmd.spawn()?;
         let mut line = String::new();
@@ -812,6 +869,22 @@ impl Drop for ServerProc {
         drop(self.child.stdin.take());
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The database of a SQL store row: a PostgreSQL server, or the directory of a SQLite file
+/// (removed on drop).
+enum SqlBackend {
+    None,
+    Postgres(sql::PgServer),
+    Sqlite(PathBuf),
+}
+
+impl Drop for SqlBackend {
+    fn drop(&mut self) {
+        if let SqlBackend::Sqlite(dir) = self {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -1540,6 +1613,8 @@ struct Running {
     a: ServerProc,
     b: ServerProc,
     redis: Option<RedisServer>,
+    /// The SQL database of the SQL store rows (dropped after the servers).
+    sql: SqlBackend,
     read: Vec<Window>,
     write: Vec<Window>,
 }
@@ -1551,8 +1626,21 @@ fn start_mode(mode: Mode, run: &RunEnv, pin: Option<&Pinning>) -> Result<Running
     } else {
         None
     };
-    let a = ServerProc::start(mode, run, redis.as_ref())?;
-    let b = ServerProc::start(mode, run, redis.as_ref())?;
+    let sql = match mode {
+        Mode::StorePostgres => SqlBackend::Postgres(sql::start_postgres()?),
+        Mode::StoreSqlite => {
+            let dir = std::env::temp_dir().join(format!(
+                "compare-sqlite-{}-{}",
+                std::process::id(),
+                hex_encode(&random_bytes(4)?)
+            ));
+            std::fs::create_dir_all(&dir)?;
+            SqlBackend::Sqlite(dir)
+        }
+        _ => SqlBackend::None,
+    };
+    let a = ServerProc::start(mode, run, redis.as_ref(), &sql)?;
+    let b = ServerProc::start(mode, run, redis.as_ref(), &sql)?;
     if let Some(p) = pin {
         // Started, so every thread they start at start-up is there to check.
         check_pinned(a.pid(), &p.server, "server A")?;
@@ -1566,6 +1654,7 @@ fn start_mode(mode: Mode, run: &RunEnv, pin: Option<&Pinning>) -> Result<Running
         a,
         b,
         redis,
+        sql,
         read: Vec::new(),
         write: Vec::new(),
     })
@@ -1594,7 +1683,9 @@ fn round(rt: &tokio::runtime::Runtime, r: &mut Running, args: &Args) -> Result<(
 
 /// After the rounds: memory, revocation and the second instance; then the processes end.
 fn finish(rt: &tokio::runtime::Runtime, r: Running, args: &Args) -> Result<Measured> {
+    // `sql` first: bindings drop in reverse order, so the database outlives the servers.
     let Running {
+        sql: _sql,
         mode,
         a,
         b,
@@ -1658,7 +1749,8 @@ const USAGE: &str = "\
 usage: compare [options]
   --modes a,b,...       modes to run (default: all): none, none+cookie, none+work, sealed,
                         sealed-nocache, signed, jwt, sealed+deny-memory, sealed+deny-redis,
-                        store-memory, store-redis, poem-cookie, poem-redis
+                        store-memory, store-redis, store-postgres, store-sqlite,
+                        poem-cookie, poem-redis
   --duration SECS       measured window per route and round (default 1)
   --warmup SECS         warm-up before each window (default 0.5)
   --rounds N            rounds; each round measures every mode once (default 5)
