@@ -1,12 +1,14 @@
 //! The Redis store, like connect-redis for express-session: one string key per session,
 //! expiring by itself. The design and failure behaviour are documented on [`RedisStore`].
 
+mod conn;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{FromRedisValue, IntoConnectionInfo};
+use redis::FromRedisValue;
 
+use self::conn::{Conn, Handle, Setup, Topology};
 use super::{BoxFuture, Store, StoreError, Update};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::state::SessionId;
@@ -39,23 +41,43 @@ const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 #[derive(Clone)]
 #[must_use]
 pub struct RedisStoreBuilder {
-    url: String,
+    topology: Topology,
     prefix: String,
     timeout: Duration,
     clock: Arc<dyn Clock>,
+    wait: Option<Replicas>,
+}
+
+/// `WAIT replicas timeout` after every write.
+#[derive(Clone, Copy, Debug)]
+struct Replicas {
+    replicas: u32,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for RedisStoreBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The URL may carry a password: not shown.
+        // The URLs may carry passwords: not shown.
         f.debug_struct("RedisStoreBuilder")
+            .field("topology", &self.topology.kind())
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
+            .field("wait_for_replicas", &self.wait)
             .finish_non_exhaustive()
     }
 }
 
 impl RedisStoreBuilder {
+    fn new(topology: Topology) -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            topology,
+            prefix: DEFAULT_KEY_PREFIX.to_owned(),
+            timeout: Duration::from_secs(2),
+            clock: Arc::new(SystemClock),
+            wait: None,
+        }
+    }
+
     /// Prefix of the Redis keys: a session is kept at `prefix` followed by its id's
     /// 22-character base64url form. Default: `sess:`, as in
     /// connect-redis. Instances that share sessions use the same prefix.
@@ -78,38 +100,36 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// After every write (save, update, delete), waits until at least `replicas` replicas
+    /// of the master that took it have acknowledged it (Redis's `WAIT replicas timeout`),
+    /// for at most `timeout`; fewer acknowledgements make the operation fail (a 503), though
+    /// the master did write. This narrows the window in which a failover loses an
+    /// acknowledged write (see "Failures" on [`RedisStore`]), at the cost of a round trip
+    /// per write, and of failing every write while fewer than `replicas` replicas are up.
+    /// The wait counts within the store's [`timeout`](RedisStoreBuilder::timeout), so keep
+    /// `timeout` below it. Default: off (`replicas` 0 turns it off).
+    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.wait = (replicas > 0).then_some(Replicas { replicas, timeout });
+        self
+    }
+
     /// Connects (on the current Tokio runtime), failing when Redis cannot be reached within
-    /// the timeout, so that a misconfigured deployment does not start.
+    /// the timeout, so that a misconfigured deployment does not start. In a cluster, this
+    /// also reads the slots; with Sentinel, it asks the Sentinels for the master and
+    /// connects to it.
     pub async fn build(self) -> Result<RedisStore, StoreError> {
-        let info = self
-            .url
-            .as_str()
-            .into_connection_info()
-            .map_err(|e| backend(OpError::Redis("parse the Redis URL", e)))?;
-        let client = redis::Client::open(info)
-            .map_err(|e| backend(OpError::Redis("open a Redis client", e)))?;
-        let config = ConnectionManagerConfig::new()
-            // One connection attempt per reconnection, started by the next operation after a
-            // failure: during an outage operations fail at once (a 503) instead of queueing
-            // behind retries, and the first operation after Redis returns reconnects.
-            .set_number_of_retries(0)
-            .set_connection_timeout(Some(self.timeout))
-            // Every operation is already bounded by `limit` (the same time): a response
-            // timeout in the client too would be a second timer per operation, registered
-            // and cancelled for nothing (about 700 instructions an operation, see
-            // `bash benches/instructions.sh store`).
-            .set_response_timeout(None);
-        let conn = limit(
-            self.timeout,
-            "connect to Redis",
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await?;
+        let conn =
+            match tokio::time::timeout(self.timeout, self.topology.connect(self.timeout)).await {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(Setup(what, e))) => return Err(backend(redis_error(what, e, self.timeout))),
+                Err(_) => return Err(backend(OpError::TimedOut("connect", self.timeout))),
+            };
         Ok(RedisStore {
             conn,
             prefix: self.prefix.into(),
             timeout: self.timeout,
             clock: self.clock,
+            wait: self.wait,
         })
     }
 }
@@ -134,6 +154,13 @@ impl RedisStoreBuilder {
 /// # }
 /// ```
 ///
+/// # Topologies
+/// - One node: [`RedisStore::builder`] with its URL.
+/// - Redis Cluster: [`RedisStore::cluster`] with the URLs of some of its nodes (any one that
+///   answers is enough to learn the others and the slots).
+/// - Sentinel: [`RedisStore::sentinel`] with the Sentinels' URLs and the master's name; the
+///   store writes to whichever node the Sentinels name master.
+///
 /// # Data in Redis
 /// Session `id` is the string key `{prefix}{id}` (for example `sess:q3V0Rk…`, the id in its
 /// 22-character base64url form), holding the record's bytes:
@@ -147,26 +174,52 @@ impl RedisStoreBuilder {
 ///   holds (nil when absent: deleted or expired);
 /// - delete: `DEL key`.
 ///
+/// Every operation touches that one key, so in a cluster each is sent to the master of the
+/// key's slot, and the script (loaded on every master, and again on a newly promoted one)
+/// runs there unchanged. Keep `{` and `}` out of the prefix: a hash tag in it would put
+/// every session in one slot, so on one master.
+///
 /// # Failures
 /// Every operation is bounded by the timeout (default 2 seconds) and fails with
 /// [`StoreError::Backend`] (`store: "redis"`) when Redis cannot be reached, answers an
 /// error, or does not answer in time; the middleware then answers 503 rather than starting a
-/// new session. The connection is re-established by the first operation after a failure, so
-/// service resumes as soon as Redis is back. Redis's own persistence decides whether
-/// sessions survive a Redis restart.
+/// new session. Redis's own persistence decides whether sessions survive a Redis restart.
+/// - One node: the connection is re-established by the first operation after a failure, so
+///   service resumes as soon as Redis is back.
+/// - Cluster: while a master is down, operations on the sessions in its slots fail (the
+///   others go on); once the cluster has promoted one of its replicas (after
+///   `cluster-node-timeout` and an election), the connection learns the new slots and they
+///   succeed again. Operations started meanwhile fail at the timeout at the latest.
+/// - Sentinel: an operation that fails drops the connection to the master, and the next
+///   one asks the Sentinels for the master again (one lookup at a time; after a failed
+///   lookup, operations fail at once for 100 ms rather than asking again). So a failover
+///   costs the operations between the master's death and the Sentinels' switch (their
+///   `down-after-milliseconds`, then an election: seconds), each failing fast or at the
+///   timeout; then the first operation finds the new master.
 ///
-/// Clones share one multiplexed connection.
+/// Either way, a failover costs only the operations attempted while no master serves a
+/// session's key, each a 503, and no more than the timeout each. But **Redis replication is
+/// asynchronous**: a write the master acknowledged and died before sending to a replica is
+/// lost when that replica is promoted. For sessions: a logout can come back (the session
+/// it deleted is there again), a login or a change can be lost. To narrow that window,
+/// [`wait_for_replicas`](RedisStoreBuilder::wait_for_replicas) makes each write wait until
+/// replicas acknowledged it (Redis's `WAIT`, which still does not make Redis strongly
+/// consistent: a failover can in rare cases pick a replica that missed it).
+///
+/// Clones share one connection (multiplexed; in a cluster, one per node).
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     prefix: Arc<str>,
     timeout: Duration,
     clock: Arc<dyn Clock>,
+    wait: Option<Replicas>,
 }
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
+            .field("topology", &self.conn.kind())
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
@@ -177,12 +230,69 @@ impl RedisStore {
     /// A builder for a store at `url` (for example `redis://127.0.0.1:6379/` or
     /// `rediss://user:password@host/0`).
     pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
-        RedisStoreBuilder {
-            url: url.into(),
-            prefix: DEFAULT_KEY_PREFIX.to_owned(),
-            timeout: Duration::from_secs(2),
-            clock: Arc::new(SystemClock),
-        }
+        RedisStoreBuilder::new(Topology::Single(url.into()))
+    }
+
+    /// A builder for a store in the Redis Cluster that these nodes belong to (one that
+    /// answers is enough; list several in case one is down).
+    ///
+    /// ```no_run
+    /// use sealed_session::store::RedisStore;
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = RedisStore::cluster([
+    ///     "redis://10.0.0.1:6379/",
+    ///     "redis://10.0.0.2:6379/",
+    ///     "redis://10.0.0.3:6379/",
+    /// ])
+    /// .build()
+    /// .await?;
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn cluster<I, S>(nodes: I) -> RedisStoreBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        RedisStoreBuilder::new(Topology::Cluster(
+            nodes.into_iter().map(Into::into).collect(),
+        ))
+    }
+
+    /// A builder for a store on the master that these Sentinels know as `master_name`,
+    /// following it through failovers (see "Failures" above).
+    ///
+    /// ```no_run
+    /// use sealed_session::store::RedisStore;
+    /// use std::time::Duration;
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = RedisStore::sentinel(
+    ///     [
+    ///         "redis://10.0.0.1:26379/",
+    ///         "redis://10.0.0.2:26379/",
+    ///         "redis://10.0.0.3:26379/",
+    ///     ],
+    ///     "mymaster",
+    /// )
+    /// .wait_for_replicas(1, Duration::from_millis(100))
+    /// .build()
+    /// .await?;
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn sentinel<I, S>(sentinels: I, master_name: impl Into<String>) -> RedisStoreBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        RedisStoreBuilder::new(Topology::Sentinel {
+            sentinels: sentinels.into_iter().map(Into::into).collect(),
+            master: master_name.into(),
+        })
     }
 
     /// A store at `url` with every default: `RedisStore::builder(url).build().await`.
@@ -212,22 +322,90 @@ impl RedisStore {
         u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
     }
 
-    async fn query<T: FromRedisValue>(
+    /// Runs `request` on session key `key`, then, for a write, `WAIT`s for replicas when
+    /// asked to; all bounded by the timeout.
+    async fn run<T: FromRedisValue>(
         &self,
         op: &'static str,
-        cmd: redis::Cmd,
+        key: &str,
+        request: Request<'_>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn.clone();
-        limit(self.timeout, op, cmd.query_async(&mut conn)).await
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut handle = match self.conn.ready() {
+            Some(handle) => handle,
+            // Only after a Sentinel-resolved connection failed: a second timer, then.
+            None => match tokio::time::timeout_at(deadline, self.conn.resolve()).await {
+                Ok(Ok(handle)) => handle,
+                Ok(Err(e)) => return Err(backend(redis_error(op, e, self.timeout))),
+                Err(_) => return Err(backend(OpError::TimedOut(op, self.timeout))),
+            },
+        };
+        let wait = match request {
+            Request::Read(_) => None,
+            Request::Write(_) | Request::Script(_) => self.wait,
+        };
+        let sent = tokio::time::timeout_at(
+            deadline,
+            send(&mut handle, op, key, request, wait, self.timeout),
+        );
+        match sent.await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e @ OpError::NotReplicated { .. })) => Err(backend(e)),
+            Ok(Err(e)) => {
+                self.conn.failed(&handle);
+                Err(backend(e))
+            }
+            Err(_) => {
+                self.conn.failed(&handle);
+                Err(backend(OpError::TimedOut(op, self.timeout)))
+            }
+        }
     }
+}
+
+/// One operation's request.
+enum Request<'a> {
+    Read(&'a redis::Cmd),
+    Write(&'a redis::Cmd),
+    Script(&'a redis::ScriptInvocation<'a>),
+}
+
+async fn send<T: FromRedisValue>(
+    handle: &mut Handle,
+    op: &'static str,
+    key: &str,
+    request: Request<'_>,
+    wait: Option<Replicas>,
+    limit: Duration,
+) -> Result<T, OpError> {
+    let value = match request {
+        Request::Read(cmd) | Request::Write(cmd) => cmd.query_async(handle).await,
+        Request::Script(script) => script.invoke_async(handle).await,
+    }
+    .map_err(|e| redis_error(op, e, limit))?;
+    if let Some(Replicas { replicas, timeout }) = wait {
+        let acked = handle
+            .wait(key, replicas, timeout)
+            .await
+            .map_err(|e| redis_error("WAIT", e, limit))?;
+        if acked < i64::from(replicas) {
+            return Err(OpError::NotReplicated {
+                op,
+                acked,
+                wanted: replicas,
+            });
+        }
+    }
+    Ok(value)
 }
 
 impl Store for RedisStore {
     fn load<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
         Box::pin(async move {
+            let key = self.key(id);
             let mut cmd = redis::cmd("GET");
-            cmd.arg(self.key(id));
-            self.query("GET", cmd).await
+            cmd.arg(&key);
+            self.run("GET", &key, Request::Read(&cmd)).await
         })
     }
 
@@ -243,9 +421,10 @@ impl Store for RedisStore {
                 // Already expired: what it replaces must not outlive it either.
                 return self.delete(id).await;
             }
+            let key = self.key(id);
             let mut cmd = redis::cmd("SET");
-            cmd.arg(self.key(id)).arg(record).arg("PX").arg(ms);
-            self.query("SET", cmd).await
+            cmd.arg(&key).arg(record).arg("PX").arg(ms);
+            self.run("SET", &key, Request::Write(&cmd)).await
         })
     }
 
@@ -257,14 +436,15 @@ impl Store for RedisStore {
         expires_at: Timestamp,
     ) -> BoxFuture<'a, Result<Update, StoreError>> {
         Box::pin(async move {
-            let mut invocation = UPDATE.key(self.key(id));
+            let key = self.key(id);
+            let mut invocation = UPDATE.key(&key);
             invocation
                 .arg(expected)
                 .arg(record)
                 .arg(self.ttl_ms(expires_at));
-            let mut conn = self.conn.clone();
-            let (written, current): (i64, Option<Vec<u8>>) =
-                limit(self.timeout, "update", invocation.invoke_async(&mut conn)).await?;
+            let (written, current): (i64, Option<Vec<u8>>) = self
+                .run("update", &key, Request::Script(&invocation))
+                .await?;
             Ok(match (written, current) {
                 (1, _) => Update::Written,
                 (_, Some(current)) => Update::Changed(current),
@@ -275,9 +455,10 @@ impl Store for RedisStore {
 
     fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
+            let key = self.key(id);
             let mut cmd = redis::cmd("DEL");
-            cmd.arg(self.key(id));
-            self.query("DEL", cmd).await
+            cmd.arg(&key);
+            self.run("DEL", &key, Request::Write(&cmd)).await
         })
     }
 }
@@ -289,6 +470,15 @@ enum OpError {
     Redis(&'static str, #[source] redis::RedisError),
     #[error("Redis {0} timed out after {1:?}")]
     TimedOut(&'static str, Duration),
+    #[error(
+        "Redis {op} was written, but only {acked} of the {wanted} replicas asked for \
+         acknowledged it in time"
+    )]
+    NotReplicated {
+        op: &'static str,
+        acked: i64,
+        wanted: u32,
+    },
 }
 
 fn backend(error: OpError) -> StoreError {
@@ -298,16 +488,12 @@ fn backend(error: OpError) -> StoreError {
     }
 }
 
-async fn limit<T>(
-    timeout: Duration,
-    op: &'static str,
-    fut: impl std::future::Future<Output = redis::RedisResult<T>>,
-) -> Result<T, StoreError> {
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        // The connection's own limits are the same: whichever fires first, the same error.
-        Ok(Err(e)) if e.is_timeout() => Err(backend(OpError::TimedOut(op, timeout))),
-        Ok(Err(e)) => Err(backend(OpError::Redis(op, e))),
-        Err(_) => Err(backend(OpError::TimedOut(op, timeout))),
+/// Redis's error in `op`; a timeout of the client's own is reported as the store's (the
+/// limits are the same: whichever fires first, the same error).
+fn redis_error(op: &'static str, e: redis::RedisError, limit: Duration) -> OpError {
+    if e.is_timeout() {
+        OpError::TimedOut(op, limit)
+    } else {
+        OpError::Redis(op, e)
     }
 }

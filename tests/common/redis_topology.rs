@@ -1,0 +1,392 @@
+//! Throw-away Redis topologies for integration tests: a Redis Cluster of 3 masters and 3
+//! replicas, and a Sentinel setup (1 master, 1 replica, 3 Sentinels), each on free loopback
+//! ports with its files in a temporary directory. Every process is killed on drop (so also
+//! when a test panics), and the directory removed.
+//!
+//! When `redis-server` or `redis-cli` is missing, `start` prints `SKIPPED: ...` and returns
+//! `None`, unless `CI=true`, where that is a failure (as in `common::redis`).
+//!
+//! Use from a test file with `mod common { pub mod redis; pub mod redis_topology; }`.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::redis::{answers_ping, find_redis_server, free_port};
+
+/// How long a topology may take to be ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The master's name in the Sentinel setup.
+pub const MASTER_NAME: &str = "sessions";
+
+fn find_redis_cli() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("redis-cli"))
+        .find(|p| p.is_file())
+}
+
+/// The binaries, or `None` after printing why (a panic under `CI=true`).
+fn binaries(test: &str) -> Option<(PathBuf, PathBuf)> {
+    match (find_redis_server(), find_redis_cli()) {
+        (Some(server), Some(cli)) => Some((server, cli)),
+        _ => {
+            let why = format!(
+                "redis-server or redis-cli not found on PATH; {test} needs a real Redis \
+                 (install it, e.g. `apt-get install redis-server`)"
+            );
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{why}; CI=true, so this fails instead of skipping");
+            }
+            let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
+            None
+        }
+    }
+}
+
+fn temp_dir(kind: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "sealed-session-{kind}-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::create_dir_all(&dir).expect("create a temporary directory");
+    dir
+}
+
+/// One process of a topology, killed on drop.
+struct Process {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Process {
+    fn spawn(binary: &Path, args: &[String], port: u16) -> Process {
+        let child = Command::new(binary)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        let process = Process {
+            port,
+            child: Some(child),
+        };
+        until(&format!("port {port} answers PING"), || answers_ping(port));
+        process
+    }
+
+    /// SIGKILL, and waits for the process to be gone.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `ready` every 50 ms; panics after [`READY_TIMEOUT`].
+fn until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while !ready() {
+        assert!(
+            Instant::now() < deadline,
+            "not ready after {READY_TIMEOUT:?}: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `redis-cli -p port args...`, its output (empty when it fails).
+fn run_cli(binary: &Path, port: u16, args: &[&str]) -> String {
+    Command::new(binary)
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// A Redis Cluster: 3 masters, each with 1 replica, `cluster-node-timeout` 1 s.
+pub struct RedisCluster {
+    cli: PathBuf,
+    nodes: Vec<Process>,
+    dir: PathBuf,
+}
+
+impl RedisCluster {
+    /// Starts the six nodes, creates the cluster, and waits until every node says
+    /// `cluster_state:ok` and every replica is in sync.
+    pub fn start(test: &str) -> Option<RedisCluster> {
+        let (server, cli) = binaries(test)?;
+        let dir = temp_dir("cluster");
+        let mut nodes = Vec::new();
+        for _ in 0..6 {
+            let port = free_port();
+            let bus = free_port();
+            let node_dir = dir.join(port.to_string());
+            std::fs::create_dir_all(&node_dir).expect("create a node directory");
+            let mut list = args(&[
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-node-timeout",
+                "1000",
+                "--cluster-config-file",
+                "nodes.conf",
+            ]);
+            list.extend([
+                "--port".to_owned(),
+                port.to_string(),
+                "--cluster-port".to_owned(),
+                bus.to_string(),
+                "--dir".to_owned(),
+                node_dir.display().to_string(),
+            ]);
+            nodes.push(Process::spawn(&server, &list, port));
+        }
+        let cluster = RedisCluster { cli, nodes, dir };
+        let mut create = Command::new(&cluster.cli);
+        create.arg("--cluster").arg("create");
+        for node in &cluster.nodes {
+            create.arg(format!("127.0.0.1:{}", node.port));
+        }
+        let status = create
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run redis-cli --cluster create");
+        assert!(status.success(), "redis-cli --cluster create failed");
+        for node in &cluster.nodes {
+            until("cluster_state:ok", || {
+                run_cli(&cluster.cli, node.port, &["CLUSTER", "INFO"]).contains("cluster_state:ok")
+            });
+        }
+        for node in &cluster.nodes {
+            until("replicas in sync", || {
+                let info = run_cli(&cluster.cli, node.port, &["INFO", "replication"]);
+                info.contains("role:master") || info.contains("master_link_status:up")
+            });
+        }
+        Some(cluster)
+    }
+
+    /// `redis://127.0.0.1:PORT/` of every node.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("redis://127.0.0.1:{}/", n.port))
+            .collect()
+    }
+
+    /// The port of the master that serves `key`, asked of a running node.
+    pub fn master_of(&self, key: &str) -> u16 {
+        let port = self.running_port();
+        let slot: u16 = run_cli(&self.cli, port, &["CLUSTER", "KEYSLOT", key])
+            .trim()
+            .parse()
+            .expect("CLUSTER KEYSLOT");
+        for line in run_cli(&self.cli, port, &["CLUSTER", "NODES"]).lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
+                continue;
+            }
+            let serves = fields[8..].iter().any(|range| {
+                let mut ends = range.split('-').map(|n| n.parse::<u16>().ok());
+                match (ends.next().flatten(), ends.next().flatten()) {
+                    (Some(a), Some(b)) => (a..=b).contains(&slot),
+                    (Some(a), None) => a == slot,
+                    _ => false,
+                }
+            });
+            if serves {
+                let addr = fields[1].split('@').next().expect("address");
+                return addr
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .expect("port");
+            }
+        }
+        panic!("no master serves slot {slot}");
+    }
+
+    fn running_port(&self) -> u16 {
+        self.nodes
+            .iter()
+            .find(|n| n.child.is_some())
+            .map(|n| n.port)
+            .expect("a running node")
+    }
+
+    /// SIGKILLs the node on `port`.
+    pub fn kill(&mut self, port: u16) {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.port == port)
+            .expect("a node on that port");
+        node.kill();
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A master, its replica, and 3 Sentinels watching it (quorum 2,
+/// `down-after-milliseconds` 500, `failover-timeout` 2000).
+pub struct RedisSentinels {
+    cli: PathBuf,
+    master: Process,
+    replica: Process,
+    sentinels: Vec<Process>,
+    dir: PathBuf,
+}
+
+impl RedisSentinels {
+    /// Starts the master and the replica, waits until the replica is in sync, then starts
+    /// the Sentinels and waits until each knows the replica and the other two.
+    pub fn start(test: &str) -> Option<RedisSentinels> {
+        let (server, cli) = binaries(test)?;
+        let dir = temp_dir("sentinel");
+        let node = |port: u16, extra: &[String]| {
+            let mut list = args(&["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+            list.extend(["--port".to_owned(), port.to_string()]);
+            list.extend(["--dir".to_owned(), dir.display().to_string()]);
+            list.extend_from_slice(extra);
+            Process::spawn(&server, &list, port)
+        };
+        let master_port = free_port();
+        let master = node(master_port, &[]);
+        let replica_port = free_port();
+        let replica = node(
+            replica_port,
+            &[
+                "--replicaof".to_owned(),
+                "127.0.0.1".to_owned(),
+                master_port.to_string(),
+            ],
+        );
+        until("the replica in sync", || {
+            run_cli(&cli, replica_port, &["INFO", "replication"]).contains("master_link_status:up")
+        });
+        let mut sentinels = Vec::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let conf = dir.join(format!("sentinel-{port}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                     sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} 2\n\
+                     sentinel down-after-milliseconds {MASTER_NAME} 500\n\
+                     sentinel failover-timeout {MASTER_NAME} 2000\n",
+                    dir = dir.display()
+                ),
+            )
+            .expect("write a Sentinel configuration");
+            let list = vec![conf.display().to_string(), "--sentinel".to_owned()];
+            sentinels.push(Process::spawn(&server, &list, port));
+        }
+        let setup = RedisSentinels {
+            cli,
+            master,
+            replica,
+            sentinels,
+            dir,
+        };
+        for s in &setup.sentinels {
+            until(
+                "each Sentinel knows the replica and the other Sentinels",
+                || {
+                    let info = run_cli(&setup.cli, s.port, &["SENTINEL", "MASTER", MASTER_NAME]);
+                    let lines: Vec<&str> = info.lines().collect();
+                    let field = |name: &str| {
+                        lines
+                            .iter()
+                            .position(|l| *l == name)
+                            .and_then(|i| lines.get(i + 1))
+                            .copied()
+                    };
+                    field("num-slaves") == Some("1") && field("num-other-sentinels") == Some("2")
+                },
+            );
+        }
+        Some(setup)
+    }
+
+    /// `redis://127.0.0.1:PORT/` of every Sentinel.
+    pub fn sentinel_urls(&self) -> Vec<String> {
+        self.sentinels
+            .iter()
+            .map(|s| format!("redis://127.0.0.1:{}/", s.port))
+            .collect()
+    }
+
+    /// The master's port.
+    pub fn master_port(&self) -> u16 {
+        self.master.port
+    }
+
+    /// The replica's port.
+    pub fn replica_port(&self) -> u16 {
+        self.replica.port
+    }
+
+    /// The master's port, as the first Sentinel names it.
+    pub fn named_master_port(&self) -> Option<u16> {
+        let port = self.sentinels.first()?.port;
+        let out = run_cli(
+            &self.cli,
+            port,
+            &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME],
+        );
+        out.lines().nth(1)?.trim().parse().ok()
+    }
+
+    /// SIGKILLs the master.
+    pub fn kill_master(&mut self) {
+        self.master.kill();
+    }
+}
+
+impl Drop for RedisSentinels {
+    fn drop(&mut self) {
+        for s in &mut self.sentinels {
+            s.kill();
+        }
+        self.master.kill();
+        self.replica.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
