@@ -20,7 +20,7 @@ use common::example::{FEATURES, TestResult, example_binary, find_program, manife
 use serde_json::Value;
 
 /// Every mode of the harness, by key: a mode dropped from the run is a failure.
-const MODES: [&str; 17] = [
+const MODES: [&str; 19] = [
     "none",
     "none+cookie",
     "none+work",
@@ -32,6 +32,8 @@ const MODES: [&str; 17] = [
     "sealed+deny-redis",
     "store-memory",
     "store-redis",
+    "store-postgres",
+    "store-sqlite",
     "poem-cookie",
     "poem-redis",
     "axum-none",
@@ -211,6 +213,22 @@ fn quick_run_measures_every_mode_and_writes_the_whole_report() -> TestResult {
                     "{key}: no sessions made for the memory column: {m}"
                 );
                 assert!(svg.contains(key), "{key}: not in the chart");
+            }
+            // The SQL rows need their features, and PostgreSQL's `initdb` (which CI installs).
+            "skipped" if key == "store-postgres" || key == "store-sqlite" => {
+                let feature = if key == "store-postgres" {
+                    cfg!(feature = "postgres")
+                } else {
+                    cfg!(feature = "sqlite")
+                };
+                assert!(
+                    !feature || (key == "store-postgres" && !ci),
+                    "{key} skipped ({reason}) though it can run here"
+                );
+                assert!(
+                    report.contains(reason),
+                    "{key}: the report must give the reason"
+                );
             }
             "skipped" if key.starts_with("axum") => {
                 let tower = cfg!(feature = "tower");
