@@ -158,6 +158,11 @@ pub trait Store: Send + Sync + 'static {
     ///   record the store now holds and tries again with that as `expected`, so that two
     ///   concurrent requests that change different keys both keep their change.
     ///
+    /// `Changed(current)` only has to be a record the store held after the failed compare
+    /// (a SQL store reads it in a second statement, so it may already be stale, or even equal
+    /// to `expected`): the middleware merges into it and tries again. An error does not say
+    /// that nothing was written: a write whose answer timed out may still land.
+    ///
     /// The default loads, compares, then saves. That is **not atomic**: a write between the
     /// load and the save is lost, and a delete there is undone. A store that can compare
     /// and write in one step must override it: `MemoryStore` does both under its lock,
