@@ -1,0 +1,207 @@
+//! The connection the denylist, its task and its syncer share: one RESP3
+//! `ConnectionManager`, replaced when Sentinels name another master.
+//!
+//! A `ConnectionManager` reconnects to the address it was built for, never to another: after
+//! a failover it would keep knocking at the dead (or demoted) master. So in Sentinel mode the
+//! link asks the Sentinels for the master again when the task finds the connection lost, and
+//! when a revocation is refused with `READONLY`; if the master moved, a new manager replaces
+//! the old one, and the task resynchronises on it. On a single node the manager is never
+//! replaced.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::sentinel::SentinelClient;
+use redis::{ConnectionAddr, PushInfo, PushKind};
+
+use super::commands::{BACKEND, backend, limit};
+use super::state::Shared;
+use crate::denylist::DenylistError;
+
+/// After a failed lookup of the master, the next one waits this long (as in the store):
+/// an outage never turns into a stream of lookups.
+const RESOLVE_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The current connection, shared by the denylist, its task and its syncer.
+pub(super) struct Link {
+    /// The manager in use and the address it was built for (`None` before the first lookup
+    /// in Sentinel mode). Cloned out, never held across an `.await`.
+    current: Mutex<Option<(ConnectionManager, Option<ConnectionAddr>)>>,
+    /// Incremented at each replacement; a manager's push handler passes on its disconnection
+    /// only while it is the current one, so a dropped manager does not disturb its successor.
+    generation: Arc<AtomicU64>,
+    /// The manager settings, without the push sender (added per manager).
+    config: ConnectionManagerConfig,
+    shared: Arc<Shared>,
+    timeout: Duration,
+    /// Sentinel mode: the lookups, one at a time.
+    sentinel: Option<tokio::sync::Mutex<Resolver>>,
+}
+
+struct Resolver {
+    client: SentinelClient,
+    /// When the last lookup failed: none before this.
+    retry_after: Option<Instant>,
+}
+
+impl Link {
+    /// A link to one node (or a proxy): one manager for good, as before Sentinel support.
+    pub(super) fn single(
+        client: redis::Client,
+        config: ConnectionManagerConfig,
+        shared: Arc<Shared>,
+        timeout: Duration,
+    ) -> Result<Link, DenylistError> {
+        let link = Link {
+            current: Mutex::new(None),
+            generation: Arc::new(AtomicU64::new(0)),
+            config,
+            shared,
+            timeout,
+            sentinel: None,
+        };
+        let manager = ConnectionManager::new_lazy_with_config(client, link.manager_config(0))
+            .map_err(|e| backend("configure the Redis connection", e))?;
+        *link.lock() = Some((manager, None));
+        Ok(link)
+    }
+
+    /// A link to the master `client` names; no connection until [`Link::refresh`].
+    pub(super) fn sentinel(
+        client: SentinelClient,
+        config: ConnectionManagerConfig,
+        shared: Arc<Shared>,
+        timeout: Duration,
+    ) -> Link {
+        Link {
+            current: Mutex::new(None),
+            generation: Arc::new(AtomicU64::new(0)),
+            config,
+            shared,
+            timeout,
+            sentinel: Some(tokio::sync::Mutex::new(Resolver {
+                client,
+                retry_after: None,
+            })),
+        }
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Option<(ConnectionManager, Option<ConnectionAddr>)>> {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The settings of the `generation`-th manager: its pushes go to the shared state.
+    fn manager_config(&self, generation: u64) -> ConnectionManagerConfig {
+        let sink = self.shared.clone();
+        let current = self.generation.clone();
+        self.config
+            .clone()
+            .set_push_sender(move |info: PushInfo| -> Result<(), Infallible> {
+                if info.kind == PushKind::Disconnection
+                    && current.load(Ordering::Acquire) != generation
+                {
+                    return Ok(());
+                }
+                sink.on_push(info);
+                Ok(())
+            })
+    }
+
+    /// The current manager and its generation.
+    pub(super) fn conn(&self) -> Result<(u64, ConnectionManager), DenylistError> {
+        let current = self.lock();
+        let generation = self.generation.load(Ordering::Acquire);
+        match current.as_ref() {
+            Some((manager, _)) => Ok((generation, manager.clone())),
+            None => Err(DenylistError::Backend {
+                backend: BACKEND,
+                op: "reach the master through Redis Sentinel",
+                source: "no master found yet".into(),
+            }),
+        }
+    }
+
+    /// The current generation.
+    pub(super) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Sentinel mode: asks the Sentinels for the master and, if it is not the one the
+    /// current manager was built for, replaces the manager and tells the task to
+    /// resynchronise. `seen` is the generation the caller used: if the manager was replaced
+    /// since, nothing is asked. Whether the manager is not the one `seen` names any more. On
+    /// a single node, does nothing.
+    pub(super) async fn refresh(&self, seen: u64) -> Result<bool, DenylistError> {
+        let Some(sentinel) = &self.sentinel else {
+            return Ok(false);
+        };
+        let mut resolver = sentinel.lock().await;
+        if self.generation() != seen {
+            return Ok(true);
+        }
+        if resolver.retry_after.is_some_and(|t| Instant::now() < t) {
+            return Err(DenylistError::Backend {
+                backend: BACKEND,
+                op: "reach the master through Redis Sentinel",
+                source: "the master could not be found a moment ago".into(),
+            });
+        }
+        // Set before the lookup: one cut short by the timeout counts as failed too.
+        resolver.retry_after = Some(Instant::now() + RESOLVE_BACKOFF);
+        let client = limit(
+            self.timeout,
+            "reach the master through Redis Sentinel",
+            resolver.client.async_get_client(),
+        )
+        .await?;
+        resolver.retry_after = None;
+        let addr = client.get_connection_info().addr().clone();
+        let same = self
+            .lock()
+            .as_ref()
+            .is_some_and(|(_, at)| at.as_ref() == Some(&addr));
+        if same {
+            return Ok(false);
+        }
+        let next = seen.wrapping_add(1);
+        let manager = ConnectionManager::new_lazy_with_config(client, self.manager_config(next))
+            .map_err(|e| backend("configure the Redis connection", e))?;
+        {
+            let mut current = self.lock();
+            let old = current
+                .as_ref()
+                .and_then(|(_, at)| at.as_ref().map(ToString::to_string));
+            tracing::info!(
+                master = %addr,
+                previous = old.as_deref().unwrap_or("none"),
+                "denylist: Redis Sentinel names a new master; connecting to it"
+            );
+            *current = Some((manager, Some(addr)));
+            self.generation.store(next, Ordering::Release);
+        }
+        // The task resynchronises on the new manager (subscribes, writes what is pending,
+        // catches up), as after any reconnection.
+        self.shared.disconnects.fetch_add(1, Ordering::AcqRel);
+        self.shared.connected.store(false, Ordering::Release);
+        self.shared.wake.notify_one();
+        Ok(true)
+    }
+}
+
+/// Whether `e` is Redis refusing a write on a replica (`READONLY`): the master this
+/// connection reached was demoted.
+pub(super) fn is_read_only(e: &DenylistError) -> bool {
+    match e {
+        DenylistError::Backend { source, .. } => {
+            source.downcast_ref::<redis::RedisError>().is_some_and(|r| {
+                r.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+            })
+        }
+        _ => false,
+    }
+}
