@@ -316,7 +316,8 @@ impl RedisDenylist {
     /// through failovers; every setting of [`RedisDenylist::builder`] applies.
     ///
     /// The Sentinels are asked for the master at start, whenever the connection is lost,
-    /// and whenever a revocation is refused with `READONLY` (the master was demoted); when
+    /// and whenever a revocation is refused with `READONLY` (the master was demoted) or no
+    /// replica acknowledged it (perhaps a master a failover left behind); when
     /// they name another master, the denylist connects to it and resynchronises its replica
     /// (catching up from the revocation log), as after any reconnection.
     ///

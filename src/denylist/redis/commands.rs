@@ -88,11 +88,27 @@ pub(super) async fn record(
         return Err(DenylistError::Backend {
             backend: BACKEND,
             op,
-            source: format!("no replica acknowledged the revocation within {wait:?}").into(),
+            source: Box::new(NoReplica(wait)),
         });
     }
     Ok(())
 }
+
+/// No replica acknowledged a revocation within the time given (the `WAIT` reply was 0).
+#[derive(Debug)]
+pub(super) struct NoReplica(pub(super) Duration);
+
+impl std::fmt::Display for NoReplica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "no replica acknowledged the revocation within {:?}",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for NoReplica {}
 
 /// The field of a revocation log entry that holds the message.
 pub(super) const LOG_FIELD: &str = "m";

@@ -4,9 +4,9 @@
 //! A `ConnectionManager` reconnects to the address it was built for, never to another: after
 //! a failover it would keep knocking at the dead (or demoted) master. So in Sentinel mode the
 //! link asks the Sentinels for the master again when the task finds the connection lost, and
-//! when a revocation is refused with `READONLY`; if the master moved, a new manager replaces
-//! the old one, and the task resynchronises on it. On a single node the manager is never
-//! replaced.
+//! when a revocation is refused (`READONLY`) or no replica acknowledged it; if the master
+//! moved, a new manager replaces the old one, and the task resynchronises on it. On a single
+//! node the manager is never replaced.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +17,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::sentinel::SentinelClient;
 use redis::{ConnectionAddr, PushInfo, PushKind};
 
-use super::commands::{BACKEND, backend, limit};
+use super::commands::{BACKEND, NoReplica, backend, limit};
 use super::state::Shared;
 use crate::denylist::DenylistError;
 
@@ -126,6 +126,11 @@ impl Link {
         }
     }
 
+    /// Whether the master is looked up through Sentinels.
+    pub(super) fn is_sentinel(&self) -> bool {
+        self.sentinel.is_some()
+    }
+
     /// The current generation.
     pub(super) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
@@ -193,15 +198,59 @@ impl Link {
     }
 }
 
-/// Whether `e` is Redis refusing a write on a replica (`READONLY`): the master this
-/// connection reached was demoted.
-pub(super) fn is_read_only(e: &DenylistError) -> bool {
+/// Whether `e` suggests that the connection reaches a master that is no longer the one the
+/// Sentinels name: a write refused as on a replica (`READONLY`, or the transaction aborted
+/// for it), or a master with no replica to acknowledge it (one left behind by a failover
+/// whose demotion has not reached it yet).
+pub(super) fn maybe_demoted(e: &DenylistError) -> bool {
     match e {
         DenylistError::Backend { source, .. } => {
-            source.downcast_ref::<redis::RedisError>().is_some_and(|r| {
-                r.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
-            })
+            source.downcast_ref::<NoReplica>().is_some()
+                || source.downcast_ref::<redis::RedisError>().is_some_and(|r| {
+                    matches!(
+                        r.kind(),
+                        redis::ErrorKind::Server(
+                            redis::ServerErrorKind::ReadOnly | redis::ServerErrorKind::ExecAbort
+                        )
+                    )
+                })
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use redis::{ErrorKind, RedisError, ServerErrorKind};
+
+    use super::{BACKEND, NoReplica, maybe_demoted};
+    use crate::denylist::DenylistError;
+
+    fn failed(source: Box<dyn std::error::Error + Send + Sync>) -> DenylistError {
+        DenylistError::Backend {
+            backend: BACKEND,
+            op: "record a session revocation",
+            source,
+        }
+    }
+
+    #[test]
+    fn a_refused_or_unacknowledged_write_asks_the_sentinels_other_failures_do_not() {
+        for kind in [ServerErrorKind::ReadOnly, ServerErrorKind::ExecAbort] {
+            let e = RedisError::from((ErrorKind::Server(kind), "refused"));
+            assert!(maybe_demoted(&failed(Box::new(e))), "{kind:?}");
+        }
+        assert!(maybe_demoted(&failed(Box::new(NoReplica(
+            Duration::from_millis(250)
+        )))));
+        let io = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(!maybe_demoted(&failed(Box::new(io))));
+        assert!(!maybe_demoted(&DenylistError::Timeout {
+            backend: BACKEND,
+            op: "record a session revocation",
+            timeout: Duration::from_secs(1),
+        }));
     }
 }

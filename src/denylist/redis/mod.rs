@@ -26,7 +26,7 @@ use super::{BoxFuture, Check, Denylist, DenylistError, Revocation, Status};
 use crate::clock::Timestamp;
 use crate::state::SessionId;
 use commands::{Keys, record, session_pipe, subject_pipe};
-use link::{Link, is_read_only};
+use link::{Link, maybe_demoted};
 use state::{Pending, Shared, horizon};
 use task::AbortOnDrop;
 
@@ -98,7 +98,8 @@ use task::AbortOnDrop;
 ///   request's time, so past the same bound checks answer [`Check::Unavailable`] too.
 /// - One `tracing` line per change of state: connected, lost, stale, resynchronised.
 /// - **Sentinel failover** ([`RedisDenylist::sentinel`]): the connection to the old master
-///   is lost (or a revocation is refused with `READONLY`, the old master demoted); the
+///   is lost (or a revocation is refused with `READONLY`, the old master demoted, or no
+///   replica acknowledged it); the
 ///   Sentinels are asked for the master again, at every reconnection attempt, and once they
 ///   name the promoted replica the denylist connects to it and catches up from the log, as
 ///   after any reconnection. Meanwhile checks are answered from the replica as above, and
@@ -192,15 +193,17 @@ impl RedisDenylist {
     async fn write(&self, op: &'static str, pipe: redis::Pipeline) -> Result<(), DenylistError> {
         let (generation, conn) = self.link.conn()?;
         let res = record(self.timeout, op, &pipe, &self.keys, conn).await;
-        // Sentinel mode: `READONLY` means the master was demoted. Look it up again and, if
-        // it moved, write once more on the new one.
+        // Sentinel mode: `READONLY`, or no replica to acknowledge, may mean this is not the
+        // master any more (demoted, or left behind by a failover). Ask the Sentinels and, if
+        // the master moved, write once more on the new one.
         match res {
-            Err(e) if is_read_only(&e) => {
-                tracing::warn!(
-                    "denylist: Redis refused a revocation (READONLY): the master was demoted; asking the Sentinels"
-                );
+            Err(e) if self.link.is_sentinel() && maybe_demoted(&e) => {
                 match self.link.refresh(generation).await {
                     Ok(true) => {
+                        tracing::warn!(
+                            error = %task::ErrorChain(&e),
+                            "denylist: a revocation failed on the old Redis master; writing it on the new one"
+                        );
                         let (_, conn) = self.link.conn()?;
                         record(self.timeout, op, &pipe, &self.keys, conn).await
                     }
