@@ -45,6 +45,10 @@ struct Resolver {
     client: SentinelClient,
     /// When the last lookup failed: none before this.
     retry_after: Option<Instant>,
+    /// When a lookup last found the master unchanged: another one within
+    /// [`RESOLVE_BACKOFF`] answers the same without asking (many revocations failing at once
+    /// ask the Sentinels at most about ten times a second).
+    unchanged_at: Option<Instant>,
 }
 
 impl Link {
@@ -85,6 +89,7 @@ impl Link {
             sentinel: Some(tokio::sync::Mutex::new(Resolver {
                 client,
                 retry_after: None,
+                unchanged_at: None,
             })),
         }
     }
@@ -149,6 +154,12 @@ impl Link {
         if self.generation() != seen {
             return Ok(true);
         }
+        if resolver
+            .unchanged_at
+            .is_some_and(|t| t.elapsed() < RESOLVE_BACKOFF)
+        {
+            return Ok(false);
+        }
         if resolver.retry_after.is_some_and(|t| Instant::now() < t) {
             return Err(DenylistError::Backend {
                 backend: BACKEND,
@@ -171,6 +182,7 @@ impl Link {
             .as_ref()
             .is_some_and(|(_, at)| at.as_ref() == Some(&addr));
         if same {
+            resolver.unchanged_at = Some(Instant::now());
             return Ok(false);
         }
         let next = seen.wrapping_add(1);
