@@ -266,8 +266,11 @@ impl Drop for RedisCluster {
 /// A master, its replica, and 3 Sentinels watching it (quorum 2,
 /// `down-after-milliseconds` 500, `failover-timeout` 2000).
 pub struct RedisSentinels {
+    server: PathBuf,
     cli: PathBuf,
     master: Process,
+    /// Replicas added after the start (see [`RedisSentinels::add_replica`]).
+    added: Vec<Process>,
     replica: Process,
     sentinels: Vec<Process>,
     dir: PathBuf,
@@ -319,8 +322,10 @@ impl RedisSentinels {
             sentinels.push(Process::spawn(&server, &list, port));
         }
         let setup = RedisSentinels {
+            server: server.clone(),
             cli,
             master,
+            added: Vec::new(),
             replica,
             sentinels,
             dir,
@@ -378,6 +383,25 @@ impl RedisSentinels {
     pub fn kill_master(&mut self) {
         self.master.kill();
     }
+
+    /// Starts one more replica, of the master on `master_port` (after a failover, the
+    /// promoted one), and waits until it is in sync; its port.
+    pub fn add_replica(&mut self, master_port: u16) -> u16 {
+        let port = free_port();
+        let mut list = args(&["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+        list.extend(["--port".to_owned(), port.to_string()]);
+        list.extend(["--dir".to_owned(), self.dir.display().to_string()]);
+        list.extend([
+            "--replicaof".to_owned(),
+            "127.0.0.1".to_owned(),
+            master_port.to_string(),
+        ]);
+        self.added.push(Process::spawn(&self.server, &list, port));
+        until("the added replica in sync", || {
+            run_cli(&self.cli, port, &["INFO", "replication"]).contains("master_link_status:up")
+        });
+        port
+    }
 }
 
 impl Drop for RedisSentinels {
@@ -387,6 +411,9 @@ impl Drop for RedisSentinels {
         }
         self.master.kill();
         self.replica.kill();
+        for r in &mut self.added {
+            r.kill();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

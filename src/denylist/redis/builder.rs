@@ -1,17 +1,18 @@
 //! [`RedisDenylistBuilder`]: the options of a [`RedisDenylist`], each naming its default,
 //! and its start (connect, first load, background task).
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo};
+use redis::aio::ConnectionManagerConfig;
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{IntoConnectionInfo, ProtocolVersion, RedisConnectionInfo};
 use tokio::sync::Notify;
 
 use super::RedisDenylist;
 use super::commands::{Keys, backend};
+use super::link::Link;
 use super::state::{NEVER, Shared};
 use super::sync::Syncer;
 use super::task::{AbortOnDrop, ErrorChain, Task};
@@ -36,7 +37,7 @@ pub enum StartMode {
 #[derive(Clone)]
 #[must_use]
 pub struct RedisDenylistBuilder {
-    url: String,
+    target: Target,
     prefix: String,
     clock: Arc<dyn Clock>,
     subject_ttl: Duration,
@@ -52,10 +53,27 @@ pub struct RedisDenylistBuilder {
     timeout: Duration,
 }
 
+/// Where the denylist's Redis is.
+#[derive(Clone)]
+enum Target {
+    /// One node (or a proxy in front of several).
+    Single(String),
+    /// The master these Sentinels know by `master`.
+    Sentinel {
+        sentinels: Vec<String>,
+        master: String,
+    },
+}
+
 impl std::fmt::Debug for RedisDenylistBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The URL may carry a password: not shown.
+        let topology = match &self.target {
+            Target::Single(_) => "single",
+            Target::Sentinel { .. } => "sentinel",
+        };
         f.debug_struct("RedisDenylistBuilder")
+            .field("topology", &topology)
             .field("prefix", &self.prefix)
             .field("subject_ttl", &self.subject_ttl)
             .field("max_revoked_sessions", &self.max_sessions)
@@ -185,19 +203,6 @@ impl RedisDenylistBuilder {
                 timeout: self.timeout,
             });
         }
-        let info = self
-            .url
-            .as_str()
-            .into_connection_info()
-            .map_err(|e| backend("parse the Redis URL", e))?;
-        // RESP3, so that one connection carries both the subscription and the commands.
-        let settings = info
-            .redis_settings()
-            .clone()
-            .set_protocol(ProtocolVersion::RESP3);
-        let info = info.set_redis_settings(settings);
-        let client = redis::Client::open(info).map_err(|e| backend("open a Redis client", e))?;
-
         let shared = Arc::new(Shared {
             replica: Replica::new(self.subject_ttl, self.max_sessions),
             clock: self.clock.clone(),
@@ -208,24 +213,57 @@ impl RedisDenylistBuilder {
             wake: Notify::new(),
             pending: std::sync::Mutex::new(Vec::new()),
         });
-        let sink = shared.clone();
         let config = ConnectionManagerConfig::new()
-            .set_push_sender(move |info: PushInfo| -> Result<(), Infallible> {
-                sink.on_push(info);
-                Ok(())
-            })
             // One attempt per reconnection: the background task owns the backoff, so a
             // revocation during an outage fails at once instead of waiting on retries.
             .set_number_of_retries(0)
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout));
-        let manager = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| backend("configure the Redis connection", e))?;
+        let (link, wait) = match &self.target {
+            Target::Single(url) => {
+                let info = url
+                    .as_str()
+                    .into_connection_info()
+                    .map_err(|e| backend("parse the Redis URL", e))?;
+                // RESP3, so that one connection carries both the subscription and the commands.
+                let settings = info
+                    .redis_settings()
+                    .clone()
+                    .set_protocol(ProtocolVersion::RESP3);
+                let info = info.set_redis_settings(settings);
+                let client =
+                    redis::Client::open(info).map_err(|e| backend("open a Redis client", e))?;
+                let link = Link::single(client, config, shared.clone(), self.timeout)?;
+                (link, None)
+            }
+            Target::Sentinel { sentinels, master } => {
+                // RESP3 to the master too, for the same reason.
+                let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(
+                    RedisConnectionInfo::default().set_protocol(ProtocolVersion::RESP3),
+                );
+                let client = SentinelClient::build(
+                    sentinels.clone(),
+                    master.clone(),
+                    Some(node),
+                    SentinelServerType::Master,
+                )
+                .map_err(|e| backend("open a Redis Sentinel client", e))?;
+                let link = Link::sentinel(client, config, shared.clone(), self.timeout);
+                if let Err(e) = link.refresh(link.generation()).await
+                    && self.start == StartMode::RequireRedis
+                {
+                    return Err(e);
+                }
+                // Half the command timeout, so the whole pipeline fits in it.
+                (link, Some(self.timeout / 2))
+            }
+        };
+        let link = Arc::new(link);
 
-        let keys = Keys::new(&self.prefix, self.log_len);
+        let keys = Keys::new(&self.prefix, self.log_len, wait);
         let mut sync = Syncer {
             shared: shared.clone(),
-            conn: manager.clone(),
+            link: link.clone(),
             keys: keys.clone(),
             timeout: self.timeout,
             log_pos: None,
@@ -260,7 +298,7 @@ impl RedisDenylistBuilder {
         let handle = tokio::spawn(task.run(started));
         Ok(RedisDenylist {
             shared,
-            conn: manager,
+            link,
             keys,
             timeout: self.timeout,
             task: AbortOnDrop(handle),
@@ -271,8 +309,61 @@ impl RedisDenylistBuilder {
 impl RedisDenylist {
     /// A builder for the Redis server at `url` (`redis://[user:password@]host:port/[db]`).
     pub fn builder(url: impl Into<String>) -> RedisDenylistBuilder {
+        RedisDenylistBuilder::new(Target::Single(url.into()))
+    }
+
+    /// A builder for the master that these Sentinels know as `master_name`, following it
+    /// through failovers; every setting of [`RedisDenylist::builder`] applies.
+    ///
+    /// The Sentinels are asked for the master at start, whenever the connection is lost,
+    /// and whenever a revocation is refused with `READONLY` (the master was demoted) or no
+    /// replica acknowledged it (perhaps a master a failover left behind); when
+    /// they name another master, the denylist connects to it and resynchronises its replica
+    /// (catching up from the revocation log), as after any reconnection.
+    ///
+    /// Redis replicates asynchronously, so a write the old master acknowledged may never
+    /// reach the replica promoted in its place. In this mode, a revocation therefore also
+    /// waits (`WAIT 1`, for at most half the [`timeout`](RedisDenylistBuilder::timeout)) for
+    /// at least one replica to acknowledge it, and fails with an error when none did (the
+    /// middleware answers 503: the logout is not reported done, and this process still
+    /// writes it again at its next reconnection). A revocation reported as recorded thus
+    /// survives a failover; the price is one replica round trip per revocation, and
+    /// revocations fail while no replica is up.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), sealed_session::denylist::DenylistError> {
+    /// use sealed_session::denylist::RedisDenylist;
+    ///
+    /// let denylist = RedisDenylist::sentinel(
+    ///     [
+    ///         "redis://10.0.0.1:26379/",
+    ///         "redis://10.0.0.2:26379/",
+    ///         "redis://10.0.0.3:26379/",
+    ///     ],
+    ///     "mymaster",
+    /// )
+    /// .key_prefix("myapp:denylist:")
+    /// .build()
+    /// .await?;
+    /// # let _ = denylist;
+    /// # Ok(()) }
+    /// ```
+    pub fn sentinel<I, S>(sentinels: I, master_name: impl Into<String>) -> RedisDenylistBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        RedisDenylistBuilder::new(Target::Sentinel {
+            sentinels: sentinels.into_iter().map(Into::into).collect(),
+            master: master_name.into(),
+        })
+    }
+}
+
+impl RedisDenylistBuilder {
+    fn new(target: Target) -> RedisDenylistBuilder {
         RedisDenylistBuilder {
-            url: url.into(),
+            target,
             prefix: "sealed-session:denylist:".to_owned(),
             clock: Arc::new(SystemClock),
             subject_ttl: DEFAULT_SUBJECT_TTL,

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use redis::aio::ConnectionManager;
+
 use super::state::Pending;
 use crate::clock::Timestamp;
 use crate::denylist::DenylistError;
@@ -58,8 +60,55 @@ fn revocation_pipe(record: &[redis::Cmd], keys: &Keys, message: String) -> redis
         .arg(&keys.events)
         .arg(message)
         .ignore();
+    // Sentinel mode: the revocation counts as recorded only once a replica has it, so that
+    // a failover (which promotes a replica) cannot lose it. After the announcement, which
+    // need not wait.
+    if let Some(wait) = keys.wait {
+        pipe.cmd("WAIT")
+            .arg(1)
+            .arg(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1));
+    }
     pipe
 }
+
+/// Runs a pipeline of [`revocation_pipe`] on `conn`. When `keys.wait` is set, fails unless a
+/// replica acknowledged the write (the `WAIT` reply, read last).
+pub(super) async fn record(
+    timeout: Duration,
+    op: &'static str,
+    pipe: &redis::Pipeline,
+    keys: &Keys,
+    mut conn: ConnectionManager,
+) -> Result<(), DenylistError> {
+    let Some(wait) = keys.wait else {
+        return limit(timeout, op, pipe.query_async::<()>(&mut conn)).await;
+    };
+    let ((), acked): ((), i64) = limit(timeout, op, pipe.query_async(&mut conn)).await?;
+    if acked < 1 {
+        return Err(DenylistError::Backend {
+            backend: BACKEND,
+            op,
+            source: Box::new(NoReplica(wait)),
+        });
+    }
+    Ok(())
+}
+
+/// No replica acknowledged a revocation within the time given (the `WAIT` reply was 0).
+#[derive(Debug)]
+pub(super) struct NoReplica(pub(super) Duration);
+
+impl std::fmt::Display for NoReplica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "no replica acknowledged the revocation within {:?}",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for NoReplica {}
 
 /// The field of a revocation log entry that holds the message.
 pub(super) const LOG_FIELD: &str = "m";
@@ -149,10 +198,13 @@ pub(super) struct Keys {
     pub(super) log: String,
     /// About how many entries the log keeps.
     pub(super) log_len: usize,
+    /// Sentinel mode: how long a revocation waits for a replica to acknowledge it (`WAIT 1`);
+    /// none on a single node.
+    pub(super) wait: Option<Duration>,
 }
 
 impl Keys {
-    pub(super) fn new(prefix: &str, log_len: usize) -> Keys {
+    pub(super) fn new(prefix: &str, log_len: usize, wait: Option<Duration>) -> Keys {
         Keys {
             prefix: prefix.to_owned(),
             ids: format!("{prefix}ids"),
@@ -161,6 +213,7 @@ impl Keys {
             events: format!("{prefix}events"),
             log: format!("{prefix}log"),
             log_len,
+            wait,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! The design and failure behaviour are documented on [`RedisDenylist`].
 //!
 //! - `builder.rs`: the options and the start;
+//! - `link.rs`: the connection, replaced when Redis Sentinel names another master;
 //! - `state.rs`: what the denylist, its task and the push handler share;
 //! - `commands.rs`: key names and the pipelines that record a revocation;
 //! - `sync.rs`: pub/sub messages and loads from Redis into the replica;
@@ -9,6 +10,7 @@
 
 mod builder;
 mod commands;
+mod link;
 mod state;
 mod sync;
 mod task;
@@ -19,13 +21,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
-
 use super::memory::{Owner, check_subject};
 use super::{BoxFuture, Check, Denylist, DenylistError, Revocation, Status};
 use crate::clock::Timestamp;
 use crate::state::SessionId;
-use commands::{Keys, limit, session_pipe, subject_pipe};
+use commands::{Keys, record, session_pipe, subject_pipe};
+use link::{Link, maybe_demoted};
 use state::{Pending, Shared, horizon};
 use task::AbortOnDrop;
 
@@ -96,12 +97,25 @@ use task::AbortOnDrop;
 ///   compares the time of the replica's last confirmation (heartbeat or load) with the
 ///   request's time, so past the same bound checks answer [`Check::Unavailable`] too.
 /// - One `tracing` line per change of state: connected, lost, stale, resynchronised.
+/// - **Sentinel failover** ([`RedisDenylist::sentinel`]): the connection to the old master
+///   is lost (or a revocation is refused with `READONLY`, the old master demoted, or no
+///   replica acknowledged it); the
+///   Sentinels are asked for the master again, at every reconnection attempt, and once they
+///   name the promoted replica the denylist connects to it and catches up from the log, as
+///   after any reconnection. Meanwhile checks are answered from the replica as above, and
+///   revocations fail. Because Redis replicates asynchronously, in this mode each revocation
+///   also waits (`WAIT 1`, at most half the [`timeout`](RedisDenylistBuilder::timeout)) for a
+///   replica to acknowledge it, and fails when none did: a revocation reported as recorded
+///   is on a replica too, so the failover does not lose it. While no replica is up, every
+///   revocation fails (this process still refuses the session, and writes it again, without
+///   waiting, at its next reconnection).
 /// - **Redis restarted empty**: running replicas keep what they hold (loads only add), but a
 ///   process started afterwards does not know earlier revocations. Run Redis with persistence
 ///   (AOF) and a `maxmemory-policy` that never evicts these keys (`noeviction` or a
 ///   `volatile-*` policy: the keys carry no TTL).
 ///
-/// Built with [`RedisDenylist::builder`] inside a Tokio runtime; its background task stops
+/// Built with [`RedisDenylist::builder`] (one node) or [`RedisDenylist::sentinel`] (the master
+/// of a Sentinel setup) inside a Tokio runtime; its background task stops
 /// when it is dropped (or at [`RedisDenylist::shutdown`]).
 ///
 /// ```no_run
@@ -123,7 +137,7 @@ use task::AbortOnDrop;
 /// ```
 pub struct RedisDenylist {
     shared: Arc<Shared>,
-    conn: ConnectionManager,
+    link: Arc<Link>,
     keys: Keys,
     timeout: Duration,
     task: AbortOnDrop,
@@ -177,8 +191,27 @@ impl RedisDenylist {
     }
 
     async fn write(&self, op: &'static str, pipe: redis::Pipeline) -> Result<(), DenylistError> {
-        let mut conn = self.conn.clone();
-        limit(self.timeout, op, pipe.query_async::<()>(&mut conn)).await
+        let (generation, conn) = self.link.conn()?;
+        let res = record(self.timeout, op, &pipe, &self.keys, conn).await;
+        // Sentinel mode: `READONLY`, or no replica to acknowledge, may mean this is not the
+        // master any more (demoted, or left behind by a failover). Ask the Sentinels and, if
+        // the master moved, write once more on the new one.
+        match res {
+            Err(e) if self.link.is_sentinel() && maybe_demoted(&e) => {
+                match self.link.refresh(generation).await {
+                    Ok(true) => {
+                        tracing::warn!(
+                            error = %task::ErrorChain(&e),
+                            "denylist: a revocation failed on the old Redis master; writing it on the new one"
+                        );
+                        let (_, conn) = self.link.conn()?;
+                        record(self.timeout, op, &pipe, &self.keys, conn).await
+                    }
+                    Ok(false) | Err(_) => Err(e),
+                }
+            }
+            res => res,
+        }
     }
 }
 

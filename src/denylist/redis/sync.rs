@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::{PushInfo, PushKind, Value};
 
-use super::commands::{BACKEND, Keys, LOG_FIELD, limit};
+use super::commands::{BACKEND, Keys, LOG_FIELD, limit, record};
+use super::link::Link;
 use super::state::{Shared, horizon};
 use crate::clock::Timestamp;
 use crate::denylist::DenylistError;
@@ -113,7 +113,7 @@ pub(super) struct SyncReport {
 /// Loads Redis into the replica.
 pub(super) struct Syncer {
     pub(super) shared: Arc<Shared>,
-    pub(super) conn: ConnectionManager,
+    pub(super) link: Arc<Link>,
     pub(super) keys: Keys,
     pub(super) timeout: Duration,
     /// Where in the revocation log the replica is current to: the id of the last entry it
@@ -134,7 +134,7 @@ impl Syncer {
         let epoch = self.shared.disconnects.load(Ordering::Acquire);
         let events = self.keys.events.clone();
         let timeout = self.timeout;
-        let mut conn = self.conn.clone();
+        let (_, mut conn) = self.link.conn()?;
         limit(
             timeout,
             "connect and subscribe to the revocation channel",
@@ -290,7 +290,7 @@ impl Syncer {
         op: &'static str,
         cmd: redis::Cmd,
     ) -> Result<T, DenylistError> {
-        let mut conn = self.conn.clone();
+        let (_, mut conn) = self.link.conn()?;
         limit(self.timeout, op, cmd.query_async(&mut conn)).await
     }
 
@@ -298,21 +298,34 @@ impl Syncer {
     /// pending and the sync fails, so the replica is not called current before they land.
     async fn flush_pending(&mut self) -> Result<(), DenylistError> {
         let pending = self.shared.take_pending();
+        // Sentinel mode: written without waiting for a replica. Their callers were already
+        // told they failed; requiring a replica here would keep a master without replicas
+        // from ever being resynchronised with (and every check Unavailable once stale).
+        let keys = Keys {
+            wait: None,
+            ..self.keys.clone()
+        };
         let now = self.shared.clock.now();
         let horizon = horizon(&self.shared, now);
         for (i, p) in pending.iter().enumerate() {
             if !p.live(now) {
                 continue;
             }
-            let pipe = p.pipe(&self.keys, now, horizon);
-            let mut conn = self.conn.clone();
-            if let Err(e) = limit(
-                self.timeout,
-                "record a revocation made during an outage",
-                pipe.query_async::<()>(&mut conn),
-            )
-            .await
-            {
+            let pipe = p.pipe(&keys, now, horizon);
+            let written = match self.link.conn() {
+                Ok((_, conn)) => {
+                    record(
+                        self.timeout,
+                        "record a revocation made during an outage",
+                        &pipe,
+                        &keys,
+                        conn,
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
                 self.shared
                     .restore_pending(pending.get(i..).map(<[_]>::to_vec).unwrap_or_default());
                 return Err(e);
@@ -338,7 +351,7 @@ impl Syncer {
         loop {
             let mut cmd = redis::cmd("ZSCAN");
             cmd.arg(key).arg(cursor).arg("COUNT").arg(SCAN_PAGE);
-            let mut conn = self.conn.clone();
+            let (_, mut conn) = self.link.conn()?;
             let reply: Value = limit(
                 self.timeout,
                 "load the denylist",

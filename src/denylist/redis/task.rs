@@ -92,6 +92,11 @@ impl Task {
                     );
                 }
             } else {
+                // Sentinel mode: the master may have moved (a connection never follows it).
+                let seen = self.sync.link.generation();
+                if let Err(e) = self.sync.link.refresh(seen).await {
+                    tracing::debug!(error = %ErrorChain(&e), "denylist: Redis Sentinel lookup failed");
+                }
                 match self.sync.sync().await {
                     Ok(report) => {
                         connected = true;
@@ -140,7 +145,10 @@ impl Task {
         let shared = &self.sync.shared;
         let epoch = shared.disconnects.load(Ordering::Acquire);
         let sent = shared.clock.now();
-        let mut conn = self.sync.conn.clone();
+        let mut conn = match self.sync.link.conn() {
+            Ok((_, conn)) => conn,
+            Err(e) => return Err(ErrorChain(&e).to_string()),
+        };
         let cmd = redis::cmd("PING");
         match limit(self.sync.timeout, "ping", cmd.query_async::<()>(&mut conn)).await {
             Ok(()) if shared.disconnects.load(Ordering::Acquire) == epoch => {
