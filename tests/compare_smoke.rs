@@ -216,10 +216,9 @@ fn quick_run_measures_every_mode_and_writes_the_whole_report() -> TestResult {
             }
             // The SQL rows need their features, and PostgreSQL's `initdb` (which CI installs).
             "skipped" if key == "store-postgres" || key == "store-sqlite" => {
-                let feature = if key == "store-postgres" {
-                    cfg!(feature = "postgres")
-                } else {
-                    cfg!(feature = "sqlite")
+                let feature = match key {
+                    "store-postgres" => cfg!(feature = "postgres"),
+                    _ => cfg!(feature = "sqlite"),
                 };
                 assert!(
                     !feature || (key == "store-postgres" && !ci),
