@@ -183,3 +183,35 @@ async fn without_a_reachable_sentinel_the_build_fails_or_retries() {
         .is_err()
     );
 }
+
+/// A master and replica that require a password: without `sentinel_master_auth` the
+/// denylist does not start; with it, revocations are recorded and shared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_master_with_a_password() {
+    const PASSWORD: &str = "denylist-sentinel-secret";
+    let Some(setup) = RedisSentinels::start_with_password("denylist master password", PASSWORD)
+    else {
+        return;
+    };
+    assert!(
+        fast(&setup).build().await.is_err(),
+        "no password: refused at start"
+    );
+    let a = fast(&setup)
+        .sentinel_master_auth(None, PASSWORD)
+        .build()
+        .await
+        .expect("with the password");
+    let b = fast(&setup)
+        .sentinel_master_auth(None, PASSWORD)
+        .build()
+        .await
+        .expect("with the password");
+    let issued = sealed_session::SystemClock.now();
+    let until = issued.saturating_add(Duration::from_secs(3600));
+    a.revoke(id(1), until).await.expect("recorded");
+    wait_until("B to see it", Duration::from_secs(5), || {
+        refuses(&b, [1], issued)
+    })
+    .await;
+}

@@ -311,3 +311,34 @@ async fn errors_never_show_passwords() {
         assert!(!chain.contains("hunter2"), "{chain}");
     }
 }
+
+/// A master and replica that require a password: without `sentinel_master_auth` the store
+/// does not start (a typed error that names no password); with it, the conformance suite
+/// passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_master_with_a_password() {
+    const PASSWORD: &str = "store-sentinel-secret";
+    let Some(setup) = RedisSentinels::start_with_password("sentinel master password", PASSWORD)
+    else {
+        return;
+    };
+    let refused = RedisStore::sentinel(setup.sentinel_urls(), MASTER_NAME)
+        .timeout(TIMEOUT)
+        .build()
+        .await
+        .expect_err("no password: refused");
+    assert!(is_redis_backend(&refused), "{refused}");
+    let builder = RedisStore::sentinel(setup.sentinel_urls(), MASTER_NAME)
+        .sentinel_master_auth(None, PASSWORD)
+        .timeout(TIMEOUT);
+    assert!(!format!("{builder:?}").contains(PASSWORD));
+    let store = builder.build().await.expect("with the password");
+    conformance(&store, Expiry::Real).await;
+    let err = RedisStore::sentinel(setup.sentinel_urls(), MASTER_NAME)
+        .sentinel_master_auth(None, "wrong-password")
+        .timeout(TIMEOUT)
+        .build()
+        .await
+        .expect_err("a wrong password: refused");
+    assert!(!format!("{err} {err:?}").contains("wrong-password"));
+}

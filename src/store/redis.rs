@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use redis::FromRedisValue;
 
-use self::conn::{Conn, Handle, Setup, Topology};
+use self::conn::{Conn, Handle, MasterAuth, Setup, Topology};
 use super::{BoxFuture, Store, StoreError, Update};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::state::SessionId;
@@ -110,6 +110,34 @@ impl RedisStoreBuilder {
     /// `timeout` below it. Default: off (`replicas` 0 turns it off).
     pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
         self.wait = (replicas > 0).then_some(Replicas { replicas, timeout });
+        self
+    }
+
+    /// Sentinel only (ignored otherwise): the username (`None`: Redis's default user) and
+    /// password the master and replicas that the Sentinels name require (their
+    /// `requirepass`, or an ACL user). The Sentinels' own credentials go in their URLs.
+    /// Never shown by `Debug` or in errors. Default: none.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use sealed_session::store::RedisStore;
+    ///
+    /// let password = std::env::var("REDIS_PASSWORD")?;
+    /// let store = RedisStore::sentinel(["redis://10.0.0.1:26379/"], "mymaster")
+    ///     .sentinel_master_auth(None, &password)
+    ///     .build()
+    ///     .await?;
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn sentinel_master_auth(mut self, username: Option<&str>, password: &str) -> Self {
+        if let Topology::Sentinel { auth, .. } = &mut self.topology {
+            *auth = Some(MasterAuth {
+                username: username.map(str::to_owned),
+                password: password.to_owned(),
+            });
+        }
         self
     }
 
@@ -292,6 +320,7 @@ impl RedisStore {
         RedisStoreBuilder::new(Topology::Sentinel {
             sentinels: sentinels.into_iter().map(Into::into).collect(),
             master: master_name.into(),
+            auth: None,
         })
     }
 

@@ -280,6 +280,16 @@ impl RedisSentinels {
     /// Starts the master and the replica, waits until the replica is in sync, then starts
     /// the Sentinels and waits until each knows the replica and the other two.
     pub fn start(test: &str) -> Option<RedisSentinels> {
+        RedisSentinels::start_with(test, None)
+    }
+
+    /// Like [`RedisSentinels::start`], with the master and the replica requiring `password`
+    /// (`requirepass`, `masterauth`) and the Sentinels given it (`auth-pass`).
+    pub fn start_with_password(test: &str, password: &str) -> Option<RedisSentinels> {
+        RedisSentinels::start_with(test, Some(password))
+    }
+
+    fn start_with(test: &str, password: Option<&str>) -> Option<RedisSentinels> {
         let (server, cli) = binaries(test)?;
         let dir = temp_dir("sentinel");
         let node = |port: u16, extra: &[String]| {
@@ -303,6 +313,15 @@ impl RedisSentinels {
         until("the replica in sync", || {
             run_cli(&cli, replica_port, &["INFO", "replication"]).contains("master_link_status:up")
         });
+        // Passwords once the replica is in sync (its link stays up), before the Sentinels.
+        let mut auth_pass = String::new();
+        if let Some(pw) = password {
+            run_cli(&cli, replica_port, &["CONFIG", "SET", "masterauth", pw]);
+            for port in [replica_port, master_port] {
+                run_cli(&cli, port, &["CONFIG", "SET", "requirepass", pw]);
+            }
+            auth_pass = format!("sentinel auth-pass {MASTER_NAME} {pw}\n");
+        }
         let mut sentinels = Vec::new();
         for _ in 0..3 {
             let port = free_port();
@@ -313,7 +332,7 @@ impl RedisSentinels {
                     "port {port}\nbind 127.0.0.1\ndir {dir}\n\
                      sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} 2\n\
                      sentinel down-after-milliseconds {MASTER_NAME} 500\n\
-                     sentinel failover-timeout {MASTER_NAME} 2000\n",
+                     sentinel failover-timeout {MASTER_NAME} 2000\n{auth_pass}",
                     dir = dir.display()
                 ),
             )

@@ -62,6 +62,8 @@ enum Target {
     Sentinel {
         sentinels: Vec<String>,
         master: String,
+        /// The username (`None`: the default user) and password of the servers they name.
+        auth: Option<(Option<String>, String)>,
     },
 }
 
@@ -172,6 +174,17 @@ impl RedisDenylistBuilder {
         self
     }
 
+    /// Sentinel only (ignored otherwise): the username (`None`: Redis's default user) and
+    /// password the master and replicas that the Sentinels name require (their
+    /// `requirepass`, or an ACL user). The Sentinels' own credentials go in their URLs.
+    /// Never shown by `Debug` or in errors. Default: none.
+    pub fn sentinel_master_auth(mut self, username: Option<&str>, password: &str) -> Self {
+        if let Target::Sentinel { auth, .. } = &mut self.target {
+            *auth = Some((username.map(str::to_owned), password.to_owned()));
+        }
+        self
+    }
+
     /// Delay between reconnection attempts: starts at `min`, doubles up to `max`.
     /// Default: 100 ms to 5 seconds.
     pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
@@ -236,11 +249,20 @@ impl RedisDenylistBuilder {
                 let link = Link::single(client, config, shared.clone(), self.timeout)?;
                 (link, None)
             }
-            Target::Sentinel { sentinels, master } => {
+            Target::Sentinel {
+                sentinels,
+                master,
+                auth,
+            } => {
                 // RESP3 to the master too, for the same reason.
-                let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(
-                    RedisConnectionInfo::default().set_protocol(ProtocolVersion::RESP3),
-                );
+                let mut info = RedisConnectionInfo::default().set_protocol(ProtocolVersion::RESP3);
+                if let Some((user, password)) = auth {
+                    info = info.set_password(password);
+                    if let Some(user) = user {
+                        info = info.set_username(user);
+                    }
+                }
+                let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(info);
                 let client = SentinelClient::build(
                     sentinels.clone(),
                     master.clone(),
@@ -356,6 +378,7 @@ impl RedisDenylist {
         RedisDenylistBuilder::new(Target::Sentinel {
             sentinels: sentinels.into_iter().map(Into::into).collect(),
             master: master_name.into(),
+            auth: None,
         })
     }
 }

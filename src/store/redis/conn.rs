@@ -10,9 +10,10 @@ use redis::aio::{
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-use redis::sentinel::{SentinelClient, SentinelServerType};
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{
-    AsyncConnectionConfig, Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, Value,
+    AsyncConnectionConfig, Cmd, IntoConnectionInfo, Pipeline, RedisConnectionInfo, RedisError,
+    RedisFuture, Value,
 };
 
 /// After a failed lookup of the master, the next one waits this long: operations in between
@@ -31,7 +32,28 @@ pub(super) enum Topology {
     Sentinel {
         sentinels: Vec<String>,
         master: String,
+        /// The master's (and replicas') credentials, when they require them.
+        auth: Option<MasterAuth>,
     },
+}
+
+/// The username (`None`: Redis's default user) and password of the servers Sentinels name.
+/// Never shown by `Debug`.
+#[derive(Clone)]
+pub(crate) struct MasterAuth {
+    pub(crate) username: Option<String>,
+    pub(crate) password: String,
+}
+
+impl MasterAuth {
+    /// `info` with these credentials.
+    pub(crate) fn apply(&self, info: RedisConnectionInfo) -> RedisConnectionInfo {
+        let info = info.set_password(&self.password);
+        match &self.username {
+            Some(user) => info.set_username(user),
+            None => info,
+        }
+    }
 }
 
 impl Topology {
@@ -85,11 +107,19 @@ impl Topology {
                     .map_err(|e| Setup("connect to the Redis Cluster", e))?;
                 Ok(Conn::Cluster(conn))
             }
-            Topology::Sentinel { sentinels, master } => {
+            Topology::Sentinel {
+                sentinels,
+                master,
+                auth,
+            } => {
+                let node = auth.as_ref().map(|a| {
+                    SentinelNodeConnectionInfo::default()
+                        .set_redis_connection_info(a.apply(RedisConnectionInfo::default()))
+                });
                 let client = SentinelClient::build(
                     sentinels.clone(),
                     master.clone(),
-                    None,
+                    node,
                     SentinelServerType::Master,
                 )
                 .map_err(|e| Setup("open a Redis Sentinel client", e))?;
