@@ -10,16 +10,18 @@
 #![cfg(feature = "redis")]
 
 mod common {
+    pub mod denylist;
     pub mod fixtures;
     pub mod redis;
 }
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::denylist::{degraded, healthy, raw, wait_until};
 use common::fixtures::clock;
 use common::redis::{Proxy, RedisServer};
-use sealed_session::denylist::{Check, Denylist, Health, RedisDenylist, RedisDenylistBuilder};
+use sealed_session::denylist::{Check, Denylist as _, RedisDenylist, RedisDenylistBuilder};
 use sealed_session::{Clock, SessionId};
 
 fn id(n: u32) -> SessionId {
@@ -38,25 +40,6 @@ fn fast(url: &str, clock: Arc<dyn Clock>) -> RedisDenylistBuilder {
         .backoff(Duration::from_millis(20), Duration::from_millis(200))
         .timeout(Duration::from_millis(500))
         .resync_every(Duration::from_secs(3600))
-}
-
-async fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
-async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
 }
 
 /// How many times Redis has run `command` (lower case), from `INFO commandstats`.
@@ -81,14 +64,6 @@ async fn fill(conn: &mut redis::aio::MultiplexedConnection, n: u32, until: u64) 
         cmd.arg(until).arg(id(1_000_000 + i).to_string());
     }
     let () = cmd.query_async(conn).await.unwrap();
-}
-
-fn healthy(d: &dyn Denylist) -> bool {
-    d.status().health == Health::Healthy
-}
-
-fn degraded(d: &dyn Denylist) -> bool {
-    matches!(d.status().health, Health::Degraded { .. })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,7 @@
 #![cfg(feature = "redis")]
 
 mod common {
+    pub mod denylist;
     pub mod fixtures;
     pub mod redis;
 }
@@ -14,6 +15,7 @@ mod common {
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::denylist::{degraded, healthy, raw, wait_until};
 use common::fixtures::clock;
 use common::redis::{Proxy, RedisServer};
 use sealed_session::denylist::{
@@ -40,43 +42,12 @@ fn fast(url: &str, clock: Arc<dyn Clock>) -> RedisDenylistBuilder {
         .resync_every(Duration::from_secs(3600))
 }
 
-/// Polls `f` every millisecond until it holds; panics naming `what` after `limit`.
-async fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    loop {
-        if f() {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
-async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
-
 /// Shows the denylist's state-change log lines with `--nocapture`.
 fn logs() {
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
         .with_env_filter("sealed_session=info")
         .try_init();
-}
-
-fn healthy(d: &dyn Denylist) -> bool {
-    d.status().health == Health::Healthy
-}
-
-fn degraded(d: &dyn Denylist) -> bool {
-    matches!(d.status().health, Health::Degraded { .. })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,12 +9,14 @@
 #![cfg(feature = "redis")]
 
 mod common {
+    pub mod denylist;
     pub mod redis;
     pub mod redis_topology;
 }
 
 use std::time::{Duration, Instant};
 
+use common::denylist::{healthy, wait_until};
 use common::redis_topology::{MASTER_NAME, RedisSentinels};
 use sealed_session::denylist::{Denylist, Health, RedisDenylist, RedisDenylistBuilder};
 use sealed_session::{Clock, SessionId, Timestamp};
@@ -40,21 +42,6 @@ fn fast(setup: &RedisSentinels) -> RedisDenylistBuilder {
         .backoff(Duration::from_millis(20), Duration::from_millis(200))
         .timeout(Duration::from_millis(500))
         .resync_every(Duration::from_secs(3600))
-}
-
-async fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-fn healthy(d: &dyn Denylist) -> bool {
-    d.status().health == Health::Healthy
 }
 
 fn refuses(d: &dyn Denylist, ids: impl IntoIterator<Item = u32>, issued: Timestamp) -> bool {

@@ -491,7 +491,50 @@ async fn a_write_that_keeps_losing_the_race_is_a_bounded_503(on: Adapter) {
     assert_eq!(c.text_ok(false, "/id").await, id);
 }
 
+/// A store whose compare-and-set answers that the record changed to bytes that are no
+/// session's (corrupt, or another store's data under the key).
+#[derive(Clone)]
+struct ChangedToGarbage(MemoryStore);
+impl Store for ChangedToGarbage {
+    fn load<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
+        self.0.load(id)
+    }
+    fn save<'a>(
+        &'a self,
+        id: &'a SessionId,
+        record: &'a [u8],
+        expires_at: Timestamp,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.0.save(id, record, expires_at)
+    }
+    fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.0.delete(id)
+    }
+    fn update<'a>(
+        &'a self,
+        _: &'a SessionId,
+        _: &'a [u8],
+        _: &'a [u8],
+        _: Timestamp,
+    ) -> BoxFuture<'a, Result<Update, StoreError>> {
+        Box::pin(async { Ok(Update::Changed(b"\x01not a session record".to_vec())) })
+    }
+}
+
+async fn a_store_record_that_is_no_session_ends_it_without_a_500(on: Adapter) {
+    let clock = clock();
+    let store = ChangedToGarbage(MemoryStore::with_clock(clock.clone()));
+    let mut c = Client::new(app(on, store, ring("k1", 1), &clock));
+    assert_eq!(c.text_ok(true, "/count").await, "1");
+    // The write finds garbage where the session was: the session is over, as if another
+    // request had ended it; the handler's answer goes out, with no cookie for the dead id.
+    let (resp, set) = c.send(true, "/count").await;
+    resp.assert_status_is_ok();
+    assert!(set.is_empty(), "{set:?}");
+}
+
 both!(
+    a_store_record_that_is_no_session_ends_it_without_a_500,
     concurrent_requests_lose_no_update_in_the_memory_store,
     a_write_that_keeps_losing_the_race_is_a_bounded_503,
     store_mode_login_counts_and_logout_deletes_the_record,

@@ -264,16 +264,21 @@ impl Inner {
     /// Store-backed: the write of the current state as `record`. When it replaces the record
     /// this request loaded (same id: not new, not regenerated, cycled or destroyed since), it
     /// carries what was loaded, and is written only over that (see `crate::store::write`).
-    pub(super) fn store_write(&self, record: Vec<u8>) -> Write {
+    /// `keep`: whether the session goes on after this write (`Session::save`), so that what
+    /// was loaded stays for a later write if this one fails; the end of the request moves it
+    /// into the write instead of copying it.
+    pub(super) fn store_write(&mut self, record: Vec<u8>, keep: bool) -> Write {
+        let id = self.state.id();
+        let loaded = if keep {
+            self.loaded.clone()
+        } else {
+            self.loaded.take()
+        };
         Write {
             state: self.state.clone(),
             record,
             idle_timeout: self.shared.idle_timeout,
-            loaded: self
-                .loaded
-                .as_ref()
-                .filter(|l| l.state.id() == self.state.id())
-                .cloned(),
+            loaded: loaded.filter(|l| l.state.id() == id),
         }
     }
 
@@ -373,7 +378,7 @@ impl Inner {
                 let record = self.record()?;
                 // What `save` already wrote is not written again.
                 if self.saved.as_deref() != Some(record.as_slice()) {
-                    plan.record = Some(self.store_write(record));
+                    plan.record = Some(self.store_write(record, false));
                 }
                 // The cookie only changes with the id or the signing key; re-send it then,
                 // and when its Max-Age or `rolling` asks for it.

@@ -402,7 +402,7 @@ impl Session {
                 return Ok(());
             }
             let record = inner.record()?;
-            (store, inner.store_write(record))
+            (store, inner.store_write(record, true))
         };
         let (id, sent) = (write.state.id(), write.state.clone());
         if let Some(written) = crate::store::write(&*store, write).await? {
