@@ -23,7 +23,9 @@
 //! handler busy-waits 0.5 µs: a yardstick for what a given cost per request does to the
 //! ratios here), `sealed` (AES-256-GCM cookie),
 //! `sealed-nocache` (the same with the open cache off), `signed` (HMAC cookie),
-//! `jwt` (HS256 JWT in `Authorization: Bearer`), `store-memory`, `store-redis`,
+//! `jwt` (HS256 JWT in `Authorization: Bearer`), `sealed+deny-memory`, `sealed+deny-redis` and
+//! `sealed+deny-cluster` (the sealed cookie with a denylist: in memory, on one Redis, on a
+//! Redis Cluster of 3 masters and 3 replicas), `store-memory`, `store-redis`,
 //! `store-postgres` and `store-sqlite` (the express-session design: signed id cookie, data in
 //! a store), and Poem's own `poem-cookie` (CookieSession, private) and `poem-redis`
 //! (ServerSession + RedisStorage). The Redis modes start their own `redis-server` (from
@@ -82,8 +84,18 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 #[cfg(feature = "tower")]
 #[path = "support/compare_axum.rs"]
 mod axum_app;
+#[path = "support/compare_cluster.rs"]
+mod cluster;
 #[path = "support/compare_sql.rs"]
 mod sql;
+/// The tests' throw-away Redis topologies, for the Redis Cluster row.
+#[cfg(feature = "redis")]
+mod common {
+    #[path = "../../tests/common/redis.rs"]
+    pub mod redis;
+    #[path = "../../tests/common/redis_topology.rs"]
+    pub mod redis_topology;
+}
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 type Result<T, E = Error> = std::result::Result<T, E>;
@@ -125,6 +137,7 @@ enum Mode {
     Jwt,
     SealedDenyMemory,
     SealedDenyRedis,
+    SealedDenyCluster,
     StoreMemory,
     StoreRedis,
     StorePostgres,
@@ -137,7 +150,7 @@ enum Mode {
     AxumCookieStore,
 }
 
-const ALL_MODES: [Mode; 19] = [
+const ALL_MODES: [Mode; 20] = [
     Mode::None,
     Mode::NoneCookie,
     Mode::NoneWork,
@@ -147,6 +160,7 @@ const ALL_MODES: [Mode; 19] = [
     Mode::Jwt,
     Mode::SealedDenyMemory,
     Mode::SealedDenyRedis,
+    Mode::SealedDenyCluster,
     Mode::StoreMemory,
     Mode::StoreRedis,
     Mode::StorePostgres,
@@ -178,6 +192,7 @@ impl Mode {
             Mode::Jwt => "jwt",
             Mode::SealedDenyMemory => "sealed+deny-memory",
             Mode::SealedDenyRedis => "sealed+deny-redis",
+            Mode::SealedDenyCluster => "sealed+deny-cluster",
             Mode::StoreMemory => "store-memory",
             Mode::StoreRedis => "store-redis",
             Mode::StorePostgres => "store-postgres",
@@ -202,6 +217,7 @@ impl Mode {
             Mode::Jwt => JWT_LABEL,
             Mode::SealedDenyMemory => "sealed cookie + MemoryDenylist",
             Mode::SealedDenyRedis => "sealed cookie + RedisDenylist",
+            Mode::SealedDenyCluster => "sealed cookie + RedisDenylist on Redis Cluster",
             Mode::StoreMemory => "store-backed, memory",
             Mode::StoreRedis => "store-backed, Redis",
             Mode::StorePostgres => "store-backed, PostgreSQL (its CPU not counted)",
@@ -246,13 +262,18 @@ impl Mode {
         if self.is_axum() && !cfg!(feature = "tower") {
             return Some("skipped: built without the tower feature (axum rows)".into());
         }
-        if matches!(self, Mode::StoreRedis | Mode::SealedDenyRedis) && !cfg!(feature = "redis") {
+        if matches!(
+            self,
+            Mode::StoreRedis | Mode::SealedDenyRedis | Mode::SealedDenyCluster
+        ) && !cfg!(feature = "redis")
+        {
             return Some("skipped: built without the redis feature".into());
         }
         if self.uses_redis() && redis.is_none() {
             return Some("skipped: no redis-server found (PATH or COMPARE_REDIS_SERVER)".into());
         }
         match self {
+            Mode::SealedDenyCluster => cluster::missing(redis),
             Mode::StorePostgres => sql::postgres_missing(),
             Mode::StoreSqlite => sql::sqlite_missing(),
             _ => None,
@@ -471,6 +492,8 @@ struct ServerEnv {
     /// 32 random bytes, hex: Poem's cookie key and the JWT HMAC key are derived from it.
     secret: Vec<u8>,
     redis_url: Option<String>,
+    /// `sealed+deny-cluster`: the cluster's nodes, comma-separated URLs.
+    cluster_urls: Option<String>,
     /// `store-postgres`: the database's URL.
     postgres_url: Option<String>,
     /// `store-sqlite`: the database file, which both instances open.
@@ -486,6 +509,7 @@ impl ServerEnv {
             keys,
             secret,
             redis_url: std::env::var("COMPARE_REDIS_URL").ok(),
+            cluster_urls: std::env::var("COMPARE_REDIS_CLUSTER").ok(),
             postgres_url: std::env::var("COMPARE_POSTGRES_URL").ok(),
             sqlite_path: std::env::var("COMPARE_SQLITE_PATH").ok(),
         })
@@ -564,6 +588,16 @@ async fn build_app(mode: Mode, env: &ServerEnv) -> Result<BoxEndpoint<'static, R
             .with(SealedSession::sealed(keys).denylist(redis_denylist(&redis_url()?).await?))
             .map_to_response()
             .boxed(),
+        Mode::SealedDenyCluster => {
+            let nodes = env
+                .cluster_urls
+                .as_deref()
+                .ok_or("this mode needs COMPARE_REDIS_CLUSTER")?;
+            routes_ours()
+                .with(SealedSession::sealed(keys).denylist(cluster::denylist(nodes).await?))
+                .map_to_response()
+                .boxed()
+        }
         Mode::StoreMemory => routes_ours()
             .with(SealedSession::server_store(MemoryStore::new(), keys))
             .map_to_response()
@@ -808,7 +842,7 @@ impl ServerProc {
         mode: Mode,
         run: &RunEnv,
         redis: Option<&RedisServer>,
-        sql: &SqlBackend,
+        sql: &Backend,
     ) -> Result<ServerProc> {
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.args(["--serve", mode.key(), "--server-threads"])
@@ -825,12 +859,15 @@ impl ServerProc {
             );
         }
         match sql {
-            SqlBackend::None => {}
-            SqlBackend::Postgres(server) => {
+            Backend::None => {}
+            Backend::Postgres(server) => {
                 cmd.env("COMPARE_POSTGRES_URL", server.url());
             }
-            SqlBackend::Sqlite(dir) => {
+            Backend::Sqlite(dir) => {
                 cmd.env("COMPARE_SQLITE_PATH", dir.join("sessions.db"));
+            }
+            Backend::Cluster(cluster) => {
+                cmd.env("COMPARE_REDIS_CLUSTER", cluster.urls());
             }
         }
         let mut child = cmd.spawn()?;
@@ -872,17 +909,18 @@ impl Drop for ServerProc {
     }
 }
 
-/// The database of a SQL store row: a PostgreSQL server, or the directory of a SQLite file
-/// (removed on drop).
-enum SqlBackend {
+/// What a row needs besides a single redis-server: a PostgreSQL server, the directory of a
+/// SQLite file (removed on drop), or a Redis Cluster.
+enum Backend {
     None,
     Postgres(sql::PgServer),
     Sqlite(PathBuf),
+    Cluster(cluster::Cluster),
 }
 
-impl Drop for SqlBackend {
+impl Drop for Backend {
     fn drop(&mut self) {
-        if let SqlBackend::Sqlite(dir) = self {
+        if let Backend::Sqlite(dir) = self {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
@@ -1477,7 +1515,7 @@ fn combine(windows: Vec<Window>) -> Phase {
 async fn memory(
     mode: Mode,
     server: &ServerProc,
-    redis: Option<&RedisServer>,
+    redis: Option<u32>,
     args: &Args,
 ) -> Result<Memory> {
     let t = mode.transport();
@@ -1491,7 +1529,7 @@ async fn memory(
     }
     tokio::time::sleep(args.settle).await;
     let rss0 = proc_rss(server.pid())?;
-    let redis0 = redis.map(|r| proc_rss(r.pid())).transpose()?;
+    let redis0 = redis.map(proc_rss).transpose()?;
     let started = Instant::now();
     let deadline = started + args.fill_limit;
     let next = Arc::new(AtomicUsize::new(0));
@@ -1513,7 +1551,7 @@ async fn memory(
     }
     tokio::time::sleep(args.settle).await;
     let rss1 = proc_rss(server.pid())?;
-    let redis1 = redis.map(|r| proc_rss(r.pid())).transpose()?;
+    let redis1 = redis.map(proc_rss).transpose()?;
     drop(conns);
     Ok(Memory {
         sessions: made.load(Ordering::Relaxed),
@@ -1613,10 +1651,21 @@ struct Running {
     a: ServerProc,
     b: ServerProc,
     redis: Option<RedisServer>,
-    /// The SQL database of the SQL store rows (dropped after the servers).
-    sql: SqlBackend,
+    /// The SQL database or Redis Cluster of a row (dropped after the servers).
+    sql: Backend,
     read: Vec<Window>,
     write: Vec<Window>,
+}
+
+impl Running {
+    /// The Redis process whose CPU and memory the row reports: its redis-server, or the
+    /// cluster master that holds the denylist.
+    fn redis_pid(&self) -> Option<u32> {
+        match &self.sql {
+            Backend::Cluster(cluster) => cluster.denylist_master_pid(),
+            _ => self.redis.as_ref().map(RedisServer::pid),
+        }
+    }
 }
 
 fn start_mode(mode: Mode, run: &RunEnv, pin: Option<&Pinning>) -> Result<Running> {
@@ -1627,7 +1676,8 @@ fn start_mode(mode: Mode, run: &RunEnv, pin: Option<&Pinning>) -> Result<Running
         None
     };
     let sql = match mode {
-        Mode::StorePostgres => SqlBackend::Postgres(sql::start_postgres()?),
+        Mode::StorePostgres => Backend::Postgres(sql::start_postgres()?),
+        Mode::SealedDenyCluster => Backend::Cluster(cluster::Cluster::start()?),
         Mode::StoreSqlite => {
             let dir = std::env::temp_dir().join(format!(
                 "compare-sqlite-{}-{}",
@@ -1635,9 +1685,9 @@ fn start_mode(mode: Mode, run: &RunEnv, pin: Option<&Pinning>) -> Result<Running
                 hex_encode(&random_bytes(4)?)
             ));
             std::fs::create_dir_all(&dir)?;
-            SqlBackend::Sqlite(dir)
+            Backend::Sqlite(dir)
         }
-        _ => SqlBackend::None,
+        _ => Backend::None,
     };
     let a = ServerProc::start(mode, run, redis.as_ref(), &sql)?;
     let b = ServerProc::start(mode, run, redis.as_ref(), &sql)?;
@@ -1662,7 +1712,7 @@ fn start_mode(mode: Mode, run: &RunEnv, pin: Option<&Pinning>) -> Result<Running
 
 /// One round of both routes.
 fn round(rt: &tokio::runtime::Runtime, r: &mut Running, args: &Args) -> Result<()> {
-    let redis = r.redis.as_ref().map(RedisServer::pid);
+    let redis = r.redis_pid();
     let read = rt.block_on(load(r.mode, &r.a, redis, Method::GET, "/read", args))?;
     let write = rt.block_on(load(r.mode, &r.a, redis, Method::POST, "/write", args))?;
     eprintln!(
@@ -1683,18 +1733,19 @@ fn round(rt: &tokio::runtime::Runtime, r: &mut Running, args: &Args) -> Result<(
 
 /// After the rounds: memory, revocation and the second instance; then the processes end.
 fn finish(rt: &tokio::runtime::Runtime, r: Running, args: &Args) -> Result<Measured> {
+    let redis_pid = r.redis_pid();
     // `sql` first: bindings drop in reverse order, so the database outlives the servers.
     let Running {
         sql: _sql,
         mode,
         a,
         b,
-        redis,
+        redis: _redis,
         read,
         write,
     } = r;
     eprint!("  {:<20} {} sessions: ", mode.key(), args.sessions);
-    let memory = rt.block_on(memory(mode, &a, redis.as_ref(), args))?;
+    let memory = rt.block_on(memory(mode, &a, redis_pid, args))?;
     eprint!("{:+.1} MB; ", memory.total_growth() as f64 / 1e6);
     let (revocation, second_instance) =
         if matches!(mode, Mode::None | Mode::NoneCookie | Mode::NoneWork) {
@@ -1749,8 +1800,9 @@ const USAGE: &str = "\
 usage: compare [options]
   --modes a,b,...       modes to run (default: all): none, none+cookie, none+work, sealed,
                         sealed-nocache, signed, jwt, sealed+deny-memory, sealed+deny-redis,
-                        store-memory, store-redis, store-postgres, store-sqlite,
-                        poem-cookie, poem-redis
+                        sealed+deny-cluster, store-memory, store-redis, store-postgres,
+                        store-sqlite, poem-cookie, poem-redis, axum-none, axum-sealed,
+                        axum-tower-sessions, axum-cookie-store
   --duration SECS       measured window per route and round (default 1)
   --warmup SECS         warm-up before each window (default 0.5)
   --rounds N            rounds; each round measures every mode once (default 5)

@@ -20,7 +20,7 @@ use common::example::{FEATURES, TestResult, example_binary, find_program, manife
 use serde_json::Value;
 
 /// Every mode of the harness, by key: a mode dropped from the run is a failure.
-const MODES: [&str; 19] = [
+const MODES: [&str; 20] = [
     "none",
     "none+cookie",
     "none+work",
@@ -30,6 +30,7 @@ const MODES: [&str; 19] = [
     "jwt",
     "sealed+deny-memory",
     "sealed+deny-redis",
+    "sealed+deny-cluster",
     "store-memory",
     "store-redis",
     "store-postgres",
@@ -41,9 +42,14 @@ const MODES: [&str; 19] = [
     "axum-tower-sessions",
     "axum-cookie-store",
 ];
-const REDIS_MODES: [&str; 3] = ["sealed+deny-redis", "store-redis", "poem-redis"];
+const REDIS_MODES: [&str; 4] = [
+    "sealed+deny-redis",
+    "sealed+deny-cluster",
+    "store-redis",
+    "poem-redis",
+];
 /// Modes that also need the crate's `redis` feature.
-const REDIS_FEATURE_MODES: [&str; 2] = ["sealed+deny-redis", "store-redis"];
+const REDIS_FEATURE_MODES: [&str; 3] = ["sealed+deny-redis", "sealed+deny-cluster", "store-redis"];
 /// The run is killed past this; a quick run takes about 15 s in a debug build on 2 cores.
 const LIMIT: Duration = Duration::from_secs(240);
 

@@ -126,8 +126,11 @@ fn args(list: &[&str]) -> Vec<String> {
 
 /// A Redis Cluster: 3 masters, each with 1 replica, `cluster-node-timeout` 1 s.
 pub struct RedisCluster {
+    server: PathBuf,
     cli: PathBuf,
     nodes: Vec<Process>,
+    /// Each node's command line, by position in `nodes`, for restarts.
+    args: Vec<Vec<String>>,
     dir: PathBuf,
 }
 
@@ -138,6 +141,7 @@ impl RedisCluster {
         let (server, cli) = binaries(test)?;
         let dir = temp_dir("cluster");
         let mut nodes = Vec::new();
+        let mut node_args = Vec::new();
         for _ in 0..6 {
             let port = free_port();
             let bus = free_port();
@@ -166,8 +170,15 @@ impl RedisCluster {
                 node_dir.display().to_string(),
             ]);
             nodes.push(Process::spawn(&server, &list, port));
+            node_args.push(list);
         }
-        let cluster = RedisCluster { cli, nodes, dir };
+        let cluster = RedisCluster {
+            server,
+            cli,
+            nodes,
+            args: node_args,
+            dir,
+        };
         let mut create = Command::new(&cluster.cli);
         create.arg("--cluster").arg("create");
         for node in &cluster.nodes {
@@ -205,6 +216,13 @@ impl RedisCluster {
 
     /// The port of the master that serves `key`, asked of a running node.
     pub fn master_of(&self, key: &str) -> u16 {
+        self.try_master_of(key)
+            .unwrap_or_else(|| panic!("no master serves the slot of {key}"))
+    }
+
+    /// Like [`RedisCluster::master_of`], `None` while no master serves it (during a
+    /// failover).
+    pub fn try_master_of(&self, key: &str) -> Option<u16> {
         let port = self.running_port();
         let slot: u16 = run_cli(&self.cli, port, &["CLUSTER", "KEYSLOT", key])
             .trim()
@@ -225,14 +243,15 @@ impl RedisCluster {
             });
             if serves {
                 let addr = fields[1].split('@').next().expect("address");
-                return addr
-                    .rsplit(':')
-                    .next()
-                    .and_then(|p| p.parse().ok())
-                    .expect("port");
+                return Some(
+                    addr.rsplit(':')
+                        .next()
+                        .and_then(|p| p.parse().ok())
+                        .expect("port"),
+                );
             }
         }
-        panic!("no master serves slot {slot}");
+        None
     }
 
     fn running_port(&self) -> u16 {
@@ -243,6 +262,15 @@ impl RedisCluster {
             .expect("a running node")
     }
 
+    /// The process id of the node on `port`, while it runs.
+    pub fn pid(&self, port: u16) -> Option<u32> {
+        self.nodes
+            .iter()
+            .find(|n| n.port == port)
+            .and_then(|n| n.child.as_ref())
+            .map(Child::id)
+    }
+
     /// SIGKILLs the node on `port`.
     pub fn kill(&mut self, port: u16) {
         let node = self
@@ -251,6 +279,64 @@ impl RedisCluster {
             .find(|n| n.port == port)
             .expect("a node on that port");
         node.kill();
+    }
+
+    /// Starts the node on `port` again, with its files: a master killed and replaced by a
+    /// failover rejoins as a replica of its successor. Waits until it is in sync.
+    pub fn restart(&mut self, port: u16) {
+        let i = self
+            .nodes
+            .iter()
+            .position(|n| n.port == port)
+            .expect("a node on that port");
+        self.nodes[i].kill();
+        self.nodes[i] = Process::spawn(&self.server, &self.args[i], port);
+        until("the restarted node in sync", || {
+            let info = run_cli(&self.cli, port, &["INFO", "replication"]);
+            info.contains("master_link_status:up")
+        });
+    }
+
+    /// The ports of the running replicas of the master on `master_port`.
+    pub fn replicas_of(&self, master_port: u16) -> Vec<u16> {
+        let nodes = run_cli(&self.cli, self.running_port(), &["CLUSTER", "NODES"]);
+        let id_of = |port: u16| {
+            nodes.lines().find_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let addr = fields.get(1)?.split('@').next()?;
+                (addr.rsplit(':').next()? == port.to_string()).then(|| fields[0].to_owned())
+            })
+        };
+        let master = id_of(master_port).expect("the master's node id");
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.port)
+            .filter(|&p| {
+                nodes.lines().any(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    fields.len() > 3
+                        && fields[1]
+                            .split('@')
+                            .next()
+                            .and_then(|a| a.rsplit(':').next())
+                            == Some(&p.to_string())
+                        && fields[2].contains("slave")
+                        && !fields[2].contains("fail")
+                        && fields[3] == master
+                })
+            })
+            .collect()
+    }
+
+    /// `CLUSTER FAILOVER` on the replica on `port` (a manual failover: its master, alive,
+    /// becomes its replica), and waits until it says it is a master.
+    pub fn manual_failover(&self, port: u16) {
+        let out = run_cli(&self.cli, port, &["CLUSTER", "FAILOVER"]);
+        assert!(out.contains("OK"), "CLUSTER FAILOVER: {out}");
+        until("the replica promoted by CLUSTER FAILOVER", || {
+            run_cli(&self.cli, port, &["ROLE"]).starts_with("master")
+        });
     }
 }
 

@@ -11,8 +11,9 @@ use redis::{IntoConnectionInfo, ProtocolVersion, RedisConnectionInfo};
 use tokio::sync::Notify;
 
 use super::RedisDenylist;
+use super::cluster::ClusterNodes;
 use super::commands::{Keys, backend};
-use super::link::Link;
+use super::link::{Link, Source};
 use super::state::{NEVER, Shared};
 use super::sync::Syncer;
 use super::task::{AbortOnDrop, ErrorChain, Task};
@@ -58,6 +59,8 @@ pub struct RedisDenylistBuilder {
 enum Target {
     /// One node (or a proxy in front of several).
     Single(String),
+    /// A Redis Cluster, reached through any of these nodes.
+    Cluster(Vec<String>),
     /// The master these Sentinels know by `master`.
     Sentinel {
         sentinels: Vec<String>,
@@ -72,6 +75,7 @@ impl std::fmt::Debug for RedisDenylistBuilder {
         // The URL may carry a password: not shown.
         let topology = match &self.target {
             Target::Single(_) => "single",
+            Target::Cluster(_) => "cluster",
             Target::Sentinel { .. } => "sentinel",
         };
         f.debug_struct("RedisDenylistBuilder")
@@ -270,7 +274,8 @@ impl RedisDenylistBuilder {
                     SentinelServerType::Master,
                 )
                 .map_err(|e| backend("open a Redis Sentinel client", e))?;
-                let link = Link::sentinel(client, config, shared.clone(), self.timeout);
+                let source = Source::Sentinel(client);
+                let link = Link::following(source, config, shared.clone(), self.timeout);
                 if let Err(e) = link.refresh(link.generation()).await
                     && self.start == StartMode::RequireRedis
                 {
@@ -279,10 +284,23 @@ impl RedisDenylistBuilder {
                 // Half the command timeout, so the whole pipeline fits in it.
                 (link, Some(self.timeout / 2))
             }
+            Target::Cluster(urls) => {
+                let key = Keys::new(&self.prefix, self.log_len, None, true).ids;
+                let source = Source::Cluster(ClusterNodes::new(urls, key)?);
+                let link = Link::following(source, config, shared.clone(), self.timeout);
+                if let Err(e) = link.refresh(link.generation()).await
+                    && self.start == StartMode::RequireRedis
+                {
+                    return Err(e);
+                }
+                // As with Sentinels: a failover promotes a replica, which must have it.
+                (link, Some(self.timeout / 2))
+            }
         };
         let link = Arc::new(link);
 
-        let keys = Keys::new(&self.prefix, self.log_len, wait);
+        let cluster = matches!(self.target, Target::Cluster(_));
+        let keys = Keys::new(&self.prefix, self.log_len, wait, cluster);
         let mut sync = Syncer {
             shared: shared.clone(),
             link: link.clone(),
@@ -380,6 +398,52 @@ impl RedisDenylist {
             master: master_name.into(),
             auth: None,
         })
+    }
+
+    /// A builder for a Redis Cluster reached through any of `nodes`
+    /// (`redis://[user:password@]host:port/`, `rediss://` for TLS); every setting of
+    /// [`RedisDenylist::builder`] applies.
+    ///
+    /// Every key of the denylist carries one hash tag (a prefix without one is wrapped in
+    /// braces: `{sealed-session:denylist:}ids`), so a single master holds them all: the
+    /// denylist connects to that master directly, and runs there exactly as on a single
+    /// node: one transaction per revocation, the subscription, and a heartbeat (an
+    /// `EXISTS` of its key, which a node that no longer serves the slot answers with
+    /// `MOVED`) on one connection. The revocation announcement is a plain `PUBLISH`, which
+    /// the cluster also carries to its other nodes; revocations are rare (a logout), so
+    /// that costs little. The denylist is small (see [the bound](crate::denylist#the-bound)),
+    /// so one slot holds it comfortably.
+    ///
+    /// The nodes are asked (`CLUSTER KEYSLOT`, `CLUSTER SLOTS`, in the order given) which
+    /// master serves the slot at start, whenever the connection is lost, and whenever a
+    /// revocation is refused with `MOVED`, `CLUSTERDOWN` or `READONLY` or no replica
+    /// acknowledged it; when it moved (a failover, or the slot migrated), the denylist
+    /// connects to the new master and resynchronises, as after any reconnection. As with
+    /// [Sentinels](RedisDenylist::sentinel), each revocation waits for a replica to
+    /// acknowledge it (`WAIT 1`), so one reported as recorded survives a failover. The
+    /// master is reached with the credentials and TLS settings of the node that named it.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), sealed_session::denylist::DenylistError> {
+    /// use sealed_session::denylist::RedisDenylist;
+    ///
+    /// let denylist = RedisDenylist::cluster([
+    ///     "redis://10.0.0.1:6379/",
+    ///     "redis://10.0.0.2:6379/",
+    ///     "redis://10.0.0.3:6379/",
+    /// ])
+    /// .key_prefix("myapp:denylist:")
+    /// .build()
+    /// .await?;
+    /// # let _ = denylist;
+    /// # Ok(()) }
+    /// ```
+    pub fn cluster<I, S>(nodes: I) -> RedisDenylistBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        RedisDenylistBuilder::new(Target::Cluster(nodes.into_iter().map(Into::into).collect()))
     }
 }
 

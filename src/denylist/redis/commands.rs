@@ -189,6 +189,7 @@ pub(super) fn subject_pipe(
 
 #[derive(Clone)]
 pub(super) struct Keys {
+    /// The prefix as the application gave it.
     pub(super) prefix: String,
     pub(super) ids: String,
     pub(super) anonymous: String,
@@ -198,24 +199,57 @@ pub(super) struct Keys {
     pub(super) log: String,
     /// About how many entries the log keeps.
     pub(super) log_len: usize,
-    /// Sentinel mode: how long a revocation waits for a replica to acknowledge it (`WAIT 1`);
-    /// none on a single node.
+    /// Sentinel and Cluster mode: how long a revocation waits for a replica to acknowledge
+    /// it (`WAIT 1`); none on a single node.
     pub(super) wait: Option<Duration>,
+    /// Cluster mode: the keys share one hash slot, and the heartbeat is a command of that
+    /// slot, which a node that no longer serves it answers with `MOVED`.
+    pub(super) cluster: bool,
 }
 
 impl Keys {
-    pub(super) fn new(prefix: &str, log_len: usize, wait: Option<Duration>) -> Keys {
+    /// The key names under `prefix`. In cluster mode, a prefix without a hash tag is made
+    /// one (`{prefix}`), so that every key lands in the same slot and a transaction may
+    /// hold them all.
+    pub(super) fn new(prefix: &str, log_len: usize, wait: Option<Duration>, cluster: bool) -> Keys {
+        let base = if cluster && !has_hash_tag(prefix) {
+            format!("{{{prefix}}}")
+        } else {
+            prefix.to_owned()
+        };
         Keys {
             prefix: prefix.to_owned(),
-            ids: format!("{prefix}ids"),
-            anonymous: format!("{prefix}anonymous"),
-            subjects: format!("{prefix}subjects"),
-            events: format!("{prefix}events"),
-            log: format!("{prefix}log"),
+            ids: format!("{base}ids"),
+            anonymous: format!("{base}anonymous"),
+            subjects: format!("{base}subjects"),
+            events: format!("{base}events"),
+            log: format!("{base}log"),
             log_len,
             wait,
+            cluster,
         }
     }
+
+    /// The heartbeat: `PING`, or in cluster mode `EXISTS` of a denylist key, which fails
+    /// with `MOVED` on a node that no longer serves the slot (a master demoted by a manual
+    /// failover keeps its connections).
+    pub(super) fn heartbeat(&self) -> redis::Cmd {
+        if self.cluster {
+            let mut cmd = redis::cmd("EXISTS");
+            cmd.arg(&self.ids);
+            cmd
+        } else {
+            redis::cmd("PING")
+        }
+    }
+}
+
+/// Whether Redis Cluster hashes only part of `key`: a `{` followed later by a `}` with
+/// something between them (the first such pair counts).
+pub(super) fn has_hash_tag(key: &str) -> bool {
+    key.split_once('{')
+        .and_then(|(_, rest)| rest.split_once('}'))
+        .is_some_and(|(tag, _)| !tag.is_empty())
 }
 
 pub(super) fn backend(op: &'static str, e: redis::RedisError) -> DenylistError {
@@ -239,5 +273,32 @@ pub(super) async fn limit<T>(
             op,
             timeout,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Keys, has_hash_tag};
+
+    #[test]
+    fn hash_tags_follow_redis_rule() {
+        assert!(has_hash_tag("{app}:denylist:"));
+        assert!(has_hash_tag("app:{denylist}:"));
+        assert!(!has_hash_tag("app:denylist:"));
+        assert!(!has_hash_tag("app:{}:denylist:"));
+        assert!(!has_hash_tag("app:}{:"));
+    }
+
+    #[test]
+    fn cluster_keys_share_one_hash_tag_and_single_node_keys_are_unchanged() {
+        let single = Keys::new("app:", 10, None, false);
+        assert_eq!(single.ids, "app:ids");
+        assert_eq!(single.log, "app:log");
+        let cluster = Keys::new("app:", 10, None, true);
+        assert_eq!(cluster.ids, "{app:}ids");
+        assert_eq!(cluster.subjects, "{app:}subjects");
+        assert_eq!(cluster.prefix, "app:");
+        let tagged = Keys::new("{app}:", 10, None, true);
+        assert_eq!(tagged.anonymous, "{app}:anonymous");
     }
 }

@@ -1,12 +1,13 @@
 //! The connection the denylist, its task and its syncer share: one RESP3
-//! `ConnectionManager`, replaced when Sentinels name another master.
+//! `ConnectionManager`, replaced when Sentinels (or the nodes of a Redis Cluster) name
+//! another master.
 //!
 //! A `ConnectionManager` reconnects to the address it was built for, never to another: after
-//! a failover it would keep knocking at the dead (or demoted) master. So in Sentinel mode the
-//! link asks the Sentinels for the master again when the task finds the connection lost, and
-//! when a revocation is refused (`READONLY`) or no replica acknowledged it; if the master
-//! moved, a new manager replaces the old one, and the task resynchronises on it. On a single
-//! node the manager is never replaced.
+//! a failover it would keep knocking at the dead (or demoted) master. So in Sentinel and
+//! Cluster mode the link asks for the master again when the task finds the connection lost,
+//! and when a revocation is refused (`READONLY`, `MOVED`) or no replica acknowledged it; if
+//! the master moved, a new manager replaces the old one, and the task resynchronises on it.
+//! On a single node the manager is never replaced.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +18,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::sentinel::SentinelClient;
 use redis::{ConnectionAddr, PushInfo, PushKind};
 
-use super::commands::{BACKEND, NoReplica, backend, limit};
+use super::cluster::ClusterNodes;
+use super::commands::{BACKEND, NoReplica, backend};
 use super::state::Shared;
 use crate::denylist::DenylistError;
 
@@ -37,12 +39,50 @@ pub(super) struct Link {
     config: ConnectionManagerConfig,
     shared: Arc<Shared>,
     timeout: Duration,
-    /// Sentinel mode: the lookups, one at a time.
-    sentinel: Option<tokio::sync::Mutex<Resolver>>,
+    /// Sentinel and Cluster mode: the lookups, one at a time.
+    resolver: Option<tokio::sync::Mutex<Resolver>>,
+}
+
+/// Who names the master.
+pub(super) enum Source {
+    /// The Sentinels, by the master's name.
+    Sentinel(SentinelClient),
+    /// The nodes of a Redis Cluster, by the denylist's hash slot.
+    Cluster(ClusterNodes),
+}
+
+impl Source {
+    /// What a lookup is called in errors and log lines.
+    fn op(&self) -> &'static str {
+        match self {
+            Source::Sentinel(_) => "reach the master through Redis Sentinel",
+            Source::Cluster(_) => "reach the master of the denylist's Redis Cluster slot",
+        }
+    }
+
+    /// A client for the master as named now, within `timeout`.
+    async fn master(&mut self, timeout: Duration) -> Result<redis::Client, DenylistError> {
+        let op = self.op();
+        let lookup = async {
+            match self {
+                Source::Sentinel(client) => {
+                    client.async_get_client().await.map_err(|e| backend(op, e))
+                }
+                Source::Cluster(nodes) => nodes.master(timeout).await,
+            }
+        };
+        tokio::time::timeout(timeout, lookup)
+            .await
+            .unwrap_or(Err(DenylistError::Timeout {
+                backend: BACKEND,
+                op,
+                timeout,
+            }))
+    }
 }
 
 struct Resolver {
-    client: SentinelClient,
+    source: Source,
     /// When the last lookup failed: none before this.
     retry_after: Option<Instant>,
     /// When a lookup last found the master unchanged: another one within
@@ -65,7 +105,7 @@ impl Link {
             config,
             shared,
             timeout,
-            sentinel: None,
+            resolver: None,
         };
         let manager = ConnectionManager::new_lazy_with_config(client, link.manager_config(0))
             .map_err(|e| backend("configure the Redis connection", e))?;
@@ -73,9 +113,9 @@ impl Link {
         Ok(link)
     }
 
-    /// A link to the master `client` names; no connection until [`Link::refresh`].
-    pub(super) fn sentinel(
-        client: SentinelClient,
+    /// A link to the master `source` names; no connection until [`Link::refresh`].
+    pub(super) fn following(
+        source: Source,
         config: ConnectionManagerConfig,
         shared: Arc<Shared>,
         timeout: Duration,
@@ -86,8 +126,8 @@ impl Link {
             config,
             shared,
             timeout,
-            sentinel: Some(tokio::sync::Mutex::new(Resolver {
-                client,
+            resolver: Some(tokio::sync::Mutex::new(Resolver {
+                source,
                 retry_after: None,
                 unchanged_at: None,
             })),
@@ -125,15 +165,15 @@ impl Link {
             Some((manager, _)) => Ok((generation, manager.clone())),
             None => Err(DenylistError::Backend {
                 backend: BACKEND,
-                op: "reach the master through Redis Sentinel",
+                op: "reach the Redis master",
                 source: "no master found yet".into(),
             }),
         }
     }
 
-    /// Whether the master is looked up through Sentinels.
-    pub(super) fn is_sentinel(&self) -> bool {
-        self.sentinel.is_some()
+    /// Whether the master is looked up (Sentinel or Cluster mode).
+    pub(super) fn follows_master(&self) -> bool {
+        self.resolver.is_some()
     }
 
     /// The current generation.
@@ -141,16 +181,16 @@ impl Link {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Sentinel mode: asks the Sentinels for the master and, if it is not the one the
+    /// Sentinel and Cluster mode: asks for the master and, if it is not the one the
     /// current manager was built for, replaces the manager and tells the task to
     /// resynchronise. `seen` is the generation the caller used: if the manager was replaced
     /// since, nothing is asked. Whether the manager is not the one `seen` names any more. On
     /// a single node, does nothing.
     pub(super) async fn refresh(&self, seen: u64) -> Result<bool, DenylistError> {
-        let Some(sentinel) = &self.sentinel else {
+        let Some(resolver) = &self.resolver else {
             return Ok(false);
         };
-        let mut resolver = sentinel.lock().await;
+        let mut resolver = resolver.lock().await;
         if self.generation() != seen {
             return Ok(true);
         }
@@ -163,18 +203,13 @@ impl Link {
         if resolver.retry_after.is_some_and(|t| Instant::now() < t) {
             return Err(DenylistError::Backend {
                 backend: BACKEND,
-                op: "reach the master through Redis Sentinel",
+                op: resolver.source.op(),
                 source: "the master could not be found a moment ago".into(),
             });
         }
         // Set before the lookup: one cut short by the timeout counts as failed too.
         resolver.retry_after = Some(Instant::now() + RESOLVE_BACKOFF);
-        let client = limit(
-            self.timeout,
-            "reach the master through Redis Sentinel",
-            resolver.client.async_get_client(),
-        )
-        .await?;
+        let client = resolver.source.master(self.timeout).await?;
         resolver.retry_after = None;
         let addr = client.get_connection_info().addr().clone();
         let same = self
@@ -196,7 +231,7 @@ impl Link {
             tracing::info!(
                 master = %addr,
                 previous = old.as_deref().unwrap_or("none"),
-                "denylist: Redis Sentinel names a new master; connecting to it"
+                "denylist: the Redis master moved; connecting to it"
             );
             *current = Some((manager, Some(addr)));
             self.generation.store(next, Ordering::Release);
@@ -211,9 +246,10 @@ impl Link {
 }
 
 /// Whether `e` suggests that the connection reaches a master that is no longer the one the
-/// Sentinels name: a write refused as on a replica (`READONLY`, or the transaction aborted
-/// for it), or a master with no replica to acknowledge it (one left behind by a failover
-/// whose demotion has not reached it yet).
+/// Sentinels (or the cluster) name: a write refused as on a replica (`READONLY`, or the
+/// transaction aborted for it), a cluster node that does not serve the slot (`MOVED`) or
+/// has no master for it yet (`CLUSTERDOWN`), or a master with no replica to acknowledge it
+/// (one left behind by a failover whose demotion has not reached it yet).
 pub(super) fn maybe_demoted(e: &DenylistError) -> bool {
     match e {
         DenylistError::Backend { source, .. } => {
@@ -222,7 +258,10 @@ pub(super) fn maybe_demoted(e: &DenylistError) -> bool {
                     matches!(
                         r.kind(),
                         redis::ErrorKind::Server(
-                            redis::ServerErrorKind::ReadOnly | redis::ServerErrorKind::ExecAbort
+                            redis::ServerErrorKind::ReadOnly
+                                | redis::ServerErrorKind::ExecAbort
+                                | redis::ServerErrorKind::Moved
+                                | redis::ServerErrorKind::ClusterDown
                         )
                     )
                 })
@@ -250,7 +289,12 @@ mod tests {
 
     #[test]
     fn a_refused_or_unacknowledged_write_asks_the_sentinels_other_failures_do_not() {
-        for kind in [ServerErrorKind::ReadOnly, ServerErrorKind::ExecAbort] {
+        for kind in [
+            ServerErrorKind::ReadOnly,
+            ServerErrorKind::ExecAbort,
+            ServerErrorKind::Moved,
+            ServerErrorKind::ClusterDown,
+        ] {
             let e = RedisError::from((ErrorKind::Server(kind), "refused"));
             assert!(maybe_demoted(&failed(Box::new(e))), "{kind:?}");
         }

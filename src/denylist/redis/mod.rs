@@ -2,13 +2,15 @@
 //! The design and failure behaviour are documented on [`RedisDenylist`].
 //!
 //! - `builder.rs`: the options and the start;
-//! - `link.rs`: the connection, replaced when Redis Sentinel names another master;
+//! - `link.rs`: the connection, replaced when Redis Sentinel or Cluster names another master;
+//! - `cluster.rs`: which Redis Cluster master serves the denylist's keys;
 //! - `state.rs`: what the denylist, its task and the push handler share;
 //! - `commands.rs`: key names and the pipelines that record a revocation;
 //! - `sync.rs`: pub/sub messages and loads from Redis into the replica;
 //! - `task.rs`: heartbeats, periodic reloads, reconnection.
 
 mod builder;
+mod cluster;
 mod commands;
 mod link;
 mod state;
@@ -197,7 +199,7 @@ impl RedisDenylist {
         // master any more (demoted, or left behind by a failover). Ask the Sentinels and, if
         // the master moved, write once more on the new one.
         match res {
-            Err(e) if self.link.is_sentinel() && maybe_demoted(&e) => {
+            Err(e) if self.link.follows_master() && maybe_demoted(&e) => {
                 match self.link.refresh(generation).await {
                     Ok(true) => {
                         tracing::warn!(

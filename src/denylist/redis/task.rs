@@ -3,6 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use redis::Value;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -140,7 +141,8 @@ impl Task {
         }
     }
 
-    /// One heartbeat: a `PING` whose answer proves the replica was current when it was sent.
+    /// One heartbeat: a `PING` (in cluster mode, a command of the denylist's slot) whose
+    /// answer proves the replica was current when it was sent.
     async fn ping(&mut self) -> Result<(), String> {
         let shared = &self.sync.shared;
         let epoch = shared.disconnects.load(Ordering::Acquire);
@@ -149,13 +151,19 @@ impl Task {
             Ok((_, conn)) => conn,
             Err(e) => return Err(ErrorChain(&e).to_string()),
         };
-        let cmd = redis::cmd("PING");
-        match limit(self.sync.timeout, "ping", cmd.query_async::<()>(&mut conn)).await {
-            Ok(()) if shared.disconnects.load(Ordering::Acquire) == epoch => {
+        let cmd = self.sync.keys.heartbeat();
+        match limit(
+            self.sync.timeout,
+            "ping",
+            cmd.query_async::<Value>(&mut conn),
+        )
+        .await
+        {
+            Ok(_) if shared.disconnects.load(Ordering::Acquire) == epoch => {
                 shared.mark_fresh(sent);
                 Ok(())
             }
-            Ok(()) => Err("the connection was closed".to_owned()),
+            Ok(_) => Err("the connection was closed".to_owned()),
             Err(e) => Err(ErrorChain(&e).to_string()),
         }
     }
