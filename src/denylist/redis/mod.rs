@@ -116,8 +116,14 @@ use task::AbortOnDrop;
 ///   (AOF) and a `maxmemory-policy` that never evicts these keys (`noeviction` or a
 ///   `volatile-*` policy: the keys carry no TTL).
 ///
-/// Built with [`RedisDenylist::builder`] (one node) or [`RedisDenylist::sentinel`] (the master
-/// of a Sentinel setup) inside a Tokio runtime; its background task stops
+/// - **Redis Cluster** ([`RedisDenylist::cluster`]): every key shares one hash tag, and the
+///   denylist talks directly to the master of that slot, as to a single node; it asks the
+///   cluster's nodes for that master again as it asks Sentinels above (also on `MOVED` or
+///   `CLUSTERDOWN`), and waits for a replica on each revocation in the same way.
+///
+/// Built with [`RedisDenylist::builder`] (one node), [`RedisDenylist::cluster`] or
+/// [`RedisDenylist::sentinel`] (the master of a Sentinel setup) inside a Tokio runtime; its
+/// background task stops
 /// when it is dropped (or at [`RedisDenylist::shutdown`]).
 ///
 /// ```no_run
