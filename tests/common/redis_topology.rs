@@ -295,6 +295,18 @@ impl RedisCluster {
             let info = run_cli(&self.cli, port, &["INFO", "replication"]);
             info.contains("master_link_status:up")
         });
+        // And counted by its master (for `WAIT`): online once it has acknowledged, which
+        // may be a second after its own link is up.
+        let info = run_cli(&self.cli, port, &["INFO", "replication"]);
+        let master: u16 = info
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("master_port:"))
+            .and_then(|p| p.parse().ok())
+            .expect("the restarted node's master");
+        until("the restarted node online at its master", || {
+            run_cli(&self.cli, master, &["INFO", "replication"])
+                .contains(&format!("port={port},state=online"))
+        });
     }
 
     /// The ports of the running replicas of the master on `master_port`.

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 
 use super::RedisDenylist;
 use super::cluster::ClusterNodes;
-use super::commands::{Keys, backend};
+use super::commands::{Keys, backend, has_hash_tag};
 use super::link::{Link, Source};
 use super::state::{NEVER, Shared};
 use super::sync::Syncer;
@@ -286,6 +286,15 @@ impl RedisDenylistBuilder {
             }
             Target::Cluster(urls) => {
                 let key = Keys::new(&self.prefix, self.log_len, None, true).ids;
+                if !has_hash_tag(&key) {
+                    return Err(DenylistError::Backend {
+                        backend: "redis",
+                        op: "place the denylist's keys in one Redis Cluster slot",
+                        source: "the key prefix gives no hash tag (an empty prefix, or one \
+                                 starting with `}`): choose another"
+                            .into(),
+                    });
+                }
                 let source = Source::Cluster(ClusterNodes::new(urls, key)?);
                 let link = Link::following(source, config, shared.clone(), self.timeout);
                 if let Err(e) = link.refresh(link.generation()).await
@@ -420,8 +429,14 @@ impl RedisDenylist {
     /// acknowledged it; when it moved (a failover, or the slot migrated), the denylist
     /// connects to the new master and resynchronises, as after any reconnection. As with
     /// [Sentinels](RedisDenylist::sentinel), each revocation waits for a replica to
-    /// acknowledge it (`WAIT 1`), so one reported as recorded survives a failover. The
-    /// master is reached with the credentials and TLS settings of the node that named it.
+    /// acknowledge it (`WAIT 1`), so one reported as recorded survives a failover that
+    /// promotes that replica (with one replica per master, any failover). The master is
+    /// reached with the credentials and TLS settings of the node that named it; each node
+    /// asked gets an equal share of the [`timeout`](RedisDenylistBuilder::timeout), and the
+    /// one that answered last is asked first. An ACL user needs, besides what
+    /// [`RedisDenylist`] lists, `EXISTS` and `WAIT` on the master and `CLUSTER` (`KEYSLOT`,
+    /// `SLOTS`) on the nodes named. While a slot migrates (resharding), `ASK` and `TRYAGAIN`
+    /// answers make heartbeats and revocations fail until it is done.
     ///
     /// ```no_run
     /// # async fn f() -> Result<(), sealed_session::denylist::DenylistError> {

@@ -7,6 +7,7 @@
 //! master that is (`CLUSTER KEYSLOT`, `CLUSTER SLOTS`); the link asks again whenever the
 //! connection is lost or the node answers that it no longer serves the slot (`MOVED`).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -24,6 +25,8 @@ pub(super) struct ClusterNodes {
     seeds: Vec<ConnectionInfo>,
     /// A key of the denylist: its slot is the slot of every key.
     key: String,
+    /// The node that answered last: asked first next time.
+    answered: AtomicUsize,
 }
 
 /// What a lookup is called in errors.
@@ -55,16 +58,31 @@ impl ClusterNodes {
                 Ok(info.set_redis_settings(settings))
             })
             .collect::<Result<Vec<_>, DenylistError>>()?;
-        Ok(ClusterNodes { seeds, key })
+        Ok(ClusterNodes {
+            seeds,
+            key,
+            answered: AtomicUsize::new(0),
+        })
     }
 
-    /// A client for the master that serves the slot, asked of the nodes in turn until one
-    /// answers; each is given `timeout`.
+    /// A client for the master that serves the slot, asked of the nodes in turn (from the
+    /// one that answered last) until one answers. Each node gets an equal share of
+    /// `timeout`, so a node that does not answer at all (a host that is down, not a
+    /// process that refuses) cannot use up the whole lookup and keep the others from being
+    /// asked.
     pub(super) async fn master(&self, timeout: Duration) -> Result<redis::Client, DenylistError> {
+        let n = self.seeds.len();
+        let share = timeout / u32::try_from(n.max(1)).unwrap_or(u32::MAX);
+        let first = self.answered.load(Ordering::Relaxed);
         let mut last = None;
-        for seed in &self.seeds {
-            match limit(timeout, OP, ask(seed, &self.key, timeout)).await {
+        for i in 0..n {
+            let at = (first + i) % n;
+            let Some(seed) = self.seeds.get(at) else {
+                continue;
+            };
+            match limit(share, OP, ask(seed, &self.key, share)).await {
                 Ok(Some(addr)) => {
+                    self.answered.store(at, Ordering::Relaxed);
                     return redis::Client::open(seed.clone().set_addr(addr))
                         .map_err(|e| backend("open a Redis client", e));
                 }
@@ -112,7 +130,8 @@ async fn ask(
 
 /// The master's address in a `CLUSTER SLOTS` reply for `slot`, with the transport of
 /// `seed` (TLS or not). Each entry is `[start, end, [host, port, ...], replicas...]`; an
-/// empty or missing host means the host the question was sent to.
+/// empty or nil host means the host the question was sent to, and `?` an unknown endpoint
+/// (no answer: another node is asked).
 fn master_of(slot: i64, slots: &Value, seed: &ConnectionAddr) -> Option<ConnectionAddr> {
     let Value::Array(ranges) = slots else {
         return None;
@@ -148,7 +167,10 @@ fn master_of(slot: i64, slots: &Value, seed: &ConnectionAddr) -> Option<Connecti
             } => (host, Some((*insecure, tls_params.clone()))),
             _ => return None,
         };
-        let host = if host.is_empty() || host == "?" {
+        if host == "?" {
+            return None;
+        }
+        let host = if host.is_empty() {
             seed_host.clone()
         } else {
             host
@@ -227,6 +249,12 @@ mod tests {
     #[test]
     fn a_slot_no_master_serves_or_a_malformed_reply_finds_nothing() {
         assert_eq!(master_of(12000, &slots(), &seed()), None);
+        let unknown = Value::Array(vec![Value::Array(vec![
+            Value::Int(0),
+            Value::Int(10),
+            node(Value::BulkString(b"?".to_vec()), 7000),
+        ])]);
+        assert_eq!(master_of(0, &unknown, &seed()), None);
         assert_eq!(master_of(1, &Value::Nil, &seed()), None);
         let bad = Value::Array(vec![Value::Array(vec![Value::Int(0)])]);
         assert_eq!(master_of(0, &bad, &seed()), None);

@@ -67,8 +67,9 @@ use task::AbortOnDrop;
 /// - at start, subscribes, notes where the log ends, and then loads the sets whole (`ZSCAN`,
 ///   in pages), so nothing published in between is lost;
 /// - applies each pub/sub message as it arrives;
-/// - sends a `PING` every heartbeat; each answer proves the replica was current when it was
-///   sent;
+/// - sends a `PING` (on a Redis Cluster, an `EXISTS` of its key) every heartbeat; each
+///   answer proves the replica was current when it was sent; revocations that failed and
+///   wait in memory are written first;
 /// - after every reconnection, and periodically ([`resync_every`](RedisDenylistBuilder::resync_every),
 ///   default 5 minutes), catches up: reads the log from the last entry it read (`XRANGE`,
 ///   in pages), so a missed message heals at the cost of what was revoked since, not of the

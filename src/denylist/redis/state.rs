@@ -73,6 +73,15 @@ impl Shared {
         q.push(p);
     }
 
+    /// Whether revocations wait for Redis.
+    pub(super) fn has_pending(&self) -> bool {
+        !self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
     /// The `until` of a session revocation waiting for Redis, if `id` has one.
     pub(super) fn pending_session(&self, id: &SessionId) -> Option<Timestamp> {
         let q = self.pending.lock().unwrap_or_else(|e| e.into_inner());

@@ -296,7 +296,7 @@ impl Syncer {
 
     /// Writes the revocations that failed while Redis was away. On error the rest stay
     /// pending and the sync fails, so the replica is not called current before they land.
-    async fn flush_pending(&mut self) -> Result<(), DenylistError> {
+    pub(super) async fn flush_pending(&mut self) -> Result<(), DenylistError> {
         let pending = self.shared.take_pending();
         // Sentinel mode: written without waiting for a replica. Their callers were already
         // told they failed; requiring a replica here would keep a master without replicas

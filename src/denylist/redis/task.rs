@@ -79,6 +79,13 @@ impl Task {
                         }
                         Err(e) => Err(ErrorChain(&e).to_string()),
                     }
+                } else if shared.has_pending() {
+                    // Revocations that failed after the last resynchronisation (one whose
+                    // write raced a reconnection): written now, not at the next one.
+                    match self.sync.flush_pending().await {
+                        Ok(()) => self.ping().await,
+                        Err(e) => Err(ErrorChain(&e).to_string()),
+                    }
                 } else {
                     self.ping().await
                 };
@@ -96,7 +103,7 @@ impl Task {
                 // Sentinel mode: the master may have moved (a connection never follows it).
                 let seen = self.sync.link.generation();
                 if let Err(e) = self.sync.link.refresh(seen).await {
-                    tracing::debug!(error = %ErrorChain(&e), "denylist: Redis Sentinel lookup failed");
+                    tracing::debug!(error = %ErrorChain(&e), "denylist: looking up the Redis master failed");
                 }
                 match self.sync.sync().await {
                     Ok(report) => {
