@@ -144,6 +144,7 @@ impl SealedSession {
                 bearer: None,
                 save_uninitialized: false,
                 denylist: None,
+                devices: None,
                 clock: Arc::new(SystemClock),
                 limits: Limits::default(),
                 open_cache: DEFAULT_OPEN_CACHE_BYTES,
@@ -317,6 +318,31 @@ impl SealedSession {
             inner: denylist,
             counters: self.cfg.stats.clone(),
         }));
+        self
+    }
+
+    /// Lists each signed-in user's sessions in `devices`' registry, for "your devices" pages:
+    /// see [`crate::devices`] and [`Session::devices`](crate::Session::devices). A session
+    /// is recorded when its token is issued or re-issued and it has a subject; a request
+    /// that only reads its session does no registry work. Ending another session needs a
+    /// [`denylist`](SealedSession::denylist) in the stateless modes. Default: none.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use sealed_session::denylist::MemoryDenylist;
+    /// use sealed_session::devices::{Devices, MemoryRegistry};
+    /// use sealed_session::{Keyring, SealedSession};
+    ///
+    /// let keys = Keyring::from_secret("at least thirty-two bytes of real secret, please")?;
+    /// let sessions = SealedSession::sealed(keys)
+    ///     .denylist(Arc::new(MemoryDenylist::new()))
+    ///     .devices(Devices::new(Arc::new(MemoryRegistry::new())).ip_prefix(true));
+    /// # let _ = sessions;
+    /// # Ok::<(), sealed_session::KeyError>(())
+    /// ```
+    #[must_use]
+    pub fn devices(mut self, devices: crate::devices::Devices) -> Self {
+        self.cfg.devices = Some(Arc::new(devices));
         self
     }
 

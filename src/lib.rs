@@ -72,6 +72,7 @@ mod cache;
 mod clock;
 pub mod codec;
 pub mod denylist;
+pub mod devices;
 pub mod engine;
 mod error;
 #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]

@@ -49,10 +49,15 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
 
     async fn call(&self, mut req: Request) -> Result<Response> {
         let https = req.scheme().as_str() == "https" || req.uri().scheme_str() == Some("https");
-        let started = match self.engine.start(req.headers(), https).await {
+        let mut started = match self.engine.start(req.headers(), https).await {
             Ok(started) => started,
             Err(answer) => return Ok(response(answer)),
         };
+        if started.wants_peer_ip()
+            && let Some(addr) = req.remote_addr().as_socket_addr()
+        {
+            started.set_peer_ip(addr.ip());
+        }
         req.extensions_mut().insert(started.session().clone());
         // Changes are written even when the handler fails.
         let mut resp = match self.inner.call(req).await {

@@ -20,6 +20,7 @@ use tracing::Span;
 use crate::cache::OpenCache;
 use crate::clock::Clock;
 use crate::denylist::Denylist;
+use crate::devices::Devices;
 use crate::limits::Limits;
 use crate::policy::Policy;
 use crate::session::{Backend, Inner, Session, Shared};
@@ -28,7 +29,7 @@ use crate::transport::bearer::BearerConfig;
 use crate::transport::cookie::CookieConfig;
 
 use open::Token;
-use respond::{Carrier, outcome};
+use respond::{Carrier, Client, outcome};
 
 /// What a middleware is configured with: the builder's settings, as every request reads
 /// them.
@@ -48,6 +49,8 @@ pub(crate) struct Config {
     /// The application's denylist, wrapped so that the revocations made through it are
     /// counted; checks go to the denylist itself (`Counted::inner`).
     pub(crate) denylist: Option<Arc<Counted>>,
+    /// "Your devices": the registry and its settings.
+    pub(crate) devices: Option<Arc<Devices>>,
     pub(crate) limits: Limits,
     /// Memory budget of each engine's open cache; 0 for none.
     pub(crate) open_cache: usize,
@@ -111,6 +114,8 @@ pub struct Started {
     carrier: Carrier,
     /// The request brought a token that was refused (it is cleared, or re-issued).
     refused: bool,
+    /// With "your devices" on: what the registry is told about the client.
+    client: Option<Client>,
     span: Span,
 }
 
@@ -118,6 +123,26 @@ impl Started {
     /// The request's session, for the handler (put it in the request's extensions).
     pub fn session(&self) -> &Session {
         &self.session
+    }
+
+    /// Tells the engine the connection's peer address, for the IP prefix that
+    /// [`Devices::ip_prefix`](crate::devices::Devices::ip_prefix) keeps (the Poem middleware
+    /// does this itself). An address already read from `X-Forwarded-For` (with
+    /// `trust_proxy`) takes precedence. Does nothing unless IP prefixes are on.
+    pub fn set_peer_ip(&mut self, ip: std::net::IpAddr) {
+        if self.wants_peer_ip()
+            && let Some(client) = &mut self.client
+        {
+            client.ip = Some(ip);
+        }
+    }
+
+    /// Whether [`Started::set_peer_ip`] would keep an address: IP prefixes are on and none
+    /// was read from `X-Forwarded-For`.
+    pub fn wants_peer_ip(&self) -> bool {
+        self.client
+            .as_ref()
+            .is_some_and(|c| c.ip_wanted && c.ip.is_none())
     }
 }
 
@@ -198,6 +223,7 @@ impl Engine {
                 _ => OpenCache::new(cfg.open_cache, cfg.limits.data_len, cfg.limits.json_depth)
                     .map(Arc::new),
             },
+            devices: cfg.devices.clone(),
             max_age: cfg.policy.max_age,
             idle_timeout: cfg.policy.idle_timeout,
             clock: cfg.clock.clone(),
@@ -262,10 +288,16 @@ impl Engine {
         }
         let refused = arrival.refused.is_some();
         let inner = Inner::new(self.shared.clone(), state, now, secure, arrival);
+        let client = self
+            .cfg
+            .devices
+            .as_ref()
+            .map(|d| Client::of(headers, d.ip_prefix, self.cfg.cookie.trusts_proxy()));
         Ok(Started {
             session: Session::new(inner),
             carrier,
             refused,
+            client,
             span,
         })
     }
@@ -286,7 +318,7 @@ impl Engine {
             &started.span,
             (&started.carrier, purpose),
             &started.session,
-            started.refused,
+            (started.refused, started.client.as_ref()),
             headers,
         )
     }

@@ -5,10 +5,13 @@ use http::header::{self, SET_COOKIE};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use tracing::Span;
 
+use std::net::IpAddr;
+
 use super::{Answer, Config};
 use crate::denylist::Denylist as _;
+use crate::devices::{DeviceRecord, Devices, ip_prefix};
 use crate::error::OpenError;
-use crate::session::{Backend, Ended, Outcome, Plan, Sending, Session};
+use crate::session::{Backend, Ended, Outcome, Plan, Recorded, Sending, Session};
 use crate::stats::Counters;
 use crate::transport::bearer::{self, BearerConfig};
 use crate::transport::cookie::{CookieConfig, Incoming};
@@ -24,6 +27,55 @@ impl Carrier {
     /// Whether the request came over HTTPS (for the cookie name); bearer tokens have one name.
     pub(super) fn is_secure(&self) -> bool {
         matches!(self, Carrier::Cookie { secure: true, .. })
+    }
+}
+
+/// What the device registry is told about the client, kept from the request when "your
+/// devices" is on: its `User-Agent` and, when IP prefixes are wanted, its address.
+#[derive(Debug)]
+pub(super) struct Client {
+    agent: Option<HeaderValue>,
+    /// IP prefixes are on.
+    pub(super) ip_wanted: bool,
+    pub(super) ip: Option<IpAddr>,
+}
+
+impl Client {
+    /// From the request's headers: the `User-Agent`, and with `trust_proxy` the first
+    /// `X-Forwarded-For` address.
+    pub(super) fn of(headers: &HeaderMap, ip_wanted: bool, trust_proxy: bool) -> Client {
+        let forwarded = || {
+            let first = headers
+                .get("x-forwarded-for")?
+                .to_str()
+                .ok()?
+                .split(',')
+                .next()?;
+            first.trim().parse::<IpAddr>().ok()
+        };
+        Client {
+            agent: headers.get(header::USER_AGENT).cloned(),
+            ip_wanted,
+            ip: if ip_wanted && trust_proxy {
+                forwarded()
+            } else {
+                None
+            },
+        }
+    }
+
+    /// The registry entry of `seen`, labelled by `devices`.
+    fn record(&self, devices: &Devices, seen: Recorded) -> DeviceRecord {
+        let agent = self.agent.as_ref().and_then(|v| v.to_str().ok());
+        DeviceRecord {
+            id: seen.id,
+            subject: seen.subject,
+            started: seen.started,
+            renewed: seen.renewed,
+            expires_at: seen.expires_at,
+            label: devices.label(agent),
+            ip_prefix: self.ip.filter(|_| self.ip_wanted).map(ip_prefix),
+        }
     }
 }
 
@@ -51,7 +103,7 @@ pub(super) async fn finish(
     span: &Span,
     (carrier, purpose): (&Carrier, &str),
     session: &Session,
-    refused: bool,
+    (refused, client): (bool, Option<&Client>),
     headers: &mut HeaderMap,
 ) -> Result<(), Answer> {
     let how = Sending {
@@ -100,6 +152,11 @@ pub(super) async fn finish(
             }
         }
     }
+    if let (Some(devices), Some(client), Some(seen)) = (&cfg.devices, client, plan.recorded.take())
+        && !ended_elsewhere
+    {
+        Box::pin(record_device(devices, client, seen)).await;
+    }
     respond(
         cfg,
         span,
@@ -108,6 +165,30 @@ pub(super) async fn finish(
         headers,
         ended_elsewhere,
     )
+}
+
+/// Records the session in the device registry. A failure is logged, not answered: the
+/// session works, it is only missing from the user's list of devices until its next
+/// renewal (and "log out everywhere" still reaches it).
+async fn record_device(devices: &Devices, client: &Client, seen: Recorded) {
+    let record = client.record(devices, seen);
+    if let Err(e) = devices.registry.record(&record).await {
+        tracing::warn!(target: "sealed_session", error = %e, "session not recorded in the device registry");
+    }
+}
+
+/// Removes the sessions a request ended from the device registry. A failure is logged: the
+/// entry stays listed until it expires, but the session is ended (and a listing leaves out
+/// sessions the denylist refuses).
+async fn forget_devices(devices: &Devices, ended: &[Ended]) {
+    for end in ended {
+        if let Ended::Session(r) = end
+            && let Some(subject) = r.subject.as_deref().filter(|s| !s.is_empty())
+            && let Err(e) = devices.registry.remove(subject, &r.id).await
+        {
+            tracing::warn!(target: "sealed_session", error = %e, "ended session not removed from the device registry");
+        }
+    }
 }
 
 /// Adds the session's headers to the handler's response (or replaces it with a 500 when
@@ -211,6 +292,9 @@ async fn end_sessions(cfg: &Config, span: &Span, ended: &[Ended]) -> Result<(), 
             }
         }
         (Backend::Token(_), None) => {}
+    }
+    if let Some(devices) = &cfg.devices {
+        forget_devices(devices, ended).await;
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ use crate::cache::{Hit, OpenCache};
 use crate::clock::{Clock, Timestamp};
 use crate::codec::{Codec, SessionIdCodec};
 use crate::denylist::{Denylist, Revocation};
+use crate::devices::{Devices, MAX_SUBJECT_LEN};
 use crate::error::{OpenError, SealError};
 use crate::state::{SessionId, SessionState};
 use crate::store::{Loaded, Store, Write};
@@ -126,6 +127,8 @@ pub(crate) struct Shared {
     /// The data's nesting bound ([`Limits::json_depth`](crate::Limits::json_depth)): a value
     /// that would pass it is refused by `insert`, not sent and refused on its way back.
     pub(crate) max_depth: usize,
+    /// "Your devices": where sessions with a subject are listed.
+    pub(crate) devices: Option<Arc<Devices>>,
 }
 
 impl Shared {
@@ -334,6 +337,18 @@ pub(crate) struct Plan {
     pub(crate) max_age: Duration,
     /// Whether the session was new when the request came.
     pub(crate) is_new: bool,
+    /// With "your devices" on: the session to record, when a token goes out and the
+    /// session has a subject.
+    pub(crate) recorded: Option<Recorded>,
+}
+
+/// A session whose token goes out, as the device registry records it.
+pub(crate) struct Recorded {
+    pub(crate) id: SessionId,
+    pub(crate) subject: String,
+    pub(crate) started: Timestamp,
+    pub(crate) renewed: Timestamp,
+    pub(crate) expires_at: Timestamp,
 }
 
 impl Inner {
@@ -362,6 +377,7 @@ impl Inner {
             ended: Vec::new(),
             max_age: Duration::ZERO,
             is_new,
+            recorded: None,
         };
         if outcome != Outcome::Write {
             plan.ended = self.take_ended();
@@ -396,6 +412,21 @@ impl Inner {
         }
         plan.max_age = self.deadline().saturating_since(self.now);
         plan.ended = self.take_ended();
+        if plan.token.is_some()
+            && self.shared.devices.is_some()
+            && let Some(subject) = self
+                .state
+                .subject()
+                .filter(|s| !s.is_empty() && s.len() <= MAX_SUBJECT_LEN)
+        {
+            plan.recorded = Some(Recorded {
+                id: self.state.id(),
+                subject: subject.to_owned(),
+                started: self.state.issued_at(),
+                renewed: self.now,
+                expires_at: self.deadline(),
+            });
+        }
         Ok(plan)
     }
 

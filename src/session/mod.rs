@@ -1,5 +1,6 @@
 //! The per-request [`Session`] handle that handlers see.
 
+mod devices;
 mod inner;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,7 +17,9 @@ use crate::error::{DataError, OpenError, SealError};
 use crate::state::{SessionId, SessionState};
 use crate::store::{Loaded, StoreError};
 
-pub(crate) use inner::{Arrival, Backend, Ended, Inner, Lifecycle, Outcome, Plan, Sending, Shared};
+pub(crate) use inner::{
+    Arrival, Backend, Ended, Inner, Lifecycle, Outcome, Plan, Recorded, Sending, Shared,
+};
 
 /// Errors a handler can get from a [`Session`].
 #[derive(Debug, thiserror::Error)]
@@ -62,16 +65,31 @@ pub enum SessionError {
         "the session was ended elsewhere (logged out, regenerated or expired) during this request"
     )]
     Ended,
+    /// [`Session::devices`] and its kin need a registry on the middleware
+    /// ([`SealedSession::devices`](crate::SealedSession::devices)).
+    #[error("no device registry is configured (add `.devices(...)`)")]
+    NoRegistry,
+    /// [`Session::end_device`] was given a handle that names none of this user's sessions
+    /// (ended already, expired, or another user's). Answered as a 404.
+    #[error("no such session among this user's devices")]
+    NoSuchDevice,
+    /// The device registry failed. Answered as a 503.
+    #[error(transparent)]
+    Registry(#[from] crate::devices::RegistryError),
 }
 
 impl SessionError {
-    /// The status a handler's response gets for this error: 503 when the store or the
-    /// denylist failed, 409 for [`SessionError::Ended`], 500 otherwise. The Poem and axum
+    /// The status a handler's response gets for this error: 503 when the store, the
+    /// denylist or the device registry failed, 409 for [`SessionError::Ended`], 404 for
+    /// [`SessionError::NoSuchDevice`], 500 otherwise. The Poem and axum
     /// adapters answer with it.
     pub fn status(&self) -> StatusCode {
         match self {
-            SessionError::Store(_) | SessionError::Denylist(_) => StatusCode::SERVICE_UNAVAILABLE,
+            SessionError::Store(_) | SessionError::Denylist(_) | SessionError::Registry(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             SessionError::Ended => StatusCode::CONFLICT,
+            SessionError::NoSuchDevice => StatusCode::NOT_FOUND,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

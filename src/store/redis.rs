@@ -392,6 +392,29 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// Runs the read `cmd` on key `key` (for the device registry, which shares this
+    /// connection handling).
+    pub(crate) async fn read_cmd<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        key: &str,
+        cmd: &redis::Cmd,
+    ) -> Result<T, StoreError> {
+        self.run(op, key, Request::Read(cmd)).await
+    }
+
+    /// Runs the script `invocation` whose first key is `key`, as a write.
+    pub(crate) async fn run_script<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        key: &str,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        self.run(op, key, Request::Script(invocation)).await
+    }
+}
+
 /// One operation's request.
 enum Request<'a> {
     Read(&'a redis::Cmd),

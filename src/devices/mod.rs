@@ -1,0 +1,389 @@
+//! "Your devices": where a user is signed in, and signing one of those sessions out.
+//!
+//! A stateless session lives in the client's token, so the server cannot list a user's
+//! sessions by itself. A [`Registry`] keeps a small list per subject (user id) instead,
+//! written only when a session's token is issued or re-issued (at login, at renewal, when
+//! the handler changes the session) and when a session ends, never when a request only reads
+//! its session. Each entry holds the session's id, when it started, when it was last
+//! renewed, when it expires, a short device label ("Firefox on Linux", from the
+//! `User-Agent`, or from a hook of your own) and, only when you turn it on, the client's IP
+//! prefix (a /24 for IPv4, a /48 for IPv6).
+//!
+//! Turn it on with [`SealedSession::devices`](crate::SealedSession::devices); then, in a
+//! handler of a signed-in user, [`Session::devices`](crate::Session::devices) lists the
+//! user's sessions (marking the current one), [`Session::end_device`](crate::Session::end_device)
+//! ends one of them and [`Session::end_other_devices`](crate::Session::end_other_devices)
+//! all but the current one. Ending a session revokes it through the middleware's denylist
+//! (so every instance sharing the denylist refuses it from then on) or, store-backed,
+//! deletes it from the store. Sessions are told apart by a [`DeviceHandle`], a hash of the
+//! id: the page that lists them never shows a session id.
+//!
+//! Registries that come with the crate:
+//! - [`MemoryRegistry`]: one process;
+//! - `RedisRegistry` (feature `redis`): shared through Redis (one node, a Redis Cluster or
+//!   the master Sentinels name);
+//!
+//! Each keeps at most [`DEFAULT_MAX_PER_SUBJECT`] (50) entries per subject, the most
+//! recently renewed, and drops an entry when its session expires.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use sealed_session::devices::{Devices, MemoryRegistry};
+//! use sealed_session::denylist::MemoryDenylist;
+//! use sealed_session::{Keyring, SealedSession};
+//!
+//! let keys = Keyring::from_secret("at least thirty-two bytes of real secret, please")?;
+//! let middleware = SealedSession::sealed(keys)
+//!     .denylist(Arc::new(MemoryDenylist::new()))
+//!     .devices(Devices::new(Arc::new(MemoryRegistry::new())));
+//! # let _ = middleware;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod agent;
+mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::clock::Timestamp;
+use crate::state::SessionId;
+
+pub use crate::store::BoxFuture;
+pub use agent::label_of;
+pub use memory::MemoryRegistry;
+#[cfg(feature = "redis")]
+pub use redis::{RedisRegistry, RedisRegistryBuilder};
+
+/// How many sessions a registry keeps per subject unless told otherwise: the 50 most
+/// recently renewed.
+pub const DEFAULT_MAX_PER_SUBJECT: usize = 50;
+
+/// The longest device label kept, in characters; a longer one (from a hook) is cut.
+pub const MAX_LABEL_CHARS: usize = 64;
+
+/// The longest subject a registry keeps entries for, in bytes; a session with a longer
+/// subject is not recorded.
+pub const MAX_SUBJECT_LEN: usize = 256;
+
+/// One session in a [`Registry`], as recorded when its token was last issued.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    /// The session id.
+    #[serde(with = "id_text")]
+    pub id: SessionId,
+    /// Whose session it is.
+    pub subject: String,
+    /// When the session started (its issue time).
+    #[serde(with = "millis")]
+    pub started: Timestamp,
+    /// When its token was last issued (a login, a renewal, a change).
+    #[serde(with = "millis")]
+    pub renewed: Timestamp,
+    /// When it expires unless renewed again: the earlier of its deadline and its idle
+    /// deadline, as of `renewed`.
+    #[serde(with = "millis")]
+    pub expires_at: Timestamp,
+    /// A short description of the device ("Chrome on Windows").
+    pub label: String,
+    /// The client's IP prefix (`203.0.113.0/24`, `2001:db8:1::/48`), when the application
+    /// turned that on.
+    pub ip_prefix: Option<String>,
+}
+
+/// One of the current user's sessions, as [`Session::devices`](crate::Session::devices)
+/// lists them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    /// What names this session to [`Session::end_device`](crate::Session::end_device).
+    pub handle: DeviceHandle,
+    /// Whether it is the session of the request that listed it.
+    pub current: bool,
+    /// When the session started.
+    pub started: Timestamp,
+    /// When its token was last issued.
+    pub renewed: Timestamp,
+    /// When it expires unless renewed again.
+    pub expires_at: Timestamp,
+    /// A short description of the device.
+    pub label: String,
+    /// The client's IP prefix, when the application turned that on.
+    pub ip_prefix: Option<String>,
+}
+
+/// Names one session in a list of devices without showing its id: the first 128 bits of a
+/// SHA-256 of the id, as 22 base64url characters. Put it in the "sign out" form; it names
+/// nothing for another user.
+///
+/// ```
+/// use sealed_session::SessionId;
+/// use sealed_session::devices::DeviceHandle;
+///
+/// let id = SessionId::from_bytes([7; 16]);
+/// let handle = DeviceHandle::of(&id);
+/// assert_eq!(handle.as_str().len(), 22);
+/// assert_ne!(handle.as_str(), id.to_string());
+/// assert_eq!(DeviceHandle::parse(handle.as_str()), Some(handle));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DeviceHandle(String);
+
+impl DeviceHandle {
+    /// The handle of session `id`.
+    pub fn of(id: &SessionId) -> DeviceHandle {
+        let mut h = Sha256::new();
+        h.update(b"sealed-session device handle\0");
+        h.update(id.as_bytes());
+        let digest = h.finalize();
+        DeviceHandle(URL_SAFE_NO_PAD.encode(digest.get(..16).unwrap_or(&[])))
+    }
+
+    /// A handle from a form or a URL: 22 base64url characters, or `None`.
+    pub fn parse(s: &str) -> Option<DeviceHandle> {
+        let ok = s.len() == 22
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then(|| DeviceHandle(s.to_owned()))
+    }
+
+    /// Its text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for DeviceHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A registry failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The backend failed or did not answer in time. Never contains a session id.
+    #[error("the device registry ({backend}) could not {op}: {source}")]
+    Backend {
+        /// Which registry.
+        backend: &'static str,
+        /// What it was doing.
+        op: &'static str,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Where the sessions of each subject are listed. See [the module](self).
+///
+/// Every method is called by the middleware or by the [`Session`](crate::Session) methods;
+/// an application does not call them itself except to implement a registry.
+pub trait Registry: Send + Sync + 'static {
+    /// Records `record` under its subject, replacing the entry of the same id; keeps at most
+    /// the registry's bound of entries for that subject (the most recently renewed) and
+    /// none past its `expires_at`.
+    fn record<'a>(&'a self, record: &'a DeviceRecord) -> BoxFuture<'a, Result<(), RegistryError>>;
+
+    /// The entries of `subject` that have not expired at `now`, most recently renewed first.
+    fn list<'a>(
+        &'a self,
+        subject: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<Vec<DeviceRecord>, RegistryError>>;
+
+    /// Removes the entry of session `id` of `subject`, if there is one.
+    fn remove<'a>(
+        &'a self,
+        subject: &'a str,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<(), RegistryError>>;
+}
+
+/// A hook that makes the device label from the request's `User-Agent` (`None` when it
+/// sent none), in place of [`label_of`].
+pub type LabelHook = Arc<dyn Fn(Option<&str>) -> String + Send + Sync>;
+
+/// The "your devices" settings of a middleware: the registry, how a device is labelled,
+/// and whether the client's IP prefix is kept. Given to
+/// [`SealedSession::devices`](crate::SealedSession::devices).
+#[derive(Clone)]
+#[must_use]
+pub struct Devices {
+    pub(crate) registry: Arc<dyn Registry>,
+    pub(crate) label: Option<LabelHook>,
+    pub(crate) ip_prefix: bool,
+}
+
+impl std::fmt::Debug for Devices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Devices")
+            .field("custom_label", &self.label.is_some())
+            .field("ip_prefix", &self.ip_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Devices {
+    /// Sessions listed in `registry`, labelled by [`label_of`], without IP prefixes.
+    pub fn new(registry: Arc<dyn Registry>) -> Devices {
+        Devices {
+            registry,
+            label: None,
+            ip_prefix: false,
+        }
+    }
+
+    /// Makes device labels with `hook` (given the `User-Agent`, if any) instead of
+    /// [`label_of`]. Labels longer than [`MAX_LABEL_CHARS`] are cut.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use sealed_session::devices::{Devices, MemoryRegistry};
+    ///
+    /// let devices = Devices::new(Arc::new(MemoryRegistry::new()))
+    ///     .label_with(|agent| match agent {
+    ///         Some(a) if a.contains("MyApp/") => "MyApp".to_owned(),
+    ///         other => sealed_session::devices::label_of(other),
+    ///     });
+    /// # let _ = devices;
+    /// ```
+    pub fn label_with(
+        mut self,
+        hook: impl Fn(Option<&str>) -> String + Send + Sync + 'static,
+    ) -> Self {
+        self.label = Some(Arc::new(hook));
+        self
+    }
+
+    /// Keeps the client's IP prefix (a /24 for IPv4, a /48 for IPv6) with each entry.
+    /// Default: off. The address is the connection's peer (Poem), or with
+    /// [`trust_proxy`](crate::SealedSession::trust_proxy) the first `X-Forwarded-For`
+    /// address; without either (a tower service that is not told its peer) none is kept.
+    pub fn ip_prefix(mut self, on: bool) -> Self {
+        self.ip_prefix = on;
+        self
+    }
+
+    /// The label of a device that sent `agent`.
+    pub(crate) fn label(&self, agent: Option<&str>) -> String {
+        let label = match &self.label {
+            Some(hook) => hook(agent),
+            None => label_of(agent),
+        };
+        label.chars().take(MAX_LABEL_CHARS).collect()
+    }
+}
+
+/// The prefix of `ip` kept in a registry: the /24 of an IPv4 address, the /48 of an IPv6
+/// one (an IPv4-mapped IPv6 address counts as IPv4).
+///
+/// ```
+/// use sealed_session::devices::ip_prefix;
+///
+/// assert_eq!(ip_prefix("203.0.113.77".parse()?), "203.0.113.0/24");
+/// assert_eq!(ip_prefix("2001:db8:1:2::5".parse()?), "2001:db8:1::/48");
+/// # Ok::<(), std::net::AddrParseError>(())
+/// ```
+pub fn ip_prefix(ip: IpAddr) -> String {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            format!("{a}.{b}.{c}.0/24")
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0);
+            format!("{net}/48")
+        }
+    }
+}
+
+/// Serde for a session id as its text.
+mod id_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::state::SessionId;
+
+    pub(super) fn serialize<S: Serializer>(id: &SessionId, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(id)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SessionId, D::Error> {
+        let text = <&str>::deserialize(d)?;
+        SessionId::parse(text).ok_or_else(|| serde::de::Error::custom("not a session id"))
+    }
+}
+
+/// Serde for a timestamp as milliseconds since the epoch.
+mod millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::clock::Timestamp;
+
+    pub(super) fn serialize<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(t.as_millis())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+        u64::deserialize(d).map(Timestamp::from_millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_differ_per_id_and_reject_what_is_not_one() {
+        let a = DeviceHandle::of(&SessionId::from_bytes([1; 16]));
+        let b = DeviceHandle::of(&SessionId::from_bytes([2; 16]));
+        assert_ne!(a, b);
+        assert_eq!(DeviceHandle::parse(a.as_str()), Some(a));
+        assert_eq!(DeviceHandle::parse("short"), None);
+        assert_eq!(DeviceHandle::parse("aaaaaaaaaaaaaaaaaaaa/+"), None);
+        assert_eq!(DeviceHandle::parse("ééééééééééé"), None);
+    }
+
+    #[test]
+    fn ip_prefixes_hide_the_host() {
+        assert_eq!(ip_prefix("10.1.2.3".parse().unwrap()), "10.1.2.0/24");
+        assert_eq!(ip_prefix("::ffff:10.1.2.3".parse().unwrap()), "10.1.2.0/24");
+        assert_eq!(ip_prefix("2001:db8::1".parse().unwrap()), "2001:db8::/48");
+    }
+
+    #[test]
+    fn labels_are_cut_and_hooks_replace_them() {
+        let devices = Devices::new(Arc::new(MemoryRegistry::new()));
+        assert_eq!(devices.label(None), "Unknown device");
+        let long = devices.label_with(|_| "x".repeat(500));
+        assert_eq!(long.label(Some("Firefox")).chars().count(), MAX_LABEL_CHARS);
+    }
+
+    #[test]
+    fn records_round_trip_through_json() {
+        let r = DeviceRecord {
+            id: SessionId::from_bytes([9; 16]),
+            subject: "alice".into(),
+            started: Timestamp::from_millis(1),
+            renewed: Timestamp::from_millis(2),
+            expires_at: Timestamp::from_millis(3),
+            label: "Firefox on Linux".into(),
+            ip_prefix: Some("10.0.0.0/24".into()),
+        };
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<DeviceRecord>(&json).unwrap(), r);
+        assert!(serde_json::from_str::<DeviceRecord>(&json.replace("CQkJ", "!!!!")).is_err());
+    }
+}
