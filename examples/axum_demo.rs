@@ -97,6 +97,8 @@ fn sealed_app(sessions: &SealedSession) -> Router {
         .route("/logout", post(logout))
         .route("/secureplace", get(secureplace))
         .route("/views", get(views))
+        .route("/devices", get(devices))
+        .route("/devices/end", post(end_device))
         .layer(sessions.layer())
         .layer(from_fn(trace))
 }
@@ -119,6 +121,17 @@ async fn login(session: Session, form: Result<Form<Login>, FormRejection>) -> Re
             (status, rejection.body_text()).into_response()
         }
     }
+}
+
+async fn devices(session: Session) -> Result<Reply, SessionError> {
+    demo_app::devices::devices_page(&session).await
+}
+
+async fn end_device(
+    session: Session,
+    Form(form): Form<demo_app::devices::EndDevice>,
+) -> Result<Reply, SessionError> {
+    demo_app::devices::end_device(&session, &form).await
 }
 
 async fn secureplace(session: Session) -> Result<Reply, SessionError> {

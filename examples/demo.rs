@@ -17,7 +17,9 @@
 //! - `POST /login`: checks the form, regenerates the session, 303 to `/secureplace`;
 //! - `GET /secureplace`: only for logged-in users, others are sent back to `/`;
 //! - `POST /logout`: destroys (and revokes) the session, 303 to `/`;
-//! - `GET /views`: `{"views": n}`, counted per session.
+//! - `GET /views`: `{"views": n}`, counted per session;
+//! - `GET /devices`: the user's sessions ("your devices"), each with a sign-out button;
+//! - `POST /devices/end`: signs one of them out (`device` = its handle).
 //!
 //! Routes of `--mode jwt` (JSON; the token travels in `Authorization: Bearer TOKEN`):
 //!
@@ -109,6 +111,8 @@ fn routes() -> Route {
         .at("/logout", post(logout))
         .at("/secureplace", get(secureplace))
         .at("/views", get(views))
+        .at("/devices", get(devices))
+        .at("/devices/end", post(end_device))
 }
 
 /// The sealed-mode application under `sessions` (see [`demo_app::sealed_sessions`]).
@@ -144,6 +148,19 @@ fn logout(session: &Session) -> poem::Result<Reply> {
 #[handler]
 fn views(session: &Session) -> poem::Result<Reply> {
     Ok(demo_app::views(session)?)
+}
+
+#[handler]
+async fn devices(session: &Session) -> poem::Result<Reply> {
+    Ok(demo_app::devices::devices_page(session).await?)
+}
+
+#[handler]
+async fn end_device(
+    session: &Session,
+    Form(form): Form<demo_app::devices::EndDevice>,
+) -> poem::Result<Reply> {
+    Ok(demo_app::devices::end_device(session, &form).await?)
 }
 
 // ---------------------------------------------------------------------------------------

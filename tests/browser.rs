@@ -40,6 +40,7 @@ for_each_demo! {
     fn routes_over_http;
     fn weak_secret_is_refused_with_exit_code_2;
     fn login_flow_in_headless_chromium;
+    fn devices_signed_out_from_a_second_chromium;
 }
 
 /// The demo `example` in sealed mode (the default), on a free port.
@@ -464,6 +465,93 @@ async fn browser_scenario(c: &Client, demo: &Demo) -> TestResult {
     wait_for_path(c, "/").await?;
     assert!(session_cookie(c).await?.is_none(), "logout left the cookie");
     assert_logged_out(c, demo).await?;
+    Ok(())
+}
+
+/// "Your devices" with two browsers (two Chromiums, each its own profile and cookies): both
+/// sign in; the second lists two devices and signs the first out; the first lands on the
+/// login form on its next request; the second signs itself out from the same page.
+fn devices_signed_out_from_a_second_chromium(example: &'static str) -> TestResult {
+    let (Some(chromium), Some(chromedriver)) =
+        (find_program("chromium"), find_program("chromedriver"))
+    else {
+        let msg = "chromium/chromedriver not found in PATH (Debian: apt-get install chromium chromium-driver)";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            return Err(format!("{msg}; required under CI=true").into());
+        }
+        eprintln!("SKIPPED: {msg}");
+        println!("SKIPPED: {msg}");
+        return Ok(());
+    };
+    let _one_browser = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let demo = start_demo(example)?;
+    let driver = Driver::start(&chromedriver)?;
+    let (profile_a, profile_b) = (TempDir::new()?, TempDir::new()?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let a = connect(&driver, &chromium, &profile_a.0).await?;
+        let b = match connect(&driver, &chromium, &profile_b.0).await {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = a.close().await;
+                return Err(e);
+            }
+        };
+        let result = devices_scenario(&a, &b, &demo).await;
+        let _ = a.close().await;
+        let _ = b.close().await;
+        result
+    })
+}
+
+async fn devices_scenario(a: &Client, b: &Client, demo: &Demo) -> TestResult {
+    for c in [a, b] {
+        log_in(c, demo, "admin", "letmein").await?;
+        wait_for_path(c, "/secureplace").await?;
+        assert_eq!(text(c, "user").await?, "admin");
+    }
+    b.goto(&demo.url("/devices")).await?;
+    let rows = b.find_all(Locator::Css("tr.device")).await?;
+    assert_eq!(rows.len(), 2, "two devices listed");
+    assert_eq!(
+        b.find_all(Locator::Css("em.current")).await?.len(),
+        1,
+        "one marked as this device"
+    );
+    b.find(Locator::Css("button.end[data-current='false']"))
+        .await?
+        .click()
+        .await?;
+    wait_for_path(b, "/devices").await?;
+    b.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("devices"))
+        .await?;
+    assert_eq!(
+        b.find_all(Locator::Css("tr.device")).await?.len(),
+        1,
+        "the other device is gone from the list"
+    );
+
+    // The first browser, signed out from the second, lands on the login form.
+    assert_logged_out(a, demo).await?;
+    // The second is still signed in, and can sign itself out from the list.
+    b.goto(&demo.url("/secureplace")).await?;
+    assert_eq!(text(b, "user").await?, "admin");
+    b.goto(&demo.url("/devices")).await?;
+    b.find(Locator::Css("button.end[data-current='true']"))
+        .await?
+        .click()
+        .await?;
+    b.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("login"))
+        .await
+        .map_err(|e| format!("no login form after signing this device out: {e}"))?;
+    assert_logged_out(b, demo).await?;
     Ok(())
 }
 

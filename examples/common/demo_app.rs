@@ -9,6 +9,9 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+#[path = "demo_devices.rs"]
+pub mod devices;
+
 use http::StatusCode;
 use sealed_session::denylist::{Denylist, MemoryDenylist};
 use sealed_session::{
@@ -260,10 +263,12 @@ pub fn sealed_sessions(
     keys: Keyring,
     cookie: CookieConfig,
     denylist: Arc<dyn Denylist>,
+    registry: Arc<dyn sealed_session::devices::Registry>,
 ) -> SealedSession {
     SealedSession::sealed(keys)
         .cookie(cookie)
         .denylist(denylist)
+        .devices(sealed_session::devices::Devices::new(registry))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -489,7 +494,8 @@ pub fn index(session: &Session) -> Result<Reply, SessionError> {
         &format!(
             "<p>Logged in as <strong id=\"user\">{}</strong>.</p>\
              <p>Visits to this page in this session: <span id=\"visits\">{visits}</span></p>\
-             <p><a href=\"/secureplace\">The secure place</a> · <a href=\"/views\">/views</a></p>\
+             <p><a href=\"/secureplace\">The secure place</a> · <a href=\"/views\">/views</a> · \
+             <a href=\"/devices\" id=\"devices-link\">Your devices</a></p>\
              {LOGOUT_FORM}",
             escape(&user)
         ),
@@ -521,7 +527,7 @@ pub fn secureplace(session: &Session) -> Result<Reply, SessionError> {
             "The secure place",
             &format!(
                 "<p>Welcome to the secure place, <strong id=\"user\">{}</strong>.</p>\
-                 <p><a href=\"/\">Home</a></p>{LOGOUT_FORM}",
+                 <p><a href=\"/\">Home</a> · <a href=\"/devices\">Your devices</a></p>{LOGOUT_FORM}",
                 escape(&user)
             ),
         )),
@@ -818,6 +824,8 @@ pub struct Setup {
 pub struct Banner {
     lines: Vec<String>,
     denylist_line: String,
+    /// Sealed mode: the device registry's line.
+    devices_line: Option<String>,
 }
 
 impl Banner {
@@ -829,12 +837,19 @@ impl Banner {
             println!("{line}");
         }
         println!("revocation: {}", self.denylist_line);
+        if let Some(line) = &self.devices_line {
+            println!("devices: {line}");
+        }
         println!("log in with {USERNAME} / {PASSWORD}");
     }
 }
 
 /// Sealed mode: keys from `SESSION_KEYS` / `SESSION_SECRET`, the cookie, the forms.
-fn build_sealed(args: &Args, denylist: Arc<dyn Denylist>) -> Result<(App, Vec<String>), String> {
+fn build_sealed(
+    args: &Args,
+    denylist: Arc<dyn Denylist>,
+    registry: Arc<dyn sealed_session::devices::Registry>,
+) -> Result<(App, Vec<String>), String> {
     let (keys, source) = load_keys(
         std::env::var("SESSION_KEYS").ok(),
         std::env::var("SESSION_SECRET").ok(),
@@ -861,7 +876,10 @@ fn build_sealed(args: &Args, denylist: Arc<dyn Denylist>) -> Result<(App, Vec<St
         ),
         format!("session {cookie_line}; {keys_line}"),
     ];
-    Ok((App::Sealed(sealed_sessions(keys, cookie, denylist)), lines))
+    Ok((
+        App::Sealed(sealed_sessions(keys, cookie, denylist, registry)),
+        lines,
+    ))
 }
 
 /// jwt mode: the key from `JWT_KEY_FILE` or generated, the JSON API.
@@ -940,9 +958,14 @@ pub async fn start(program: &Program) -> Result<Setup, ExitCode> {
     let (denylist, denylist_line) = make_denylist(program, args.redis.as_deref())
         .await
         .map_err(|e| refuse(&e))?;
-    let built = match args.mode {
-        Mode::Sealed => build_sealed(&args, denylist),
-        Mode::Jwt => build_jwt(&args, denylist),
+    let (built, devices_line) = match args.mode {
+        Mode::Sealed => {
+            let (registry, line) = devices::make_registry(args.redis.as_deref())
+                .await
+                .map_err(|e| refuse(&e))?;
+            (build_sealed(&args, denylist, registry), Some(line))
+        }
+        Mode::Jwt => (build_jwt(&args, denylist), None),
     };
     let (app, lines) = built.map_err(|e| refuse(&e))?;
     Ok(Setup {
@@ -951,6 +974,7 @@ pub async fn start(program: &Program) -> Result<Setup, ExitCode> {
         banner: Banner {
             lines,
             denylist_line,
+            devices_line,
         },
     })
 }
