@@ -25,7 +25,8 @@
 //! `sealed-nocache` (the same with the open cache off), `signed` (HMAC cookie),
 //! `jwt` (HS256 JWT in `Authorization: Bearer`), `sealed+deny-memory`, `sealed+deny-redis` and
 //! `sealed+deny-cluster` (the sealed cookie with a denylist: in memory, on one Redis, on a
-//! Redis Cluster of 3 masters and 3 replicas), `store-memory`, `store-redis`,
+//! Redis Cluster of 3 masters and 3 replicas), `sealed+devices` (the Redis denylist and a
+//! Redis device registry, the login giving a subject), `store-memory`, `store-redis`,
 //! `store-postgres` and `store-sqlite` (the express-session design: signed id cookie, data in
 //! a store), and Poem's own `poem-cookie` (CookieSession, private) and `poem-redis`
 //! (ServerSession + RedisStorage). The Redis modes start their own `redis-server` (from
@@ -86,6 +87,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 mod axum_app;
 #[path = "support/compare_cluster.rs"]
 mod cluster;
+#[path = "support/compare_devices.rs"]
+mod devices;
 #[path = "support/compare_sql.rs"]
 mod sql;
 /// The tests' throw-away Redis topologies, for the Redis Cluster row.
@@ -138,6 +141,7 @@ enum Mode {
     SealedDenyMemory,
     SealedDenyRedis,
     SealedDenyCluster,
+    SealedDevices,
     StoreMemory,
     StoreRedis,
     StorePostgres,
@@ -150,7 +154,7 @@ enum Mode {
     AxumCookieStore,
 }
 
-const ALL_MODES: [Mode; 20] = [
+const ALL_MODES: [Mode; 21] = [
     Mode::None,
     Mode::NoneCookie,
     Mode::NoneWork,
@@ -161,6 +165,7 @@ const ALL_MODES: [Mode; 20] = [
     Mode::SealedDenyMemory,
     Mode::SealedDenyRedis,
     Mode::SealedDenyCluster,
+    Mode::SealedDevices,
     Mode::StoreMemory,
     Mode::StoreRedis,
     Mode::StorePostgres,
@@ -193,6 +198,7 @@ impl Mode {
             Mode::SealedDenyMemory => "sealed+deny-memory",
             Mode::SealedDenyRedis => "sealed+deny-redis",
             Mode::SealedDenyCluster => "sealed+deny-cluster",
+            Mode::SealedDevices => "sealed+devices",
             Mode::StoreMemory => "store-memory",
             Mode::StoreRedis => "store-redis",
             Mode::StorePostgres => "store-postgres",
@@ -218,6 +224,7 @@ impl Mode {
             Mode::SealedDenyMemory => "sealed cookie + MemoryDenylist",
             Mode::SealedDenyRedis => "sealed cookie + RedisDenylist",
             Mode::SealedDenyCluster => "sealed cookie + RedisDenylist on Redis Cluster",
+            Mode::SealedDevices => "sealed cookie + RedisDenylist + RedisRegistry (your devices)",
             Mode::StoreMemory => "store-backed, memory",
             Mode::StoreRedis => "store-backed, Redis",
             Mode::StorePostgres => "store-backed, PostgreSQL (its CPU not counted)",
@@ -246,7 +253,7 @@ impl Mode {
     fn uses_redis(self) -> bool {
         matches!(
             self,
-            Mode::StoreRedis | Mode::PoemRedis | Mode::SealedDenyRedis
+            Mode::StoreRedis | Mode::PoemRedis | Mode::SealedDenyRedis | Mode::SealedDevices
         )
     }
 
@@ -264,7 +271,10 @@ impl Mode {
         }
         if matches!(
             self,
-            Mode::StoreRedis | Mode::SealedDenyRedis | Mode::SealedDenyCluster
+            Mode::StoreRedis
+                | Mode::SealedDenyRedis
+                | Mode::SealedDenyCluster
+                | Mode::SealedDevices
         ) && !cfg!(feature = "redis")
         {
             return Some("skipped: built without the redis feature".into());
@@ -273,7 +283,7 @@ impl Mode {
             return Some("skipped: no redis-server found (PATH or COMPARE_REDIS_SERVER)".into());
         }
         match self {
-            Mode::SealedDenyCluster => cluster::missing(redis),
+            Mode::SealedDenyCluster => cluster::missing(),
             Mode::StorePostgres => sql::postgres_missing(),
             Mode::StoreSqlite => sql::sqlite_missing(),
             _ => None,
@@ -588,6 +598,7 @@ async fn build_app(mode: Mode, env: &ServerEnv) -> Result<BoxEndpoint<'static, R
             .with(SealedSession::sealed(keys).denylist(redis_denylist(&redis_url()?).await?))
             .map_to_response()
             .boxed(),
+        Mode::SealedDevices => devices::app(&redis_url()?, keys).await?,
         Mode::SealedDenyCluster => {
             let nodes = env
                 .cluster_urls
@@ -1800,7 +1811,7 @@ const USAGE: &str = "\
 usage: compare [options]
   --modes a,b,...       modes to run (default: all): none, none+cookie, none+work, sealed,
                         sealed-nocache, signed, jwt, sealed+deny-memory, sealed+deny-redis,
-                        sealed+deny-cluster, store-memory, store-redis, store-postgres,
+                        sealed+deny-cluster, sealed+devices, store-memory, store-redis, store-postgres,
                         store-sqlite, poem-cookie, poem-redis, axum-none, axum-sealed,
                         axum-tower-sessions, axum-cookie-store
   --duration SECS       measured window per route and round (default 1)
@@ -2658,7 +2669,9 @@ and the client sends no session state.
   `SealedSession::sealed(keys).denylist(..)`: `destroy()` at logout revokes the session id
   (until the session's own deadline) and every request is checked against the denylist
   (a local look-up). `RedisDenylist` shares revocations through Redis and keeps a local
-  replica current over pub/sub.
+  replica current over pub/sub. The Redis Cluster row runs it on a throw-away cluster of 3
+  masters and 3 replicas (`RedisDenylist::cluster`); its Redis columns are the master that
+  holds the denylist's slot.
 - **store-backed, memory / Redis**: `SealedSession::server_store(store, keys)`: the express-session
   design, a signed session id in the cookie and the session in `MemoryStore` /
   `RedisStore::connect(url)`.

@@ -20,7 +20,7 @@ use common::example::{FEATURES, TestResult, example_binary, find_program, manife
 use serde_json::Value;
 
 /// Every mode of the harness, by key: a mode dropped from the run is a failure.
-const MODES: [&str; 20] = [
+const MODES: [&str; 21] = [
     "none",
     "none+cookie",
     "none+work",
@@ -31,6 +31,7 @@ const MODES: [&str; 20] = [
     "sealed+deny-memory",
     "sealed+deny-redis",
     "sealed+deny-cluster",
+    "sealed+devices",
     "store-memory",
     "store-redis",
     "store-postgres",
@@ -42,14 +43,20 @@ const MODES: [&str; 20] = [
     "axum-tower-sessions",
     "axum-cookie-store",
 ];
-const REDIS_MODES: [&str; 4] = [
+const REDIS_MODES: [&str; 5] = [
     "sealed+deny-redis",
     "sealed+deny-cluster",
+    "sealed+devices",
     "store-redis",
     "poem-redis",
 ];
 /// Modes that also need the crate's `redis` feature.
-const REDIS_FEATURE_MODES: [&str; 3] = ["sealed+deny-redis", "sealed+deny-cluster", "store-redis"];
+const REDIS_FEATURE_MODES: [&str; 4] = [
+    "sealed+deny-redis",
+    "sealed+deny-cluster",
+    "sealed+devices",
+    "store-redis",
+];
 /// The run is killed past this; a quick run takes about 15 s in a debug build on 2 cores.
 const LIMIT: Duration = Duration::from_secs(240);
 
