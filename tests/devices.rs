@@ -99,6 +99,9 @@ async fn devices(session: Session) -> Result<Json, SessionError> {
                     "current": d.current,
                     "label": d.label,
                     "ip": d.ip_prefix,
+                    "started": d.started.as_millis(),
+                    "renewed": d.renewed.as_millis(),
+                    "expires_at": d.expires_at.as_millis(),
                 })
             })
             .collect(),
@@ -129,6 +132,20 @@ fn logout(session: &Session) -> Result<(), SessionError> {
     session.destroy()
 }
 
+fn id(session: &Session) -> String {
+    session.id().to_string()
+}
+
+fn cycle(session: &Session) -> Result<(), SessionError> {
+    session.cycle_id()
+}
+
+async fn become_user(req: Req) -> Result<(), SessionError> {
+    let user: String = req.param_at(0);
+    req.session.set_subject(user);
+    Ok(())
+}
+
 fn routes() -> Routes {
     Routes::new()
         .post("/login/:user", login)
@@ -139,6 +156,9 @@ fn routes() -> Routes {
         .post("/everywhere", everywhere)
         .post("/count", count)
         .post("/logout", logout)
+        .get("/id", id)
+        .post("/cycle", cycle)
+        .post("/become/:user", become_user)
 }
 
 /// One browser: its cookie jar and its `User-Agent`.
@@ -322,7 +342,9 @@ async fn a_read_does_no_registry_work(on: Adapter) {
     let registry = Arc::new(Counting::default());
     let app = on.app(
         &routes(),
-        sealed(registry.clone(), Arc::new(MemoryDenylist::new())),
+        SealedSession::sealed(keys())
+            .denylist(Arc::new(MemoryDenylist::new()))
+            .devices(Devices::new(registry.clone()).refresh_every(Duration::ZERO)),
     );
     let mut b = Browser::new(FIREFOX);
     b.send(&app, true, "/login/alice").await;
@@ -362,7 +384,8 @@ async fn renewal_records_again(on: Adapter) {
         .list("alice", clock_now(&clock))
         .await
         .unwrap();
-    // Past the renewal point (half the idle timeout): the read re-issues, which records.
+    // Past the renewal point (a quarter of the idle timeout): the read re-issues, which
+    // records (the refresh interval, 5 minutes, has passed too).
     clock.advance(Duration::from_secs(40 * 60));
     assert_eq!(b.send(&app, false, "/me").await.1, "alice");
     assert_eq!(registry.calls().0, 2, "the renewal recorded the session");
@@ -416,7 +439,7 @@ async fn ip_prefixes_when_turned_on(on: Adapter) {
             .devices(Devices::new(Arc::new(MemoryRegistry::new())).ip_prefix(true)),
     );
     let mut b = Browser::new(FIREFOX);
-    b.send_from(&app, true, "/login/alice", Some("203.0.113.77, 10.0.0.1"))
+    b.send_from(&app, true, "/login/alice", Some("203.0.113.77"))
         .await;
     let list = b.devices(&app).await;
     assert_eq!(list[0]["ip"], "203.0.113.0/24");
@@ -495,6 +518,222 @@ async fn missing_pieces_are_clear_errors(on: Adapter) {
     assert!(body.contains("no subject"), "{body}");
 }
 
+async fn a_token_reissued_on_every_request_is_recorded_once_per_refresh_interval(on: Adapter) {
+    let clock = clock();
+    let registry = Arc::new(Counting::default());
+    let app = on.app(
+        &routes(),
+        SealedSession::sealed(keys())
+            .clock(clock.clone())
+            .denylist(Arc::new(MemoryDenylist::with_clock(clock.clone())))
+            .devices(Devices::new(registry.clone())),
+    );
+    let mut b = Browser::new(FIREFOX);
+    b.send(&app, true, "/login/alice").await;
+    for _ in 0..10 {
+        clock.advance(Duration::from_secs(20));
+        b.send(&app, true, "/count").await;
+    }
+    assert_eq!(
+        registry.calls().0,
+        1,
+        "200 s of changes: within the 5-minute interval"
+    );
+    clock.advance(Duration::from_secs(120));
+    b.send(&app, true, "/count").await;
+    assert_eq!(registry.calls().0, 2, "past it: recorded again");
+    let list = b.devices(&app).await;
+    let renewed = list[0]["renewed"].as_u64().unwrap();
+    assert_eq!(renewed, clock_now(&clock).as_millis());
+    // The entry outlives the session's deadline by the interval, so that a session in use
+    // is never dropped between two records.
+    let expires = list[0]["expires_at"].as_u64().unwrap();
+    assert!(expires > renewed + 3600 * 1000, "{expires} vs {renewed}");
+}
+
+async fn store_sessions_in_use_stay_listed_past_the_idle_timeout(on: Adapter) {
+    let clock = clock();
+    let store = MemoryStore::with_clock(clock.clone());
+    let app = on.app(
+        &routes(),
+        SealedSession::server_store(store, keys())
+            .clock(clock.clone())
+            .idle_timeout(Some(Duration::from_secs(3600)))
+            .devices(Devices::new(Arc::new(MemoryRegistry::new()))),
+    );
+    let (mut a, mut b) = (Browser::new(FIREFOX), Browser::new(CHROME));
+    a.send(&app, true, "/login/alice").await;
+    b.send(&app, true, "/login/alice").await;
+    // Three hours of use, a change every 10 minutes (no new cookie: the store keeps it).
+    for _ in 0..18 {
+        clock.advance(Duration::from_secs(600));
+        a.send(&app, true, "/count").await;
+        b.send(&app, true, "/count").await;
+    }
+    assert_eq!(a.send(&app, false, "/me").await.1, "alice");
+    let list = a.devices(&app).await;
+    assert_eq!(list.len(), 2, "both still listed: {list:?}");
+    assert_eq!(a.send(&app, true, "/end-others").await.1, "1");
+    assert_eq!(b.send(&app, false, "/me").await.1, "<none>");
+}
+
+async fn a_new_id_replaces_the_old_entry(on: Adapter) {
+    let registry = Arc::new(MemoryRegistry::new());
+    let app = on.app(
+        &routes(),
+        sealed(registry.clone(), Arc::new(MemoryDenylist::new())),
+    );
+    let mut b = Browser::new(FIREFOX);
+    b.send(&app, true, "/login/alice").await;
+    let before = b.send(&app, false, "/id").await.1;
+    b.send(&app, true, "/cycle").await;
+    let after = b.send(&app, false, "/id").await.1;
+    assert_ne!(before, after);
+    let ids: Vec<String> = registry
+        .list("alice", Timestamp::from_millis(0))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id.to_string())
+        .collect();
+    assert_eq!(ids, [after]);
+}
+
+async fn a_session_that_changes_subject_leaves_the_former_users_list(on: Adapter) {
+    let registry = Arc::new(MemoryRegistry::new());
+    let app = on.app(
+        &routes(),
+        sealed(registry.clone(), Arc::new(MemoryDenylist::new())),
+    );
+    let (mut shared, mut alice) = (Browser::new(FIREFOX), Browser::new(CHROME));
+    alice.send(&app, true, "/login/alice").await;
+    shared.send(&app, true, "/login/alice").await;
+    // The same session becomes bob's without a new id (an application that skips
+    // `regenerate`): alice must not see it, or end bob's session.
+    shared.send(&app, true, "/become/bob").await;
+    let list = alice.devices(&app).await;
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["current"], true);
+    assert_eq!(shared.devices(&app).await.len(), 1, "bob's list has it");
+}
+
+async fn ending_the_others_reaches_sessions_the_registry_does_not_list(on: Adapter) {
+    let clock = clock();
+    let registry = Arc::new(MemoryRegistry::new());
+    let app = on.app(
+        &routes(),
+        SealedSession::sealed(keys())
+            .clock(clock.clone())
+            .denylist(Arc::new(MemoryDenylist::with_clock(clock.clone())))
+            .devices(Devices::new(registry.clone())),
+    );
+    let (mut a, mut hidden) = (Browser::new(FIREFOX), Browser::new(CHROME));
+    hidden.send(&app, true, "/login/alice").await;
+    clock.advance(Duration::from_secs(1));
+    a.send(&app, true, "/login/alice").await;
+    // Its entry lost (past the bound, a failed record, or older than the registry).
+    let list = registry
+        .list("alice", Timestamp::from_millis(0))
+        .await
+        .unwrap();
+    let lost = list
+        .iter()
+        .find(|r| r.label == "Chrome on Windows")
+        .unwrap()
+        .id;
+    registry.remove("alice", &lost).await.unwrap();
+    clock.advance(Duration::from_secs(1));
+    let (status, body) = a.send(&app, true, "/end-others").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "0"));
+    assert_eq!(hidden.send(&app, false, "/me").await.1, "<none>");
+    assert_eq!(
+        a.send(&app, false, "/me").await.1,
+        "alice",
+        "this one goes on"
+    );
+    let list = a.devices(&app).await;
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["current"], true);
+    // After "log out everywhere" the old entries stay until they expire, refused: ending
+    // the others again ends none of them a second time.
+    let mut c = Browser::new(SAFARI);
+    c.send(&app, true, "/login/alice").await;
+    clock.advance(Duration::from_secs(1));
+    a.send(&app, true, "/everywhere").await;
+    clock.advance(Duration::from_secs(1));
+    a.send(&app, true, "/login/alice").await;
+    assert_eq!(a.send(&app, true, "/end-others").await.1, "0");
+}
+
+async fn forwarded_for_counts_only_behind_a_trusted_proxy(on: Adapter) {
+    for (trust, want) in [
+        (false, serde_json::Value::Null),
+        (true, "198.51.100.0/24".into()),
+    ] {
+        let app = on.app(
+            &routes(),
+            SealedSession::sealed(keys())
+                .trust_proxy(trust)
+                .denylist(Arc::new(MemoryDenylist::new()))
+                .devices(Devices::new(Arc::new(MemoryRegistry::new())).ip_prefix(true)),
+        );
+        let mut b = Browser::new(FIREFOX);
+        // The client claims 203.0.113.77; the proxy appended the address it saw.
+        b.send_from(
+            &app,
+            true,
+            "/login/alice",
+            Some("203.0.113.77, 198.51.100.9"),
+        )
+        .await;
+        assert_eq!(b.devices(&app).await[0]["ip"], want, "trust_proxy {trust}");
+    }
+}
+
+async fn bearer_sessions_are_listed_and_ended(on: Adapter) {
+    let app = on.app(
+        &routes(),
+        SealedSession::sealed(keys())
+            .bearer(sealed_session::BearerConfig::new())
+            .denylist(Arc::new(MemoryDenylist::new()))
+            .devices(Devices::new(Arc::new(MemoryRegistry::new()))),
+    );
+    let login = |agent: &'static str| {
+        let app = app.clone();
+        async move {
+            let resp = app
+                .post("/login/alice")
+                .header(USER_AGENT, agent)
+                .send()
+                .await;
+            let token = resp
+                .headers()
+                .get("x-session-token")
+                .or_else(|| resp.headers().get("authorization"))
+                .map(|v| v.to_str().unwrap().to_owned());
+            token.expect("a token header")
+        }
+    };
+    let (cli, phone) = (login(FIREFOX).await, login(SAFARI).await);
+    let get = |token: &str, uri: &str| {
+        app.get(uri)
+            .header("authorization", format!("Bearer {token}"))
+            .send()
+    };
+    let list: Vec<serde_json::Value> =
+        serde_json::from_str(get(&cli, "/devices").await.body()).unwrap();
+    assert_eq!(list.len(), 2);
+    let phone_handle = handle_of(&list, "Safari on iOS");
+    let resp = app
+        .post(format!("/end/{phone_handle}"))
+        .header("authorization", format!("Bearer {cli}"))
+        .send()
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK, "{}", resp.body());
+    assert_eq!(get(&phone, "/me").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(get(&cli, "/me").await.body(), "alice");
+}
+
 /// A registry that always fails: sessions still work, listing is a 503.
 struct Broken;
 
@@ -559,6 +798,13 @@ both!(
     store_backed_sessions_are_ended_in_the_store,
     missing_pieces_are_clear_errors,
     a_failing_registry_does_not_break_sessions,
+    a_token_reissued_on_every_request_is_recorded_once_per_refresh_interval,
+    store_sessions_in_use_stay_listed_past_the_idle_timeout,
+    a_new_id_replaces_the_old_entry,
+    a_session_that_changes_subject_leaves_the_former_users_list,
+    ending_the_others_reaches_sessions_the_registry_does_not_list,
+    forwarded_for_counts_only_behind_a_trusted_proxy,
+    bearer_sessions_are_listed_and_ended,
 );
 
 #[tokio::test]
@@ -706,4 +952,37 @@ mod on_redis {
     }
 
     both!(two_instances_share_the_list_and_the_ending);
+}
+
+/// The peer address an adapter hands the engine (the Poem middleware does, from the
+/// connection) is what the IP prefix is made of; `X-Forwarded-For` is not read without
+/// `trust_proxy`.
+#[tokio::test]
+async fn the_peer_address_given_to_the_engine_is_kept_as_a_prefix() {
+    let registry = Arc::new(MemoryRegistry::new());
+    let engine = SealedSession::sealed(keys())
+        .secure(sealed_session::Secure::Never)
+        .devices(Devices::new(registry.clone()).ip_prefix(true))
+        .engine();
+    let mut headers = ::http::HeaderMap::new();
+    headers.insert("x-forwarded-for", "203.0.113.7".parse().unwrap());
+    let mut started = engine.start(&headers, false).await.unwrap();
+    assert!(started.wants_peer_ip());
+    started.set_peer_ip("2001:db8:7:8::1".parse().unwrap());
+    started.session().set_subject("alice");
+    let mut response = ::http::HeaderMap::new();
+    engine.finish(&started, &mut response).await.unwrap();
+    let list = registry
+        .list("alice", Timestamp::from_millis(0))
+        .await
+        .unwrap();
+    assert_eq!(list[0].ip_prefix.as_deref(), Some("2001:db8:7::/48"));
+
+    // IP prefixes off: nothing is kept, and the engine asks for no address.
+    let engine = SealedSession::sealed(keys())
+        .secure(sealed_session::Secure::Never)
+        .devices(Devices::new(registry.clone()))
+        .engine();
+    let started = engine.start(&headers, false).await.unwrap();
+    assert!(!started.wants_peer_ip());
 }

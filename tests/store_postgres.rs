@@ -13,6 +13,7 @@ mod common {
     pub mod fixtures;
     pub mod lost_updates;
     pub mod postgres;
+    pub mod registry_conformance;
     pub mod store_conformance;
 }
 mod http;
@@ -87,6 +88,37 @@ async fn postgres_store_conformance() {
     let clock = clock();
     let store = on_clock(&server, &clock).await;
     conformance(&store, Expiry::Manual(&clock)).await;
+}
+
+/// The device registry on the store's database: the registry conformance suite, its
+/// documented table, and its expired rows going with the store's sweep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_registry_conformance_table_and_sweep() {
+    let Some(server) = PgServer::start("device_registry_conformance_table_and_sweep").await else {
+        return;
+    };
+    let clock = clock();
+    let store = on_clock(&server, &clock).await;
+    let registry = store.device_registry(4).await.unwrap();
+    // Made twice (a second instance starting): the table is there already.
+    store.device_registry(4).await.unwrap();
+    common::registry_conformance::conformance(&*registry, 4, 3).await;
+    let mut conn = server.connect().await;
+    let left = rows(&mut conn, "sealed_sessions_devices").await;
+    assert!(left > 0);
+    let columns: Vec<(String, String)> = sqlx::query_as(
+        "SELECT column_name::text, data_type::text FROM information_schema.columns \
+         WHERE table_name = 'sealed_sessions_devices' ORDER BY ordinal_position",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["subject", "id", "entry", "renewed", "expires_at"]);
+    // Days later every entry has expired: the store's sweep removes them.
+    clock.advance(Duration::from_secs(10 * 24 * 3600));
+    assert!(store.sweep().await.unwrap() >= u64::try_from(left).unwrap());
+    assert_eq!(rows(&mut conn, "sealed_sessions_devices").await, 0);
 }
 
 /// Concurrent requests of one session through the middleware (both adapters), the

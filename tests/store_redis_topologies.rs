@@ -14,6 +14,7 @@ mod common {
     pub mod lost_updates;
     pub mod redis;
     pub mod redis_topology;
+    pub mod registry_conformance;
     pub mod store_conformance;
 }
 mod http;
@@ -157,6 +158,14 @@ async fn cluster_conformance_lost_updates_and_failover() {
         .await
         .unwrap();
     suites(&store).await;
+    // The device registry on the same cluster: each subject's keys share a hash tag.
+    let registry = sealed_session::devices::RedisRegistry::cluster(cluster.urls())
+        .max_per_subject(4)
+        .timeout(TIMEOUT)
+        .build()
+        .await
+        .unwrap();
+    common::registry_conformance::conformance(&registry, 4, 5).await;
 
     let replicated = RedisStore::cluster(cluster.urls())
         .key_prefix("test:cluster:")

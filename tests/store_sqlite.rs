@@ -9,6 +9,7 @@
 mod common {
     pub mod fixtures;
     pub mod lost_updates;
+    pub mod registry_conformance;
     pub mod store_conformance;
 }
 mod http;
@@ -94,6 +95,30 @@ async fn on_clock(path: impl Into<PathBuf>, clock: &ManualClock) -> SqliteStore 
         .build()
         .await
         .unwrap()
+}
+
+/// The device registry in the store's file: the registry conformance suite, and its
+/// expired rows going with the store's sweep.
+async fn device_rows(conn: &mut SqliteConnection) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM sealed_sessions_devices")
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn device_registry_conformance_and_sweep() {
+    let dir = TempDir::new("devices");
+    let clock = clock();
+    let store = on_clock(dir.db(), &clock).await;
+    let registry = store.device_registry(4).await.unwrap();
+    common::registry_conformance::conformance(&*registry, 4, 4).await;
+    let mut conn = raw(&dir.db()).await;
+    let left = device_rows(&mut conn).await;
+    assert!(left > 0);
+    clock.advance(Duration::from_secs(10 * 24 * 3600));
+    assert!(store.sweep().await.unwrap() >= u64::try_from(left).unwrap());
+    assert_eq!(device_rows(&mut conn).await, 0);
 }
 
 #[tokio::test]

@@ -2,9 +2,11 @@
 //!
 //! A stateless session lives in the client's token, so the server cannot list a user's
 //! sessions by itself. A [`Registry`] keeps a small list per subject (user id) instead,
-//! written only when a session's token is issued or re-issued (at login, at renewal, when
-//! the handler changes the session) and when a session ends, never when a request only reads
-//! its session. Each entry holds the session's id, when it started, when it was last
+//! written when a session is written (a login, a renewal, a change: its token re-issued or,
+//! store-backed, its record saved) and when it ends, never when a request leaves its session
+//! as it was. A session whose token is re-issued on every request (its data changes each
+//! time, or `rolling`) is recorded again at most every
+//! [`refresh_every`](Devices::refresh_every) (5 minutes) by each process. Each entry holds the session's id, when it started, when it was last
 //! renewed, when it expires, a short device label ("Firefox on Linux", from the
 //! `User-Agent`, or from a hook of your own) and, only when you turn it on, the client's IP
 //! prefix (a /24 for IPv4, a /48 for IPv6).
@@ -42,11 +44,13 @@
 
 mod agent;
 mod memory;
+mod recent;
 #[cfg(feature = "redis")]
 mod redis;
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -220,13 +224,21 @@ pub struct Devices {
     pub(crate) registry: Arc<dyn Registry>,
     pub(crate) label: Option<LabelHook>,
     pub(crate) ip_prefix: bool,
+    pub(crate) refresh_every: Duration,
+    /// Shared by the clones: what this process recorded lately.
+    pub(crate) recent: Arc<recent::Recent>,
 }
+
+/// How often, at most, one process records the same session again while its token keeps
+/// being re-issued, unless told otherwise: 5 minutes.
+pub const DEFAULT_REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
 
 impl std::fmt::Debug for Devices {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Devices")
             .field("custom_label", &self.label.is_some())
             .field("ip_prefix", &self.ip_prefix)
+            .field("refresh_every", &self.refresh_every)
             .finish_non_exhaustive()
     }
 }
@@ -238,11 +250,27 @@ impl Devices {
             registry,
             label: None,
             ip_prefix: false,
+            refresh_every: DEFAULT_REFRESH_EVERY,
+            recent: Arc::new(recent::Recent::default()),
         }
     }
 
+    /// How often, at most, this process records the same session again while its token
+    /// keeps being re-issued (its data changes on every request, or the policy is
+    /// `rolling`): an entry's "last renewed" time is then at most this old, and its expiry
+    /// is recorded this much past the session's, so that a session that stays in use is
+    /// never dropped from the list between two records. A new session, a new id and a new
+    /// subject are recorded at once. Default: [`DEFAULT_REFRESH_EVERY`] (5 minutes); zero
+    /// records every token.
+    pub fn refresh_every(mut self, every: Duration) -> Self {
+        self.refresh_every = every;
+        self
+    }
+
     /// Makes device labels with `hook` (given the `User-Agent`, if any) instead of
-    /// [`label_of`]. Labels longer than [`MAX_LABEL_CHARS`] are cut.
+    /// [`label_of`]. Labels longer than [`MAX_LABEL_CHARS`] are cut. The `User-Agent` is
+    /// whatever the client sent: a label made from its text must be escaped where it is
+    /// shown (the default labels are fixed strings).
     ///
     /// ```
     /// use std::sync::Arc;
@@ -265,8 +293,10 @@ impl Devices {
 
     /// Keeps the client's IP prefix (a /24 for IPv4, a /48 for IPv6) with each entry.
     /// Default: off. The address is the connection's peer (Poem), or with
-    /// [`trust_proxy`](crate::SealedSession::trust_proxy) the first `X-Forwarded-For`
-    /// address; without either (a tower service that is not told its peer) none is kept.
+    /// [`trust_proxy`](crate::SealedSession::trust_proxy) the last `X-Forwarded-For`
+    /// address (the one your proxy appended: earlier ones are the client's own word);
+    /// without either (a tower service that is not told its peer,
+    /// [`Started::set_peer_ip`](crate::engine::Started::set_peer_ip)) none is kept.
     pub fn ip_prefix(mut self, on: bool) -> Self {
         self.ip_prefix = on;
         self

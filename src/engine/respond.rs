@@ -41,17 +41,15 @@ pub(super) struct Client {
 }
 
 impl Client {
-    /// From the request's headers: the `User-Agent`, and with `trust_proxy` the first
+    /// From the request's headers: the `User-Agent`, and with `trust_proxy` the last
     /// `X-Forwarded-For` address.
     pub(super) fn of(headers: &HeaderMap, ip_wanted: bool, trust_proxy: bool) -> Client {
+        // The last address: the one the trusted proxy appended (the ones before it are the
+        // client's own claim).
         let forwarded = || {
-            let first = headers
-                .get("x-forwarded-for")?
-                .to_str()
-                .ok()?
-                .split(',')
-                .next()?;
-            first.trim().parse::<IpAddr>().ok()
+            let value = headers.get("x-forwarded-for")?.to_str().ok()?;
+            let last = value.rsplit(',').next()?;
+            last.trim().parse::<IpAddr>().ok()
         };
         Client {
             agent: headers.get(header::USER_AGENT).cloned(),
@@ -72,7 +70,9 @@ impl Client {
             subject: seen.subject,
             started: seen.started,
             renewed: seen.renewed,
-            expires_at: seen.expires_at,
+            // Past the session's by the refresh interval: a session still in use is recorded
+            // again before its entry runs out.
+            expires_at: seen.expires_at.saturating_add(devices.refresh_every),
             label: devices.label(agent),
             ip_prefix: self.ip.filter(|_| self.ip_wanted).map(ip_prefix),
         }
@@ -152,10 +152,18 @@ pub(super) async fn finish(
             }
         }
     }
-    if let (Some(devices), Some(client), Some(seen)) = (&cfg.devices, client, plan.recorded.take())
-        && !ended_elsewhere
-    {
-        Box::pin(record_device(devices, client, seen)).await;
+    if let Some(devices) = &cfg.devices {
+        if let (Some(client), Some(seen)) = (client, plan.recorded.take())
+            && !ended_elsewhere
+        {
+            Box::pin(record_device(devices, client, seen)).await;
+        }
+        for (subject, id) in std::mem::take(&mut plan.forget) {
+            devices.recent.forget(&id);
+            if let Err(e) = devices.registry.remove(&subject, &id).await {
+                tracing::warn!(target: "sealed_session", error = %e, "entry under a former subject not removed from the device registry");
+            }
+        }
     }
     respond(
         cfg,
@@ -171,8 +179,15 @@ pub(super) async fn finish(
 /// session works, it is only missing from the user's list of devices until its next
 /// renewal (and "log out everywhere" still reaches it).
 async fn record_device(devices: &Devices, client: &Client, seen: Recorded) {
+    if !devices
+        .recent
+        .due(seen.id, &seen.subject, seen.renewed, devices.refresh_every)
+    {
+        return;
+    }
     let record = client.record(devices, seen);
     if let Err(e) = devices.registry.record(&record).await {
+        devices.recent.forget(&record.id);
         tracing::warn!(target: "sealed_session", error = %e, "session not recorded in the device registry");
     }
 }
@@ -184,8 +199,11 @@ async fn forget_devices(devices: &Devices, ended: &[Ended]) {
     for end in ended {
         if let Ended::Session(r) = end
             && let Some(subject) = r.subject.as_deref().filter(|s| !s.is_empty())
-            && let Err(e) = devices.registry.remove(subject, &r.id).await
         {
+            devices.recent.forget(&r.id);
+            let Err(e) = devices.registry.remove(subject, &r.id).await else {
+                continue;
+            };
             tracing::warn!(target: "sealed_session", error = %e, "ended session not removed from the device registry");
         }
     }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Backend, Session, SessionError};
+use super::{Backend, Lifecycle, Session, SessionError};
 use crate::clock::Timestamp;
 use crate::denylist::{Denylist, Revocation};
 use crate::devices::{Device, DeviceHandle, DeviceRecord, Devices};
@@ -24,24 +24,31 @@ impl Session {
     /// The sessions of the current user (the session's subject), most recently renewed
     /// first, with the current one marked: for a "your devices" page. Sessions that have
     /// expired, or that the denylist refuses (ended, or cut off by "log out everywhere"),
-    /// are left out. When the current session is not listed yet (it was signed in before
-    /// the registry was turned on), this response re-issues its token, which records it.
+    /// are left out. When the current session is not listed (it was signed in before the
+    /// registry was turned on, or its record failed), this response writes it (its token
+    /// re-issued, or its record saved), which records it.
     ///
     /// Needs a registry on the middleware ([`SessionError::NoRegistry`]) and a subject on
     /// the session ([`SessionError::NoSubject`]).
     ///
     /// ```
-    /// use poem::{handler, web::Html};
+    /// use poem::{handler, web::Json};
     /// use sealed_session::Session;
     ///
     /// #[handler]
-    /// async fn devices(session: &Session) -> poem::Result<Html<String>> {
-    ///     let mut page = String::from("<ul>");
-    ///     for d in session.devices().await? {
-    ///         let you = if d.current { " (this device)" } else { "" };
-    ///         page += &format!("<li>{}{you} <button name=device value={}>sign out</button>", d.label, d.handle);
-    ///     }
-    ///     Ok(Html(page + "</ul>"))
+    /// async fn devices(session: &Session) -> poem::Result<Json<serde_json::Value>> {
+    ///     let list: Vec<_> = session
+    ///         .devices()
+    ///         .await?
+    ///         .into_iter()
+    ///         .map(|d| serde_json::json!({
+    ///             "device": d.handle.as_str(), // for the sign-out form
+    ///             "label": d.label,            // escape it if you put it in HTML
+    ///             "this_device": d.current,
+    ///             "last_renewed_ms": d.renewed.as_millis(),
+    ///         }))
+    ///         .collect();
+    ///     Ok(Json(serde_json::Value::Array(list)))
     /// }
     /// ```
     pub async fn devices(&self) -> Result<Vec<Device>, SessionError> {
@@ -66,6 +73,8 @@ impl Session {
             });
         }
         if !current_listed {
+            // Recorded lately by this process or not, it is not there: record it again.
+            cx.devices.recent.forget(&cx.current);
             self.touch();
         }
         Ok(listed)
@@ -109,17 +118,59 @@ impl Session {
         cx.end(&record).await
     }
 
-    /// Ends every session of the current user but this one, as [`Session::end_device`]
-    /// does each; how many it ended.
+    /// Ends every session of the current user but this one; how many listed sessions it
+    /// ended.
+    ///
+    /// In the stateless modes (which need a denylist, [`SessionError::NoDenylist`]) this is
+    /// "log out everywhere else": every session of the subject issued before now is
+    /// revoked, listed or not (one past the registry's bound, one whose record failed, one
+    /// signed in before the registry was turned on), and this session goes on under a new
+    /// id issued now, with its data. Store-backed, each listed session is deleted from the
+    /// store: a session the registry does not list (past its bound, or whose record
+    /// failed) is not reached, so after a compromise prefer regenerating every session of
+    /// the user in your own store.
     pub async fn end_other_devices(&self) -> Result<usize, SessionError> {
         let cx = self.device_context()?;
         let records = cx.devices.registry.list(&cx.subject, cx.now).await?;
-        let mut ended = 0;
-        for r in records.iter().filter(|r| r.id != cx.current) {
-            cx.end(r).await?;
-            ended += 1;
+        let others: Vec<&DeviceRecord> = records
+            .iter()
+            .filter(|r| r.id != cx.current && !cx.refused(r))
+            .collect();
+        match &cx.backend {
+            Backend::Token(_) => {
+                let denylist = cx.denylist.as_ref().ok_or(SessionError::NoDenylist)?;
+                denylist.revoke_subject(&cx.subject, cx.now).await?;
+                // The listed ones by id too: one issued in this very millisecond is not
+                // before the cut-off.
+                for r in &others {
+                    denylist.revoke_session(&cx.revocation(r)).await?;
+                }
+                self.reissue_from(cx.now)?;
+            }
+            Backend::Store { store, .. } => {
+                for r in &others {
+                    store.delete(&r.id).await?;
+                }
+            }
         }
-        Ok(ended)
+        for r in &others {
+            cx.forget(r).await;
+        }
+        Ok(others.len())
+    }
+
+    /// This session under a new id issued at `at` (after a subject revocation at `at`, which
+    /// it survives), with its data, subject and deadline; the old id ends.
+    fn reissue_from(&self, at: Timestamp) -> Result<(), SessionError> {
+        let id = SessionId::generate()?;
+        let mut inner = self.lock();
+        Session::end_current(&mut inner);
+        inner.state.set_id(id);
+        inner.state.set_issued_at(at);
+        inner.exposed = false;
+        inner.lifecycle = Lifecycle::Live;
+        inner.changed = true;
+        Ok(())
     }
 
     fn device_context(&self) -> Result<Context, SessionError> {
@@ -153,19 +204,32 @@ impl Context {
         })
     }
 
+    /// The revocation of the session of `r`: until the latest deadline any token of its id
+    /// can carry.
+    fn revocation(&self, r: &DeviceRecord) -> Revocation {
+        let until = r.started.saturating_add(self.max_age);
+        Revocation::new(r.id, until, r.started, Some(r.subject.clone()))
+    }
+
     /// Ends the session of `r` (another than the current one) and forgets it.
     async fn end(&self, r: &DeviceRecord) -> Result<(), SessionError> {
         match &self.backend {
             Backend::Token(_) => {
                 let denylist = self.denylist.as_ref().ok_or(SessionError::NoDenylist)?;
-                // Until the latest deadline any token of the id can carry.
-                let until = r.started.saturating_add(self.max_age);
-                let revocation = Revocation::new(r.id, until, r.started, Some(r.subject.clone()));
-                denylist.revoke_session(&revocation).await?;
+                denylist.revoke_session(&self.revocation(r)).await?;
             }
             Backend::Store { store, .. } => store.delete(&r.id).await?,
         }
-        self.devices.registry.remove(&r.subject, &r.id).await?;
+        self.forget(r).await;
         Ok(())
+    }
+
+    /// Removes the entry of an ended session. A failure is logged: the session is ended
+    /// (and, with a denylist, left out of lists); the entry goes when it expires.
+    async fn forget(&self, r: &DeviceRecord) {
+        self.devices.recent.forget(&r.id);
+        if let Err(e) = self.devices.registry.remove(&r.subject, &r.id).await {
+            tracing::warn!(target: "sealed_session", error = %e, "ended session not removed from the device registry");
+        }
     }
 }

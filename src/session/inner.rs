@@ -87,6 +87,8 @@ pub(crate) struct Inner {
     /// Where the open cache keeps the token the request arrived with, and its session id:
     /// that entry is dropped when a new token replaces it.
     pub(super) cached_as: Option<(u64, SessionId)>,
+    /// Device registry entries to remove: this id under a subject it no longer has.
+    pub(super) forget: Vec<(String, SessionId)>,
 }
 
 /// A session a request ended, to revoke (token modes) or delete (store mode).
@@ -200,6 +202,7 @@ impl Inner {
             stale_key: arrival.stale_key,
             saved: None,
             cached_as: arrival.cached_as,
+            forget: Vec::new(),
         }
     }
 }
@@ -337,9 +340,11 @@ pub(crate) struct Plan {
     pub(crate) max_age: Duration,
     /// Whether the session was new when the request came.
     pub(crate) is_new: bool,
-    /// With "your devices" on: the session to record, when a token goes out and the
-    /// session has a subject.
+    /// With "your devices" on: the session to record, when it is written and has a
+    /// subject.
     pub(crate) recorded: Option<Recorded>,
+    /// Device registry entries to remove: an id under a subject it no longer has.
+    pub(crate) forget: Vec<(String, SessionId)>,
 }
 
 /// A session whose token goes out, as the device registry records it.
@@ -378,6 +383,7 @@ impl Inner {
             max_age: Duration::ZERO,
             is_new,
             recorded: None,
+            forget: std::mem::take(&mut self.forget),
         };
         if outcome != Outcome::Write {
             plan.ended = self.take_ended();
@@ -412,8 +418,7 @@ impl Inner {
         }
         plan.max_age = self.deadline().saturating_since(self.now);
         plan.ended = self.take_ended();
-        if plan.token.is_some()
-            && self.shared.devices.is_some()
+        if self.shared.devices.is_some()
             && let Some(subject) = self
                 .state
                 .subject()

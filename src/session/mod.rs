@@ -238,9 +238,20 @@ impl Session {
     /// Binds the session to a subject (user id), so that revoking every session of that
     /// subject ("log out everywhere") reaches it. Set it at login, after `regenerate`.
     pub fn set_subject(&self, subject: impl Into<String>) {
+        let subject = subject.into();
         let mut inner = self.lock();
         Session::revive(&mut inner);
-        inner.state.set_subject(Some(subject.into()));
+        // With "your devices" on, the id's entry under its previous subject goes: that user
+        // must not list (or end) the session of another.
+        if inner.shared.devices.is_some()
+            && let Some(old) = inner.state.subject()
+            && !old.is_empty()
+            && old != subject
+        {
+            let entry = (old.to_owned(), inner.state.id());
+            inner.forget.push(entry);
+        }
+        inner.state.set_subject(Some(subject));
         inner.changed = true;
     }
 

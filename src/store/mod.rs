@@ -55,6 +55,8 @@ mod postgres;
 mod redis;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod sql;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod sql_devices;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod write;

@@ -135,13 +135,17 @@ impl PostgresStoreBuilder {
             timeout: self.timeout,
             clock: self.clock,
             store: STORE,
+            devices: sql::DevicesTable::new(Dialect::Postgres, &self.table),
         };
         if self.create_table {
             sql::limit(
                 STORE,
                 self.timeout,
                 "create the table",
-                create_table(&core.exec, &core.sql),
+                create_table(
+                    &core.exec,
+                    &[&core.sql.create_table, &core.sql.create_index],
+                ),
             )
             .await?;
         }
@@ -158,15 +162,15 @@ impl PostgresStoreBuilder {
     }
 }
 
-/// The table and its index, created under an advisory lock in one transaction.
-async fn create_table(pool: &PgPool, sql: &Queries) -> Result<(), sqlx::Error> {
+/// A table and its index (`ddl`), created under an advisory lock in one transaction.
+async fn create_table(pool: &PgPool, ddl: &[&str]) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(CREATE_LOCK)
         .persistent(false)
         .execute(&mut *tx)
         .await?;
-    for ddl in [&sql.create_table, &sql.create_index] {
+    for ddl in ddl {
         sqlx::query(ddl).persistent(false).execute(&mut *tx).await?;
     }
     tx.commit().await
@@ -295,6 +299,57 @@ impl PostgresStore {
     /// background sweep calls the same.
     pub async fn sweep(&self) -> Result<u64, StoreError> {
         self.core.sweep().await
+    }
+
+    /// A "your devices" [`Registry`](crate::devices::Registry) on this store's database and
+    /// pool: the table `{table}_devices`, created (under the same advisory lock) if missing,
+    /// keeping at most `max_per_subject` sessions per subject (the most recently renewed;
+    /// [`DEFAULT_MAX_PER_SUBJECT`](crate::devices::DEFAULT_MAX_PER_SUBJECT) is 50). Its
+    /// expired rows go with the store's sweep. The table, as a migration:
+    ///
+    /// ```sql
+    /// CREATE TABLE IF NOT EXISTS "sealed_sessions_devices" (subject TEXT NOT NULL, id TEXT NOT NULL, entry BYTEA NOT NULL, renewed BIGINT NOT NULL, expires_at BIGINT NOT NULL, PRIMARY KEY (subject, id));
+    /// CREATE INDEX IF NOT EXISTS "sealed_sessions_dev_exp_idx" ON "sealed_sessions_devices" (expires_at);
+    /// ```
+    ///
+    /// A record is an upsert of the session's row (`entry` is the entry as JSON) and one
+    /// `DELETE` of the subject's rows that expired or fall past the bound; a list one
+    /// `SELECT`; a removal one `DELETE`.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use sealed_session::devices::Devices;
+    /// use sealed_session::store::PostgresStore;
+    /// use sealed_session::{Keyring, SealedSession};
+    ///
+    /// let store = PostgresStore::connect("postgres://app:secret@db.internal/app").await?;
+    /// let devices = Devices::new(store.device_registry(50).await?);
+    /// let ring = Keyring::from_secret("a long random secret of at least thirty-two bytes")?;
+    /// let sessions = SealedSession::server_store(store, ring).devices(devices);
+    /// # let _ = sessions;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn device_registry(
+        &self,
+        max_per_subject: usize,
+    ) -> Result<Arc<dyn crate::devices::Registry>, StoreError> {
+        let ddl = &self.core.devices.sql;
+        sql::limit(
+            STORE,
+            self.core.timeout,
+            "create the devices table",
+            create_table(&self.core.exec, &[&ddl.create_table, &ddl.create_index]),
+        )
+        .await?;
+        self.core
+            .devices
+            .in_use
+            .store(true, std::sync::atomic::Ordering::Release);
+        Ok(Arc::new(crate::store::sql_devices::SqlRegistry {
+            core: self.core.clone(),
+            max: max_per_subject.max(1),
+        }))
     }
 
     /// Closes the store's connections, for a graceful shutdown: stops the sweep, waits for

@@ -8,8 +8,10 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use super::sql_devices::DeviceQueries;
 use super::{BoxFuture, StoreError, Update};
 use crate::clock::{Clock, Timestamp};
 use crate::state::SessionId;
@@ -146,6 +148,13 @@ pub(super) trait Exec: Send + Sync + 'static {
         sql: &'a str,
         args: &'a [Arg<'a>],
     ) -> BoxFuture<'a, Result<Option<Vec<u8>>, sqlx::Error>>;
+
+    /// Runs `sql` with `args`; the first column, as bytes, of every row.
+    fn fetch_all_bytes<'a>(
+        &'a self,
+        sql: &'a str,
+        args: &'a [Arg<'a>],
+    ) -> BoxFuture<'a, Result<Vec<Vec<u8>>, sqlx::Error>>;
 }
 
 /// `impl Exec for sqlx::Pool<$db>`: the same code for each database, whose query results
@@ -187,6 +196,21 @@ macro_rules! exec_on_pool {
                         Some(row) => ::sqlx::Row::try_get::<Vec<u8>, usize>(&row, 0).map(Some),
                         None => Ok(None),
                     }
+                })
+            }
+
+            fn fetch_all_bytes<'a>(
+                &'a self,
+                sql: &'a str,
+                args: &'a [$crate::store::sql::Arg<'a>],
+            ) -> $crate::store::BoxFuture<'a, Result<Vec<Vec<u8>>, ::sqlx::Error>> {
+                Box::pin(async move {
+                    query(sql, args)
+                        .fetch_all(self)
+                        .await?
+                        .iter()
+                        .map(|row| ::sqlx::Row::try_get::<Vec<u8>, usize>(row, 0))
+                        .collect()
                 })
             }
         }
@@ -248,7 +272,7 @@ fn is_timeout(e: &sqlx::Error) -> bool {
 
 /// A timestamp as the `BIGINT` milliseconds stored (past `i64::MAX`, some 292 million years
 /// from 1970, the largest).
-fn millis(t: Timestamp) -> i64 {
+pub(super) fn millis(t: Timestamp) -> i64 {
     i64::try_from(t.as_millis()).unwrap_or(i64::MAX)
 }
 
@@ -260,11 +284,50 @@ pub(super) struct Core<E> {
     pub(super) clock: Arc<dyn Clock>,
     /// `"postgres"` or `"sqlite"`, for [`StoreError::Backend`].
     pub(super) store: &'static str,
+    /// The device registry's table, swept with the sessions' once a registry is made.
+    pub(super) devices: DevicesTable,
+}
+
+/// The devices table's SQL, and whether a registry uses it.
+#[derive(Debug)]
+pub(super) struct DevicesTable {
+    pub(super) sql: DeviceQueries,
+    pub(super) in_use: AtomicBool,
+}
+
+impl DevicesTable {
+    pub(super) fn new(dialect: Dialect, table: &str) -> DevicesTable {
+        DevicesTable {
+            sql: DeviceQueries::new(dialect, table),
+            in_use: AtomicBool::new(false),
+        }
+    }
 }
 
 impl<E: Exec> Core<E> {
-    async fn run(&self, op: &'static str, sql: &str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
+    pub(super) async fn run(
+        &self,
+        op: &'static str,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> Result<u64, StoreError> {
         limit(self.store, self.timeout, op, self.exec.execute(sql, args)).await
+    }
+
+    /// Runs `sql`; the first column of every row.
+    pub(super) async fn fetch_all(
+        &self,
+        op: &'static str,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        limit(
+            self.store,
+            self.timeout,
+            op,
+            self.exec.fetch_all_bytes(sql, args),
+        )
+        .await
     }
 
     async fn fetch(
@@ -370,12 +433,22 @@ impl<E: Exec> Core<E> {
         })
     }
 
-    /// Deletes every row expired by the store's clock, [`SWEEP_BATCH`] at a time; how many.
+    /// Deletes every row expired by the store's clock, [`SWEEP_BATCH`] at a time, from the
+    /// sessions' table and, once a device registry uses it, the devices table; how many.
     pub(super) async fn sweep(&self) -> Result<u64, StoreError> {
         let now = millis(self.clock.now());
+        let mut removed = self.sweep_table(&self.sql.sweep, now).await?;
+        if self.devices.in_use.load(Ordering::Acquire) {
+            let devices = self.sweep_table(&self.devices.sql.sweep, now).await?;
+            removed = removed.saturating_add(devices);
+        }
+        Ok(removed)
+    }
+
+    async fn sweep_table(&self, sql: &str, now: i64) -> Result<u64, StoreError> {
         let mut removed = 0u64;
         loop {
-            let n = self.run("sweep", &self.sql.sweep, &[Arg::Int(now)]).await?;
+            let n = self.run("sweep", sql, &[Arg::Int(now)]).await?;
             removed = removed.saturating_add(n);
             if n < SWEEP_BATCH {
                 return Ok(removed);
@@ -385,7 +458,7 @@ impl<E: Exec> Core<E> {
 }
 
 /// The id's 22-character base64url form, the `id` column.
-fn text(id: &SessionId) -> String {
+pub(super) fn text(id: &SessionId) -> String {
     let mut s = String::with_capacity(crate::state::id::TEXT_LEN);
     id.push_to(&mut s);
     s

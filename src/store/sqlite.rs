@@ -149,6 +149,7 @@ impl SqliteStoreBuilder {
             timeout: self.timeout,
             clock: self.clock,
             store: STORE,
+            devices: sql::DevicesTable::new(Dialect::Sqlite, &self.table),
         };
         if self.create_table {
             core.create_table().await?;
@@ -294,6 +295,48 @@ impl SqliteStore {
     /// background sweep calls the same.
     pub async fn sweep(&self) -> Result<u64, StoreError> {
         self.core.sweep().await
+    }
+
+    /// A "your devices" [`Registry`](crate::devices::Registry) in this store's file: the
+    /// table `{table}_devices`, created if missing, keeping at most `max_per_subject`
+    /// sessions per subject (the most recently renewed). Its expired rows go with the
+    /// store's sweep. The table, as a migration:
+    ///
+    /// ```sql
+    /// CREATE TABLE IF NOT EXISTS "sealed_sessions_devices" (subject TEXT NOT NULL, id TEXT NOT NULL, entry BLOB NOT NULL, renewed INTEGER NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (subject, id));
+    /// CREATE INDEX IF NOT EXISTS "sealed_sessions_dev_exp_idx" ON "sealed_sessions_devices" (expires_at);
+    /// ```
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use sealed_session::devices::Devices;
+    /// use sealed_session::store::SqliteStore;
+    ///
+    /// let store = SqliteStore::open("sessions.db").await?;
+    /// let devices = Devices::new(store.device_registry(50).await?);
+    /// # let _ = devices;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn device_registry(
+        &self,
+        max_per_subject: usize,
+    ) -> Result<Arc<dyn crate::devices::Registry>, StoreError> {
+        let ddl = &self.core.devices.sql;
+        for (op, sql) in [
+            ("create the devices table", &ddl.create_table),
+            ("create the devices table's index", &ddl.create_index),
+        ] {
+            self.core.run(op, sql, &[]).await?;
+        }
+        self.core
+            .devices
+            .in_use
+            .store(true, std::sync::atomic::Ordering::Release);
+        Ok(Arc::new(crate::store::sql_devices::SqlRegistry {
+            core: self.core.clone(),
+            max: max_per_subject.max(1),
+        }))
     }
 
     /// Closes the store's connections, for a graceful shutdown: stops the sweep, waits for
