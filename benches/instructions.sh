@@ -4,6 +4,8 @@
 # machine's load. Usage: bash benches/instructions.sh  (needs valgrind; builds the bench).
 # `bash benches/instructions.sh store`: the store-backed mode over Redis against Poem's
 # ServerSession + RedisStorage (needs redis-server too; it starts one on a free port).
+# `bash benches/instructions.sh devices`: what "your devices" (a MemoryRegistry) adds to a
+# read, a re-issue and a login.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The bench executable as cargo reports it: right under any CARGO_TARGET_DIR, and never the
@@ -64,6 +66,23 @@ if [ "${1:-}" = store ]; then
 fi
 bin=$(bench_bin middleware)
 [ -x "$bin" ] || { echo "could not build the middleware bench"; exit 2; }
+if [ "${1:-}" = devices ]; then
+  # "Your devices" (a MemoryRegistry) against the same middleware without it, both with a
+  # MemoryDenylist and a signed-in user: a read, a chain of re-issues, and a login.
+  dcount() { SS_COUNT="$1" SS_COUNT_ITERS="$2" valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" --bench 2>&1 \
+      | sed -n 's/.*Collected : \([0-9]*\).*/\1/p' | awk '{s+=$1} END {print s}'; }
+  declare -A d
+  for op in app_read write_chain login; do
+    for v in sealed_session_deny sealed_session_devices; do
+      small=$(dcount "$v/$op" 200); large=$(dcount "$v/$op" 1200)
+      d[$v/$op]=$(( (large - small) / 1000 ))
+    done
+    printf '%-12s without %8d, with the registry %8d instructions/request (adds %d)\n' "$op" \
+      "${d[sealed_session_deny/$op]}" "${d[sealed_session_devices/$op]}" \
+      $(( d[sealed_session_devices/$op] - d[sealed_session_deny/$op] ))
+  done
+  exit 0
+fi
 count() { # $1 case, $2 iterations -> total instructions
   SS_COUNT="$1" SS_COUNT_ITERS="$2" valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" --bench 2>&1 \
     | sed -n 's/.*Collected : \([0-9]*\).*/\1/p' | awk "{s+=\$1} END {print s}"

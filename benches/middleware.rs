@@ -61,6 +61,19 @@ fn ours_seed(session: &Session) -> poem::Result<()> {
     }
     Ok(())
 }
+/// A login: a new id, the data, and the user as the subject (so that "your devices"
+/// records it).
+#[handler]
+fn ours_login(session: &Session) -> poem::Result<()> {
+    session.regenerate()?;
+    if let serde_json::Value::Object(m) = data() {
+        for (k, v) in m {
+            session.insert(&k, &v)?;
+        }
+    }
+    session.set_subject("alice@example.com");
+    Ok(())
+}
 #[handler]
 fn poem_read(session: &PoemSession) -> String {
     format!("{:?}", session.get::<String>("user"))
@@ -99,6 +112,7 @@ fn routes_ours() -> Route {
         .at("/app_read", get(ours_app_read))
         .at("/write", get(ours_write))
         .at("/seed", get(ours_seed))
+        .at("/login", get(ours_login))
 }
 fn routes_poem() -> Route {
     Route::new()
@@ -150,7 +164,11 @@ async fn call<E: Endpoint + ?Sized>(ep: &E, path: &str, cookie: &str) {
     black_box(resp);
 }
 
-/// With `SS_COUNT=<variant>/<read|app_read|write|write_chain>` set (for example `sealed_session/write`), runs
+/// `sealed_session_deny` (a `MemoryDenylist`) and `sealed_session_devices` (the same and
+/// "your devices" on a `MemoryRegistry`) take their cookie from `/login` (a subject), and
+/// have `login` too: what a login and a re-issue pay for the registry.
+///
+/// With `SS_COUNT=<variant>/<read|app_read|write|write_chain|login>` set (for example `sealed_session/write`), runs
 /// that one case a fixed number of times and exits, for `benches/instructions.sh`, which
 /// counts instructions per request under valgrind: a measure the machine's load cannot move.
 fn count_mode(rt: &tokio::runtime::Runtime, apps: &Apps, case: &str) {
@@ -172,6 +190,8 @@ fn count_mode(rt: &tokio::runtime::Runtime, apps: &Apps, case: &str) {
             "sealed_session" => (&apps.ours, &apps.ours_cookie),
             "sealed_session_nocache" => (&apps.ours_nocache, &apps.ours_cookie),
             "poem_cookie_session" => (&apps.poem, &apps.poem_cookie),
+            "sealed_session_deny" => (&apps.deny, &apps.deny_cookie),
+            "sealed_session_devices" => (&apps.devices, &apps.devices_cookie),
             other => panic!("unknown variant {other}"),
         };
         let mut chain = cookie.clone().into_bytes();
@@ -194,6 +214,20 @@ struct Apps {
     ours_cookie: String,
     poem_cookie: String,
     none_cookie: String,
+    deny: Box<dyn poem::endpoint::DynEndpoint<Output = poem::Response>>,
+    deny_cookie: String,
+    devices: Box<dyn poem::endpoint::DynEndpoint<Output = poem::Response>>,
+    devices_cookie: String,
+}
+
+/// The cookie `/login` sets.
+async fn login_cookie_of(ep: &impl Endpoint) -> String {
+    let resp = ep
+        .get_response(Request::builder().uri_str("/login").finish())
+        .await;
+    let v = resp.headers().get(SET_COOKIE).expect("login sets a cookie");
+    let v = v.to_str().expect("ascii");
+    v.split(';').next().expect("name=value").to_owned()
 }
 
 fn bench(c: &mut Criterion) {
@@ -221,7 +255,26 @@ fn bench(c: &mut Criterion) {
     );
 
     if let Ok(case) = std::env::var("SS_COUNT") {
+        use std::sync::Arc;
+        let keys = Keyring::from_secret("bench secret bench secret bench secret!!").expect("key");
+        let deny = routes_ours().with(
+            SealedSession::sealed(keys.clone())
+                .denylist(Arc::new(sealed_session::denylist::MemoryDenylist::new())),
+        );
+        let devices = routes_ours().with(
+            SealedSession::sealed(keys)
+                .denylist(Arc::new(sealed_session::denylist::MemoryDenylist::new()))
+                .devices(sealed_session::devices::Devices::new(Arc::new(
+                    sealed_session::devices::MemoryRegistry::new(),
+                ))),
+        );
+        let deny_cookie = rt.block_on(login_cookie_of(&deny));
+        let devices_cookie = rt.block_on(login_cookie_of(&devices));
         let apps = Apps {
+            deny: Box::new(poem::endpoint::ToDynEndpoint(deny.map_to_response())),
+            deny_cookie,
+            devices: Box::new(poem::endpoint::ToDynEndpoint(devices.map_to_response())),
+            devices_cookie,
             ours: Box::new(poem::endpoint::ToDynEndpoint(ours.map_to_response())),
             ours_nocache: Box::new(poem::endpoint::ToDynEndpoint(
                 ours_nocache.map_to_response(),

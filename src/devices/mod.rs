@@ -24,9 +24,13 @@
 //! - [`MemoryRegistry`]: one process;
 //! - `RedisRegistry` (feature `redis`): shared through Redis (one node, a Redis Cluster or
 //!   the master Sentinels name);
+//! - `PostgresStore::device_registry` and `SqliteStore::device_registry` (features
+//!   `postgres`, `sqlite`): a table beside the store's sessions.
 //!
 //! Each keeps at most [`DEFAULT_MAX_PER_SUBJECT`] (50) entries per subject, the most
-//! recently renewed, and drops an entry when its session expires.
+//! recently renewed, and drops an entry when its session expires (recorded
+//! [`refresh_every`](Devices::refresh_every) past the session's deadline, so that a session
+//! still in use is never dropped between two records).
 //!
 //! ```
 //! use std::sync::Arc;

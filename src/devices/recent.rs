@@ -3,6 +3,7 @@
 //! about once per refresh interval, not once per request.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -13,11 +14,14 @@ use crate::state::SessionId;
 /// is then recorded once more at its next token), so it stays bounded whatever the traffic.
 const MAX_REMEMBERED: usize = 100_000;
 
-/// The sessions recorded by this process within the refresh interval.
+/// The sessions recorded by this process within the refresh interval: about 40 bytes
+/// each (at most about 4 MB).
 #[derive(Debug, Default)]
 pub(crate) struct Recent {
-    /// Session id → its subject when recorded, and when.
-    seen: Mutex<HashMap<SessionId, (Box<str>, Timestamp)>>,
+    /// Session id → a hash of its subject when recorded, and when.
+    seen: Mutex<HashMap<SessionId, (u64, Timestamp)>>,
+    /// Keys the subject hashes (a collision would only skip one record).
+    hasher: RandomState,
 }
 
 impl Recent {
@@ -34,9 +38,10 @@ impl Recent {
         if every.is_zero() {
             return true;
         }
+        let subject = self.hasher.hash_one(subject);
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((s, at)) = seen.get(&id)
-            && &**s == subject
+            && *s == subject
             && now.saturating_since(*at) < every
             && *at <= now
         {
@@ -45,7 +50,7 @@ impl Recent {
         if seen.len() >= MAX_REMEMBERED {
             seen.clear();
         }
-        seen.insert(id, (subject.into(), now));
+        seen.insert(id, (subject, now));
         true
     }
 

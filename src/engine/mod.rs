@@ -115,7 +115,7 @@ pub struct Started {
     /// The request brought a token that was refused (it is cleared, or re-issued).
     refused: bool,
     /// With "your devices" on: what the registry is told about the client.
-    client: Option<Client>,
+    client: Option<Box<Client>>,
     span: Span,
 }
 
@@ -288,11 +288,13 @@ impl Engine {
         }
         let refused = arrival.refused.is_some();
         let inner = Inner::new(self.shared.clone(), state, now, secure, arrival);
-        let client = self
-            .cfg
-            .devices
-            .as_ref()
-            .map(|d| Client::of(headers, d.ip_prefix, self.cfg.cookie.trusts_proxy()));
+        let client = self.cfg.devices.as_ref().map(|d| {
+            Box::new(Client::of(
+                headers,
+                d.ip_prefix,
+                self.cfg.cookie.trusts_proxy(),
+            ))
+        });
         Ok(Started {
             session: Session::new(inner),
             carrier,
@@ -318,7 +320,7 @@ impl Engine {
             &started.span,
             (&started.carrier, purpose),
             &started.session,
-            (started.refused, started.client.as_ref()),
+            (started.refused, started.client.as_deref()),
             headers,
         )
     }

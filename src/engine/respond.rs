@@ -11,7 +11,7 @@ use super::{Answer, Config};
 use crate::denylist::Denylist as _;
 use crate::devices::{DeviceRecord, Devices, ip_prefix};
 use crate::error::OpenError;
-use crate::session::{Backend, Ended, Outcome, Plan, Recorded, Sending, Session};
+use crate::session::{Backend, DeviceWork, Ended, Outcome, Plan, Recorded, Sending, Session};
 use crate::stats::Counters;
 use crate::transport::bearer::{self, BearerConfig};
 use crate::transport::cookie::{CookieConfig, Incoming};
@@ -145,6 +145,13 @@ pub(super) async fn finish(
             }
             Err(e) => {
                 tracing::error!(target: "sealed_session", error = %e, "session not saved to the store");
+                // Not written, so not recorded: the next write is due again.
+                if let (Some(devices), Some(seen)) = (
+                    &cfg.devices,
+                    plan.devices.as_ref().and_then(|w| w.recorded.as_ref()),
+                ) {
+                    devices.recent.forget(&seen.id);
+                }
                 return Err(unavailable(
                     span,
                     "the session could not be saved: the session store is unavailable",
@@ -152,18 +159,8 @@ pub(super) async fn finish(
             }
         }
     }
-    if let Some(devices) = &cfg.devices {
-        if let (Some(client), Some(seen)) = (client, plan.recorded.take())
-            && !ended_elsewhere
-        {
-            Box::pin(record_device(devices, client, seen)).await;
-        }
-        for (subject, id) in std::mem::take(&mut plan.forget) {
-            devices.recent.forget(&id);
-            if let Err(e) = devices.registry.remove(&subject, &id).await {
-                tracing::warn!(target: "sealed_session", error = %e, "entry under a former subject not removed from the device registry");
-            }
-        }
+    if let (Some(devices), Some(work)) = (&cfg.devices, plan.devices.take()) {
+        Box::pin(device_work(devices, client, *work, ended_elsewhere)).await;
     }
     respond(
         cfg,
@@ -175,16 +172,31 @@ pub(super) async fn finish(
     )
 }
 
+/// The registry's work at the end of a request: record the session (unless another request
+/// ended it meanwhile), remove entries under a former subject.
+async fn device_work(
+    devices: &Devices,
+    client: Option<&Client>,
+    work: DeviceWork,
+    ended_elsewhere: bool,
+) {
+    if let (Some(client), Some(seen)) = (client, work.recorded)
+        && !ended_elsewhere
+    {
+        record_device(devices, client, seen).await;
+    }
+    for (subject, id) in work.forget {
+        devices.recent.forget(&id);
+        if let Err(e) = devices.registry.remove(&subject, &id).await {
+            tracing::warn!(target: "sealed_session", error = %e, "entry under a former subject not removed from the device registry");
+        }
+    }
+}
+
 /// Records the session in the device registry. A failure is logged, not answered: the
 /// session works, it is only missing from the user's list of devices until its next
 /// renewal (and "log out everywhere" still reaches it).
 async fn record_device(devices: &Devices, client: &Client, seen: Recorded) {
-    if !devices
-        .recent
-        .due(seen.id, &seen.subject, seen.renewed, devices.refresh_every)
-    {
-        return;
-    }
     let record = client.record(devices, seen);
     if let Err(e) = devices.registry.record(&record).await {
         devices.recent.forget(&record.id);

@@ -340,10 +340,17 @@ pub(crate) struct Plan {
     pub(crate) max_age: Duration,
     /// Whether the session was new when the request came.
     pub(crate) is_new: bool,
-    /// With "your devices" on: the session to record, when it is written and has a
-    /// subject.
+    /// With "your devices" on, when there is any: the registry's work (boxed: most
+    /// requests have none, and every request's plan is moved around).
+    pub(crate) devices: Option<Box<DeviceWork>>,
+}
+
+/// What the device registry is to be told at the end of a request.
+#[derive(Default)]
+pub(crate) struct DeviceWork {
+    /// The session to record, when it is written, has a subject and is due.
     pub(crate) recorded: Option<Recorded>,
-    /// Device registry entries to remove: an id under a subject it no longer has.
+    /// Entries to remove: an id under a subject it no longer has.
     pub(crate) forget: Vec<(String, SessionId)>,
 }
 
@@ -382,8 +389,12 @@ impl Inner {
             ended: Vec::new(),
             max_age: Duration::ZERO,
             is_new,
-            recorded: None,
-            forget: std::mem::take(&mut self.forget),
+            devices: (!self.forget.is_empty()).then(|| {
+                Box::new(DeviceWork {
+                    recorded: None,
+                    forget: std::mem::take(&mut self.forget),
+                })
+            }),
         };
         if outcome != Outcome::Write {
             plan.ended = self.take_ended();
@@ -418,19 +429,25 @@ impl Inner {
         }
         plan.max_age = self.deadline().saturating_since(self.now);
         plan.ended = self.take_ended();
-        if self.shared.devices.is_some()
+        // Recorded when due: this process has not recorded it within the refresh interval
+        // (checked here, so that a write that is not due costs one look-up, no copy).
+        if let Some(devices) = &self.shared.devices
             && let Some(subject) = self
                 .state
                 .subject()
                 .filter(|s| !s.is_empty() && s.len() <= MAX_SUBJECT_LEN)
+            && devices
+                .recent
+                .due(self.state.id(), subject, self.now, devices.refresh_every)
         {
-            plan.recorded = Some(Recorded {
+            let recorded = Recorded {
                 id: self.state.id(),
                 subject: subject.to_owned(),
                 started: self.state.issued_at(),
                 renewed: self.now,
                 expires_at: self.deadline(),
-            });
+            };
+            plan.devices.get_or_insert_default().recorded = Some(recorded);
         }
         Ok(plan)
     }

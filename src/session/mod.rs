@@ -18,7 +18,7 @@ use crate::state::{SessionId, SessionState};
 use crate::store::{Loaded, StoreError};
 
 pub(crate) use inner::{
-    Arrival, Backend, Ended, Inner, Lifecycle, Outcome, Plan, Recorded, Sending, Shared,
+    Arrival, Backend, DeviceWork, Ended, Inner, Lifecycle, Outcome, Plan, Recorded, Sending, Shared,
 };
 
 /// Errors a handler can get from a [`Session`].
