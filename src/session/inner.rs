@@ -185,7 +185,7 @@ impl Inner {
         Inner {
             loaded: arrival.loaded_record.map(|record| Loaded {
                 record,
-                state: state.clone(),
+                id: state.id(),
             }),
             state,
             is_new: arrival.is_new,
@@ -284,7 +284,7 @@ impl Inner {
             state: self.state.clone(),
             record,
             idle_timeout: self.shared.idle_timeout,
-            loaded: loaded.filter(|l| l.state.id() == id),
+            loaded: loaded.filter(|l| l.id == id),
         }
     }
 

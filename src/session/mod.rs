@@ -397,9 +397,9 @@ impl Session {
         let state = SessionState::decode(&record).map_err(SessionError::Corrupt)?;
         let mut inner = self.lock();
         if inner.state.id() == id {
-            inner.state = state.clone();
+            inner.state = state;
             inner.changed = false;
-            inner.loaded = Some(Loaded { record, state });
+            inner.loaded = Some(Loaded { record, id });
         }
         Ok(())
     }
@@ -441,7 +441,10 @@ impl Session {
                 // What another request wrote meanwhile, with what this one changed since.
                 inner.state = inner.state.merged(&sent, &written.state);
                 inner.saved = Some(written.record.clone());
-                inner.loaded = Some(written);
+                inner.loaded = Some(Loaded {
+                    record: written.record,
+                    id,
+                });
             }
             return Ok(());
         }
