@@ -396,6 +396,27 @@ async fn sessions_survive_closing_and_reopening_the_file() {
     }
 }
 
+/// Stores opened together on one new file (processes starting at once) all start: SQLite
+/// refuses the switch to WAL of all but one at once ("busy", without waiting), and the
+/// others try again within the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_opened_together_on_a_new_file_all_start() {
+    let dir = TempDir::new("opened-together");
+    for round in 0..20 {
+        let path = dir.0.join(format!("race-{round}.db"));
+        let (a, b, c, d) = tokio::join!(
+            SqliteStore::open(path.clone()),
+            SqliteStore::open(path.clone()),
+            SqliteStore::open(path.clone()),
+            SqliteStore::open(path.clone()),
+        );
+        for (i, store) in [a, b, c, d].into_iter().enumerate() {
+            let store = store.unwrap_or_else(|e| panic!("round {round}, store {i}: {e:?}"));
+            store.close().await;
+        }
+    }
+}
+
 /// Two stores on one file, as two processes on one machine: one's writes are the other's
 /// reads, and a logout through one ends the session for both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -140,7 +140,7 @@ impl SqliteStoreBuilder {
             STORE,
             self.timeout,
             "open the database",
-            pool.connect_with(options),
+            connect(pool, options),
         )
         .await?;
         let core = Core {
@@ -166,6 +166,29 @@ impl SqliteStoreBuilder {
             sweeper,
         })
     }
+}
+
+/// Opens the pool, trying again while SQLite answers "busy" at once: two processes opening
+/// one new file together race to switch it to WAL, and the loser is refused without waiting
+/// for `busy_timeout`. The caller bounds the time.
+async fn connect(
+    pool: SqlitePoolOptions,
+    options: SqliteConnectOptions,
+) -> Result<SqlitePool, sqlx::Error> {
+    loop {
+        match pool.clone().connect_with(options.clone()).await {
+            Err(sqlx::Error::Database(e)) if is_busy(e.code().as_deref()) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether an SQLite result code is `SQLITE_BUSY` or one of its extended codes.
+fn is_busy(code: Option<&str>) -> bool {
+    code.and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| c & 0xff == 5)
 }
 
 /// Sessions in an embedded SQLite database file: for one machine that must keep its
