@@ -472,15 +472,7 @@ async fn browser_scenario(c: &Client, demo: &Demo) -> TestResult {
 /// sign in; the second lists two devices and signs the first out; the first lands on the
 /// login form on its next request; the second signs itself out from the same page.
 fn devices_signed_out_from_a_second_chromium(example: &'static str) -> TestResult {
-    let (Some(chromium), Some(chromedriver)) =
-        (find_program("chromium"), find_program("chromedriver"))
-    else {
-        let msg = "chromium/chromedriver not found in PATH (Debian: apt-get install chromium chromium-driver)";
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            return Err(format!("{msg}; required under CI=true").into());
-        }
-        eprintln!("SKIPPED: {msg}");
-        println!("SKIPPED: {msg}");
+    let Some((chromium, chromedriver)) = browser_programs()? else {
         return Ok(());
     };
     let _one_browser = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
@@ -555,20 +547,29 @@ async fn devices_scenario(a: &Client, b: &Client, demo: &Demo) -> TestResult {
     Ok(())
 }
 
+/// Chromium and chromedriver from `PATH`; `None` after saying why the test skips (an error
+/// under `CI=true`).
+fn browser_programs() -> TestResult<Option<(PathBuf, PathBuf)>> {
+    match (find_program("chromium"), find_program("chromedriver")) {
+        (Some(chromium), Some(driver)) => Ok(Some((chromium, driver))),
+        _ => {
+            let msg = "chromium/chromedriver not found in PATH (Debian: apt-get install chromium chromium-driver)";
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                return Err(format!("{msg}; required under CI=true").into());
+            }
+            eprintln!("SKIPPED: {msg}");
+            println!("SKIPPED: {msg}");
+            Ok(None)
+        }
+    }
+}
+
 /// One browser at a time: the Poem and axum runs of the scenario would otherwise start two
 /// Chromiums at once, which on a small machine makes the waits above flaky.
 static BROWSER: Mutex<()> = Mutex::new(());
 
 fn login_flow_in_headless_chromium(example: &'static str) -> TestResult {
-    let (Some(chromium), Some(chromedriver)) =
-        (find_program("chromium"), find_program("chromedriver"))
-    else {
-        let msg = "chromium/chromedriver not found in PATH (Debian: apt-get install chromium chromium-driver)";
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            return Err(format!("{msg}; required under CI=true").into());
-        }
-        eprintln!("SKIPPED: {msg}");
-        println!("SKIPPED: {msg}");
+    let Some((chromium, chromedriver)) = browser_programs()? else {
         return Ok(());
     };
     let _one_browser = BROWSER.lock().unwrap_or_else(|e| e.into_inner());

@@ -342,14 +342,7 @@ impl PostgresStore {
             create_table(&self.core.exec, &[&ddl.create_table, &ddl.create_index]),
         )
         .await?;
-        self.core
-            .devices
-            .in_use
-            .store(true, std::sync::atomic::Ordering::Release);
-        Ok(Arc::new(crate::store::sql_devices::SqlRegistry {
-            core: self.core.clone(),
-            max: max_per_subject.max(1),
-        }))
+        Ok(super::sql_devices::registry(&self.core, max_per_subject))
     }
 
     /// Closes the store's connections, for a graceful shutdown: stops the sweep, waits for

@@ -4,6 +4,7 @@
 //! [`SqliteStore::device_registry`](super::SqliteStore::device_registry).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use super::sql::{Arg, Core, Dialect, Exec, millis, text};
 use super::{BoxFuture, StoreError};
@@ -75,8 +76,18 @@ impl DeviceQueries {
 
 /// A [`Registry`] on a SQL store's pool.
 pub(super) struct SqlRegistry<E> {
-    pub(super) core: Arc<Core<E>>,
-    pub(super) max: usize,
+    core: Arc<Core<E>>,
+    max: usize,
+}
+
+/// The registry on `core`'s pool, its table made: from then on the store's sweep sweeps the
+/// table too.
+pub(super) fn registry<E: Exec>(core: &Arc<Core<E>>, max_per_subject: usize) -> Arc<dyn Registry> {
+    core.devices.in_use.store(true, Ordering::Release);
+    Arc::new(SqlRegistry {
+        core: core.clone(),
+        max: max_per_subject.max(1),
+    })
 }
 
 fn failed(op: &'static str, e: StoreError) -> RegistryError {
