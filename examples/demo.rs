@@ -1,6 +1,8 @@
 //! The seeds' express-session login demo, on stateless sessions: in sealed mode the whole
 //! session lives in one encrypted cookie; in jwt mode it is a signed JWT bearer token for
 //! single-page apps. Nothing is stored on the server but the revocation list (the denylist).
+//! `--mode store` runs the same pages on the express-session design instead: a signed
+//! session id in the cookie, the session in a store (in memory, or Redis with `--redis`).
 //!
 //! ```text
 //! cargo run --example demo                          # http://127.0.0.1:3000
@@ -8,10 +10,11 @@
 //! SESSION_SECRET="$(head -c 48 /dev/urandom | base64)" cargo run --example demo
 //! SESSION_KEYS="k2:BASE64,k1:BASE64" cargo run --example demo   # newest key first
 //! cargo run --example demo -- --mode jwt            # JSON API with bearer JWTs (EdDSA)
+//! cargo run --example demo -- --mode store          # the express-session design
 //! cargo run --example demo --features redis -- --redis redis://127.0.0.1:6379/
 //! ```
 //!
-//! Log in as `admin` / `letmein`. Routes of `--mode sealed` (the default):
+//! Log in as `admin` / `letmein`. Routes of `--mode sealed` (the default) and `--mode store`:
 //!
 //! - `GET /`: the login form, or the user's name, a visit counter and a logout button;
 //! - `POST /login`: checks the form, regenerates the session, 303 to `/secureplace`;

@@ -31,6 +31,9 @@ const SECRET: &str = "demo modes test secret: not for production, 0123456789abcd
 
 for_each_demo! {
     fn sealed_cookie_replayed_after_logout_is_refused;
+    fn store_mode_serves_the_same_login_flow_from_a_store;
+    #[cfg(feature = "redis")]
+    fn store_mode_demos_share_sessions_through_a_redis_store;
     #[cfg(not(feature = "redis"))]
     fn redis_without_the_feature_is_refused_with_exit_code_2;
     #[cfg(feature = "redis")]
@@ -372,6 +375,83 @@ fn sealed_cookie_replayed_after_logout_is_refused(example: &'static str) -> Test
     // Logging in again works.
     let again = form_login(&demo)?;
     assert!(logged_in(&demo, &again)?);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// store mode: the express-session design behind the same pages
+// ---------------------------------------------------------------------------------------
+
+/// `--mode store`: the same login flow, the cookie a signed session id (short, whatever the
+/// session holds), the devices page, and a logout that deletes the session, so that the
+/// cookie replayed afterwards is no session.
+fn store_mode_serves_the_same_login_flow_from_a_store(example: &'static str) -> TestResult {
+    let demo = Demo::start(example, &["--mode", "store"], &[("SESSION_SECRET", SECRET)])?;
+    demo.wait_for_output("session mode: store")?;
+    demo.wait_for_output("revocation: the store")?;
+
+    let cookie = form_login(&demo)?;
+    let value = cookie.split_once('=').map_or("", |(_, v)| v);
+    assert!(
+        value.len() < 80,
+        "a signed id, not the session: {} bytes",
+        value.len()
+    );
+    assert!(logged_in(&demo, &cookie)?);
+    for n in 1..=3 {
+        let r = http(&demo, "GET", "/views", Some(&cookie), "")?;
+        assert_eq!(r.json()?, serde_json::json!({ "views": n }));
+        assert!(
+            r.set_cookies().is_empty(),
+            "the id does not change: {:?}",
+            r.headers
+        );
+    }
+    let r = http(&demo, "GET", "/devices", Some(&cookie), "")?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("(this device)"), "{}", r.body);
+
+    let stolen = cookie.clone();
+    let r = http(&demo, "POST", "/logout", Some(&cookie), "")?;
+    assert_eq!((r.status, r.header("location")), (303, Some("/")));
+    assert!(!logged_in(&demo, &stolen)?, "the deleted session is gone");
+    let again = form_login(&demo)?;
+    assert!(logged_in(&demo, &again)?);
+    Ok(())
+}
+
+/// Two store-mode demos on one Redis store: a session made on A is read on B, and a logout
+/// on A ends it on B at once (the record is gone).
+#[cfg(feature = "redis")]
+fn store_mode_demos_share_sessions_through_a_redis_store(example: &'static str) -> TestResult {
+    let Some(redis) = common::redis::RedisServer::start("store-mode demos on Redis") else {
+        return Ok(());
+    };
+    let url = redis.url();
+    let env = [("SESSION_SECRET", SECRET)];
+    let args = ["--mode", "store", "--redis", url.as_str()];
+    let a = Demo::start(example, &args, &env)?;
+    let b = Demo::start(example, &args, &env)?;
+    b.wait_for_output("the session in Redis")?;
+    let cookie = form_login(&a)?;
+    assert!(
+        logged_in(&b, &cookie)?,
+        "A's session is not in the store B reads"
+    );
+    let r = http(&b, "GET", "/views", Some(&cookie), "")?;
+    assert_eq!(r.json()?, serde_json::json!({ "views": 1 }));
+    let r = http(&a, "GET", "/views", Some(&cookie), "")?;
+    assert_eq!(
+        r.json()?,
+        serde_json::json!({ "views": 2 }),
+        "B's write is A's read"
+    );
+    let r = http(&a, "POST", "/logout", Some(&cookie), "")?;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(
+        !logged_in(&b, &cookie)?,
+        "B still reads the deleted session"
+    );
     Ok(())
 }
 

@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 #[path = "demo_devices.rs"]
 pub mod devices;
+#[path = "demo_store.rs"]
+mod store;
 
 use http::StatusCode;
 use sealed_session::denylist::{Denylist, MemoryDenylist};
@@ -49,15 +51,16 @@ pub struct Program {
 // Command line and configuration
 // ---------------------------------------------------------------------------------------
 
-/// How sessions travel. A store-backed mode (the express-session design) would join here:
-/// a variant, its parsing in [`Mode::parse`], its application in [`start`] and its line in the
-/// start-up output.
+/// How sessions travel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// The whole session sealed (AES-256-GCM) into a cookie; HTML forms.
     Sealed,
     /// The session as a signed JWT in `Authorization: Bearer`; a JSON API.
     Jwt,
+    /// The express-session design: a signed session id in the cookie, the session in a
+    /// store (in memory, or Redis with `--redis`); the same HTML forms.
+    Store,
 }
 
 impl Mode {
@@ -65,7 +68,10 @@ impl Mode {
         match s {
             "sealed" => Ok(Mode::Sealed),
             "jwt" => Ok(Mode::Jwt),
-            other => Err(format!("unknown --mode {other:?}; available: sealed, jwt")),
+            "store" => Ok(Mode::Store),
+            other => Err(format!(
+                "unknown --mode {other:?}; available: sealed, jwt, store"
+            )),
         }
     }
 }
@@ -84,12 +90,15 @@ pub struct Args {
 }
 
 /// The usage text; `PROGRAM` and `FEATURES` stand for [`Program`]'s fields.
-const USAGE: &str = "usage: PROGRAM [--addr HOST:PORT] [--mode sealed|jwt] [--cookie-secure always|auto]
+const USAGE: &str = "usage: PROGRAM [--addr HOST:PORT] [--mode sealed|jwt|store] [--cookie-secure always|auto]
             [--redis URL] [--jwt-alg ALG] [--jwt-kid KID]
 
   --addr HOST:PORT            where to listen (default 127.0.0.1:3000; port 0 picks one)
-  --mode sealed|jwt           how sessions travel (default sealed):
+  --mode sealed|jwt|store     how sessions travel (default sealed):
                                 sealed: the whole session in one encrypted cookie; HTML forms
+                                store: the express-session design: a signed session id in the
+                                  cookie, the session in a store (in memory, or Redis with
+                                  --redis); the same HTML forms
                                 jwt: a signed JWT in `Authorization: Bearer`; a JSON API:
                                   POST /api/login {\"username\":..,\"password\":..} -> {\"token\":..}
                                   GET  /api/me -> {\"user\":..,\"views\":n} (the refreshed
@@ -113,8 +122,8 @@ const USAGE: &str = "usage: PROGRAM [--addr HOST:PORT] [--mode sealed|jwt] [--co
   --jwt-kid KID               jwt mode: the key id (default k1 with JWT_KEY_FILE, else g1)
 
 environment:
-  SESSION_KEYS    sealed mode: key ring, newest first: id:base64[,id:base64...] (32-byte keys)
-  SESSION_SECRET  sealed mode: a long secret (>= 32 bytes) the key is derived from (HKDF)
+  SESSION_KEYS    sealed and store modes: key ring, newest first: id:base64[,id:base64...] (32-byte keys)
+  SESSION_SECRET  sealed and store modes: a long secret (>= 32 bytes) the key is derived from (HKDF)
   JWT_KEY_FILE    jwt mode: the signing key: a PKCS#8 PEM private key (EdDSA, ES*, RS*, PS*;
                   e.g. `openssl genpkey -algorithm ED25519 -out key.pem`) or, for HS*, a
                   base64 secret (`openssl rand -base64 32`). Without it a key is generated at
@@ -955,9 +964,18 @@ pub async fn start(program: &Program) -> Result<Setup, ExitCode> {
     };
     init_logs();
 
-    let (denylist, denylist_line) = make_denylist(program, args.redis.as_deref())
-        .await
-        .map_err(|e| refuse(&e))?;
+    let (denylist, denylist_line) = if args.mode == Mode::Store {
+        // A logout deletes the session from the store: no denylist.
+        let none: Arc<dyn Denylist> = Arc::new(MemoryDenylist::new());
+        (
+            none,
+            "the store: a logout deletes the session from it (no denylist needed)".to_owned(),
+        )
+    } else {
+        make_denylist(program, args.redis.as_deref())
+            .await
+            .map_err(|e| refuse(&e))?
+    };
     let (built, devices_line) = match args.mode {
         Mode::Sealed => {
             let (registry, line) = devices::make_registry(args.redis.as_deref())
@@ -966,7 +984,14 @@ pub async fn start(program: &Program) -> Result<Setup, ExitCode> {
             (build_sealed(&args, denylist, registry), Some(line))
         }
         Mode::Jwt => (build_jwt(&args, denylist), None),
+        Mode::Store => {
+            let (registry, line) = devices::make_registry(args.redis.as_deref())
+                .await
+                .map_err(|e| refuse(&e))?;
+            (store::build(program, &args, registry).await, Some(line))
+        }
     };
+
     let (app, lines) = built.map_err(|e| refuse(&e))?;
     Ok(Setup {
         addr: args.addr,
