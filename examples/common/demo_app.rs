@@ -1056,7 +1056,10 @@ mod tests {
         assert_eq!(a.jwt_alg.as_deref(), Some("es256"));
         assert_eq!(a.jwt_kid.as_deref(), Some("k9"));
         assert_eq!(a.redis.as_deref(), Some("redis://127.0.0.1:1/"));
-        assert_eq!(args(&["--mode", "store"]).unwrap().unwrap().mode, Mode::Store);
+        assert_eq!(
+            args(&["--mode", "store"]).unwrap().unwrap().mode,
+            Mode::Store
+        );
         assert!(args(&["--mode", "memcached"]).is_err());
         assert!(
             args(&["--jwt-alg", "EdDSA"]).is_err(),
