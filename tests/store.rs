@@ -437,6 +437,81 @@ async fn concurrent_requests_lose_no_update_in_the_memory_store(on: Adapter) {
     common::lost_updates::no_lost_updates(on, &MemoryStore::new(), 5).await;
 }
 
+/// A record whose deadline is past what the policy allows now (its `max_age` was lowered
+/// since it was written) is capped when opened. A concurrent write that changes only the
+/// data must not take that cap for a change of its own and undo another request's shorter
+/// `set_max_age`: the merge's base is the session as it was opened, capped.
+async fn a_capped_deadline_is_no_change_of_the_request(on: Adapter) {
+    use tokio::sync::Barrier;
+    let store = MemoryStore::new();
+    let long = on.app(
+        &Routes::new().post("/login", login_admin),
+        SealedSession::server_store(store.clone(), ring("k", 1))
+            .max_age(Duration::from_secs(10 * 3600)),
+    );
+    for round in 0..8 {
+        let barrier = Arc::new(Barrier::new(2));
+        let (b1, b2) = (barrier.clone(), barrier.clone());
+        let routes = Routes::new()
+            .post("/shorten", move |r: http::app::Req| {
+                let b = b1.clone();
+                async move {
+                    b.wait().await;
+                    r.session.set_max_age(Duration::from_secs(600));
+                    Ok::<_, SessionError>("ok")
+                }
+            })
+            .post("/set", move |r: http::app::Req| {
+                let b = b2.clone();
+                async move {
+                    b.wait().await;
+                    r.session.insert("k", "v")?;
+                    Ok::<_, SessionError>("ok")
+                }
+            })
+            .get("/expires", |s: &Session| {
+                Ok::<_, SessionError>(s.expires_at().as_millis().to_string())
+            });
+        let short = on.app(
+            &routes,
+            SealedSession::server_store(store.clone(), ring("k", 1))
+                .max_age(Duration::from_secs(3600)),
+        );
+        let mut c = Client::new(long.clone());
+        c.send(true, "/login").await;
+        let cookie = c.jar.header();
+        let d = Client::new(short.clone());
+        // The last to reach the barrier goes on first, in the same poll: so the second of the
+        // join writes first. Both orders, in turn.
+        let (shortened, set) = if round % 2 == 0 {
+            let (set, shortened) = tokio::join!(
+                d.send_with(true, "/set", cookie.clone()),
+                d.send_with(true, "/shorten", cookie.clone()),
+            );
+            (shortened, set)
+        } else {
+            tokio::join!(
+                d.send_with(true, "/shorten", cookie.clone()),
+                d.send_with(true, "/set", cookie.clone()),
+            )
+        };
+        shortened.assert_status_is_ok();
+        set.assert_status_is_ok();
+        let at: u64 = d
+            .send_with(false, "/expires", cookie.clone())
+            .await
+            .into_body()
+            .parse()
+            .unwrap();
+        let now = sealed_session::Clock::now(&sealed_session::SystemClock).as_millis();
+        assert!(
+            at <= now + 600 * 1000,
+            "round {round}: the shorter max_age was undone: {}s left",
+            (at - now) / 1000
+        );
+    }
+}
+
 /// A store in which another writer always got there first: each `update` finds the record
 /// changed (to what it holds) and writes nothing.
 #[derive(Clone)]
@@ -534,6 +609,7 @@ async fn a_store_record_that_is_no_session_ends_it_without_a_500(on: Adapter) {
 }
 
 both!(
+    a_capped_deadline_is_no_change_of_the_request,
     a_store_record_that_is_no_session_ends_it_without_a_500,
     concurrent_requests_lose_no_update_in_the_memory_store,
     a_write_that_keeps_losing_the_race_is_a_bounded_503,

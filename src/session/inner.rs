@@ -186,6 +186,7 @@ impl Inner {
             loaded: arrival.loaded_record.map(|record| Loaded {
                 record,
                 id: state.id(),
+                expires_at: state.expires_at(),
             }),
             state,
             is_new: arrival.is_new,

@@ -397,9 +397,14 @@ impl Session {
         let state = SessionState::decode(&record).map_err(SessionError::Corrupt)?;
         let mut inner = self.lock();
         if inner.state.id() == id {
+            let expires_at = state.expires_at();
             inner.state = state;
             inner.changed = false;
-            inner.loaded = Some(Loaded { record, id });
+            inner.loaded = Some(Loaded {
+                record,
+                id,
+                expires_at,
+            });
         }
         Ok(())
     }
@@ -444,6 +449,7 @@ impl Session {
                 inner.loaded = Some(Loaded {
                     record: written.record,
                     id,
+                    expires_at: written.state.expires_at(),
                 });
             }
             return Ok(());

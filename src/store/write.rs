@@ -28,6 +28,10 @@ pub(crate) const MAX_ATTEMPTS: u32 = 8;
 pub(crate) struct Loaded {
     pub(crate) record: Vec<u8>,
     pub(crate) id: SessionId,
+    /// The deadline the request's session started from: the record's, capped by the policy
+    /// when it was opened. A merge's base carries it, so that the cap is not taken for a
+    /// change of this request's.
+    pub(crate) expires_at: Timestamp,
 }
 
 /// What a write left in the store: the record and its session.
@@ -101,7 +105,10 @@ pub(crate) async fn write(store: &dyn Store, w: Write) -> Result<Option<Written>
                 // The record decoded when it was loaded, so it decodes again; were it not to,
                 // this request's state would count as all changes (the last write wins).
                 let base = base.get_or_insert_with(|| {
-                    SessionState::decode(&loaded.record).unwrap_or_else(|_| theirs.clone())
+                    let mut base =
+                        SessionState::decode(&loaded.record).unwrap_or_else(|_| theirs.clone());
+                    base.set_expires_at(loaded.expires_at);
+                    base
                 });
                 let state = w.state.merged(base, &theirs);
                 let record = encode(&state)?;
