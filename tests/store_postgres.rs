@@ -121,6 +121,45 @@ async fn device_registry_conformance_table_and_sweep() {
     assert_eq!(rows(&mut conn, "sealed_sessions_devices").await, 0);
 }
 
+/// A role that may not create tables (the tables made by a migration, as documented) gets
+/// its device registry from the existing table; without the table it gets an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_registry_on_tables_made_by_a_migration() {
+    let Some(server) = PgServer::start("a_device_registry_on_tables_made_by_a_migration").await
+    else {
+        return;
+    };
+    let mut admin = server.connect().await;
+    for sql in [
+        "CREATE TABLE IF NOT EXISTS \"sealed_sessions\" (id TEXT PRIMARY KEY NOT NULL, record BYTEA NOT NULL, expires_at BIGINT NOT NULL)",
+        "CREATE ROLE app LOGIN",
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON \"sealed_sessions\" TO app",
+    ] {
+        sqlx::query(sql).execute(&mut admin).await.unwrap();
+    }
+    let app_url = server.url().replacen("://sealed@", "://app@", 1);
+    let store = PostgresStore::builder(&app_url)
+        .create_table(false)
+        .build()
+        .await
+        .unwrap();
+    let missing = store.device_registry(50).await;
+    assert!(
+        missing.is_err(),
+        "no devices table and no right to make one"
+    );
+    for sql in [
+        "CREATE TABLE IF NOT EXISTS \"sealed_sessions_devices\" (subject TEXT NOT NULL, id TEXT NOT NULL, entry BYTEA NOT NULL, renewed BIGINT NOT NULL, expires_at BIGINT NOT NULL, PRIMARY KEY (subject, id))",
+        "CREATE INDEX IF NOT EXISTS \"sealed_sessions_dev_exp_idx\" ON \"sealed_sessions_devices\" (expires_at)",
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON \"sealed_sessions_devices\" TO app",
+    ] {
+        sqlx::query(sql).execute(&mut admin).await.unwrap();
+    }
+    let registry = store.device_registry(4).await.unwrap();
+    common::registry_conformance::conformance(&*registry, 4, 6).await;
+}
+
 /// Concurrent requests of one session through the middleware (both adapters), the
 /// `UPDATE ... WHERE record = $2` deciding: no update is lost, no logout undone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

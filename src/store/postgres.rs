@@ -302,7 +302,9 @@ impl PostgresStore {
     }
 
     /// A "your devices" [`Registry`](crate::devices::Registry) on this store's database and
-    /// pool: the table `{table}_devices`, created (under the same advisory lock) if missing,
+    /// pool: the table `{table}_devices`, created (under the same advisory lock) if missing
+    /// and allowed (otherwise it must exist: a role that may not create tables uses a
+    /// migration),
     /// keeping at most `max_per_subject` sessions per subject (the most recently renewed;
     /// [`DEFAULT_MAX_PER_SUBJECT`](crate::devices::DEFAULT_MAX_PER_SUBJECT) is 50). Its
     /// expired rows go with the store's sweep. The table, as a migration:
@@ -335,13 +337,20 @@ impl PostgresStore {
         max_per_subject: usize,
     ) -> Result<Arc<dyn crate::devices::Registry>, StoreError> {
         let ddl = &self.core.devices.sql;
-        sql::limit(
+        let created = sql::limit(
             STORE,
             self.core.timeout,
             "create the devices table",
             create_table(&self.core.exec, &[&ddl.create_table, &ddl.create_index]),
         )
-        .await?;
+        .await;
+        // A role that may not create tables (a migration made it): the table must be there.
+        if let Err(e) = created {
+            self.core
+                .run("check the devices table", &ddl.check, &[])
+                .await
+                .map_err(|_| e)?;
+        }
         Ok(super::sql_devices::registry(&self.core, max_per_subject))
     }
 

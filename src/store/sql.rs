@@ -22,7 +22,7 @@ const MAX_TABLE_LEN: usize = 48;
 
 /// Rows removed by one `DELETE` of a sweep: a sweep is a series of these, each under the
 /// operation's time limit and holding its locks only that long, until one removes fewer.
-const SWEEP_BATCH: u64 = 1000;
+pub(super) const SWEEP_BATCH: u64 = 1000;
 
 /// The shortest interval between two background sweeps (a zero interval would spin).
 const MIN_SWEEP_INTERVAL: Duration = Duration::from_millis(1);

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::sql::{Arg, Core, Dialect, Exec, millis, text};
+use super::sql::{Arg, Core, Dialect, Exec, SWEEP_BATCH, millis, text};
 use super::{BoxFuture, StoreError};
 use crate::clock::Timestamp;
 use crate::devices::{DeviceRecord, Registry, RegistryError};
@@ -18,6 +18,8 @@ use crate::state::SessionId;
 pub(super) struct DeviceQueries {
     pub(super) create_table: Box<str>,
     pub(super) create_index: Box<str>,
+    /// Fails unless the table exists with the registry's columns.
+    pub(super) check: Box<str>,
     /// `$1` subject, `$2` id, `$3` entry, `$4` renewed, `$5` expires_at.
     record: Box<str>,
     /// `$1` subject, `$2` now, `$3` bound.
@@ -50,6 +52,8 @@ impl DeviceQueries {
                 "CREATE INDEX IF NOT EXISTS \"{table}_dev_exp_idx\" ON {t} (expires_at)"
             )
             .into(),
+            check: format!("SELECT subject, id, entry, renewed, expires_at FROM {t} LIMIT 0")
+                .into(),
             record: format!(
                 "INSERT INTO {t} (subject, id, entry, renewed, expires_at) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (subject, id) DO UPDATE \
@@ -67,7 +71,7 @@ impl DeviceQueries {
             remove: format!("DELETE FROM {t} WHERE subject = $1 AND id = $2").into(),
             sweep: format!(
                 "DELETE FROM {t} WHERE (subject, id) IN (SELECT subject, id FROM {t} \
-                 WHERE expires_at <= $1 LIMIT 1000{skip_locked})"
+                 WHERE expires_at <= $1 LIMIT {SWEEP_BATCH}{skip_locked})"
             )
             .into(),
         }

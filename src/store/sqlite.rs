@@ -350,7 +350,14 @@ impl SqliteStore {
             ("create the devices table", &ddl.create_table),
             ("create the devices table's index", &ddl.create_index),
         ] {
-            self.core.run(op, sql, &[]).await?;
+            // A file that may not be written to that way (a migration made the table):
+            // the table must be there.
+            if let Err(e) = self.core.run(op, sql, &[]).await {
+                self.core
+                    .run("check the devices table", &ddl.check, &[])
+                    .await
+                    .map_err(|_| e)?;
+            }
         }
         Ok(super::sql_devices::registry(&self.core, max_per_subject))
     }
