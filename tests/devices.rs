@@ -545,10 +545,17 @@ async fn a_token_reissued_on_every_request_is_recorded_once_per_refresh_interval
     let list = b.devices(&app).await;
     let renewed = list[0]["renewed"].as_u64().unwrap();
     assert_eq!(renewed, clock_now(&clock).as_millis());
-    // The entry outlives the session's deadline by the interval, so that a session in use
-    // is never dropped between two records.
+    // Listed with the session's deadline (the idle timeout, an hour, from the last record);
+    // the entry itself is kept the interval longer, so that a session in use is never
+    // dropped between two records.
     let expires = list[0]["expires_at"].as_u64().unwrap();
-    assert!(expires > renewed + 3600 * 1000, "{expires} vs {renewed}");
+    assert_eq!(expires, renewed + 3600 * 1000);
+    let kept = registry
+        .inner
+        .list("alice", Timestamp::from_millis(0))
+        .await
+        .unwrap();
+    assert_eq!(kept[0].expires_at.as_millis(), expires + 300 * 1000);
 }
 
 async fn store_sessions_in_use_stay_listed_past_the_idle_timeout(on: Adapter) {
@@ -985,4 +992,28 @@ async fn the_peer_address_given_to_the_engine_is_kept_as_a_prefix() {
         .engine();
     let started = engine.start(&headers, false).await.unwrap();
     assert!(!started.wants_peer_ip());
+}
+
+/// Behind a trusted proxy that adds an `X-Forwarded-For` line of its own, the address it
+/// saw is the last one of the last line, whatever the client wrote in its own line.
+#[tokio::test]
+async fn the_proxys_own_forwarded_for_line_counts() {
+    let registry = Arc::new(MemoryRegistry::new());
+    let engine = SealedSession::sealed(keys())
+        .secure(sealed_session::Secure::Never)
+        .trust_proxy(true)
+        .devices(Devices::new(registry.clone()).ip_prefix(true))
+        .engine();
+    let mut headers = ::http::HeaderMap::new();
+    headers.append("x-forwarded-for", "203.0.113.7".parse().unwrap());
+    headers.append("x-forwarded-for", "198.51.100.9".parse().unwrap());
+    let started = engine.start(&headers, false).await.unwrap();
+    started.session().set_subject("alice");
+    let mut response = ::http::HeaderMap::new();
+    engine.finish(&started, &mut response).await.unwrap();
+    let list = registry
+        .list("alice", Timestamp::from_millis(0))
+        .await
+        .unwrap();
+    assert_eq!(list[0].ip_prefix.as_deref(), Some("198.51.100.0/24"));
 }

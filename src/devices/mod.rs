@@ -95,8 +95,10 @@ pub struct DeviceRecord {
     /// When its token was last issued (a login, a renewal, a change).
     #[serde(with = "millis")]
     pub renewed: Timestamp,
-    /// When it expires unless renewed again: the earlier of its deadline and its idle
-    /// deadline, as of `renewed`.
+    /// Until when the entry is kept: the session's deadline as of `renewed` (the earlier of
+    /// its absolute and idle deadlines), plus the refresh interval
+    /// ([`Devices::refresh_every`]), so that a session in use is never dropped between two
+    /// records.
     #[serde(with = "millis")]
     pub expires_at: Timestamp,
     /// A short description of the device ("Chrome on Windows").
@@ -116,9 +118,10 @@ pub struct Device {
     pub current: bool,
     /// When the session started.
     pub started: Timestamp,
-    /// When its token was last issued.
+    /// When it was last recorded (a login, a renewal, a change; at most
+    /// [`Devices::refresh_every`] old while the session is in use).
     pub renewed: Timestamp,
-    /// When it expires unless renewed again.
+    /// When it expires unless used again: its deadline as of `renewed`.
     pub expires_at: Timestamp,
     /// A short description of the device.
     pub label: String,

@@ -47,8 +47,9 @@ impl Client {
         // The last address: the one the trusted proxy appended (the ones before it are the
         // client's own claim).
         let forwarded = || {
-            let value = headers.get("x-forwarded-for")?.to_str().ok()?;
-            let last = value.rsplit(',').next()?;
+            // The last header line, if the proxy added a line of its own.
+            let value = headers.get_all("x-forwarded-for").iter().next_back()?;
+            let last = value.to_str().ok()?.rsplit(',').next()?;
             last.trim().parse::<IpAddr>().ok()
         };
         Client {

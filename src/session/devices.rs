@@ -67,7 +67,12 @@ impl Session {
                 current,
                 started: r.started,
                 renewed: r.renewed,
-                expires_at: r.expires_at,
+                // The entry is kept a refresh interval past the session's deadline.
+                expires_at: Timestamp::from_millis(
+                    r.expires_at
+                        .as_millis()
+                        .saturating_sub(duration_ms(cx.devices.refresh_every)),
+                ),
                 label: r.label,
                 ip_prefix: r.ip_prefix,
             });
@@ -192,6 +197,10 @@ impl Session {
             max_age: shared.max_age,
         })
     }
+}
+
+fn duration_ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Context {
