@@ -195,7 +195,15 @@ async fn a_manual_failover_is_followed_without_a_lost_connection() {
         refuses(&b, [after], issued) && healthy(&b)
     })
     .await;
-    assert_eq!(cluster.master_of(IDS_KEY), replica);
+    // Every node learns the new master by gossip: the one asked may lag a moment.
+    let deadline = Instant::now() + RECOVERY_LIMIT;
+    while cluster.try_master_of(IDS_KEY) != Some(replica) {
+        assert!(
+            Instant::now() < deadline,
+            "the cluster does not name the promoted replica master"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Both instances now listen on the new master, none on the old: B, which wrote
     // nothing, was moved by its heartbeat (the cluster also forwards announcements to the
     // old master, so B learning the revocation does not show it).

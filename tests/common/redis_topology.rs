@@ -214,10 +214,16 @@ impl RedisCluster {
             .collect()
     }
 
-    /// The port of the master that serves `key`, asked of a running node.
+    /// The port of the master that serves `key`, asked of a running node; waits (up to the
+    /// readiness limit) while that node's view names none, as it can for a moment while a
+    /// failover spreads by gossip.
     pub fn master_of(&self, key: &str) -> u16 {
-        self.try_master_of(key)
-            .unwrap_or_else(|| panic!("no master serves the slot of {key}"))
+        let mut found = None;
+        until(&format!("a master serving the slot of {key}"), || {
+            found = self.try_master_of(key);
+            found.is_some()
+        });
+        found.unwrap_or_else(|| panic!("no master serves the slot of {key}"))
     }
 
     /// Like [`RedisCluster::master_of`], `None` while no master serves it (during a
