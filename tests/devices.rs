@@ -884,6 +884,25 @@ mod on_redis {
             .get_multiplexed_async_connection()
             .await
             .unwrap();
+        // An entry that does not read (another version's, or written by hand) is left out
+        // of the list, not an error.
+        let good = crate::common::registry_conformance::entry("mallory", 1, 7, 0);
+        r.record(&good).await.unwrap();
+        let _: () = redis::cmd("HSET")
+            .arg("devtest:{bWFsbG9yeQ}:h")
+            .arg("garbage")
+            .arg(&b"\xff{not json"[..])
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let held: usize = redis::cmd("HLEN")
+            .arg("devtest:{bWFsbG9yeQ}:h")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(held, 2, "the garbage sits beside the entry");
+        let listed = r.list("mallory", Timestamp::from_millis(0)).await.unwrap();
+        assert_eq!(listed, vec![good]);
         let keys: Vec<String> = redis::cmd("KEYS")
             .arg("devtest:*")
             .query_async(&mut conn)

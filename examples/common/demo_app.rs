@@ -854,11 +854,9 @@ impl Banner {
 }
 
 /// Sealed mode: keys from `SESSION_KEYS` / `SESSION_SECRET`, the cookie, the forms.
-fn build_sealed(
-    args: &Args,
-    denylist: Arc<dyn Denylist>,
-    registry: Arc<dyn sealed_session::devices::Registry>,
-) -> Result<(App, Vec<String>), String> {
+/// The keys of the sealed and store modes, from the environment ([`load_keys`]); a warning
+/// when they were generated.
+fn env_keys() -> Result<(Keyring, KeySource), String> {
     let (keys, source) = load_keys(
         std::env::var("SESSION_KEYS").ok(),
         std::env::var("SESSION_SECRET").ok(),
@@ -869,6 +867,15 @@ fn build_sealed(
              at start: sessions will not survive a restart"
         );
     }
+    Ok((keys, source))
+}
+
+fn build_sealed(
+    args: &Args,
+    denylist: Arc<dyn Denylist>,
+    registry: Arc<dyn sealed_session::devices::Registry>,
+) -> Result<(App, Vec<String>), String> {
+    let (keys, source) = env_keys()?;
     let cookie = cookie_config(args.secure);
     let cookie_line = describe_cookie(&cookie);
     let keys_line = match source {
@@ -964,34 +971,37 @@ pub async fn start(program: &Program) -> Result<Setup, ExitCode> {
     };
     init_logs();
 
-    let (denylist, denylist_line) = if args.mode == Mode::Store {
-        // A logout deletes the session from the store: no denylist.
-        let none: Arc<dyn Denylist> = Arc::new(MemoryDenylist::new());
-        (
-            none,
-            "the store: a logout deletes the session from it (no denylist needed)".to_owned(),
-        )
-    } else {
-        make_denylist(program, args.redis.as_deref())
-            .await
-            .map_err(|e| refuse(&e))?
-    };
-    let (built, devices_line) = match args.mode {
+    let (built, denylist_line, devices_line) = match args.mode {
         Mode::Sealed => {
+            let (denylist, denylist_line) = make_denylist(program, args.redis.as_deref())
+                .await
+                .map_err(|e| refuse(&e))?;
             let (registry, line) = devices::make_registry(args.redis.as_deref())
                 .await
                 .map_err(|e| refuse(&e))?;
-            (build_sealed(&args, denylist, registry), Some(line))
+            let built = build_sealed(&args, denylist, registry);
+            (built, denylist_line, Some(line))
         }
-        Mode::Jwt => (build_jwt(&args, denylist), None),
+        Mode::Jwt => {
+            let (denylist, denylist_line) = make_denylist(program, args.redis.as_deref())
+                .await
+                .map_err(|e| refuse(&e))?;
+            (build_jwt(&args, denylist), denylist_line, None)
+        }
         Mode::Store => {
             let (registry, line) = devices::make_registry(args.redis.as_deref())
                 .await
                 .map_err(|e| refuse(&e))?;
-            (store::build(program, &args, registry).await, Some(line))
+            // A logout deletes the session from the store: no denylist.
+            let denylist_line =
+                "the store: a logout deletes the session from it (no denylist needed)".to_owned();
+            (
+                store::build(program, &args, registry).await,
+                denylist_line,
+                Some(line),
+            )
         }
     };
-
     let (app, lines) = built.map_err(|e| refuse(&e))?;
     Ok(Setup {
         addr: args.addr,

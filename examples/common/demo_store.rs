@@ -8,7 +8,7 @@ use sealed_session::SealedSession;
 use sealed_session::devices::{Devices, Registry};
 use sealed_session::store::MemoryStore;
 
-use super::{App, Args, KeySource, Program, cookie_config, describe_cookie, load_keys};
+use super::{App, Args, Program, cookie_config, describe_cookie, env_keys};
 
 /// The Redis store's key prefix (connect-redis's `sess:`, under the demo's name).
 #[cfg(feature = "redis")]
@@ -20,16 +20,7 @@ pub async fn build(
     args: &Args,
     registry: Arc<dyn Registry>,
 ) -> Result<(App, Vec<String>), String> {
-    let (keys, source) = load_keys(
-        std::env::var("SESSION_KEYS").ok(),
-        std::env::var("SESSION_SECRET").ok(),
-    )?;
-    if source == KeySource::Generated {
-        eprintln!(
-            "warning: neither SESSION_KEYS nor SESSION_SECRET is set; using a random key made \
-             at start: session ids signed now are refused after a restart"
-        );
-    }
+    let (keys, _) = env_keys()?;
     let cookie = cookie_config(args.secure);
     let cookie_line = describe_cookie(&cookie);
     let (sessions, store_line) = match args.redis.as_deref() {

@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-use super::{BoxFuture, DEFAULT_MAX_PER_SUBJECT, DeviceRecord, Registry, RegistryError};
+use super::{
+    BoxFuture, DEFAULT_MAX_PER_SUBJECT, DeviceRecord, Registry, RegistryError, live_newest_first,
+};
 use crate::clock::Timestamp;
 use crate::state::SessionId;
 
@@ -106,13 +108,8 @@ impl Registry for MemoryRegistry {
     ) -> BoxFuture<'a, Result<Vec<DeviceRecord>, RegistryError>> {
         Box::pin(async move {
             let inner = self.lock();
-            let mut list: Vec<DeviceRecord> = inner
-                .subjects
-                .get(subject)
-                .map(|l| l.iter().filter(|r| r.expires_at > now).cloned().collect())
-                .unwrap_or_default();
-            list.sort_by_key(|r| std::cmp::Reverse(r.renewed));
-            Ok(list)
+            let entries = inner.subjects.get(subject).into_iter().flatten().cloned();
+            Ok(live_newest_first(entries, subject, now))
         })
     }
 

@@ -218,6 +218,32 @@ pub trait Registry: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), RegistryError>>;
 }
 
+/// What a registry's `list` answers from the entries it holds for `subject`: those of
+/// `subject` still live at `now`, most recently renewed first.
+pub(crate) fn live_newest_first(
+    entries: impl IntoIterator<Item = DeviceRecord>,
+    subject: &str,
+    now: Timestamp,
+) -> Vec<DeviceRecord> {
+    let mut list: Vec<DeviceRecord> = entries
+        .into_iter()
+        .filter(|r| r.subject == subject && r.expires_at > now)
+        .collect();
+    list.sort_by_key(|r| std::cmp::Reverse(r.renewed));
+    list
+}
+
+/// Entries stored as JSON (Redis, SQL), read back: one that does not read (written by
+/// another version, or by hand) is skipped, not an error, since the list is for display.
+#[cfg(any(feature = "redis", feature = "postgres", feature = "sqlite"))]
+pub(crate) fn parse_entries<'a>(
+    stored: impl IntoIterator<Item = &'a [u8]>,
+) -> impl Iterator<Item = DeviceRecord> {
+    stored
+        .into_iter()
+        .filter_map(|json| serde_json::from_slice::<DeviceRecord>(json).ok())
+}
+
 /// A hook that makes the device label from the request's `User-Agent` (`None` when it
 /// sent none), in place of [`label_of`].
 pub type LabelHook = Arc<dyn Fn(Option<&str>) -> String + Send + Sync>;

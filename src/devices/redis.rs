@@ -5,7 +5,10 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use super::{BoxFuture, DEFAULT_MAX_PER_SUBJECT, DeviceRecord, Registry, RegistryError};
+use super::{
+    BoxFuture, DEFAULT_MAX_PER_SUBJECT, DeviceRecord, Registry, RegistryError, live_newest_first,
+    parse_entries,
+};
 use crate::clock::Timestamp;
 use crate::state::SessionId;
 use crate::store::{RedisStore, RedisStoreBuilder, StoreError};
@@ -239,15 +242,8 @@ impl Registry for RedisRegistry {
                 .read_cmd("list sessions", &keys[0], &cmd)
                 .await
                 .map_err(|e| failed("list sessions", e))?;
-            let mut list: Vec<DeviceRecord> = entries
-                .iter()
-                // An entry that does not read (another version, or written by hand) is
-                // skipped, not an error: the list is for display.
-                .filter_map(|(_, json)| serde_json::from_slice::<DeviceRecord>(json).ok())
-                .filter(|r| r.subject == subject && r.expires_at > now)
-                .collect();
-            list.sort_by_key(|r| std::cmp::Reverse(r.renewed));
-            Ok(list)
+            let stored = entries.iter().map(|(_, json)| json.as_slice());
+            Ok(live_newest_first(parse_entries(stored), subject, now))
         })
     }
 

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use super::sql::{Arg, Core, Dialect, Exec, SWEEP_BATCH, millis, text};
 use super::{BoxFuture, StoreError};
 use crate::clock::Timestamp;
-use crate::devices::{DeviceRecord, Registry, RegistryError};
+use crate::devices::{DeviceRecord, Registry, RegistryError, live_newest_first, parse_entries};
 use crate::state::SessionId;
 
 /// The SQL of the devices table of sessions table `table` (already checked to be a plain
@@ -155,14 +155,8 @@ impl<E: Exec> Registry for SqlRegistry<E> {
                 .fetch_all(op, &self.core.devices.sql.list, &args)
                 .await
                 .map_err(|e| failed(op, e))?;
-            let mut list: Vec<DeviceRecord> = rows
-                .iter()
-                // An entry that does not read is skipped: the list is for display.
-                .filter_map(|entry| serde_json::from_slice::<DeviceRecord>(entry).ok())
-                .filter(|r| r.subject == subject)
-                .collect();
-            list.sort_by_key(|r| std::cmp::Reverse(r.renewed));
-            Ok(list)
+            let stored = rows.iter().map(Vec::as_slice);
+            Ok(live_newest_first(parse_entries(stored), subject, now))
         })
     }
 
