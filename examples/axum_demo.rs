@@ -169,14 +169,16 @@ mod jwt {
             home,
             ring,
         } = jwt;
+        // Routed by their whole paths, not nested under `/api`: a nested router sees the
+        // path without its prefix, and a DPoP proof (`--dpop`) names the whole URI.
         let api = Router::new()
-            .route("/login", post(login))
-            .route("/me", get(me))
-            .route("/logout", post(logout))
+            .route("/api/login", post(login))
+            .route("/api/me", get(me))
+            .route("/api/logout", post(logout))
             .layer(sessions.layer());
         let mut router = Router::new()
             .route("/", get(move || async move { Html(home) }))
-            .nest("/api", api);
+            .merge(api);
         if ring.has_public_keys() {
             router = router.route_service("/.well-known/jwks.json", Jwks::new(&ring));
         }

@@ -145,6 +145,8 @@ impl SealedSession {
                 save_uninitialized: false,
                 denylist: None,
                 devices: None,
+                #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+                dpop: None,
                 clock: Arc::new(SystemClock),
                 limits: Limits::default(),
                 open_cache: DEFAULT_OPEN_CACHE_BYTES,
@@ -300,6 +302,34 @@ impl SealedSession {
     #[must_use]
     pub fn bearer(mut self, config: BearerConfig) -> Self {
         self.cfg.bearer = Some(config);
+        self
+    }
+
+    /// DPoP (RFC 9449) for bearer sessions: a client that sends a `DPoP` proof when its
+    /// session is issued gets a token bound to its key (`cnf.jkt`), accepted from then on
+    /// only as `Authorization: DPoP <token>` with a fresh proof by that key; a copied token
+    /// is useless without the key. With [`Dpop::required`](crate::binding::Dpop::required),
+    /// plain bearer tokens are refused. Only bearer transports read proofs
+    /// ([`SealedSession::bearer`]); on cookie sessions this does nothing. Default: off.
+    ///
+    /// ```
+    /// use sealed_session::binding::Dpop;
+    /// use sealed_session::{BearerConfig, JwtAlgorithm, JwtCodec, JwtKeyring, SealedSession};
+    ///
+    /// let codec = JwtCodec::builder(JwtKeyring::generate(JwtAlgorithm::EdDSA)?)
+    ///     .issuer("https://app.example")
+    ///     .audience("app")
+    ///     .build()?;
+    /// let sessions = SealedSession::jwt(codec)
+    ///     .bearer(BearerConfig::new())
+    ///     .dpop(Dpop::new().required(true));
+    /// # let _ = sessions;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+    #[must_use]
+    pub fn dpop(mut self, dpop: crate::binding::Dpop) -> Self {
+        self.cfg.dpop = Some(dpop);
         self
     }
 

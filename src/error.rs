@@ -184,6 +184,11 @@ pub enum OpenError {
         /// How many `Authorization` headers the request carried.
         count: usize,
     },
+    /// The proof of possession a bound session needs (a DPoP proof) is missing or invalid;
+    /// the request is refused with a 401 (see [`ProofError`](crate::binding::ProofError)
+    /// for the causes, which the log line names).
+    #[error("the session's proof of possession is missing or invalid")]
+    BadProof,
 }
 
 impl OpenError {
@@ -215,6 +220,7 @@ impl OpenError {
             OpenError::DataTooLarge { .. } => 13,
             OpenError::DataTooDeep { .. } => 14,
             OpenError::DuplicateAuthorization { .. } => 15,
+            OpenError::BadProof => 16,
         }
     }
 }

@@ -343,6 +343,20 @@ impl MacKey {
         }
     }
 
+    /// A MAC key for one purpose (`info`), derived by HKDF-SHA256 from `secret`: the
+    /// binding's nonces, challenges and bound cookies.
+    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+    pub(crate) fn derived(secret: &[u8], info: &[u8]) -> MacKey {
+        let mut padded = Zeroizing::new([0u8; 64]);
+        hkdf_expand(
+            b"sealed-session/v1/binding",
+            secret,
+            &[info],
+            &mut padded[..KEY_LEN],
+        );
+        MacKey::new(&padded)
+    }
+
     /// HMAC-SHA256 over the concatenation of `parts`.
     pub(crate) fn tag(&self, parts: &[&[u8]]) -> [u8; 32] {
         let mut out = [0u8; 32];

@@ -67,6 +67,8 @@
 #![deny(missing_docs)]
 
 mod adapter;
+#[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+pub mod binding;
 mod builder;
 mod cache;
 mod clock;
@@ -101,7 +103,7 @@ pub use keys::{Algorithm, KEY_LEN, Key, Keyring, MAX_KEY_ID_LEN};
 pub use limits::{LimitError, Limits};
 pub use policy::{Fresh, Policy};
 pub use session::{Session, SessionError};
-pub use state::{MAX_SUBJECT_LEN, SessionId, SessionState};
+pub use state::{Binding, DeviceKey, MAX_DEVICE_KEY_LEN, MAX_SUBJECT_LEN, SessionId, SessionState};
 pub use stats::Stats;
 pub use transport::bearer::BearerConfig;
 pub use transport::cookie::{CookieConfig, SameSite, Secure};

@@ -67,7 +67,7 @@ pub use crate::denylist::metrics::{
 };
 
 /// Every refusal reason ([`OpenError::reason`]), in the order [`Stats::refusals`] lists them.
-pub const REASONS: [&str; 16] = [
+pub const REASONS: [&str; 17] = [
     "malformed",
     "unsupported_version",
     "unknown_key_id",
@@ -84,6 +84,7 @@ pub const REASONS: [&str; 16] = [
     "data_too_large",
     "data_too_deep",
     "duplicate_authorization",
+    "bad_proof",
 ];
 
 /// The shortest time between two refusal log lines of one reason, per middleware; the
@@ -450,6 +451,7 @@ mod tests {
             OpenError::DataTooLarge { len: 1, max: 0 },
             OpenError::DataTooDeep { max: 0 },
             OpenError::DuplicateAuthorization { count: 2 },
+            OpenError::BadProof,
         ];
         assert_eq!(all.len(), REASONS.len());
         for (i, e) in all.iter().enumerate() {

@@ -992,7 +992,7 @@ async fn the_peer_address_given_to_the_engine_is_kept_as_a_prefix() {
         .engine();
     let mut headers = ::http::HeaderMap::new();
     headers.insert("x-forwarded-for", "203.0.113.7".parse().unwrap());
-    let mut started = engine.start(&headers, false).await.unwrap();
+    let mut started = engine.start(head(&headers)).await.unwrap();
     assert!(started.wants_peer_ip());
     started.set_peer_ip("2001:db8:7:8::1".parse().unwrap());
     started.session().set_subject("alice");
@@ -1009,7 +1009,7 @@ async fn the_peer_address_given_to_the_engine_is_kept_as_a_prefix() {
         .secure(sealed_session::Secure::Never)
         .devices(Devices::new(registry.clone()))
         .engine();
-    let started = engine.start(&headers, false).await.unwrap();
+    let started = engine.start(head(&headers)).await.unwrap();
     assert!(!started.wants_peer_ip());
 }
 
@@ -1026,7 +1026,7 @@ async fn the_proxys_own_forwarded_for_line_counts() {
     let mut headers = ::http::HeaderMap::new();
     headers.append("x-forwarded-for", "203.0.113.7".parse().unwrap());
     headers.append("x-forwarded-for", "198.51.100.9".parse().unwrap());
-    let started = engine.start(&headers, false).await.unwrap();
+    let started = engine.start(head(&headers)).await.unwrap();
     started.session().set_subject("alice");
     let mut response = ::http::HeaderMap::new();
     engine.finish(&started, &mut response).await.unwrap();
@@ -1035,4 +1035,12 @@ async fn the_proxys_own_forwarded_for_line_counts() {
         .await
         .unwrap();
     assert_eq!(list[0].ip_prefix.as_deref(), Some("198.51.100.0/24"));
+}
+
+/// A GET of `/` with `headers`, for the engine.
+fn head(headers: &::http::HeaderMap) -> sealed_session::engine::RequestHead<'_> {
+    static GET: ::http::Method = ::http::Method::GET;
+    static URI: std::sync::LazyLock<::http::Uri> =
+        std::sync::LazyLock::new(|| ::http::Uri::from_static("/"));
+    sealed_session::engine::RequestHead::new(&GET, &URI, headers)
 }

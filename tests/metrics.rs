@@ -213,6 +213,13 @@ async fn script() {
         .send()
         .await
         .assert_status(StatusCode::BAD_REQUEST); // duplicate_authorization
+    let dpop = sealed_session::binding::Dpop::new();
+    TestClient::new(app(base().bearer(BearerConfig::new()).dpop(dpop)))
+        .get("/me")
+        .header("dpop", "not.a.proof")
+        .send()
+        .await
+        .assert_status(StatusCode::UNAUTHORIZED); // bad_proof
 
     // Expiry: absolute, then idle.
     let c = common::fixtures::clock();

@@ -9,6 +9,8 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+#[path = "demo_binding.rs"]
+mod binding;
 #[path = "demo_devices.rs"]
 pub mod devices;
 #[path = "demo_store.rs"]
@@ -87,11 +89,13 @@ pub struct Args {
     pub jwt_alg: Option<String>,
     /// `--jwt-kid` (default `k1` for a key from `JWT_KEY_FILE`, `g1` for a generated one).
     pub jwt_kid: Option<String>,
+    /// `--dpop` (jwt mode): DPoP-bound tokens for clients that send proofs.
+    pub dpop: bool,
 }
 
 /// The usage text; `PROGRAM` and `FEATURES` stand for [`Program`]'s fields.
 const USAGE: &str = "usage: PROGRAM [--addr HOST:PORT] [--mode sealed|jwt|store] [--cookie-secure always|auto]
-            [--redis URL] [--jwt-alg ALG] [--jwt-kid KID]
+            [--redis URL] [--jwt-alg ALG] [--jwt-kid KID] [--dpop]
 
   --addr HOST:PORT            where to listen (default 127.0.0.1:3000; port 0 picks one)
   --mode sealed|jwt|store     how sessions travel (default sealed):
@@ -120,6 +124,11 @@ const USAGE: &str = "usage: PROGRAM [--addr HOST:PORT] [--mode sealed|jwt|store]
                               HS256 is faster still, but a shared secret cannot be published,
                               so other services could not verify the tokens.
   --jwt-kid KID               jwt mode: the key id (default k1 with JWT_KEY_FILE, else g1)
+  --dpop                      jwt mode: DPoP (RFC 9449): a login that sends a DPoP proof gets a
+                              token bound to its key, accepted only as `Authorization: DPoP
+                              TOKEN` with a fresh proof (ES256 or EdDSA) on each request; a
+                              copied token is useless without the key. Proofs are accepted
+                              once (with --redis, once across every demo process)
 
 environment:
   SESSION_KEYS    sealed and store modes: key ring, newest first: id:base64[,id:base64...] (32-byte keys)
@@ -148,11 +157,16 @@ impl Args {
             redis: None,
             jwt_alg: None,
             jwt_kid: None,
+            dpop: false,
         };
         let mut it = args.into_iter();
         while let Some(arg) = it.next() {
             if arg == "-h" || arg == "--help" {
                 return Ok(None);
+            }
+            if arg == "--dpop" {
+                out.dpop = true;
+                continue;
             }
             let (flag, inline) = match arg.split_once('=') {
                 Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
@@ -192,6 +206,9 @@ impl Args {
         }
         if out.mode != Mode::Jwt && (out.jwt_alg.is_some() || out.jwt_kid.is_some()) {
             return Err("--jwt-alg and --jwt-kid apply to --mode jwt only".into());
+        }
+        if out.mode != Mode::Jwt && out.dpop {
+            return Err("--dpop applies to --mode jwt only (bearer tokens)".into());
         }
         Ok(Some(out))
     }
@@ -657,14 +674,21 @@ pub mod jwt {
 
     /// The sessions: JWTs of `ring` with the demo's issuer and audience, sent as bearer
     /// tokens, checked against `denylist`.
-    pub fn app(ring: JwtKeyring, denylist: Arc<dyn Denylist>) -> Result<JwtApp, JwtConfigError> {
+    pub fn app(
+        ring: JwtKeyring,
+        denylist: Arc<dyn Denylist>,
+        dpop: Option<sealed_session::binding::Dpop>,
+    ) -> Result<JwtApp, JwtConfigError> {
         let codec = JwtCodec::builder(ring.clone())
             .issuer(ISSUER)
             .audience(AUDIENCE)
             .build()?;
-        let sessions = SealedSession::with_codec(codec)
+        let mut sessions = SealedSession::with_codec(codec)
             .bearer(BearerConfig::new())
             .denylist(denylist);
+        if let Some(dpop) = dpop {
+            sessions = sessions.dpop(dpop);
+        }
         Ok(JwtApp {
             sessions,
             home: index_page(&ring),
@@ -900,7 +924,11 @@ fn build_sealed(
 
 /// jwt mode: the key from `JWT_KEY_FILE` or generated, the JSON API.
 #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
-fn build_jwt(args: &Args, denylist: Arc<dyn Denylist>) -> Result<(App, Vec<String>), String> {
+fn build_jwt(
+    args: &Args,
+    denylist: Arc<dyn Denylist>,
+    dpop: Option<(sealed_session::binding::Dpop, String)>,
+) -> Result<(App, Vec<String>), String> {
     let (ring, source) = jwt::load_ring(
         args.jwt_alg.as_deref(),
         args.jwt_kid.as_deref(),
@@ -942,12 +970,20 @@ fn build_jwt(args: &Args, denylist: Arc<dyn Denylist>) -> Result<(App, Vec<Strin
             .into_iter()
             .map(|l| format!("  {l}")),
     );
-    let app = jwt::app(ring, denylist).map_err(|e| format!("JWT codec refused: {e}"))?;
+    let dpop = dpop.map(|(dpop, line)| {
+        lines.push(format!("DPoP: {line}"));
+        dpop
+    });
+    let app = jwt::app(ring, denylist, dpop).map_err(|e| format!("JWT codec refused: {e}"))?;
     Ok((App::Jwt(app), lines))
 }
 
 #[cfg(not(any(feature = "jwt", feature = "jwt-rust-crypto")))]
-fn build_jwt(_args: &Args, _denylist: Arc<dyn Denylist>) -> Result<(App, Vec<String>), String> {
+fn build_jwt(
+    _args: &Args,
+    _denylist: Arc<dyn Denylist>,
+    _dpop: Option<()>,
+) -> Result<(App, Vec<String>), String> {
     Err(
         "--mode jwt needs the `jwt` feature (on by default), and this demo was built without it"
             .to_owned(),
@@ -986,7 +1022,15 @@ pub async fn start(program: &Program) -> Result<Setup, ExitCode> {
             let (denylist, denylist_line) = make_denylist(program, args.redis.as_deref())
                 .await
                 .map_err(|e| refuse(&e))?;
-            (build_jwt(&args, denylist), denylist_line, None)
+            let dpop = match args.dpop {
+                true => Some(
+                    binding::make_dpop(args.redis.as_deref())
+                        .await
+                        .map_err(|e| refuse(&e))?,
+                ),
+                false => None,
+            };
+            (build_jwt(&args, denylist, dpop), denylist_line, None)
         }
         Mode::Store => {
             let (registry, line) = devices::make_registry(args.redis.as_deref())

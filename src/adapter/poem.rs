@@ -8,7 +8,7 @@ use poem::{
 };
 
 use crate::builder::SealedSession;
-use crate::engine::{Answer, Engine};
+use crate::engine::{Answer, Engine, RequestHead};
 use crate::session::{Session, SessionError};
 use crate::stats::Stats;
 
@@ -49,7 +49,15 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
 
     async fn call(&self, mut req: Request) -> Result<Response> {
         let https = req.scheme().as_str() == "https" || req.uri().scheme_str() == Some("https");
-        let mut started = match self.engine.start(req.headers(), https).await {
+        // The URI as the client sent it: under `Route::nest`, `uri()` has lost the prefix,
+        // and a DPoP proof names the whole URI. A request made with `Request::builder` (as
+        // `poem::test::TestClient` makes them) has no original URI (`/`): `uri()` is whole.
+        let uri = match req.original_uri().path() {
+            "/" => req.uri(),
+            _ => req.original_uri(),
+        };
+        let head = RequestHead::new(req.method(), uri, req.headers()).https(https);
+        let mut started = match self.engine.start(head).await {
             Ok(started) => started,
             Err(answer) => return Ok(response(answer)),
         };

@@ -31,7 +31,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::builder::SealedSession;
-use crate::engine::Engine;
+use crate::engine::{Engine, RequestHead};
 use crate::session::{Session, SessionError};
 use crate::stats::Stats;
 
@@ -107,7 +107,7 @@ where
             // Without a TLS-aware connector in front, only an absolute URI names the scheme;
             // behind a proxy, `trust_proxy` reads `X-Forwarded-Proto`.
             let https = req.uri().scheme() == Some(&Scheme::HTTPS);
-            let started = match engine.start(req.headers(), https).await {
+            let started = match engine.start(RequestHead::of(&req).https(https)).await {
                 Ok(started) => started,
                 Err(answer) => return Ok(answer.into_response()),
             };

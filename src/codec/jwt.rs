@@ -4,7 +4,7 @@
 //! base64url(header) . base64url(claims) . base64url(signature)
 //! header = {"typ":"JWT","alg":<the key's algorithm>,"kid":<the key's id>}
 //! claims = {iss?, sub?, aud?, exp, nbf?, iat, jti, "sess": {v, iat_ms, seen_ms, deadline_ms},
-//!           "data"?: {session data}}
+//!           "cnf"?: {"jkt": thumbprint} or {"dbsc": id, "jwk": key}, "data"?: {session data}}
 //! ```
 //!
 //! A JWT is **signed, not encrypted**: anyone holding it can read the session data. Protects
@@ -50,7 +50,9 @@ use crate::error::{OpenError, SealError};
 use crate::jwt_keys::{JwtKeyring, MAX_JWT_KID_LEN};
 use crate::keys::valid_id;
 use crate::policy::{Fresh, Policy};
-use crate::state::{MAX_SUBJECT_LEN, SessionId, SessionState};
+use crate::state::{
+    Binding, DeviceKey, MAX_DEVICE_KEY_LEN, MAX_SUBJECT_LEN, SessionId, SessionState,
+};
 
 /// Default longest JWT opened or made: 8 KiB.
 pub const DEFAULT_MAX_JWT_LEN: usize = 8 * 1024;
@@ -346,6 +348,9 @@ impl JwtCodec {
         let mut state = SessionState::new(id, issued_at, deadline);
         state.set_last_seen(last_seen);
         state.set_subject(c.sub);
+        if let Some(cnf) = c.cnf {
+            state.set_binding(Some(cnf.binding()?));
+        }
         if let Some(data) = c.data {
             match data.get().as_bytes().first() {
                 Some(b'{') => state.set_data_json(data.get())?,
@@ -429,6 +434,7 @@ impl Codec for JwtCodec {
                 seen_ms: state.last_seen().as_millis(),
                 deadline_ms: state.expires_at().as_millis(),
             },
+            cnf: state.binding().map(CnfOut::of),
             data,
         };
         let token = jsonwebtoken::encode(&key.header, &claims, &key.encoding)
@@ -509,7 +515,70 @@ struct ClaimsOut<'a> {
     jti: String,
     sess: SessMeta,
     #[serde(skip_serializing_if = "Option::is_none")]
+    cnf: Option<CnfOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     data: Option<&'a serde_json::Map<String, serde_json::Value>>,
+}
+
+/// The `cnf` (confirmation) claim of a bound session: `jkt` for a DPoP key (RFC 9449,
+/// section 6.1), or a DBSC session's identifier with its key as `jwk` (RFC 7800).
+#[derive(Serialize)]
+struct CnfOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jkt: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dbsc: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jwk: Option<&'a RawValue>,
+}
+
+impl<'a> CnfOut<'a> {
+    fn of(binding: &'a Binding) -> CnfOut<'a> {
+        match binding {
+            Binding::Dpop { jkt } => CnfOut {
+                jkt: Some(URL_SAFE_NO_PAD.encode(jkt)),
+                dbsc: None,
+                jwk: None,
+            },
+            Binding::Device(key) => CnfOut {
+                jkt: None,
+                dbsc: Some(URL_SAFE_NO_PAD.encode(key.id())),
+                // The key was parsed as JSON when it was registered.
+                jwk: serde_json::from_str::<&RawValue>(key.jwk()).ok(),
+            },
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CnfIn {
+    #[serde(default)]
+    jkt: Option<String>,
+    #[serde(default)]
+    dbsc: Option<String>,
+    #[serde(default)]
+    jwk: Option<Box<RawValue>>,
+}
+
+impl CnfIn {
+    fn binding(self) -> Result<Binding, OpenError> {
+        const BAD: OpenError = OpenError::Malformed("cnf claim is not a binding");
+        match (self.jkt, self.dbsc, self.jwk) {
+            (Some(jkt), None, None) => {
+                let jkt = URL_SAFE_NO_PAD.decode(jkt).map_err(|_| BAD)?;
+                Ok(Binding::Dpop {
+                    jkt: jkt.try_into().map_err(|_| BAD)?,
+                })
+            }
+            (None, Some(id), Some(jwk)) if jwk.get().len() <= MAX_DEVICE_KEY_LEN => {
+                let id = URL_SAFE_NO_PAD.decode(id).map_err(|_| BAD)?;
+                let id: [u8; 16] = id.try_into().map_err(|_| BAD)?;
+                let key = DeviceKey::new(id, Box::from(jwk.get()));
+                Ok(Binding::Device(Arc::new(key)))
+            }
+            _ => Err(BAD),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -523,6 +592,8 @@ struct ClaimsIn {
     jti: String,
     #[serde(default)]
     sess: Option<SessMeta>,
+    #[serde(default)]
+    cnf: Option<CnfIn>,
     #[serde(default)]
     data: Option<Box<RawValue>>,
 }

@@ -6,15 +6,18 @@
 //! [`Engine::start`], puts the [`Session`] where handlers find it, runs the handler and calls
 //! [`Engine::finish`].
 //!
-//! `open.rs` opens the request's token; `respond.rs` writes the response's headers.
+//! `open.rs` opens the request's token; `bind.rs` checks the proof of a bound session
+//! (DPoP); `respond.rs` writes the response's headers.
 
+#[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+mod bind;
 mod open;
 mod respond;
 
 use std::sync::Arc;
 
 use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use tracing::Span;
 
 use crate::cache::OpenCache;
@@ -51,6 +54,9 @@ pub(crate) struct Config {
     pub(crate) denylist: Option<Arc<Counted>>,
     /// "Your devices": the registry and its settings.
     pub(crate) devices: Option<Arc<Devices>>,
+    /// DPoP for bearer sessions.
+    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+    pub(crate) dpop: Option<crate::binding::Dpop>,
     pub(crate) limits: Limits,
     /// Memory budget of each engine's open cache; 0 for none.
     pub(crate) open_cache: usize,
@@ -67,12 +73,13 @@ pub(crate) struct Config {
 ///
 /// ```
 /// use sealed_session::{Keyring, SealedSession, Secure};
+/// use sealed_session::engine::RequestHead;
 ///
 /// # tokio_test_block_on(async {
 /// let ring = Keyring::from_secret("at least thirty-two bytes of real secret, please")?;
 /// let engine = SealedSession::sealed(ring).secure(Secure::Never).engine();
-/// let request = http::HeaderMap::new();
-/// let started = engine.start(&request, false).await.expect("no refusal");
+/// let request = http::Request::get("/").body(()).unwrap();
+/// let started = engine.start(RequestHead::of(&request)).await.expect("no refusal");
 /// started.session().insert("user", "alice")?;
 /// let mut response = http::HeaderMap::new();
 /// engine.finish(&started, &mut response).await.expect("sent");
@@ -106,6 +113,71 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// What the engine reads of a request before its handler: the method, the URI and the
+/// headers (the method and URI are what a DPoP proof names), and whether the connection
+/// is HTTPS.
+///
+/// ```
+/// use sealed_session::engine::RequestHead;
+///
+/// let request = http::Request::post("/api/login").body(()).unwrap();
+/// let head = RequestHead::of(&request).https(true);
+/// # let _ = head;
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct RequestHead<'a> {
+    method: &'a Method,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+    https: bool,
+}
+
+impl<'a> RequestHead<'a> {
+    /// A request's method, URI (as in its request line: usually only the path and query)
+    /// and headers, over plain HTTP unless [`RequestHead::https`] says otherwise.
+    pub fn new(method: &'a Method, uri: &'a Uri, headers: &'a HeaderMap) -> RequestHead<'a> {
+        RequestHead {
+            method,
+            uri,
+            headers,
+            https: false,
+        }
+    }
+
+    /// The head of an `http` request.
+    pub fn of<B>(request: &'a http::Request<B>) -> RequestHead<'a> {
+        RequestHead::new(request.method(), request.uri(), request.headers())
+    }
+
+    /// Whether the request came over HTTPS, as the connection says (with `trust_proxy`, the
+    /// engine also reads `X-Forwarded-Proto`). Default: `false`, unless the URI says
+    /// `https`.
+    #[must_use]
+    pub fn https(mut self, on: bool) -> RequestHead<'a> {
+        self.https = on;
+        self
+    }
+
+    /// The method.
+    pub fn method(&self) -> &'a Method {
+        self.method
+    }
+
+    /// The URI, as given.
+    pub fn uri(&self) -> &'a Uri {
+        self.uri
+    }
+
+    /// The headers.
+    pub fn headers(&self) -> &'a HeaderMap {
+        self.headers
+    }
+
+    fn connection_https(&self) -> bool {
+        self.https || self.uri.scheme_str() == Some("https")
+    }
+}
+
 /// A request whose session is open: hand [`Started::session`] to the handler, then give
 /// this back to [`Engine::finish`].
 #[derive(Debug)]
@@ -114,6 +186,10 @@ pub struct Started {
     carrier: Carrier,
     /// The request brought a token that was refused (it is cleared, or re-issued).
     refused: bool,
+    /// After a DPoP-checked request: the next server nonce, for the response; or, with
+    /// DPoP required and no proof, the refusal that replaces a response that would issue
+    /// a token.
+    binding: Option<Box<BindingOut>>,
     /// With "your devices" on: what the registry is told about the client.
     client: Option<Box<Client>>,
     span: Span,
@@ -152,12 +228,23 @@ impl Started {
 /// 500 when no session id can be drawn), or after it, in place of the handler's response
 /// (500 when the session cannot be sent; 503 when it cannot be ended or saved). The body is
 /// plain text naming the cause, never a token.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Answer {
     status: StatusCode,
     /// `WWW-Authenticate`, for a refused bearer token (RFC 6750).
     challenge: Option<HeaderValue>,
+    /// `DPoP-Nonce`, the server nonce a DPoP client must use (RFC 9449, section 9).
+    dpop_nonce: Option<HeaderValue>,
     body: String,
+}
+
+/// What a request's binding check leaves for its response.
+#[derive(Debug, Default)]
+pub(crate) struct BindingOut {
+    /// `DPoP-Nonce` for the response.
+    pub(crate) dpop_nonce: Option<HeaderValue>,
+    /// The answer that replaces a response issuing an unbound token.
+    pub(crate) refuse_unbound: Option<Answer>,
 }
 
 impl Answer {
@@ -166,8 +253,16 @@ impl Answer {
         Answer {
             status,
             challenge: None,
+            dpop_nonce: None,
             body: body.into(),
         }
+    }
+
+    /// The answer with a `DPoP-Nonce` header.
+    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+    pub(crate) fn with_dpop_nonce(mut self, nonce: Option<HeaderValue>) -> Answer {
+        self.dpop_nonce = nonce;
+        self
     }
 
     /// The answer with a `WWW-Authenticate` header.
@@ -194,6 +289,9 @@ impl Answer {
         );
         if let Some(challenge) = self.challenge {
             headers.insert(WWW_AUTHENTICATE, challenge);
+        }
+        if let Some(nonce) = self.dpop_nonce {
+            headers.insert("dpop-nonce", nonce);
         }
         resp
     }
@@ -247,14 +345,24 @@ impl Engine {
             .snapshot(self.cfg.denylist.as_deref().map(|d| &*d.inner))
     }
 
-    /// Before the handler: opens the session the request's `headers` carry. `https`: the
-    /// request came over HTTPS, as the connection says (with `trust_proxy`, the engine also
-    /// reads `X-Forwarded-Proto`). An `Err` is the answer to send instead of running the
+    /// Before the handler: opens the session the request carries, and checks its proof
+    /// when it is bound (DPoP). An `Err` is the answer to send instead of running the
     /// handler.
-    pub async fn start(&self, headers: &HeaderMap, https: bool) -> Result<Started, Answer> {
+    pub async fn start(&self, head: RequestHead<'_>) -> Result<Started, Answer> {
         let span = self.span();
         let now = self.cfg.clock.now();
+        let headers = head.headers;
+        let https = head.connection_https();
         let (carrier, token) = self.read(headers, https, &span)?;
+        // The bearer token as sent, for a DPoP proof's `ath`.
+        #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+        let sent = match (&carrier, &token) {
+            (
+                Carrier::Bearer { .. },
+                Token::Bytes(crate::transport::cookie::TokenBytes::Borrowed(t)),
+            ) => std::str::from_utf8(t).ok(),
+            _ => None,
+        };
         let secure = carrier.is_secure();
         let purpose: &str = self.shared.purpose(secure);
         let opened = match (token, &self.cfg.backend) {
@@ -270,13 +378,39 @@ impl Engine {
             (Token::Absent, _) => self.fresh(now, None),
             (Token::Refused(e), _) => self.fresh(now, Some(e)),
         };
-        let (state, arrival) = opened.inspect_err(|_| outcome(&span, "unavailable"))?;
+        #[cfg_attr(
+            not(any(feature = "jwt", feature = "jwt-rust-crypto")),
+            allow(unused_mut)
+        )]
+        let (mut state, arrival) = opened.inspect_err(|_| outcome(&span, "unavailable"))?;
         if let Some(e) = &arrival.refused {
             self.cfg.stats.refused(e, &span);
-            if matches!(carrier, Carrier::Bearer) {
-                return Err(respond::unauthorized(e, &span));
+            if let Carrier::Bearer { dpop_scheme } = carrier {
+                return Err(self.bearer_refused(e, dpop_scheme, &span));
             }
         }
+        #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+        let binding = match (&self.cfg.dpop, &carrier) {
+            (Some(dpop), Carrier::Bearer { dpop_scheme }) => {
+                let req = crate::binding::dpop::Request {
+                    method: head.method,
+                    uri: head.uri,
+                    headers,
+                    https: open::is_https(headers, https, self.cfg.cookie.trusts_proxy()),
+                    trust_proxy: self.cfg.cookie.trusts_proxy(),
+                };
+                let sent = sent.filter(|_| !arrival.is_new);
+                let check = bind::Presented {
+                    token: sent,
+                    dpop_scheme: *dpop_scheme,
+                };
+                self.check_dpop(dpop, &req, check, &mut state, now, &span)
+                    .await?
+            }
+            _ => None,
+        };
+        #[cfg(not(any(feature = "jwt", feature = "jwt-rust-crypto")))]
+        let binding = None;
         if !arrival.is_new {
             tracing::trace!(
                 target: "sealed_session",
@@ -299,6 +433,7 @@ impl Engine {
             session: Session::new(inner),
             carrier,
             refused,
+            binding,
             client,
             span,
         })
@@ -321,8 +456,20 @@ impl Engine {
             (&started.carrier, purpose),
             &started.session,
             (started.refused, started.client.as_deref()),
+            started.binding.as_deref(),
             headers,
         )
+    }
+
+    /// The answer for a refused bearer token: RFC 6750's, or RFC 9449's when it came with
+    /// the DPoP scheme.
+    fn bearer_refused(&self, e: &crate::OpenError, dpop_scheme: bool, span: &Span) -> Answer {
+        #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+        if let (Some(dpop), true) = (&self.cfg.dpop, dpop_scheme) {
+            return bind::token_refused(dpop, e, span);
+        }
+        let _ = dpop_scheme;
+        respond::unauthorized(e, span)
     }
 
     /// One span per request, the parent of the engine's events. When no subscriber wants it,

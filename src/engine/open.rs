@@ -45,7 +45,7 @@ fn text(token: &[u8]) -> Result<&str, OpenError> {
 
 /// Whether the request came over HTTPS: as the connection says, or, behind a trusted
 /// proxy, as the first `X-Forwarded-Proto` value says.
-fn is_https(headers: &HeaderMap, connection_https: bool, trust_proxy: bool) -> bool {
+pub(super) fn is_https(headers: &HeaderMap, connection_https: bool, trust_proxy: bool) -> bool {
     if trust_proxy
         && let Some(proto) = headers
             .get("x-forwarded-proto")
@@ -70,17 +70,20 @@ impl Engine {
     ) -> Result<(Carrier, Token<'r>), Answer> {
         let cfg = &*self.cfg;
         if let Some(b) = &cfg.bearer {
-            let token = match b.read(headers) {
-                BearerIn::Absent => Token::Absent,
-                BearerIn::Token(t) => {
-                    Token::bounded(TokenBytes::Borrowed(t.as_bytes()), &cfg.limits)
-                }
+            let bounded =
+                |t: &'r str| Token::bounded(TokenBytes::Borrowed(t.as_bytes()), &cfg.limits);
+            let (token, dpop_scheme) = match b.read(headers) {
+                BearerIn::Absent => (Token::Absent, false),
+                BearerIn::Token(t) => (bounded(t), false),
+                // The DPoP scheme is another scheme unless DPoP is on.
+                BearerIn::Dpop(t) if self.dpop_on() => (bounded(t), true),
+                BearerIn::Dpop(_) => (Token::Absent, false),
                 BearerIn::Refused(e) => {
                     cfg.stats.refused(&e, span);
                     return Err(unauthorized(&e, span));
                 }
             };
-            return Ok((Carrier::Bearer, token));
+            return Ok((Carrier::Bearer { dpop_scheme }, token));
         }
         let https = is_https(headers, connection_https, cfg.cookie.trusts_proxy());
         let secure = cfg.cookie.is_secure(https);
@@ -97,6 +100,14 @@ impl Engine {
             None => Token::Absent,
         };
         Ok((Carrier::Cookie { secure, incoming }, token))
+    }
+
+    /// Whether DPoP is on.
+    fn dpop_on(&self) -> bool {
+        #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+        return self.cfg.dpop.is_some();
+        #[cfg(not(any(feature = "jwt", feature = "jwt-rust-crypto")))]
+        false
     }
 
     /// A new session for a request that brought no token or one that was `refused`.

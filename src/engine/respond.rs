@@ -7,7 +7,7 @@ use tracing::Span;
 
 use std::net::IpAddr;
 
-use super::{Answer, Config};
+use super::{Answer, BindingOut, Config};
 use crate::denylist::Denylist as _;
 use crate::devices::{DeviceRecord, Devices, ip_prefix};
 use crate::error::OpenError;
@@ -19,8 +19,14 @@ use crate::transport::cookie::{CookieConfig, Incoming};
 /// How the request carried its session.
 #[derive(Debug)]
 pub(super) enum Carrier {
-    Cookie { secure: bool, incoming: Incoming },
-    Bearer,
+    Cookie {
+        secure: bool,
+        incoming: Incoming,
+    },
+    /// `dpop_scheme`: the token came as `Authorization: DPoP`.
+    Bearer {
+        dpop_scheme: bool,
+    },
 }
 
 impl Carrier {
@@ -105,11 +111,12 @@ pub(super) async fn finish(
     (carrier, purpose): (&Carrier, &str),
     session: &Session,
     (refused, client): (bool, Option<&Client>),
+    binding: Option<&BindingOut>,
     headers: &mut HeaderMap,
 ) -> Result<(), Answer> {
     let how = Sending {
         had_cookie: matches!(carrier, Carrier::Cookie { incoming, .. } if incoming.any()),
-        bearer: matches!(carrier, Carrier::Bearer),
+        bearer: matches!(carrier, Carrier::Bearer { .. }),
         refused,
         save_uninitialized: cfg.save_uninitialized,
         rolling: cfg.policy.is_rolling(),
@@ -124,6 +131,14 @@ pub(super) async fn finish(
             return Err(not_saved(span, &e.to_string()));
         }
     };
+    // DPoP required, and this request brought no proof: no unbound token goes out.
+    if let Some(refusal) = binding.and_then(|b| b.refuse_unbound.as_ref())
+        && plan.outcome == Outcome::Write
+        && plan.token.is_some()
+    {
+        outcome(span, "rejected");
+        return Err(refusal.clone());
+    }
     if !plan.ended.is_empty() {
         // Boxed, as the store write below: rare, and large futures (see `Engine::start`).
         Box::pin(end_sessions(cfg, span, &plan.ended)).await?;
@@ -162,6 +177,9 @@ pub(super) async fn finish(
     }
     if let (Some(devices), Some(work)) = (&cfg.devices, plan.devices.take()) {
         Box::pin(device_work(devices, client, *work, ended_elsewhere)).await;
+    }
+    if let Some(nonce) = binding.and_then(|b| b.dpop_nonce.clone()) {
+        headers.insert("dpop-nonce", nonce);
     }
     respond(
         cfg,
@@ -251,7 +269,7 @@ fn respond(
                 return Err(not_saved(span, &e.to_string()));
             }
         }
-        (Outcome::Write, Carrier::Bearer, Some(token)) => {
+        (Outcome::Write, Carrier::Bearer { .. }, Some(token)) => {
             let header = cfg.bearer.as_ref().map(BearerConfig::header);
             match (header, HeaderValue::try_from(token)) {
                 (Some(h), Ok(v)) => {

@@ -230,6 +230,13 @@ impl Session {
         self.lock().state.expires_at()
     }
 
+    /// The key the session is bound to, if any: a DPoP key (bearer tokens, see
+    /// [`Dpop`](crate::binding::Dpop)) or a browser's registered DBSC key (cookies). A
+    /// bound session reaches the handler only after its proof was checked.
+    pub fn binding(&self) -> Option<crate::Binding> {
+        self.lock().state.binding().cloned()
+    }
+
     /// The subject (user id) the session is bound to, used for per-user revocation.
     pub fn subject(&self) -> Option<String> {
         self.lock().state.subject().map(str::to_owned)
@@ -466,12 +473,19 @@ impl Session {
 
     /// Ends the current session and starts an empty one under `id`. A regenerated session is
     /// a change to send; a destroyed one sends nothing unless something is stored again.
+    /// A regenerated session stays bound to the client's key (DPoP, DBSC): it is the same
+    /// client; a destroyed one does not.
     fn restart(inner: &mut Inner, id: SessionId, lifecycle: Lifecycle) {
         Session::end_current(inner);
         // Issued at the time of the call, so that a session started after a "log out
         // everywhere" of this request is not refused by it.
         let now = inner.refresh_now();
+        let binding = match lifecycle {
+            Lifecycle::Live => inner.state.binding().cloned(),
+            _ => None,
+        };
         inner.state = SessionState::new(id, now, now.saturating_add(inner.shared.max_age));
+        inner.state.set_binding(binding);
         inner.lifecycle = lifecycle;
         inner.changed = lifecycle == Lifecycle::Live;
         inner.reissue = false;

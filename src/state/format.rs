@@ -3,7 +3,9 @@
 //!
 //! ```text
 //! id (16) | issued_at (8) | last_seen (8) | expires_at (8) | flags (1)
-//!         | [subject length (2) | subject] | data (JSON object text, or nothing)
+//!         | [subject length (2) | subject]
+//!         | [binding: kind 1 (1) | jkt (32)  or  kind 2 (1) | id (16) | key length (2) | JWK]
+//!         | data (JSON object text, or nothing)
 //! ```
 //!
 //! Times are u64 big-endian milliseconds. Decoding only ever sees authenticated bytes (or a
@@ -13,7 +15,7 @@
 use std::sync::Arc;
 
 use super::data::Data;
-use super::{SessionId, SessionState};
+use super::{Binding, DeviceKey, MAX_DEVICE_KEY_LEN, SessionId, SessionState};
 use crate::clock::Timestamp;
 use crate::error::{OpenError, SealError};
 
@@ -23,8 +25,13 @@ pub const MAX_SUBJECT_LEN: usize = 1024;
 /// Length of the fixed part of the payload: id, three times and the flags byte.
 pub(crate) const FIXED_LEN: usize = 16 + 8 + 8 + 8 + 1;
 
-/// Flags bit 0: a subject follows the fixed part. The other bits must be 0.
+/// Flags bit 0: a subject follows the fixed part.
 const FLAG_SUBJECT: u8 = 0x01;
+/// Flags bit 1: a binding follows the subject (or the fixed part). The other bits must be 0.
+const FLAG_BINDING: u8 = 0x02;
+/// Binding kinds.
+const BINDING_DPOP: u8 = 1;
+const BINDING_DEVICE: u8 = 2;
 
 /// Appends the payload of `state` to `out`.
 pub(super) fn encode(state: &SessionState, out: &mut Vec<u8>) -> Result<(), SealError> {
@@ -32,20 +39,41 @@ pub(super) fn encode(state: &SessionState, out: &mut Vec<u8>) -> Result<(), Seal
     for t in [state.issued_at, state.last_seen, state.expires_at] {
         out.extend_from_slice(&t.as_millis().to_be_bytes());
     }
-    match &state.subject {
-        None => out.push(0),
-        Some(s) => {
-            let len = u16::try_from(s.len())
-                .ok()
-                .filter(|l| usize::from(*l) <= MAX_SUBJECT_LEN)
-                .ok_or(SealError::SubjectTooLong {
-                    len: s.len(),
-                    max: MAX_SUBJECT_LEN,
-                })?;
-            out.push(FLAG_SUBJECT);
-            out.extend_from_slice(&len.to_be_bytes());
-            out.extend_from_slice(s.as_bytes());
+    let flags_at = out.len();
+    out.push(0);
+    if let Some(s) = &state.subject {
+        let len = u16::try_from(s.len())
+            .ok()
+            .filter(|l| usize::from(*l) <= MAX_SUBJECT_LEN)
+            .ok_or(SealError::SubjectTooLong {
+                len: s.len(),
+                max: MAX_SUBJECT_LEN,
+            })?;
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+    match &state.binding {
+        None => {}
+        Some(Binding::Dpop { jkt }) => {
+            out.push(BINDING_DPOP);
+            out.extend_from_slice(jkt);
         }
+        Some(Binding::Device(key)) => {
+            // Checked when the key was registered; a longer one is never written.
+            let len = u16::try_from(key.jwk.len())
+                .ok()
+                .filter(|l| usize::from(*l) <= MAX_DEVICE_KEY_LEN)
+                .ok_or(SealError::Sign)?;
+            out.push(BINDING_DEVICE);
+            out.extend_from_slice(&key.id);
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(key.jwk.as_bytes());
+        }
+    }
+    let flags = u8::from(state.subject.is_some()) * FLAG_SUBJECT
+        + u8::from(state.binding.is_some()) * FLAG_BINDING;
+    if let Some(f) = out.get_mut(flags_at) {
+        *f = flags;
     }
     state.data.write(out)
 }
@@ -59,7 +87,7 @@ pub(super) fn decode(b: &[u8]) -> Result<SessionState, OpenError> {
     let (last_seen, rest) = rest.split_first_chunk::<8>().ok_or(SHORT)?;
     let (expires_at, rest) = rest.split_first_chunk::<8>().ok_or(SHORT)?;
     let (&flags, rest) = rest.split_first().ok_or(SHORT)?;
-    if flags & !FLAG_SUBJECT != 0 {
+    if flags & !(FLAG_SUBJECT | FLAG_BINDING) != 0 {
         return Err(OpenError::Malformed("unknown payload flags"));
     }
     let (subject, data) = if flags & FLAG_SUBJECT != 0 {
@@ -78,6 +106,11 @@ pub(super) fn decode(b: &[u8]) -> Result<SessionState, OpenError> {
     } else {
         (None, rest)
     };
+    let (binding, data) = if flags & FLAG_BINDING != 0 {
+        decode_binding(data)?
+    } else {
+        (None, data)
+    };
     // Encoders write the object with no leading white space.
     if data.first().is_some_and(|b| *b != b'{') {
         return Err(OpenError::Malformed("session data is not a JSON object"));
@@ -89,8 +122,35 @@ pub(super) fn decode(b: &[u8]) -> Result<SessionState, OpenError> {
         last_seen: time(last_seen),
         expires_at: time(expires_at),
         subject,
+        binding,
         data: Data::parse(data)?,
     })
+}
+
+/// The binding at the start of `b`, and the bytes after it.
+fn decode_binding(b: &[u8]) -> Result<(Option<Binding>, &[u8]), OpenError> {
+    const SHORT: OpenError = OpenError::Malformed("binding truncated");
+    let (&kind, rest) = b.split_first().ok_or(SHORT)?;
+    match kind {
+        BINDING_DPOP => {
+            let (jkt, rest) = rest.split_first_chunk::<32>().ok_or(SHORT)?;
+            Ok((Some(Binding::Dpop { jkt: *jkt }), rest))
+        }
+        BINDING_DEVICE => {
+            let (id, rest) = rest.split_first_chunk::<16>().ok_or(SHORT)?;
+            let (len, rest) = rest.split_first_chunk::<2>().ok_or(SHORT)?;
+            let len = usize::from(u16::from_be_bytes(*len));
+            if len > MAX_DEVICE_KEY_LEN {
+                return Err(OpenError::Malformed("binding key too long"));
+            }
+            let (jwk, rest) = rest.split_at_checked(len).ok_or(SHORT)?;
+            let jwk = std::str::from_utf8(jwk)
+                .map_err(|_| OpenError::Malformed("binding key not UTF-8"))?;
+            let key = DeviceKey::new(*id, Box::from(jwk));
+            Ok((Some(Binding::Device(Arc::new(key))), rest))
+        }
+        _ => Err(OpenError::Malformed("unknown binding kind")),
+    }
 }
 
 #[cfg(test)]
@@ -129,7 +189,13 @@ mod tests {
             malformed(&[0; FIXED_LEN - 1]),
             "payload shorter than its fixed fields"
         );
-        assert_eq!(malformed(&payload(0x02, b"")), "unknown payload flags");
+        assert_eq!(malformed(&payload(0x04, b"")), "unknown payload flags");
+        assert_eq!(malformed(&payload(0x02, b"")), "binding truncated");
+        assert_eq!(malformed(&payload(0x02, b"\x09")), "unknown binding kind");
+        assert_eq!(malformed(&payload(0x02, &[1; 32])), "binding truncated");
+        let mut long = vec![2u8; 17];
+        long.extend_from_slice(&[0x08, 0x01]);
+        assert_eq!(malformed(&payload(0x02, &long)), "binding key too long");
         assert_eq!(
             malformed(&payload(FLAG_SUBJECT, b"\x00")),
             "subject length missing"
@@ -184,6 +250,28 @@ mod tests {
         encode(&s, &mut out).unwrap();
         assert_eq!(out.len(), FIXED_LEN + 2 + 7);
         assert!(decode(&out).unwrap().is_empty());
+        // Each binding, with and without a subject.
+        for binding in [
+            Binding::Dpop { jkt: [3; 32] },
+            Binding::Device(Arc::new(DeviceKey::new([4; 16], r#"{"kty":"EC"}"#.into()))),
+        ] {
+            for subject in [None, Some("u".to_owned())] {
+                let mut b = s.clone();
+                b.set_subject(subject.clone());
+                b.set_binding(Some(binding.clone()));
+                b.insert("k", "v").unwrap();
+                let mut out = Vec::new();
+                encode(&b, &mut out).unwrap();
+                let back = decode(&out).unwrap();
+                assert_eq!(back.binding(), Some(&binding));
+                assert_eq!(back.subject(), subject.as_deref());
+                assert_eq!(back.get::<String>("k").unwrap().as_deref(), Some("v"));
+                // Every truncation is refused, never a panic.
+                for n in 0..out.len() {
+                    let _ = decode(&out[..n]);
+                }
+            }
+        }
         s.set_subject(Some("x".repeat(MAX_SUBJECT_LEN + 1)));
         assert!(matches!(
             encode(&s, &mut Vec::new()),

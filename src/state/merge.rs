@@ -9,7 +9,7 @@ impl SessionState {
     /// `theirs` (what the store holds now, written by another request since this one loaded
     /// `base`) with this request's own changes applied: every key whose value differs between
     /// `base` and `self` takes `self`'s value (or is removed), every other key keeps
-    /// `theirs`'s. The subject, the issue time and the deadline are this request's when it
+    /// `theirs`'s. The subject, the binding, the issue time and the deadline are this request's when it
     /// changed them, else theirs; `last_seen` is the later of the two.
     ///
     /// So two requests that change different keys both keep their change, and two that change
@@ -22,6 +22,9 @@ impl SessionState {
         }
         if self.issued_at != base.issued_at {
             out.issued_at = self.issued_at;
+        }
+        if self.binding != base.binding {
+            out.binding.clone_from(&self.binding);
         }
         if self.expires_at != base.expires_at {
             out.expires_at = self.expires_at;

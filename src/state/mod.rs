@@ -4,6 +4,7 @@
 //! - `data.rs`: the data, a serde_json map, and its typed access;
 //! - `format.rs`: the binary payload a token carries (`docs/FORMAT.md`, section 7).
 
+mod binding;
 mod data;
 mod format;
 pub(crate) mod id;
@@ -17,6 +18,7 @@ use crate::clock::Timestamp;
 use crate::error::{DataError, OpenError, SealError};
 use data::Data;
 
+pub use binding::{Binding, DeviceKey, MAX_DEVICE_KEY_LEN};
 pub(crate) use format::FIXED_LEN;
 pub use format::MAX_SUBJECT_LEN;
 pub use id::SessionId;
@@ -46,6 +48,8 @@ pub struct SessionState {
     last_seen: Timestamp,
     expires_at: Timestamp,
     subject: Option<std::sync::Arc<str>>,
+    /// The key the session is bound to (DPoP, DBSC), if any.
+    binding: Option<Binding>,
     data: Data,
 }
 
@@ -58,6 +62,7 @@ impl SessionState {
             last_seen: now,
             expires_at,
             subject: None,
+            binding: None,
             data: Data::default(),
         }
     }
@@ -81,6 +86,17 @@ impl SessionState {
     /// The subject (user id), used for per-user revocation.
     pub fn subject(&self) -> Option<&str> {
         self.subject.as_deref()
+    }
+
+    /// The key the session is bound to: a DPoP key (bearer tokens) or a browser's
+    /// registered DBSC key (cookies).
+    pub fn binding(&self) -> Option<&Binding> {
+        self.binding.as_ref()
+    }
+
+    /// Sets or clears the binding.
+    pub fn set_binding(&mut self, binding: Option<Binding>) {
+        self.binding = binding;
     }
 
     /// Sets the id (used by `regenerate`).
@@ -219,7 +235,12 @@ impl SessionState {
             .data
             .known_json_len()
             .unwrap_or_else(|| 64 * self.data.map().map_or(0, Map::len));
-        FIXED_LEN + self.subject.as_ref().map_or(0, |s| 2 + s.len()) + data
+        let binding = match &self.binding {
+            None => 0,
+            Some(Binding::Dpop { .. }) => 1 + 32,
+            Some(Binding::Device(k)) => 1 + 16 + 2 + k.jwk.len(),
+        };
+        FIXED_LEN + self.subject.as_ref().map_or(0, |s| 2 + s.len()) + binding + data
     }
 
     /// Decodes a binary payload, data included (parsed and validated by serde_json). Only

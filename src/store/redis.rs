@@ -404,6 +404,16 @@ impl RedisStore {
         self.run(op, key, Request::Read(cmd)).await
     }
 
+    /// Runs the write `cmd` on key `key` (for the DPoP replay cache).
+    pub(crate) async fn write_cmd<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        key: &str,
+        cmd: &redis::Cmd,
+    ) -> Result<T, StoreError> {
+        self.run(op, key, Request::Write(cmd)).await
+    }
+
     /// Runs the script `invocation` whose first key is `key`, as a write.
     pub(crate) async fn run_script<T: FromRedisValue>(
         &self,

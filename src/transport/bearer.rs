@@ -3,6 +3,8 @@
 //! (`X-Session-Token` by default) when the session changed or is due for renewal.
 //!
 //! A request without an `Authorization` header (or with another scheme) has an empty session.
+//! `Authorization: DPoP <token>` (RFC 9449) is read as well; the engine accepts that scheme
+//! only with DPoP on ([`Dpop`](crate::binding::Dpop)), and only for a DPoP-bound token.
 //! A bearer token that is invalid, expired or revoked is answered with a 401 carrying
 //! `WWW-Authenticate: Bearer error="invalid_token", error_description="..."` (RFC 6750)
 //! before the handler runs. A token over the size limit is refused before it is parsed.
@@ -45,6 +47,8 @@ pub enum BearerIn<'a> {
     Absent,
     /// A bearer token within the size limit.
     Token(&'a str),
+    /// A token sent with the `DPoP` scheme (RFC 9449, section 7.1), within the size limit.
+    Dpop(&'a str),
     /// A bearer token that was refused before parsing.
     Refused(OpenError),
 }
@@ -90,14 +94,15 @@ impl BearerConfig {
         // The scheme decides first: credentials of another scheme are not a session token,
         // whatever their length or bytes.
         let bytes = value.as_bytes().trim_ascii();
-        let is_bearer = bytes
+        let scheme = bytes
             .iter()
             .position(|b| *b == b' ')
-            .and_then(|sp| bytes.get(..sp))
-            .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer"));
-        if !is_bearer {
-            return BearerIn::Absent;
-        }
+            .and_then(|sp| bytes.get(..sp));
+        let dpop = match scheme {
+            Some(s) if s.eq_ignore_ascii_case(b"bearer") => false,
+            Some(s) if s.eq_ignore_ascii_case(b"dpop") => true,
+            _ => return BearerIn::Absent,
+        };
         if value.len() > self.max_len.saturating_add(7) {
             return BearerIn::Refused(OpenError::TooLarge {
                 len: value.len(),
@@ -107,12 +112,9 @@ impl BearerConfig {
         let Ok(value) = value.to_str() else {
             return BearerIn::Refused(OpenError::Malformed("authorization header is not ASCII"));
         };
-        let Some((scheme, token)) = value.trim().split_once(' ') else {
+        let Some((_, token)) = value.trim().split_once(' ') else {
             return BearerIn::Absent;
         };
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return BearerIn::Absent;
-        }
         let token = token.trim();
         if token.len() > self.max_len {
             return BearerIn::Refused(OpenError::TooLarge {
@@ -120,7 +122,11 @@ impl BearerConfig {
                 max: self.max_len,
             });
         }
-        BearerIn::Token(token)
+        if dpop {
+            BearerIn::Dpop(token)
+        } else {
+            BearerIn::Token(token)
+        }
     }
 }
 

@@ -1,0 +1,123 @@
+//! Before the handler, for a bound session: the DPoP proof a bearer request carries
+//! (RFC 9449), checked against the token's `cnf.jkt`; a proof sent when a session is
+//! issued binds it.
+
+use http::StatusCode;
+use tracing::Span;
+
+use super::respond::outcome;
+use super::{Answer, BindingOut, Engine};
+use crate::binding::Dpop;
+use crate::binding::ProofError;
+use crate::binding::dpop::{Refusal, Request};
+use crate::clock::Timestamp;
+use crate::error::OpenError;
+use crate::state::{Binding, SessionState};
+
+/// How the request presented its session.
+pub(super) struct Presented<'a> {
+    /// The token that opened (`None`: the request brought none, or it was refused).
+    pub(super) token: Option<&'a str>,
+    /// It came as `Authorization: DPoP`.
+    pub(super) dpop_scheme: bool,
+}
+
+impl Engine {
+    /// Checks a bearer request under DPoP; binds `state` to the proof's key when the session
+    /// is not bound yet and the request brings a proof. `Err`: the 401 (or 503) to send.
+    pub(super) async fn check_dpop(
+        &self,
+        dpop: &Dpop,
+        req: &Request<'_>,
+        presented: Presented<'_>,
+        state: &mut SessionState,
+        now: Timestamp,
+        span: &Span,
+    ) -> Result<Option<Box<BindingOut>>, Answer> {
+        let bound = match state.binding() {
+            Some(Binding::Dpop { jkt }) => Some(*jkt),
+            _ => None,
+        };
+        let has_proof = req.headers.contains_key("dpop");
+        let refuse = |error: &str, description: &str| {
+            outcome(span, "rejected");
+            tracing::debug!(target: "sealed_session", parent: span, reason = description, "DPoP request refused");
+            Answer::text(StatusCode::UNAUTHORIZED, description)
+                .with_challenge(dpop.challenge(Some(error), description))
+        };
+        match (presented.token, bound) {
+            (Some(_), Some(_)) if !presented.dpop_scheme => {
+                return Err(refuse(
+                    "invalid_token",
+                    "the token is DPoP-bound: send it with the DPoP scheme and a proof",
+                ));
+            }
+            (Some(_), None) if presented.dpop_scheme => {
+                return Err(refuse("invalid_token", "the token is not DPoP-bound"));
+            }
+            (Some(_), None) if dpop.is_required() => {
+                return Err(refuse("invalid_token", "a DPoP-bound token is required"));
+            }
+            (None, _) if !has_proof && dpop.is_required() => {
+                let refusal = Answer::text(
+                    StatusCode::UNAUTHORIZED,
+                    "a DPoP proof is required to issue a session",
+                )
+                .with_challenge(dpop.challenge(None, ""));
+                return Ok(Some(Box::new(BindingOut {
+                    dpop_nonce: None,
+                    refuse_unbound: Some(refusal),
+                })));
+            }
+            (_, None) if !has_proof => return Ok(None),
+            _ => {}
+        }
+        let verdict = match dpop.check(req, presented.token, now).await {
+            Ok(v) => v,
+            Err(Refusal::Proof(e)) => {
+                self.cfg.stats.refused(&OpenError::BadProof, span);
+                return Err(refuse("invalid_dpop_proof", e.description()));
+            }
+            Err(Refusal::UseNonce) => {
+                outcome(span, "rejected");
+                let description = "Resource server requires nonce in DPoP proof";
+                return Err(Answer::text(StatusCode::UNAUTHORIZED, description)
+                    .with_challenge(dpop.challenge(Some("use_dpop_nonce"), description))
+                    .with_dpop_nonce(dpop.fresh_nonce(now)));
+            }
+            Err(Refusal::Unavailable) => {
+                outcome(span, "unavailable");
+                return Err(Answer::text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "DPoP proofs cannot be checked for replay right now",
+                ));
+            }
+        };
+        match bound {
+            Some(jkt) if !constant_time_eq::constant_time_eq(&jkt, &verdict.jkt) => {
+                self.cfg.stats.refused(&OpenError::BadProof, span);
+                return Err(refuse(
+                    "invalid_dpop_proof",
+                    ProofError::OtherKey.description(),
+                ));
+            }
+            Some(_) => {}
+            None => state.set_binding(Some(Binding::Dpop { jkt: verdict.jkt })),
+        }
+        let nonce = verdict.nonce_due.then(|| dpop.fresh_nonce(now)).flatten();
+        Ok(nonce.map(|n| {
+            Box::new(BindingOut {
+                dpop_nonce: Some(n),
+                refuse_unbound: None,
+            })
+        }))
+    }
+}
+
+/// The 401 for a token refused when sent with the DPoP scheme.
+pub(super) fn token_refused(dpop: &Dpop, e: &OpenError, span: &Span) -> Answer {
+    let bearer = super::respond::unauthorized(e, span);
+    let description = bearer.body.clone();
+    Answer::text(bearer.status, description.clone())
+        .with_challenge(dpop.challenge(Some("invalid_token"), &description))
+}
