@@ -52,6 +52,9 @@ use crate::transport::cookie::{CookieConfig, SameSite, Secure};
 #[derive(Clone)]
 pub struct SealedSession {
     cfg: Config,
+    /// Device binding's MAC key, derived from the cookie keys (sealed, signed, store).
+    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+    cookie_mac: Option<Arc<crate::keys::MacKey>>,
 }
 
 /// One constructor per design: [`SealedSession::sealed`] (the default choice),
@@ -70,7 +73,7 @@ impl SealedSession {
     /// # Ok::<(), sealed_session::KeyError>(())
     /// ```
     pub fn sealed(ring: Keyring) -> Self {
-        SealedSession::with_codec(SealedCodec::new(ring))
+        SealedSession::with_codec(SealedCodec::new(ring.clone())).cookie_keys(&ring)
     }
 
     /// Signed sessions: the whole session in a cookie the client can read but not change
@@ -84,7 +87,7 @@ impl SealedSession {
     /// # Ok::<(), sealed_session::KeyError>(())
     /// ```
     pub fn signed(ring: Keyring) -> Self {
-        SealedSession::with_codec(SignedCodec::new(ring))
+        SealedSession::with_codec(SignedCodec::new(ring.clone())).cookie_keys(&ring)
     }
 
     /// Server-store sessions, the express-session design: the cookie holds the session id
@@ -100,9 +103,27 @@ impl SealedSession {
     /// ```
     pub fn server_store(store: impl Store, ring: Keyring) -> Self {
         SealedSession::with_backend(Backend::Store {
-            ids: SessionIdCodec::new(ring),
+            ids: SessionIdCodec::new(ring.clone()),
             store: Arc::new(store),
         })
+        .cookie_keys(&ring)
+    }
+
+    /// Keeps the MAC key that device binding (DBSC) derives from the cookie keys' primary.
+    #[cfg_attr(
+        not(any(feature = "jwt", feature = "jwt-rust-crypto")),
+        allow(unused_variables, unused_mut)
+    )]
+    fn cookie_keys(mut self, ring: &Keyring) -> Self {
+        #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+        {
+            let key = crate::keys::MacKey::derived_from(
+                ring.primary().key(),
+                crate::binding::dbsc::DBSC_INFO,
+            );
+            self.cookie_mac = Some(Arc::new(key));
+        }
+        self
     }
 
     /// JWT sessions (usually with [`SealedSession::bearer`], for single-page apps): the
@@ -147,11 +168,15 @@ impl SealedSession {
                 devices: None,
                 #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
                 dpop: None,
+                #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+                dbsc: None,
                 clock: Arc::new(SystemClock),
                 limits: Limits::default(),
                 open_cache: DEFAULT_OPEN_CACHE_BYTES,
                 stats: Arc::new(Counters::default()),
             },
+            #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+            cookie_mac: None,
         }
     }
 
@@ -330,6 +355,31 @@ impl SealedSession {
     #[must_use]
     pub fn dpop(mut self, dpop: crate::binding::Dpop) -> Self {
         self.cfg.dpop = Some(dpop);
+        self
+    }
+
+    /// Device-bound cookie sessions (the W3C DBSC draft): a response that issues a
+    /// signed-in session offers the browser to register a key; once it has, the session
+    /// also needs a short-lived bound cookie that only a proof signed by that key renews,
+    /// so a session cookie copied off the device stops working when its bound cookie runs
+    /// out (default 10 minutes). The middleware answers the registration and refresh paths
+    /// itself. Browsers that never register keep working as before; routes given to
+    /// [`Dbsc::require_for`](crate::binding::Dbsc::require_for) refuse them. Cookie
+    /// transports only. Default: off.
+    ///
+    /// ```
+    /// use sealed_session::binding::Dbsc;
+    /// use sealed_session::{Keyring, SealedSession};
+    ///
+    /// let keys = Keyring::from_secret("at least thirty-two bytes of real secret, please")?;
+    /// let sessions = SealedSession::sealed(keys).device_bound(Dbsc::new().require_for("/admin"));
+    /// # let _ = sessions;
+    /// # Ok::<(), sealed_session::KeyError>(())
+    /// ```
+    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+    #[must_use]
+    pub fn device_bound(mut self, dbsc: crate::binding::Dbsc) -> Self {
+        self.cfg.dbsc = Some(Arc::new(dbsc.resolve(self.cookie_mac.clone())));
         self
     }
 

@@ -357,6 +357,12 @@ impl MacKey {
         MacKey::new(&padded)
     }
 
+    /// A MAC key for one purpose (`info`), derived from `key` (a ring's primary key).
+    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+    pub(crate) fn derived_from(key: &Key, info: &[u8]) -> MacKey {
+        MacKey::derived(key.material(), info)
+    }
+
     /// HMAC-SHA256 over the concatenation of `parts`.
     pub(crate) fn tag(&self, parts: &[&[u8]]) -> [u8; 32] {
         let mut out = [0u8; 32];
@@ -398,6 +404,12 @@ pub(crate) struct RingKey {
 }
 
 impl RingKey {
+    /// The key itself.
+    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+    pub(crate) fn key(&self) -> &Key {
+        &self.key
+    }
+
     fn build(key: Key) -> RingKey {
         let mut aead_key = Zeroizing::new([0u8; KEY_LEN]);
         hkdf_expand(

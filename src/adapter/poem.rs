@@ -67,10 +67,14 @@ impl<E: Endpoint> Endpoint for SealedSessionEndpoint<E> {
             started.set_peer_ip(addr.ip());
         }
         req.extensions_mut().insert(started.session().clone());
-        // Changes are written even when the handler fails.
-        let mut resp = match self.inner.call(req).await {
-            Ok(r) => r.into_response(),
-            Err(e) => e.into_response(),
+        // Changes are written even when the handler fails. A DBSC registration or refresh
+        // is answered by the engine itself.
+        let mut resp = match started.take_own_response() {
+            Some(answer) => response(answer),
+            None => match self.inner.call(req).await {
+                Ok(r) => r.into_response(),
+                Err(e) => e.into_response(),
+            },
         };
         if let Err(answer) = self.engine.finish(&started, resp.headers_mut()).await {
             resp = response(answer);

@@ -107,7 +107,7 @@ where
             // Without a TLS-aware connector in front, only an absolute URI names the scheme;
             // behind a proxy, `trust_proxy` reads `X-Forwarded-Proto`.
             let https = req.uri().scheme() == Some(&Scheme::HTTPS);
-            let started = match engine.start(RequestHead::of(&req).https(https)).await {
+            let mut started = match engine.start(RequestHead::of(&req).https(https)).await {
                 Ok(started) => started,
                 Err(answer) => return Ok(answer.into_response()),
             };
@@ -117,12 +117,17 @@ where
             // deleted: a logout is not lost with the response. No response carries the
             // headers then, and an answer the engine would send instead has no response to
             // replace: the inner service's error goes on.
-            let mut resp = match inner.call(req).await {
-                Ok(resp) => resp,
-                Err(e) => {
-                    let _ = engine.finish(&started, &mut http::HeaderMap::new()).await;
-                    return Err(e);
-                }
+            // A DBSC registration or refresh is answered by the engine itself.
+            let own = started.take_own_response();
+            let mut resp = match own {
+                Some(answer) => answer.into_response(),
+                None => match inner.call(req).await {
+                    Ok(resp) => resp,
+                    Err(e) => {
+                        let _ = engine.finish(&started, &mut http::HeaderMap::new()).await;
+                        return Err(e);
+                    }
+                },
             };
             if let Err(answer) = engine.finish(&started, resp.headers_mut()).await {
                 resp = answer.into_response();

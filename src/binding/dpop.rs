@@ -102,6 +102,7 @@ impl Dpop {
     /// [`DEFAULT_REPLAY_CAPACITY`](super::DEFAULT_REPLAY_CAPACITY) proofs; the URI checked
     /// against the request's own scheme and `Host`.
     pub fn new() -> Dpop {
+        crate::jwt_keys::install_crypto_provider();
         Dpop {
             required: false,
             algs: Arc::from([ProofAlgorithm::Es256, ProofAlgorithm::EdDsa]),

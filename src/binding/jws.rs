@@ -122,7 +122,6 @@ pub(crate) enum KeyIn<'a> {
     /// The header's `jwk` (a key the client presents now).
     Header,
     /// A key registered before, as JWK text; the header must not carry one.
-    #[allow(dead_code)]
     Registered(&'a str),
 }
 
@@ -132,7 +131,6 @@ pub(crate) struct Verified<C> {
     /// The key's RFC 7638 thumbprint (SHA-256).
     pub(crate) jkt: [u8; 32],
     /// The key as JWK text, its thumbprint members only, in order.
-    #[allow(dead_code)]
     pub(crate) jwk: String,
 }
 
@@ -198,7 +196,11 @@ pub(crate) fn verify<C: DeserializeOwned>(
         return Err(ProofError::KeyMismatch);
     }
     let canonical = canonical_jwk(&jwk).ok_or(ProofError::KeyMismatch)?;
-    let decoding = DecodingKey::from_jwk(&jwk).map_err(|_| ProofError::KeyMismatch)?;
+    // The provider is installed when DPoP or DBSC is configured; were it missing,
+    // jsonwebtoken would panic, so the crypto runs guarded: a refusal, never a panic.
+    let decoding = std::panic::catch_unwind(|| DecodingKey::from_jwk(&jwk))
+        .map_err(|_| ProofError::Signature)?
+        .map_err(|_| ProofError::KeyMismatch)?;
     // header.payload.signature, exactly three parts.
     let (signed, signature) = proof
         .rsplit_once('.')
@@ -208,13 +210,15 @@ pub(crate) fn verify<C: DeserializeOwned>(
         .map(|(_, p)| p)
         .filter(|p| !p.contains('.'))
         .ok_or(ProofError::Malformed("not a JWS: not three parts"))?;
-    let valid = jsonwebtoken::crypto::verify(
-        signature,
-        signed.as_bytes(),
-        &decoding,
-        alg.to_jsonwebtoken(),
-    )
-    .unwrap_or(false);
+    let valid = std::panic::catch_unwind(|| {
+        jsonwebtoken::crypto::verify(
+            signature,
+            signed.as_bytes(),
+            &decoding,
+            alg.to_jsonwebtoken(),
+        )
+    })
+    .is_ok_and(|v| v.unwrap_or(false));
     if !valid {
         return Err(ProofError::Signature);
     }

@@ -5,16 +5,22 @@
 //!   `DPoP` proof when its session is issued gets a token with `cnf.jkt`; that token is then
 //!   accepted only as `Authorization: DPoP <token>` with a fresh proof signed by the key.
 //!
+//! - [`Dbsc`]: cookie sessions bound to a key the browser keeps (the W3C DBSC draft): a
+//!   short-lived bound cookie beside the session cookie, renewed only with a proof signed
+//!   by the registered key.
+//!
 //! What the server must remember about the client's key travels inside the session's own
 //! token ([`Binding`](crate::Binding)): no store. Proofs already used are remembered for
 //! their time window only ([`ReplayCache`]).
 
+pub mod dbsc;
 pub mod dpop;
 mod jws;
 #[cfg(feature = "redis")]
 mod redis_replay;
 mod replay;
 
+pub use dbsc::{Dbsc, DbscConfigError};
 pub use dpop::{DEFAULT_PROOF_MAX_AGE, Dpop, DpopConfigError};
 pub use jws::{MAX_PROOF_LEN, ProofAlgorithm};
 #[cfg(feature = "redis")]

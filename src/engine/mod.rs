@@ -6,18 +6,21 @@
 //! [`Engine::start`], puts the [`Session`] where handlers find it, runs the handler and calls
 //! [`Engine::finish`].
 //!
-//! `open.rs` opens the request's token; `bind.rs` checks the proof of a bound session
-//! (DPoP); `respond.rs` writes the response's headers.
+//! `open.rs` opens the request's token; `bind.rs` checks the proof of a DPoP-bound session;
+//! `device.rs` the bound cookie of a device-bound one, and answers the DBSC paths;
+//! `respond.rs` writes the response's headers.
 
 #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
 mod bind;
+#[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+mod device;
 mod open;
 mod respond;
 
 use std::sync::Arc;
 
 use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
-use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use tracing::Span;
 
 use crate::cache::OpenCache;
@@ -57,6 +60,9 @@ pub(crate) struct Config {
     /// DPoP for bearer sessions.
     #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
     pub(crate) dpop: Option<crate::binding::Dpop>,
+    /// Device binding (DBSC) for cookie sessions.
+    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+    pub(crate) dbsc: Option<Arc<crate::binding::dbsc::DeviceBinding>>,
     pub(crate) limits: Limits,
     /// Memory budget of each engine's open cache; 0 for none.
     pub(crate) open_cache: usize,
@@ -190,6 +196,10 @@ pub struct Started {
     /// DPoP required and no proof, the refusal that replaces a response that would issue
     /// a token.
     binding: Option<Box<BindingOut>>,
+    /// The response the engine gives itself, in place of the handler's (a DBSC
+    /// registration or refresh); its session headers still come from
+    /// [`Engine::finish`].
+    own: Option<Answer>,
     /// With "your devices" on: what the registry is told about the client.
     client: Option<Box<Client>>,
     span: Span,
@@ -213,6 +223,13 @@ impl Started {
         }
     }
 
+    /// The response to send instead of running the handler (the middleware answers the
+    /// DBSC registration and refresh paths itself), taken once. Give it to
+    /// [`Engine::finish`] like a handler's response.
+    pub fn take_own_response(&mut self) -> Option<Answer> {
+        self.own.take()
+    }
+
     /// Whether [`Started::set_peer_ip`] would keep an address: IP prefixes are on and none
     /// was read from `X-Forwarded-For`.
     pub fn wants_peer_ip(&self) -> bool {
@@ -231,10 +248,11 @@ impl Started {
 #[derive(Clone, Debug)]
 pub struct Answer {
     status: StatusCode,
-    /// `WWW-Authenticate`, for a refused bearer token (RFC 6750).
-    challenge: Option<HeaderValue>,
-    /// `DPoP-Nonce`, the server nonce a DPoP client must use (RFC 9449, section 9).
-    dpop_nonce: Option<HeaderValue>,
+    /// Its headers besides `Content-Type`: `WWW-Authenticate` for a refused bearer token
+    /// (RFC 6750, RFC 9449), `DPoP-Nonce`, a DBSC answer's `Set-Cookie` and
+    /// `Secure-Session-Challenge`.
+    extra: Vec<(HeaderName, HeaderValue)>,
+    content_type: &'static str,
     body: String,
 }
 
@@ -252,22 +270,41 @@ impl Answer {
     pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Answer {
         Answer {
             status,
-            challenge: None,
-            dpop_nonce: None,
+            extra: Vec::new(),
+            content_type: "text/plain; charset=utf-8",
             body: body.into(),
         }
     }
 
+    /// A JSON answer.
+    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+    pub(crate) fn json(status: StatusCode, body: String) -> Answer {
+        let mut answer = Answer::text(status, body);
+        answer.content_type = "application/json";
+        answer
+    }
+
+    /// The answer with one more header.
+    #[cfg_attr(
+        not(any(feature = "jwt", feature = "jwt-rust-crypto")),
+        allow(dead_code)
+    )]
+    pub(crate) fn with_header(mut self, name: HeaderName, value: Option<HeaderValue>) -> Answer {
+        if let Some(v) = value {
+            self.extra.push((name, v));
+        }
+        self
+    }
+
     /// The answer with a `DPoP-Nonce` header.
     #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
-    pub(crate) fn with_dpop_nonce(mut self, nonce: Option<HeaderValue>) -> Answer {
-        self.dpop_nonce = nonce;
-        self
+    pub(crate) fn with_dpop_nonce(self, nonce: Option<HeaderValue>) -> Answer {
+        self.with_header(HeaderName::from_static("dpop-nonce"), nonce)
     }
 
     /// The answer with a `WWW-Authenticate` header.
     pub(crate) fn with_challenge(mut self, challenge: HeaderValue) -> Answer {
-        self.challenge = Some(challenge);
+        self.extra.push((WWW_AUTHENTICATE, challenge));
         self
     }
 
@@ -276,22 +313,16 @@ impl Answer {
         self.status
     }
 
-    /// The answer as an `http` response: its status, `Content-Type: text/plain;
-    /// charset=utf-8`, `WWW-Authenticate` for a bearer refusal, and a body made from its
-    /// text.
+    /// The answer as an `http` response: its status, `Content-Type` (`text/plain;
+    /// charset=utf-8`, or JSON for a DBSC registration), `WWW-Authenticate` for a bearer
+    /// refusal, the headers of a DBSC answer, and a body made from its text.
     pub fn into_response<B: From<String>>(self) -> http::Response<B> {
         let mut resp = http::Response::new(B::from(self.body));
         *resp.status_mut() = self.status;
         let headers = resp.headers_mut();
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        if let Some(challenge) = self.challenge {
-            headers.insert(WWW_AUTHENTICATE, challenge);
-        }
-        if let Some(nonce) = self.dpop_nonce {
-            headers.insert("dpop-nonce", nonce);
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(self.content_type));
+        for (name, value) in self.extra {
+            headers.append(name, value);
         }
         resp
     }
@@ -411,6 +442,21 @@ impl Engine {
         };
         #[cfg(not(any(feature = "jwt", feature = "jwt-rust-crypto")))]
         let binding = None;
+        #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+        let (arrival, own) = match (&self.cfg.dbsc, &carrier) {
+            (Some(dbsc), Carrier::Cookie { secure, .. }) => {
+                let request = device::Request {
+                    head,
+                    secure: *secure,
+                    now,
+                };
+                self.check_device(dbsc, &request, &mut state, arrival, &span)
+                    .await?
+            }
+            _ => (arrival, None),
+        };
+        #[cfg(not(any(feature = "jwt", feature = "jwt-rust-crypto")))]
+        let own = None;
         if !arrival.is_new {
             tracing::trace!(
                 target: "sealed_session",
@@ -434,6 +480,7 @@ impl Engine {
             carrier,
             refused,
             binding,
+            own,
             client,
             span,
         })

@@ -181,6 +181,20 @@ pub(super) async fn finish(
     if let Some(nonce) = binding.and_then(|b| b.dpop_nonce.clone()) {
         headers.insert("dpop-nonce", nonce);
     }
+    // DBSC: a signed-in session issued to a browser, not bound yet, is offered binding.
+    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+    if let (Some(dbsc), Carrier::Cookie { .. }, Outcome::Write, Some(_), false) = (
+        &cfg.dbsc,
+        carrier,
+        plan.outcome,
+        &plan.token,
+        ended_elsewhere,
+    ) && session.binding().is_none()
+        && session.subject().is_some()
+        && let Some(offer) = dbsc.registration_header(&session.id(), cfg.clock.now())
+    {
+        headers.insert("secure-session-registration", offer);
+    }
     respond(
         cfg,
         span,

@@ -21,6 +21,31 @@ pub(crate) struct TooLarge {
 }
 
 impl CookieConfig {
+    /// A cookie beside the session cookie (a device-bound session's short-lived one):
+    /// `name=value` with the session cookie's attributes and `max_age`.
+    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+    pub(crate) fn companion(
+        &self,
+        name: &str,
+        value: &str,
+        secure: bool,
+        max_age: Duration,
+    ) -> Option<HeaderValue> {
+        let text = format!(
+            "{name}={value}{}",
+            self.attributes(secure, Some(max_age), false)
+        );
+        HeaderValue::try_from(text).ok()
+    }
+
+    /// The session cookie's attributes without Max-Age, as DBSC's `attributes` names them
+    /// (`Path=/; Secure; HttpOnly; SameSite=Lax`).
+    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+    pub(crate) fn attribute_text(&self, secure: bool) -> String {
+        let a = self.attributes(secure, None, false);
+        a.strip_prefix("; ").unwrap_or(&a).to_owned()
+    }
+
     /// The attribute part of a Set-Cookie header (everything after the value).
     fn attributes(&self, secure: bool, max_age: Option<Duration>, removal: bool) -> String {
         let mut a = String::with_capacity(96);
