@@ -13,6 +13,8 @@
 mod http;
 mod common {
     pub mod dpop_client;
+    #[cfg(feature = "redis")]
+    pub mod redis;
 }
 
 use std::sync::Arc;
@@ -641,6 +643,61 @@ async fn only_the_allowed_algorithms_are_accepted(on: Adapter) {
     assert!(challenge.algs.iter().any(|a| a == "EdDSA"), "{www}");
     let ed = DpopKey::generate(Alg::EdDsa);
     api.bound_token(&ed).await;
+}
+
+/// Two instances behind a load balancer share the proofs seen through Redis: a proof
+/// accepted by one is refused by the other; and Redis down is a 503, not an accepted proof.
+#[cfg(feature = "redis")]
+pub(crate) async fn a_proof_used_on_one_instance_is_refused_on_another(on: Adapter) {
+    use sealed_session::binding::RedisReplayCache;
+    let Some(mut redis) = common::redis::RedisServer::start("dpop replay") else {
+        return;
+    };
+    let cache = || async {
+        RedisReplayCache::builder(redis.url())
+            .timeout(Duration::from_millis(500))
+            .build()
+            .await
+            .unwrap()
+    };
+    let (jwt_key, _) = JwtKey::generate("k1", JwtAlgorithm::EdDSA).unwrap();
+    let a = Api::keyed(
+        on,
+        Dpop::new().replay_cache(Arc::new(cache().await)),
+        jwt_key.clone(),
+        |s| s,
+    );
+    let b = Api::keyed(
+        on,
+        Dpop::new().replay_cache(Arc::new(cache().await)),
+        jwt_key,
+        |s| s,
+    );
+    let key = DpopKey::generate(Alg::Es256);
+    let token = a.bound_token(&key).await;
+    let proof = a.me_proof(&key, &token);
+    a.me("DPoP", &token, std::slice::from_ref(&proof))
+        .await
+        .assert_status_is_ok();
+    assert_refused(&b.me("DPoP", &token, &[proof]).await, "invalid_dpop_proof");
+    b.me("DPoP", &token, &[b.me_proof(&key, &token)])
+        .await
+        .assert_status_is_ok();
+    redis.stop();
+    let resp = a.me("DPoP", &token, &[a.me_proof(&key, &token)]).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        resp.body()
+    );
+}
+
+/// The shared-cache scenario, on both adapters.
+#[cfg(feature = "redis")]
+mod shared {
+    use super::*;
+    both!(a_proof_used_on_one_instance_is_refused_on_another);
 }
 
 both!(

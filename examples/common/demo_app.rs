@@ -91,11 +91,13 @@ pub struct Args {
     pub jwt_kid: Option<String>,
     /// `--dpop` (jwt mode): DPoP-bound tokens for clients that send proofs.
     pub dpop: bool,
+    /// `--device-bound` (sealed and store modes): DBSC for browsers that support it.
+    pub device_bound: bool,
 }
 
 /// The usage text; `PROGRAM` and `FEATURES` stand for [`Program`]'s fields.
 const USAGE: &str = "usage: PROGRAM [--addr HOST:PORT] [--mode sealed|jwt|store] [--cookie-secure always|auto]
-            [--redis URL] [--jwt-alg ALG] [--jwt-kid KID] [--dpop]
+            [--redis URL] [--jwt-alg ALG] [--jwt-kid KID] [--dpop] [--device-bound]
 
   --addr HOST:PORT            where to listen (default 127.0.0.1:3000; port 0 picks one)
   --mode sealed|jwt|store     how sessions travel (default sealed):
@@ -124,6 +126,11 @@ const USAGE: &str = "usage: PROGRAM [--addr HOST:PORT] [--mode sealed|jwt|store]
                               HS256 is faster still, but a shared secret cannot be published,
                               so other services could not verify the tokens.
   --jwt-kid KID               jwt mode: the key id (default k1 with JWT_KEY_FILE, else g1)
+  --device-bound              sealed and store modes: Device Bound Session Credentials (W3C
+                              DBSC): a browser that supports it registers a key at login, and
+                              the session then needs a 10-minute bound cookie that only a proof
+                              signed by that key renews (POST /dbsc/register, /dbsc/refresh);
+                              other browsers work as before
   --dpop                      jwt mode: DPoP (RFC 9449): a login that sends a DPoP proof gets a
                               token bound to its key, accepted only as `Authorization: DPoP
                               TOKEN` with a fresh proof (ES256 or EdDSA) on each request; a
@@ -158,6 +165,7 @@ impl Args {
             jwt_alg: None,
             jwt_kid: None,
             dpop: false,
+            device_bound: false,
         };
         let mut it = args.into_iter();
         while let Some(arg) = it.next() {
@@ -166,6 +174,10 @@ impl Args {
             }
             if arg == "--dpop" {
                 out.dpop = true;
+                continue;
+            }
+            if arg == "--device-bound" {
+                out.device_bound = true;
                 continue;
             }
             let (flag, inline) = match arg.split_once('=') {
@@ -209,6 +221,11 @@ impl Args {
         }
         if out.mode != Mode::Jwt && out.dpop {
             return Err("--dpop applies to --mode jwt only (bearer tokens)".into());
+        }
+        if out.mode == Mode::Jwt && out.device_bound {
+            return Err(
+                "--device-bound applies to cookie sessions (--mode sealed or store)".into(),
+            );
         }
         Ok(Some(out))
     }
@@ -515,11 +532,16 @@ pub fn index(session: &Session) -> Result<Reply, SessionError> {
         return Ok(Reply::page(login_form(None, "")));
     };
     let visits = count(session, VISITS)?;
+    let bound = match session.binding() {
+        Some(_) => "yes: this browser holds the key (DBSC)",
+        None => "no",
+    };
     Ok(Reply::page(page(
         "Welcome",
         &format!(
             "<p>Logged in as <strong id=\"user\">{}</strong>.</p>\
              <p>Visits to this page in this session: <span id=\"visits\">{visits}</span></p>\
+             <p>Device-bound: <span id=\"device-bound\">{bound}</span></p>\
              <p><a href=\"/secureplace\">The secure place</a> · <a href=\"/views\">/views</a> · \
              <a href=\"/devices\" id=\"devices-link\">Your devices</a></p>\
              {LOGOUT_FORM}",
@@ -1046,7 +1068,12 @@ pub async fn start(program: &Program) -> Result<Setup, ExitCode> {
             )
         }
     };
-    let (app, lines) = built.map_err(|e| refuse(&e))?;
+    let (mut app, mut lines) = built.map_err(|e| refuse(&e))?;
+    if args.device_bound {
+        let (bound, line) = binding::device_bound(app).map_err(|e| refuse(&e))?;
+        app = bound;
+        lines.push(format!("device binding: {line}"));
+    }
     Ok(Setup {
         addr: args.addr,
         app,

@@ -1,6 +1,28 @@
 //! The demo's theft resistance: `--dpop` (jwt mode) binds bearer tokens to the client's
 //! key (RFC 9449), with proofs remembered in memory, or in Redis with `--redis` so that a
-//! proof used on one demo process is refused by the others.
+//! proof used on one demo process is refused by the others; `--device-bound` (cookie modes)
+//! binds cookie sessions to a key the browser keeps (W3C DBSC).
+
+use super::App;
+
+/// `--device-bound`: the cookie sessions of `app` with DBSC, and the start-up line.
+#[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+pub fn device_bound(app: App) -> Result<(App, String), String> {
+    match app {
+        App::Sealed(sessions) => Ok((
+            App::Sealed(sessions.device_bound(sealed_session::binding::Dbsc::new())),
+            "on (W3C DBSC): a browser that supports it registers a key at login              (Secure-Session-Registration); the session then needs a bound cookie of 10              minutes, renewed at POST /dbsc/refresh only with a proof by that key"
+                .to_owned(),
+        )),
+        #[allow(unreachable_patterns)]
+        _ => Err("--device-bound applies to cookie sessions".to_owned()),
+    }
+}
+
+#[cfg(not(any(feature = "jwt", feature = "jwt-rust-crypto")))]
+pub fn device_bound(_app: App) -> Result<(App, String), String> {
+    Err("--device-bound needs the `jwt` feature (on by default)".to_owned())
+}
 
 #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
 use sealed_session::binding::Dpop;
