@@ -5,7 +5,8 @@
 # `bash benches/instructions.sh store`: the store-backed mode over Redis against Poem's
 # ServerSession + RedisStorage (needs redis-server too; it starts one on a free port).
 # `bash benches/instructions.sh devices`: what "your devices" (a MemoryRegistry) adds to a
-# read, a re-issue and a login.
+# read, a re-issue and a login. `bash benches/instructions.sh binding`: what a DBSC bound
+# cookie adds to a sealed read, and a DPoP proof to a bearer read.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The bench executable as cargo reports it: right under any CARGO_TARGET_DIR, and never the
@@ -62,6 +63,23 @@ if [ "${1:-}" = store ]; then
   for op in read write; do
     python3 -c "o,p=${s[sealed_session_store/$op]},${s[poem_server_session/$op]}; print(f'$op: store-backed sealed-session {o}, Poem ServerSession {p}; ratio {o/p:.3f} (target <= 1.000)')"
   done
+  exit 0
+fi
+if [ "${1:-}" = binding ]; then
+  # Theft resistance: a device-bound (DBSC) cookie read against a plain sealed one (target:
+  # the bound cookie adds at most 0.5 us of server CPU), and a DPoP-bound bearer read
+  # against a plain bearer one.
+  bin=$(bench_bin binding)
+  [ -x "$bin" ] || { echo "could not build the binding bench"; exit 2; }
+  bcount() { SS_COUNT="$1" SS_COUNT_ITERS="$2" valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" --bench 2>&1 \
+      | sed -n 's/.*Collected : \([0-9]*\).*/\1/p' | awk '{s+=$1} END {printf "%.0f\n", s}'; }
+  declare -A b
+  for case in sealed/read sealed_dbsc/read jwt_bearer/read jwt_dpop/read; do
+    small=$(bcount "$case" 200); large=$(bcount "$case" 1200)
+    b[$case]=$(( (large - small) / 1000 ))
+    printf '%-20s %8d instructions/request\n' "$case" "${b[$case]}"
+  done
+  echo "the bound cookie adds $(( b[sealed_dbsc/read] - b[sealed/read] )) instructions to a read; a DPoP proof adds $(( b[jwt_dpop/read] - b[jwt_bearer/read] ))"
   exit 0
 fi
 bin=$(bench_bin middleware)

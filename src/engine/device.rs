@@ -27,18 +27,20 @@ pub(super) struct Request<'a> {
     pub(super) now: Timestamp,
 }
 
-/// The value of the cookie `name` in the request's `Cookie` headers.
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
-        .find_map(|pair| {
-            let pair = pair.trim_ascii();
-            let eq = pair.iter().position(|b| *b == b'=')?;
-            let (n, v) = (pair.get(..eq)?, pair.get(eq + 1..)?);
-            (n == name.as_bytes()).then_some(v)
+/// The value of the cookie whose `name=` `finder` looks for in the request's `Cookie`
+/// headers (a read's Cookie header is mostly the session token).
+fn cookie<'h>(headers: &'h HeaderMap, finder: &memchr::memmem::Finder<'_>) -> Option<&'h [u8]> {
+    let prefix = finder.needle();
+    headers.get_all(http::header::COOKIE).iter().find_map(|v| {
+        let bytes = v.as_bytes();
+        finder.find_iter(bytes).find_map(|at| {
+            // At the start of a pair, not inside another cookie's name or value.
+            let starts = at == 0 || matches!(bytes.get(at - 1), Some(b' ' | b';'));
+            let rest = bytes.get(at + prefix.len()..)?;
+            let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
+            starts.then(|| rest.get(..end).unwrap_or(rest).trim_ascii())
         })
+    })
 }
 
 /// A header's value as DBSC sends it: an sf-string, or bare.
@@ -48,8 +50,17 @@ fn dbsc_header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 
 impl Engine {
     /// The bound cookie's name: the session cookie's, with `_bound`.
-    fn bound_name(&self, secure: bool) -> String {
-        format!("{}_bound", self.cfg.cookie.full_name(secure))
+    fn bound_name(&self, secure: bool) -> &str {
+        let name = self.bound_finder(secure).needle();
+        let name = name.strip_suffix(b"=").unwrap_or(name);
+        // Made from the cookie name, a `String`.
+        std::str::from_utf8(name).unwrap_or_default()
+    }
+
+    /// Finds `{bound cookie name}=`; made once per engine.
+    fn bound_finder(&self, secure: bool) -> &memchr::memmem::Finder<'static> {
+        let [plain, secure_one] = &*self.bound_prefixes;
+        if secure { secure_one } else { plain }
     }
 
     /// A device-bound session without a valid bound cookie is refused (a fresh session);
@@ -81,7 +92,7 @@ impl Engine {
             _ => None,
         };
         if let Some(key) = key {
-            let value = cookie(head.headers, &self.bound_name(req.secure));
+            let value = cookie(head.headers, self.bound_finder(req.secure));
             if !value.is_some_and(|v| dbsc.bound_valid(v, key.id(), req.now)) {
                 let e = OpenError::BadProof;
                 self.cfg.stats.refused(&e, span);
@@ -126,7 +137,7 @@ impl Engine {
         // The key travels in the session token: send it again.
         arrival.reissue = true;
         let name = self.bound_name(req.secure);
-        let json = dbsc.instructions(&bid, &name, &self.cfg.cookie.attribute_text(req.secure));
+        let json = dbsc.instructions(&bid, name, &self.cfg.cookie.attribute_text(req.secure));
         Answer::json(StatusCode::OK, json)
             .with_header(http::header::SET_COOKIE, self.bound_cookie(dbsc, &bid, req))
             .with_header(CHALLENGE, dbsc.challenge_header(&state.id(), &bid, req.now))
@@ -177,10 +188,39 @@ impl Engine {
     ) -> Option<http::HeaderValue> {
         let value = dbsc.bound_value(bid, req.now);
         self.cfg.cookie.companion(
-            &self.bound_name(req.secure),
+            self.bound_name(req.secure),
             &value,
             req.secure,
             dbsc.lifetime(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bound_cookie_is_found_by_its_whole_name_only() {
+        let headers = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(http::header::COOKIE, v.parse().unwrap());
+            }
+            h
+        };
+        let p = memchr::memmem::Finder::new("sid_bound=");
+        let find = |values: &[&str]| cookie(&headers(values), &p).map(|v| v.to_vec());
+        assert_eq!(find(&["sid=x; sid_bound=abc"]), Some(b"abc".to_vec()));
+        assert_eq!(find(&["sid_bound=abc;sid=x"]), Some(b"abc".to_vec()));
+        assert_eq!(find(&["sid=x", "sid_bound= abc "]), Some(b"abc".to_vec()));
+        assert_eq!(find(&["xsid_bound=abc; sid=x"]), None);
+        assert_eq!(find(&["sid=sid_bound=abc"]), None);
+        assert_eq!(
+            find(&["sid=x; xsid_bound=1; sid_bound=2"]),
+            Some(b"2".to_vec())
+        );
+        assert_eq!(find(&["sid=x"]), None);
+        assert_eq!(find(&["sid_bound="]), Some(Vec::new()));
     }
 }

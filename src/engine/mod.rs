@@ -109,6 +109,9 @@ pub struct Engine {
     shared: Arc<Shared>,
     /// The codec's name, or `"store"`: the `mode` of the request span.
     mode: &'static str,
+    /// Finders of `{name}=` of the DBSC bound cookie, over HTTP and over HTTPS.
+    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+    bound_prefixes: Arc<[memchr::memmem::Finder<'static>; 2]>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -358,7 +361,14 @@ impl Engine {
             clock: cfg.clock.clone(),
             max_depth: cfg.limits.json_depth,
         };
+        #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+        let bound_prefixes = Arc::new([false, true].map(|secure| {
+            let prefix = format!("{}_bound=", cfg.cookie.full_name(secure));
+            memchr::memmem::Finder::new(prefix.as_bytes()).into_owned()
+        }));
         Engine {
+            #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+            bound_prefixes,
             mode: match &cfg.backend {
                 Backend::Token(codec) => codec.name(),
                 Backend::Store { .. } => "store",
