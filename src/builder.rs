@@ -52,9 +52,10 @@ use crate::transport::cookie::{CookieConfig, SameSite, Secure};
 #[derive(Clone)]
 pub struct SealedSession {
     cfg: Config,
-    /// Device binding's MAC key, derived from the cookie keys (sealed, signed, store).
+    /// Device binding's MAC keys, derived from the cookie keys (sealed, signed, store),
+    /// the primary's first.
     #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
-    cookie_mac: Option<Arc<crate::keys::MacKey>>,
+    cookie_mac: Vec<Arc<crate::keys::MacKey>>,
 }
 
 /// One constructor per design: [`SealedSession::sealed`] (the default choice),
@@ -109,7 +110,7 @@ impl SealedSession {
         .cookie_keys(&ring)
     }
 
-    /// Keeps the MAC key that device binding (DBSC) derives from the cookie keys' primary.
+    /// Keeps the MAC keys that device binding (DBSC) derives from the cookie keys.
     #[cfg_attr(
         not(any(feature = "jwt", feature = "jwt-rust-crypto")),
         allow(unused_variables, unused_mut)
@@ -117,11 +118,13 @@ impl SealedSession {
     fn cookie_keys(mut self, ring: &Keyring) -> Self {
         #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
         {
-            let key = crate::keys::MacKey::derived_from(
-                ring.primary().key(),
-                crate::binding::dbsc::DBSC_INFO,
-            );
-            self.cookie_mac = Some(Arc::new(key));
+            self.cookie_mac = ring
+                .keys()
+                .map(|k| {
+                    let key = crate::keys::MacKey::derived_from(k, crate::binding::dbsc::DBSC_INFO);
+                    Arc::new(key)
+                })
+                .collect();
         }
         self
     }
@@ -176,7 +179,7 @@ impl SealedSession {
                 stats: Arc::new(Counters::default()),
             },
             #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
-            cookie_mac: None,
+            cookie_mac: Vec::new(),
         }
     }
 

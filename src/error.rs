@@ -185,7 +185,7 @@ pub enum OpenError {
         count: usize,
     },
     /// The proof of possession a bound session needs (a DPoP proof) is missing or invalid;
-    /// the request is refused with a 401 (see [`ProofError`](crate::binding::ProofError)
+    /// the request is refused with a 401 (see `binding::ProofError`
     /// for the causes, which the log line names).
     #[error("the session's proof of possession is missing or invalid")]
     BadProof,

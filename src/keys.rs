@@ -404,12 +404,6 @@ pub(crate) struct RingKey {
 }
 
 impl RingKey {
-    /// The key itself.
-    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
-    pub(crate) fn key(&self) -> &Key {
-        &self.key
-    }
-
     fn build(key: Key) -> RingKey {
         let mut aead_key = Zeroizing::new([0u8; KEY_LEN]);
         hkdf_expand(

@@ -279,7 +279,8 @@ async fn both_cookies_stolen_stop_working_when_the_bound_one_expires(on: Adapter
     ];
     // Within the bound cookie's life, both cookies together work (the window DBSC allows).
     assert_eq!(thief_get(&b, &stolen).await.body, "signed in as alice");
-    site.clock.advance_secs(601);
+    // Past its Max-Age and the minute of grace for the browser's clock.
+    site.clock.advance_secs(661);
     assert_eq!(thief_get(&b, &stolen).await.body, "anonymous");
     // The thief cannot refresh: no proof, or a proof by a key of its own.
     let id = b.sessions()[0].id.clone();
@@ -414,9 +415,9 @@ async fn forged_refresh_proofs_are_refused(on: Adapter) {
         )
         .await;
     assert_eq!(resp.status, 401, "{}", resp.body);
-    // A stale challenge (past its 5 minutes) is refused too.
+    // A stale challenge (past its 15 minutes) is refused too.
     let stale = fresh_challenge().await;
-    site.clock.advance_secs(301);
+    site.clock.advance_secs(901);
     let proof = ProofBuilder::refresh(&key, &stale).build();
     let resp = b
         .send_raw_with_jar(
@@ -482,12 +483,90 @@ async fn forged_registration_proofs_are_refused(on: Adapter) {
         assert_eq!(resp.status, 400, "{what}: {}", resp.body);
         assert!(resp.set_cookies().is_empty(), "{what}");
     }
-    // A valid one binds the session; the same challenge cannot be answered again.
+    // A valid one binds the session, under a new id: the cookie from before the binding
+    // is revoked, so it cannot register again, nor be used at all.
     let proof = ProofBuilder::registration(&key, Some(&challenge), None).build();
     let resp = register(proof.clone()).await;
     assert_eq!(resp.status, 200, "{}", resp.body);
-    let resp = register(proof).await;
+    let bound_cookies: Vec<String> = resp
+        .set_cookies()
+        .iter()
+        .filter_map(|c| c.split(';').next().map(str::to_owned))
+        .collect();
+    assert_eq!(register(proof.clone()).await.status, 401);
+    let before = cookie_pair(&b, COOKIE).unwrap();
+    assert_eq!(thief_get(&b, &[before]).await.body, "anonymous");
+    // With the bound session's own cookies: bound already, whatever the proof (a thief
+    // holding them cannot bind the session to a key of its own).
+    let with_bound = |proof: String| {
+        let headers = vec![
+            (
+                "Secure-Session-Response".to_owned(),
+                b.sf_header_value(&proof),
+            ),
+            ("Cookie".to_owned(), bound_cookies.join("; ")),
+        ];
+        b.send_raw("POST", "/dbsc/register", headers, "")
+    };
+    let resp = with_bound(proof).await;
     assert_eq!(resp.status, 400, "{}", resp.body);
+    assert!(resp.body.contains("bound already"), "{}", resp.body);
+    assert_eq!(
+        thief_get(&b, &bound_cookies).await.body,
+        "signed in as alice",
+        "the bound session works with its cookies"
+    );
+}
+
+/// A thief with the session cookie asks the refresh path for a challenge and answers it
+/// at the registration path with a key of its own: refused (a refresh challenge is no
+/// registration challenge, and a bound session is never bound again).
+async fn a_thief_cannot_rebind_a_session_to_its_own_key(on: Adapter) {
+    let site = Site::new(on).await;
+    let b = site.signed_in().await;
+    let id = b.sessions()[0].id.clone();
+    let stolen = [cookie_pair(&b, COOKIE).unwrap()];
+    let resp = b
+        .send_raw(
+            "POST",
+            "/dbsc/refresh",
+            with_cookies(b.refresh_headers(&id, None), &stolen),
+            "",
+        )
+        .await;
+    assert_eq!(resp.status, 403);
+    let challenge = challenge_of(&resp);
+    let thief_key = SessionKey::generate();
+    let proof = ProofBuilder::registration(&thief_key, Some(&challenge), None).build();
+    let headers = vec![(
+        "Secure-Session-Response".to_owned(),
+        b.sf_header_value(&proof),
+    )];
+    let resp = b
+        .send_raw("POST", "/dbsc/register", with_cookies(headers, &stolen), "")
+        .await;
+    assert_eq!(resp.status, 400, "{}", resp.body);
+    assert!(resp.set_cookies().is_empty());
+}
+
+/// A request whose bound cookie has run out (the browser could not refresh in time) is
+/// served as anonymous, but its session cookie is not cleared: the next refresh brings the
+/// session back.
+async fn a_missing_bound_cookie_does_not_sign_the_browser_out(on: Adapter) {
+    let site = Site::new(on).await;
+    let mut b = site.signed_in().await;
+    let id = b.sessions()[0].id.clone();
+    let resp = b.send_raw_with_jar("GET", "/", vec![], "").await;
+    assert_eq!(resp.body, "signed in as alice");
+    let only_session = [cookie_pair(&b, COOKIE).unwrap()];
+    let resp = thief_get(&b, &only_session).await;
+    assert_eq!(resp.body, "anonymous");
+    assert!(resp.set_cookies().is_empty(), "{:?}", resp.set_cookies());
+    assert_eq!(
+        b.refresh_now(&id).await,
+        common::dbsc_browser::RefreshOutcome::Refreshed
+    );
+    assert_eq!(b.get("/").await.body, "signed in as alice");
 }
 
 async fn a_revoked_session_ends_its_device_binding(on: Adapter) {
@@ -544,6 +623,8 @@ async fn device_binding_works_on_signed_sessions(on: Adapter) {
 }
 
 both!(
+    a_thief_cannot_rebind_a_session_to_its_own_key,
+    a_missing_bound_cookie_does_not_sign_the_browser_out,
     device_binding_works_on_server_stored_sessions,
     device_binding_works_on_signed_sessions,
     registration_then_expiry_then_a_signed_refresh,

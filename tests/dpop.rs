@@ -645,6 +645,47 @@ async fn only_the_allowed_algorithms_are_accepted(on: Adapter) {
     api.bound_token(&ed).await;
 }
 
+/// A DPoP-bound token where its binding is not checked: sent as the session cookie of a
+/// cookie middleware, or to a bearer middleware without DPoP, both with the same keys. It
+/// is refused, never served without its proof.
+async fn a_bound_token_is_refused_where_its_binding_is_not_checked(on: Adapter) {
+    let (jwt_key, _) = JwtKey::generate("k1", JwtAlgorithm::EdDSA).unwrap();
+    let api = Api::keyed(on, Dpop::new(), jwt_key.clone(), |s| s);
+    let key = DpopKey::generate(Alg::Es256);
+    let token = api.bound_token(&key).await;
+    let codec = JwtCodec::builder(JwtKeyring::new([jwt_key]).unwrap())
+        .issuer("https://api.test")
+        .audience("api")
+        .build()
+        .unwrap();
+    let routes = Routes::new().get("/api/me", me);
+    let clock = ManualClock::new(Timestamp::from_millis(T0 * 1000));
+    let without_dpop = on.app(
+        &routes,
+        SealedSession::jwt(codec.clone())
+            .bearer(BearerConfig::new())
+            .clock(clock.clone()),
+    );
+    let resp = without_dpop
+        .get("/api/me")
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{}", resp.body());
+    let cookies = on.app(&routes, SealedSession::jwt(codec).clock(clock));
+    let resp = cookies
+        .get("/api/me")
+        .header("cookie", format!("__Host-sid={token}"))
+        .send()
+        .await;
+    resp.assert_status_is_ok();
+    assert_eq!(
+        body(&resp)["user"],
+        serde_json::Value::Null,
+        "served as anonymous"
+    );
+}
+
 /// Two instances behind a load balancer share the proofs seen through Redis: a proof
 /// accepted by one is refused by the other; and Redis down is a 503, not an accepted proof.
 #[cfg(feature = "redis")]
@@ -701,6 +742,7 @@ mod shared {
 }
 
 both!(
+    a_bound_token_is_refused_where_its_binding_is_not_checked,
     a_login_with_a_proof_gets_a_token_bound_to_its_key,
     a_login_without_a_proof_gets_a_plain_bearer_token_when_dpop_is_optional,
     a_bound_token_sent_as_bearer_is_refused,

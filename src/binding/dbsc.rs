@@ -39,8 +39,14 @@ use crate::state::{DeviceKey, SessionId};
 /// Default lifetime of the bound cookie: 10 minutes (a copied cookie works at most this
 /// long without the key).
 pub const DEFAULT_BOUND_LIFETIME: Duration = Duration::from_secs(600);
-/// Default lifetime of a challenge.
-pub const DEFAULT_CHALLENGE_LIFETIME: Duration = Duration::from_secs(300);
+/// Default lifetime of a challenge: longer than the bound cookie's, so that the challenge a
+/// browser keeps from its last refresh is still good at the next one.
+pub const DEFAULT_CHALLENGE_LIFETIME: Duration = Duration::from_secs(900);
+/// How long past its `Max-Age` a bound cookie is still accepted: a browser counts the age
+/// from when it received the cookie, so one sent just before it expired is not refused.
+const BOUND_GRACE: Duration = Duration::from_secs(60);
+/// How far ahead of this instance's clock another instance's challenge may be dated.
+const CLOCK_SKEW: Duration = Duration::from_secs(5);
 /// Default registration path.
 pub const DEFAULT_REGISTRATION_PATH: &str = "/dbsc/register";
 /// Default refresh path.
@@ -190,16 +196,21 @@ impl Dbsc {
         self
     }
 
-    /// The settings with their MAC key: the configured secret, else `derived` (from the
-    /// cookie keys), else a random one (this process only).
-    pub(crate) fn resolve(self, derived: Option<Arc<MacKey>>) -> DeviceBinding {
-        let key = self.secret.clone().or(derived).unwrap_or_else(|| {
-            tracing::warn!(target: "sealed_session", "DBSC has no secret and no cookie keys to derive one from: a random one is used, valid in this process only");
-            let mut random = [0u8; 32];
-            let _ = getrandom::fill(&mut random);
-            Arc::new(MacKey::derived(&random, DBSC_INFO))
-        });
-        DeviceBinding { cfg: self, key }
+    /// The settings with their MAC keys: the configured secret, else `derived` (one per key
+    /// of the cookie ring, the primary first: what an older key made still verifies after a
+    /// rotation), else a random one (this process only).
+    pub(crate) fn resolve(self, derived: Vec<Arc<MacKey>>) -> DeviceBinding {
+        let keys = match (&self.secret, derived.is_empty()) {
+            (Some(secret), _) => vec![secret.clone()],
+            (None, false) => derived,
+            (None, true) => {
+                tracing::warn!(target: "sealed_session", "DBSC has no secret and no cookie keys to derive one from: a random one is used, valid in this process only; set Dbsc::secret");
+                let mut random = [0u8; 32];
+                let _ = getrandom::fill(&mut random);
+                vec![Arc::new(MacKey::derived(&random, DBSC_INFO))]
+            }
+        };
+        DeviceBinding { cfg: self, keys }
     }
 }
 
@@ -209,13 +220,32 @@ pub(crate) const DBSC_INFO: &[u8] = b"dbsc";
 /// [`Dbsc`] with its MAC key, as the engine uses it.
 pub(crate) struct DeviceBinding {
     pub(crate) cfg: Dbsc,
-    key: Arc<MacKey>,
+    /// The first makes; any verifies. Never empty.
+    keys: Vec<Arc<MacKey>>,
 }
 
 /// The proof's claims: the challenge it answers.
 #[derive(Deserialize)]
 struct Claims {
     jti: String,
+}
+
+/// What a challenge is for.
+#[derive(Clone, Copy)]
+pub(crate) enum Scope<'a> {
+    /// Registering a key for this session.
+    Registration(&'a SessionId),
+    /// Refreshing the bound cookie of this DBSC session.
+    Refresh(&'a [u8; 16]),
+}
+
+impl Scope<'_> {
+    fn parts(&self) -> (&'static [u8], &[u8]) {
+        match self {
+            Scope::Registration(id) => (b"register", id.as_bytes()),
+            Scope::Refresh(bid) => (b"refresh", &bid[..]),
+        }
+    }
 }
 
 /// What a request to one of the DBSC paths is.
@@ -253,12 +283,29 @@ impl DeviceBinding {
         self.cfg.lifetime
     }
 
-    /// A challenge for session `id`: `base64url(time (8) || random (8) || MAC (16))`.
-    pub(crate) fn challenge(&self, id: &SessionId, now: Timestamp) -> String {
+    /// A MAC under the primary key.
+    fn tag(&self, parts: &[&[u8]]) -> [u8; 32] {
+        self.keys.first().map_or([0; 32], |k| k.tag(parts))
+    }
+
+    /// Whether `tag` (16 bytes) is the MAC of `parts` under any of the keys.
+    fn verifies(&self, parts: &[&[u8]], tag: &[u8]) -> bool {
+        tag.len() == 16
+            && self.keys.iter().any(|k| {
+                let expected = k.tag(parts);
+                constant_time_eq::constant_time_eq(tag, &expected[..16])
+            })
+    }
+
+    /// A challenge: `base64url(time (8) || random (8) || MAC (16))`, the MAC over what it is
+    /// for (`scope`: a registration of session `id`, or a refresh of DBSC session `bid`),
+    /// so that one kind is never accepted as the other.
+    pub(crate) fn challenge(&self, scope: Scope<'_>, now: Timestamp) -> String {
         let secs = (now.as_millis() / 1000).to_be_bytes();
         let mut random = [0u8; 8];
         let _ = getrandom::fill(&mut random);
-        let tag = self.key.tag(&[b"challenge", id.as_bytes(), &secs, &random]);
+        let (kind, subject) = scope.parts();
+        let tag = self.tag(&[b"challenge", kind, subject, &secs, &random]);
         let mut raw = [0u8; 32];
         raw[..8].copy_from_slice(&secs);
         raw[8..16].copy_from_slice(&random);
@@ -266,8 +313,8 @@ impl DeviceBinding {
         URL_SAFE_NO_PAD.encode(raw)
     }
 
-    /// Whether `challenge` is one made for session `id` within the challenge lifetime.
-    fn challenge_valid(&self, challenge: &str, id: &SessionId, now: Timestamp) -> bool {
+    /// Whether `challenge` was made for `scope` within the challenge lifetime.
+    fn challenge_valid(&self, challenge: &str, scope: Scope<'_>, now: Timestamp) -> bool {
         let Ok(raw) = URL_SAFE_NO_PAD.decode(challenge) else {
             return false;
         };
@@ -277,19 +324,24 @@ impl DeviceBinding {
         let Some((random, tag)) = rest.split_first_chunk::<8>() else {
             return false;
         };
-        let expected = self.key.tag(&[b"challenge", id.as_bytes(), secs, random]);
-        if tag.len() != 16 || !constant_time_eq::constant_time_eq(tag, &expected[..16]) {
+        let (kind, subject) = scope.parts();
+        if !self.verifies(&[b"challenge", kind, subject, secs, random], tag) {
             return false;
         }
         let made = Timestamp::from_millis(u64::from_be_bytes(*secs).saturating_mul(1000));
-        made <= now && now.saturating_since(made) <= self.cfg.challenge_lifetime
+        made <= now.saturating_add(CLOCK_SKEW)
+            && now.saturating_since(made) <= self.cfg.challenge_lifetime
     }
 
-    /// The bound cookie's value for DBSC session `bid`, valid for the lifetime from `now`:
-    /// `base64url(expiry in seconds (8) || MAC (16))`.
+    /// The bound cookie's value for DBSC session `bid`, valid for the lifetime from `now`
+    /// (and a grace period for the browser's clock): `base64url(expiry in seconds (8) ||
+    /// MAC (16))`.
     pub(crate) fn bound_value(&self, bid: &[u8; 16], now: Timestamp) -> String {
-        let exp = (now.saturating_add(self.cfg.lifetime).as_millis() / 1000).to_be_bytes();
-        let tag = self.key.tag(&[b"bound", bid, &exp]);
+        let until = now
+            .saturating_add(self.cfg.lifetime)
+            .saturating_add(BOUND_GRACE);
+        let exp = (until.as_millis() / 1000).to_be_bytes();
+        let tag = self.tag(&[b"bound", bid, &exp]);
         let mut raw = [0u8; 24];
         raw[..8].copy_from_slice(&exp);
         raw[8..].copy_from_slice(&tag[..16]);
@@ -304,11 +356,10 @@ impl DeviceBinding {
             _ => return false,
         }
         let (exp, tag) = raw.split_at(8);
-        let expected = self.key.tag(&[b"bound", bid, exp]);
         let mut secs = [0u8; 8];
         secs.copy_from_slice(exp);
-        constant_time_eq::constant_time_eq(tag, &expected[..16])
-            && now.as_millis() / 1000 < u64::from_be_bytes(secs)
+        now.as_millis() / 1000 < u64::from_be_bytes(secs)
+            && self.verifies(&[b"bound", bid, exp], tag)
     }
 
     /// `Secure-Session-Registration` for session `id`.
@@ -322,21 +373,16 @@ impl DeviceBinding {
             "({});path=\"{}\";challenge=\"{}\"",
             algs.join(" "),
             self.cfg.registration_path,
-            self.challenge(id, now)
+            self.challenge(Scope::Registration(id), now)
         );
         HeaderValue::try_from(text).ok()
     }
 
-    /// `Secure-Session-Challenge` for the DBSC session `bid` of session `id`.
-    pub(crate) fn challenge_header(
-        &self,
-        id: &SessionId,
-        bid: &[u8; 16],
-        now: Timestamp,
-    ) -> Option<HeaderValue> {
+    /// `Secure-Session-Challenge` for a refresh of the DBSC session `bid`.
+    pub(crate) fn challenge_header(&self, bid: &[u8; 16], now: Timestamp) -> Option<HeaderValue> {
         let text = format!(
             "\"{}\";id=\"{}\"",
-            self.challenge(id, now),
+            self.challenge(Scope::Refresh(bid), now),
             URL_SAFE_NO_PAD.encode(bid)
         );
         HeaderValue::try_from(text).ok()
@@ -370,19 +416,19 @@ impl DeviceBinding {
     ) -> Result<DeviceKey, ProofError> {
         let proof = proof.ok_or(ProofError::Missing)?;
         let verified = jws::verify::<Claims>(proof, "dbsc+jwt", &self.cfg.algs, KeyIn::Header)?;
-        self.answered(&verified.claims.jti, id, now).await?;
+        self.answered(&verified.claims.jti, Scope::Registration(id), now)
+            .await?;
         let mut bid = [0u8; 16];
         getrandom::fill(&mut bid).map_err(|_| ProofError::Unrecorded("no random bytes".into()))?;
         Ok(DeviceKey::new(bid, verified.jwk.into_boxed_str()))
     }
 
-    /// Checks a refresh proof for session `id`, bound to `key`: signed by the registered
-    /// key (no `jwk` in the header), answering a challenge made for this session.
+    /// Checks a refresh proof for the DBSC session of `key`: signed by the registered key
+    /// (no `jwk` in the header), answering a refresh challenge made for it.
     pub(crate) async fn refresh(
         &self,
         proof: &str,
         key: &DeviceKey,
-        id: &SessionId,
         now: Timestamp,
     ) -> Result<(), ProofError> {
         let verified = jws::verify::<Claims>(
@@ -391,23 +437,27 @@ impl DeviceBinding {
             &self.cfg.algs,
             KeyIn::Registered(key.jwk()),
         )?;
-        self.answered(&verified.claims.jti, id, now).await
+        self.answered(&verified.claims.jti, Scope::Refresh(key.id()), now)
+            .await
     }
 
-    /// `challenge` is valid for session `id` and answered for the first time.
+    /// `challenge` is valid for `scope` and answered for the first time.
     async fn answered(
         &self,
         challenge: &str,
-        id: &SessionId,
+        scope: Scope<'_>,
         now: Timestamp,
     ) -> Result<(), ProofError> {
-        if !self.challenge_valid(challenge, id, now) {
+        if !self.challenge_valid(challenge, scope, now) {
             return Err(ProofError::Challenge);
         }
         let digest = Sha256::digest(challenge.as_bytes());
         let mut key = [0u8; 16];
         key.copy_from_slice(&digest[..16]);
-        let until = now.saturating_add(self.cfg.challenge_lifetime);
+        // Past the last instant it could be accepted, another instance's clock included.
+        let until = now
+            .saturating_add(self.cfg.challenge_lifetime)
+            .saturating_add(CLOCK_SKEW);
         match self.replay_first_use(&key, until, now).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(ProofError::Replayed),
@@ -449,28 +499,40 @@ mod tests {
         Dbsc::new()
             .secret([9u8; 31].iter().chain(&[1]).copied().collect::<Vec<u8>>())
             .unwrap()
-            .resolve(None)
+            .resolve(Vec::new())
     }
 
     const T: Timestamp = Timestamp::from_millis(1_764_000_000_000);
 
     #[test]
-    fn challenges_are_bound_to_the_session_and_expire() {
+    fn challenges_are_bound_to_their_scope_and_expire() {
         let b = binding();
         let (a, other) = (
             SessionId::from_bytes([1; 16]),
             SessionId::from_bytes([2; 16]),
         );
-        let c = b.challenge(&a, T);
-        assert_ne!(c, b.challenge(&a, T), "random part");
-        assert!(b.challenge_valid(&c, &a, T));
-        assert!(!b.challenge_valid(&c, &other, T));
-        assert!(b.challenge_valid(&c, &a, T.saturating_add(DEFAULT_CHALLENGE_LIFETIME)));
+        let reg = |id| Scope::Registration(id);
+        let c = b.challenge(reg(&a), T);
+        assert_ne!(c, b.challenge(reg(&a), T), "random part");
+        assert!(b.challenge_valid(&c, reg(&a), T));
+        assert!(!b.challenge_valid(&c, reg(&other), T));
+        // A registration challenge is no refresh challenge, and the other way round.
+        assert!(!b.challenge_valid(&c, Scope::Refresh(&[1; 16]), T));
+        let r = b.challenge(Scope::Refresh(&[1; 16]), T);
+        assert!(b.challenge_valid(&r, Scope::Refresh(&[1; 16]), T));
+        assert!(!b.challenge_valid(&r, Scope::Refresh(&[2; 16]), T));
+        assert!(!b.challenge_valid(&r, reg(&a), T));
+        let end = T.saturating_add(DEFAULT_CHALLENGE_LIFETIME);
+        assert!(b.challenge_valid(&c, reg(&a), end));
         let late = T.saturating_add(DEFAULT_CHALLENGE_LIFETIME + Duration::from_secs(1));
-        assert!(!b.challenge_valid(&c, &a, late));
-        assert!(!b.challenge_valid(&c, &a, Timestamp::from_millis(T.as_millis() - 1000)));
+        assert!(!b.challenge_valid(&c, reg(&a), late));
+        // Made by an instance whose clock runs a little ahead: accepted; far ahead: not.
+        let early = Timestamp::from_millis(T.as_millis() - 4000);
+        assert!(b.challenge_valid(&c, reg(&a), early));
+        let too_early = Timestamp::from_millis(T.as_millis() - 6000);
+        assert!(!b.challenge_valid(&c, reg(&a), too_early));
         for junk in ["", "AAAA", &c[1..], "!!!"] {
-            assert!(!b.challenge_valid(junk, &a, T));
+            assert!(!b.challenge_valid(junk, reg(&a), T));
         }
     }
 
@@ -480,19 +542,29 @@ mod tests {
         let v = b.bound_value(&[7; 16], T);
         assert!(b.bound_valid(v.as_bytes(), &[7; 16], T));
         assert!(!b.bound_valid(v.as_bytes(), &[8; 16], T));
-        let almost = T.saturating_add(DEFAULT_BOUND_LIFETIME - Duration::from_secs(1));
+        // Accepted past its Max-Age by the grace period only.
+        let edge = T.saturating_add(DEFAULT_BOUND_LIFETIME + BOUND_GRACE);
+        let almost = Timestamp::from_millis(edge.as_millis() - 1000);
         assert!(b.bound_valid(v.as_bytes(), &[7; 16], almost));
-        assert!(!b.bound_valid(
-            v.as_bytes(),
-            &[7; 16],
-            T.saturating_add(DEFAULT_BOUND_LIFETIME)
-        ));
+        assert!(!b.bound_valid(v.as_bytes(), &[7; 16], edge));
         let mut forged = v.clone().into_bytes();
         forged[3] ^= 1;
         assert!(!b.bound_valid(&forged, &[7; 16], T));
         for junk in [&b""[..], b"x", &[b'A'; 100]] {
             assert!(!b.bound_valid(junk, &[7; 16], T));
         }
+    }
+
+    #[test]
+    fn what_an_older_key_made_verifies_after_a_rotation() {
+        let old = Arc::new(MacKey::derived(&[1; 32], DBSC_INFO));
+        let new = Arc::new(MacKey::derived(&[2; 32], DBSC_INFO));
+        let before = Dbsc::new().resolve(vec![old.clone()]);
+        let after = Dbsc::new().resolve(vec![new.clone(), old]);
+        let v = before.bound_value(&[7; 16], T);
+        assert!(after.bound_valid(v.as_bytes(), &[7; 16], T));
+        let only_new = Dbsc::new().resolve(vec![new]);
+        assert!(!only_new.bound_valid(v.as_bytes(), &[7; 16], T));
     }
 
     #[test]

@@ -238,6 +238,11 @@ impl Dpop {
     /// Checks the request's proof (module docs). `token`: the access token the request
     /// presents, whose hash `ath` must be; `https` and `trust_proxy` say how the request's
     /// URI is read.
+    ///
+    /// A proof that comes with a token is recorded as used here. One without a token (a
+    /// login) is recorded only when a session is issued to it ([`Dpop::record`], after the
+    /// handler): a proof signed by a key anyone can make must not fill the replay cache on
+    /// its own.
     pub(crate) async fn check(
         &self,
         req: &Request<'_>,
@@ -297,12 +302,34 @@ impl Dpop {
         let digest = hash.finalize();
         let mut key = [0u8; 16];
         key.copy_from_slice(&digest[..16]);
-        let until = now.saturating_add(self.max_age).saturating_add(self.leeway);
-        match self.replay.first_use(&key, until, now).await {
-            Ok(true) => Ok(Verdict {
-                jkt: proof.jkt,
-                nonce_due,
-            }),
+        // Past the last instant it could be accepted (and a second for clocks).
+        let until = now
+            .saturating_add(self.max_age)
+            .saturating_add(self.leeway)
+            .saturating_add(Duration::from_secs(1));
+        let verdict = Verdict {
+            jkt: proof.jkt,
+            nonce_due,
+            pending: None,
+        };
+        if token.is_none() {
+            return Ok(Verdict {
+                pending: Some((key, until)),
+                ..verdict
+            });
+        }
+        self.record(&key, until, now).await.map(|()| verdict)
+    }
+
+    /// Records a proof as used: a refusal if it was used before, or cannot be recorded.
+    pub(crate) async fn record(
+        &self,
+        key: &[u8; 16],
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), Refusal> {
+        match self.replay.first_use(key, until, now).await {
+            Ok(true) => Ok(()),
             Ok(false) => Err(ProofError::Replayed.into()),
             Err(e @ ReplayError::Full { .. }) => {
                 tracing::warn!(target: "sealed_session", error = %e, "DPoP proof refused");
@@ -364,6 +391,8 @@ pub(crate) struct Verdict {
     pub(crate) jkt: [u8; 32],
     /// The nonce it used is past half its life: the response carries the next.
     pub(crate) nonce_due: bool,
+    /// A proof that came without a token, not recorded yet: its replay key and until when.
+    pub(crate) pending: Option<([u8; 16], Timestamp)>,
 }
 
 /// A proof refused.

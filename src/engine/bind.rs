@@ -58,39 +58,17 @@ impl Engine {
             (Some(_), None) if dpop.is_required() => {
                 return Err(refuse("invalid_token", "a DPoP-bound token is required"));
             }
-            (None, _) if !has_proof && dpop.is_required() => {
-                let refusal = Answer::text(
-                    StatusCode::UNAUTHORIZED,
-                    "a DPoP proof is required to issue a session",
-                )
-                .with_challenge(dpop.challenge(None, ""));
-                return Ok(Some(Box::new(BindingOut {
-                    dpop_nonce: None,
-                    refuse_unbound: Some(refusal),
-                })));
-            }
             (_, None) if !has_proof => return Ok(None),
             _ => {}
         }
         let verdict = match dpop.check(req, presented.token, now).await {
             Ok(v) => v,
-            Err(Refusal::Proof(e)) => {
-                self.cfg.stats.refused(&OpenError::BadProof, span);
-                return Err(refuse("invalid_dpop_proof", e.description()));
-            }
-            Err(Refusal::UseNonce) => {
+            Err(refusal) => {
+                if matches!(refusal, Refusal::Proof(_)) {
+                    self.cfg.stats.refused(&OpenError::BadProof, span);
+                }
                 outcome(span, "rejected");
-                let description = "Resource server requires nonce in DPoP proof";
-                return Err(Answer::text(StatusCode::UNAUTHORIZED, description)
-                    .with_challenge(dpop.challenge(Some("use_dpop_nonce"), description))
-                    .with_dpop_nonce(dpop.fresh_nonce(now)));
-            }
-            Err(Refusal::Unavailable) => {
-                outcome(span, "unavailable");
-                return Err(Answer::text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "DPoP proofs cannot be checked for replay right now",
-                ));
+                return Err(refusal_answer(dpop, refusal, now));
             }
         };
         match bound {
@@ -102,16 +80,54 @@ impl Engine {
                 ));
             }
             Some(_) => {}
-            None => state.set_binding(Some(Binding::Dpop { jkt: verdict.jkt })),
+            // A session issued to this request is bound to the proof's key. An unbound token
+            // sent with a proof stays as it was (its proof checked all the same).
+            None if presented.token.is_none() => {
+                state.set_binding(Some(Binding::Dpop { jkt: verdict.jkt }));
+            }
+            None => {}
         }
         let nonce = verdict.nonce_due.then(|| dpop.fresh_nonce(now)).flatten();
-        Ok(nonce.map(|n| {
-            Box::new(BindingOut {
-                dpop_nonce: Some(n),
-                refuse_unbound: None,
-            })
-        }))
+        if nonce.is_none() && verdict.pending.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(BindingOut {
+            dpop_nonce: nonce,
+            pending_proof: verdict.pending,
+        })))
     }
+}
+
+/// The answer for a refused proof: 401 `invalid_dpop_proof`; 401 `use_dpop_nonce` with a
+/// fresh nonce; 503 when proofs cannot be checked for replay.
+pub(super) fn refusal_answer(dpop: &Dpop, refusal: Refusal, now: Timestamp) -> Answer {
+    match refusal {
+        Refusal::Proof(e) => {
+            let description = e.description();
+            Answer::text(StatusCode::UNAUTHORIZED, description)
+                .with_challenge(dpop.challenge(Some("invalid_dpop_proof"), description))
+        }
+        Refusal::UseNonce => {
+            let description = "Resource server requires nonce in DPoP proof";
+            Answer::text(StatusCode::UNAUTHORIZED, description)
+                .with_challenge(dpop.challenge(Some("use_dpop_nonce"), description))
+                .with_dpop_nonce(dpop.fresh_nonce(now))
+        }
+        Refusal::Unavailable => Answer::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "DPoP proofs cannot be checked for replay right now",
+        ),
+    }
+}
+
+/// The 401 that replaces a response that would issue an unbound token where DPoP is
+/// required (no error code: the request brought no proof, RFC 6750 section 3.1).
+pub(super) fn unbound_refused(dpop: &Dpop) -> Answer {
+    Answer::text(
+        StatusCode::UNAUTHORIZED,
+        "a DPoP proof is required to issue a session",
+    )
+    .with_challenge(dpop.challenge(None, ""))
 }
 
 /// The 401 for a token refused when sent with the DPoP scheme.

@@ -9,6 +9,7 @@ use tracing::Span;
 
 use super::respond::outcome;
 use super::{Answer, Engine, RequestHead};
+use crate::binding::ProofError;
 use crate::binding::dbsc::{DeviceBinding, Endpoint, sf_string_or_bare};
 use crate::clock::Timestamp;
 use crate::error::OpenError;
@@ -19,6 +20,15 @@ const RESPONSE: &str = "secure-session-response";
 const SESSION_ID: &str = "sec-secure-session-id";
 const CHALLENGE: HeaderName = HeaderName::from_static("secure-session-challenge");
 
+/// What the device check leaves for the rest of the request.
+pub(super) struct DeviceOut {
+    pub(super) arrival: Arrival,
+    /// The engine's own answer (a DBSC path).
+    pub(super) own: Option<Answer>,
+    /// The session was just bound: renew its id.
+    pub(super) rebind: bool,
+}
+
 /// What the device check reads of a request.
 pub(super) struct Request<'a> {
     pub(super) head: RequestHead<'a>,
@@ -27,18 +37,25 @@ pub(super) struct Request<'a> {
     pub(super) now: Timestamp,
 }
 
-/// The value of the cookie whose `name=` `finder` looks for in the request's `Cookie`
-/// headers (a read's Cookie header is mostly the session token).
-fn cookie<'h>(headers: &'h HeaderMap, finder: &memchr::memmem::Finder<'_>) -> Option<&'h [u8]> {
+/// Whether any cookie whose `name=` `finder` looks for in the request's `Cookie` headers has
+/// a value that `valid` accepts (a read's Cookie header is mostly the session token; a
+/// cookie of the same name planted beside the real one does not hide it).
+fn any_cookie(
+    headers: &HeaderMap,
+    finder: &memchr::memmem::Finder<'_>,
+    mut valid: impl FnMut(&[u8]) -> bool,
+) -> bool {
     let prefix = finder.needle();
-    headers.get_all(http::header::COOKIE).iter().find_map(|v| {
+    headers.get_all(http::header::COOKIE).iter().any(|v| {
         let bytes = v.as_bytes();
-        finder.find_iter(bytes).find_map(|at| {
+        finder.find_iter(bytes).any(|at| {
             // At the start of a pair, not inside another cookie's name or value.
             let starts = at == 0 || matches!(bytes.get(at - 1), Some(b' ' | b';'));
-            let rest = bytes.get(at + prefix.len()..)?;
+            let Some(rest) = bytes.get(at + prefix.len()..) else {
+                return false;
+            };
             let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
-            starts.then(|| rest.get(..end).unwrap_or(rest).trim_ascii())
+            starts && valid(rest.get(..end).unwrap_or(rest).trim_ascii())
         })
     })
 }
@@ -63,10 +80,10 @@ impl Engine {
         if secure { secure_one } else { plain }
     }
 
-    /// A device-bound session without a valid bound cookie is refused (a fresh session);
-    /// the DBSC paths get the engine's own answer; a path that requires binding refuses a
-    /// signed-in session that is not bound (403). Returns the request's arrival (replaced
-    /// when refused) and the engine's own answer, if any.
+    /// A device-bound session without a valid bound cookie is not served to this request
+    /// (the handler gets an empty session; the session cookie is kept, for the browser's
+    /// refresh); the DBSC paths get the engine's own answer; a path that requires binding
+    /// refuses a signed-in session that is not bound (403).
     pub(super) async fn check_device(
         &self,
         dbsc: &DeviceBinding,
@@ -74,33 +91,46 @@ impl Engine {
         state: &mut SessionState,
         mut arrival: Arrival,
         span: &Span,
-    ) -> Result<(Arrival, Option<Answer>), Answer> {
+    ) -> Result<DeviceOut, Answer> {
         let head = &req.head;
         let path = head.uri.path();
         if let Some(endpoint) = dbsc.endpoint(head.method, path) {
             outcome(span, "dbsc");
-            let answer = match endpoint {
+            let (own, rebind) = match endpoint {
                 Endpoint::Registration => {
                     self.register_device(dbsc, req, state, &mut arrival).await
                 }
-                Endpoint::Refresh => self.refresh_device(dbsc, req, state, &arrival).await,
+                Endpoint::Refresh => (self.refresh_device(dbsc, req, state, &arrival).await, false),
             };
-            return Ok((arrival, Some(answer)));
+            return Ok(DeviceOut {
+                arrival,
+                own: Some(own),
+                rebind,
+            });
         }
         let key = match state.binding() {
             Some(Binding::Device(key)) if !arrival.is_new => Some(key.clone()),
             _ => None,
         };
+        let served = |arrival| DeviceOut {
+            arrival,
+            own: None,
+            rebind: false,
+        };
         if let Some(key) = key {
-            let value = cookie(head.headers, self.bound_finder(req.secure));
-            if !value.is_some_and(|v| dbsc.bound_valid(v, key.id(), req.now)) {
-                let e = OpenError::BadProof;
-                self.cfg.stats.refused(&e, span);
-                let (fresh, refused) = self.fresh(req.now, Some(e))?;
+            let finder = self.bound_finder(req.secure);
+            if !any_cookie(head.headers, finder, |v| {
+                dbsc.bound_valid(v, key.id(), req.now)
+            }) {
+                // Not this request's session. Not `refused` either: that would clear the
+                // session cookie, and a browser that sends the request before it could
+                // refresh (or after a failed refresh) would be signed out for good.
+                self.cfg.stats.refused(&OpenError::BadProof, span);
+                let (fresh, anonymous) = self.fresh(req.now, None)?;
                 *state = fresh;
-                return Ok((refused, None));
+                return Ok(served(anonymous));
             }
-            return Ok((arrival, None));
+            return Ok(served(arrival));
         }
         if dbsc.requires(path) && !arrival.is_new && state.subject().is_some() {
             outcome(span, "rejected");
@@ -110,18 +140,31 @@ impl Engine {
                  supports Device Bound Session Credentials",
             ));
         }
-        Ok((arrival, None))
+        Ok(served(arrival))
     }
 
+    /// A registration: the answer, and whether the session was bound (its id is then
+    /// renewed, so that a token issued before the binding stops working).
     async fn register_device(
         &self,
         dbsc: &DeviceBinding,
         req: &Request<'_>,
         state: &mut SessionState,
         arrival: &mut Arrival,
-    ) -> Answer {
+    ) -> (Answer, bool) {
         if arrival.is_new {
-            return Answer::text(StatusCode::UNAUTHORIZED, "no session to bind");
+            return (
+                Answer::text(StatusCode::UNAUTHORIZED, "no session to bind"),
+                false,
+            );
+        }
+        // Once bound, never bound to another key: a thief holding the session cookie could
+        // otherwise register a key of its own.
+        if state.binding().is_some() {
+            return (
+                Answer::text(StatusCode::BAD_REQUEST, "the session is bound already"),
+                false,
+            );
         }
         let proof = dbsc_header(req.head.headers, RESPONSE);
         let key = match dbsc.register(proof, &state.id(), req.now).await {
@@ -129,7 +172,11 @@ impl Engine {
             Err(e) => {
                 tracing::info!(target: "sealed_session", error = %e, "DBSC registration refused");
                 self.cfg.stats.refused(&OpenError::BadProof, &Span::none());
-                return Answer::text(StatusCode::BAD_REQUEST, e.description());
+                let status = match e {
+                    ProofError::Unrecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                return (Answer::text(status, e.description()), false);
             }
         };
         let bid = *key.id();
@@ -138,9 +185,10 @@ impl Engine {
         arrival.reissue = true;
         let name = self.bound_name(req.secure);
         let json = dbsc.instructions(&bid, name, &self.cfg.cookie.attribute_text(req.secure));
-        Answer::json(StatusCode::OK, json)
+        let answer = Answer::json(StatusCode::OK, json)
             .with_header(http::header::SET_COOKIE, self.bound_cookie(dbsc, &bid, req))
-            .with_header(CHALLENGE, dbsc.challenge_header(&state.id(), &bid, req.now))
+            .with_header(CHALLENGE, dbsc.challenge_header(&bid, req.now));
+        (answer, true)
     }
 
     async fn refresh_device(
@@ -160,17 +208,20 @@ impl Engine {
             // Not a session of ours (ended, revoked, or another): the browser ends it.
             return Answer::text(StatusCode::UNAUTHORIZED, "no such device-bound session");
         };
-        let id = state.id();
-        let challenge = || dbsc.challenge_header(&id, key.id(), req.now);
+        let challenge = || dbsc.challenge_header(key.id(), req.now);
         let Some(proof) = dbsc_header(req.head.headers, RESPONSE) else {
             return Answer::text(StatusCode::FORBIDDEN, "a proof is needed")
                 .with_header(CHALLENGE, challenge());
         };
-        if let Err(e) = dbsc.refresh(proof, &key, &id, req.now).await {
+        if let Err(e) = dbsc.refresh(proof, &key, req.now).await {
             tracing::info!(target: "sealed_session", error = %e, "DBSC refresh refused");
             self.cfg.stats.refused(&OpenError::BadProof, &Span::none());
-            return Answer::text(StatusCode::FORBIDDEN, e.description())
-                .with_header(CHALLENGE, challenge());
+            // The draft: a browser keeps its session and tries later after a 5xx.
+            let status = match e {
+                ProofError::Unrecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::FORBIDDEN,
+            };
+            return Answer::text(status, e.description()).with_header(CHALLENGE, challenge());
         }
         Answer::text(StatusCode::OK, String::new())
             .with_header(
@@ -210,17 +261,20 @@ mod tests {
             h
         };
         let p = memchr::memmem::Finder::new("sid_bound=");
-        let find = |values: &[&str]| cookie(&headers(values), &p).map(|v| v.to_vec());
-        assert_eq!(find(&["sid=x; sid_bound=abc"]), Some(b"abc".to_vec()));
-        assert_eq!(find(&["sid_bound=abc;sid=x"]), Some(b"abc".to_vec()));
-        assert_eq!(find(&["sid=x", "sid_bound= abc "]), Some(b"abc".to_vec()));
-        assert_eq!(find(&["xsid_bound=abc; sid=x"]), None);
-        assert_eq!(find(&["sid=sid_bound=abc"]), None);
-        assert_eq!(
-            find(&["sid=x; xsid_bound=1; sid_bound=2"]),
-            Some(b"2".to_vec())
-        );
-        assert_eq!(find(&["sid=x"]), None);
-        assert_eq!(find(&["sid_bound="]), Some(Vec::new()));
+        let found = |values: &[&str], want: &[u8]| any_cookie(&headers(values), &p, |v| v == want);
+        assert!(found(&["sid=x; sid_bound=abc"], b"abc"));
+        assert!(found(&["sid_bound=abc;sid=x"], b"abc"));
+        assert!(found(&["sid=x", "sid_bound= abc "], b"abc"));
+        assert!(!found(&["xsid_bound=abc; sid=x"], b"abc"));
+        assert!(!found(&["sid=sid_bound=abc"], b"abc"));
+        assert!(found(&["sid=x; xsid_bound=1; sid_bound=2"], b"2"));
+        assert!(!found(&["sid=x; xsid_bound=1; sid_bound=2"], b"1"));
+        assert!(!found(&["sid=x"], b""));
+        assert!(found(&["sid_bound="], b""));
+        // A planted cookie of the same name does not hide the real one.
+        assert!(found(
+            &["sid_bound=planted; sid=x; sid_bound=real"],
+            b"real"
+        ));
     }
 }

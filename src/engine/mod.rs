@@ -35,7 +35,7 @@ use crate::transport::bearer::BearerConfig;
 use crate::transport::cookie::CookieConfig;
 
 use open::Token;
-use respond::{Carrier, Client, outcome};
+use respond::{Carrier, Client, internal, outcome};
 
 /// What a middleware is configured with: the builder's settings, as every request reads
 /// them.
@@ -195,9 +195,8 @@ pub struct Started {
     carrier: Carrier,
     /// The request brought a token that was refused (it is cleared, or re-issued).
     refused: bool,
-    /// After a DPoP-checked request: the next server nonce, for the response; or, with
-    /// DPoP required and no proof, the refusal that replaces a response that would issue
-    /// a token.
+    /// After a DPoP-checked request: the next server nonce for the response, and a login's
+    /// proof to record when a token is issued to it.
     binding: Option<Box<BindingOut>>,
     /// The response the engine gives itself, in place of the handler's (a DBSC
     /// registration or refresh); its session headers still come from
@@ -261,11 +260,16 @@ pub struct Answer {
 
 /// What a request's binding check leaves for its response.
 #[derive(Debug, Default)]
+#[cfg_attr(
+    not(any(feature = "jwt", feature = "jwt-rust-crypto")),
+    allow(dead_code)
+)]
 pub(crate) struct BindingOut {
     /// `DPoP-Nonce` for the response.
     pub(crate) dpop_nonce: Option<HeaderValue>,
-    /// The answer that replaces a response issuing an unbound token.
-    pub(crate) refuse_unbound: Option<Answer>,
+    /// A login's DPoP proof, recorded as used when a token is issued to it: its replay key
+    /// and until when.
+    pub(crate) pending_proof: Option<([u8; 16], crate::clock::Timestamp)>,
 }
 
 impl Answer {
@@ -423,12 +427,23 @@ impl Engine {
             not(any(feature = "jwt", feature = "jwt-rust-crypto")),
             allow(unused_mut)
         )]
-        let (mut state, arrival) = opened.inspect_err(|_| outcome(&span, "unavailable"))?;
+        let (mut state, mut arrival) = opened.inspect_err(|_| outcome(&span, "unavailable"))?;
         if let Some(e) = &arrival.refused {
             self.cfg.stats.refused(e, &span);
             if let Carrier::Bearer { dpop_scheme } = carrier {
                 return Err(self.bearer_refused(e, dpop_scheme, &span));
             }
+        }
+        // A binding this request's transport cannot check (a DPoP token in a cookie, a
+        // device-bound session as a bearer token, or binding off on this middleware): the
+        // session is refused, never served unchecked.
+        if !arrival.is_new && !self.binding_fits(&state, &carrier) {
+            let e = crate::OpenError::BadProof;
+            self.cfg.stats.refused(&e, &span);
+            if let Carrier::Bearer { dpop_scheme } = carrier {
+                return Err(self.bearer_refused(&e, dpop_scheme, &span));
+            }
+            (state, arrival) = self.fresh(now, Some(e))?;
         }
         #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
         let binding = match (&self.cfg.dpop, &carrier) {
@@ -453,20 +468,22 @@ impl Engine {
         #[cfg(not(any(feature = "jwt", feature = "jwt-rust-crypto")))]
         let binding = None;
         #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
-        let (arrival, own) = match (&self.cfg.dbsc, &carrier) {
+        let (arrival, own, rebind) = match (&self.cfg.dbsc, &carrier) {
             (Some(dbsc), Carrier::Cookie { secure, .. }) => {
                 let request = device::Request {
                     head,
                     secure: *secure,
                     now,
                 };
-                self.check_device(dbsc, &request, &mut state, arrival, &span)
-                    .await?
+                let out = self
+                    .check_device(dbsc, &request, &mut state, arrival, &span)
+                    .await?;
+                (out.arrival, out.own, out.rebind)
             }
-            _ => (arrival, None),
+            _ => (arrival, None, false),
         };
         #[cfg(not(any(feature = "jwt", feature = "jwt-rust-crypto")))]
-        let own = None;
+        let (own, rebind) = (None, false);
         if !arrival.is_new {
             tracing::trace!(
                 target: "sealed_session",
@@ -485,8 +502,14 @@ impl Engine {
                 self.cfg.cookie.trusts_proxy(),
             ))
         });
+        let session = Session::new(inner);
+        // Just bound to a device: a new id, the old one ended (revoked), so that a token
+        // issued before the binding is no key to the bound session.
+        if rebind {
+            session.cycle_id().map_err(internal)?;
+        }
         Ok(Started {
-            session: Session::new(inner),
+            session,
             carrier,
             refused,
             binding,
@@ -516,6 +539,23 @@ impl Engine {
             started.binding.as_deref(),
             headers,
         )
+    }
+
+    /// Whether `state`'s binding, if any, is one this middleware checks on `carrier`: DPoP
+    /// on bearer requests with DPoP on, a device (DBSC) on cookies with DBSC on.
+    fn binding_fits(&self, state: &crate::SessionState, carrier: &Carrier) -> bool {
+        #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+        return match (state.binding(), carrier) {
+            (None, _) => true,
+            (Some(crate::Binding::Dpop { .. }), Carrier::Bearer { .. }) => self.cfg.dpop.is_some(),
+            (Some(crate::Binding::Device(_)), Carrier::Cookie { .. }) => self.cfg.dbsc.is_some(),
+            _ => false,
+        };
+        #[cfg(not(any(feature = "jwt", feature = "jwt-rust-crypto")))]
+        {
+            let _ = carrier;
+            state.binding().is_none()
+        }
     }
 
     /// The answer for a refused bearer token: RFC 6750's, or RFC 9449's when it came with

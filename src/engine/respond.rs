@@ -131,13 +131,29 @@ pub(super) async fn finish(
             return Err(not_saved(span, &e.to_string()));
         }
     };
-    // DPoP required, and this request brought no proof: no unbound token goes out.
-    if let Some(refusal) = binding.and_then(|b| b.refuse_unbound.as_ref())
+    // DPoP required: no unbound bearer token goes out (a request without a proof, or a
+    // handler that started a new session after `destroy`).
+    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+    if let (Some(dpop), Carrier::Bearer { .. }, Outcome::Write, Some(_)) =
+        (&cfg.dpop, carrier, plan.outcome, &plan.token)
+        && dpop.is_required()
+        && session.binding().is_none()
+    {
+        outcome(span, "rejected");
+        return Err(super::bind::unbound_refused(dpop));
+    }
+    // A login's DPoP proof: recorded as used now that a token is issued to it.
+    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+    if let (Some(dpop), Some((key, until))) =
+        (&cfg.dpop, binding.and_then(|b| b.pending_proof.as_ref()))
         && plan.outcome == Outcome::Write
         && plan.token.is_some()
     {
-        outcome(span, "rejected");
-        return Err(refusal.clone());
+        let now = cfg.clock.now();
+        if let Err(refusal) = Box::pin(dpop.record(key, *until, now)).await {
+            outcome(span, "rejected");
+            return Err(super::bind::refusal_answer(dpop, refusal, now));
+        }
     }
     if !plan.ended.is_empty() {
         // Boxed, as the store write below: rare, and large futures (see `Engine::start`).

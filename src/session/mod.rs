@@ -231,7 +231,7 @@ impl Session {
     }
 
     /// The key the session is bound to, if any: a DPoP key (bearer tokens, see
-    /// [`Dpop`](crate::binding::Dpop)) or a browser's registered DBSC key (cookies). A
+    /// `binding::Dpop`) or a browser's registered DBSC key (cookies). A
     /// bound session reaches the handler only after its proof was checked.
     pub fn binding(&self) -> Option<crate::Binding> {
         self.lock().state.binding().cloned()

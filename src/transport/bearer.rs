@@ -4,7 +4,7 @@
 //!
 //! A request without an `Authorization` header (or with another scheme) has an empty session.
 //! `Authorization: DPoP <token>` (RFC 9449) is read as well; the engine accepts that scheme
-//! only with DPoP on ([`Dpop`](crate::binding::Dpop)), and only for a DPoP-bound token.
+//! only with DPoP on (`binding::Dpop`), and only for a DPoP-bound token.
 //! A bearer token that is invalid, expired or revoked is answered with a 401 carrying
 //! `WWW-Authenticate: Bearer error="invalid_token", error_description="..."` (RFC 6750)
 //! before the handler runs. A token over the size limit is refused before it is parsed.
@@ -147,6 +147,7 @@ fn description(e: &OpenError) -> &'static str {
         OpenError::DuplicateAuthorization { .. } => {
             "the request carries more than one Authorization header"
         }
+        OpenError::BadProof => "the token is bound to a key this request does not prove",
         _ => "the token is malformed or its signature is invalid",
     }
 }
