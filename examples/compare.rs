@@ -26,7 +26,10 @@
 //! `jwt` (HS256 JWT in `Authorization: Bearer`), `sealed+deny-memory`, `sealed+deny-redis` and
 //! `sealed+deny-cluster` (the sealed cookie with a denylist: in memory, on one Redis, on a
 //! Redis Cluster of 3 masters and 3 replicas), `sealed+devices` (the Redis denylist and a
-//! Redis device registry, the login giving a subject), `store-memory`, `store-redis`,
+//! Redis device registry, the login giving a subject), `sealed+dbsc` (the sealed cookie,
+//! device-bound: each request carries the DBSC bound cookie beside it) and `jwt+dpop` (the
+//! JWT row, DPoP required: each request carries a fresh ES256 proof, made by the load
+//! generator), `store-memory`, `store-redis`,
 //! `store-postgres` and `store-sqlite` (the express-session design: signed id cookie, data in
 //! a store), and Poem's own `poem-cookie` (CookieSession, private) and `poem-redis`
 //! (ServerSession + RedisStorage). The Redis modes start their own `redis-server` (from
@@ -85,6 +88,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 #[cfg(feature = "tower")]
 #[path = "support/compare_axum.rs"]
 mod axum_app;
+#[path = "support/compare_binding.rs"]
+mod binding;
 #[path = "support/compare_cluster.rs"]
 mod cluster;
 #[path = "support/compare_devices.rs"]
@@ -142,6 +147,8 @@ enum Mode {
     SealedDenyRedis,
     SealedDenyCluster,
     SealedDevices,
+    SealedDbsc,
+    JwtDpop,
     StoreMemory,
     StoreRedis,
     StorePostgres,
@@ -154,7 +161,7 @@ enum Mode {
     AxumCookieStore,
 }
 
-const ALL_MODES: [Mode; 21] = [
+const ALL_MODES: [Mode; 23] = [
     Mode::None,
     Mode::NoneCookie,
     Mode::NoneWork,
@@ -166,6 +173,8 @@ const ALL_MODES: [Mode; 21] = [
     Mode::SealedDenyRedis,
     Mode::SealedDenyCluster,
     Mode::SealedDevices,
+    Mode::SealedDbsc,
+    Mode::JwtDpop,
     Mode::StoreMemory,
     Mode::StoreRedis,
     Mode::StorePostgres,
@@ -183,6 +192,8 @@ enum Transport {
     None,
     Cookie,
     Bearer,
+    /// `Authorization: DPoP` with a fresh proof on each request.
+    Dpop,
 }
 
 impl Mode {
@@ -199,6 +210,8 @@ impl Mode {
             Mode::SealedDenyRedis => "sealed+deny-redis",
             Mode::SealedDenyCluster => "sealed+deny-cluster",
             Mode::SealedDevices => "sealed+devices",
+            Mode::SealedDbsc => "sealed+dbsc",
+            Mode::JwtDpop => "jwt+dpop",
             Mode::StoreMemory => "store-memory",
             Mode::StoreRedis => "store-redis",
             Mode::StorePostgres => "store-postgres",
@@ -225,6 +238,8 @@ impl Mode {
             Mode::SealedDenyRedis => "sealed cookie + RedisDenylist",
             Mode::SealedDenyCluster => "sealed cookie + RedisDenylist on Redis Cluster",
             Mode::SealedDevices => "sealed cookie + RedisDenylist + RedisRegistry (your devices)",
+            Mode::SealedDbsc => "sealed cookie, device-bound (DBSC bound cookie)",
+            Mode::JwtDpop => "JWT bearer (HS256), DPoP-bound (ES256 proof per request)",
             Mode::StoreMemory => "store-backed, memory",
             Mode::StoreRedis => "store-backed, Redis",
             Mode::StorePostgres => "store-backed, PostgreSQL (its CPU not counted)",
@@ -246,6 +261,7 @@ impl Mode {
         match self {
             Mode::None | Mode::NoneWork | Mode::AxumNone => Transport::None,
             Mode::Jwt => Transport::Bearer,
+            Mode::JwtDpop => Transport::Dpop,
             _ => Transport::Cookie,
         }
     }
@@ -268,6 +284,11 @@ impl Mode {
     fn skip_reason(self, redis: &Option<PathBuf>) -> Option<String> {
         if self.is_axum() && !cfg!(feature = "tower") {
             return Some("skipped: built without the tower feature (axum rows)".into());
+        }
+        if matches!(self, Mode::SealedDbsc | Mode::JwtDpop)
+            && !cfg!(any(feature = "jwt", feature = "jwt-rust-crypto"))
+        {
+            return Some("skipped: built without the jwt feature (DPoP and DBSC)".into());
         }
         if matches!(
             self,
@@ -599,6 +620,8 @@ async fn build_app(mode: Mode, env: &ServerEnv) -> Result<BoxEndpoint<'static, R
             .map_to_response()
             .boxed(),
         Mode::SealedDevices => devices::app(&redis_url()?, keys).await?,
+        Mode::SealedDbsc => binding::dbsc_app(keys),
+        Mode::JwtDpop => binding::dpop_app(bearer_session(env, keys)?),
         Mode::SealedDenyCluster => {
             let nodes = env
                 .cluster_urls
@@ -1043,10 +1066,16 @@ fn proc_rss(pid: u32) -> Result<u64> {
 /// line that carries them, built once per change (as a load generator replaying a recorded
 /// header would send it), so that the client's cost does not grow with the mode's state
 /// beyond the bytes it sends.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 struct Jar {
     cookies: Vec<(String, String)>,
     bearer: Option<String>,
+    /// DBSC: the `Secure-Session-Registration` of the last answer, if any.
+    offer: Option<String>,
+    /// The client's key (DBSC registration, DPoP proofs).
+    key: Option<Arc<binding::ClientKey>>,
+    /// A header line sent once (a DBSC registration's proof).
+    extra: Option<String>,
     /// `cookie: ...\r\n` or `authorization: Bearer ...\r\n`, empty for none; valid while
     /// `line_for` is the transport it was built for.
     line: Vec<u8>,
@@ -1077,7 +1106,7 @@ impl Jar {
                     }
                     self.line.extend_from_slice(b"\r\n");
                 }
-                Transport::Bearer => {
+                Transport::Bearer | Transport::Dpop => {
                     if let Some(tok) = &self.bearer {
                         self.line
                             .extend_from_slice(AUTHORIZATION.as_str().as_bytes());
@@ -1102,6 +1131,8 @@ impl Jar {
                 if let Ok(v) = std::str::from_utf8(h.value) {
                     self.set_cookie(v);
                 }
+            } else if h.name.eq_ignore_ascii_case("secure-session-registration") {
+                self.offer = std::str::from_utf8(h.value).ok().map(str::to_owned);
             } else if h.name.eq_ignore_ascii_case(TOKEN_HEADER) {
                 n += line_len(TOKEN_HEADER, h.value.len());
                 if let Ok(v) = std::str::from_utf8(h.value) {
@@ -1195,9 +1226,31 @@ impl Conn {
         ] {
             self.out.extend_from_slice(part.as_bytes());
         }
-        let line = jar.request_line(t);
-        let mut session_bytes = line.len();
-        self.out.extend_from_slice(line);
+        let mut session_bytes = 0;
+        if t == Transport::Dpop {
+            // A fresh proof per request, as the standard asks: made here, by the client.
+            let key = jar
+                .key
+                .get_or_insert_with(|| Arc::new(binding::ClientKey::generate()));
+            let proof = key.dpop_proof(method.as_str(), "127.0.0.1", path, jar.bearer.as_deref());
+            let start = self.out.len();
+            if let Some(tok) = &jar.bearer {
+                self.out.extend_from_slice(b"authorization: DPoP ");
+                self.out.extend_from_slice(tok.as_bytes());
+                self.out.extend_from_slice(b"\r\n");
+            }
+            self.out.extend_from_slice(b"dpop: ");
+            self.out.extend_from_slice(proof.as_bytes());
+            self.out.extend_from_slice(b"\r\n");
+            session_bytes += self.out.len() - start;
+        } else {
+            let line = jar.request_line(t);
+            session_bytes += line.len();
+            self.out.extend_from_slice(line);
+        }
+        if let Some(extra) = &jar.extra {
+            self.out.extend_from_slice(extra.as_bytes());
+        }
         if *method == Method::POST {
             self.out.extend_from_slice(b"content-length: 0\r\n");
         }
@@ -1246,6 +1299,20 @@ impl Conn {
         let a = self.send(&Method::POST, "/login", &mut jar, t).await?;
         if a.status != StatusCode::OK {
             return Err(format!("login answered {}", a.status).into());
+        }
+        // DBSC: register a key, as a browser that supports it does after a sign-in.
+        if let Some(offer) = jar.offer.take() {
+            let key = Arc::new(binding::ClientKey::generate());
+            let (path, proof) = key
+                .registration(&offer)
+                .ok_or("a registration offer without path or challenge")?;
+            jar.extra = Some(format!("secure-session-response: {proof}\r\n"));
+            let a = self.send(&Method::POST, &path, &mut jar, t).await?;
+            jar.extra = None;
+            jar.key = Some(key);
+            if a.status != StatusCode::OK {
+                return Err(format!("DBSC registration answered {}", a.status).into());
+            }
         }
         Ok(jar)
     }
@@ -1811,7 +1878,8 @@ const USAGE: &str = "\
 usage: compare [options]
   --modes a,b,...       modes to run (default: all): none, none+cookie, none+work, sealed,
                         sealed-nocache, signed, jwt, sealed+deny-memory, sealed+deny-redis,
-                        sealed+deny-cluster, sealed+devices, store-memory, store-redis, store-postgres,
+                        sealed+deny-cluster, sealed+devices, sealed+dbsc, jwt+dpop, store-memory,
+                        store-redis, store-postgres,
                         store-sqlite, poem-cookie, poem-redis, axum-none, axum-sealed,
                         axum-tower-sessions, axum-cookie-store
   --duration SECS       measured window per route and round (default 1)
@@ -2665,6 +2733,14 @@ and the client sends no session state.
 - **signed cookie**: `SealedSession::signed(keys)`, HMAC-SHA256, readable payload.
 - **JWT bearer**: `SealedSession::with_codec(JwtCodec (HS256)).bearer(BearerConfig::new())`:
   the token in `Authorization: Bearer`, new tokens in `X-Session-Token`.
+- **JWT bearer, DPoP-bound**: the same with `.dpop(Dpop::new().required(true))`: the login
+  sends a proof and gets a token bound to its key, and every request sends
+  `Authorization: DPoP` with a fresh ES256 proof, which the server verifies and records.
+  The load generator makes the proofs (its CPU column includes the signing).
+- **sealed cookie, device-bound (DBSC)**: `SealedSession::sealed(keys).device_bound(Dbsc::new())`:
+  after its login the client registers a key, as a browser that supports DBSC does, and
+  every request carries the 10-minute bound cookie beside the session cookie, checked by
+  the server (no refresh falls inside a run).
 - **sealed cookie + MemoryDenylist / RedisDenylist**: the sealed cookie with revocation,
   `SealedSession::sealed(keys).denylist(..)`: `destroy()` at logout revokes the session id
   (until the session's own deadline) and every request is checked against the denylist

@@ -20,7 +20,7 @@ use common::example::{FEATURES, TestResult, example_binary, find_program, manife
 use serde_json::Value;
 
 /// Every mode of the harness, by key: a mode dropped from the run is a failure.
-const MODES: [&str; 21] = [
+const MODES: [&str; 23] = [
     "none",
     "none+cookie",
     "none+work",
@@ -32,6 +32,8 @@ const MODES: [&str; 21] = [
     "sealed+deny-redis",
     "sealed+deny-cluster",
     "sealed+devices",
+    "sealed+dbsc",
+    "jwt+dpop",
     "store-memory",
     "store-redis",
     "store-postgres",

@@ -518,6 +518,33 @@ async fn forged_registration_proofs_are_refused(on: Adapter) {
     );
 }
 
+/// The draft's text puts the new key in the registration proof's claims (`key`); Chromium
+/// puts it in the header (`jwk`). Either is accepted, not both.
+async fn the_registration_key_may_come_as_a_claim(on: Adapter) {
+    let site = Site::new(on).await;
+    for (both, want) in [(true, 400), (false, 200)] {
+        let mut b = site.legacy();
+        let resp = b.post_form("/login", &[]).await;
+        let offer = resp.header("secure-session-registration").unwrap();
+        let offers = common::dbsc_browser::parse_registration_header(&offer).unwrap();
+        let challenge = offers[0].challenge.clone().unwrap();
+        let key = SessionKey::generate();
+        let mut proof =
+            ProofBuilder::registration(&key, Some(&challenge), None).claim("key", key.public_jwk());
+        if !both {
+            proof = proof.without_header("jwk");
+        }
+        let headers = vec![(
+            "Secure-Session-Response".to_owned(),
+            b.sf_header_value(&proof.build()),
+        )];
+        let resp = b
+            .send_raw_with_jar("POST", "/dbsc/register", headers, "")
+            .await;
+        assert_eq!(resp.status, want, "key in both: {both}: {}", resp.body);
+    }
+}
+
 /// A thief with the session cookie asks the refresh path for a challenge and answers it
 /// at the registration path with a key of its own: refused (a refresh challenge is no
 /// registration challenge, and a bound session is never bound again).
@@ -623,6 +650,7 @@ async fn device_binding_works_on_signed_sessions(on: Adapter) {
 }
 
 both!(
+    the_registration_key_may_come_as_a_claim,
     a_thief_cannot_rebind_a_session_to_its_own_key,
     a_missing_bound_cookie_does_not_sign_the_browser_out,
     device_binding_works_on_server_stored_sessions,

@@ -1004,7 +1004,7 @@ fn build_jwt(
 fn build_jwt(
     _args: &Args,
     _denylist: Arc<dyn Denylist>,
-    _dpop: Option<()>,
+    _dpop: Option<((), String)>,
 ) -> Result<(App, Vec<String>), String> {
     Err(
         "--mode jwt needs the `jwt` feature (on by default), and this demo was built without it"

@@ -415,7 +415,8 @@ impl DeviceBinding {
         now: Timestamp,
     ) -> Result<DeviceKey, ProofError> {
         let proof = proof.ok_or(ProofError::Missing)?;
-        let verified = jws::verify::<Claims>(proof, "dbsc+jwt", &self.cfg.algs, KeyIn::Header)?;
+        let key_in = KeyIn::HeaderOrClaim("key");
+        let verified = jws::verify::<Claims>(proof, "dbsc+jwt", &self.cfg.algs, key_in)?;
         self.answered(&verified.claims.jti, Scope::Registration(id), now)
             .await?;
         let mut bid = [0u8; 16];

@@ -121,6 +121,10 @@ impl std::fmt::Display for ProofAlgorithm {
 pub(crate) enum KeyIn<'a> {
     /// The header's `jwk` (a key the client presents now).
     Header,
+    /// The header's `jwk`, or else the payload's claim of this name (the DBSC draft's
+    /// registration proof carries the new key as `key`; Chromium sends it as `jwk`). Not
+    /// both.
+    HeaderOrClaim(&'static str),
     /// A key registered before, as JWK text; the header must not carry one.
     Registered(&'a str),
 }
@@ -172,17 +176,34 @@ pub(crate) fn verify<C: DeserializeOwned>(
         .and_then(ProofAlgorithm::from_name)
         .filter(|a| algs.contains(a))
         .ok_or(ProofError::Algorithm)?;
+    let presented = |jwk: Option<&Value>| -> Result<Jwk, ProofError> {
+        let jwk = jwk.and_then(Value::as_object).ok_or(ProofError::NoKey)?;
+        if PRIVATE_MEMBERS.iter().any(|m| jwk.contains_key(*m)) {
+            return Err(ProofError::PrivateKey);
+        }
+        serde_json::from_value(Value::Object(jwk.clone()))
+            .map_err(|_| ProofError::Malformed("jwk is not a supported public key"))
+    };
     let jwk: Jwk = match key {
-        KeyIn::Header => {
-            let jwk = header
-                .get("jwk")
-                .and_then(Value::as_object)
-                .ok_or(ProofError::NoKey)?;
-            if PRIVATE_MEMBERS.iter().any(|m| jwk.contains_key(*m)) {
-                return Err(ProofError::PrivateKey);
+        KeyIn::Header => presented(header.get("jwk"))?,
+        KeyIn::HeaderOrClaim(claim) => {
+            // The claims as sent, read before the signature is checked only to find the
+            // key that must have made it.
+            let payload = proof
+                .split('.')
+                .nth(1)
+                .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+                .and_then(|p| serde_json::from_slice::<Map<String, Value>>(&p).ok())
+                .ok_or(ProofError::Malformed("JWS payload is not a JSON object"))?;
+            match (header.get("jwk"), payload.get(claim)) {
+                (Some(_), Some(_)) => {
+                    return Err(ProofError::Malformed(
+                        "a key in both the header and the claims",
+                    ));
+                }
+                (Some(jwk), None) | (None, Some(jwk)) => presented(Some(jwk))?,
+                (None, None) => return Err(ProofError::NoKey),
             }
-            serde_json::from_value(Value::Object(jwk.clone()))
-                .map_err(|_| ProofError::Malformed("jwk is not a supported public key"))?
         }
         KeyIn::Registered(text) => {
             if header.contains_key("jwk") {
