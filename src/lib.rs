@@ -119,3 +119,23 @@ pub use {
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// The guides' examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/COOKIES.md")]
+pub struct CookiesGuideDoctests;
+
+/// The guides' examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/SPA.md")]
+pub struct SpaGuideDoctests;
+
+/// The guides' examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/SCALING.md")]
+pub struct ScalingGuideDoctests;
+
+/// The guides' examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/EXPRESS.md")]
+pub struct ExpressGuideDoctests;

@@ -1,4 +1,4 @@
-//! Inputs that once made a fuzz target fail (`fuzz/`, see the README's "Fuzzing"), kept in
+//! Inputs that once made a fuzz target fail (`fuzz/`, see CONTRIBUTING.md, "Fuzzing"), kept in
 //! `tests/fuzz-regressions/<target>/` and replayed here through the same public paths, with
 //! the property that failed. `fuzz/run.sh` also replays them at the start of every run.
 //!
