@@ -229,6 +229,16 @@ fn quick_run_measures_every_mode_and_writes_the_whole_report() -> TestResult {
                 );
                 assert!(svg.contains(key), "{key}: not in the chart");
             }
+            // The DPoP and DBSC rows need a JWT feature (their proofs).
+            "skipped" if key == "sealed+dbsc" || key == "jwt+dpop" => {
+                let jwt = cfg!(any(feature = "jwt", feature = "jwt-rust-crypto"));
+                assert!(!jwt, "{key} skipped ({reason}) with a jwt feature on");
+                assert!(reason.contains("jwt"), "{key}: {reason:?}");
+                assert!(
+                    report.contains(reason),
+                    "{key}: the report must give the reason"
+                );
+            }
             // The SQL rows need their features, and PostgreSQL's `initdb` (which CI installs).
             "skipped" if key == "store-postgres" || key == "store-sqlite" => {
                 let feature = match key {

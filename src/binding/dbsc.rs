@@ -33,7 +33,7 @@ use super::ProofError;
 use super::jws::{self, KeyIn, ProofAlgorithm};
 use super::replay::{MemoryReplayCache, ReplayCache};
 use crate::clock::Timestamp;
-use crate::keys::{MacKey, check_not_degenerate};
+use crate::keys::MacKey;
 use crate::state::{DeviceKey, SessionId};
 
 /// Default lifetime of the bound cookie: 10 minutes (a copied cookie works at most this
@@ -178,13 +178,9 @@ impl Dbsc {
     /// session's cookie keys ([`SealedSession::sealed`](crate::SealedSession::sealed),
     /// `signed`, `server_store`); needed with any other codec.
     pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Result<Self, DbscConfigError> {
-        let secret = secret.as_ref();
-        if secret.len() < 32 {
-            return Err(DbscConfigError::WeakSecret("shorter than 32 bytes"));
-        }
-        check_not_degenerate("DBSC secret", secret)
-            .map_err(|_| DbscConfigError::WeakSecret("every byte is the same"))?;
-        self.secret = Some(Arc::new(MacKey::derived(secret, DBSC_INFO)));
+        let key =
+            super::secret_key(secret.as_ref(), DBSC_INFO).map_err(DbscConfigError::WeakSecret)?;
+        self.secret = Some(Arc::new(key));
         Ok(self)
     }
 

@@ -24,7 +24,7 @@ use super::ProofError;
 use super::jws::{self, KeyIn, ProofAlgorithm};
 use super::replay::{MemoryReplayCache, ReplayCache, ReplayError};
 use crate::clock::Timestamp;
-use crate::keys::{MacKey, check_not_degenerate};
+use crate::keys::MacKey;
 
 /// Default [`Dpop::max_age`]: a proof is accepted up to 60 seconds after its `iat`.
 pub const DEFAULT_PROOF_MAX_AGE: Duration = Duration::from_secs(60);
@@ -159,16 +159,9 @@ impl Dpop {
         secret: impl AsRef<[u8]>,
         lifetime: Duration,
     ) -> Result<Self, DpopConfigError> {
-        let secret = secret.as_ref();
-        if secret.len() < 32 {
-            return Err(DpopConfigError::WeakSecret("shorter than 32 bytes"));
-        }
-        check_not_degenerate("DPoP nonce secret", secret)
-            .map_err(|_| DpopConfigError::WeakSecret("every byte is the same"))?;
-        self.nonces = Some(Arc::new(Nonces {
-            key: MacKey::derived(secret, b"dpop nonce"),
-            lifetime,
-        }));
+        let key = super::secret_key(secret.as_ref(), b"dpop nonce")
+            .map_err(DpopConfigError::WeakSecret)?;
+        self.nonces = Some(Arc::new(Nonces { key, lifetime }));
         Ok(self)
     }
 

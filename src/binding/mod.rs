@@ -27,6 +27,17 @@ pub use jws::{MAX_PROOF_LEN, ProofAlgorithm};
 pub use redis_replay::{RedisReplayCache, RedisReplayCacheBuilder};
 pub use replay::{DEFAULT_REPLAY_CAPACITY, MemoryReplayCache, ReplayCache, ReplayError};
 
+/// The MAC key for `info` derived from a configured `secret` (DPoP nonces, DBSC), or why
+/// the secret is refused: shorter than 32 bytes, or every byte the same.
+pub(crate) fn secret_key(secret: &[u8], info: &[u8]) -> Result<crate::keys::MacKey, &'static str> {
+    if secret.len() < 32 {
+        return Err("shorter than 32 bytes");
+    }
+    crate::keys::check_not_degenerate("binding secret", secret)
+        .map_err(|_| "every byte is the same")?;
+    Ok(crate::keys::MacKey::derived(secret, info))
+}
+
 /// Why a proof of possession (a DPoP proof, a DBSC registration or refresh) was refused.
 /// The message names the cause; it never contains the proof or a token.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
