@@ -127,13 +127,25 @@ fn open(payload: &[u8]) -> SessionState {
 
 /// The data part of a payload: after the fixed fields and the subject, if any.
 fn data_of(payload: &[u8]) -> &[u8] {
-    match payload[40] & 1 {
-        0 => &payload[41..],
-        _ => {
-            let n = usize::from(u16::from_be_bytes([payload[41], payload[42]]));
-            &payload[43 + n..]
-        }
+    let flags = payload[40];
+    let mut rest = &payload[41..];
+    if flags & 1 == 1 {
+        let n = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+        rest = &rest[2 + n..];
     }
+    // A binding (docs/FORMAT.md, section 7): kind 1, a 32-byte thumbprint; kind 2, an id,
+    // a length and a key. Where it does not fit, the rest is what the codec refuses.
+    if flags & 2 == 2 {
+        let len = match rest.first() {
+            Some(1) => 33,
+            Some(2) => rest.get(17..19).map_or(usize::MAX, |n| {
+                19 + usize::from(u16::from_be_bytes([n[0], n[1]]))
+            }),
+            _ => usize::MAX,
+        };
+        rest = rest.get(len..).unwrap_or(rest);
+    }
+    rest
 }
 
 /// The session reads what serde_json reads: each key, emptiness, the whole map.

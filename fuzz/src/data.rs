@@ -81,11 +81,11 @@ fn decode(p: &[u8]) -> Option<Decoded<'_>> {
         return None;
     }
     let flags = p[40];
-    if flags > 1 {
+    if flags > 3 {
         return None;
     }
     let mut rest = &p[41..];
-    let subject = if flags == 1 {
+    let subject = if flags & 1 == 1 {
         if rest.len() < 2 {
             return None;
         }
@@ -99,6 +99,34 @@ fn decode(p: &[u8]) -> Option<Decoded<'_>> {
     } else {
         None
     };
+    // Bit 1: a binding, kind 1 (a 32-byte thumbprint) or 2 (16-byte id, u16be length at
+    // most 2048, a JSON object as UTF-8 key text).
+    let binding = if flags & 2 == 2 {
+        let (&kind, after) = rest.split_first()?;
+        let len = match kind {
+            1 => 32,
+            2 => {
+                let n = after.get(16..18)?;
+                let n = usize::from(u16::from_be_bytes([n[0], n[1]]));
+                if n > 2048 {
+                    return None;
+                }
+                let key = std::str::from_utf8(after.get(18..18 + n)?).ok()?;
+                // JWK text: a JSON object (its syntax; no number need fit an f64).
+                serde_json::from_str::<serde::de::IgnoredAny>(key).ok()?;
+                if !key.starts_with('{') {
+                    return None;
+                }
+                18 + n
+            }
+            _ => return None,
+        };
+        let raw = rest.get(..1 + len)?.to_vec();
+        rest = &rest[1 + len..];
+        Some(raw)
+    } else {
+        None
+    };
     if rest.first().is_some_and(|b| *b != b'{') {
         return None;
     }
@@ -109,6 +137,7 @@ fn decode(p: &[u8]) -> Option<Decoded<'_>> {
             last_seen: u64_at(24),
             expires_at: u64_at(32),
             subject,
+            binding,
             data: None,
         },
         data: rest,

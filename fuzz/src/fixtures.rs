@@ -70,6 +70,8 @@ pub struct Snapshot {
     pub last_seen: u64,
     pub expires_at: u64,
     pub subject: Option<String>,
+    /// The binding as section 7 encodes it (kind byte first).
+    pub binding: Option<Vec<u8>>,
     /// `None` when the data does not parse as a JSON object.
     pub data: Option<Map<String, Value>>,
 }
@@ -83,8 +85,21 @@ impl Snapshot {
             last_seen: state.last_seen().as_millis(),
             expires_at: state.expires_at().as_millis(),
             subject: state.subject().map(str::to_owned),
+            binding: state.binding().map(binding_bytes),
             data: s.data().ok().cloned(),
         }
+    }
+}
+
+/// A binding as `docs/FORMAT.md` section 7 encodes it.
+fn binding_bytes(b: &sealed_session::Binding) -> Vec<u8> {
+    match b {
+        sealed_session::Binding::Dpop { jkt } => [&[1u8][..], jkt].concat(),
+        sealed_session::Binding::Device(k) => {
+            let len = (k.jwk().len() as u16).to_be_bytes();
+            [&[2u8][..], k.id(), &len, k.jwk().as_bytes()].concat()
+        }
+        _ => Vec::new(),
     }
 }
 

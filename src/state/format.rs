@@ -146,6 +146,13 @@ fn decode_binding(b: &[u8]) -> Result<(Option<Binding>, &[u8]), OpenError> {
             let (jwk, rest) = rest.split_at_checked(len).ok_or(SHORT)?;
             let jwk = std::str::from_utf8(jwk)
                 .map_err(|_| OpenError::Malformed("binding key not UTF-8"))?;
+            // JWK text: a JSON object, so that the session can be written in any format
+            // (a JWT carries it as its `cnf.jwk`).
+            let object =
+                jwk.starts_with('{') && serde_json::from_str::<serde::de::IgnoredAny>(jwk).is_ok();
+            if !object {
+                return Err(OpenError::Malformed("binding key is not a JSON object"));
+            }
             let key = DeviceKey::new(*id, Box::from(jwk));
             Ok((Some(Binding::Device(Arc::new(key))), rest))
         }
@@ -196,6 +203,16 @@ mod tests {
         let mut long = vec![2u8; 17];
         long.extend_from_slice(&[0x08, 0x01]);
         assert_eq!(malformed(&payload(0x02, &long)), "binding key too long");
+        for key in [&b"[1]"[..], b"{", b"{}x", b"x"] {
+            let mut bad = vec![2u8; 17];
+            bad.extend_from_slice(&(key.len() as u16).to_be_bytes());
+            bad.extend_from_slice(key);
+            assert_eq!(
+                malformed(&payload(0x02, &bad)),
+                "binding key is not a JSON object",
+                "{key:?}"
+            );
+        }
         assert_eq!(
             malformed(&payload(FLAG_SUBJECT, b"\x00")),
             "subject length missing"
