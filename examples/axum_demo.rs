@@ -99,6 +99,7 @@ fn sealed_app(sessions: &SealedSession) -> Router {
         .route("/views", get(views))
         .route("/devices", get(devices))
         .route("/devices/end", post(end_device))
+        .route("/session", get(session_page))
         .layer(sessions.layer())
         .layer(from_fn(trace))
 }
@@ -132,6 +133,18 @@ async fn end_device(
     Form(form): Form<demo_app::devices::EndDevice>,
 ) -> Result<Reply, SessionError> {
     demo_app::devices::end_device(&session, &form).await
+}
+
+/// `GET /session`: the cookie, and what the server reads from it.
+async fn session_page(
+    session: Session,
+    headers: axum::http::HeaderMap,
+) -> Result<Reply, SessionError> {
+    let cookie = headers
+        .get(axum::http::header::COOKIE)
+        .and_then(|v| v.to_str().ok());
+    let now = sealed_session::Clock::now(&sealed_session::SystemClock);
+    demo_app::session_view::session_page(&session, cookie, now).await
 }
 
 async fn secureplace(session: Session) -> Result<Reply, SessionError> {
@@ -175,9 +188,11 @@ mod jwt {
             .route("/api/login", post(login))
             .route("/api/me", get(me))
             .route("/api/logout", post(logout))
+            .route("/api/session", get(session_json))
             .layer(sessions.layer());
         let mut router = Router::new()
             .route("/", get(move || async move { Html(home) }))
+            .route("/session", get(|| async { shared::session_page() }))
             .merge(api);
         if ring.has_public_keys() {
             router = router.route_service("/.well-known/jwks.json", Jwks::new(&ring));
@@ -195,6 +210,13 @@ mod jwt {
 
     async fn me(session: Session) -> Result<Reply, SessionError> {
         shared::me(&session)
+    }
+
+    async fn session_json(session: Session, headers: axum::http::HeaderMap) -> Reply {
+        let authorization = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        shared::session_json(&session, authorization)
     }
 
     async fn logout(session: Session) -> Result<Reply, SessionError> {

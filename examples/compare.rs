@@ -56,8 +56,8 @@
 //!   load generator on the first half of the CPUs and the servers and redis-server on the
 //!   rest, and checks every thread of every child, as when the load comes from another
 //!   machine (the case the targets' reference figures were measured in). A pinned run
-//!   writes its own section of docs/COMPARISON.md (between `compare-pinned` markers, after
-//!   the reference section) and `docs/comparison-pinned.svg`; `results.json` records the
+//!   writes its own section of docs/BENCHMARKS.md (between `compare-pinned` markers) and
+//!   `docs/comparison-pinned.svg`; `results.json` records the
 //!   split.
 
 use std::fmt::Write as _;
@@ -1902,7 +1902,8 @@ usage: compare [options]
                         DIR/results.json (per mode: status, reason, req/s) instead of docs/
   --write-doc / --no-doc  rewrite docs/COMPARISON.md's section and docs/comparison.svg
                         (default: after a full run of every mode without --quick, or with --out)
-  --doc PATH, --chart PATH  where to write them (default docs/COMPARISON.md, docs/comparison.svg)";
+  --doc PATH, --chart PATH  where to write them (default docs/COMPARISON.md, docs/comparison.svg;
+                        with --pin docs/BENCHMARKS.md, docs/comparison-pinned.svg)";
 
 fn parse_args() -> Result<Args> {
     let cpus = std::thread::available_parallelism().map_or(2, usize::from);
@@ -1930,6 +1931,7 @@ fn parse_args() -> Result<Args> {
     let mut explicit = Vec::new();
     // `--pin` changes the defaults of the options below unless they were given.
     let mut pin = false;
+    let mut doc_given = false;
     let (mut server_threads_given, mut client_threads_given, mut chart_given) =
         (false, false, false);
     let mut it = std::env::args().skip(1);
@@ -1983,7 +1985,10 @@ fn parse_args() -> Result<Args> {
             "--out" => a.out = Some(it.next().ok_or("--out needs a directory")?.into()),
             "--write-doc" => a.write_doc = Some(true),
             "--no-doc" => a.write_doc = Some(false),
-            "--doc" => a.doc = it.next().ok_or("--doc needs a path")?.into(),
+            "--doc" => {
+                a.doc = it.next().ok_or("--doc needs a path")?.into();
+                doc_given = true;
+            }
             "--chart" => {
                 a.chart = it.next().ok_or("--chart needs a path")?.into();
                 chart_given = true;
@@ -2018,6 +2023,10 @@ fn parse_args() -> Result<Args> {
         }
         if !chart_given {
             a.chart.set_file_name("comparison-pinned.svg");
+        }
+        // The pinned runs are for contributors: docs/BENCHMARKS.md, not the shipped page.
+        if !doc_given && a.doc == Path::new("docs/COMPARISON.md") {
+            a.doc = PathBuf::from("docs/BENCHMARKS.md");
         }
         a.pin = Some(p);
     }

@@ -22,7 +22,10 @@
 //! - `POST /logout`: destroys (and revokes) the session, 303 to `/`;
 //! - `GET /views`: `{"views": n}`, counted per session;
 //! - `GET /devices`: the user's sessions ("your devices"), each with a sign-out button;
-//! - `POST /devices/end`: signs one of them out (`device` = its handle).
+//! - `POST /devices/end`: signs one of them out (`device` = its handle);
+//! - `GET /session`: the cookie the browser holds (name, size, format version, key id and
+//!   algorithm) beside what the server reads from it (id, times, data; in store mode the
+//!   store's record), and the `sealed-session inspect` command that decodes it.
 //!
 //! Routes of `--mode jwt` (JSON; the token travels in `Authorization: Bearer TOKEN`):
 //!
@@ -33,6 +36,8 @@
 //! - `GET /api/me`: `{"user": ..., "views": n}`, counting; each answer carries the refreshed
 //!   token in the `x-session-token` response header (use it for the next request);
 //! - `POST /api/logout`: ends (and revokes) the session: the token then gets a 401;
+//! - `GET /session` says where a JWT session is; `GET /api/session` answers with the
+//!   token's readable header and what the server reads from it;
 //! - `GET /.well-known/jwks.json`: the public keys as a JWK Set (asymmetric keys only).
 //!
 //! Options: `--addr HOST:PORT` (default `127.0.0.1:3000`; port 0 picks a free one, and the
@@ -116,6 +121,7 @@ fn routes() -> Route {
         .at("/views", get(views))
         .at("/devices", get(devices))
         .at("/devices/end", post(end_device))
+        .at("/session", get(session_page))
 }
 
 /// The sealed-mode application under `sessions` (see [`demo_app::sealed_sessions`]).
@@ -166,6 +172,17 @@ async fn end_device(
     Ok(demo_app::devices::end_device(session, &form).await?)
 }
 
+/// `GET /session`: the cookie, and what the server reads from it.
+#[handler]
+async fn session_page(session: &Session, req: &poem::Request) -> poem::Result<Reply> {
+    let cookie = req
+        .headers()
+        .get(poem::http::header::COOKIE)
+        .and_then(|v| v.to_str().ok());
+    let now = sealed_session::Clock::now(&sealed_session::SystemClock);
+    Ok(demo_app::session_view::session_page(session, cookie, now).await?)
+}
+
 // ---------------------------------------------------------------------------------------
 // jwt mode: a JSON API with bearer JWTs
 // ---------------------------------------------------------------------------------------
@@ -192,10 +209,12 @@ mod jwt {
             .at("/login", post(login))
             .at("/me", get(me))
             .at("/logout", post(logout))
+            .at("/session", get(session_json))
             .with(sessions);
         let home = Html(home);
         let mut route = Route::new()
             .at("/", get(make_sync(move |_| home.clone())))
+            .at("/session", get(make_sync(|_| shared::session_page())))
             .nest("/api", api);
         if ring.has_public_keys() {
             route = route.at("/.well-known/jwks.json", get(Jwks::new(&ring)));
@@ -212,6 +231,15 @@ mod jwt {
     #[handler]
     fn me(session: &Session) -> poem::Result<Reply> {
         Ok(shared::me(session)?)
+    }
+
+    #[handler]
+    fn session_json(session: &Session, req: &poem::Request) -> Reply {
+        let authorization = req
+            .headers()
+            .get(poem::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        shared::session_json(session, authorization)
     }
 
     #[handler]

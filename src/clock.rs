@@ -7,6 +7,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A point in time: whole milliseconds since the Unix epoch (UTC), as carried in tokens.
+///
+/// ```
+/// use std::time::Duration;
+/// use sealed_session::Timestamp;
+///
+/// let t = Timestamp::from_millis(1_764_000_000_000);
+/// let later = t.saturating_add(Duration::from_secs(60));
+/// assert_eq!(later.saturating_since(t), Duration::from_secs(60));
+/// assert_eq!(t.saturating_since(later), Duration::ZERO);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Timestamp(u64);
 
@@ -79,12 +89,33 @@ impl fmt::Display for Timestamp {
 
 /// A source of the current time. The middleware and policy read time only through this,
 /// so tests can move time by hand ([`ManualClock`]).
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use sealed_session::{Clock, Timestamp};
+///
+/// /// A clock a test moves by hand (the crate has one: `ManualClock`).
+/// struct Frozen(AtomicU64);
+/// impl Clock for Frozen {
+///     fn now(&self) -> Timestamp {
+///         Timestamp::from_millis(self.0.load(Ordering::Relaxed))
+///     }
+/// }
+/// let clock = Frozen(AtomicU64::new(1_764_000_000_000));
+/// assert_eq!(clock.now().as_millis(), 1_764_000_000_000);
+/// ```
 pub trait Clock: Send + Sync + 'static {
     /// The current time.
     fn now(&self) -> Timestamp;
 }
 
 /// The system's wall clock.
+///
+/// ```
+/// use sealed_session::{Clock, SystemClock};
+///
+/// assert!(SystemClock.now().as_millis() > 1_700_000_000_000);
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 

@@ -3,6 +3,14 @@
 use crate::clock::Timestamp;
 
 /// Why a key, secret or key-ring string was refused.
+///
+/// ```
+/// use sealed_session::{KeyError, Keyring};
+///
+/// assert!(matches!(Keyring::from_secret("too short"), Err(KeyError::TooShort { .. })));
+/// let e = "k1:not-base64!".parse::<Keyring>().unwrap_err();
+/// assert!(!e.to_string().is_empty(), "the message names the cause, never the key");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyError {
@@ -74,6 +82,16 @@ pub enum KeyError {
 ///
 /// The cases are distinct so that logs and metrics can count them ([`OpenError::reason`]);
 /// a client is only ever shown one outcome (a fresh session or a 401).
+///
+/// ```
+/// use sealed_session::{Codec, Keyring, OpenError, SealedCodec};
+///
+/// let codec = SealedCodec::new(Keyring::generate()?);
+/// let e = codec.open("not a token", b"sid").unwrap_err();
+/// assert!(matches!(e, OpenError::Malformed(_)));
+/// assert_eq!(e.reason(), "malformed");
+/// # Ok::<(), sealed_session::KeyError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
@@ -226,6 +244,17 @@ impl OpenError {
 }
 
 /// Why a session could not be sealed or signed into a token.
+///
+/// ```
+/// use sealed_session::{Codec, Keyring, SealError, SealedCodec, SessionId, SessionState, Timestamp};
+///
+/// let codec = SealedCodec::new(Keyring::generate()?).max_token_len(100);
+/// let now = Timestamp::from_millis(1_764_000_000_000);
+/// let mut state = SessionState::new(SessionId::generate()?, now, now);
+/// state.insert("big", &"x".repeat(200))?;
+/// assert!(matches!(codec.seal(&state, b"sid"), Err(SealError::TooLarge { .. })));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SealError {
@@ -260,6 +289,16 @@ pub enum SealError {
 }
 
 /// Why session data could not be read or written as the requested type.
+///
+/// ```
+/// use sealed_session::{DataError, SessionId, SessionState, Timestamp};
+///
+/// let now = Timestamp::from_millis(1_764_000_000_000);
+/// let mut state = SessionState::new(SessionId::from_bytes([1; 16]), now, now);
+/// state.insert("views", &3)?;
+/// assert!(matches!(state.get::<String>("views"), Err(DataError::WrongType { .. })));
+/// # Ok::<(), DataError>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DataError {

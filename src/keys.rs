@@ -31,6 +31,15 @@ pub const MAX_KEY_ID_LEN: usize = 16;
 
 /// The AEAD a key seals with. A ring may hold keys of different algorithms, so a deployment
 /// can move from one to another by rotation without logging anyone out.
+///
+/// ```
+/// use sealed_session::Algorithm;
+///
+/// let alg: Algorithm = "xchacha20poly1305".parse()?;
+/// assert_eq!(alg, Algorithm::XChaCha20Poly1305);
+/// assert_eq!(Algorithm::default(), Algorithm::Aes256Gcm);
+/// # Ok::<(), sealed_session::KeyError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Algorithm {
@@ -129,6 +138,17 @@ pub(crate) fn check_not_degenerate(what: &'static str, bytes: &[u8]) -> Result<(
 /// One key: an id, an algorithm and 32 bytes of material, zeroized on drop.
 ///
 /// `Debug` shows the id and algorithm only.
+///
+/// ```
+/// use sealed_session::{Algorithm, Key, Keyring};
+///
+/// let new = Key::generate("k2", Algorithm::Aes256Gcm)?;
+/// let old = Key::derive(Some("k1"), Algorithm::Aes256Gcm, b"a long secret, at least 32 bytes of it")?;
+/// let ring = Keyring::new([new, old])?;   // k2 seals; both open
+/// assert_eq!(ring.primary_id(), "k2");
+/// assert!(Key::new("k3", Algorithm::Aes256Gcm, &[7; 32]).is_err(), "all one byte");
+/// # Ok::<(), sealed_session::KeyError>(())
+/// ```
 #[derive(Clone)]
 pub struct Key {
     id: String,

@@ -34,6 +34,14 @@ pub const DEFAULT_MAX_JSON_DEPTH: usize = 32;
 pub const MAX_JSON_DEPTH: usize = 127;
 
 /// A limit set outside what it can be.
+///
+/// ```
+/// use sealed_session::{Keyring, LimitError, SealedSession};
+///
+/// let sessions = SealedSession::sealed(Keyring::generate()?);
+/// assert!(matches!(sessions.max_chunks(64), Err(LimitError::TooManyChunks { .. })));
+/// # Ok::<(), sealed_session::KeyError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum LimitError {
@@ -100,6 +108,15 @@ pub(crate) fn chunk_count(n: usize) -> Result<usize, LimitError> {
 /// would be refused when it comes back.
 ///
 /// [`SealedSession::limits`]: crate::SealedSession::limits
+///
+/// ```
+/// use sealed_session::{Keyring, Limits, SealedSession};
+///
+/// let limits = Limits::new().json_depth(8).data_len(4 * 1024);
+/// let sessions = SealedSession::sealed(Keyring::generate()?).limits(limits);
+/// # let _ = sessions;
+/// # Ok::<(), sealed_session::KeyError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     pub(crate) cookie_header_len: usize,

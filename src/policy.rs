@@ -20,6 +20,20 @@ use crate::error::OpenError;
 use crate::state::SessionState;
 
 /// Expiry policy. Every setter names its default.
+///
+/// ```
+/// use std::time::Duration;
+/// use sealed_session::{Policy, SealedSession, Keyring};
+///
+/// let policy = Policy::new()
+///     .max_age(Duration::from_secs(8 * 3600))          // absolute, from sign-in
+///     .idle_timeout(Some(Duration::from_secs(30 * 60))) // since the last request
+///     .renew_after(Duration::from_secs(5 * 60));        // re-issue at most this often
+/// assert_eq!(policy.renewal_interval(), Some(Duration::from_secs(300)));
+/// let sessions = SealedSession::sealed(Keyring::generate()?).policy(policy);
+/// # let _ = sessions;
+/// # Ok::<(), sealed_session::KeyError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
     pub(crate) max_age: Duration,
@@ -42,6 +56,19 @@ impl Default for Policy {
 }
 
 /// What [`Policy::check`] found about a session that may be used.
+///
+/// ```
+/// use std::time::Duration;
+/// use sealed_session::{Policy, SessionId, SessionState, Timestamp};
+///
+/// let policy = Policy::new().idle_timeout(Some(Duration::from_secs(600)));
+/// let t0 = Timestamp::from_millis(1_764_000_000_000);
+/// let state = SessionState::new(SessionId::from_bytes([1; 16]), t0, policy.expires_at(t0));
+/// let fresh = policy.check(&state, t0.saturating_add(Duration::from_secs(300)))?;
+/// assert!(fresh.renew, "past the renewal interval: re-issue with a new last-seen");
+/// assert!(policy.check(&state, t0.saturating_add(Duration::from_secs(601))).is_err());
+/// # Ok::<(), sealed_session::OpenError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fresh {
     /// The token should be re-issued (with a new `last_seen`) even if the data did not change.

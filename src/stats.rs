@@ -264,6 +264,17 @@ impl Counters {
 /// being counted have finished, and never torn, but a snapshot taken under load may mix
 /// moments a few nanoseconds apart. See the [module documentation](self) for what each
 /// counts and what counting costs.
+///
+/// ```
+/// use sealed_session::{Keyring, SealedSession};
+///
+/// let sessions = SealedSession::sealed(Keyring::generate()?);
+/// // Keep a clone: clones share the counters with the middleware made from any of them.
+/// let stats = sessions.stats();
+/// assert_eq!(stats.refused("bad_seal"), 0);
+/// assert_eq!(stats.issued, 0);
+/// # Ok::<(), sealed_session::KeyError>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {

@@ -42,6 +42,7 @@ for_each_demo! {
     fn login_flow_in_headless_chromium;
     fn devices_signed_out_from_a_second_chromium;
     fn device_bound_session_in_a_dbsc_chromium;
+    fn the_session_page_in_each_mode_in_chromium;
 }
 
 /// The demo `example` in sealed mode (the default), on a free port.
@@ -427,6 +428,7 @@ async fn browser_scenario(c: &Client, demo: &Demo) -> TestResult {
         assert_eq!(text(c, "visits").await?, n.to_string());
     }
     assert_eq!(text(c, "user").await?, "admin");
+    home_page_looks_like_an_application(c, demo).await?;
 
     // /views counts per session.
     for n in 1..=2 {
@@ -669,5 +671,93 @@ async fn dbsc_scenario(c: &Client, demo: &Demo) -> TestResult {
     c.goto(&demo.url("/")).await?;
     assert_eq!(text(c, "user").await?, "admin");
     assert!(text(c, "device-bound").await?.starts_with("yes"));
+    Ok(())
+}
+
+/// The `/session` page, in Chromium, in each mode: in the cookie modes after a sign-in it
+/// lists the session cookie and shows the user in what the server reads (and, in store
+/// mode, the store's record); in jwt mode it says where the session is.
+fn the_session_page_in_each_mode_in_chromium(example: &'static str) -> TestResult {
+    let Some((chromium, chromedriver)) = browser_programs()? else {
+        return Ok(());
+    };
+    let _one_browser = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let driver = Driver::start(&chromedriver)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    for mode in ["sealed", "store", "jwt"] {
+        let demo = Demo::start(example, &["--mode", mode], &[("SESSION_SECRET", SECRET)])?;
+        let profile = TempDir::new()?;
+        runtime.block_on(async {
+            let c = connect(&driver, &chromium, &profile.0).await?;
+            let result = session_page_scenario(&c, &demo, mode).await;
+            let _ = c.close().await;
+            result
+        })?;
+    }
+    Ok(())
+}
+
+async fn session_page_scenario(c: &Client, demo: &Demo, mode: &str) -> TestResult {
+    if mode != "jwt" {
+        log_in(c, demo, "admin", "letmein").await?;
+        wait_for_path(c, "/secureplace").await?;
+    }
+    c.goto(&demo.url("/session")).await?;
+    assert_eq!(text(c, "mode").await?, mode);
+    if mode == "jwt" {
+        assert!(text(c, "inspect").await?.contains("/api/session"));
+        return Ok(());
+    }
+    let cookies = c.find_all(Locator::Css("#cookies tr.cookie")).await?;
+    assert!(!cookies.is_empty(), "{mode}: no cookie listed");
+    let data = text(c, "session-data").await?;
+    assert!(data.contains("\"user\": \"admin\""), "{mode}: {data}");
+    assert!(text(c, "inspect").await?.contains("sealed-session inspect"));
+    let record = c.find_all(Locator::Id("store-record")).await?;
+    assert_eq!(record.len(), usize::from(mode == "store"), "{mode}");
+    Ok(())
+}
+
+/// The signed-in home page (the browser is on it) as a user sees it: the bar with the links to every page, the
+/// user's name, the visit counter and the session's expiry, styled (the bar is dark), and
+/// a screenshot of it (kept under the test's temporary directory) that shows a page, not a
+/// blank or an unstyled one.
+async fn home_page_looks_like_an_application(c: &Client, demo: &Demo) -> TestResult {
+    let links = c.find_all(Locator::Css("#nav a")).await?;
+    let mut hrefs = Vec::new();
+    for a in &links {
+        hrefs.push(a.attr("href").await?.unwrap_or_default());
+    }
+    assert_eq!(hrefs, ["/", "/secureplace", "/devices", "/session"]);
+    assert_eq!(text(c, "user").await?, "admin");
+    assert!(text(c, "visits").await?.parse::<u64>().is_ok());
+    assert!(text(c, "expires").await?.starts_with("in 23 h"));
+    let bar = c
+        .execute(
+            "return getComputedStyle(document.querySelector('header')).backgroundColor",
+            vec![],
+        )
+        .await?;
+    assert_eq!(
+        bar.as_str(),
+        Some("rgb(29, 39, 51)"),
+        "the stylesheet applies"
+    );
+    let png = c.screenshot().await?;
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+    let dim = |at: usize| {
+        png.get(at..at + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let (w, h) = (dim(16).unwrap_or(0), dim(20).unwrap_or(0));
+    assert!(w >= 400 && h >= 300, "{w}x{h}");
+    // A blank page compresses to a few hundred bytes; text, a bar and a form do not.
+    assert!(png.len() > 8_000, "{} bytes", png.len());
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("demo-home-{}.png", demo.addr.port()));
+    std::fs::write(&path, &png)?;
     Ok(())
 }

@@ -30,6 +30,7 @@ use common::demo::{Demo, TestResult, demo_binary, for_each_demo, http};
 const SECRET: &str = "demo modes test secret: not for production, 0123456789abcdef";
 
 for_each_demo! {
+    fn the_session_page_shows_the_cookie_and_what_the_server_reads;
     fn sealed_cookie_replayed_after_logout_is_refused;
     fn store_mode_serves_the_same_login_flow_from_a_store;
     #[cfg(feature = "redis")]
@@ -54,6 +55,7 @@ mod jwt {
     const JSON: &str = "application/json";
 
     for_each_demo! {
+        fn jwt_session_api_shows_the_token_header_and_what_the_server_reads;
         fn jwt_login_count_logout_and_revoked_token;
         fn jwks_serves_the_kid_of_an_asymmetric_key;
         fn hs256_publishes_no_jwks;
@@ -61,6 +63,28 @@ mod jwt {
         fn jwt_start_up_refusals_exit_with_code_2;
         #[cfg(feature = "redis")]
         fn jwt_demos_share_revocations_through_redis;
+    }
+
+    /// `GET /session` explains where a JWT session is; `GET /api/session` shows the
+    /// token's header as sent and what the server reads from it.
+    fn jwt_session_api_shows_the_token_header_and_what_the_server_reads(
+        example: &'static str,
+    ) -> TestResult {
+        let demo = Demo::start(example, &["--mode", "jwt"], &[])?;
+        let page = request(demo.addr, "GET", "/session", &[], None)?;
+        assert_eq!(page.status, 200);
+        assert!(page.body.contains("id=\"mode\">jwt"), "{}", page.body);
+        let token = login(&demo, "admin", "letmein")?.json()?["token"]
+            .as_str()
+            .ok_or("no token")?
+            .to_owned();
+        let v = bearer(&demo, "GET", "/api/session", &token)?.json()?;
+        assert_eq!(v["client_holds"]["header"]["alg"], "EdDSA", "{v}");
+        assert_eq!(v["client_holds"]["token_bytes"], token.len(), "{v}");
+        assert_eq!(v["server_reads"]["subject"], "admin", "{v}");
+        assert_eq!(v["server_reads"]["data"]["user"], "admin", "{v}");
+        assert_eq!(v["server_reads"]["new"], false, "{v}");
+        Ok(())
     }
 
     fn login(demo: &Demo, username: &str, password: &str) -> TestResult<Reply> {
@@ -385,6 +409,55 @@ fn sealed_cookie_replayed_after_logout_is_refused(example: &'static str) -> Test
 /// `--mode store`: the same login flow, the cookie a signed session id (short, whatever the
 /// session holds), the devices page, and a logout that deletes the session, so that the
 /// cookie replayed afterwards is no session.
+/// `GET /session` in the cookie modes: the cookie (name, size, key id and algorithm), what
+/// the server reads (id, subject, data), the store's record in store mode, and the
+/// `sealed-session inspect` command line.
+fn the_session_page_shows_the_cookie_and_what_the_server_reads(
+    example: &'static str,
+) -> TestResult {
+    for mode in ["sealed", "store"] {
+        let demo = Demo::start(example, &["--mode", mode], &[("SESSION_SECRET", SECRET)])?;
+        let anonymous = http(&demo, "GET", "/session", None, "")?;
+        assert_eq!(anonymous.status, 200, "{mode}");
+        assert!(
+            anonymous.body.contains("no cookies"),
+            "{mode}: {}",
+            anonymous.body
+        );
+        let cookie = form_login(&demo)?;
+        let page = http(&demo, "GET", "/session", Some(&cookie), "")?;
+        assert_eq!(page.status, 200, "{mode}");
+        let body = &page.body;
+        let value_len = cookie.split_once('=').map_or(0, |(_, v)| v.len());
+        assert!(body.contains("id=\"mode\">"), "{mode}: {body}");
+        assert!(
+            body.contains(&format!("{value_len} bytes")),
+            "{mode}: {body}"
+        );
+        let kind = if mode == "store" {
+            "session_id"
+        } else {
+            "sealed"
+        };
+        assert!(
+            body.contains(&format!("kind <code>{kind}</code>")),
+            "{mode}: {body}"
+        );
+        assert!(body.contains("(aes256gcm)"), "{mode}: {body}");
+        assert!(
+            body.contains("&quot;user&quot;: &quot;admin&quot;"),
+            "{mode}: {body}"
+        );
+        assert!(body.contains("sealed-session inspect"), "{mode}: {body}");
+        assert_eq!(
+            body.contains("id=\"store-record\""),
+            mode == "store",
+            "{mode}: {body}"
+        );
+    }
+    Ok(())
+}
+
 fn store_mode_serves_the_same_login_flow_from_a_store(example: &'static str) -> TestResult {
     let demo = Demo::start(example, &["--mode", "store"], &[("SESSION_SECRET", SECRET)])?;
     demo.wait_for_output("session mode: store")?;

@@ -13,6 +13,8 @@ use std::sync::Arc;
 mod binding;
 #[path = "demo_devices.rs"]
 pub mod devices;
+#[path = "demo_session.rs"]
+pub mod session_view;
 #[path = "demo_store.rs"]
 mod store;
 
@@ -462,14 +464,40 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-/// A page around `body`, which must already be escaped.
+/// The demo's stylesheet: a small application's look, in every page.
+const STYLE: &str = "\
+    :root{--ink:#1d2733;--muted:#5b6776;--accent:#2f6fdf;--line:#dde3ea;--bg:#f5f7fa}\
+    *{box-sizing:border-box}\
+    body{margin:0;font:16px/1.5 system-ui,-apple-system,'Segoe UI',sans-serif;color:var(--ink);background:var(--bg)}\
+    header{background:var(--ink);color:#fff}\
+    header .bar{max-width:46em;margin:0 auto;padding:.8em 1.2em;display:flex;gap:1.2em;align-items:center;flex-wrap:wrap}\
+    header strong{font-size:1.1em;margin-right:auto}\
+    header a{color:#cfe0ff;text-decoration:none}header a:hover{color:#fff}\
+    main{max-width:46em;margin:2em auto;padding:1.5em 2em;background:#fff;border:1px solid var(--line);border-radius:10px}\
+    h1{margin-top:0;font-size:1.6em}h2{font-size:1.15em;margin-top:1.6em}\
+    table{border-collapse:collapse;width:100%;margin:.5em 0}\
+    th,td{text-align:left;padding:.4em .6em;border-bottom:1px solid var(--line);vertical-align:top}\
+    th{color:var(--muted);font-weight:600}\
+    pre{background:var(--bg);border:1px solid var(--line);border-radius:6px;padding:.7em;overflow-x:auto}\
+    code{font-size:.92em}\
+    button{background:var(--accent);color:#fff;border:0;border-radius:6px;padding:.5em 1.1em;font:inherit;cursor:pointer}\
+    input{font:inherit;padding:.4em .5em;border:1px solid var(--line);border-radius:6px;width:100%}\
+    label{display:block;margin:.6em 0}.error{color:#b00}.muted{color:var(--muted)}\
+    footer{max-width:46em;margin:0 auto 2em;padding:0 1.2em;color:var(--muted);font-size:.85em}";
+
+/// A page around `body`, which must already be escaped: the stylesheet, a bar with the
+/// links to every page, the title, the body.
 fn page(title: &str, body: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <title>{title}</title>\
-         <style>body{{font-family:sans-serif;max-width:32em;margin:3em auto}}\
-         .error{{color:#b00}}label{{display:block;margin:.5em 0}}</style>\
-         </head><body>\n<h1>{title}</h1>\n{body}\n</body></html>\n",
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title}</title><style>{STYLE}</style></head><body>\n\
+         <header><nav class=\"bar\" id=\"nav\"><strong>sealed-session demo</strong>\
+         <a href=\"/\">Home</a><a href=\"/secureplace\">Secure place</a>\
+         <a href=\"/devices\">Your devices</a><a href=\"/session\">Your session</a></nav></header>\n\
+         <main><h1>{title}</h1>\n{body}\n</main>\n\
+         <footer>Stateless sessions: the whole session travels in the cookie, sealed. \
+         <a href=\"/session\">Where is it?</a></footer></body></html>\n",
         title = escape(title),
     )
 }
@@ -536,14 +564,20 @@ pub fn index(session: &Session) -> Result<Reply, SessionError> {
         Some(_) => "yes: this browser holds the key (DBSC)",
         None => "no",
     };
+    let now = sealed_session::Clock::now(&sealed_session::SystemClock);
+    let left = session.expires_at().saturating_since(now).as_secs();
+    let expires = format!("in {} h {} min", left / 3600, left % 3600 / 60);
     Ok(Reply::page(page(
         "Welcome",
         &format!(
             "<p>Logged in as <strong id=\"user\">{}</strong>.</p>\
              <p>Visits to this page in this session: <span id=\"visits\">{visits}</span></p>\
+             <p>Your session ends <span id=\"expires\">{expires}</span> at the latest \
+             (sooner after an hour without a visit).</p>\
              <p>Device-bound: <span id=\"device-bound\">{bound}</span></p>\
              <p><a href=\"/secureplace\">The secure place</a> · <a href=\"/views\">/views</a> · \
-             <a href=\"/devices\" id=\"devices-link\">Your devices</a></p>\
+             <a href=\"/devices\" id=\"devices-link\">Your devices</a> · \
+             <a href=\"/session\" id=\"session-link\">Your session</a></p>\
              {LOGOUT_FORM}",
             escape(&user)
         ),
@@ -726,6 +760,9 @@ pub mod jwt {
             "GET  /api/me      Authorization: Bearer TOKEN -> {\"user\": ..., \"views\": n}"
                 .to_owned(),
             "POST /api/logout  Authorization: Bearer TOKEN -> the token is revoked".to_owned(),
+            "GET  /api/session Authorization: Bearer TOKEN -> the token's header and what the \
+             server reads"
+                .to_owned(),
         ];
         lines.push(if ring.has_public_keys() {
             format!(
@@ -816,6 +853,57 @@ pub mod jwt {
         };
         tracing::info!(username = %creds.username, "api logged in");
         Ok(Reply::json(serde_json::json!({ "token": token })))
+    }
+
+    /// `GET /api/session`: the token's readable header as the client sent it, and what
+    /// the server reads from the token (the `/session` page of the JSON API).
+    pub fn session_json(session: &Session, authorization: Option<&str>) -> Reply {
+        use base64::Engine as _;
+        let token = authorization
+            .and_then(|a| a.split_once(' '))
+            .map(|(_, t)| t.trim());
+        let header = token
+            .and_then(|t| t.split('.').next())
+            .and_then(|h| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(h)
+                    .ok()
+            })
+            .and_then(|h| serde_json::from_slice::<serde_json::Value>(&h).ok());
+        let ms = |t: sealed_session::Timestamp| t.as_millis();
+        Reply::json(serde_json::json!({
+            "client_holds": {
+                "where": "the Authorization header (the app keeps the token in memory)",
+                "token_bytes": token.map(str::len),
+                "header": header,
+            },
+            "server_reads": {
+                "session_id": session.id().to_string(),
+                "new": session.is_new(),
+                "issued_ms": ms(session.issued_at()),
+                "last_seen_ms": ms(session.last_seen()),
+                "deadline_ms": ms(session.expires_at()),
+                "subject": session.subject(),
+                "dpop_bound": session.binding().is_some(),
+                "data": session.data(),
+            },
+            "inspect": "sealed-session inspect --jwt-key key.pem --issuer sealed-session-demo \
+                        --audience sealed-session-demo-api TOKEN",
+        }))
+    }
+
+    /// `GET /session` in jwt mode: where the session is, and how to look at it.
+    pub fn session_page() -> Reply {
+        Reply::page(page(
+            "Your session",
+            "<p>Mode: <strong id=\"mode\">jwt</strong>. The session is a signed JWT that the \
+             application keeps and sends in <code>Authorization</code>: the browser holds no \
+             session cookie. <code>GET /api/session</code> with that header answers with the \
+             token's readable header and what the server reads from it.</p>\
+             <pre id=\"inspect\">curl -s http://HOST/api/session -H \"authorization: Bearer $TOKEN\"\n\
+             sealed-session inspect --jwt-key key.pem TOKEN</pre>\
+             <p><a href=\"/\">Home</a></p>",
+        ))
     }
 
     /// `GET /api/me`: the user and a counter.
@@ -938,6 +1026,11 @@ fn build_sealed(
         ),
         format!("session {cookie_line}; {keys_line}"),
     ];
+    session_view::init(session_view::SessionView {
+        mode: "sealed",
+        keys: keys.clone(),
+        store: None,
+    });
     Ok((
         App::Sealed(sealed_sessions(keys, cookie, denylist, registry)),
         lines,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use sealed_session::SealedSession;
 use sealed_session::devices::{Devices, Registry};
-use sealed_session::store::MemoryStore;
+use sealed_session::store::{MemoryStore, Store};
 
 use super::{App, Args, Program, cookie_config, describe_cookie, env_keys};
 
@@ -23,13 +23,23 @@ pub async fn build(
     let (keys, _) = env_keys()?;
     let cookie = cookie_config(args.secure);
     let cookie_line = describe_cookie(&cookie);
-    let (sessions, store_line) = match args.redis.as_deref() {
-        None => (
-            SealedSession::server_store(MemoryStore::new(), keys),
-            "an in-memory store (this process only; lost on restart)".to_owned(),
-        ),
-        Some(url) => redis_store(program, url, keys).await?,
+    let (sessions, store_line, store) = match args.redis.as_deref() {
+        None => {
+            let store = MemoryStore::new();
+            let view: Arc<dyn Store> = Arc::new(store.clone());
+            (
+                SealedSession::server_store(store, keys.clone()),
+                "an in-memory store (this process only; lost on restart)".to_owned(),
+                view,
+            )
+        }
+        Some(url) => redis_store(program, url, keys.clone()).await?,
     };
+    super::session_view::init(super::session_view::SessionView {
+        mode: "store",
+        keys,
+        store: Some(store),
+    });
     let lines = vec![
         format!(
             "session mode: store (the express-session design: a signed session id in the \
@@ -47,7 +57,7 @@ async fn redis_store(
     _program: &Program,
     url: &str,
     keys: sealed_session::Keyring,
-) -> Result<(SealedSession, String), String> {
+) -> Result<(SealedSession, String, Arc<dyn Store>), String> {
     use super::redact;
     let store = sealed_session::store::RedisStore::builder(url)
         .key_prefix(REDIS_PREFIX)
@@ -59,7 +69,8 @@ async fn redis_store(
          Redis and these keys)",
         redact(url)
     );
-    Ok((SealedSession::server_store(store, keys), line))
+    let view: Arc<dyn Store> = Arc::new(store.clone());
+    Ok((SealedSession::server_store(store, keys), line, view))
 }
 
 #[cfg(not(feature = "redis"))]
@@ -67,7 +78,7 @@ async fn redis_store(
     program: &Program,
     _url: &str,
     _keys: sealed_session::Keyring,
-) -> Result<(SealedSession, String), String> {
+) -> Result<(SealedSession, String, Arc<dyn Store>), String> {
     Err(format!(
         "--redis needs the `redis` feature, and this demo was built without it; build with \
          `--features {features}`: cargo run --example {name} --features {features} -- --mode store --redis URL",

@@ -36,6 +36,20 @@ use crate::session::{Session, SessionError};
 use crate::stats::Stats;
 
 /// The tower layer of a [`SealedSession`]: made by [`SealedSession::layer`].
+///
+/// ```
+/// use sealed_session::{Keyring, SealedSession, Session};
+///
+/// async fn index(session: Session) -> String {
+///     format!("{:?}", session.get::<u64>("views"))
+/// }
+/// let layer = SealedSession::sealed(Keyring::generate()?).layer();
+/// let app: axum::Router = axum::Router::new()
+///     .route("/", axum::routing::get(index))
+///     .layer(layer);
+/// # let _ = app;
+/// # Ok::<(), sealed_session::KeyError>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct SessionLayer {
     engine: Engine,

@@ -53,6 +53,12 @@ pub const DEFAULT_REGISTRATION_PATH: &str = "/dbsc/register";
 pub const DEFAULT_REFRESH_PATH: &str = "/dbsc/refresh";
 
 /// Why a [`Dbsc`] setting was refused.
+///
+/// ```
+/// use sealed_session::binding::{Dbsc, DbscConfigError};
+///
+/// assert!(matches!(Dbsc::new().paths("/same", "/same"), Err(DbscConfigError::BadPath)));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DbscConfigError {

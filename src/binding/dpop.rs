@@ -36,6 +36,13 @@ pub const DEFAULT_NONCE_LIFETIME: Duration = Duration::from_secs(300);
 const MAX_JTI_LEN: usize = 256;
 
 /// Why a [`Dpop`] setting was refused.
+///
+/// ```
+/// use sealed_session::binding::{Dpop, DpopConfigError};
+///
+/// let weak = Dpop::new().nonces(b"short", std::time::Duration::from_secs(300));
+/// assert!(matches!(weak, Err(DpopConfigError::WeakSecret(_))));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DpopConfigError {

@@ -22,6 +22,14 @@ pub const MAX_PROOF_LEN: usize = 4096;
 
 /// An algorithm a proof may be signed with. Asymmetric only: `none` and the `HS*` family
 /// are never accepted (a proof must show a private key that the server never holds).
+///
+/// ```
+/// use sealed_session::binding::{Dpop, ProofAlgorithm};
+///
+/// let dpop = Dpop::new().algorithms(&[ProofAlgorithm::Es256, ProofAlgorithm::Ps256])?;
+/// # let _ = dpop;
+/// # Ok::<(), sealed_session::binding::DpopConfigError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ProofAlgorithm {

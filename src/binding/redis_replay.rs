@@ -33,6 +33,19 @@ pub struct RedisReplayCache {
 }
 
 /// Builds a [`RedisReplayCache`].
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use sealed_session::binding::RedisReplayCache;
+///
+/// let cache = RedisReplayCache::builder("redis://127.0.0.1:6379/")
+///     .key_prefix("myapp:proofs:")
+///     .build()
+///     .await?;
+/// # let _ = cache;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct RedisReplayCacheBuilder {
     store: RedisStoreBuilder,

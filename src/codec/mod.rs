@@ -59,6 +59,19 @@ impl Validity {
 }
 
 /// A token that authenticated and decoded. Only a codec makes one.
+///
+/// ```
+/// use sealed_session::{Codec, Key, Keyring, Algorithm, SealedCodec, SessionId, SessionState, Timestamp};
+///
+/// let old = Keyring::new([Key::generate("k1", Algorithm::Aes256Gcm)?])?;
+/// let now = Timestamp::from_millis(1_764_000_000_000);
+/// let token = SealedCodec::new(old.clone()).seal(&SessionState::new(SessionId::generate()?, now, now), b"sid")?;
+/// let rotated = old.rotate(Key::generate("k2", Algorithm::Aes256Gcm)?, 2)?;
+/// let opened = SealedCodec::new(rotated).open(&token, b"sid")?;
+/// assert_eq!(opened.key_id(), "k1");
+/// assert!(opened.needs_reissue(), "sealed with a key that is no longer primary");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Opened {
     state: SessionState,
@@ -114,6 +127,20 @@ impl Opened {
 ///
 /// `purpose` binds a token to its use (for a cookie, the cookie's name): a token made for one
 /// purpose fails authentication for any other.
+///
+/// ```
+/// use sealed_session::{Codec, Keyring, SealedCodec, SessionId, SessionState, Timestamp};
+///
+/// fn round_trip(codec: &dyn Codec, state: &SessionState) -> Result<SessionState, Box<dyn std::error::Error>> {
+///     let token = codec.seal(state, b"sid")?;
+///     Ok(codec.open(&token, b"sid")?.into_state())
+/// }
+/// let now = Timestamp::from_millis(1_764_000_000_000);
+/// let state = SessionState::new(SessionId::generate()?, now, now);
+/// let back = round_trip(&SealedCodec::new(Keyring::generate()?), &state)?;
+/// assert_eq!(back.id(), state.id());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait Codec: Send + Sync + 'static {
     /// A short name for logs: `"sealed"`, `"signed"`, ...
     fn name(&self) -> &'static str;

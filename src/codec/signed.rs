@@ -20,6 +20,20 @@ use crate::state::SessionState;
 const TAG_LEN: usize = 32;
 
 /// The signed codec: the client can read the session but not change it.
+///
+/// ```
+/// use sealed_session::{Codec, Keyring, SessionId, SessionState, SignedCodec, Timestamp};
+///
+/// let codec = SignedCodec::new(Keyring::generate()?);
+/// let now = Timestamp::from_millis(1_764_000_000_000);
+/// let mut state = SessionState::new(SessionId::generate()?, now, now);
+/// state.insert("user", "alice")?;
+/// let token = codec.seal(&state, b"sid")?;
+/// let opened = codec.open(&token, b"sid")?.into_state();
+/// assert_eq!(opened.get::<String>("user")?.as_deref(), Some("alice"));
+/// assert!(codec.open(&token, b"other-cookie").is_err(), "bound to the cookie name");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct SignedCodec {
     ring: Keyring,

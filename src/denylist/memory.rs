@@ -378,6 +378,17 @@ impl Default for MemoryDenylist {
 }
 
 /// Builds a [`MemoryDenylist`].
+///
+/// ```
+/// use std::time::Duration;
+/// use sealed_session::denylist::MemoryDenylist;
+///
+/// let denylist = MemoryDenylist::builder()
+///     .max_revoked_sessions(10_000)
+///     .subject_ttl(Duration::from_secs(24 * 3600))
+///     .build();
+/// # let _ = denylist;
+/// ```
 #[derive(Clone)]
 #[must_use]
 pub struct MemoryDenylistBuilder {

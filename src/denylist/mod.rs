@@ -97,6 +97,19 @@ pub const DEFAULT_MAX_REVOKED_SESSIONS: usize = 100_000;
 pub const DEFAULT_SUBJECT_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// The answer of [`Denylist::check`] for one request.
+///
+/// ```
+/// use sealed_session::denylist::{Check, Denylist, MemoryDenylist};
+/// use sealed_session::{SessionId, Timestamp};
+///
+/// let denylist = MemoryDenylist::new();
+/// let id = SessionId::from_bytes([1; 16]);
+/// let far = Timestamp::from_millis(u64::MAX / 2);
+/// denylist.insert(id, far);
+/// let issued = Timestamp::from_millis(0);
+/// assert!(matches!(denylist.check(&id, None, issued), Check::Revoked(_)));
+/// assert!(matches!(denylist.check(&SessionId::from_bytes([2; 16]), None, issued), Check::Allowed));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use]
 pub enum Check {
@@ -135,6 +148,17 @@ impl Check {
 }
 
 /// Which entry revoked a session.
+///
+/// ```
+/// use sealed_session::denylist::{Check, Denylist, MemoryDenylist, RevokedBy};
+/// use sealed_session::{SessionId, Timestamp};
+///
+/// let denylist = MemoryDenylist::new();
+/// let id = SessionId::from_bytes([3; 16]);
+/// denylist.insert(id, Timestamp::from_millis(u64::MAX / 2));
+/// let check = denylist.check(&id, None, Timestamp::from_millis(0));
+/// assert!(matches!(check, Check::Revoked(RevokedBy::Session)));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RevokedBy {
     /// Its session id was revoked ([`Denylist::revoke`]).
@@ -193,6 +217,13 @@ impl Revocation {
 }
 
 /// How far the denylist can be trusted right now, for logs, metrics and health endpoints.
+///
+/// ```
+/// use sealed_session::denylist::{Denylist, Health, MemoryDenylist};
+///
+/// let status = MemoryDenylist::new().status();
+/// assert!(matches!(status.health, Health::Healthy));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Health {
     /// In sync: the in-memory denylist always; the Redis one while connected and subscribed.
@@ -226,6 +257,15 @@ impl Health {
 }
 
 /// A snapshot of a denylist's state, from [`Denylist::status`].
+///
+/// ```
+/// use sealed_session::denylist::{Denylist, MemoryDenylist};
+/// use sealed_session::{SessionId, Timestamp};
+///
+/// let denylist = MemoryDenylist::new();
+/// denylist.insert(SessionId::from_bytes([4; 16]), Timestamp::from_millis(u64::MAX / 2));
+/// assert_eq!(denylist.status().revoked_sessions, 1);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Status {
@@ -256,6 +296,17 @@ impl Status {
 ///
 /// A failed revocation was **not** recorded where other processes can see it: tell the user
 /// the logout failed rather than pretend it happened.
+///
+/// ```
+/// use sealed_session::SessionError;
+/// use sealed_session::denylist::DenylistError;
+///
+/// // A revocation that could not be recorded turns the response into a 503.
+/// fn status_of(e: DenylistError) -> http::StatusCode {
+///     SessionError::from(e).status()
+/// }
+/// # let _ = status_of;
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DenylistError {
@@ -311,6 +362,33 @@ pub enum DenylistError {
 ///
 /// Times are the clock's [`Timestamp`]s (milliseconds since the epoch); an implementation
 /// reads "now" from its own [`Clock`](crate::Clock).
+///
+/// ```
+/// use std::sync::Arc;
+/// use sealed_session::denylist::{Denylist, MemoryDenylist};
+/// use sealed_session::{Clock, Keyring, SealedSession, SystemClock, Timestamp};
+///
+/// # block_on(async {
+/// let denylist = Arc::new(MemoryDenylist::new());
+/// let sessions = SealedSession::sealed(Keyring::generate()?).denylist(denylist.clone());
+/// // An administrator signs a user out everywhere: sessions issued before now are refused.
+/// let now = SystemClock.now();
+/// denylist.revoke_subject("alice", now).await?;
+/// let issued = Timestamp::from_millis(now.as_millis() - 1000);
+/// let id = sealed_session::SessionId::generate()?;
+/// assert!(denylist.check(&id, Some("alice"), issued).is_revoked());
+/// # let _ = sessions;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     let waker = std::task::Waker::noop();
+/// #     let mut cx = std::task::Context::from_waker(&waker);
+/// #     let mut f = std::pin::pin!(f);
+/// #     loop {
+/// #         if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) { return out; }
+/// #     }
+/// # }
+/// ```
 pub trait Denylist: Send + Sync + 'static {
     /// Whether the session `id` of `subject`, issued at `issued_at`, may proceed.
     ///

@@ -82,6 +82,16 @@ pub const MAX_LABEL_CHARS: usize = 64;
 pub const MAX_SUBJECT_LEN: usize = 256;
 
 /// One session in a [`Registry`], as recorded when its token was last issued.
+///
+/// See [`Registry`] for an example.
+///
+/// ```
+/// use sealed_session::devices::DeviceRecord;
+/// fn describe(r: &DeviceRecord) -> String {
+///     format!("{} (until {})", r.label, r.expires_at)
+/// }
+/// # let _ = describe;
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceRecord {
     /// The session id.
@@ -110,6 +120,21 @@ pub struct DeviceRecord {
 
 /// One of the current user's sessions, as [`Session::devices`](crate::Session::devices)
 /// lists them.
+///
+/// ```
+/// use sealed_session::devices::Device;
+/// use sealed_session::{Session, SessionError};
+///
+/// /// A "your devices" list, newest first, the current one marked.
+/// async fn lines(session: &Session) -> Result<Vec<String>, SessionError> {
+///     let devices: Vec<Device> = session.devices().await?;
+///     Ok(devices
+///         .iter()
+///         .map(|d| format!("{}{}", d.label, if d.current { " (this device)" } else { "" }))
+///         .collect())
+/// }
+/// # let _ = lines;
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Device {
     /// What names this session to [`Session::end_device`](crate::Session::end_device).
@@ -197,6 +222,39 @@ pub enum RegistryError {
 ///
 /// Every method is called by the middleware or by the [`Session`](crate::Session) methods;
 /// an application does not call them itself except to implement a registry.
+///
+/// ```
+/// use sealed_session::devices::{DeviceRecord, MemoryRegistry, Registry};
+/// use sealed_session::{SessionId, Timestamp};
+///
+/// # block_on(async {
+/// let registry = MemoryRegistry::new();
+/// let now = Timestamp::from_millis(1_764_000_000_000);
+/// let record = DeviceRecord {
+///     id: SessionId::generate()?,
+///     subject: "alice".to_owned(),
+///     started: now,
+///     renewed: now,
+///     expires_at: Timestamp::from_millis(now.as_millis() + 3_600_000),
+///     label: "Firefox on Linux".to_owned(),
+///     ip_prefix: None,
+/// };
+/// registry.record(&record).await?;
+/// let list = registry.list("alice", now).await?;
+/// assert_eq!(list[0].label, "Firefox on Linux");
+/// registry.remove("alice", &record.id).await?;
+/// assert!(registry.list("alice", now).await?.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     let waker = std::task::Waker::noop();
+/// #     let mut cx = std::task::Context::from_waker(&waker);
+/// #     let mut f = std::pin::pin!(f);
+/// #     loop {
+/// #         if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) { return out; }
+/// #     }
+/// # }
+/// ```
 pub trait Registry: Send + Sync + 'static {
     /// Records `record` under its subject, replacing the entry of the same id; keeps at most
     /// the registry's bound of entries for that subject (the most recently renewed) and
@@ -251,6 +309,17 @@ pub type LabelHook = Arc<dyn Fn(Option<&str>) -> String + Send + Sync>;
 /// The "your devices" settings of a middleware: the registry, how a device is labelled,
 /// and whether the client's IP prefix is kept. Given to
 /// [`SealedSession::devices`](crate::SealedSession::devices).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use sealed_session::devices::{Devices, MemoryRegistry};
+///
+/// let devices = Devices::new(Arc::new(MemoryRegistry::new()))
+///     .refresh_every(Duration::from_secs(60))
+///     .ip_prefix(true);
+/// # let _ = devices;
+/// ```
 #[derive(Clone)]
 #[must_use]
 pub struct Devices {

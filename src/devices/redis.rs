@@ -61,6 +61,16 @@ return 1
 });
 
 /// Builds a [`RedisRegistry`]. Every setter names its default.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use sealed_session::devices::RedisRegistry;
+///
+/// let registry = RedisRegistry::builder("redis://127.0.0.1:6379/").max_per_subject(20).build().await?;
+/// # let _ = registry;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct RedisRegistryBuilder {

@@ -10,6 +10,15 @@ use crate::error::KeyError;
 ///
 /// Each key has exactly one; a token naming another algorithm than its key's is refused.
 /// The names are those of RFC 7518 (`HS256`, ..., `EdDSA`).
+///
+/// ```
+/// use sealed_session::JwtAlgorithm;
+///
+/// let alg: JwtAlgorithm = "eddsa".parse()?;
+/// assert_eq!(alg, JwtAlgorithm::EdDSA);
+/// assert!("none".parse::<JwtAlgorithm>().is_err());
+/// # Ok::<(), sealed_session::JwtKeyError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum JwtAlgorithm {

@@ -64,6 +64,18 @@ const ED25519_PKCS8_PREFIX: [u8; 16] = [
 /// `jsonwebtoken` header it signs with and, for an asymmetric key, its public JWK.
 ///
 /// `Debug` shows the `kid` and algorithm only.
+///
+/// ```
+/// use sealed_session::{JwtAlgorithm, JwtKey, JwtKeyring};
+///
+/// let (key, secret) = JwtKey::generate("k2", JwtAlgorithm::HS256)?; // keep `secret` safe
+/// assert_eq!((key.kid(), key.algorithm()), ("k2", JwtAlgorithm::HS256));
+/// assert!(key.public_jwk().is_none(), "a shared secret is never published");
+/// let again = JwtKey::hmac_base64("k2", JwtAlgorithm::HS256, &secret)?;
+/// let ring = JwtKeyring::new([again])?;
+/// # let _ = ring;
+/// # Ok::<(), sealed_session::JwtKeyError>(())
+/// ```
 #[derive(Clone)]
 pub struct JwtKey {
     kid: String,
@@ -310,6 +322,19 @@ impl fmt::Debug for JwtKey {
 /// other services' caches refresh) before making it primary.
 ///
 /// Cheap to clone (an `Arc`). `Debug` shows `kid`s and algorithms only.
+///
+/// ```
+/// use sealed_session::{JwtAlgorithm, JwtKey, JwtKeyring};
+///
+/// let ring = JwtKeyring::generate(JwtAlgorithm::EdDSA)?;
+/// assert!(ring.has_public_keys());
+/// // Rotation: the new key signs, the old one still verifies; keep at most 2.
+/// let (new, _) = JwtKey::generate("k9", JwtAlgorithm::EdDSA)?;
+/// let ring = ring.rotate(new, 2)?;
+/// assert_eq!(ring.primary_kid(), "k9");
+/// assert!(ring.jwks_json().contains("\"kid\":\"k9\""));
+/// # Ok::<(), sealed_session::JwtKeyError>(())
+/// ```
 #[derive(Clone)]
 pub struct JwtKeyring {
     inner: Arc<RingInner>,

@@ -22,6 +22,21 @@ pub(crate) use inner::{
 };
 
 /// Errors a handler can get from a [`Session`].
+///
+/// A handler returns it with `?`; the adapters answer it with [`SessionError::status`] and
+/// its message:
+///
+/// ```
+/// use sealed_session::{Session, SessionError};
+///
+/// fn views(session: &Session) -> Result<u64, SessionError> {
+///     let n = session.get::<u64>("views")?.unwrap_or(0) + 1; // a wrong type is an error
+///     session.insert("views", &n)?;
+///     Ok(n)
+/// }
+/// assert_eq!(SessionError::NoDenylist.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
+/// # let _ = views;
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SessionError {
@@ -228,6 +243,18 @@ impl Session {
     /// [`Session::issued_at`]).
     pub fn expires_at(&self) -> Timestamp {
         self.lock().state.expires_at()
+    }
+
+    /// The last activity its token recorded: the idle timeout runs from it.
+    pub fn last_seen(&self) -> Timestamp {
+        self.lock().state.last_seen()
+    }
+
+    /// A copy of the whole data, as a JSON object (for display or debugging; read single
+    /// values with [`Session::get`]).
+    pub fn data(&self) -> serde_json::Map<String, Value> {
+        let mut inner = self.lock();
+        inner.state.data().cloned().unwrap_or_default()
     }
 
     /// The key the session is bound to, if any: a DPoP key (bearer tokens, see

@@ -16,6 +16,17 @@ type Records = HashMap<[u8; 16], (Box<[u8]>, Timestamp)>;
 
 /// An in-memory session store. Expired records are never returned and are swept out every
 /// 1024 saves, so memory is bounded by the number of live sessions.
+///
+/// ```
+/// use sealed_session::store::MemoryStore;
+/// use sealed_session::{Keyring, SealedSession};
+///
+/// let store = MemoryStore::new();
+/// let sessions = SealedSession::server_store(store.clone(), Keyring::generate()?);
+/// assert!(store.is_empty());
+/// # let _ = sessions;
+/// # Ok::<(), sealed_session::KeyError>(())
+/// ```
 #[derive(Clone)]
 pub struct MemoryStore {
     records: Arc<RwLock<Records>>,

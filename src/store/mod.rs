@@ -80,6 +80,17 @@ use crate::state::SessionId;
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Why a store operation failed.
+///
+/// ```
+/// use sealed_session::SessionError;
+/// use sealed_session::store::StoreError;
+///
+/// // A handler's `session.save().await?` with a store down answers a 503.
+/// fn status_of(e: StoreError) -> http::StatusCode {
+///     SessionError::from(e).status()
+/// }
+/// # let _ = status_of;
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -117,6 +128,14 @@ pub enum StoreError {
 }
 
 /// What [`Store::update`] did.
+///
+/// See [`Store`] for an example.
+///
+/// ```
+/// use sealed_session::store::Update;
+/// let gone = Update::Gone; // the session was deleted or expired meanwhile
+/// assert!(matches!(gone, Update::Gone));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Update {
@@ -132,6 +151,33 @@ pub enum Update {
 
 /// Where store-backed sessions live. Records are opaque bytes; the store only keeps them
 /// until `expires_at` (a store with TTLs should use it; others may filter on load).
+///
+/// ```
+/// use sealed_session::store::{MemoryStore, Store, Update};
+/// use sealed_session::{SessionId, Timestamp};
+///
+/// # block_on(async {
+/// let store = MemoryStore::new();
+/// let id = SessionId::generate()?;
+/// let until = Timestamp::from_millis(u64::MAX / 2);
+/// store.save(&id, b"first", until).await?;
+/// assert_eq!(store.load(&id).await?.as_deref(), Some(&b"first"[..]));
+/// // A compare-and-set: written only over the record this request loaded.
+/// assert!(matches!(store.update(&id, b"first", b"second", until).await?, Update::Written));
+/// assert!(matches!(store.update(&id, b"first", b"third", until).await?, Update::Changed(_)));
+/// store.delete(&id).await?;
+/// assert!(store.load(&id).await?.is_none());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     let waker = std::task::Waker::noop();
+/// #     let mut cx = std::task::Context::from_waker(&waker);
+/// #     let mut f = std::pin::pin!(f);
+/// #     loop {
+/// #         if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) { return out; }
+/// #     }
+/// # }
+/// ```
 pub trait Store: Send + Sync + 'static {
     /// The record of session `id`, or `None` when there is none (or it expired).
     fn load<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>>;

@@ -27,6 +27,19 @@ const CREATE_LOCK: i64 = 0x5345_414C_4544_5353;
 sql::exec_on_pool!(sqlx::Postgres);
 
 /// Builds a [`PostgresStore`]. Every setter names its default.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use sealed_session::store::PostgresStore;
+///
+/// let store = PostgresStore::builder("postgres://app@localhost/app")
+///     .table("web_sessions")
+///     .build()
+///     .await?;
+/// # let _ = store;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 #[must_use]
 pub struct PostgresStoreBuilder {

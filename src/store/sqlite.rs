@@ -27,6 +27,16 @@ const IN_MEMORY: &str = ":memory:";
 sql::exec_on_pool!(sqlx::Sqlite);
 
 /// Builds a [`SqliteStore`]. Every setter names its default.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use sealed_session::store::SqliteStore;
+///
+/// let store = SqliteStore::builder("sessions.db").table("web_sessions").build().await?;
+/// # let _ = store;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 #[must_use]
 pub struct SqliteStoreBuilder {

@@ -25,6 +25,18 @@ pub const DEFAULT_TOKEN_HEADER: &str = "x-session-token";
 pub const DEFAULT_MAX_BEARER_LEN: usize = 8 * 1024;
 
 /// Settings of the bearer transport. Every setter names its default.
+///
+/// ```
+/// use http::HeaderName;
+/// use sealed_session::{BearerConfig, Keyring, SealedSession};
+///
+/// let bearer = BearerConfig::new()
+///     .response_header(HeaderName::from_static("x-new-token"))
+///     .max_len(4096);
+/// let sessions = SealedSession::sealed(Keyring::generate()?).bearer(bearer);
+/// # let _ = sessions;
+/// # Ok::<(), sealed_session::KeyError>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct BearerConfig {
     header: HeaderName,

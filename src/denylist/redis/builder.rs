@@ -22,6 +22,19 @@ use crate::denylist::memory::Replica;
 use crate::denylist::{DEFAULT_MAX_REVOKED_SESSIONS, DEFAULT_SUBJECT_TTL, DenylistError};
 
 /// What to do when Redis cannot be reached while the denylist is being built.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use sealed_session::denylist::{RedisDenylist, StartMode};
+///
+/// let denylist = RedisDenylist::builder("redis://127.0.0.1:6379/")
+///     .start_mode(StartMode::RetryInBackground)
+///     .build()
+///     .await?;
+/// # let _ = denylist;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum StartMode {
     /// Fail [`RedisDenylistBuilder::build`] with the connection error, so a misconfigured
@@ -35,6 +48,19 @@ pub enum StartMode {
 }
 
 /// Builds a [`RedisDenylist`]. Every setter names its default.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use sealed_session::denylist::RedisDenylist;
+///
+/// let denylist = RedisDenylist::builder("redis://127.0.0.1:6379/")
+///     .key_prefix("myapp:denylist:")
+///     .build()
+///     .await?;
+/// # let _ = denylist;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 #[must_use]
 pub struct RedisDenylistBuilder {

@@ -28,6 +28,17 @@ pub use ::cookie::SameSite;
 pub const BROWSER_COOKIE_LIMIT: usize = 4096;
 
 /// Whether the session cookie carries the `Secure` attribute.
+///
+/// ```
+/// use sealed_session::{Keyring, SealedSession, Secure};
+///
+/// // Secure over HTTPS only, as the connection (or, with trust_proxy, the proxy) says.
+/// let sessions = SealedSession::sealed(Keyring::generate()?)
+///     .secure(Secure::Auto)
+///     .trust_proxy(true);
+/// # let _ = sessions;
+/// # Ok::<(), sealed_session::KeyError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Secure {
@@ -42,6 +53,20 @@ pub enum Secure {
 }
 
 /// The session cookie's name and attributes. Every setter names its default.
+///
+/// ```
+/// use sealed_session::{CookieConfig, Keyring, SameSite, SealedSession, Secure};
+///
+/// let cookie = CookieConfig::new()
+///     .name("app")
+///     .same_site(Some(SameSite::Strict))
+///     .persistent(true);
+/// assert_eq!(cookie.full_name(true), "__Host-app");
+/// assert_eq!(cookie.full_name(false), "app");
+/// let sessions = SealedSession::sealed(Keyring::generate()?).cookie(cookie);
+/// # let _ = sessions;
+/// # Ok::<(), sealed_session::KeyError>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct CookieConfig {
     name: String,
