@@ -13,6 +13,20 @@ use crate::session::{Session, SessionError};
 use crate::stats::Stats;
 
 /// The endpoint made by [`SealedSession`] as a Poem middleware.
+///
+/// ```
+/// use poem::{EndpointExt, Route, get, handler};
+/// use sealed_session::{Keyring, SealedSession, Session};
+///
+/// #[handler]
+/// fn index(session: &Session) -> String {
+///     format!("{:?}", session.get::<u64>("views"))
+/// }
+/// let sessions = SealedSession::sealed(Keyring::generate()?);
+/// let endpoint = Route::new().at("/", get(index)).with(sessions.clone());
+/// assert_eq!(endpoint.stats().issued, 0);
+/// # Ok::<(), sealed_session::KeyError>(())
+/// ```
 pub struct SealedSessionEndpoint<E> {
     inner: E,
     engine: Engine,

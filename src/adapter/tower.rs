@@ -89,6 +89,18 @@ impl<S> Layer<S> for SessionLayer {
 }
 
 /// The service a [`SessionLayer`] wraps around another.
+///
+/// ```
+/// use sealed_session::{Keyring, SealedSession};
+/// use tower_layer::Layer;
+///
+/// let layer = SealedSession::sealed(Keyring::generate()?).layer();
+/// let service = layer.layer(tower::service_fn(|_req: http::Request<String>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+/// }));
+/// # let _ = service;
+/// # Ok::<(), sealed_session::KeyError>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct SessionService<S> {
     inner: S,

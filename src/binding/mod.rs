@@ -40,6 +40,13 @@ pub(crate) fn secret_key(secret: &[u8], info: &[u8]) -> Result<crate::keys::MacK
 
 /// Why a proof of possession (a DPoP proof, a DBSC registration or refresh) was refused.
 /// The message names the cause; it never contains the proof or a token.
+///
+/// ```
+/// use sealed_session::binding::ProofError;
+///
+/// let e = ProofError::Replayed;
+/// assert_eq!(e.to_string(), "the proof was used before");
+/// ```
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ProofError {

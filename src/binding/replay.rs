@@ -14,6 +14,23 @@ use crate::store::BoxFuture;
 pub const DEFAULT_REPLAY_CAPACITY: usize = 1_000_000;
 
 /// Why a proof could not be checked against the replay cache.
+///
+/// ```
+/// use sealed_session::Timestamp;
+/// use sealed_session::binding::{MemoryReplayCache, ReplayCache, ReplayError};
+///
+/// let cache = MemoryReplayCache::new(1);
+/// let (now, until) = (Timestamp::from_millis(0), Timestamp::from_millis(60_000));
+/// let first = std::pin::pin!(cache.first_use(&[1; 16], until, now));
+/// let waker = std::task::Waker::noop();
+/// let mut cx = std::task::Context::from_waker(&waker);
+/// assert!(matches!(first.poll(&mut cx), std::task::Poll::Ready(Ok(true))));
+/// let full = std::pin::pin!(cache.first_use(&[2; 16], until, now));
+/// assert!(matches!(
+///     full.poll(&mut cx),
+///     std::task::Poll::Ready(Err(ReplayError::Full { capacity: 1 }))
+/// ));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReplayError {
@@ -32,6 +49,16 @@ pub enum ReplayError {
 /// Where proofs already seen are remembered. [`MemoryReplayCache`] is per process;
 /// `RedisReplayCache` (feature `redis`) is shared by every instance on the same Redis, so
 /// that a proof accepted by one instance is refused by the others.
+///
+/// ```
+/// use std::sync::Arc;
+/// use sealed_session::binding::{Dpop, MemoryReplayCache, ReplayCache};
+///
+/// // A cache of 100,000 proofs, shared by DPoP and DBSC of one middleware.
+/// let cache: Arc<dyn ReplayCache> = Arc::new(MemoryReplayCache::new(100_000));
+/// let dpop = Dpop::new().replay_cache(cache.clone());
+/// # let _ = dpop;
+/// ```
 pub trait ReplayCache: Send + Sync + 'static {
     /// Records `key` until `until`: `Ok(true)` when it was not recorded already (the
     /// proof's first use), `Ok(false)` when it was (a replay).

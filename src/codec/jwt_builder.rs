@@ -11,6 +11,15 @@ use super::jwt::JwtCodec;
 use crate::jwt_keys::JwtKeyring;
 
 /// Why a [`JwtCodec`] could not be built. Names what is missing; never holds key material.
+///
+/// ```
+/// use sealed_session::{JwtAlgorithm, JwtCodec, JwtConfigError, JwtKeyring};
+///
+/// let ring = JwtKeyring::generate(JwtAlgorithm::EdDSA)?;
+/// let e = JwtCodec::builder(ring).issuer("https://app.example").build().unwrap_err();
+/// assert!(matches!(e, JwtConfigError::Missing { .. }));
+/// # Ok::<(), sealed_session::JwtKeyError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum JwtConfigError {

@@ -36,6 +36,15 @@ pub use crate::limits::DEFAULT_MAX_TOKEN_LEN;
 /// The span of time in which a token opens, as far as its own times say: from `from` on,
 /// until (not at) `until`. Outside it the codec refuses the token (expired, or from the
 /// future); inside it the [`Policy`] still decides.
+///
+/// ```
+/// use sealed_session::codec::Validity;
+/// use sealed_session::Timestamp;
+///
+/// let v = Validity { from: Timestamp::from_millis(10), until: Timestamp::from_millis(20) };
+/// assert!(v.contains(Timestamp::from_millis(10)));
+/// assert!(!v.contains(Timestamp::from_millis(20)));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Validity {
     /// The first millisecond at which the token opens.

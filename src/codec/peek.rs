@@ -12,6 +12,20 @@ use crate::state::{SessionId, SessionState};
 const MAC_LEN: usize = 32;
 
 /// The kind byte of a token's header.
+///
+/// ```
+/// use sealed_session::codec::{TokenKind, Unverified, peek};
+/// use sealed_session::{Codec, Keyring, SealedCodec, SessionId, SessionState, Timestamp};
+///
+/// let ring: Keyring = "k7:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8".parse()?;
+/// let now = Timestamp::from_millis(1_764_000_000_000);
+/// let token = SealedCodec::new(ring).seal(&SessionState::new(SessionId::generate()?, now, now), b"sid")?;
+/// let peeked = peek(&token)?;
+/// assert_eq!((peeked.header.version, peeked.header.kind), (1, TokenKind::Sealed));
+/// assert_eq!(peeked.header.key_id, "k7");
+/// assert!(matches!(peeked.unverified, Unverified::Encrypted));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum TokenKind {
@@ -36,6 +50,20 @@ impl TokenKind {
 }
 
 /// The header of a token, read without a key.
+///
+/// ```
+/// use sealed_session::codec::{TokenKind, Unverified, peek};
+/// use sealed_session::{Codec, Keyring, SealedCodec, SessionId, SessionState, Timestamp};
+///
+/// let ring: Keyring = "k7:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8".parse()?;
+/// let now = Timestamp::from_millis(1_764_000_000_000);
+/// let token = SealedCodec::new(ring).seal(&SessionState::new(SessionId::generate()?, now, now), b"sid")?;
+/// let peeked = peek(&token)?;
+/// assert_eq!((peeked.header.version, peeked.header.kind), (1, TokenKind::Sealed));
+/// assert_eq!(peeked.header.key_id, "k7");
+/// assert!(matches!(peeked.unverified, Unverified::Encrypted));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TokenHeader {
@@ -49,6 +77,20 @@ pub struct TokenHeader {
 
 /// What the payload of a token shows without a key. **Not authenticated**: anyone can make a
 /// token that peeks as anything.
+///
+/// ```
+/// use sealed_session::codec::{TokenKind, Unverified, peek};
+/// use sealed_session::{Codec, Keyring, SealedCodec, SessionId, SessionState, Timestamp};
+///
+/// let ring: Keyring = "k7:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8".parse()?;
+/// let now = Timestamp::from_millis(1_764_000_000_000);
+/// let token = SealedCodec::new(ring).seal(&SessionState::new(SessionId::generate()?, now, now), b"sid")?;
+/// let peeked = peek(&token)?;
+/// assert_eq!((peeked.header.version, peeked.header.kind), (1, TokenKind::Sealed));
+/// assert_eq!(peeked.header.key_id, "k7");
+/// assert!(matches!(peeked.unverified, Unverified::Encrypted));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum Unverified {
@@ -61,6 +103,20 @@ pub enum Unverified {
 }
 
 /// A token's header and its readable payload, from [`peek`].
+///
+/// ```
+/// use sealed_session::codec::{TokenKind, Unverified, peek};
+/// use sealed_session::{Codec, Keyring, SealedCodec, SessionId, SessionState, Timestamp};
+///
+/// let ring: Keyring = "k7:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8".parse()?;
+/// let now = Timestamp::from_millis(1_764_000_000_000);
+/// let token = SealedCodec::new(ring).seal(&SessionState::new(SessionId::generate()?, now, now), b"sid")?;
+/// let peeked = peek(&token)?;
+/// assert_eq!((peeked.header.version, peeked.header.kind), (1, TokenKind::Sealed));
+/// assert_eq!(peeked.header.key_id, "k7");
+/// assert!(matches!(peeked.unverified, Unverified::Encrypted));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Peeked {

@@ -23,6 +23,18 @@ const TAG_LEN: usize = 32;
 const MAX_TEXT_LEN: usize = (3 + 16 + 16 + TAG_LEN).div_ceil(3) * 4;
 
 /// Signs and verifies session ids with a key ring.
+///
+/// ```
+/// use sealed_session::codec::SessionIdCodec;
+/// use sealed_session::{Keyring, SessionId};
+///
+/// let ids = SessionIdCodec::new(Keyring::generate()?);
+/// let id = SessionId::generate()?;
+/// let cookie = ids.sign(&id, b"sid");
+/// assert_eq!(ids.verify(&cookie, b"sid")?.0, id);
+/// assert!(ids.verify(&cookie, b"other").is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct SessionIdCodec {
     ring: Keyring,

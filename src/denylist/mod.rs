@@ -173,6 +173,17 @@ pub enum RevokedBy {
 /// One session to revoke, as the middleware describes it to [`Denylist::revoke_session`]:
 /// its id, until when to keep the entry, and whose session it was, so that a full denylist
 /// can fail closed (see [the bound](self#the-bound)).
+///
+/// ```
+/// use sealed_session::denylist::{Denylist, MemoryDenylist, Revocation};
+/// use sealed_session::{SessionId, Timestamp};
+///
+/// let denylist = MemoryDenylist::new();
+/// let id = SessionId::from_bytes([5; 16]);
+/// let until = Timestamp::from_millis(u64::MAX / 2);
+/// denylist.insert_session(&Revocation::new(id, until, Timestamp::from_millis(0), None));
+/// assert!(denylist.check(&id, None, Timestamp::from_millis(0)).is_revoked());
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Revocation {

@@ -202,6 +202,17 @@ impl std::fmt::Display for DeviceHandle {
 }
 
 /// A registry failed.
+///
+/// ```
+/// use sealed_session::SessionError;
+/// use sealed_session::devices::RegistryError;
+///
+/// // A registry that cannot list sessions answers a "your devices" page with a 503.
+/// fn status_of(e: RegistryError) -> http::StatusCode {
+///     SessionError::Registry(e).status()
+/// }
+/// # let _ = status_of;
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegistryError {

@@ -189,6 +189,29 @@ impl<'a> RequestHead<'a> {
 
 /// A request whose session is open: hand [`Started::session`] to the handler, then give
 /// this back to [`Engine::finish`].
+///
+/// See [`Engine`] for a whole request; what an adapter does with the answer the engine
+/// gives itself:
+///
+/// ```
+/// use sealed_session::engine::{Engine, RequestHead};
+///
+/// async fn serve(engine: &Engine, req: http::Request<String>) -> http::Response<String> {
+///     let mut started = match engine.start(RequestHead::of(&req)).await {
+///         Ok(started) => started,
+///         Err(answer) => return answer.into_response(),
+///     };
+///     let mut resp = match started.take_own_response() {
+///         Some(answer) => answer.into_response(), // a DBSC registration or refresh
+///         None => http::Response::new(format!("{:?}", started.session().get::<u64>("n"))),
+///     };
+///     if let Err(answer) = engine.finish(&started, resp.headers_mut()).await {
+///         resp = answer.into_response();
+///     }
+///     resp
+/// }
+/// # let _ = serve;
+/// ```
 #[derive(Debug)]
 pub struct Started {
     session: Session,
@@ -247,6 +270,16 @@ impl Started {
 /// 500 when no session id can be drawn), or after it, in place of the handler's response
 /// (500 when the session cannot be sent; 503 when it cannot be ended or saved). The body is
 /// plain text naming the cause, never a token.
+///
+/// See [`Started`] for how an adapter sends it.
+///
+/// ```
+/// use sealed_session::engine::Answer;
+/// fn send(answer: Answer) -> http::Response<String> {
+///     answer.into_response()
+/// }
+/// # let _ = send;
+/// ```
 #[derive(Clone, Debug)]
 pub struct Answer {
     status: StatusCode,

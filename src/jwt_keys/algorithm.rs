@@ -139,6 +139,15 @@ impl FromStr for JwtAlgorithm {
 }
 
 /// Why a JWT key or key ring was refused. Never carries key material.
+///
+/// ```
+/// use sealed_session::{JwtAlgorithm, JwtKey, JwtKeyError};
+///
+/// let weak = JwtKey::hmac("k1", JwtAlgorithm::HS256, b"too short");
+/// assert!(weak.is_err());
+/// let e: JwtKeyError = weak.unwrap_err();
+/// assert!(!e.to_string().contains("too short"), "never the key material");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum JwtKeyError {

@@ -35,6 +35,18 @@ pub enum Binding {
 }
 
 /// A key a browser registered for a device-bound session (DBSC).
+///
+/// ```
+/// use sealed_session::{Binding, Session};
+///
+/// fn registered_key(session: &Session) -> Option<String> {
+///     match session.binding()? {
+///         Binding::Device(key) => Some(key.jwk().to_owned()),
+///         _ => None,
+///     }
+/// }
+/// # let _ = registered_key;
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct DeviceKey {
     /// The DBSC session identifier: random, not the session id, so that the id never

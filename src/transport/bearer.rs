@@ -53,6 +53,18 @@ impl Default for BearerConfig {
 }
 
 /// What the request's `Authorization` header held.
+///
+/// ```
+/// use sealed_session::BearerConfig;
+/// use sealed_session::transport::bearer::BearerIn;
+///
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("authorization", "Bearer abc.def.ghi".parse()?);
+/// assert_eq!(BearerConfig::new().read(&headers), BearerIn::Token("abc.def.ghi"));
+/// headers.insert("authorization", "Basic dXNlcjpwdw==".parse()?);
+/// assert_eq!(BearerConfig::new().read(&headers), BearerIn::Absent);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, PartialEq, Eq)]
 pub enum BearerIn<'a> {
     /// No `Authorization` header, or one of another scheme.
