@@ -195,6 +195,13 @@ impl SealedSession {
     /// Store-backed sessions keep only the session id each signed cookie verified to: the
     /// session itself is loaded from the store on every request.
     /// The cost: up to this much memory, holding plaintext sessions until evicted.
+    ///
+    /// ```
+    /// # use sealed_session::{Keyring, SealedSession};
+    /// let sessions = SealedSession::sealed(Keyring::generate()?).open_cache(4 << 20); // 4 MiB
+    /// # let _ = sessions;
+    /// # Ok::<(), sealed_session::KeyError>(())
+    /// ```
     #[must_use]
     pub fn open_cache(mut self, max_bytes: usize) -> Self {
         self.cfg.open_cache = max_bytes;
@@ -202,6 +209,14 @@ impl SealedSession {
     }
 
     /// Replaces the whole cookie configuration.
+    ///
+    /// ```
+    /// # use sealed_session::{CookieConfig, Keyring, SealedSession};
+    /// let sessions = SealedSession::sealed(Keyring::generate()?)
+    ///     .cookie(CookieConfig::new().name("app").persistent(true));
+    /// # let _ = sessions;
+    /// # Ok::<(), sealed_session::KeyError>(())
+    /// ```
     #[must_use]
     pub fn cookie(mut self, cookie: CookieConfig) -> Self {
         self.cfg.cookie = cookie;
@@ -215,6 +230,13 @@ impl SealedSession {
 
     /// Cookie name (express-session's `name`). Default: `sid`, sent as `__Host-sid` while
     /// the `__Host-` prefix applies.
+    ///
+    /// ```
+    /// # use sealed_session::{Keyring, SealedSession};
+    /// let sessions = SealedSession::sealed(Keyring::generate()?).name("app_session");
+    /// # let _ = sessions;
+    /// # Ok::<(), sealed_session::KeyError>(())
+    /// ```
     #[must_use]
     pub fn name(self, name: impl Into<String>) -> Self {
         self.map_cookie(|c| c.name(name))
@@ -230,6 +252,13 @@ impl SealedSession {
         self.map_cookie(|c| c.domain(domain))
     }
     /// Cookie Secure attribute. Default: [`Secure::Always`].
+    ///
+    /// ```
+    /// # use sealed_session::{Keyring, SealedSession, Secure};
+    /// let sessions = SealedSession::sealed(Keyring::generate()?).secure(Secure::Auto);
+    /// # let _ = sessions;
+    /// # Ok::<(), sealed_session::KeyError>(())
+    /// ```
     #[must_use]
     pub fn secure(self, secure: Secure) -> Self {
         self.map_cookie(|c| c.secure(secure))
@@ -276,12 +305,29 @@ impl SealedSession {
     /// token, the session data's size and nesting. Default: [`Limits::default`], whose
     /// documentation gives each bound, its default and what a request over it gets. The
     /// number of cookie chunks is the cookie's own setting ([`SealedSession::max_chunks`]).
+    ///
+    /// ```
+    /// # use sealed_session::{Keyring, Limits, SealedSession};
+    /// let sessions = SealedSession::sealed(Keyring::generate()?).limits(Limits::new().json_depth(8));
+    /// # let _ = sessions;
+    /// # Ok::<(), sealed_session::KeyError>(())
+    /// ```
     #[must_use]
     pub fn limits(mut self, limits: Limits) -> Self {
         self.cfg.limits = limits;
         self
     }
     /// Trust `X-Forwarded-Proto` (express-session's `proxy`). Default: false.
+    ///
+    /// ```
+    /// # use sealed_session::{Keyring, SealedSession, Secure};
+    /// // Behind a TLS-terminating proxy that sets X-Forwarded-Proto.
+    /// let sessions = SealedSession::sealed(Keyring::generate()?)
+    ///     .secure(Secure::Auto)
+    ///     .trust_proxy(true);
+    /// # let _ = sessions;
+    /// # Ok::<(), sealed_session::KeyError>(())
+    /// ```
     #[must_use]
     pub fn trust_proxy(self, on: bool) -> Self {
         self.map_cookie(|c| c.trust_proxy(on))
@@ -294,12 +340,31 @@ impl SealedSession {
         self
     }
     /// Absolute lifetime, enforced by the server. Default: 24 hours.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # use sealed_session::{Keyring, SealedSession};
+    /// let sessions = SealedSession::sealed(Keyring::generate()?)
+    ///     .max_age(Duration::from_secs(8 * 3600))
+    ///     .idle_timeout(Some(Duration::from_secs(30 * 60)))
+    ///     .renew_after(Duration::from_secs(5 * 60));
+    /// # let _ = sessions;
+    /// # Ok::<(), sealed_session::KeyError>(())
+    /// ```
     #[must_use]
     pub fn max_age(mut self, d: Duration) -> Self {
         self.cfg.policy = self.cfg.policy.max_age(d);
         self
     }
     /// Idle timeout; `None` disables it. Default: 1 hour.
+    ///
+    /// ```
+    /// # use sealed_session::{Keyring, SealedSession};
+    /// // No idle timeout: only the absolute lifetime ends a session.
+    /// let sessions = SealedSession::sealed(Keyring::generate()?).idle_timeout(None);
+    /// # let _ = sessions;
+    /// # Ok::<(), sealed_session::KeyError>(())
+    /// ```
     #[must_use]
     pub fn idle_timeout(mut self, d: Option<Duration>) -> Self {
         self.cfg.policy = self.cfg.policy.idle_timeout(d);
@@ -313,6 +378,14 @@ impl SealedSession {
         self
     }
     /// Re-issue the token on every response (express-session's `rolling`). Default: false.
+    ///
+    /// ```
+    /// # use sealed_session::{Keyring, SealedSession};
+    /// // A new token on every response (express-session's `rolling: true`).
+    /// let sessions = SealedSession::sealed(Keyring::generate()?).rolling(true);
+    /// # let _ = sessions;
+    /// # Ok::<(), sealed_session::KeyError>(())
+    /// ```
     #[must_use]
     pub fn rolling(mut self, on: bool) -> Self {
         self.cfg.policy = self.cfg.policy.rolling(on);
@@ -320,6 +393,14 @@ impl SealedSession {
     }
     /// Send a cookie for a new session even when nothing was stored in it
     /// (express-session's `saveUninitialized`). Default: false.
+    ///
+    /// ```
+    /// # use sealed_session::{Keyring, SealedSession};
+    /// // Every visitor gets a session cookie, even an empty one (express-session's default).
+    /// let sessions = SealedSession::sealed(Keyring::generate()?).save_uninitialized(true);
+    /// # let _ = sessions;
+    /// # Ok::<(), sealed_session::KeyError>(())
+    /// ```
     #[must_use]
     pub fn save_uninitialized(mut self, on: bool) -> Self {
         self.cfg.save_uninitialized = on;
@@ -327,6 +408,13 @@ impl SealedSession {
     }
     /// Carry tokens in `Authorization: Bearer` instead of cookies, with new tokens in the
     /// response header of `config` (see [`crate::transport::bearer`]). Default: cookies.
+    ///
+    /// ```
+    /// # use sealed_session::{BearerConfig, Keyring, SealedSession};
+    /// let sessions = SealedSession::sealed(Keyring::generate()?).bearer(BearerConfig::new());
+    /// # let _ = sessions;
+    /// # Ok::<(), sealed_session::KeyError>(())
+    /// ```
     #[must_use]
     pub fn bearer(mut self, config: BearerConfig) -> Self {
         self.cfg.bearer = Some(config);

@@ -512,12 +512,30 @@ impl Keyring {
     }
 
     /// A ring of one AES-256-GCM key derived from a long secret (at least 32 bytes).
+    ///
+    /// ```
+    /// # use sealed_session::Keyring;
+    /// let keys = Keyring::from_secret(std::env::var("SESSION_SECRET").unwrap_or_else(|_| {
+    ///     "a random secret of at least 32 bytes, from your secret store".to_owned()
+    /// }))?;
+    /// assert!(Keyring::from_secret("short").is_err());
+    /// # let _ = keys;
+    /// # Ok::<(), sealed_session::KeyError>(())
+    /// ```
     pub fn from_secret(secret: impl AsRef<[u8]>) -> Result<Keyring, KeyError> {
         Keyring::from_secrets([secret])
     }
 
     /// A ring derived from secrets, newest first, like express-session's `secret` array:
     /// the first seals, all open.
+    ///
+    /// ```
+    /// # use sealed_session::Keyring;
+    /// // express-session's `secret: [new, old]`: the first seals, both open.
+    /// let keys = Keyring::from_secrets(["the new secret, 32 bytes or more!!", "the old secret, 32 bytes or more!!"])?;
+    /// assert_eq!(keys.ids().count(), 2);
+    /// # Ok::<(), sealed_session::KeyError>(())
+    /// ```
     pub fn from_secrets<S: AsRef<[u8]>>(
         secrets: impl IntoIterator<Item = S>,
     ) -> Result<Keyring, KeyError> {
@@ -549,6 +567,15 @@ impl Keyring {
     }
 
     /// A new ring with `key` as the new primary, keeping at most `keep` keys in all.
+    ///
+    /// ```
+    /// # use sealed_session::{Algorithm, Key, Keyring};
+    /// let ring = Keyring::generate()?;
+    /// let first = ring.primary_id().to_owned();
+    /// let ring = ring.rotate(Key::generate("k2", Algorithm::Aes256Gcm)?, 2)?;
+    /// assert_eq!(ring.ids().collect::<Vec<_>>(), ["k2", first.as_str()]);
+    /// # Ok::<(), sealed_session::KeyError>(())
+    /// ```
     pub fn rotate(&self, key: Key, keep: usize) -> Result<Keyring, KeyError> {
         let keep = keep.max(1);
         Keyring::new(std::iter::once(key).chain(self.keys().cloned()).take(keep))

@@ -167,6 +167,32 @@ impl Session {
 
     /// The value under `key`, deserialized into `T`. `Ok(None)` when absent; an error when
     /// present but not a `T`, so a wrong type is never a silent `None`.
+    ///
+    /// ```
+    /// # use sealed_session::{Keyring, SealedSession, Secure, engine::RequestHead};
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let waker = std::task::Waker::noop();
+    /// #     let mut cx = std::task::Context::from_waker(&waker);
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop {
+    /// #         if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) { return out; }
+    /// #     }
+    /// # }
+    /// # let denylist = std::sync::Arc::new(sealed_session::denylist::MemoryDenylist::new());
+    /// # let engine = SealedSession::sealed(Keyring::generate()?)
+    /// #     .secure(Secure::Never)
+    /// #     .denylist(denylist)
+    /// #     .engine();
+    /// # let request = http::Request::get("/").body(())?;
+    /// # let started = block_on(engine.start(RequestHead::of(&request)))
+    /// #     .map_err(|a| a.status().to_string())?;
+    /// # let session = started.session();
+    /// session.insert("views", &3u64)?;
+    /// assert_eq!(session.get::<u64>("views")?, Some(3));
+    /// assert_eq!(session.get::<u64>("absent")?, None);
+    /// assert!(session.get::<String>("views").is_err(), "a wrong type is an error");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
         Ok(self.lock().state.get(key)?)
     }
@@ -175,6 +201,31 @@ impl Session {
     /// middleware's [`Limits::json_depth`](crate::Limits::json_depth) is refused with
     /// [`DataError::TooDeep`](crate::DataError::TooDeep): such a session would be refused
     /// when it came back.
+    ///
+    /// ```
+    /// # use sealed_session::{Keyring, SealedSession, Secure, engine::RequestHead};
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let waker = std::task::Waker::noop();
+    /// #     let mut cx = std::task::Context::from_waker(&waker);
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop {
+    /// #         if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) { return out; }
+    /// #     }
+    /// # }
+    /// # let denylist = std::sync::Arc::new(sealed_session::denylist::MemoryDenylist::new());
+    /// # let engine = SealedSession::sealed(Keyring::generate()?)
+    /// #     .secure(Secure::Never)
+    /// #     .denylist(denylist)
+    /// #     .engine();
+    /// # let request = http::Request::get("/").body(())?;
+    /// # let started = block_on(engine.start(RequestHead::of(&request)))
+    /// #     .map_err(|a| a.status().to_string())?;
+    /// # let session = started.session();
+    /// session.insert("user", "alice")?;
+    /// session.insert("roles", &["admin", "editor"])?;
+    /// assert_eq!(session.get::<Vec<String>>("roles")?.map(|r| r.len()), Some(2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn insert<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), SessionError> {
         let mut inner = self.lock();
         Session::revive(&mut inner);
@@ -188,6 +239,31 @@ impl Session {
     }
 
     /// Removes `key`, returning its value as JSON.
+    ///
+    /// ```
+    /// # use sealed_session::{Keyring, SealedSession, Secure, engine::RequestHead};
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let waker = std::task::Waker::noop();
+    /// #     let mut cx = std::task::Context::from_waker(&waker);
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop {
+    /// #         if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) { return out; }
+    /// #     }
+    /// # }
+    /// # let denylist = std::sync::Arc::new(sealed_session::denylist::MemoryDenylist::new());
+    /// # let engine = SealedSession::sealed(Keyring::generate()?)
+    /// #     .secure(Secure::Never)
+    /// #     .denylist(denylist)
+    /// #     .engine();
+    /// # let request = http::Request::get("/").body(())?;
+    /// # let started = block_on(engine.start(RequestHead::of(&request)))
+    /// #     .map_err(|a| a.status().to_string())?;
+    /// # let session = started.session();
+    /// session.insert("flash", "saved")?;
+    /// assert_eq!(session.remove("flash")?, Some("saved".into()));
+    /// assert!(session.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn remove(&self, key: &str) -> Result<Option<Value>, SessionError> {
         let mut inner = self.lock();
         if inner.state.contains(key)? {
@@ -201,6 +277,30 @@ impl Session {
     }
 
     /// Whether `key` is present.
+    ///
+    /// ```
+    /// # use sealed_session::{Keyring, SealedSession, Secure, engine::RequestHead};
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let waker = std::task::Waker::noop();
+    /// #     let mut cx = std::task::Context::from_waker(&waker);
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop {
+    /// #         if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) { return out; }
+    /// #     }
+    /// # }
+    /// # let denylist = std::sync::Arc::new(sealed_session::denylist::MemoryDenylist::new());
+    /// # let engine = SealedSession::sealed(Keyring::generate()?)
+    /// #     .secure(Secure::Never)
+    /// #     .denylist(denylist)
+    /// #     .engine();
+    /// # let request = http::Request::get("/").body(())?;
+    /// # let started = block_on(engine.start(RequestHead::of(&request)))
+    /// #     .map_err(|a| a.status().to_string())?;
+    /// # let session = started.session();
+    /// session.insert("user", "alice")?;
+    /// assert!(session.contains("user")?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn contains(&self, key: &str) -> Result<bool, SessionError> {
         Ok(self.lock().state.contains(key)?)
     }
@@ -211,6 +311,31 @@ impl Session {
     /// [`Store::update`](crate::store::Store::update)): a key that a concurrent request of the
     /// same session added meanwhile is kept. To end a session, call [`Session::destroy`] or
     /// [`Session::regenerate`], which delete its record, instead.
+    ///
+    /// ```
+    /// # use sealed_session::{Keyring, SealedSession, Secure, engine::RequestHead};
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let waker = std::task::Waker::noop();
+    /// #     let mut cx = std::task::Context::from_waker(&waker);
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop {
+    /// #         if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) { return out; }
+    /// #     }
+    /// # }
+    /// # let denylist = std::sync::Arc::new(sealed_session::denylist::MemoryDenylist::new());
+    /// # let engine = SealedSession::sealed(Keyring::generate()?)
+    /// #     .secure(Secure::Never)
+    /// #     .denylist(denylist)
+    /// #     .engine();
+    /// # let request = http::Request::get("/").body(())?;
+    /// # let started = block_on(engine.start(RequestHead::of(&request)))
+    /// #     .map_err(|a| a.status().to_string())?;
+    /// # let session = started.session();
+    /// session.insert("user", "alice")?;
+    /// session.clear();
+    /// assert!(session.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn clear(&self) {
         let mut inner = self.lock();
         if !inner.state.is_empty() {
@@ -225,11 +350,55 @@ impl Session {
     }
 
     /// The session id (128 random bits).
+    ///
+    /// ```
+    /// # use sealed_session::{Keyring, SealedSession, Secure, engine::RequestHead};
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let waker = std::task::Waker::noop();
+    /// #     let mut cx = std::task::Context::from_waker(&waker);
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop {
+    /// #         if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) { return out; }
+    /// #     }
+    /// # }
+    /// # let denylist = std::sync::Arc::new(sealed_session::denylist::MemoryDenylist::new());
+    /// # let engine = SealedSession::sealed(Keyring::generate()?)
+    /// #     .secure(Secure::Never)
+    /// #     .denylist(denylist)
+    /// #     .engine();
+    /// # let request = http::Request::get("/").body(())?;
+    /// # let started = block_on(engine.start(RequestHead::of(&request)))
+    /// #     .map_err(|a| a.status().to_string())?;
+    /// # let session = started.session();
+    /// let before = session.id();
+    /// session.regenerate()?;
+    /// assert_ne!(session.id(), before);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn id(&self) -> SessionId {
         self.lock().state.id()
     }
 
     /// True when the request carried no usable session (none, or one that was refused).
+    ///
+    /// ```
+    /// # use sealed_session::{Keyring, SealedSession, Secure, engine::RequestHead};
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let waker = std::task::Waker::noop();
+    /// #     let mut cx = std::task::Context::from_waker(&waker);
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop {
+    /// #         if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) { return out; }
+    /// #     }
+    /// # }
+    /// # let engine = SealedSession::sealed(Keyring::generate()?).secure(Secure::Never).engine();
+    /// # let request = http::Request::get("/").body(())?;
+    /// # let started = block_on(engine.start(RequestHead::of(&request)))
+    /// #     .map_err(|a| a.status().to_string())?;
+    /// # let session = started.session();
+    /// assert!(session.is_new(), "the request brought no session");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_new(&self) -> bool {
         self.lock().is_new
     }
@@ -241,6 +410,26 @@ impl Session {
 
     /// The session's absolute deadline (never later than the policy's `max_age` after
     /// [`Session::issued_at`]).
+    ///
+    /// ```
+    /// # use sealed_session::{Keyring, SealedSession, Secure, engine::RequestHead};
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let waker = std::task::Waker::noop();
+    /// #     let mut cx = std::task::Context::from_waker(&waker);
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop {
+    /// #         if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) { return out; }
+    /// #     }
+    /// # }
+    /// # let engine = SealedSession::sealed(Keyring::generate()?).secure(Secure::Never).engine();
+    /// # let request = http::Request::get("/").body(())?;
+    /// # let started = block_on(engine.start(RequestHead::of(&request)))
+    /// #     .map_err(|a| a.status().to_string())?;
+    /// # let session = started.session();
+    /// assert!(session.expires_at() > session.issued_at());
+    /// assert!(session.last_seen() >= session.issued_at());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn expires_at(&self) -> Timestamp {
         self.lock().state.expires_at()
     }
@@ -252,6 +441,26 @@ impl Session {
 
     /// A copy of the whole data, as a JSON object (for display or debugging; read single
     /// values with [`Session::get`]).
+    ///
+    /// ```
+    /// # use sealed_session::{Keyring, SealedSession, Secure, engine::RequestHead};
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let waker = std::task::Waker::noop();
+    /// #     let mut cx = std::task::Context::from_waker(&waker);
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop {
+    /// #         if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) { return out; }
+    /// #     }
+    /// # }
+    /// # let engine = SealedSession::sealed(Keyring::generate()?).secure(Secure::Never).engine();
+    /// # let request = http::Request::get("/").body(())?;
+    /// # let started = block_on(engine.start(RequestHead::of(&request)))
+    /// #     .map_err(|a| a.status().to_string())?;
+    /// # let session = started.session();
+    /// session.insert("user", "alice")?;
+    /// assert_eq!(session.data()["user"], "alice");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn data(&self) -> serde_json::Map<String, Value> {
         let mut inner = self.lock();
         inner.state.data().cloned().unwrap_or_default()
@@ -271,6 +480,32 @@ impl Session {
 
     /// Binds the session to a subject (user id), so that revoking every session of that
     /// subject ("log out everywhere") reaches it. Set it at login, after `regenerate`.
+    ///
+    /// ```
+    /// # use sealed_session::{Keyring, SealedSession, Secure, engine::RequestHead};
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let waker = std::task::Waker::noop();
+    /// #     let mut cx = std::task::Context::from_waker(&waker);
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop {
+    /// #         if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) { return out; }
+    /// #     }
+    /// # }
+    /// # let denylist = std::sync::Arc::new(sealed_session::denylist::MemoryDenylist::new());
+    /// # let engine = SealedSession::sealed(Keyring::generate()?)
+    /// #     .secure(Secure::Never)
+    /// #     .denylist(denylist)
+    /// #     .engine();
+    /// # let request = http::Request::get("/").body(())?;
+    /// # let started = block_on(engine.start(RequestHead::of(&request)))
+    /// #     .map_err(|a| a.status().to_string())?;
+    /// # let session = started.session();
+    /// session.regenerate()?;            // a new id at login, against fixation
+    /// session.insert("user", "alice")?;
+    /// session.set_subject("alice");     // "log out everywhere" reaches this session
+    /// assert_eq!(session.subject().as_deref(), Some("alice"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set_subject(&self, subject: impl Into<String>) {
         let subject = subject.into();
         let mut inner = self.lock();
@@ -293,6 +528,33 @@ impl Session {
     /// `req.session.regenerate()`: call it at login, against session fixation. The old id is
     /// ended (and revoked, when a denylist is configured); its data is dropped. Use
     /// [`Session::cycle_id`] to keep the data.
+    ///
+    /// ```
+    /// # use sealed_session::{Keyring, SealedSession, Secure, engine::RequestHead};
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let waker = std::task::Waker::noop();
+    /// #     let mut cx = std::task::Context::from_waker(&waker);
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop {
+    /// #         if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) { return out; }
+    /// #     }
+    /// # }
+    /// # let denylist = std::sync::Arc::new(sealed_session::denylist::MemoryDenylist::new());
+    /// # let engine = SealedSession::sealed(Keyring::generate()?)
+    /// #     .secure(Secure::Never)
+    /// #     .denylist(denylist)
+    /// #     .engine();
+    /// # let request = http::Request::get("/").body(())?;
+    /// # let started = block_on(engine.start(RequestHead::of(&request)))
+    /// #     .map_err(|a| a.status().to_string())?;
+    /// # let session = started.session();
+    /// session.insert("cart", &2)?;
+    /// let anonymous = session.id();
+    /// session.regenerate()?;            // at login: a new id, empty data
+    /// assert_ne!(session.id(), anonymous);
+    /// assert!(session.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn regenerate(&self) -> Result<(), SessionError> {
         let mut inner = self.lock();
         Session::restart(&mut inner, SessionId::generate()?, Lifecycle::Live);
@@ -304,6 +566,33 @@ impl Session {
     ///
     /// The session keeps its issue time (and its deadline): it is the same sign-in under a
     /// new id, so a "log out everywhere" that its sign-in precedes still reaches it.
+    ///
+    /// ```
+    /// # use sealed_session::{Keyring, SealedSession, Secure, engine::RequestHead};
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let waker = std::task::Waker::noop();
+    /// #     let mut cx = std::task::Context::from_waker(&waker);
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop {
+    /// #         if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) { return out; }
+    /// #     }
+    /// # }
+    /// # let denylist = std::sync::Arc::new(sealed_session::denylist::MemoryDenylist::new());
+    /// # let engine = SealedSession::sealed(Keyring::generate()?)
+    /// #     .secure(Secure::Never)
+    /// #     .denylist(denylist)
+    /// #     .engine();
+    /// # let request = http::Request::get("/").body(())?;
+    /// # let started = block_on(engine.start(RequestHead::of(&request)))
+    /// #     .map_err(|a| a.status().to_string())?;
+    /// # let session = started.session();
+    /// session.insert("cart", &2)?;
+    /// let before = session.id();
+    /// session.cycle_id()?;              // a new id, the data kept
+    /// assert_ne!(session.id(), before);
+    /// assert_eq!(session.get::<u64>("cart")?, Some(2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn cycle_id(&self) -> Result<(), SessionError> {
         let id = SessionId::generate()?;
         let mut inner = self.lock();
@@ -318,6 +607,31 @@ impl Session {
     /// Ends the session: its data is dropped, the cookie is cleared (with the Path and Domain
     /// it was set with) and its id is revoked when a denylist is configured. A value stored
     /// afterwards in the same request starts a new session.
+    ///
+    /// ```
+    /// # use sealed_session::{Keyring, SealedSession, Secure, engine::RequestHead};
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let waker = std::task::Waker::noop();
+    /// #     let mut cx = std::task::Context::from_waker(&waker);
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop {
+    /// #         if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) { return out; }
+    /// #     }
+    /// # }
+    /// # let denylist = std::sync::Arc::new(sealed_session::denylist::MemoryDenylist::new());
+    /// # let engine = SealedSession::sealed(Keyring::generate()?)
+    /// #     .secure(Secure::Never)
+    /// #     .denylist(denylist)
+    /// #     .engine();
+    /// # let request = http::Request::get("/").body(())?;
+    /// # let started = block_on(engine.start(RequestHead::of(&request)))
+    /// #     .map_err(|a| a.status().to_string())?;
+    /// # let session = started.session();
+    /// session.insert("user", "alice")?;
+    /// session.destroy()?;               // at logout: revoked, the cookie cleared
+    /// assert!(session.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn destroy(&self) -> Result<(), SessionError> {
         let mut inner = self.lock();
         Session::restart(&mut inner, SessionId::generate()?, Lifecycle::Destroyed);
@@ -329,6 +643,31 @@ impl Session {
     /// password changes. Needs a denylist on the middleware and a subject on the session.
     /// To do the same for another user (an administrator's action), call
     /// [`Denylist::revoke_subject`](crate::denylist::Denylist::revoke_subject) on the denylist you gave the middleware.
+    ///
+    /// ```
+    /// # use sealed_session::{Keyring, SealedSession, Secure, engine::RequestHead};
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let waker = std::task::Waker::noop();
+    /// #     let mut cx = std::task::Context::from_waker(&waker);
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop {
+    /// #         if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) { return out; }
+    /// #     }
+    /// # }
+    /// # let denylist = std::sync::Arc::new(sealed_session::denylist::MemoryDenylist::new());
+    /// # let engine = SealedSession::sealed(Keyring::generate()?)
+    /// #     .secure(Secure::Never)
+    /// #     .denylist(denylist)
+    /// #     .engine();
+    /// # let request = http::Request::get("/").body(())?;
+    /// # let started = block_on(engine.start(RequestHead::of(&request)))
+    /// #     .map_err(|a| a.status().to_string())?;
+    /// # let session = started.session();
+    /// session.set_subject("alice");
+    /// block_on(session.logout_everywhere())?; // every session of alice issued before now
+    /// assert!(session.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub async fn logout_everywhere(&self) -> Result<(), SessionError> {
         let (denylist, subject, now) = {
             let mut inner = self.lock();
@@ -358,6 +697,29 @@ impl Session {
 
     /// Marks the session active now and re-issues its token, resetting the idle clock
     /// (express-session's `touch`).
+    ///
+    /// ```
+    /// # use sealed_session::{Keyring, SealedSession, Secure, engine::RequestHead};
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let waker = std::task::Waker::noop();
+    /// #     let mut cx = std::task::Context::from_waker(&waker);
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop {
+    /// #         if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) { return out; }
+    /// #     }
+    /// # }
+    /// # let denylist = std::sync::Arc::new(sealed_session::denylist::MemoryDenylist::new());
+    /// # let engine = SealedSession::sealed(Keyring::generate()?)
+    /// #     .secure(Secure::Never)
+    /// #     .denylist(denylist)
+    /// #     .engine();
+    /// # let request = http::Request::get("/").body(())?;
+    /// # let started = block_on(engine.start(RequestHead::of(&request)))
+    /// #     .map_err(|a| a.status().to_string())?;
+    /// # let session = started.session();
+    /// session.touch();                  // renew the idle deadline on this response
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn touch(&self) {
         let mut inner = self.lock();
         inner.reissue = true;
@@ -371,6 +733,30 @@ impl Session {
     /// session, not extend it; for long-lived ("remember me") sessions raise the policy's
     /// `max_age` and shorten the others. The cookie's Max-Age follows when cookies are
     /// persistent.
+    ///
+    /// ```
+    /// # use sealed_session::{Keyring, SealedSession, Secure, engine::RequestHead};
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let waker = std::task::Waker::noop();
+    /// #     let mut cx = std::task::Context::from_waker(&waker);
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop {
+    /// #         if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) { return out; }
+    /// #     }
+    /// # }
+    /// # let denylist = std::sync::Arc::new(sealed_session::denylist::MemoryDenylist::new());
+    /// # let engine = SealedSession::sealed(Keyring::generate()?)
+    /// #     .secure(Secure::Never)
+    /// #     .denylist(denylist)
+    /// #     .engine();
+    /// # let request = http::Request::get("/").body(())?;
+    /// # let started = block_on(engine.start(RequestHead::of(&request)))
+    /// #     .map_err(|a| a.status().to_string())?;
+    /// # let session = started.session();
+    /// // "Remember me": this session lives 30 days, within the policy's cap.
+    /// session.set_max_age(std::time::Duration::from_secs(30 * 24 * 3600));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set_max_age(&self, max_age: Duration) {
         let mut inner = self.lock();
         Session::revive(&mut inner);
@@ -419,6 +805,32 @@ impl Session {
 
     /// Store-backed sessions: reads the session again from the store, dropping unsaved
     /// changes (express-session's `reload`). Stateless sessions: nothing to reload; `Ok`.
+    ///
+    /// ```
+    /// # use sealed_session::{Keyring, SealedSession, Secure, engine::RequestHead};
+    /// # use sealed_session::store::MemoryStore;
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let waker = std::task::Waker::noop();
+    /// #     let mut cx = std::task::Context::from_waker(&waker);
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop {
+    /// #         if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) { return out; }
+    /// #     }
+    /// # }
+    /// # let engine = SealedSession::server_store(MemoryStore::new(), Keyring::generate()?)
+    /// #     .secure(Secure::Never)
+    /// #     .engine();
+    /// # let request = http::Request::get("/").body(())?;
+    /// # let started = block_on(engine.start(RequestHead::of(&request)))
+    /// #     .map_err(|a| a.status().to_string())?;
+    /// # let session = started.session();
+    /// session.insert("user", "alice")?;
+    /// block_on(session.save())?;
+    /// session.insert("user", "bob")?;   // not saved
+    /// block_on(session.reload())?;      // back to what the store holds
+    /// assert_eq!(session.get::<String>("user")?.as_deref(), Some("alice"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub async fn reload(&self) -> Result<(), SessionError> {
         let (backend, id) = {
             let inner = self.lock();
@@ -460,6 +872,29 @@ impl Session {
     /// becomes empty as after `destroy` (a value stored afterwards starts a new session), no
     /// cookie is sent for it, and `save` returns [`SessionError::Ended`] (a 409 Conflict when
     /// the handler returns it).
+    ///
+    /// ```
+    /// # use sealed_session::{Keyring, SealedSession, Secure, engine::RequestHead};
+    /// # use sealed_session::store::MemoryStore;
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let waker = std::task::Waker::noop();
+    /// #     let mut cx = std::task::Context::from_waker(&waker);
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop {
+    /// #         if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) { return out; }
+    /// #     }
+    /// # }
+    /// # let engine = SealedSession::server_store(MemoryStore::new(), Keyring::generate()?)
+    /// #     .secure(Secure::Never)
+    /// #     .engine();
+    /// # let request = http::Request::get("/").body(())?;
+    /// # let started = block_on(engine.start(RequestHead::of(&request)))
+    /// #     .map_err(|a| a.status().to_string())?;
+    /// # let session = started.session();
+    /// session.insert("user", "alice")?;
+    /// block_on(session.save())?;        // written now, before the response
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub async fn save(&self) -> Result<(), SessionError> {
         let (store, write) = {
             let mut inner = self.lock();
