@@ -63,6 +63,22 @@ impl SealedSession {
     /// names the scheme (absolute form), or, with `trust_proxy`, when `X-Forwarded-Proto`
     /// says so: a plain hyper server does not know whether TLS was terminated in front of
     /// it. The default, [`Secure::Always`](crate::Secure::Always), does not depend on it.
+    ///
+    /// ```
+    /// use sealed_session::{Keyring, SealedSession, Session, SessionError};
+    ///
+    /// async fn index(session: Session) -> Result<String, SessionError> {
+    ///     let n = session.get::<u64>("n")?.unwrap_or(0) + 1;
+    ///     session.insert("n", &n)?;
+    ///     Ok(n.to_string())
+    /// }
+    /// let sessions = SealedSession::sealed(Keyring::generate()?);
+    /// let app: axum::Router = axum::Router::new()
+    ///     .route("/", axum::routing::get(index))
+    ///     .layer(sessions.layer());
+    /// # let _ = app;
+    /// # Ok::<(), sealed_session::KeyError>(())
+    /// ```
     pub fn layer(&self) -> SessionLayer {
         SessionLayer {
             engine: self.engine(),

@@ -134,6 +134,17 @@ impl Session {
     /// store: a session the registry does not list (past its bound, or whose record
     /// failed) is not reached, so after a compromise prefer regenerating every session of
     /// the user in your own store.
+    ///
+    /// ```
+    /// use sealed_session::{Session, SessionError};
+    ///
+    /// /// "Sign out everywhere else", after a password change.
+    /// async fn password_changed(session: &Session) -> Result<String, SessionError> {
+    ///     let ended = session.end_other_devices().await?;
+    ///     Ok(format!("signed out of {ended} other devices"))
+    /// }
+    /// # let _ = password_changed;
+    /// ```
     pub async fn end_other_devices(&self) -> Result<usize, SessionError> {
         let cx = self.device_context()?;
         let records = cx.devices.registry.list(&cx.subject, cx.now).await?;

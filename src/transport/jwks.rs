@@ -33,6 +33,18 @@ pub struct Jwks {
 impl Jwks {
     /// The endpoint for `ring`'s public keys (an empty set when the ring holds only HMAC
     /// secrets).
+    ///
+    /// ```
+    /// # #[cfg(feature = "poem")] {
+    /// use poem::{Route, get};
+    /// use sealed_session::{JwtAlgorithm, JwtKeyring, Jwks};
+    ///
+    /// let ring = JwtKeyring::generate(JwtAlgorithm::EdDSA)?;
+    /// let app = Route::new().at("/.well-known/jwks.json", get(Jwks::new(&ring)));
+    /// # let _ = app;
+    /// # }
+    /// # Ok::<(), sealed_session::JwtKeyError>(())
+    /// ```
     pub fn new(ring: &JwtKeyring) -> Jwks {
         Jwks {
             body: Arc::from(ring.jwks_json()),
