@@ -1,31 +1,21 @@
 //! The comparison's theft-resistance rows: `sealed+dbsc` (the sealed cookie, device-bound:
 //! each request carries the bound cookie, checked between refreshes) and `jwt+dpop` (the
 //! HS256 JWT bearer row, DPoP-bound: each request carries a fresh ES256 proof). Their login
-//! gives the session a subject, as a sign-in does. The client side (the DBSC registration,
-//! the DPoP proofs) signs with RustCrypto's p256, in the load generator.
+//! is the devices row's, which gives the session a subject, as a sign-in does. The client
+//! side (the DBSC registration, the DPoP proofs) signs with RustCrypto's p256, in the load
+//! generator.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use p256::ecdsa::signature::Signer as _;
 use p256::ecdsa::{Signature, SigningKey};
 use poem::endpoint::BoxEndpoint;
-use poem::{EndpointExt as _, Response, Route, get, handler, post};
-use sealed_session::{Keyring, SealedSession, Session};
-
-/// The login of these rows: the other rows' login, and the subject.
-#[handler]
-fn login(session: &Session) -> poem::Result<&'static str> {
-    session.regenerate()?;
-    for (k, v) in crate::login_data() {
-        session.insert(&k, &v)?;
-    }
-    session.set_subject("alice@example.com");
-    Ok("ok")
-}
+use poem::{EndpointExt as _, Response, Route, get, post};
+use sealed_session::{Keyring, SealedSession};
 
 fn routes() -> Route {
     Route::new()
-        .at("/login", post(login))
+        .at("/login", post(crate::devices::login))
         .at("/read", get(crate::ours_read))
         .at("/write", post(crate::ours_write))
         .at("/logout", post(crate::ours_logout))

@@ -11,9 +11,10 @@ use sealed_session::{Keyring, SealedSession, Session};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-/// The login of this row: the other rows' login, and the subject.
+/// The login of this row (and of the theft-resistance rows): the other rows' login, and
+/// the subject.
 #[handler]
-fn login(session: &Session) -> poem::Result<&'static str> {
+pub fn login(session: &Session) -> poem::Result<&'static str> {
     session.regenerate()?;
     for (k, v) in crate::login_data() {
         session.insert(&k, &v)?;

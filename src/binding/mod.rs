@@ -122,7 +122,7 @@ impl ProofError {
     /// A fixed description, safe for a quoted-string in a header.
     pub(crate) fn description(&self) -> &'static str {
         match self {
-            ProofError::Missing => "no DPoP proof was sent",
+            ProofError::Missing => "no proof was sent",
             ProofError::Duplicate => "more than one DPoP proof was sent",
             ProofError::TooLarge { .. } => "the proof is too large",
             ProofError::Malformed(_) => "the proof is malformed",

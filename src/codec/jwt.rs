@@ -570,7 +570,10 @@ impl CnfIn {
                     jkt: jkt.try_into().map_err(|_| BAD)?,
                 })
             }
-            (None, Some(id), Some(jwk)) if jwk.get().len() <= MAX_DEVICE_KEY_LEN => {
+            // A key is a JSON object (docs/FORMAT.md, section 7), within the bound.
+            (None, Some(id), Some(jwk))
+                if jwk.get().starts_with('{') && jwk.get().len() <= MAX_DEVICE_KEY_LEN =>
+            {
                 let id = URL_SAFE_NO_PAD.decode(id).map_err(|_| BAD)?;
                 let id: [u8; 16] = id.try_into().map_err(|_| BAD)?;
                 let key = DeviceKey::new(id, Box::from(jwk.get()));
@@ -596,4 +599,48 @@ struct ClaimsIn {
     cnf: Option<CnfIn>,
     #[serde(default)]
     data: Option<Box<RawValue>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cnf(json: &str) -> Result<Binding, OpenError> {
+        serde_json::from_str::<CnfIn>(json)
+            .map_err(|_| OpenError::Malformed("test: not a cnf object"))?
+            .binding()
+    }
+
+    /// A `cnf` claim is one binding, whole, or the token is refused; never half of one.
+    #[test]
+    fn cnf_claims_that_are_not_one_whole_binding_are_refused() {
+        let jkt = URL_SAFE_NO_PAD.encode([7u8; 32]);
+        let id = URL_SAFE_NO_PAD.encode([8u8; 16]);
+        assert!(matches!(
+            cnf(&format!(r#"{{"jkt":"{jkt}"}}"#)),
+            Ok(Binding::Dpop { .. })
+        ));
+        let device = format!(r#"{{"dbsc":"{id}","jwk":{{"kty":"EC"}}}}"#);
+        assert!(matches!(cnf(&device), Ok(Binding::Device(_))));
+        let short = URL_SAFE_NO_PAD.encode([7u8; 31]);
+        let long_key = format!(r#"{{"dbsc":"{id}","jwk":{{"x":"{}"}}}}"#, "a".repeat(3000));
+        for bad in [
+            "{}".to_owned(),
+            format!(r#"{{"jkt":"{short}"}}"#),
+            r#"{"jkt":"not base64!"}"#.to_owned(),
+            format!(r#"{{"dbsc":"{id}"}}"#),
+            format!(r#"{{"jkt":"{jkt}","dbsc":"{id}","jwk":{{}}}}"#),
+            format!(r#"{{"dbsc":"{jkt}","jwk":{{}}}}"#),
+            format!(r#"{{"dbsc":"{id}","jwk":5}}"#),
+            long_key,
+        ] {
+            assert!(
+                matches!(
+                    cnf(&bad),
+                    Err(OpenError::Malformed("cnf claim is not a binding"))
+                ),
+                "{bad}"
+            );
+        }
+    }
 }

@@ -108,8 +108,9 @@ impl Engine {
                 rebind,
             });
         }
-        let key = match state.binding() {
-            Some(Binding::Device(key)) if !arrival.is_new => Some(key.clone()),
+        // The DBSC session's identifier (a copy: no reference count touched per request).
+        let bid = match state.binding() {
+            Some(Binding::Device(key)) if !arrival.is_new => Some(*key.id()),
             _ => None,
         };
         let served = |arrival| DeviceOut {
@@ -117,11 +118,9 @@ impl Engine {
             own: None,
             rebind: false,
         };
-        if let Some(key) = key {
+        if let Some(bid) = bid {
             let finder = self.bound_finder(req.secure);
-            if !any_cookie(head.headers, finder, |v| {
-                dbsc.bound_valid(v, key.id(), req.now)
-            }) {
+            if !any_cookie(head.headers, finder, |v| dbsc.bound_valid(v, &bid, req.now)) {
                 // Not this request's session. Not `refused` either: that would clear the
                 // session cookie, and a browser that sends the request before it could
                 // refresh (or after a failed refresh) would be signed out for good.
