@@ -1318,6 +1318,23 @@ impl Conn {
     }
 }
 
+/// `--login ADDR MODE`: logs in as a connection of the load generator does and prints the
+/// header line its requests carry (`cookie: ...`), for a client outside this harness.
+fn print_login(addr: SocketAddr, mode: Mode) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let line = rt.block_on(async {
+        let mut conn = Conn::open(addr).await?;
+        let mut jar = conn.login(mode.transport()).await?;
+        Ok::<_, Error>(jar.request_line(mode.transport()).to_vec())
+    })?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&line)?;
+    out.flush()?;
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------
 // The measurements
 // ---------------------------------------------------------------------------------------
@@ -1864,6 +1881,8 @@ struct Args {
     settle: Duration,
     server_threads: usize,
     client_threads: usize,
+    /// `--login ADDR MODE`: log in to a server already running, print the session's header.
+    login: Option<(SocketAddr, Mode)>,
     /// `--pin`: the load generator's CPUs and the servers'.
     pin: Option<Pinning>,
     quick: bool,
@@ -1888,6 +1907,10 @@ usage: compare [options]
   --connections N       concurrent keep-alive connections (default 32)
   --sessions N          sessions created for the memory column (default 100000)
   --revocations N       log-in/log-out/replay rounds for the revocation column (default 200)
+  --login ADDR MODE     log in to MODE's server (`compare --serve MODE`) at ADDR, as a
+                        connection of the load generator does (registering a DBSC key when
+                        offered), and print the session's request header line (for
+                        benches/server_instructions.sh)
   --server-threads N    worker threads of each server (default: number of CPUs)
   --client-threads N    worker threads of the load generator (default: number of CPUs)
   --pin                 (Linux) the load generator on the first half of the CPUs, the
@@ -1921,6 +1944,7 @@ fn parse_args() -> Result<Args> {
         settle: Duration::from_millis(200),
         server_threads: cpus,
         client_threads: cpus,
+        login: None,
         pin: None,
         quick: false,
         write_doc: None,
@@ -1948,6 +1972,12 @@ fn parse_args() -> Result<Args> {
             "--serve" => {
                 let m = it.next().ok_or("--serve needs a mode")?;
                 a.serve = Some(Mode::from_key(&m).ok_or_else(|| format!("unknown mode {m}"))?);
+            }
+            "--login" => {
+                let addr = it.next().ok_or("--login needs an address")?.parse()?;
+                let m = it.next().ok_or("--login needs a mode")?;
+                let mode = Mode::from_key(&m).ok_or_else(|| format!("unknown mode {m}"))?;
+                a.login = Some((addr, mode));
             }
             "--modes" => {
                 let list = it.next().ok_or("--modes needs a list")?;
@@ -3069,6 +3099,9 @@ fn drive(args: &Args) -> Result<()> {
 
 fn main() -> Result<()> {
     let args = parse_args()?;
+    if let Some((addr, mode)) = args.login {
+        return print_login(addr, mode);
+    }
     match args.serve {
         Some(mode) => serve(mode, args.server_threads),
         None => drive(&args),
