@@ -18,6 +18,12 @@
 //!   a middleware with other keys has another cache. Codecs whose `open` depends on more
 //!   than the token and its own times ([`Codec::open_is_pure`](crate::Codec::open_is_pure))
 //!   are not cached.
+//! - A device-bound session's bound cookie (DBSC) that verified is kept in its token's slot
+//!   as a [`VerifiedBound`]: its exact bytes, the DBSC session it verified for, and its
+//!   expiry. A later request of that session sending the same bytes (constant-time
+//!   comparison) for the same DBSC session is accepted if the expiry is still ahead, which
+//!   is what verifying its MAC again would decide: the MAC is a function of those bytes,
+//!   that session and the endpoint's keys, which do not change.
 //! - The slot is picked by a keyed hash (a folded multiply with a per-process random key) of
 //!   the token's tail, which holds its authentication tag (random-looking, and different for
 //!   every token made). The hash only spreads tokens: a client that made two tokens collide
@@ -62,6 +68,39 @@ pub(crate) struct Hit {
     pub(crate) validity: Validity,
 }
 
+/// A bound cookie (DBSC) that verified: kept beside its session's token so that the same
+/// cookie sent again is not verified again (see the [module documentation](self)).
+#[cfg_attr(
+    not(any(feature = "jwt", feature = "jwt-rust-crypto")),
+    allow(dead_code)
+)]
+#[derive(Clone, Copy)]
+pub(crate) struct VerifiedBound {
+    /// The DBSC session it verified for.
+    pub(crate) bid: [u8; 16],
+    /// The cookie's value, as sent.
+    pub(crate) value: [u8; BOUND_LEN],
+    /// Its expiry, in seconds since the epoch: it is refused from then on.
+    pub(crate) until_secs: u64,
+}
+
+/// Length of a bound cookie's value (24 bytes in base64).
+pub(crate) const BOUND_LEN: usize = 32;
+
+#[cfg_attr(
+    not(any(feature = "jwt", feature = "jwt-rust-crypto")),
+    allow(dead_code)
+)]
+impl VerifiedBound {
+    /// Whether `value`, sent for the DBSC session `bid` at `now`, is this verified cookie
+    /// and has not expired.
+    pub(crate) fn admits(&self, value: &[u8], bid: &[u8; 16], now: Timestamp) -> bool {
+        self.bid == *bid
+            && now.as_millis() / 1000 < self.until_secs
+            && constant_time_eq::constant_time_eq(value, &self.value)
+    }
+}
+
 struct Slot {
     hash: u64,
     token: Box<[u8]>,
@@ -69,6 +108,12 @@ struct Slot {
     /// with the `__Host-`/`__Secure-` prefix, or the plain one.
     secure: bool,
     hit: Hit,
+    /// The session's bound cookie that last verified (DBSC).
+    #[cfg_attr(
+        not(any(feature = "jwt", feature = "jwt-rust-crypto")),
+        allow(dead_code)
+    )]
+    bound: Option<VerifiedBound>,
     /// Bytes charged to the budget.
     size: usize,
     /// When inserted (a per-set counter), to evict the older slot.
@@ -76,6 +121,11 @@ struct Slot {
 }
 
 impl Slot {
+    /// Whether this slot keeps a token of session `id` at `hash`.
+    fn is_of(&self, hash: u64, id: SessionId) -> bool {
+        self.hash == hash && self.hit.state.id() == id
+    }
+
     /// Whether this slot keeps `token` (of hash `hash`) for the purpose `secure` names: the
     /// same bytes, compared in constant time.
     fn holds(&self, token: &[u8], hash: u64, secure: bool) -> bool {
@@ -255,6 +305,7 @@ impl OpenCache {
                 token: token.into(),
                 secure,
                 hit,
+                bound: None,
                 size,
                 age,
             });
@@ -298,14 +349,36 @@ impl OpenCache {
         let old = set
             .slots
             .iter_mut()
-            .find(|s| {
-                s.as_ref()
-                    .is_some_and(|s| s.hash == hash && s.hit.state.id() == id)
-            })
+            .find(|s| s.as_ref().is_some_and(|s| s.is_of(hash, id)))
             .and_then(Option::take);
         drop(set);
         // Freed outside the lock.
         old.map_or(0, |o| o.size)
+    }
+
+    /// The bound cookie that last verified for the session `id` whose token is kept at
+    /// `hash` (see [`OpenCache::take`]), if any.
+    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+    pub(crate) fn bound(&self, hash: u64, id: SessionId) -> Option<VerifiedBound> {
+        let set = self.set(hash)?.lock().ok()?;
+        Self::slot_of(&set, hash, id).and_then(|s| s.bound)
+    }
+
+    /// Keeps `bound`, which has just verified, beside the token of session `id` kept at
+    /// `hash` (nothing when the token is not kept).
+    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+    pub(crate) fn remember_bound(&self, hash: u64, id: SessionId, bound: VerifiedBound) {
+        let Some(Ok(mut set)) = self.set(hash).map(Mutex::lock) else {
+            return;
+        };
+        if let Some(slot) = set.slots.iter_mut().flatten().find(|s| s.is_of(hash, id)) {
+            slot.bound = Some(bound);
+        }
+    }
+
+    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+    fn slot_of(set: &Set, hash: u64, id: SessionId) -> Option<&Slot> {
+        set.slots.iter().flatten().find(|s| s.is_of(hash, id))
     }
 
     /// [`OpenCache::take`], and the budget updated.
@@ -381,6 +454,54 @@ mod tests {
         c.remove(c.hash(b"old-token"), SessionId::from_bytes([7; 16]));
         assert!(find(&c, b"old-token", false).is_none());
         assert_eq!(c.bytes(), 0);
+    }
+
+    #[test]
+    fn a_verified_bound_cookie_admits_its_own_bytes_for_its_session_until_it_expires() {
+        let at = |secs: u64| Timestamp::from_millis(secs * 1000);
+        let kept = VerifiedBound {
+            bid: [1; 16],
+            value: [b'a'; BOUND_LEN],
+            until_secs: 1_000,
+        };
+        assert!(kept.admits(&[b'a'; BOUND_LEN], &[1; 16], at(999)));
+        assert!(!kept.admits(&[b'a'; BOUND_LEN], &[1; 16], at(1_000)));
+        assert!(!kept.admits(&[b'a'; BOUND_LEN], &[2; 16], at(999)));
+        let mut other = [b'a'; BOUND_LEN];
+        other[BOUND_LEN - 1] = b'b';
+        assert!(!kept.admits(&other, &[1; 16], at(999)));
+        assert!(!kept.admits(&[b'a'; BOUND_LEN - 1], &[1; 16], at(999)));
+        assert!(!kept.admits(&[b'a'; BOUND_LEN + 1], &[1; 16], at(999)));
+        assert!(!kept.admits(b"", &[1; 16], at(999)));
+    }
+
+    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+    #[test]
+    fn a_verified_bound_cookie_is_kept_with_its_sessions_token_only() {
+        let c = OpenCache::new(1 << 16, 16 * 1024, 32).expect("cache");
+        let kept = VerifiedBound {
+            bid: [1; 16],
+            value: [b'a'; BOUND_LEN],
+            until_secs: 1_000,
+        };
+        let (alice, other) = (
+            SessionId::from_bytes([7; 16]),
+            SessionId::from_bytes([8; 16]),
+        );
+        let hash = c.hash(b"token-of-alice");
+        // Not kept: no token there yet.
+        c.remember_bound(hash, alice, kept);
+        put(&c, "token-of-alice", false, hit("alice"));
+        assert!(c.bound(hash, alice).is_none());
+        // Kept for the session whose token is there, not for another session's id.
+        c.remember_bound(hash, other, kept);
+        assert!(c.bound(hash, alice).is_none());
+        c.remember_bound(hash, alice, kept);
+        assert!(c.bound(hash, alice).is_some_and(|b| b.value == kept.value));
+        assert!(c.bound(hash, other).is_none());
+        // A token put there again starts without one.
+        put(&c, "token-of-alice", false, hit("alice"));
+        assert!(c.bound(hash, alice).is_none());
     }
 
     #[test]

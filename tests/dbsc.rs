@@ -270,6 +270,38 @@ async fn a_stolen_session_cookie_without_the_bound_cookie_is_refused(on: Adapter
     assert_eq!(thief_get(&b, &forged).await.body, "anonymous");
 }
 
+/// A bound cookie that verified is kept with its session's token in the open cache, so
+/// that the same cookie sent again is not verified again: only the same bytes pass that way.
+async fn a_kept_bound_cookie_admits_only_its_own_bytes(on: Adapter) {
+    let site = Site::new(on).await;
+    let mut b = site.signed_in().await;
+    let other = site.signed_in().await;
+    // The owner's requests: the bound cookie verifies, then is admitted as kept.
+    for _ in 0..3 {
+        assert_eq!(b.get("/").await.body, "signed in as alice");
+    }
+    let session = cookie_pair(&b, COOKIE).unwrap();
+    let bound = b.cookie(BOUND).unwrap();
+    // The last character changed: other bytes, refused.
+    let mut altered = bound.clone();
+    let last = altered.pop().unwrap();
+    altered.push(if last == 'A' { 'B' } else { 'A' });
+    for value in [
+        altered,
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_owned(),
+        other.cookie(BOUND).unwrap(),
+        bound.get(..31).unwrap().to_owned(),
+        format!("{bound}A"),
+    ] {
+        let cookies = [session.clone(), format!("{BOUND}={value}")];
+        assert_eq!(thief_get(&b, &cookies).await.body, "anonymous", "{value}");
+    }
+    // The kept cookie itself still passes, and the owner goes on.
+    let cookies = [session.clone(), format!("{BOUND}={bound}")];
+    assert_eq!(thief_get(&b, &cookies).await.body, "signed in as alice");
+    assert_eq!(b.get("/").await.body, "signed in as alice");
+}
+
 async fn both_cookies_stolen_stop_working_when_the_bound_one_expires(on: Adapter) {
     let site = Site::new(on).await;
     let mut b = site.signed_in().await;
@@ -660,6 +692,7 @@ both!(
     a_browser_that_never_registers_keeps_working,
     a_stolen_session_cookie_without_the_bound_cookie_is_refused,
     both_cookies_stolen_stop_working_when_the_bound_one_expires,
+    a_kept_bound_cookie_admits_only_its_own_bytes,
     forged_refresh_proofs_are_refused,
     forged_registration_proofs_are_refused,
     a_revoked_session_ends_its_device_binding,

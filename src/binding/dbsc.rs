@@ -351,17 +351,25 @@ impl DeviceBinding {
     }
 
     /// Whether `value` is a bound cookie of `bid` that has not expired at `now`.
+    #[cfg(test)]
     pub(crate) fn bound_valid(&self, value: &[u8], bid: &[u8; 16], now: Timestamp) -> bool {
+        self.bound_expiry(value, bid, now).is_some()
+    }
+
+    /// When `value` expires (seconds since the epoch), if it is a bound cookie of `bid`
+    /// that has not expired at `now`.
+    pub(crate) fn bound_expiry(&self, value: &[u8], bid: &[u8; 16], now: Timestamp) -> Option<u64> {
         let mut raw = [0u8; 24];
         match URL_SAFE_NO_PAD.decode_slice(value, &mut raw) {
             Ok(24) => {}
-            _ => return false,
+            _ => return None,
         }
         let (exp, tag) = raw.split_at(8);
         let mut secs = [0u8; 8];
         secs.copy_from_slice(exp);
-        now.as_millis() / 1000 < u64::from_be_bytes(secs)
-            && self.verifies(&[b"bound", bid, exp], tag)
+        let until = u64::from_be_bytes(secs);
+        (now.as_millis() / 1000 < until && self.verifies(&[b"bound", bid, exp], tag))
+            .then_some(until)
     }
 
     /// `Secure-Session-Registration` for session `id`.

@@ -11,10 +11,12 @@ use super::respond::outcome;
 use super::{Answer, Engine, RequestHead};
 use crate::binding::ProofError;
 use crate::binding::dbsc::{DeviceBinding, Endpoint, sf_string_or_bare};
+use crate::cache::{BOUND_LEN, VerifiedBound};
 use crate::clock::Timestamp;
 use crate::error::OpenError;
 use crate::session::Arrival;
 use crate::state::{Binding, DeviceKey, SessionState};
+use crate::transport::cookie::cookie_values;
 
 const RESPONSE: &str = "secure-session-response";
 const SESSION_ID: &str = "sec-secure-session-id";
@@ -37,29 +39,6 @@ pub(super) struct Request<'a> {
     pub(super) now: Timestamp,
 }
 
-/// Whether any cookie whose `name=` `finder` looks for in the request's `Cookie` headers has
-/// a value that `valid` accepts (a read's Cookie header is mostly the session token; a
-/// cookie of the same name planted beside the real one does not hide it).
-fn any_cookie(
-    headers: &HeaderMap,
-    finder: &memchr::memmem::Finder<'_>,
-    mut valid: impl FnMut(&[u8]) -> bool,
-) -> bool {
-    let prefix = finder.needle();
-    headers.get_all(http::header::COOKIE).iter().any(|v| {
-        let bytes = v.as_bytes();
-        finder.find_iter(bytes).any(|at| {
-            // At the start of a pair, not inside another cookie's name or value.
-            let starts = at == 0 || matches!(bytes.get(at - 1), Some(b' ' | b';'));
-            let Some(rest) = bytes.get(at + prefix.len()..) else {
-                return false;
-            };
-            let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
-            starts && valid(rest.get(..end).unwrap_or(rest).trim_ascii())
-        })
-    })
-}
-
 /// A header's value as DBSC sends it: an sf-string, or bare.
 fn dbsc_header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     sf_string_or_bare(headers.get(name)?.to_str().ok()?)
@@ -68,15 +47,7 @@ fn dbsc_header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 impl Engine {
     /// The bound cookie's name: the session cookie's, with `_bound`.
     fn bound_name(&self, secure: bool) -> &str {
-        let name = self.bound_finder(secure).needle();
-        let name = name.strip_suffix(b"=").unwrap_or(name);
-        // Made from the cookie name, a `String`.
-        std::str::from_utf8(name).unwrap_or_default()
-    }
-
-    /// Finds `{bound cookie name}=`; made once per engine.
-    fn bound_finder(&self, secure: bool) -> &memchr::memmem::Finder<'static> {
-        let [plain, secure_one] = &*self.bound_prefixes;
+        let [plain, secure_one] = &*self.bound_names;
         if secure { secure_one } else { plain }
     }
 
@@ -119,8 +90,10 @@ impl Engine {
             rebind: false,
         };
         if let Some(bid) = bid {
-            let finder = self.bound_finder(req.secure);
-            if !any_cookie(head.headers, finder, |v| dbsc.bound_valid(v, &bid, req.now)) {
+            let name = self.bound_name(req.secure).as_bytes();
+            if !cookie_values(head.headers, name)
+                .any(|v| self.bound_verifies(dbsc, v, &bid, &arrival, req.now))
+            {
                 // Not this request's session. Not `refused` either: that would clear the
                 // session cookie, and a browser that sends the request before it could
                 // refresh (or after a failed refresh) would be signed out for good.
@@ -140,6 +113,43 @@ impl Engine {
             ));
         }
         Ok(served(arrival))
+    }
+
+    /// Whether `value` is a valid bound cookie of the DBSC session `bid`: the one that
+    /// verified last for this session's token, kept by the open cache (same bytes, not
+    /// expired), or one whose MAC verifies now (then kept for the next request).
+    fn bound_verifies(
+        &self,
+        dbsc: &DeviceBinding,
+        value: &[u8],
+        bid: &[u8; 16],
+        arrival: &Arrival,
+        now: Timestamp,
+    ) -> bool {
+        let kept = self.shared.cache.as_ref().zip(arrival.cached_as);
+        if let Some((cache, (hash, id))) = kept
+            && cache
+                .bound(hash, id)
+                .is_some_and(|b| b.admits(value, bid, now))
+        {
+            return true;
+        }
+        let Some(until_secs) = dbsc.bound_expiry(value, bid, now) else {
+            return false;
+        };
+        if let (Some((cache, (hash, id))), Ok(value)) = (kept, <[u8; BOUND_LEN]>::try_from(value)) {
+            let bid = *bid;
+            cache.remember_bound(
+                hash,
+                id,
+                VerifiedBound {
+                    bid,
+                    value,
+                    until_secs,
+                },
+            );
+        }
+        true
     }
 
     /// A registration: the answer, and whether the session was bound (its id is then
@@ -243,37 +253,5 @@ impl Engine {
             req.secure,
             dbsc.lifetime(),
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_bound_cookie_is_found_by_its_whole_name_only() {
-        let headers = |values: &[&str]| {
-            let mut h = HeaderMap::new();
-            for v in values {
-                h.append(http::header::COOKIE, v.parse().unwrap());
-            }
-            h
-        };
-        let p = memchr::memmem::Finder::new("sid_bound=");
-        let found = |values: &[&str], want: &[u8]| any_cookie(&headers(values), &p, |v| v == want);
-        assert!(found(&["sid=x; sid_bound=abc"], b"abc"));
-        assert!(found(&["sid_bound=abc;sid=x"], b"abc"));
-        assert!(found(&["sid=x", "sid_bound= abc "], b"abc"));
-        assert!(!found(&["xsid_bound=abc; sid=x"], b"abc"));
-        assert!(!found(&["sid=sid_bound=abc"], b"abc"));
-        assert!(found(&["sid=x; xsid_bound=1; sid_bound=2"], b"2"));
-        assert!(!found(&["sid=x; xsid_bound=1; sid_bound=2"], b"1"));
-        assert!(!found(&["sid=x"], b""));
-        assert!(found(&["sid_bound="], b""));
-        // A planted cookie of the same name does not hide the real one.
-        assert!(found(
-            &["sid_bound=planted; sid=x; sid_bound=real"],
-            b"real"
-        ));
     }
 }

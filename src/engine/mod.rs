@@ -109,9 +109,10 @@ pub struct Engine {
     shared: Arc<Shared>,
     /// The codec's name, or `"store"`: the `mode` of the request span.
     mode: &'static str,
-    /// Finders of `{name}=` of the DBSC bound cookie, over HTTP and over HTTPS.
+    /// The DBSC bound cookie's name, over HTTP and over HTTPS: the session cookie's, with
+    /// `_bound`.
     #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
-    bound_prefixes: Arc<[memchr::memmem::Finder<'static>; 2]>,
+    bound_names: Arc<[String; 2]>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -399,13 +400,11 @@ impl Engine {
             max_depth: cfg.limits.json_depth,
         };
         #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
-        let bound_prefixes = Arc::new([false, true].map(|secure| {
-            let prefix = format!("{}_bound=", cfg.cookie.full_name(secure));
-            memchr::memmem::Finder::new(prefix.as_bytes()).into_owned()
-        }));
+        let bound_names =
+            Arc::new([false, true].map(|secure| format!("{}_bound", cfg.cookie.full_name(secure))));
         Engine {
             #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
-            bound_prefixes,
+            bound_names,
             mode: match &cfg.backend {
                 Backend::Token(codec) => codec.name(),
                 Backend::Store { .. } => "store",

@@ -21,6 +21,8 @@ use crate::limits::{LimitError, chunk_count};
 
 pub(crate) use read::Incoming;
 pub(crate) use read::TokenBytes;
+#[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+pub(crate) use read::cookie_values;
 
 pub use ::cookie::SameSite;
 

@@ -56,6 +56,45 @@ impl Incoming {
 /// chunks.
 pub(crate) type TokenBytes<'h> = Cow<'h, [u8]>;
 
+/// The `;`-separated pairs of one Cookie header, as they are (spaces included).
+fn pairs(header: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(header);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match memchr::memchr(b';', r) {
+            Some(i) => {
+                rest = r.get(i + 1..);
+                r.get(..i)
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
+}
+
+/// The values of the cookie `name` (whole, not chunked) in the request's Cookie headers, in
+/// order, read as [`CookieConfig::scan`] reads the session cookie: a cookie of the same name
+/// planted before the real one does not hide it.
+#[cfg_attr(
+    not(any(feature = "jwt", feature = "jwt-rust-crypto")),
+    allow(dead_code)
+)]
+pub(crate) fn cookie_values<'h>(
+    headers: &'h HeaderMap,
+    name: &'h [u8],
+) -> impl Iterator<Item = &'h [u8]> {
+    headers
+        .get_all(COOKIE)
+        .into_iter()
+        .flat_map(|header| pairs(header.as_bytes()))
+        .filter_map(move |pair| match parse_pair(pair, name) {
+            Some((None, value)) => Some(value),
+            _ => None,
+        })
+}
+
 /// One `name=value` pair of a Cookie header, if it is the session cookie `name` (`None` for
 /// the index) or one of its chunks (`name.N`): the index and the value, without the spaces
 /// and double quotes around it.
@@ -135,12 +174,7 @@ impl CookieConfig {
             }
             // Bytes, not text: another application's cookie in UTF-8 does not hide this one,
             // and whatever this one holds beyond base64 fails to open.
-            let mut rest = header.as_bytes();
-            loop {
-                let (pair, next) = match memchr::memchr(b';', rest) {
-                    Some(i) => (rest.get(..i).unwrap_or_default(), rest.get(i + 1..)),
-                    None => (rest, None),
-                };
+            for pair in pairs(header.as_bytes()) {
                 match parse_pair(pair, name) {
                     None => {}
                     Some((None, v)) => {
@@ -167,10 +201,6 @@ impl CookieConfig {
                         }
                     }
                 }
-                match next {
-                    Some(n) => rest = n,
-                    None => break,
-                }
             }
         }
         let token = if !parts.is_empty() && incoming.chunks <= self.max_chunks {
@@ -196,6 +226,7 @@ mod tests {
     use http::{HeaderMap, HeaderValue};
 
     use super::CookieConfig;
+    use super::cookie_values;
 
     fn headers(cookie: &[u8]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -358,5 +389,35 @@ mod tests {
                 parse_pair_by_search(&pair, b"sid")
             );
         }
+    }
+
+    #[test]
+    fn a_cookie_is_found_by_its_whole_name_only() {
+        let headers = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(http::header::COOKIE, v.parse().unwrap());
+            }
+            h
+        };
+        let found = |values: &[&str], want: &[u8]| {
+            cookie_values(&headers(values), b"sid_bound").any(|v| v == want)
+        };
+        assert!(found(&["sid=x; sid_bound=abc"], b"abc"));
+        assert!(found(&["sid_bound=abc;sid=x"], b"abc"));
+        assert!(found(&["sid=x", "sid_bound= abc "], b"abc"));
+        assert!(!found(&["xsid_bound=abc; sid=x"], b"abc"));
+        assert!(!found(&["sid=sid_bound=abc"], b"abc"));
+        assert!(found(&["sid=x; xsid_bound=1; sid_bound=2"], b"2"));
+        assert!(!found(&["sid=x; xsid_bound=1; sid_bound=2"], b"1"));
+        assert!(!found(&["sid=x"], b""));
+        assert!(!found(&["sid_bound.0=abc"], b"abc"));
+        assert!(found(&["sid_bound=\"abc\""], b"abc"));
+        assert!(found(&["sid_bound="], b""));
+        // A planted cookie of the same name does not hide the real one.
+        assert!(found(
+            &["sid_bound=planted; sid=x; sid_bound=real"],
+            b"real"
+        ));
     }
 }
