@@ -18,12 +18,13 @@
 //!   a middleware with other keys has another cache. Codecs whose `open` depends on more
 //!   than the token and its own times ([`Codec::open_is_pure`](crate::Codec::open_is_pure))
 //!   are not cached.
-//! - A device-bound session's bound cookie (DBSC) that verified is kept in its token's slot
-//!   as a [`VerifiedBound`]: its exact bytes, the DBSC session it verified for, and its
-//!   expiry. A later request of that session sending the same bytes (constant-time
-//!   comparison) for the same DBSC session is accepted if the expiry is still ahead, which
-//!   is what verifying its MAC again would decide: the MAC is a function of those bytes,
-//!   that session and the endpoint's keys, which do not change.
+//! - A device-bound session's bound cookie (DBSC) that verified is kept with its token as a
+//!   [`VerifiedBound`]: its exact bytes, the DBSC session it verified for, and its expiry;
+//!   a write's new token of the same session takes it over. A later request sending the
+//!   same bytes (constant-time comparison) for a session bound as that DBSC session is
+//!   accepted if the expiry is still ahead, which is what verifying its MAC again would
+//!   decide: the MAC is a function of those bytes, that DBSC session and the endpoint's
+//!   keys, which do not change.
 //! - The slot is picked by a keyed hash (a folded multiply with a per-process random key) of
 //!   the token's tail, which holds its authentication tag (random-looking, and different for
 //!   every token made). The hash only spreads tokens: a client that made two tokens collide
@@ -66,6 +67,8 @@ pub(crate) struct Hit {
     /// When the token opens by its own times: outside it, the token goes through the codec
     /// again (which refuses it, and says why).
     pub(crate) validity: Validity,
+    /// The session's bound cookie that last verified (DBSC), if any.
+    pub(crate) bound: Option<VerifiedBound>,
 }
 
 /// A bound cookie (DBSC) that verified: kept beside its session's token so that the same
@@ -108,12 +111,6 @@ struct Slot {
     /// with the `__Host-`/`__Secure-` prefix, or the plain one.
     secure: bool,
     hit: Hit,
-    /// The session's bound cookie that last verified (DBSC).
-    #[cfg_attr(
-        not(any(feature = "jwt", feature = "jwt-rust-crypto")),
-        allow(dead_code)
-    )]
-    bound: Option<VerifiedBound>,
     /// Bytes charged to the budget.
     size: usize,
     /// When inserted (a per-set counter), to evict the older slot.
@@ -252,6 +249,7 @@ impl OpenCache {
             state: SessionState::new(id, never, never),
             stale_key,
             validity: Validity::ALWAYS,
+            bound: None,
         };
         self.insert_checked(token, hash, secure, hit, 0, 0);
     }
@@ -305,7 +303,6 @@ impl OpenCache {
                 token: token.into(),
                 secure,
                 hit,
-                bound: None,
                 size,
                 age,
             });
@@ -356,14 +353,6 @@ impl OpenCache {
         old.map_or(0, |o| o.size)
     }
 
-    /// The bound cookie that last verified for the session `id` whose token is kept at
-    /// `hash` (see [`OpenCache::take`]), if any.
-    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
-    pub(crate) fn bound(&self, hash: u64, id: SessionId) -> Option<VerifiedBound> {
-        let set = self.set(hash)?.lock().ok()?;
-        Self::slot_of(&set, hash, id).and_then(|s| s.bound)
-    }
-
     /// Keeps `bound`, which has just verified, beside the token of session `id` kept at
     /// `hash` (nothing when the token is not kept).
     #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
@@ -372,13 +361,8 @@ impl OpenCache {
             return;
         };
         if let Some(slot) = set.slots.iter_mut().flatten().find(|s| s.is_of(hash, id)) {
-            slot.bound = Some(bound);
+            slot.hit.bound = Some(bound);
         }
-    }
-
-    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
-    fn slot_of(set: &Set, hash: u64, id: SessionId) -> Option<&Slot> {
-        set.slots.iter().flatten().find(|s| s.is_of(hash, id))
     }
 
     /// [`OpenCache::take`], and the budget updated.
@@ -411,6 +395,7 @@ mod tests {
             state: state(user),
             stale_key: false,
             validity: Validity::ALWAYS,
+            bound: None,
         }
     }
 
@@ -490,18 +475,18 @@ mod tests {
         );
         let hash = c.hash(b"token-of-alice");
         // Not kept: no token there yet.
+        let kept_now = || find(&c, b"token-of-alice", false).and_then(|h| h.bound);
         c.remember_bound(hash, alice, kept);
         put(&c, "token-of-alice", false, hit("alice"));
-        assert!(c.bound(hash, alice).is_none());
+        assert!(kept_now().is_none());
         // Kept for the session whose token is there, not for another session's id.
         c.remember_bound(hash, other, kept);
-        assert!(c.bound(hash, alice).is_none());
+        assert!(kept_now().is_none());
         c.remember_bound(hash, alice, kept);
-        assert!(c.bound(hash, alice).is_some_and(|b| b.value == kept.value));
-        assert!(c.bound(hash, other).is_none());
-        // A token put there again starts without one.
+        assert!(kept_now().is_some_and(|b| b.value == kept.value));
+        // A token put there again starts with what its hit carries.
         put(&c, "token-of-alice", false, hit("alice"));
-        assert!(c.bound(hash, alice).is_none());
+        assert!(kept_now().is_none());
     }
 
     #[test]
@@ -562,6 +547,7 @@ mod tests {
                 },
                 stale_key: false,
                 validity: Validity::ALWAYS,
+                bound: None,
             },
             freed,
         );
@@ -627,6 +613,7 @@ mod tests {
                 state: nested,
                 stale_key: false,
                 validity: Validity::ALWAYS,
+                bound: None,
             },
         );
         put(&c, "flat", false, hit("alice"));

@@ -56,6 +56,13 @@ fn login(req: &Req) -> Result<String, SessionError> {
     Ok("welcome".to_owned())
 }
 
+/// A route that changes the session: each answer carries a new session cookie.
+fn count(session: &Session) -> Result<String, SessionError> {
+    let n = session.get::<u64>("count")?.unwrap_or(0) + 1;
+    session.insert("count", &n)?;
+    Ok(format!("{n}"))
+}
+
 fn logout(session: &Session) -> Result<String, SessionError> {
     session.destroy()?;
     Ok("bye".to_owned())
@@ -132,6 +139,7 @@ impl Site {
             .get("/", home)
             .post("/login", login)
             .post("/logout", logout)
+            .post("/count", count)
             .get("/admin", admin);
         Site {
             base: serve(on.app(&routes, sessions)).await,
@@ -300,6 +308,39 @@ async fn a_kept_bound_cookie_admits_only_its_own_bytes(on: Adapter) {
     let cookies = [session.clone(), format!("{BOUND}={bound}")];
     assert_eq!(thief_get(&b, &cookies).await.body, "signed in as alice");
     assert_eq!(b.get("/").await.body, "signed in as alice");
+}
+
+/// A write's new session cookie takes over the bound cookie that verified: the same
+/// bound cookie keeps working with it, and nothing else does.
+async fn a_written_session_still_needs_its_bound_cookie(on: Adapter) {
+    let site = Site::new(on).await;
+    let mut b = site.signed_in().await;
+    let other = site.signed_in().await;
+    let before = b.cookie(COOKIE).unwrap();
+    for n in 1..=3 {
+        assert_eq!(b.post_form("/count", &[]).await.body, n.to_string());
+    }
+    assert_ne!(
+        b.cookie(COOKIE).unwrap(),
+        before,
+        "a write sends a new cookie"
+    );
+    let session = cookie_pair(&b, COOKIE).unwrap();
+    let bound = cookie_pair(&b, BOUND).unwrap();
+    assert_eq!(thief_get(&b, &[session.clone()]).await.body, "anonymous");
+    for wrong in [
+        cookie_pair(&other, BOUND).unwrap(),
+        format!("{BOUND}=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+    ] {
+        let cookies = [session.clone(), wrong];
+        assert_eq!(thief_get(&b, &cookies).await.body, "anonymous");
+    }
+    let both = [session.clone(), bound];
+    assert_eq!(thief_get(&b, &both).await.body, "signed in as alice");
+    // Past the bound cookie's life: the kept one is refused too; the owner refreshes.
+    site.clock.advance_secs(661);
+    assert_eq!(thief_get(&b, &both).await.body, "anonymous");
+    assert_eq!(b.post_form("/count", &[]).await.body, "4", "{:?}", b.log());
 }
 
 async fn both_cookies_stolen_stop_working_when_the_bound_one_expires(on: Adapter) {
@@ -693,6 +734,7 @@ both!(
     a_stolen_session_cookie_without_the_bound_cookie_is_refused,
     both_cookies_stolen_stop_working_when_the_bound_one_expires,
     a_kept_bound_cookie_admits_only_its_own_bytes,
+    a_written_session_still_needs_its_bound_cookie,
     forged_refresh_proofs_are_refused,
     forged_registration_proofs_are_refused,
     a_revoked_session_ends_its_device_binding,

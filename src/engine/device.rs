@@ -92,7 +92,7 @@ impl Engine {
         if let Some(bid) = bid {
             let name = self.bound_name(req.secure).as_bytes();
             if !cookie_values(head.headers, name)
-                .any(|v| self.bound_verifies(dbsc, v, &bid, &arrival, req.now))
+                .any(|v| self.bound_verifies(dbsc, v, &bid, &mut arrival, req.now))
             {
                 // Not this request's session. Not `refused` either: that would clear the
                 // session cookie, and a browser that sends the request before it could
@@ -116,38 +116,33 @@ impl Engine {
     }
 
     /// Whether `value` is a valid bound cookie of the DBSC session `bid`: the one that
-    /// verified last for this session's token, kept by the open cache (same bytes, not
-    /// expired), or one whose MAC verifies now (then kept for the next request).
+    /// verified last for this session, kept with its token by the open cache (same bytes,
+    /// not expired), or one whose MAC verifies now (then kept for the next requests).
     fn bound_verifies(
         &self,
         dbsc: &DeviceBinding,
         value: &[u8],
         bid: &[u8; 16],
-        arrival: &Arrival,
+        arrival: &mut Arrival,
         now: Timestamp,
     ) -> bool {
-        let kept = self.shared.cache.as_ref().zip(arrival.cached_as);
-        if let Some((cache, (hash, id))) = kept
-            && cache
-                .bound(hash, id)
-                .is_some_and(|b| b.admits(value, bid, now))
-        {
+        if arrival.bound.is_some_and(|b| b.admits(value, bid, now)) {
             return true;
         }
         let Some(until_secs) = dbsc.bound_expiry(value, bid, now) else {
             return false;
         };
-        if let (Some((cache, (hash, id))), Ok(value)) = (kept, <[u8; BOUND_LEN]>::try_from(value)) {
+        if let Ok(value) = <[u8; BOUND_LEN]>::try_from(value) {
             let bid = *bid;
-            cache.remember_bound(
-                hash,
-                id,
-                VerifiedBound {
-                    bid,
-                    value,
-                    until_secs,
-                },
-            );
+            let verified = VerifiedBound {
+                bid,
+                value,
+                until_secs,
+            };
+            arrival.bound = Some(verified);
+            if let (Some(cache), Some((hash, id))) = (&self.shared.cache, arrival.cached_as) {
+                cache.remember_bound(hash, id, verified);
+            }
         }
         true
     }

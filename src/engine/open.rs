@@ -126,6 +126,7 @@ impl Engine {
             unconfirmed: None,
             cached_as: None,
             loaded_record: None,
+            bound: None,
         };
         Ok((state, arrival))
     }
@@ -148,6 +149,7 @@ impl Engine {
         let cached = cache
             .and_then(|(c, hash)| c.get(token, hash, secure))
             .filter(|hit| hit.validity.contains(now));
+        let bound = cached.as_ref().and_then(|hit| hit.bound);
         let opened = match cached {
             // The same bytes opened before: only what depends on the time is checked again.
             Some(hit) => {
@@ -176,6 +178,7 @@ impl Engine {
                                 state: state.clone(),
                                 stale_key,
                                 validity,
+                                bound: None,
                             };
                             // Checked just above, with the limits the cache was built with.
                             cache.insert_checked(token, hash, secure, hit, 0, heap);
@@ -184,7 +187,11 @@ impl Engine {
                     })
             }
         };
-        self.admitted(opened, cache.map(|(_, hash)| hash), now)
+        let (state, mut arrival) = self.admitted(opened, cache.map(|(_, hash)| hash), now)?;
+        if !arrival.is_new {
+            arrival.bound = bound;
+        }
+        Ok((state, arrival))
     }
 
     /// Opens the signed session id a request carried and loads its session from the store;
@@ -294,6 +301,7 @@ impl Engine {
                     unconfirmed: None,
                     cached_as: cached_hash.map(|hash| (hash, state.id())),
                     loaded_record: None,
+                    bound: None,
                 };
                 Ok((state, arrival))
             }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cache::{Hit, OpenCache};
+use crate::cache::{Hit, OpenCache, VerifiedBound};
 use crate::clock::{Clock, Timestamp};
 use crate::codec::{Codec, SessionIdCodec};
 use crate::denylist::{Denylist, Revocation};
@@ -87,6 +87,8 @@ pub(crate) struct Inner {
     /// Where the open cache keeps the token the request arrived with, and its session id:
     /// that entry is dropped when a new token replaces it.
     pub(super) cached_as: Option<(u64, SessionId)>,
+    /// The bound cookie that verified for this session (DBSC), kept with its new token.
+    pub(super) bound: Option<VerifiedBound>,
     /// Device registry entries to remove: this id under a subject it no longer has.
     pub(super) forget: Vec<(String, SessionId)>,
 }
@@ -171,6 +173,9 @@ pub(crate) struct Arrival {
     pub(crate) cached_as: Option<(u64, SessionId)>,
     /// Store-backed: the record the session was loaded from.
     pub(crate) loaded_record: Option<Vec<u8>>,
+    /// Device-bound (DBSC): the bound cookie that verified for this session, kept with its
+    /// token in the open cache (and with the token that replaces it).
+    pub(crate) bound: Option<VerifiedBound>,
 }
 
 impl Inner {
@@ -203,6 +208,7 @@ impl Inner {
             stale_key: arrival.stale_key,
             saved: None,
             cached_as: arrival.cached_as,
+            bound: arrival.bound,
             forget: Vec::new(),
         }
     }
@@ -224,6 +230,7 @@ impl Inner {
                         state: self.state.clone(),
                         stale_key: false,
                         validity: codec.sealed_validity(&self.state),
+                        bound: self.bound,
                     };
                     // The client sends the new token from now on: the one it replaces goes,
                     // and the budget is updated once for both.
