@@ -327,7 +327,10 @@ async fn a_written_session_still_needs_its_bound_cookie(on: Adapter) {
     );
     let session = cookie_pair(&b, COOKIE).unwrap();
     let bound = cookie_pair(&b, BOUND).unwrap();
-    assert_eq!(thief_get(&b, &[session.clone()]).await.body, "anonymous");
+    assert_eq!(
+        thief_get(&b, std::slice::from_ref(&session)).await.body,
+        "anonymous"
+    );
     for wrong in [
         cookie_pair(&other, BOUND).unwrap(),
         format!("{BOUND}=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
