@@ -8,6 +8,11 @@
 //!
 //! With `SS_COUNT=<case>` (and `SS_COUNT_ITERS`), runs that case a fixed number of times for
 //! `bash benches/instructions.sh binding`, which counts instructions under valgrind.
+//!
+//! With `SS_PAIRED=1`, times the plain and the device-bound sealed read in alternating
+//! batches (21 rounds of 200,000 requests each), so that both see the same machine, and
+//! prints each round and the median difference: on a shared machine, criterion's cases,
+//! measured one after the other, can differ by more than the bound cookie costs.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -275,12 +280,48 @@ fn count_mode(rt: &tokio::runtime::Runtime, apps: &Apps, case: &str, iters: usiz
     });
 }
 
+/// `SS_PAIRED=1`: the plain and the device-bound read timed in alternating batches.
+fn paired(rt: &tokio::runtime::Runtime, apps: &Apps) {
+    const ROUNDS: usize = 21;
+    const BATCH: u32 = 200_000;
+    let time = |ep: &Ep, cookie: &str| {
+        let start = std::time::Instant::now();
+        rt.block_on(async {
+            for _ in 0..BATCH {
+                cookie_read(ep, cookie).await;
+            }
+        });
+        start.elapsed().as_secs_f64() * 1e9 / f64::from(BATCH)
+    };
+    let mut diffs = Vec::with_capacity(ROUNDS);
+    for round in 1..=ROUNDS {
+        let plain = time(&apps.sealed, &apps.sealed_cookie);
+        let bound = time(&apps.dbsc, &apps.dbsc_cookie);
+        println!(
+            "round {round:2}: sealed {plain:6.0} ns, device-bound {bound:6.0} ns, difference {:5.0} ns",
+            bound - plain
+        );
+        diffs.push(bound - plain);
+    }
+    diffs.sort_by(f64::total_cmp);
+    println!(
+        "the bound cookie adds {:.0} ns to a read (median of {ROUNDS} rounds; lowest {:.0}, highest {:.0})",
+        diffs[ROUNDS / 2],
+        diffs[0],
+        diffs[ROUNDS - 1]
+    );
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     let apps = rt.block_on(apps());
+    if std::env::var_os("SS_PAIRED").is_some() {
+        paired(&rt, &apps);
+        std::process::exit(0);
+    }
     if let Ok(case) = std::env::var("SS_COUNT") {
         let iters = std::env::var("SS_COUNT_ITERS")
             .ok()
