@@ -18,13 +18,15 @@
 //!   a middleware with other keys has another cache. Codecs whose `open` depends on more
 //!   than the token and its own times ([`Codec::open_is_pure`](crate::Codec::open_is_pure))
 //!   are not cached.
-//! - A device-bound session's bound cookie (DBSC) that verified is kept with its token as a
-//!   [`VerifiedBound`]: its exact bytes, the DBSC session it verified for, and its expiry;
-//!   a write's new token of the same session takes it over. A later request sending the
-//!   same bytes (constant-time comparison) for a session bound as that DBSC session is
-//!   accepted if the expiry is still ahead, which is what verifying its MAC again would
-//!   decide: the MAC is a function of those bytes, that DBSC session and the endpoint's
-//!   keys, which do not change.
+//! - A device-bound session's bound cookie (DBSC) whose MAC has verified is kept with its
+//!   token as a [`VerifiedBound`] (made only there: `DeviceBinding::verify_bound`): its
+//!   exact bytes, the DBSC session it verified for, and its expiry; a write's new token
+//!   takes it over while the session is still bound as that DBSC session. A later request
+//!   sending the same bytes (constant-time comparison) for a session bound as that DBSC
+//!   session is accepted if the expiry is still ahead at the request's time, which is what
+//!   verifying its MAC again would decide: the MAC is a function of those bytes, that DBSC
+//!   session and the endpoint's keys, which do not change. Store-backed sessions (whose
+//!   entries hold only an id) verify the MAC on every request.
 //! - The slot is picked by a keyed hash (a folded multiply with a per-process random key) of
 //!   the token's tail, which holds its authentication tag (random-looking, and different for
 //!   every token made). The hash only spreads tokens: a client that made two tokens collide
@@ -38,7 +40,8 @@
 //! sixteenth of the budget are not kept. Eviction is per set of two slots: a new token
 //! replaces the older of the two. Plaintext session data stays in memory for as long as its
 //! entry does (until evicted, or the middleware is dropped), where without the cache it
-//! would be freed at the end of the request.
+//! would be freed at the end of the request; so does a device-bound session's kept bound
+//! cookie.
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Mutex;
@@ -72,7 +75,8 @@ pub(crate) struct Hit {
 }
 
 /// A bound cookie (DBSC) that verified: kept beside its session's token so that the same
-/// cookie sent again is not verified again (see the [module documentation](self)).
+/// cookie sent again is not verified again (see the [module documentation](self)). Made
+/// only where its MAC has just verified (`DeviceBinding::verify_bound`).
 #[cfg_attr(
     not(any(feature = "jwt", feature = "jwt-rust-crypto")),
     allow(dead_code)
@@ -80,11 +84,11 @@ pub(crate) struct Hit {
 #[derive(Clone, Copy)]
 pub(crate) struct VerifiedBound {
     /// The DBSC session it verified for.
-    pub(crate) bid: [u8; 16],
+    bid: [u8; 16],
     /// The cookie's value, as sent.
-    pub(crate) value: [u8; BOUND_LEN],
+    value: [u8; BOUND_LEN],
     /// Its expiry, in seconds since the epoch: it is refused from then on.
-    pub(crate) until_secs: u64,
+    until_secs: u64,
 }
 
 /// Length of a bound cookie's value (24 bytes in base64).
@@ -95,6 +99,22 @@ pub(crate) const BOUND_LEN: usize = 32;
     allow(dead_code)
 )]
 impl VerifiedBound {
+    /// The bound cookie `value` of the DBSC session `bid`, valid until `until_secs`. Only for
+    /// a cookie whose MAC has just verified: [`VerifiedBound::admits`] answers for it
+    /// without the MAC.
+    pub(crate) fn verified(value: [u8; BOUND_LEN], bid: [u8; 16], until_secs: u64) -> Self {
+        VerifiedBound {
+            bid,
+            value,
+            until_secs,
+        }
+    }
+
+    /// Whether it verified for the DBSC session `bid`.
+    pub(crate) fn is_for(&self, bid: &[u8; 16]) -> bool {
+        self.bid == *bid
+    }
+
     /// Whether `value`, sent for the DBSC session `bid` at `now`, is this verified cookie
     /// and has not expired.
     pub(crate) fn admits(&self, value: &[u8], bid: &[u8; 16], now: Timestamp) -> bool {
@@ -444,11 +464,7 @@ mod tests {
     #[test]
     fn a_verified_bound_cookie_admits_its_own_bytes_for_its_session_until_it_expires() {
         let at = |secs: u64| Timestamp::from_millis(secs * 1000);
-        let kept = VerifiedBound {
-            bid: [1; 16],
-            value: [b'a'; BOUND_LEN],
-            until_secs: 1_000,
-        };
+        let kept = VerifiedBound::verified([b'a'; BOUND_LEN], [1; 16], 1_000);
         assert!(kept.admits(&[b'a'; BOUND_LEN], &[1; 16], at(999)));
         assert!(!kept.admits(&[b'a'; BOUND_LEN], &[1; 16], at(1_000)));
         assert!(!kept.admits(&[b'a'; BOUND_LEN], &[2; 16], at(999)));
@@ -464,11 +480,7 @@ mod tests {
     #[test]
     fn a_verified_bound_cookie_is_kept_with_its_sessions_token_only() {
         let c = OpenCache::new(1 << 16, 16 * 1024, 32).expect("cache");
-        let kept = VerifiedBound {
-            bid: [1; 16],
-            value: [b'a'; BOUND_LEN],
-            until_secs: 1_000,
-        };
+        let kept = VerifiedBound::verified([b'a'; BOUND_LEN], [1; 16], 1_000);
         let (alice, other) = (
             SessionId::from_bytes([7; 16]),
             SessionId::from_bytes([8; 16]),

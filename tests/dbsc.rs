@@ -25,7 +25,7 @@ use http::app::{Adapter, App, Req, Routes, both};
 use http_body_util::BodyExt;
 use sealed_session::binding::Dbsc;
 use sealed_session::denylist::MemoryDenylist;
-use sealed_session::{Clock, Keyring, SealedSession, Session, SessionError, Timestamp};
+use sealed_session::{Clock, Keyring, SealedSession, Secure, Session, SessionError, Timestamp};
 
 /// 2025-11-24T16:00:00Z.
 const T0_MS: u64 = 1_764_000_000_000;
@@ -679,6 +679,11 @@ async fn a_revoked_session_ends_its_device_binding(on: Adapter) {
         cookie_pair(&b, COOKIE).unwrap(),
         cookie_pair(&b, BOUND).unwrap(),
     ];
+    // The copied cookies work while the session lives, and their bound cookie is kept by
+    // the open cache: revocation must win over it.
+    for _ in 0..2 {
+        assert_eq!(thief_get(&b, &stolen).await.body, "signed in as alice");
+    }
     b.post_form("/logout", &[]).await;
     assert_eq!(b.get("/").await.body, "anonymous");
     // The copied cookies are refused (the denylist revoked the id), and a refresh of the
@@ -714,6 +719,40 @@ async fn device_binding_works_on_server_stored_sessions(on: Adapter) {
     assert_eq!(b.get("/").await.body, "signed in as alice");
 }
 
+/// Cookies without the `__Host-` prefix (`Secure::Never`): the bound cookie is `sid_bound`,
+/// checked and kept the same way.
+async fn device_binding_works_with_unprefixed_cookies(on: Adapter) {
+    let site = Site::serving(on, Dbsc::new(), |keys, _| {
+        SealedSession::sealed(keys).secure(Secure::Never)
+    })
+    .await;
+    let mut b = Browser::new(&site.base, site.clock.clone());
+    assert_eq!(b.post_form("/login", &[]).await.status, 200);
+    assert_eq!(b.registrations(), 1, "{:?}", b.log());
+    assert!(b.cookie("sid_bound").is_some(), "{:?}", b.log());
+    for _ in 0..2 {
+        assert_eq!(b.get("/").await.body, "signed in as alice");
+    }
+    let session = cookie_pair(&b, "sid").unwrap();
+    assert_eq!(
+        thief_get(&b, std::slice::from_ref(&session)).await.body,
+        "anonymous"
+    );
+    let forged = [
+        session.clone(),
+        "sid_bound=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_owned(),
+    ];
+    assert_eq!(thief_get(&b, &forged).await.body, "anonymous");
+    // The secure name does not stand in for the plain one.
+    let renamed = [
+        session.clone(),
+        format!("{BOUND}={}", b.cookie("sid_bound").unwrap()),
+    ];
+    assert_eq!(thief_get(&b, &renamed).await.body, "anonymous");
+    let both = [session, cookie_pair(&b, "sid_bound").unwrap()];
+    assert_eq!(thief_get(&b, &both).await.body, "signed in as alice");
+}
+
 /// The signed design: the key is readable in the cookie, and still only a proof renews
 /// the bound cookie.
 async fn device_binding_works_on_signed_sessions(on: Adapter) {
@@ -721,8 +760,17 @@ async fn device_binding_works_on_signed_sessions(on: Adapter) {
     let mut b = site.signed_in().await;
     site.clock.advance_secs(601);
     assert_eq!(b.get("/").await.body, "signed in as alice", "{:?}", b.log());
+    assert_eq!(b.post_form("/count", &[]).await.body, "1");
     let stolen = [cookie_pair(&b, COOKIE).unwrap()];
     assert_eq!(thief_get(&b, &stolen).await.body, "anonymous");
+    // After the owner's requests (its bound cookie kept with the token), another value is
+    // still refused.
+    let forged = [
+        cookie_pair(&b, COOKIE).unwrap(),
+        format!("{BOUND}=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+    ];
+    assert_eq!(thief_get(&b, &forged).await.body, "anonymous");
+    assert_eq!(b.get("/").await.body, "signed in as alice");
 }
 
 both!(
@@ -731,6 +779,7 @@ both!(
     a_missing_bound_cookie_does_not_sign_the_browser_out,
     device_binding_works_on_server_stored_sessions,
     device_binding_works_on_signed_sessions,
+    device_binding_works_with_unprefixed_cookies,
     registration_then_expiry_then_a_signed_refresh,
     a_refresh_without_a_proof_gets_a_403_challenge,
     a_browser_that_never_registers_keeps_working,

@@ -32,6 +32,7 @@ use sha2::{Digest, Sha256};
 use super::ProofError;
 use super::jws::{self, KeyIn, ProofAlgorithm};
 use super::replay::{MemoryReplayCache, ReplayCache};
+use crate::cache::{BOUND_LEN, VerifiedBound};
 use crate::clock::Timestamp;
 use crate::keys::MacKey;
 use crate::state::{DeviceKey, SessionId};
@@ -353,12 +354,19 @@ impl DeviceBinding {
     /// Whether `value` is a bound cookie of `bid` that has not expired at `now`.
     #[cfg(test)]
     pub(crate) fn bound_valid(&self, value: &[u8], bid: &[u8; 16], now: Timestamp) -> bool {
-        self.bound_expiry(value, bid, now).is_some()
+        self.verify_bound(value, bid, now).is_some()
     }
 
-    /// When `value` expires (seconds since the epoch), if it is a bound cookie of `bid`
-    /// that has not expired at `now`.
-    pub(crate) fn bound_expiry(&self, value: &[u8], bid: &[u8; 16], now: Timestamp) -> Option<u64> {
+    /// `value`, verified: a bound cookie of `bid` whose MAC verifies and that has not
+    /// expired at `now`. The one place a [`VerifiedBound`] is made.
+    pub(crate) fn verify_bound(
+        &self,
+        value: &[u8],
+        bid: &[u8; 16],
+        now: Timestamp,
+    ) -> Option<VerifiedBound> {
+        // The cookie's one spelling: 24 bytes in 32 characters of unpadded base64.
+        let kept = <[u8; BOUND_LEN]>::try_from(value).ok()?;
         let mut raw = [0u8; 24];
         match URL_SAFE_NO_PAD.decode_slice(value, &mut raw) {
             Ok(24) => {}
@@ -369,7 +377,7 @@ impl DeviceBinding {
         secs.copy_from_slice(exp);
         let until = u64::from_be_bytes(secs);
         (now.as_millis() / 1000 < until && self.verifies(&[b"bound", bid, exp], tag))
-            .then_some(until)
+            .then(|| VerifiedBound::verified(kept, *bid, until))
     }
 
     /// `Secure-Session-Registration` for session `id`.

@@ -11,7 +11,6 @@ use super::respond::outcome;
 use super::{Answer, Engine, RequestHead};
 use crate::binding::ProofError;
 use crate::binding::dbsc::{DeviceBinding, Endpoint, sf_string_or_bare};
-use crate::cache::{BOUND_LEN, VerifiedBound};
 use crate::clock::Timestamp;
 use crate::error::OpenError;
 use crate::session::Arrival;
@@ -129,20 +128,12 @@ impl Engine {
         if arrival.bound.is_some_and(|b| b.admits(value, bid, now)) {
             return true;
         }
-        let Some(until_secs) = dbsc.bound_expiry(value, bid, now) else {
+        let Some(verified) = dbsc.verify_bound(value, bid, now) else {
             return false;
         };
-        if let Ok(value) = <[u8; BOUND_LEN]>::try_from(value) {
-            let bid = *bid;
-            let verified = VerifiedBound {
-                bid,
-                value,
-                until_secs,
-            };
-            arrival.bound = Some(verified);
-            if let (Some(cache), Some((hash, id))) = (&self.shared.cache, arrival.cached_as) {
-                cache.remember_bound(hash, id, verified);
-            }
+        arrival.bound = Some(verified);
+        if let (Some(cache), Some((hash, id))) = (&self.shared.cache, arrival.cached_as) {
+            cache.remember_bound(hash, id, verified);
         }
         true
     }

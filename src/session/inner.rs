@@ -11,7 +11,7 @@ use crate::codec::{Codec, SessionIdCodec};
 use crate::denylist::{Denylist, Revocation};
 use crate::devices::{Devices, MAX_SUBJECT_LEN};
 use crate::error::{OpenError, SealError};
-use crate::state::{SessionId, SessionState};
+use crate::state::{Binding, SessionId, SessionState};
 use crate::store::{Loaded, Store, Write};
 
 /// Where the session lives: in the token (stateless) or in a store (the token is an id).
@@ -230,7 +230,11 @@ impl Inner {
                         state: self.state.clone(),
                         stale_key: false,
                         validity: codec.sealed_validity(&self.state),
-                        bound: self.bound,
+                        // Passed on while the session is still bound as the DBSC session
+                        // it verified for (not after `destroy`, say).
+                        bound: self.bound.filter(|b| {
+                            matches!(self.state.binding(), Some(Binding::Device(key)) if b.is_for(key.id()))
+                        }),
                     };
                     // The client sends the new token from now on: the one it replaces goes,
                     // and the budget is updated once for both.

@@ -413,6 +413,11 @@ mod tests {
         assert!(!found(&["sid=x"], b""));
         assert!(!found(&["sid_bound.0=abc"], b"abc"));
         assert!(found(&["sid_bound=\"abc\""], b"abc"));
+        assert!(found(&["sid_bound=\"\"abc\"\""], b"abc"));
+        assert!(found(&["sid_bound=\"abc"], b"abc"));
+        assert!(found(&["a=1;\tsid_bound=abc"], b"abc"));
+        // Inside another cookie's value, after a space: not a pair of its own.
+        assert!(!found(&["x=foo sid_bound=abc"], b"abc"));
         assert!(found(&["sid_bound="], b""));
         // A planted cookie of the same name does not hide the real one.
         assert!(found(
