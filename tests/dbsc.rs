@@ -360,16 +360,7 @@ async fn both_cookies_stolen_stop_working_when_the_bound_one_expires(on: Adapter
     assert_eq!(thief_get(&b, &stolen).await.body, "anonymous");
     // The thief cannot refresh: no proof, or a proof by a key of its own.
     let id = b.sessions()[0].id.clone();
-    let resp = b
-        .send_raw(
-            "POST",
-            "/dbsc/refresh",
-            with_cookies(b.refresh_headers(&id, None), &stolen),
-            "",
-        )
-        .await;
-    assert_eq!(resp.status, 403);
-    let challenge = challenge_of(&resp);
+    let challenge = thief_challenge(&b, &id, &stolen).await;
     let thief_key = SessionKey::generate();
     let proof = ProofBuilder::refresh(&thief_key, &challenge).build();
     let resp = b
@@ -389,6 +380,15 @@ async fn both_cookies_stolen_stop_working_when_the_bound_one_expires(on: Adapter
 fn with_cookies(mut headers: Vec<(String, String)>, cookies: &[String]) -> Vec<(String, String)> {
     headers.push(("Cookie".to_owned(), cookies.join("; ")));
     headers
+}
+
+/// The refresh challenge a client holding only `cookies` (no key) gets for the DBSC
+/// session `id`: a refresh without a proof, answered with a 403.
+async fn thief_challenge(b: &Browser, id: &str, cookies: &[String]) -> String {
+    let headers = with_cookies(b.refresh_headers(id, None), cookies);
+    let resp = b.send_raw("POST", "/dbsc/refresh", headers, "").await;
+    assert_eq!(resp.status, 403);
+    challenge_of(&resp)
 }
 
 fn challenge_of(resp: &Response) -> String {
@@ -629,16 +629,7 @@ async fn a_thief_cannot_rebind_a_session_to_its_own_key(on: Adapter) {
     let b = site.signed_in().await;
     let id = b.sessions()[0].id.clone();
     let stolen = [cookie_pair(&b, COOKIE).unwrap()];
-    let resp = b
-        .send_raw(
-            "POST",
-            "/dbsc/refresh",
-            with_cookies(b.refresh_headers(&id, None), &stolen),
-            "",
-        )
-        .await;
-    assert_eq!(resp.status, 403);
-    let challenge = challenge_of(&resp);
+    let challenge = thief_challenge(&b, &id, &stolen).await;
     let thief_key = SessionKey::generate();
     let proof = ProofBuilder::registration(&thief_key, Some(&challenge), None).build();
     let headers = vec![(
