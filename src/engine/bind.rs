@@ -133,7 +133,6 @@ pub(super) fn unbound_refused(dpop: &Dpop) -> Answer {
 /// The 401 for a token refused when sent with the DPoP scheme.
 pub(super) fn token_refused(dpop: &Dpop, e: &OpenError, span: &Span) -> Answer {
     let bearer = super::respond::unauthorized(e, span);
-    let description = bearer.body.clone();
-    Answer::text(bearer.status, description.clone())
-        .with_challenge(dpop.challenge(Some("invalid_token"), &description))
+    let challenge = dpop.challenge(Some("invalid_token"), &bearer.body);
+    Answer::text(bearer.status, bearer.body).with_challenge(challenge)
 }
