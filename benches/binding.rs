@@ -2,7 +2,7 @@
 //! - `sealed/read` against `sealed_dbsc/read`: a signed-in sealed cookie session, plain and
 //!   device-bound (DBSC: the bound cookie checked on every request between refreshes; the
 //!   plain case sends a cookie of the same size so the headers weigh the same);
-//! - `jwt_bearer/read` against `jwt_dpop/read`: an ES256 JWT bearer session, plain and
+//! - `jwt_bearer/read` against `jwt_dpop/read`: an EdDSA JWT bearer session, plain and
 //!   DPoP-bound (each request with a fresh ES256 proof, its signature verified and its jti
 //!   recorded). The proofs are made before the counted requests.
 //!

@@ -41,7 +41,7 @@
 //! - `GET /.well-known/jwks.json`: the public keys as a JWK Set (asymmetric keys only).
 //!
 //! Options: `--addr HOST:PORT` (default `127.0.0.1:3000`; port 0 picks a free one, and the
-//! address printed at start is the real one), `--mode sealed|jwt`,
+//! address printed at start is the real one), `--mode sealed|jwt|store`, `--dpop` (jwt mode), `--device-bound` (sealed and store modes),
 //! `--cookie-secure always|auto` (default `always`, see [`demo_app::cookie_config`]), `--redis URL`
 //! (share revocations through Redis, feature `redis`), `--jwt-alg ALG` and `--jwt-kid KID`
 //! (jwt mode). See [`demo_app::usage`].
