@@ -60,6 +60,13 @@ fn logout(session: &Session) -> Result<Json, SessionError> {
     Ok(Json(serde_json::json!({ "ok": true })))
 }
 
+/// Ends the session and starts another, unbound: what DPoP's required mode cannot send.
+fn switch(session: &Session) -> Result<Json, SessionError> {
+    session.destroy()?;
+    session.insert("guest", &true)?;
+    Ok(Json(serde_json::json!({ "ok": true })))
+}
+
 struct Api {
     app: App,
     clock: ManualClock,
@@ -97,7 +104,8 @@ impl Api {
         let routes = Routes::new()
             .post("/api/login", login)
             .get("/api/me", me)
-            .post("/api/logout", logout);
+            .post("/api/logout", logout)
+            .post("/api/switch", switch);
         Api {
             app: on.app(&routes, sessions),
             clock,
@@ -623,6 +631,26 @@ async fn a_revoked_bound_token_is_refused_even_with_a_valid_proof(on: Adapter) {
     assert_refused(&resp, "invalid_token");
 }
 
+/// Under required DPoP, a handler that ends the session and starts an unbound one gets a
+/// 401 (no unbound token goes out), and the session it ended is ended all the same.
+async fn an_ended_session_is_revoked_even_when_its_answer_is_refused(on: Adapter) {
+    let api = Api::new(on, Dpop::new().required(true));
+    let key = DpopKey::generate(Alg::EdDsa);
+    let token = api.bound_token(&key).await;
+    let proof = key.proof_for("POST", &url("/api/switch"), Some(&token), None, api.now());
+    let resp = api
+        .app
+        .post("/api/switch")
+        .header("host", HOST)
+        .header("authorization", format!("DPoP {token}"))
+        .header("dpop", proof)
+        .send()
+        .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{}", resp.body());
+    let resp = api.me("DPoP", &token, &[api.me_proof(&key, &token)]).await;
+    assert_refused(&resp, "invalid_token");
+}
+
 async fn only_the_allowed_algorithms_are_accepted(on: Adapter) {
     let api = Api::new(
         on,
@@ -754,6 +782,7 @@ both!(
     forged_and_malformed_proofs_are_refused,
     a_login_proof_that_fails_issues_no_session,
     required_dpop_refuses_plain_bearer_tokens_and_unproven_logins,
+    an_ended_session_is_revoked_even_when_its_answer_is_refused,
     server_nonces_are_required_then_accepted_and_renewed,
     the_uri_is_read_from_a_trusted_proxy_or_the_configured_origin,
     a_full_replay_cache_refuses_proofs_rather_than_forget_them,

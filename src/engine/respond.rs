@@ -131,6 +131,11 @@ pub(super) async fn finish(
             return Err(not_saved(span, &e.to_string()));
         }
     };
+    // Sessions the handler ended are ended whatever is sent: before the refusals below.
+    if !plan.ended.is_empty() {
+        // Boxed, as the store write below: rare, and large futures (see `Engine::start`).
+        Box::pin(end_sessions(cfg, span, &plan.ended)).await?;
+    }
     // DPoP required: no unbound bearer token goes out (a request without a proof, or a
     // handler that started a new session after `destroy`).
     #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
@@ -154,10 +159,6 @@ pub(super) async fn finish(
             outcome(span, "rejected");
             return Err(super::bind::refusal_answer(dpop, refusal, now));
         }
-    }
-    if !plan.ended.is_empty() {
-        // Boxed, as the store write below: rare, and large futures (see `Engine::start`).
-        Box::pin(end_sessions(cfg, span, &plan.ended)).await?;
     }
     // Store-backed: the session may be found ended by another request when writing it.
     let mut ended_elsewhere = false;
