@@ -201,16 +201,22 @@ impl Dbsc {
 
     /// The settings with their MAC keys: the configured secret, else `derived` (one per key
     /// of the cookie ring, the primary first: what an older key made still verifies after a
-    /// rotation), else a random one (this process only).
+    /// rotation), else a random one (this process only). Should the OS generator fail, no
+    /// key: nothing verifies, so device-bound sessions are refused (never a known key).
     pub(crate) fn resolve(self, derived: Vec<Arc<MacKey>>) -> DeviceBinding {
         let keys = match (&self.secret, derived.is_empty()) {
             (Some(secret), _) => vec![secret.clone()],
             (None, false) => derived,
             (None, true) => {
                 tracing::warn!(target: "sealed_session", "DBSC has no secret and no cookie keys to derive one from: a random one is used, valid in this process only; set Dbsc::secret");
-                let mut random = [0u8; 32];
-                let _ = getrandom::fill(&mut random);
-                vec![Arc::new(MacKey::derived(&random, DBSC_INFO))]
+                let mut random = zeroize::Zeroizing::new([0u8; 32]);
+                match crate::keys::fill_random(&mut random[..]) {
+                    Ok(()) => vec![Arc::new(MacKey::derived(&random[..], DBSC_INFO))],
+                    Err(e) => {
+                        tracing::error!(target: "sealed_session", error = %e, "DBSC has no MAC key: device-bound sessions will be refused");
+                        Vec::new()
+                    }
+                }
             }
         };
         DeviceBinding { cfg: self, keys }
@@ -223,7 +229,8 @@ pub(crate) const DBSC_INFO: &[u8] = b"dbsc";
 /// [`Dbsc`] with its MAC key, as the engine uses it.
 pub(crate) struct DeviceBinding {
     pub(crate) cfg: Dbsc,
-    /// The first makes; any verifies. Never empty.
+    /// The first makes; any verifies. Empty only when no key could be made: then nothing
+    /// verifies.
     keys: Vec<Arc<MacKey>>,
 }
 
@@ -286,7 +293,7 @@ impl DeviceBinding {
         self.cfg.lifetime
     }
 
-    /// A MAC under the primary key.
+    /// A MAC under the primary key (without a key, zeros, which nothing verifies).
     fn tag(&self, parts: &[&[u8]]) -> [u8; 32] {
         self.keys.first().map_or([0; 32], |k| k.tag(parts))
     }
@@ -305,8 +312,9 @@ impl DeviceBinding {
     /// so that one kind is never accepted as the other.
     pub(crate) fn challenge(&self, scope: Scope<'_>, now: Timestamp) -> String {
         let secs = (now.as_millis() / 1000).to_be_bytes();
+        // Tells challenges of one second apart; the MAC, not this, makes them unforgeable.
         let mut random = [0u8; 8];
-        let _ = getrandom::fill(&mut random);
+        let _ = crate::random::fill(&mut random);
         let (kind, subject) = scope.parts();
         let tag = self.tag(&[b"challenge", kind, subject, &secs, &random]);
         let mut raw = [0u8; 32];
@@ -438,7 +446,8 @@ impl DeviceBinding {
         self.answered(&verified.claims.jti, Scope::Registration(id), now)
             .await?;
         let mut bid = [0u8; 16];
-        getrandom::fill(&mut bid).map_err(|_| ProofError::Unrecorded("no random bytes".into()))?;
+        crate::random::fill(&mut bid)
+            .map_err(|_| ProofError::Unrecorded("no random bytes".into()))?;
         Ok(DeviceKey::new(bid, verified.jwk.into_boxed_str()))
     }
 
@@ -584,6 +593,19 @@ mod tests {
         assert!(after.bound_valid(v.as_bytes(), &[7; 16], T));
         let only_new = Dbsc::new().resolve(vec![new]);
         assert!(!only_new.bound_valid(v.as_bytes(), &[7; 16], T));
+    }
+
+    #[test]
+    fn without_a_key_nothing_verifies() {
+        let b = DeviceBinding {
+            cfg: Dbsc::new(),
+            keys: Vec::new(),
+        };
+        let v = b.bound_value(&[7; 16], T);
+        assert!(!b.bound_valid(v.as_bytes(), &[7; 16], T));
+        let id = SessionId::from_bytes([1; 16]);
+        let c = b.challenge(Scope::Registration(&id), T);
+        assert!(!b.challenge_valid(&c, Scope::Registration(&id), T));
     }
 
     #[test]
