@@ -663,6 +663,33 @@ async fn a_missing_bound_cookie_does_not_sign_the_browser_out(on: Adapter) {
     assert_eq!(b.get("/").await.body, "signed in as alice");
 }
 
+/// The same with `save_uninitialized(true)`: the empty session that stands in for the bound
+/// one is not written over its cookie.
+async fn a_missing_bound_cookie_does_not_sign_out_a_site_that_saves_new_sessions(on: Adapter) {
+    let site = Site::serving(on, Dbsc::new(), |keys, _| {
+        SealedSession::sealed(keys).save_uninitialized(true)
+    })
+    .await;
+    let mut b = site.signed_in().await;
+    let id = b.sessions()[0].id.clone();
+    let only_session = [cookie_pair(&b, COOKIE).unwrap()];
+    let resp = thief_get(&b, &only_session).await;
+    assert_eq!(resp.body, "anonymous");
+    assert!(resp.set_cookies().is_empty(), "{:?}", resp.set_cookies());
+    assert_eq!(
+        b.refresh_now(&id).await,
+        common::dbsc_browser::RefreshOutcome::Refreshed
+    );
+    assert_eq!(b.get("/").await.body, "signed in as alice");
+    // A browser without a session still gets one saved.
+    let fresh = b.send_raw("GET", "/", vec![], "").await;
+    assert!(
+        fresh.set_cookies().iter().any(|c| c.starts_with(COOKIE)),
+        "{:?}",
+        fresh.set_cookies()
+    );
+}
+
 async fn a_revoked_session_ends_its_device_binding(on: Adapter) {
     let site = Site::new(on).await;
     let mut b = site.signed_in().await;
@@ -768,6 +795,7 @@ both!(
     the_registration_key_may_come_as_a_claim,
     a_thief_cannot_rebind_a_session_to_its_own_key,
     a_missing_bound_cookie_does_not_sign_the_browser_out,
+    a_missing_bound_cookie_does_not_sign_out_a_site_that_saves_new_sessions,
     device_binding_works_on_server_stored_sessions,
     device_binding_works_on_signed_sessions,
     device_binding_works_with_unprefixed_cookies,

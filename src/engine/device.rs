@@ -97,7 +97,8 @@ impl Engine {
                 // session cookie, and a browser that sends the request before it could
                 // refresh (or after a failed refresh) would be signed out for good.
                 self.cfg.stats.refused(&OpenError::BadProof, span);
-                let (fresh, anonymous) = self.fresh(req.now, None)?;
+                let (fresh, mut anonymous) = self.fresh(req.now, None)?;
+                anonymous.stands_in = true;
                 *state = fresh;
                 return Ok(served(anonymous));
             }

@@ -127,6 +127,7 @@ impl Engine {
             cached_as: None,
             loaded_record: None,
             bound: None,
+            stands_in: false,
         };
         Ok((state, arrival))
     }
@@ -302,6 +303,7 @@ impl Engine {
                     cached_as: cached_hash.map(|hash| (hash, state.id())),
                     loaded_record: None,
                     bound: None,
+                    stands_in: false,
                 };
                 Ok((state, arrival))
             }

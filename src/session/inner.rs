@@ -89,6 +89,8 @@ pub(crate) struct Inner {
     pub(super) cached_as: Option<(u64, SessionId)>,
     /// The bound cookie that verified for this session (DBSC), kept with its new token.
     pub(super) bound: Option<VerifiedBound>,
+    /// See [`Arrival::stands_in`].
+    stands_in: bool,
     /// Device registry entries to remove: this id under a subject it no longer has.
     pub(super) forget: Vec<(String, SessionId)>,
 }
@@ -176,6 +178,9 @@ pub(crate) struct Arrival {
     /// Device-bound (DBSC): the bound cookie that verified for this session, kept with its
     /// token in the open cache (and with the token that replaces it).
     pub(crate) bound: Option<VerifiedBound>,
+    /// Device-bound (DBSC): this new, empty session stands in for a bound one whose bound
+    /// cookie did not come; `save_uninitialized` does not write it over that one's cookie.
+    pub(crate) stands_in: bool,
 }
 
 impl Inner {
@@ -209,6 +214,7 @@ impl Inner {
             saved: None,
             cached_as: arrival.cached_as,
             bound: arrival.bound,
+            stands_in: arrival.stands_in,
             forget: Vec::new(),
         }
     }
@@ -387,7 +393,9 @@ impl Inner {
             // `save` found it ended by another request: that request answered for it.
             Lifecycle::EndedElsewhere => Outcome::Nothing,
             Lifecycle::Live if self.changed || self.token.is_some() => Outcome::Write,
-            Lifecycle::Live if is_new && how.save_uninitialized => Outcome::Write,
+            Lifecycle::Live if is_new && how.save_uninitialized && !self.stands_in => {
+                Outcome::Write
+            }
             // `save` stored a new session during the request: the browser needs its cookie.
             Lifecycle::Live if is_new && self.saved.is_some() => Outcome::Write,
             Lifecycle::Live if !is_new && self.reissue => Outcome::Write,
