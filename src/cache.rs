@@ -119,7 +119,7 @@ impl VerifiedBound {
     /// and has not expired.
     pub(crate) fn admits(&self, value: &[u8], bid: &[u8; 16], now: Timestamp) -> bool {
         self.bid == *bid
-            && now.as_millis() / 1000 < self.until_secs
+            && now.as_secs() < self.until_secs
             && constant_time_eq::constant_time_eq(value, &self.value)
     }
 }

@@ -34,6 +34,17 @@ impl Timestamp {
         self.0
     }
 
+    /// Whole seconds since the Unix epoch (the unit of JWT and proof times).
+    pub(crate) const fn as_secs(self) -> u64 {
+        self.0 / 1000
+    }
+
+    /// `secs` seconds after the Unix epoch (the latest time for seconds past it).
+    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+    pub(crate) const fn from_secs(secs: u64) -> Self {
+        Timestamp(secs.saturating_mul(1000))
+    }
+
     /// From a [`SystemTime`]; times before the epoch become the epoch.
     pub fn from_system_time(t: SystemTime) -> Self {
         // Whole milliseconds in `u64` arithmetic (`as_millis` is a `u128`): read on every

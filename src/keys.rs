@@ -407,6 +407,13 @@ impl MacKey {
         out
     }
 
+    /// Whether `tag` is the first 16 bytes of the HMAC of `parts` (the binding's nonces,
+    /// challenges and bound cookies), compared in constant time.
+    #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+    pub(crate) fn verify_truncated(&self, parts: &[&[u8]], tag: &[u8]) -> bool {
+        tag.len() == 16 && constant_time_eq::constant_time_eq(tag, &self.tag(parts)[..16])
+    }
+
     /// Whether `tag` is the HMAC of `parts`, compared in constant time.
     pub(crate) fn verify(&self, parts: &[&[u8]], tag: &[u8]) -> bool {
         use subtle::ConstantTimeEq;

@@ -300,18 +300,14 @@ impl DeviceBinding {
 
     /// Whether `tag` (16 bytes) is the MAC of `parts` under any of the keys.
     fn verifies(&self, parts: &[&[u8]], tag: &[u8]) -> bool {
-        tag.len() == 16
-            && self.keys.iter().any(|k| {
-                let expected = k.tag(parts);
-                constant_time_eq::constant_time_eq(tag, &expected[..16])
-            })
+        self.keys.iter().any(|k| k.verify_truncated(parts, tag))
     }
 
     /// A challenge: `base64url(time (8) || random (8) || MAC (16))`, the MAC over what it is
     /// for (`scope`: a registration of session `id`, or a refresh of DBSC session `bid`),
     /// so that one kind is never accepted as the other.
     pub(crate) fn challenge(&self, scope: Scope<'_>, now: Timestamp) -> String {
-        let secs = (now.as_millis() / 1000).to_be_bytes();
+        let secs = now.as_secs().to_be_bytes();
         // Tells challenges of one second apart; the MAC, not this, makes them unforgeable.
         let mut random = [0u8; 8];
         let _ = crate::random::fill(&mut random);
@@ -339,7 +335,7 @@ impl DeviceBinding {
         if !self.verifies(&[b"challenge", kind, subject, secs, random], tag) {
             return false;
         }
-        let made = Timestamp::from_millis(u64::from_be_bytes(*secs).saturating_mul(1000));
+        let made = Timestamp::from_secs(u64::from_be_bytes(*secs));
         made <= now.saturating_add(CLOCK_SKEW)
             && now.saturating_since(made) <= self.cfg.challenge_lifetime
     }
@@ -351,7 +347,7 @@ impl DeviceBinding {
         let until = now
             .saturating_add(self.cfg.lifetime)
             .saturating_add(BOUND_GRACE);
-        let exp = (until.as_millis() / 1000).to_be_bytes();
+        let exp = until.as_secs().to_be_bytes();
         let tag = self.tag(&[b"bound", bid, &exp]);
         let mut raw = [0u8; 24];
         raw[..8].copy_from_slice(&exp);
@@ -384,7 +380,7 @@ impl DeviceBinding {
         let mut secs = [0u8; 8];
         secs.copy_from_slice(exp);
         let until = u64::from_be_bytes(secs);
-        (now.as_millis() / 1000 < until && self.verifies(&[b"bound", bid, exp], tag))
+        (now.as_secs() < until && self.verifies(&[b"bound", bid, exp], tag))
             .then(|| VerifiedBound::verified(kept, *bid, until))
     }
 

@@ -274,7 +274,7 @@ impl Dpop {
             .as_u64()
             .or_else(|| claims.iat.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
             .ok_or(ProofError::Claim("iat"))?;
-        let iat = Timestamp::from_millis(iat.saturating_mul(1000));
+        let iat = Timestamp::from_secs(iat);
         if iat > now.saturating_add(self.leeway) || now.saturating_since(iat) > self.max_age {
             return Err(ProofError::Time.into());
         }
@@ -475,7 +475,7 @@ struct Nonces {
 
 impl Nonces {
     fn make(&self, now: Timestamp) -> String {
-        let secs = (now.as_millis() / 1000).to_be_bytes();
+        let secs = now.as_secs().to_be_bytes();
         let tag = self.key.tag(&[&secs]);
         let mut raw = [0u8; 24];
         raw[..8].copy_from_slice(&secs);
@@ -487,11 +487,10 @@ impl Nonces {
     fn age(&self, nonce: &str, now: Timestamp) -> Option<Duration> {
         let raw = URL_SAFE_NO_PAD.decode(nonce).ok()?;
         let (secs, tag) = raw.split_first_chunk::<8>()?;
-        let expected = self.key.tag(&[secs]);
-        if tag.len() != 16 || !constant_time_eq::constant_time_eq(tag, &expected[..16]) {
+        if !self.key.verify_truncated(&[secs], tag) {
             return None;
         }
-        let made = Timestamp::from_millis(u64::from_be_bytes(*secs).saturating_mul(1000));
+        let made = Timestamp::from_secs(u64::from_be_bytes(*secs));
         if made > now {
             return None;
         }
