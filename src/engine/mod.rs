@@ -455,10 +455,6 @@ impl Engine {
             (Token::Absent, _) => self.fresh(now, None),
             (Token::Refused(e), _) => self.fresh(now, Some(e)),
         };
-        #[cfg_attr(
-            not(any(feature = "jwt", feature = "jwt-rust-crypto")),
-            allow(unused_mut)
-        )]
         let (mut state, mut arrival) = opened.inspect_err(|_| outcome(&span, "unavailable"))?;
         if let Some(e) = &arrival.refused {
             self.cfg.stats.refused(e, &span);

@@ -74,9 +74,10 @@ fn pairs(header: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// The values of the cookie `name` (whole, not chunked) in the request's Cookie headers, in
-/// order, read as [`CookieConfig::scan`] reads the session cookie: a cookie of the same name
-/// planted before the real one does not hide it.
+/// Every value of the cookie `name` (whole, not chunked) in the request's Cookie headers, in
+/// order, with pairs read as [`CookieConfig::scan`] reads them. Unlike the session cookie,
+/// of which the first is taken, the caller sees them all: a cookie of the same name planted
+/// before the real one does not hide it.
 #[cfg_attr(
     not(any(feature = "jwt", feature = "jwt-rust-crypto")),
     allow(dead_code)
