@@ -139,6 +139,17 @@ impl Engine {
         true
     }
 
+    /// A refused DBSC proof, logged and counted: its status, `otherwise` unless it could not
+    /// be recorded as used (503: the client tries again later).
+    fn proof_refused(&self, step: &str, e: &ProofError, otherwise: StatusCode) -> StatusCode {
+        tracing::info!(target: "sealed_session", step, error = %e, "DBSC proof refused");
+        self.cfg.stats.refused(&OpenError::BadProof, &Span::none());
+        match e {
+            ProofError::Unrecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => otherwise,
+        }
+    }
+
     /// A registration: the answer, and whether the session was bound (its id is then
     /// renewed, so that a token issued before the binding stops working).
     async fn register_device(
@@ -166,12 +177,7 @@ impl Engine {
         let key = match dbsc.register(proof, &state.id(), req.now).await {
             Ok(key) => key,
             Err(e) => {
-                tracing::info!(target: "sealed_session", error = %e, "DBSC registration refused");
-                self.cfg.stats.refused(&OpenError::BadProof, &Span::none());
-                let status = match e {
-                    ProofError::Unrecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
-                    _ => StatusCode::BAD_REQUEST,
-                };
+                let status = self.proof_refused("registration", &e, StatusCode::BAD_REQUEST);
                 return (Answer::text(status, e.description()), false);
             }
         };
@@ -210,13 +216,8 @@ impl Engine {
                 .with_header(CHALLENGE, challenge());
         };
         if let Err(e) = dbsc.refresh(proof, &key, req.now).await {
-            tracing::info!(target: "sealed_session", error = %e, "DBSC refresh refused");
-            self.cfg.stats.refused(&OpenError::BadProof, &Span::none());
             // The draft: a browser keeps its session and tries later after a 5xx.
-            let status = match e {
-                ProofError::Unrecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::FORBIDDEN,
-            };
+            let status = self.proof_refused("refresh", &e, StatusCode::FORBIDDEN);
             return Answer::text(status, e.description()).with_header(CHALLENGE, challenge());
         }
         Answer::text(StatusCode::OK, String::new())
