@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use common::dbsc_browser::{Browser, BrowserClock, ProofBuilder, Response, SessionKey};
 use http::app::{Adapter, App, Req, Routes, both};
 use http_body_util::BodyExt;
-use sealed_session::binding::Dbsc;
+use sealed_session::binding::{Dbsc, MemoryReplayCache};
 use sealed_session::denylist::MemoryDenylist;
 use sealed_session::{Clock, Keyring, SealedSession, Secure, Session, SessionError, Timestamp};
 
@@ -690,6 +690,20 @@ async fn a_missing_bound_cookie_does_not_sign_out_a_site_that_saves_new_sessions
     );
 }
 
+/// A registration whose challenge cannot be recorded as answered (the replay cache is
+/// full) is a 503, never a registration that could be replayed; the session goes on unbound.
+async fn a_full_replay_cache_refuses_registrations_with_a_503(on: Adapter) {
+    let full = Dbsc::new().replay_cache(Arc::new(MemoryReplayCache::new(1)));
+    let site = Site::with(on, full).await;
+    let _first = site.signed_in().await;
+    let mut b = Browser::new(&site.base, site.clock.clone());
+    let resp = b.post_form("/login", &[]).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(b.registrations(), 0, "{:?}", b.log());
+    assert!(b.log().iter().any(|l| l.contains("503")), "{:?}", b.log());
+    assert_eq!(b.get("/").await.body, "signed in as alice");
+}
+
 async fn a_revoked_session_ends_its_device_binding(on: Adapter) {
     let site = Site::new(on).await;
     let mut b = site.signed_in().await;
@@ -796,6 +810,7 @@ both!(
     a_thief_cannot_rebind_a_session_to_its_own_key,
     a_missing_bound_cookie_does_not_sign_the_browser_out,
     a_missing_bound_cookie_does_not_sign_out_a_site_that_saves_new_sessions,
+    a_full_replay_cache_refuses_registrations_with_a_503,
     device_binding_works_on_server_stored_sessions,
     device_binding_works_on_signed_sessions,
     device_binding_works_with_unprefixed_cookies,
