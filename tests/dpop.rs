@@ -60,6 +60,11 @@ fn logout(session: &Session) -> Result<Json, SessionError> {
     Ok(Json(serde_json::json!({ "ok": true })))
 }
 
+/// Reads nothing and writes nothing: no token is issued.
+fn ping(_session: &Session) -> Result<Json, SessionError> {
+    Ok(Json(serde_json::json!({ "pong": true })))
+}
+
 /// Ends the session and starts another, unbound: what DPoP's required mode cannot send.
 fn switch(session: &Session) -> Result<Json, SessionError> {
     session.destroy()?;
@@ -105,7 +110,8 @@ impl Api {
             .post("/api/login", login)
             .get("/api/me", me)
             .post("/api/logout", logout)
-            .post("/api/switch", switch);
+            .post("/api/switch", switch)
+            .get("/api/ping", ping);
         Api {
             app: on.app(&routes, sessions),
             clock,
@@ -430,6 +436,34 @@ async fn a_login_proof_that_fails_issues_no_session(on: Adapter) {
     let resp = api.login(Some(stale)).await;
     assert_refused(&resp, "invalid_dpop_proof");
     assert!(resp.headers().get("x-session-token").is_none());
+}
+
+/// A proof that comes with no token and gets none fills nothing: only a proof a token is
+/// issued to is recorded, so proofs by keys a client makes up cannot fill the cache.
+async fn a_proof_that_issues_no_token_is_not_recorded(on: Adapter) {
+    let cache = Arc::new(MemoryReplayCache::new(100));
+    let api = Api::new(on, Dpop::new().replay_cache(cache.clone()));
+    for _ in 0..3 {
+        let key = DpopKey::generate(Alg::EdDsa);
+        let proof = key.proof_for("GET", &url("/api/ping"), None, None, api.now());
+        let resp = api
+            .app
+            .get("/api/ping")
+            .header("host", HOST)
+            .header("dpop", proof)
+            .send()
+            .await;
+        resp.assert_status_is_ok();
+        assert!(resp.headers().get("x-session-token").is_none());
+    }
+    assert_eq!(cache.len(), 0);
+    let key = DpopKey::generate(Alg::EdDsa);
+    let _token = api.bound_token(&key).await;
+    assert_eq!(
+        cache.len(),
+        1,
+        "the login's proof, once a token is issued to it"
+    );
 }
 
 // ---- Settings ----
@@ -786,6 +820,7 @@ both!(
     server_nonces_are_required_then_accepted_and_renewed,
     the_uri_is_read_from_a_trusted_proxy_or_the_configured_origin,
     a_full_replay_cache_refuses_proofs_rather_than_forget_them,
+    a_proof_that_issues_no_token_is_not_recorded,
     a_revoked_bound_token_is_refused_even_with_a_valid_proof,
     only_the_allowed_algorithms_are_accepted,
 );
