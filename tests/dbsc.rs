@@ -658,8 +658,8 @@ async fn a_missing_bound_cookie_does_not_sign_the_browser_out(on: Adapter) {
 /// the session's; the browser's next refresh brings it back.
 async fn served_without_its_bound_cookie_then_refreshed(b: &mut Browser) {
     let id = b.sessions()[0].id.clone();
-    let only_session = [cookie_pair(&b, COOKIE).unwrap()];
-    let resp = thief_get(&b, &only_session).await;
+    let only_session = [cookie_pair(b, COOKIE).unwrap()];
+    let resp = thief_get(b, &only_session).await;
     assert_eq!(resp.body, "anonymous");
     assert!(resp.set_cookies().is_empty(), "{:?}", resp.set_cookies());
     assert_eq!(
