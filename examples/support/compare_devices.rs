@@ -3,11 +3,9 @@
 //! session a subject (the user), so that every token issued is recorded: the write route's
 //! re-issue pays one registry write (what a renewal pays), the read route nothing.
 
-use std::sync::Arc;
-
 use poem::endpoint::BoxEndpoint;
-use poem::{EndpointExt as _, Response, Route, get, handler, post};
-use sealed_session::{Keyring, SealedSession, Session};
+use poem::{Response, handler};
+use sealed_session::{Keyring, Session};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -26,6 +24,10 @@ pub fn login(session: &Session) -> poem::Result<&'static str> {
 /// The row's application on the Redis at `url`.
 #[cfg(feature = "redis")]
 pub async fn app(url: &str, keys: Keyring) -> Result<BoxEndpoint<'static, Response>> {
+    use std::sync::Arc;
+
+    use poem::{EndpointExt as _, Route, get, post};
+    use sealed_session::SealedSession;
     use sealed_session::denylist::RedisDenylist;
     use sealed_session::devices::{Devices, RedisRegistry};
 
@@ -46,6 +48,5 @@ pub async fn app(url: &str, keys: Keyring) -> Result<BoxEndpoint<'static, Respon
 
 #[cfg(not(feature = "redis"))]
 pub async fn app(_url: &str, _keys: Keyring) -> Result<BoxEndpoint<'static, Response>> {
-    let _ = (Arc::new(()), login, SealedSession::sealed);
     Err("built without the redis feature".into())
 }
